@@ -1,0 +1,165 @@
+//! The [`Channel`] trait: a bounded, transactional buffer between tasks.
+//!
+//! Channels are the only edges of a pipeline. Writers (sources and processor
+//! stages) [`put`](Channel::put) batches; readers (processor stages and sinks)
+//! [`take`](Channel::take) a batch under a [`Transaction`] and
+//! [`commit`](Transaction::commit) it once the batch is safely passed on.
+//! A transaction that is [rolled back](Transaction::rollback) or dropped makes
+//! its events available again, ahead of everything else, as in Flume.
+
+use async_trait::async_trait;
+
+use crate::event::Batch;
+
+/// Why a put or take failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ChannelError {
+    /// The channel was closed: no more writers, or the pipeline is stopping.
+    /// The batch is handed back so that the caller can decide what to do.
+    #[error("channel is closed")]
+    Closed(Batch),
+    /// An I/O error of a durable channel. Retrying may help.
+    #[error("channel I/O error: {0}")]
+    Io(#[from] std::io::Error),
+    /// Anything else a channel implementation reports.
+    #[error("{0}")]
+    Other(String),
+}
+
+/// What a channel reports about itself (for metrics and `sluice top`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ChannelStats {
+    /// Events held, including taken but uncommitted ones.
+    pub events: u64,
+    /// Approximate bytes held.
+    pub bytes: u64,
+    /// Capacity in events.
+    pub capacity: u64,
+    /// Capacity in bytes, when bounded by bytes.
+    pub max_bytes: Option<u64>,
+    /// Events accepted since start.
+    pub put_events: u64,
+    /// Events committed by readers since start.
+    pub committed_events: u64,
+    /// Events discarded because the channel was full (`when_full: drop_newest`).
+    pub discarded_events: u64,
+}
+
+/// A bounded, transactional channel.
+///
+/// # Contract
+///
+/// * `put` returns once the channel has accepted the whole batch (for a
+///   durable channel: written and synced per its policy). While the channel is
+///   full it waits: that wait is backpressure. A channel configured to drop
+///   instead returns at once and counts what it dropped.
+/// * `take` waits until at least one event is available and hands out at most
+///   `max` events under a [`Transaction`]. It returns `Ok(None)` once the
+///   channel is closed and everything in it has been committed.
+/// * Events taken but not yet committed still count against the capacity, so
+///   memory stays bounded by it whatever the input rate.
+/// * `close` is called by the runtime when the last writer is gone; later
+///   puts fail with [`ChannelError::Closed`].
+///
+/// # Cancel safety
+///
+/// `put` and `take` must be cancel safe: a cancelled `put` has put nothing,
+/// a cancelled `take` has taken nothing.
+#[async_trait]
+pub trait Channel: Send + Sync + 'static {
+    /// Puts a batch, waiting while the channel is full.
+    async fn put(&self, batch: Batch) -> Result<(), ChannelError>;
+
+    /// Takes at most `max` events; `Ok(None)` once closed and drained.
+    async fn take(&self, max: usize) -> Result<Option<Transaction>, ChannelError>;
+
+    /// Marks the channel closed for writers (readers drain what is left).
+    fn close(&self);
+
+    /// Current statistics.
+    fn stats(&self) -> ChannelStats;
+}
+
+/// The channel's side of a transaction: what commit and rollback do.
+#[async_trait]
+pub trait TransactionHandle: Send + 'static {
+    /// Removes the taken events for good.
+    async fn commit(self: Box<Self>) -> Result<(), ChannelError>;
+    /// Makes the taken events available again. `batch` is the batch as it
+    /// was handed out when the holder still has it; `None` when the holder
+    /// consumed it (a durable channel re-reads it from storage; a memory
+    /// channel can then only release the capacity).
+    fn rollback(self: Box<Self>, batch: Option<Batch>);
+}
+
+/// A batch taken from a channel, not yet committed.
+///
+/// Dropping it without [`commit`](Self::commit) rolls it back.
+pub struct Transaction {
+    batch: Option<Batch>,
+    handle: Option<Box<dyn TransactionHandle>>,
+}
+
+impl Transaction {
+    /// Wraps a taken batch and the channel's handle for it.
+    pub fn new(batch: Batch, handle: Box<dyn TransactionHandle>) -> Self {
+        Transaction {
+            batch: Some(batch),
+            handle: Some(handle),
+        }
+    }
+
+    /// The taken events (empty once [`take_batch`](Self::take_batch) moved them out).
+    pub fn batch(&self) -> &Batch {
+        static EMPTY: Batch = Batch { events: Vec::new() };
+        self.batch.as_ref().unwrap_or(&EMPTY)
+    }
+
+    /// Number of events taken.
+    pub fn len(&self) -> usize {
+        self.batch().len()
+    }
+
+    /// Whether no events were taken.
+    pub fn is_empty(&self) -> bool {
+        self.batch().is_empty()
+    }
+
+    /// Moves the events out, for a holder that transforms them in place. A
+    /// later rollback cannot hand them back (see [`TransactionHandle::rollback`]).
+    pub fn take_batch(&mut self) -> Batch {
+        self.batch.take().unwrap_or_default()
+    }
+
+    /// Commits: the events are gone from the channel.
+    pub async fn commit(mut self) -> Result<(), ChannelError> {
+        self.batch = None;
+        match self.handle.take() {
+            Some(h) => h.commit().await,
+            None => Ok(()),
+        }
+    }
+
+    /// Rolls back: the events become available again.
+    pub fn rollback(mut self) {
+        if let Some(h) = self.handle.take() {
+            h.rollback(self.batch.take());
+        }
+    }
+}
+
+impl Drop for Transaction {
+    fn drop(&mut self) {
+        if let Some(h) = self.handle.take() {
+            h.rollback(self.batch.take());
+        }
+    }
+}
+
+impl std::fmt::Debug for Transaction {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Transaction")
+            .field("events", &self.len())
+            .finish()
+    }
+}

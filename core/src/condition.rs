@@ -1,0 +1,1 @@
+//! Conditions: a small boolean expression language over events (stub).

@@ -1,0 +1,181 @@
+//! Typed option values shared by component configs: sizes and durations.
+
+use std::fmt;
+use std::time::Duration as StdDuration;
+
+use serde::de::{self, Deserializer, Visitor};
+use serde::Deserialize;
+
+/// A size in bytes, written `64MiB`, `1GiB`, `512KiB`, `10MB`, `4096` or `4096B`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ByteSize(pub u64);
+
+impl ByteSize {
+    /// Parses `64MiB`, `1.5GB`, `100` (bytes).
+    pub fn parse(s: &str) -> Result<Self, String> {
+        let s = s.trim();
+        let split = s
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(s.len());
+        let (num, unit) = s.split_at(split);
+        let n: f64 = num
+            .parse()
+            .map_err(|_| format!("invalid size `{s}`: expected a number with a unit such as `64MiB`"))?;
+        let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+            "" | "b" => 1,
+            "k" | "kb" => 1_000,
+            "kib" | "ki" => 1 << 10,
+            "m" | "mb" => 1_000_000,
+            "mib" | "mi" => 1 << 20,
+            "g" | "gb" => 1_000_000_000,
+            "gib" | "gi" => 1 << 30,
+            "t" | "tb" => 1_000_000_000_000,
+            "tib" | "ti" => 1 << 40,
+            other => {
+                return Err(format!(
+                    "invalid size unit `{other}` in `{s}`: use B, KB, KiB, MB, MiB, GB, GiB, TB or TiB"
+                ))
+            }
+        };
+        Ok(ByteSize((n * mult as f64) as u64))
+    }
+}
+
+impl fmt::Display for ByteSize {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        const UNITS: [(&str, u64); 4] = [("TiB", 1 << 40), ("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)];
+        for (name, size) in UNITS {
+            if self.0 >= size && self.0 % size == 0 {
+                return write!(f, "{}{}", self.0 / size, name);
+            }
+        }
+        write!(f, "{}B", self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for ByteSize {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = ByteSize;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a size such as `64MiB` or a number of bytes")
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<ByteSize, E> {
+                Ok(ByteSize(v))
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<ByteSize, E> {
+                u64::try_from(v)
+                    .map(ByteSize)
+                    .map_err(|_| E::custom("a size cannot be negative"))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<ByteSize, E> {
+                ByteSize::parse(v).map_err(E::custom)
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// A duration, written `500ms`, `1s`, `5m`, `2h`, `1d`; a bare number is seconds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct Duration(pub StdDuration);
+
+impl Duration {
+    /// Parses `500ms`, `1.5s`, `10m`, `2h`, `1d`, `30` (seconds).
+    pub fn parse(s: &str) -> Result<Self, String> {
+        let s = s.trim();
+        let split = s
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(s.len());
+        let (num, unit) = s.split_at(split);
+        let n: f64 = num
+            .parse()
+            .map_err(|_| format!("invalid duration `{s}`: expected a number with a unit such as `5s`"))?;
+        let secs = match unit.trim() {
+            "" | "s" | "sec" | "secs" => n,
+            "ms" => n / 1e3,
+            "us" | "µs" => n / 1e6,
+            "ns" => n / 1e9,
+            "m" | "min" | "mins" => n * 60.0,
+            "h" => n * 3600.0,
+            "d" => n * 86400.0,
+            other => {
+                return Err(format!(
+                    "invalid duration unit `{other}` in `{s}`: use ns, us, ms, s, m, h or d"
+                ))
+            }
+        };
+        Ok(Duration(StdDuration::from_secs_f64(secs)))
+    }
+
+    /// The standard-library duration.
+    pub fn get(self) -> StdDuration {
+        self.0
+    }
+}
+
+impl From<StdDuration> for Duration {
+    fn from(d: StdDuration) -> Self {
+        Duration(d)
+    }
+}
+
+impl fmt::Display for Duration {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:?}", self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for Duration {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = Duration;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a duration such as `500ms`, `5s` or `1m`")
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Duration, E> {
+                Ok(Duration(StdDuration::from_secs(v)))
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Duration, E> {
+                u64::try_from(v)
+                    .map(|v| Duration(StdDuration::from_secs(v)))
+                    .map_err(|_| E::custom("a duration cannot be negative"))
+            }
+            fn visit_f64<E: de::Error>(self, v: f64) -> Result<Duration, E> {
+                if v < 0.0 || !v.is_finite() {
+                    return Err(E::custom("a duration must be a positive number"));
+                }
+                Ok(Duration(StdDuration::from_secs_f64(v)))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Duration, E> {
+                Duration::parse(v).map_err(E::custom)
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes() {
+        assert_eq!(ByteSize::parse("64MiB").unwrap().0, 64 << 20);
+        assert_eq!(ByteSize::parse("1GiB").unwrap().0, 1 << 30);
+        assert_eq!(ByteSize::parse("10MB").unwrap().0, 10_000_000);
+        assert_eq!(ByteSize::parse("4096").unwrap().0, 4096);
+        assert!(ByteSize::parse("12 parsecs").is_err());
+        assert_eq!(ByteSize(64 << 20).to_string(), "64MiB");
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(Duration::parse("500ms").unwrap().0, StdDuration::from_millis(500));
+        assert_eq!(Duration::parse("2m").unwrap().0, StdDuration::from_secs(120));
+        assert_eq!(Duration::parse("3").unwrap().0, StdDuration::from_secs(3));
+        assert!(Duration::parse("3 fortnights").is_err());
+    }
+}

@@ -1,0 +1,60 @@
+//! # sluice-core
+//!
+//! The heart of Sluice, a pipeline agent: the event model, the component
+//! traits, the registry, the pipeline file and the runtime that runs it.
+//!
+//! * [`Event`](event::Event) is one log record (body, timestamp, fields);
+//!   [`Batch`](event::Batch) is the unit every component moves.
+//! * [`Source`](source::Source) reads events and emits batches through its
+//!   [`SourceContext`](source::SourceContext).
+//! * [`Channel`](channel::Channel) is a bounded, transactional buffer: `put`,
+//!   then `take` under a [`Transaction`](channel::Transaction) that is
+//!   committed or rolled back, as in Flume.
+//! * [`Processor`](processor::Processor) transforms batches synchronously,
+//!   inline in a source or as a stage between two channels.
+//! * [`Sink`](sink::Sink) delivers batches; the take is committed only after
+//!   delivery.
+//! * [`Registry`](registry::Registry) maps the YAML `type` of each component to
+//!   its typed config ([`SourceConfig`](registry::SourceConfig) and friends).
+//! * [`config`] reads and validates the pipeline file, keeping line and column
+//!   for every error; [`topology`] builds the graph and runs every component as
+//!   a tokio task, with channels as the only edges.
+//!
+//! ```
+//! use sluice_core::prelude::*;
+//!
+//! let mut batch = Batch::new();
+//! batch.push(Event::new("GET /index.html 200", Timestamp::now()));
+//! batch.events[0].insert("status", 200i64);
+//! assert_eq!(batch.events[0].get("status"), Some(&Value::Integer(200)));
+//! ```
+
+pub mod channel;
+pub mod checkpoint;
+pub mod condition;
+pub mod config;
+pub mod event;
+pub mod metrics;
+pub mod processor;
+pub mod registry;
+pub mod sink;
+pub mod source;
+pub mod template;
+pub mod testing;
+pub mod topology;
+
+/// The names a component author needs.
+pub mod prelude {
+    pub use crate::channel::{Channel, ChannelError, ChannelStats, Transaction, TransactionHandle};
+    pub use crate::checkpoint::CheckpointStore;
+    pub use crate::config::{ByteSize, Duration};
+    pub use crate::event::{Batch, Event, Fields, Timestamp, Value};
+    pub use crate::metrics::ComponentMetrics;
+    pub use crate::processor::{ProcessContext, Processor};
+    pub use crate::registry::{
+        BuildContext, BuildError, ChannelConfig, Problem, ProcessorConfig, Registry, SinkConfig,
+        SourceConfig,
+    };
+    pub use crate::sink::{Sink, SinkError};
+    pub use crate::source::{ComponentError, Source, SourceContext};
+}

@@ -1,0 +1,63 @@
+//! The [`Processor`] trait: synchronous, batch-at-a-time transformation.
+
+use crate::event::Batch;
+
+/// What a processor reports back while processing a batch.
+///
+/// A processor that cannot handle an event (unparseable JSON, say) leaves the
+/// event in the batch and calls [`fail`](Self::fail) with its index. The
+/// runtime then moves it to the dead-letter channel when one is configured, or
+/// counts and logs it and lets it pass on unchanged: never a silent drop,
+/// never a crash.
+#[derive(Debug, Default)]
+pub struct ProcessContext {
+    failures: Vec<(usize, String)>,
+}
+
+impl ProcessContext {
+    /// A fresh context.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Marks the event at `index` of the batch being processed as failed.
+    pub fn fail(&mut self, index: usize, reason: impl std::fmt::Display) {
+        self.failures.push((index, reason.to_string()));
+    }
+
+    /// The failures reported so far, in the order they were reported.
+    pub fn failures(&self) -> &[(usize, String)] {
+        &self.failures
+    }
+
+    /// Takes the failures out, leaving none.
+    pub fn take_failures(&mut self) -> Vec<(usize, String)> {
+        std::mem::take(&mut self.failures)
+    }
+}
+
+/// A synchronous transformation of batches: the per-event hot path.
+///
+/// A processor runs inline inside a source task (`processors:` of a source)
+/// or as a stage task of its own (`input:` a channel). Either way it is called
+/// from one task at a time, so it may keep state in `&mut self`.
+///
+/// # Contract
+///
+/// * `process` transforms the batch in place: change events, remove them
+///   (a filter), or add new ones. Order is kept unless the processor says
+///   otherwise.
+/// * It must not block for long: heavy work (training a model) goes to a
+///   background thread and is swapped in.
+/// * Failures are reported per event through [`ProcessContext::fail`]; the
+///   processor never panics on event content.
+/// * `finish` is called once when the input has ended (a bounded run, or a
+///   graceful stop) so that processors holding events back (windows,
+///   sessions) can emit them.
+pub trait Processor: Send + 'static {
+    /// Transforms `batch` in place.
+    fn process(&mut self, batch: &mut Batch, cx: &mut ProcessContext);
+
+    /// Emits whatever is held back; called once at end of input.
+    fn finish(&mut self, _out: &mut Batch) {}
+}

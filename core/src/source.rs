@@ -1,0 +1,84 @@
+//! The [`Source`] trait and the [`SourceContext`] it runs with.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use tokio_util::sync::CancellationToken;
+
+use crate::channel::ChannelError;
+use crate::checkpoint::CheckpointStore;
+use crate::event::Batch;
+use crate::metrics::ComponentMetrics;
+use crate::topology::emit::Emitter;
+
+/// Why a component's task ended with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum ComponentError {
+    /// An I/O error (reading a file, a socket).
+    #[error("I/O error: {0}")]
+    Io(#[from] std::io::Error),
+    /// A channel refused a batch (closed while the pipeline stops).
+    #[error(transparent)]
+    Channel(#[from] ChannelError),
+    /// Anything else.
+    #[error("{0}")]
+    Other(String),
+}
+
+/// Reads events from somewhere and emits them in batches.
+///
+/// # Contract
+///
+/// * `run` reads until its input ends (a bounded source returns `Ok(())`) or
+///   until [`SourceContext::shutdown`] is cancelled. On shutdown it stops
+///   reading, emits what it has already read, records its checkpoint, and
+///   returns `Ok(())`.
+/// * It records a checkpoint only after [`SourceContext::emit`] returned: by
+///   then the channels have accepted the batch.
+/// * `emit` waits while a channel is full (backpressure); a source should not
+///   read further meanwhile.
+/// * An error ends this source only; the rest of the pipeline drains and the
+///   agent exits non-zero.
+#[async_trait]
+pub trait Source: Send + 'static {
+    /// Runs the source to completion.
+    async fn run(self: Box<Self>, cx: SourceContext) -> Result<(), ComponentError>;
+}
+
+/// What a running source is given by the runtime.
+pub struct SourceContext {
+    /// The source's id in the pipeline file.
+    pub id: Arc<str>,
+    /// Cancelled when the pipeline is asked to stop.
+    pub shutdown: CancellationToken,
+    /// Where to keep offsets across restarts.
+    pub checkpoints: CheckpointStore,
+    /// The source's own directory under the pipeline's `data_dir`.
+    pub data_dir: PathBuf,
+    /// Counters for this source.
+    pub metrics: Arc<ComponentMetrics>,
+    pub(crate) emitter: Emitter,
+}
+
+impl SourceContext {
+    /// Runs the inline processors on `batch`, applies the selector and puts
+    /// the result into the source's channels. Waits while a channel is full.
+    ///
+    /// # Errors
+    ///
+    /// [`ChannelError::Closed`] when the pipeline is being torn down and the
+    /// channels no longer accept events; the source should return.
+    pub async fn emit(&mut self, batch: Batch) -> Result<(), ChannelError> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        self.metrics.record_in(&batch);
+        self.emitter.emit(batch).await
+    }
+
+    /// The source's own directory under the pipeline's `data_dir`.
+    pub fn data_dir(&self) -> &Path {
+        &self.data_dir
+    }
+}

@@ -1,0 +1,1 @@
+//! Templates for paths and names (stub).

@@ -1,0 +1,192 @@
+//! The output side shared by sources and processor stages: run the inline
+//! processor chain, hand failures to the dead-letter channel, apply the
+//! selector, and put into the channels.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use crate::channel::{Channel, ChannelError};
+use crate::event::{Batch, Event, Value};
+use crate::metrics::ComponentMetrics;
+use crate::processor::{ProcessContext, Processor};
+
+/// One processor of an inline chain, with what the runtime needs around it.
+pub(crate) struct ChainLink {
+    pub id: Arc<str>,
+    pub processor: Box<dyn Processor>,
+    pub dead_letter: Option<Arc<dyn Channel>>,
+    pub metrics: Arc<ComponentMetrics>,
+}
+
+/// Where events go after the chain.
+pub(crate) enum Route {
+    /// Every event to every output.
+    Replicating,
+    /// By the text of one field.
+    Multiplexing {
+        field: String,
+        mapping: HashMap<String, Vec<usize>>,
+        default: Vec<usize>,
+    },
+}
+
+/// Runs a chain, routes, puts.
+pub(crate) struct Emitter {
+    pub owner: Arc<str>,
+    pub chain: Vec<ChainLink>,
+    pub route: Route,
+    pub outputs: Vec<Arc<dyn Channel>>,
+    pub metrics: Arc<ComponentMetrics>,
+    pub cx: ProcessContext,
+}
+
+impl Emitter {
+    /// Runs the chain over `batch`, then routes and puts it.
+    pub async fn emit(&mut self, mut batch: Batch) -> Result<(), ChannelError> {
+        for i in 0..self.chain.len() {
+            self.run_link(i, &mut batch).await?;
+            if batch.is_empty() {
+                return Ok(());
+            }
+        }
+        self.route_and_put(batch).await
+    }
+
+    /// Flushes every processor of the chain (end of input), passing what each
+    /// emits through the rest of the chain, then routes it.
+    pub async fn finish(&mut self) -> Result<(), ChannelError> {
+        for i in 0..self.chain.len() {
+            let mut out = Batch::new();
+            self.chain[i].processor.finish(&mut out);
+            if out.is_empty() {
+                continue;
+            }
+            for j in i + 1..self.chain.len() {
+                self.run_link(j, &mut out).await?;
+            }
+            self.route_and_put(out).await?;
+        }
+        Ok(())
+    }
+
+    async fn run_link(&mut self, i: usize, batch: &mut Batch) -> Result<(), ChannelError> {
+        let link = &mut self.chain[i];
+        link.metrics.record_in(batch);
+        let before = batch.len();
+        link.processor.process(batch, &mut self.cx);
+        let failures = self.cx.take_failures();
+        if !failures.is_empty() {
+            let link = &self.chain[i];
+            handle_failures(&link.id, &link.metrics, link.dead_letter.as_ref(), batch, failures).await?;
+        }
+        let link = &self.chain[i];
+        if batch.len() < before {
+            link.metrics.record_discarded(before - batch.len());
+        }
+        link.metrics.record_out(batch);
+        Ok(())
+    }
+
+    async fn route_and_put(&mut self, batch: Batch) -> Result<(), ChannelError> {
+        if batch.is_empty() || self.outputs.is_empty() {
+            return Ok(());
+        }
+        match &self.route {
+            Route::Replicating => {
+                let n = self.outputs.len();
+                self.metrics.record_out(&batch);
+                for (i, ch) in self.outputs.iter().enumerate() {
+                    if i + 1 == n {
+                        return ch.put(batch).await;
+                    }
+                    ch.put(batch.clone()).await?;
+                }
+                Ok(())
+            }
+            Route::Multiplexing {
+                field,
+                mapping,
+                default,
+            } => {
+                let mut per: Vec<Vec<Event>> = (0..self.outputs.len()).map(|_| Vec::new()).collect();
+                let mut unrouted = 0usize;
+                for event in batch {
+                    let targets = match event.get(field) {
+                        Some(Value::String(b)) => std::str::from_utf8(b)
+                            .ok()
+                            .and_then(|s| mapping.get(s))
+                            .unwrap_or(default),
+                        Some(v) => mapping.get(v.to_text().as_ref()).unwrap_or(default),
+                        None => default,
+                    };
+                    match targets.split_last() {
+                        None => unrouted += 1,
+                        Some((last, rest)) => {
+                            for t in rest {
+                                per[*t].push(event.clone());
+                            }
+                            per[*last].push(event);
+                        }
+                    }
+                }
+                if unrouted > 0 {
+                    self.metrics.record_discarded(unrouted);
+                    tracing::debug!(component = %self.owner, unrouted, "events matched no mapping and there is no default");
+                }
+                for (i, events) in per.into_iter().enumerate() {
+                    if !events.is_empty() {
+                        let b = Batch::from(events);
+                        self.metrics.record_out(&b);
+                        self.outputs[i].put(b).await?;
+                    }
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+/// Moves failed events to the dead-letter channel (tagged with `error` and
+/// `component`), or counts and logs them and leaves them in the batch.
+pub(crate) async fn handle_failures(
+    component: &str,
+    metrics: &ComponentMetrics,
+    dead_letter: Option<&Arc<dyn Channel>>,
+    batch: &mut Batch,
+    mut failures: Vec<(usize, String)>,
+) -> Result<(), ChannelError> {
+    metrics.record_errors(failures.len());
+    let Some(dlq) = dead_letter else {
+        let (idx, reason) = &failures[0];
+        let sample = batch
+            .events
+            .get(*idx)
+            .map(|e| String::from_utf8_lossy(&e.body[..e.body.len().min(200)]).into_owned())
+            .unwrap_or_default();
+        tracing::warn!(
+            component,
+            failed = failures.len(),
+            first_error = %reason,
+            first_event = %sample,
+            "events failed; passing them on unchanged (configure `dead_letter` to divert them)"
+        );
+        return Ok(());
+    };
+    failures.sort_by_key(|(i, _)| *i);
+    failures.dedup_by_key(|(i, _)| *i);
+    let mut dead = Batch::with_capacity(failures.len());
+    let mut kept = Vec::with_capacity(batch.len() - failures.len().min(batch.len()));
+    let mut fi = failures.into_iter().peekable();
+    for (i, mut event) in std::mem::take(&mut batch.events).into_iter().enumerate() {
+        if fi.peek().is_some_and(|(j, _)| *j == i) {
+            let (_, reason) = fi.next().unwrap_or_default();
+            event.insert("error", reason);
+            event.insert("component", component);
+            dead.push(event);
+        } else {
+            kept.push(event);
+        }
+    }
+    batch.events = kept;
+    dlq.put(dead).await
+}

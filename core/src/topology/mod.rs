@@ -1,0 +1,2 @@
+//! The topology runtime.
+pub(crate) mod emit;
