@@ -1,1 +1,30 @@
-//! placeholder
+//! # sluice-channels
+//!
+//! The built-in channels of Sluice. A channel is the only edge between two
+//! tasks of a pipeline: bounded, transactional (take, then commit or roll
+//! back), as described by [`sluice_core::channel::Channel`].
+//!
+//! * [`memory`]: events held in memory, bounded by events and bytes. Fast;
+//!   nothing is lost on a graceful stop, but a crash loses what it held.
+//!
+//! [`register`] lists every channel type this crate provides.
+//!
+//! ```
+//! let mut registry = sluice_core::registry::Registry::new();
+//! sluice_channels::register(&mut registry).unwrap();
+//! assert!(registry.channel("memory").is_some());
+//! ```
+
+pub mod memory;
+
+use sluice_core::registry::{DuplicateType, Registry};
+
+/// Registers every channel type of this crate under its YAML `type`.
+///
+/// # Errors
+///
+/// When a type of the same name is already registered.
+pub fn register(registry: &mut Registry) -> Result<(), DuplicateType> {
+    registry.add_channel::<memory::MemoryConfig>("memory")?;
+    Ok(())
+}
