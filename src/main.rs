@@ -1,1 +1,5 @@
-fn main(){}
+//! The `sluice` command: see `sluice --help`.
+
+fn main() {
+    std::process::exit(sluice::cli::main(sluice::registry()));
+}

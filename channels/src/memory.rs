@@ -173,8 +173,14 @@ impl Channel for MemoryChannel {
                 // whole channel is put in pieces as room appears.
                 let larger_than_channel = batch.len() > inner.capacity
                     || inner.max_bytes.is_some_and(|m| inner.size(&batch) > m);
-                if whole || (fit > 0 && (larger_than_channel || inner.when_full == WhenFull::DropNewest)) {
-                    let rest = if whole { Batch::new() } else { Batch::from(batch.events.split_off(fit)) };
+                if whole
+                    || (fit > 0 && (larger_than_channel || inner.when_full == WhenFull::DropNewest))
+                {
+                    let rest = if whole {
+                        Batch::new()
+                    } else {
+                        Batch::from(batch.events.split_off(fit))
+                    };
                     st.queued += fit;
                     st.bytes += size;
                     st.put_events += fit as u64;
@@ -305,7 +311,10 @@ impl TransactionHandle for MemoryTxn {
                 st.bytes = st.bytes.saturating_sub(self.bytes);
                 st.discarded_events += self.events as u64;
                 drop(st);
-                tracing::warn!(events = self.events, "memory channel: a rolled-back take was not handed back; its events are lost");
+                tracing::warn!(
+                    events = self.events,
+                    "memory channel: a rolled-back take was not handed back; its events are lost"
+                );
                 self.inner.writers.notify_waiters();
                 self.inner.readers.notify_waiters();
             }
@@ -319,11 +328,16 @@ mod tests {
     use std::time::Duration;
 
     fn batch(range: std::ops::Range<u32>) -> Batch {
-        range.map(|i| Event::new(i.to_string(), Timestamp(0))).collect::<Vec<_>>().into()
+        range
+            .map(|i| Event::new(i.to_string(), Timestamp(0)))
+            .collect::<Vec<_>>()
+            .into()
     }
 
     fn bodies(b: &Batch) -> Vec<String> {
-        b.iter().map(|e| String::from_utf8_lossy(&e.body).into_owned()).collect()
+        b.iter()
+            .map(|e| String::from_utf8_lossy(&e.body).into_owned())
+            .collect()
     }
 
     fn chan(yaml: &str) -> MemoryChannel {
@@ -335,11 +349,17 @@ mod tests {
         let c: MemoryConfig = sluice_core::config::from_yaml_str("{}").unwrap();
         assert_eq!(c.capacity.get(), 10_000);
         assert_eq!(c.when_full, WhenFull::Block);
-        let c: MemoryConfig =
-            sluice_core::config::from_yaml_str("capacity: 5\nmax_bytes: 64MiB\nwhen_full: drop_newest").unwrap();
+        let c: MemoryConfig = sluice_core::config::from_yaml_str(
+            "capacity: 5\nmax_bytes: 64MiB\nwhen_full: drop_newest",
+        )
+        .unwrap();
         assert_eq!(c.max_bytes, Some(ByteSize(64 << 20)));
         let e = sluice_core::config::from_yaml_str::<MemoryConfig>("capacty: 5").unwrap_err();
-        assert!(e.message.contains("did you mean `capacity`"), "{}", e.message);
+        assert!(
+            e.message.contains("did you mean `capacity`"),
+            "{}",
+            e.message
+        );
         assert!(sluice_core::config::from_yaml_str::<MemoryConfig>("capacity: 0").is_err());
     }
 
@@ -349,7 +369,10 @@ mod tests {
         ch.put(batch(0..5)).await.unwrap();
         ch.put(batch(5..10)).await.unwrap();
         let t = ch.take(7).await.unwrap().unwrap();
-        assert_eq!(bodies(t.batch()), (0..7).map(|i| i.to_string()).collect::<Vec<_>>());
+        assert_eq!(
+            bodies(t.batch()),
+            (0..7).map(|i| i.to_string()).collect::<Vec<_>>()
+        );
         t.commit().await.unwrap();
         ch.close();
         assert!(ch.put(batch(0..1)).await.is_err());
@@ -382,7 +405,10 @@ mod tests {
         assert!(!writer.is_finished(), "put must wait while full");
         let t = ch.take(2).await.unwrap().unwrap();
         tokio::time::sleep(Duration::from_millis(20)).await;
-        assert!(!writer.is_finished(), "taken events still count until commit");
+        assert!(
+            !writer.is_finished(),
+            "taken events still count until commit"
+        );
         t.commit().await.unwrap();
         writer.await.unwrap().unwrap();
         assert_eq!(ch.stats().events, 4);
@@ -416,9 +442,14 @@ mod tests {
     #[tokio::test]
     async fn byte_bound_blocks() {
         let ch = Arc::new(chan("capacity: 1000\nmax_bytes: 10"));
-        ch.put(Batch::from(vec![Event::new("0123456789", Timestamp(0))])).await.unwrap();
+        ch.put(Batch::from(vec![Event::new("0123456789", Timestamp(0))]))
+            .await
+            .unwrap();
         let c2 = ch.clone();
-        let writer = tokio::spawn(async move { c2.put(Batch::from(vec![Event::new("x", Timestamp(0))])).await });
+        let writer = tokio::spawn(async move {
+            c2.put(Batch::from(vec![Event::new("x", Timestamp(0))]))
+                .await
+        });
         tokio::time::sleep(Duration::from_millis(50)).await;
         assert!(!writer.is_finished());
         ch.take(10).await.unwrap().unwrap().commit().await.unwrap();

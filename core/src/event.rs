@@ -428,7 +428,9 @@ impl<'de> serde::Deserialize<'de> for Value {
                 Ok(Value::Integer(i))
             }
             fn visit_u64<E>(self, u: u64) -> Result<Value, E> {
-                Ok(i64::try_from(u).map(Value::Integer).unwrap_or(Value::Float(u as f64)))
+                Ok(i64::try_from(u)
+                    .map(Value::Integer)
+                    .unwrap_or(Value::Float(u as f64)))
             }
             fn visit_f64<E>(self, f: f64) -> Result<Value, E> {
                 Ok(Value::Float(f))

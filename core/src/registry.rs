@@ -238,8 +238,20 @@ impl Registry {
     }
 
     adder!(add_source, sources, SourceConfig, AnySourceConfig, "source");
-    adder!(add_channel, channels, ChannelConfig, AnyChannelConfig, "channel");
-    adder!(add_processor, processors, ProcessorConfig, AnyProcessorConfig, "processor");
+    adder!(
+        add_channel,
+        channels,
+        ChannelConfig,
+        AnyChannelConfig,
+        "channel"
+    );
+    adder!(
+        add_processor,
+        processors,
+        ProcessorConfig,
+        AnyProcessorConfig,
+        "processor"
+    );
     adder!(add_sink, sinks, SinkConfig, AnySinkConfig, "sink");
 
     /// The registered source type `name`.

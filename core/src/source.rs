@@ -58,7 +58,7 @@ pub struct SourceContext {
     pub data_dir: PathBuf,
     /// Counters for this source.
     pub metrics: Arc<ComponentMetrics>,
-    pub(crate) emitter: Emitter,
+    pub(crate) emitter: Arc<tokio::sync::Mutex<Emitter>>,
 }
 
 impl SourceContext {
@@ -74,7 +74,7 @@ impl SourceContext {
             return Ok(());
         }
         self.metrics.record_in(&batch);
-        self.emitter.emit(batch).await
+        self.emitter.lock().await.emit(batch).await
     }
 
     /// The source's own directory under the pipeline's `data_dir`.

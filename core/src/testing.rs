@@ -66,7 +66,9 @@ impl Channel for Collector {
         Ok(())
     }
     async fn take(&self, _max: usize) -> Result<Option<Transaction>, ChannelError> {
-        Err(ChannelError::Other("a Collector cannot be taken from".into()))
+        Err(ChannelError::Other(
+            "a Collector cannot be taken from".into(),
+        ))
     }
     fn close(&self) {
         self.closed.store(true, std::sync::atomic::Ordering::SeqCst);
@@ -95,13 +97,13 @@ pub fn source_context(
         checkpoints: CheckpointStore::new(data_dir.join("checkpoint.json")),
         data_dir,
         metrics: metrics.clone(),
-        emitter: Emitter {
+        emitter: Arc::new(tokio::sync::Mutex::new(Emitter {
             owner: id.into(),
             chain: Vec::new(),
             route: Route::Replicating,
             outputs: vec![output],
             metrics,
             cx: ProcessContext::new(),
-        },
+        })),
     }
 }

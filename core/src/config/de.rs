@@ -51,17 +51,26 @@ impl de::Error for ConfigError {
         } else {
             message.push_str(&format!(
                 " (valid options: {})",
-                expected.iter().map(|e| format!("`{e}`")).collect::<Vec<_>>().join(", ")
+                expected
+                    .iter()
+                    .map(|e| format!("`{e}`"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
             ));
         }
         ConfigError::custom(message)
     }
 
     fn unknown_variant(variant: &str, expected: &'static [&'static str]) -> Self {
-        let list = expected.iter().map(|e| format!("`{e}`")).collect::<Vec<_>>().join(", ");
+        let list = expected
+            .iter()
+            .map(|e| format!("`{e}`"))
+            .collect::<Vec<_>>()
+            .join(", ");
         let mut message = format!("unknown value `{variant}`, expected one of {list}");
         if let Some(s) = nearest(variant, expected.iter().copied()) {
-            message = format!("unknown value `{variant}`: did you mean `{s}`? (expected one of {list})");
+            message =
+                format!("unknown value `{variant}`: did you mean `{s}`? (expected one of {list})");
         }
         ConfigError::custom(message)
     }
@@ -132,9 +141,7 @@ impl<'de> de::Deserializer<'de> for NodeDe<'_> {
             NodeKind::Int(i) => visitor.visit_i64(*i),
             NodeKind::Float(f) => visitor.visit_f64(*f),
             NodeKind::Str(s) => visitor.visit_str(s),
-            NodeKind::Seq(items) => visitor.visit_seq(SeqAcc {
-                iter: items.iter(),
-            }),
+            NodeKind::Seq(items) => visitor.visit_seq(SeqAcc { iter: items.iter() }),
             NodeKind::Map(entries) => visitor.visit_map(MapAcc {
                 iter: entries.iter(),
                 value: None,
@@ -152,13 +159,49 @@ impl<'de> de::Deserializer<'de> for NodeDe<'_> {
 
     fn deserialize_str<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, ConfigError> {
         match self.text() {
-            Some(s) => visitor.visit_string(s).map_err(|e: ConfigError| e.or_at(self.0.pos)),
+            Some(s) => visitor
+                .visit_string(s)
+                .map_err(|e: ConfigError| e.or_at(self.0.pos)),
             None => self.deserialize_any(visitor),
         }
     }
 
     fn deserialize_string<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, ConfigError> {
         self.deserialize_str(visitor)
+    }
+
+    fn deserialize_bool<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, ConfigError> {
+        match &self.0.kind {
+            NodeKind::Str(s) if s == "true" || s == "false" => visitor
+                .visit_bool(s == "true")
+                .map_err(|e: ConfigError| e.or_at(self.0.pos)),
+            _ => self.deserialize_any(visitor),
+        }
+    }
+
+    fn deserialize_u64<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, ConfigError> {
+        self.number(visitor)
+    }
+    fn deserialize_u32<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, ConfigError> {
+        self.number(visitor)
+    }
+    fn deserialize_u16<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, ConfigError> {
+        self.number(visitor)
+    }
+    fn deserialize_u8<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, ConfigError> {
+        self.number(visitor)
+    }
+    fn deserialize_i64<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, ConfigError> {
+        self.number(visitor)
+    }
+    fn deserialize_i32<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, ConfigError> {
+        self.number(visitor)
+    }
+    fn deserialize_f64<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, ConfigError> {
+        self.number(visitor)
+    }
+    fn deserialize_f32<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, ConfigError> {
+        self.number(visitor)
     }
 
     fn deserialize_newtype_struct<V: Visitor<'de>>(
@@ -195,9 +238,27 @@ impl<'de> de::Deserializer<'de> for NodeDe<'_> {
     }
 
     serde::forward_to_deserialize_any! {
-        bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char
+        i8 i16 i128 u128 char
         bytes byte_buf unit unit_struct seq tuple
         tuple_struct map struct identifier
+    }
+}
+
+impl NodeDe<'_> {
+    /// A number option also accepts a quoted number (`count: "${N}"`, which
+    /// flow mappings need).
+    fn number<'de, V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, ConfigError> {
+        use de::Deserializer as _;
+        if let NodeKind::Str(s) = &self.0.kind {
+            let pos = self.0.pos;
+            if let Ok(i) = s.trim().parse::<i64>() {
+                return visitor.visit_i64(i).map_err(|e: ConfigError| e.or_at(pos));
+            }
+            if let Ok(f) = s.trim().parse::<f64>() {
+                return visitor.visit_f64(f).map_err(|e: ConfigError| e.or_at(pos));
+            }
+        }
+        self.deserialize_any(visitor)
     }
 }
 
@@ -245,7 +306,10 @@ impl<'de> de::MapAccess<'de> for MapAcc<'_> {
             None => Ok(None),
         }
     }
-    fn next_value_seed<V: DeserializeSeed<'de>>(&mut self, seed: V) -> Result<V::Value, ConfigError> {
+    fn next_value_seed<V: DeserializeSeed<'de>>(
+        &mut self,
+        seed: V,
+    ) -> Result<V::Value, ConfigError> {
         match self.value.take() {
             Some(v) => seed.deserialize(NodeDe(v)).map_err(|e| e.or_at(v.pos)),
             None => Err(<ConfigError as de::Error>::custom("value without a key")),
@@ -280,10 +344,17 @@ impl<'de> de::VariantAccess<'de> for NodeDe<'_> {
     fn unit_variant(self) -> Result<(), ConfigError> {
         Ok(())
     }
-    fn newtype_variant_seed<T: DeserializeSeed<'de>>(self, seed: T) -> Result<T::Value, ConfigError> {
+    fn newtype_variant_seed<T: DeserializeSeed<'de>>(
+        self,
+        seed: T,
+    ) -> Result<T::Value, ConfigError> {
         seed.deserialize(self)
     }
-    fn tuple_variant<V: Visitor<'de>>(self, _len: usize, visitor: V) -> Result<V::Value, ConfigError> {
+    fn tuple_variant<V: Visitor<'de>>(
+        self,
+        _len: usize,
+        visitor: V,
+    ) -> Result<V::Value, ConfigError> {
         de::Deserializer::deserialize_any(self, visitor)
     }
     fn struct_variant<V: Visitor<'de>>(

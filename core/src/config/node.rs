@@ -157,7 +157,9 @@ pub fn parse(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Node, V
     }
 
     loop {
-        let Some(next) = parser.next_event() else { break };
+        let Some(next) = parser.next_event() else {
+            break;
+        };
         let (event, span) = match next {
             Ok(ev) => ev,
             Err(e) => {
@@ -283,10 +285,12 @@ fn resolve_plain(s: &str) -> NodeKind {
             return NodeKind::Int(i);
         }
     }
-    let looks_float = digits
+    let looks_float = digits.bytes().all(|b| {
+        b.is_ascii_digit() || b == b'.' || b == b'e' || b == b'E' || b == b'-' || b == b'+'
+    }) && digits
         .bytes()
-        .all(|b| b.is_ascii_digit() || b == b'.' || b == b'e' || b == b'E' || b == b'-' || b == b'+')
-        && digits.bytes().next().is_some_and(|b| b.is_ascii_digit() || b == b'.')
+        .next()
+        .is_some_and(|b| b.is_ascii_digit() || b == b'.')
         && digits.bytes().any(|b| b.is_ascii_digit());
     if looks_float {
         if let Ok(f) = s.parse::<f64>() {
@@ -322,12 +326,15 @@ pub fn substitute<'a>(
                 Some((n, d)) => (n, Some(d)),
                 None => (expr, None),
             };
-            let valid = !name.is_empty()
-                && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
+            let valid =
+                !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
             if !valid {
                 return Err(format!("invalid variable name `{name}` in `${{{expr}}}`"));
             }
-            match (env(name).filter(|v| !v.is_empty() || default.is_none()), default) {
+            match (
+                env(name).filter(|v| !v.is_empty() || default.is_none()),
+                default,
+            ) {
                 (Some(v), _) => out.push_str(&v),
                 (None, Some(d)) => out.push_str(d),
                 (None, None) => missing.push(name.to_string()),
@@ -372,7 +379,11 @@ mod tests {
 
     #[test]
     fn scalars_are_typed_after_substitution() {
-        let n = parse("a: ${N}\nb: '${N}'\nc: ${MISSING:-x}\nd: 1.5\ne: true\nf: ~\n", &env).unwrap();
+        let n = parse(
+            "a: ${N}\nb: '${N}'\nc: ${MISSING:-x}\nd: 1.5\ne: true\nf: ~\n",
+            &env,
+        )
+        .unwrap();
         assert_eq!(n.get("a").unwrap().kind, NodeKind::Int(10));
         assert_eq!(n.get("b").unwrap().kind, NodeKind::Str("10".into()));
         assert_eq!(n.get("c").unwrap().kind, NodeKind::Str("x".into()));

@@ -22,7 +22,7 @@ pub fn nearest<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) ->
     candidates
         .into_iter()
         .map(|c| (distance(word, c), c))
-        .filter(|(d, _)| *d <= limit)
+        .filter(|(d, c)| *d <= limit && *d < word.chars().count() && *d < c.chars().count())
         .min_by_key(|(d, _)| *d)
         .map(|(_, c)| c)
 }
@@ -33,7 +33,10 @@ mod tests {
 
     #[test]
     fn finds_typos_only() {
-        assert_eq!(nearest("capacty", ["capacity", "max_bytes"]), Some("capacity"));
+        assert_eq!(
+            nearest("capacty", ["capacity", "max_bytes"]),
+            Some("capacity")
+        );
         assert_eq!(nearest("xyzzy", ["capacity", "max_bytes"]), None);
         assert_eq!(distance("kitten", "sitting"), 3);
     }

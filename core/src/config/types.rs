@@ -18,9 +18,9 @@ impl ByteSize {
             .find(|c: char| !(c.is_ascii_digit() || c == '.'))
             .unwrap_or(s.len());
         let (num, unit) = s.split_at(split);
-        let n: f64 = num
-            .parse()
-            .map_err(|_| format!("invalid size `{s}`: expected a number with a unit such as `64MiB`"))?;
+        let n: f64 = num.parse().map_err(|_| {
+            format!("invalid size `{s}`: expected a number with a unit such as `64MiB`")
+        })?;
         let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
             "" | "b" => 1,
             "k" | "kb" => 1_000,
@@ -31,11 +31,9 @@ impl ByteSize {
             "gib" | "gi" => 1 << 30,
             "t" | "tb" => 1_000_000_000_000,
             "tib" | "ti" => 1 << 40,
-            other => {
-                return Err(format!(
-                    "invalid size unit `{other}` in `{s}`: use B, KB, KiB, MB, MiB, GB, GiB, TB or TiB"
-                ))
-            }
+            other => return Err(format!(
+                "invalid size unit `{other}` in `{s}`: use B, KB, KiB, MB, MiB, GB, GiB, TB or TiB"
+            )),
         };
         Ok(ByteSize((n * mult as f64) as u64))
     }
@@ -43,7 +41,12 @@ impl ByteSize {
 
 impl fmt::Display for ByteSize {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        const UNITS: [(&str, u64); 4] = [("TiB", 1 << 40), ("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)];
+        const UNITS: [(&str, u64); 4] = [
+            ("TiB", 1 << 40),
+            ("GiB", 1 << 30),
+            ("MiB", 1 << 20),
+            ("KiB", 1 << 10),
+        ];
         for (name, size) in UNITS {
             if self.0 >= size && self.0 % size == 0 {
                 return write!(f, "{}{}", self.0 / size, name);
@@ -89,9 +92,9 @@ impl Duration {
             .find(|c: char| !(c.is_ascii_digit() || c == '.'))
             .unwrap_or(s.len());
         let (num, unit) = s.split_at(split);
-        let n: f64 = num
-            .parse()
-            .map_err(|_| format!("invalid duration `{s}`: expected a number with a unit such as `5s`"))?;
+        let n: f64 = num.parse().map_err(|_| {
+            format!("invalid duration `{s}`: expected a number with a unit such as `5s`")
+        })?;
         let secs = match unit.trim() {
             "" | "s" | "sec" | "secs" => n,
             "ms" => n / 1e3,
@@ -173,8 +176,14 @@ mod tests {
 
     #[test]
     fn durations() {
-        assert_eq!(Duration::parse("500ms").unwrap().0, StdDuration::from_millis(500));
-        assert_eq!(Duration::parse("2m").unwrap().0, StdDuration::from_secs(120));
+        assert_eq!(
+            Duration::parse("500ms").unwrap().0,
+            StdDuration::from_millis(500)
+        );
+        assert_eq!(
+            Duration::parse("2m").unwrap().0,
+            StdDuration::from_secs(120)
+        );
         assert_eq!(Duration::parse("3").unwrap().0, StdDuration::from_secs(3));
         assert!(Duration::parse("3 fortnights").is_err());
     }

@@ -16,6 +16,9 @@ pub(crate) struct ChainLink {
     pub processor: Box<dyn Processor>,
     pub dead_letter: Option<Arc<dyn Channel>>,
     pub metrics: Arc<ComponentMetrics>,
+    /// Count events in and out on `metrics` (inline processors); a stage's
+    /// own task counts them instead.
+    pub count_io: bool,
 }
 
 /// Where events go after the chain.
@@ -71,19 +74,30 @@ impl Emitter {
 
     async fn run_link(&mut self, i: usize, batch: &mut Batch) -> Result<(), ChannelError> {
         let link = &mut self.chain[i];
-        link.metrics.record_in(batch);
+        if link.count_io {
+            link.metrics.record_in(batch);
+        }
         let before = batch.len();
         link.processor.process(batch, &mut self.cx);
         let failures = self.cx.take_failures();
         if !failures.is_empty() {
             let link = &self.chain[i];
-            handle_failures(&link.id, &link.metrics, link.dead_letter.as_ref(), batch, failures).await?;
+            handle_failures(
+                &link.id,
+                &link.metrics,
+                link.dead_letter.as_ref(),
+                batch,
+                failures,
+            )
+            .await?;
         }
         let link = &self.chain[i];
         if batch.len() < before {
             link.metrics.record_discarded(before - batch.len());
         }
-        link.metrics.record_out(batch);
+        if link.count_io {
+            link.metrics.record_out(batch);
+        }
         Ok(())
     }
 
@@ -108,7 +122,8 @@ impl Emitter {
                 mapping,
                 default,
             } => {
-                let mut per: Vec<Vec<Event>> = (0..self.outputs.len()).map(|_| Vec::new()).collect();
+                let mut per: Vec<Vec<Event>> =
+                    (0..self.outputs.len()).map(|_| Vec::new()).collect();
                 let mut unrouted = 0usize;
                 for event in batch {
                     let targets = match event.get(field) {

@@ -1,2 +1,653 @@
-//! The topology runtime.
+//! The topology runtime: builds every component of a [`Pipeline`], runs each
+//! source, processor stage and sink as a tokio task with channels as the only
+//! edges, and tells the shutdown story in one place.
+//!
+//! # Shutdown
+//!
+//! * A bounded run ends by itself: when a source's `run` returns, its writer
+//!   handles on its channels are dropped; a channel whose last writer is gone
+//!   is closed; a stage or sink that finds its input closed and drained
+//!   finishes its processors, flushes, drops its own writer handles, and ends.
+//!   The run is over when every task has ended.
+//! * A stop request (SIGINT/SIGTERM) cancels the sources' shutdown token:
+//!   each source emits what it has read, saves its checkpoint and returns;
+//!   from there the drain is the same as above. If the drain takes longer
+//!   than the drain timeout, the remaining tasks are aborted and the run
+//!   reports how many events were left in which channel.
+
 pub(crate) mod emit;
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+
+use crate::channel::{Channel, ChannelError, ChannelStats};
+use crate::checkpoint::CheckpointStore;
+use crate::config::pipeline::{Pipeline, SelectorSpec};
+use crate::event::Batch;
+use crate::metrics::{ComponentMetrics, MetricsSnapshot};
+use crate::processor::ProcessContext;
+use crate::registry::{BuildContext, BuildError};
+use crate::sink::{Sink, SinkError};
+use crate::source::{Source, SourceContext};
+use emit::{handle_failures, ChainLink, Emitter, Route};
+
+/// A component's kind, id and type, with its counters.
+#[derive(Clone, Debug)]
+pub struct ComponentInfo {
+    /// `source`, `processor` or `sink`.
+    pub kind: &'static str,
+    /// Its id in the pipeline file.
+    pub id: String,
+    /// Its `type`.
+    pub type_name: String,
+    /// Its counters.
+    pub metrics: Arc<ComponentMetrics>,
+}
+
+/// A component that could not be built.
+#[derive(Debug, thiserror::Error)]
+#[error("{kind} `{id}`: {error}")]
+pub struct ComponentBuildError {
+    /// `source`, `channel`, `processor` or `sink`.
+    pub kind: &'static str,
+    /// Its id.
+    pub id: String,
+    /// Why.
+    pub error: BuildError,
+}
+
+/// How a run ended.
+#[derive(Debug, Default)]
+pub struct RunReport {
+    /// Components whose task ended with an error, with the error.
+    pub failures: Vec<String>,
+    /// Whether the drain timeout passed and tasks were aborted.
+    pub timed_out: bool,
+    /// Final counters of every component.
+    pub components: Vec<(ComponentInfo, MetricsSnapshot)>,
+    /// Final state of every channel.
+    pub channels: Vec<(String, ChannelStats)>,
+}
+
+impl RunReport {
+    /// Whether the run ended cleanly.
+    pub fn is_ok(&self) -> bool {
+        self.failures.is_empty() && !self.timed_out
+    }
+}
+
+/// Closes a channel when the last of its writers is gone.
+struct WriterGuard {
+    channel: Arc<dyn Channel>,
+    writers: Arc<AtomicUsize>,
+}
+
+impl Drop for WriterGuard {
+    fn drop(&mut self) {
+        if self.writers.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.channel.close();
+        }
+    }
+}
+
+struct ChannelSlot {
+    channel: Arc<dyn Channel>,
+    writers: Arc<AtomicUsize>,
+}
+
+impl ChannelSlot {
+    fn guard(&self) -> WriterGuard {
+        self.writers.fetch_add(1, Ordering::AcqRel);
+        WriterGuard {
+            channel: self.channel.clone(),
+            writers: self.writers.clone(),
+        }
+    }
+}
+
+type Task = std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), String>> + Send>>;
+
+/// A built pipeline, ready to run.
+pub struct Topology {
+    tasks: Vec<(String, tracing::Span, Task)>,
+    components: Vec<ComponentInfo>,
+    channels: Vec<(String, Arc<dyn Channel>)>,
+    shutdown: CancellationToken,
+}
+
+fn context(pipeline: &Pipeline, kind: &str, id: &str) -> BuildContext {
+    BuildContext {
+        id: id.to_string(),
+        pipeline_data_dir: pipeline.data_dir.clone(),
+        data_dir: pipeline.data_dir.join(format!("{kind}s")).join(id),
+    }
+}
+
+fn route(sel: &SelectorSpec, outputs: &[String]) -> Route {
+    match sel {
+        SelectorSpec::Replicating => Route::Replicating,
+        SelectorSpec::Multiplexing {
+            field,
+            mapping,
+            default,
+        } => {
+            let idx = |ids: &Vec<String>| -> Vec<usize> {
+                ids.iter()
+                    .filter_map(|c| outputs.iter().position(|o| o == c))
+                    .collect()
+            };
+            Route::Multiplexing {
+                field: field.clone(),
+                mapping: mapping.iter().map(|(k, v)| (k.clone(), idx(v))).collect(),
+                default: idx(default),
+            }
+        }
+    }
+}
+
+impl Topology {
+    /// Builds every component. Nothing runs yet.
+    ///
+    /// # Errors
+    ///
+    /// Every component that failed to build.
+    pub fn build(pipeline: &Pipeline) -> Result<Topology, Vec<ComponentBuildError>> {
+        let mut errors = Vec::new();
+        let shutdown = CancellationToken::new();
+        let mut slots: HashMap<String, ChannelSlot> = HashMap::new();
+        let mut channels = Vec::new();
+        for c in &pipeline.channels {
+            match c.config.build(&context(pipeline, "channel", &c.id)) {
+                Ok(ch) => {
+                    channels.push((c.id.clone(), ch.clone()));
+                    slots.insert(
+                        c.id.clone(),
+                        ChannelSlot {
+                            channel: ch,
+                            writers: Arc::new(AtomicUsize::new(0)),
+                        },
+                    );
+                }
+                Err(error) => errors.push(ComponentBuildError {
+                    kind: "channel",
+                    id: c.id.clone(),
+                    error,
+                }),
+            }
+        }
+        if !errors.is_empty() {
+            return Err(errors);
+        }
+        let chan = |id: &str| slots.get(id).map(|s| s.channel.clone());
+
+        let mut components = Vec::new();
+        let mut proc_metrics: HashMap<String, Arc<ComponentMetrics>> = HashMap::new();
+        for p in &pipeline.processors {
+            let m = Arc::new(ComponentMetrics::default());
+            proc_metrics.insert(p.id.clone(), m.clone());
+            components.push(ComponentInfo {
+                kind: "processor",
+                id: p.id.clone(),
+                type_name: p.type_name.clone(),
+                metrics: m,
+            });
+        }
+
+        let mut tasks: Vec<(String, tracing::Span, Task)> = Vec::new();
+
+        // Builds the chain of inline processors `ids`, adding writer guards
+        // for their dead-letter channels.
+        let build_chain = |ids: &[String],
+                           guards: &mut Vec<WriterGuard>,
+                           errors: &mut Vec<ComponentBuildError>,
+                           count_io: bool|
+         -> Vec<ChainLink> {
+            let mut chain = Vec::new();
+            for pid in ids {
+                let Some(spec) = pipeline.processor(pid) else {
+                    continue;
+                };
+                match spec.config.build(&context(pipeline, "processor", pid)) {
+                    Ok(processor) => {
+                        let dead_letter = spec.dead_letter.as_deref().and_then(|d| {
+                            let slot = slots.get(d)?;
+                            guards.push(slot.guard());
+                            Some(slot.channel.clone())
+                        });
+                        chain.push(ChainLink {
+                            id: pid.as_str().into(),
+                            processor,
+                            dead_letter,
+                            metrics: proc_metrics.get(pid).cloned().unwrap_or_default(),
+                            count_io,
+                        });
+                    }
+                    Err(error) => errors.push(ComponentBuildError {
+                        kind: "processor",
+                        id: pid.clone(),
+                        error,
+                    }),
+                }
+            }
+            chain
+        };
+
+        for s in &pipeline.sources {
+            let cx = context(pipeline, "source", &s.id);
+            let source = match s.config.build(&cx) {
+                Ok(src) => src,
+                Err(error) => {
+                    errors.push(ComponentBuildError {
+                        kind: "source",
+                        id: s.id.clone(),
+                        error,
+                    });
+                    continue;
+                }
+            };
+            let mut guards: Vec<WriterGuard> = s
+                .channels
+                .iter()
+                .filter_map(|c| slots.get(c).map(ChannelSlot::guard))
+                .collect();
+            let chain = build_chain(&s.processors, &mut guards, &mut errors, true);
+            let metrics = Arc::new(ComponentMetrics::default());
+            components.push(ComponentInfo {
+                kind: "source",
+                id: s.id.clone(),
+                type_name: s.type_name.clone(),
+                metrics: metrics.clone(),
+            });
+            let emitter = Arc::new(tokio::sync::Mutex::new(Emitter {
+                owner: s.id.as_str().into(),
+                chain,
+                route: route(&s.selector, &s.channels),
+                outputs: s.channels.iter().filter_map(|c| chan(c)).collect(),
+                metrics: metrics.clone(),
+                cx: ProcessContext::new(),
+            }));
+            let scx = SourceContext {
+                id: s.id.as_str().into(),
+                shutdown: shutdown.clone(),
+                checkpoints: CheckpointStore::new(cx.data_dir.join("checkpoints.json")),
+                data_dir: cx.data_dir.clone(),
+                metrics,
+                emitter: emitter.clone(),
+            };
+            let span = tracing::info_span!("source", id = %s.id, r#type = %s.type_name);
+            tasks.push((
+                format!("source `{}`", s.id),
+                span,
+                Box::pin(run_source(source, scx, emitter, guards)),
+            ));
+        }
+
+        for p in pipeline.processors.iter().filter(|p| p.input.is_some()) {
+            let Some(input) = p.input.as_deref().and_then(chan) else {
+                continue;
+            };
+            let mut guards: Vec<WriterGuard> = p
+                .channels
+                .iter()
+                .filter_map(|c| slots.get(c).map(ChannelSlot::guard))
+                .collect();
+            let chain = build_chain(std::slice::from_ref(&p.id), &mut guards, &mut errors, false);
+            let metrics = proc_metrics.get(&p.id).cloned().unwrap_or_default();
+            let emitter = Emitter {
+                owner: p.id.as_str().into(),
+                chain,
+                route: route(&p.selector, &p.channels),
+                outputs: p.channels.iter().filter_map(|c| chan(c)).collect(),
+                metrics: metrics.clone(),
+                cx: ProcessContext::new(),
+            };
+            let span = tracing::info_span!("processor", id = %p.id, r#type = %p.type_name);
+            tasks.push((
+                format!("processor `{}`", p.id),
+                span,
+                Box::pin(run_stage(input, emitter, metrics, p.batch_size, guards)),
+            ));
+        }
+
+        for s in &pipeline.sinks {
+            let Some(input) = chan(&s.channel) else {
+                continue;
+            };
+            let sink = match s.config.build(&context(pipeline, "sink", &s.id)) {
+                Ok(sink) => sink,
+                Err(error) => {
+                    errors.push(ComponentBuildError {
+                        kind: "sink",
+                        id: s.id.clone(),
+                        error,
+                    });
+                    continue;
+                }
+            };
+            let mut guards = Vec::new();
+            let dead_letter = s.dead_letter.as_deref().and_then(|d| {
+                let slot = slots.get(d)?;
+                guards.push(slot.guard());
+                Some(slot.channel.clone())
+            });
+            let metrics = Arc::new(ComponentMetrics::default());
+            components.push(ComponentInfo {
+                kind: "sink",
+                id: s.id.clone(),
+                type_name: s.type_name.clone(),
+                metrics: metrics.clone(),
+            });
+            let runner = SinkRunner {
+                id: s.id.clone(),
+                input,
+                sink,
+                dead_letter,
+                metrics,
+                batch_size: s.batch_size,
+                shutdown: shutdown.clone(),
+                _guards: guards,
+            };
+            let span = tracing::info_span!("sink", id = %s.id, r#type = %s.type_name);
+            tasks.push((format!("sink `{}`", s.id), span, Box::pin(runner.run())));
+        }
+
+        if !errors.is_empty() {
+            return Err(errors);
+        }
+        Ok(Topology {
+            tasks,
+            components,
+            channels,
+            shutdown,
+        })
+    }
+
+    /// Every component with its counters (live while the topology runs).
+    pub fn components(&self) -> &[ComponentInfo] {
+        &self.components
+    }
+
+    /// Every channel by id.
+    pub fn channels(&self) -> &[(String, Arc<dyn Channel>)] {
+        &self.channels
+    }
+
+    /// Runs until every task has ended, or until `stop` resolves; then drains
+    /// for at most `drain_timeout` and aborts what is left.
+    pub async fn run(
+        self,
+        stop: impl std::future::Future<Output = ()> + Send,
+        drain_timeout: Duration,
+    ) -> RunReport {
+        let Topology {
+            tasks,
+            components,
+            channels,
+            shutdown,
+        } = self;
+        let mut set = JoinSet::new();
+        let mut names = HashMap::new();
+        for (name, span, task) in tasks {
+            let handle = set.spawn(task.instrument(span));
+            names.insert(handle.id(), name);
+        }
+        let mut report = RunReport::default();
+        tokio::pin!(stop);
+        let mut deadline: Option<tokio::time::Instant> = None;
+        loop {
+            let sleep = async {
+                match deadline {
+                    Some(d) => tokio::time::sleep_until(d).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                next = set.join_next_with_id() => match next {
+                    None => break,
+                    Some(Ok((id, Ok(())))) => { names.remove(&id); }
+                    Some(Ok((id, Err(e)))) => {
+                        let name = names.remove(&id).unwrap_or_default();
+                        tracing::error!("{name} failed: {e}");
+                        report.failures.push(format!("{name}: {e}"));
+                    }
+                    Some(Err(e)) => {
+                        let name = names.remove(&e.id()).unwrap_or_default();
+                        tracing::error!("{name} panicked: {e}");
+                        report.failures.push(format!("{name}: {e}"));
+                    }
+                },
+                _ = &mut stop, if deadline.is_none() => {
+                    tracing::info!(drain_timeout = ?drain_timeout, "stopping: sources stop, channels drain, sinks flush");
+                    shutdown.cancel();
+                    deadline = Some(tokio::time::Instant::now() + drain_timeout);
+                }
+                _ = sleep => {
+                    let mut left: Vec<String> = names.values().cloned().collect();
+                    left.sort();
+                    for (id, ch) in &channels {
+                        let n = ch.stats().events;
+                        if n > 0 {
+                            tracing::error!(channel = %id, events = n, "drain timeout: events left in channel");
+                        }
+                    }
+                    tracing::error!(unfinished = ?left, "drain timeout passed; aborting");
+                    report.timed_out = true;
+                    set.abort_all();
+                    while set.join_next().await.is_some() {}
+                    break;
+                }
+            }
+        }
+        report.components = components
+            .iter()
+            .map(|c| (c.clone(), c.metrics.snapshot()))
+            .collect();
+        report.channels = channels
+            .iter()
+            .map(|(id, ch)| (id.clone(), ch.stats()))
+            .collect();
+        report
+    }
+}
+
+async fn run_source(
+    source: Box<dyn Source>,
+    cx: SourceContext,
+    emitter: Arc<tokio::sync::Mutex<Emitter>>,
+    guards: Vec<WriterGuard>,
+) -> Result<(), String> {
+    tracing::debug!("started");
+    let result = source.run(cx).await.map_err(|e| e.to_string());
+    let finish = emitter
+        .lock()
+        .await
+        .finish()
+        .await
+        .map_err(|e| e.to_string());
+    drop(guards);
+    tracing::debug!("finished");
+    result.and(finish)
+}
+
+async fn run_stage(
+    input: Arc<dyn Channel>,
+    mut emitter: Emitter,
+    metrics: Arc<ComponentMetrics>,
+    batch_size: usize,
+    guards: Vec<WriterGuard>,
+) -> Result<(), String> {
+    let mut backoff = Backoff::new();
+    loop {
+        let mut txn = match input.take(batch_size).await {
+            Ok(Some(t)) => t,
+            Ok(None) => break,
+            Err(e) => {
+                tracing::warn!("take failed: {e}; retrying");
+                backoff.wait().await;
+                continue;
+            }
+        };
+        let batch = txn.take_batch();
+        metrics.record_in(&batch);
+        match emitter.emit(batch).await {
+            Ok(()) => {}
+            Err(ChannelError::Closed(_)) => {
+                return Err("an output channel closed while the stage was running".into())
+            }
+            Err(e) => return Err(e.to_string()),
+        }
+        if let Err(e) = txn.commit().await {
+            tracing::warn!("commit failed: {e}");
+        }
+        backoff.reset();
+    }
+    emitter.finish().await.map_err(|e| e.to_string())?;
+    drop(guards);
+    Ok(())
+}
+
+/// Exponential back-off between retries: 100 ms doubling up to 30 s.
+struct Backoff {
+    next: Duration,
+}
+
+impl Backoff {
+    fn new() -> Self {
+        Backoff {
+            next: Duration::from_millis(100),
+        }
+    }
+    async fn wait(&mut self) {
+        tokio::time::sleep(self.next).await;
+        self.next = (self.next * 2).min(Duration::from_secs(30));
+    }
+    fn reset(&mut self) {
+        self.next = Duration::from_millis(100);
+    }
+}
+
+struct SinkRunner {
+    id: String,
+    input: Arc<dyn Channel>,
+    sink: Box<dyn Sink>,
+    dead_letter: Option<Arc<dyn Channel>>,
+    metrics: Arc<ComponentMetrics>,
+    batch_size: usize,
+    shutdown: CancellationToken,
+    _guards: Vec<WriterGuard>,
+}
+
+impl SinkRunner {
+    async fn run(mut self) -> Result<(), String> {
+        let mut backoff = Backoff::new();
+        loop {
+            let txn = match self.input.take(self.batch_size).await {
+                Ok(Some(t)) => t,
+                Ok(None) => break,
+                Err(e) => {
+                    tracing::warn!("take failed: {e}; retrying");
+                    backoff.wait().await;
+                    continue;
+                }
+            };
+            self.metrics.record_in(txn.batch());
+            loop {
+                match self.sink.write(txn.batch()).await {
+                    Ok(()) => {
+                        self.metrics.record_out(txn.batch());
+                        break;
+                    }
+                    Err(SinkError::Retry(e)) => {
+                        tracing::warn!(events = txn.len(), "write failed: {e}; retrying the batch");
+                        backoff.wait().await;
+                    }
+                    Err(SinkError::Rejected(rejected)) => {
+                        rejected_events(
+                            &self.id,
+                            &self.metrics,
+                            self.dead_letter.as_ref(),
+                            txn.batch(),
+                            rejected,
+                        )
+                        .await?;
+                        break;
+                    }
+                    Err(SinkError::Fatal(e)) => {
+                        txn.rollback();
+                        self.shutdown.cancel();
+                        return Err(e);
+                    }
+                }
+            }
+            backoff.reset();
+            if let Err(e) = txn.commit().await {
+                tracing::warn!("commit failed: {e}");
+            }
+        }
+        loop {
+            match self.sink.flush().await {
+                Ok(()) => return Ok(()),
+                Err(SinkError::Retry(e)) => {
+                    tracing::warn!("flush failed: {e}; retrying");
+                    backoff.wait().await;
+                }
+                Err(e) => return Err(e.to_string()),
+            }
+        }
+    }
+}
+
+async fn rejected_events(
+    id: &str,
+    metrics: &ComponentMetrics,
+    dead_letter: Option<&Arc<dyn Channel>>,
+    batch: &Batch,
+    rejected: Vec<(usize, String)>,
+) -> Result<(), String> {
+    {
+        let delivered = batch.len().saturating_sub(rejected.len());
+        metrics
+            .events_out
+            .fetch_add(delivered as u64, Ordering::Relaxed);
+        let mut dead = Batch::with_capacity(rejected.len());
+        let mut failures = Vec::with_capacity(rejected.len());
+        for (i, (idx, reason)) in rejected.into_iter().enumerate() {
+            if let Some(e) = batch.events.get(idx) {
+                dead.push(e.clone());
+                failures.push((i, reason));
+            }
+        }
+        if failures.is_empty() {
+            return Ok(());
+        }
+        handle_failures(id, metrics, dead_letter, &mut dead, failures)
+            .await
+            .map_err(|e| format!("dead-letter channel refused events: {e}"))
+    }
+}
+
+/// Builds and runs a pipeline: the whole of `sluice run` after validation.
+///
+/// # Errors
+///
+/// The components that failed to build.
+pub async fn run_pipeline(
+    pipeline: &Pipeline,
+    stop: impl std::future::Future<Output = ()> + Send,
+    drain_timeout: Duration,
+) -> Result<RunReport, Vec<ComponentBuildError>> {
+    let topology = Topology::build(pipeline)?;
+    Ok(topology.run(stop, drain_timeout).await)
+}
+
+/// The directory where a component keeps its state.
+pub fn component_dir(data_dir: &Path, kind: &str, id: &str) -> std::path::PathBuf {
+    data_dir.join(format!("{kind}s")).join(id)
+}

@@ -1,0 +1,229 @@
+//! The command-line interface.
+
+use std::path::{Path, PathBuf};
+
+use clap::{Parser, Subcommand};
+use sluice_core::config::pipeline::load_pipeline;
+use sluice_core::registry::Registry;
+
+use crate::settings::{LogFormat, Settings};
+
+/// Exit code: success.
+pub const EXIT_OK: i32 = 0;
+/// Exit code: the run failed (a component failed, or the drain timed out).
+pub const EXIT_FAILED: i32 = 1;
+/// Exit code: the pipeline file (or the settings) is invalid.
+pub const EXIT_CONFIG: i32 = 2;
+
+#[derive(Parser)]
+#[command(
+    name = "sluice",
+    version,
+    about = "Runs pipelines of sources, bounded channels, processors and sinks declared in YAML"
+)]
+struct Cli {
+    /// Agent settings file (TOML); default `$SLUICE_SETTINGS`, else `./sluice.toml` if present.
+    #[arg(long, global = true, value_name = "FILE")]
+    settings: Option<PathBuf>,
+    /// Log filter (`info`, `debug`, `sluice_core=debug`); overrides the settings.
+    #[arg(long, global = true, value_name = "FILTER")]
+    log_level: Option<String>,
+    /// Log format; overrides the settings.
+    #[arg(long, global = true, value_enum)]
+    log_format: Option<LogFormat>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Runs a pipeline until its sources finish or it is stopped (SIGINT/SIGTERM).
+    Run {
+        /// The pipeline file.
+        file: PathBuf,
+        /// How long a stop may take to drain channels before tasks are aborted (e.g. `30s`).
+        #[arg(long, value_name = "DURATION")]
+        drain_timeout: Option<String>,
+    },
+    /// Checks pipeline files without running them; prints every problem as FILE:LINE:COL: message.
+    Validate {
+        /// The pipeline files.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+    /// Prints a pipeline as a Graphviz DOT graph.
+    Graph {
+        /// The pipeline file.
+        file: PathBuf,
+    },
+    /// Lists the registered component types.
+    Components,
+}
+
+/// Runs the CLI with `registry` and returns the process exit code.
+pub fn main(registry: Registry) -> i32 {
+    let cli = Cli::parse();
+    let mut settings = match Settings::load(cli.settings.as_deref()) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return EXIT_CONFIG;
+        }
+    };
+    if let Some(l) = cli.log_level {
+        settings.log_level = l;
+    }
+    if let Some(f) = cli.log_format {
+        settings.log_format = f;
+    }
+    match cli.command {
+        Command::Validate { files } => validate(&registry, &files),
+        Command::Graph { file } => match load(&registry, &file) {
+            Ok(p) => {
+                print!("{}", crate::graph::to_dot(&p));
+                EXIT_OK
+            }
+            Err(code) => code,
+        },
+        Command::Components => {
+            for kind in ["source", "channel", "processor", "sink"] {
+                println!("{kind}s: {}", registry.names(kind).join(", "));
+            }
+            EXIT_OK
+        }
+        Command::Run {
+            file,
+            drain_timeout,
+        } => {
+            if let Some(d) = drain_timeout {
+                settings.drain_timeout = d;
+            }
+            run(&registry, &file, &settings)
+        }
+    }
+}
+
+fn load(registry: &Registry, file: &Path) -> Result<sluice_core::config::Pipeline, i32> {
+    load_pipeline(file, registry).map_err(|diags| {
+        for d in &diags {
+            eprintln!("{d}");
+        }
+        eprintln!(
+            "{}: {} problem{}",
+            file.display(),
+            diags.len(),
+            if diags.len() == 1 { "" } else { "s" }
+        );
+        EXIT_CONFIG
+    })
+}
+
+fn validate(registry: &Registry, files: &[PathBuf]) -> i32 {
+    let mut code = EXIT_OK;
+    for f in files {
+        match load(registry, f) {
+            Ok(p) => println!("{}: ok ({})", f.display(), p.summary()),
+            Err(c) => code = c,
+        }
+    }
+    code
+}
+
+fn init_logging(settings: &Settings) -> Result<(), String> {
+    let filter = std::env::var("RUST_LOG").unwrap_or_else(|_| settings.log_level.clone());
+    let filter = tracing_subscriber::EnvFilter::try_new(&filter)
+        .map_err(|e| format!("log level `{filter}`: {e}"))?;
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let result = match settings.log_format {
+        LogFormat::Text => builder.try_init(),
+        LogFormat::Json => builder.json().try_init(),
+    };
+    result.map_err(|e| e.to_string())
+}
+
+fn run(registry: &Registry, file: &Path, settings: &Settings) -> i32 {
+    if let Err(e) = init_logging(settings) {
+        eprintln!("error: {e}");
+        return EXIT_CONFIG;
+    }
+    let drain_timeout = match settings.drain_timeout() {
+        Ok(d) => d,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return EXIT_CONFIG;
+        }
+    };
+    let pipeline = match load(registry, file) {
+        Ok(p) => p,
+        Err(code) => return code,
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return EXIT_FAILED;
+        }
+    };
+    runtime.block_on(async {
+        tracing::info!(pipeline = %file.display(), data_dir = %pipeline.data_dir.display(), "starting: {}", pipeline.summary());
+        let report = match sluice_core::topology::run_pipeline(&pipeline, stop_signal(), drain_timeout).await {
+            Ok(r) => r,
+            Err(errors) => {
+                for e in &errors {
+                    tracing::error!("cannot build {e}");
+                    eprintln!("error: {}: cannot build {e}", file.display());
+                }
+                return EXIT_FAILED;
+            }
+        };
+        for (c, m) in &report.components {
+            tracing::info!(
+                kind = c.kind, id = %c.id, events_in = m.events_in, events_out = m.events_out,
+                errors = m.errors, discarded = m.discarded, "final counts"
+            );
+        }
+        if report.is_ok() {
+            tracing::info!("stopped cleanly");
+            EXIT_OK
+        } else {
+            EXIT_FAILED
+        }
+    })
+}
+
+/// Resolves on the first SIGINT or SIGTERM; a second one exits at once.
+async fn stop_signal() {
+    first_signal().await;
+    tokio::spawn(async {
+        first_signal().await;
+        eprintln!("second stop signal: exiting without draining");
+        std::process::exit(130);
+    });
+}
+
+async fn first_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut term = match signal(SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+                return;
+            }
+        };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}

@@ -1,0 +1,104 @@
+//! Agent-level settings (not the pipeline): log level and format, the
+//! default drain timeout. Layered, lowest first: built-in defaults, a TOML
+//! file (`--settings FILE`, else `$SLUICE_SETTINGS`, else `./sluice.toml` if
+//! present), `SLUICE_*` environment variables (`SLUICE_LOG_LEVEL=debug`),
+//! then command-line flags.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// Log output format.
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq, clap::ValueEnum)]
+#[serde(rename_all = "snake_case")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Agent settings.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Settings {
+    /// A `tracing` filter: `info`, `debug`, `sluice_core=debug,info`.
+    pub log_level: String,
+    /// `text` or `json`.
+    pub log_format: LogFormat,
+    /// How long a stop may take to drain channels before tasks are aborted.
+    pub drain_timeout: String,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            log_level: "info".into(),
+            log_format: LogFormat::Text,
+            drain_timeout: "30s".into(),
+        }
+    }
+}
+
+impl Settings {
+    /// Loads the layered settings. `file` is `--settings`, if given.
+    ///
+    /// # Errors
+    ///
+    /// An unreadable or invalid settings file, or an invalid variable.
+    pub fn load(file: Option<&Path>) -> Result<Settings, String> {
+        let file: Option<PathBuf> = file
+            .map(Path::to_path_buf)
+            .or_else(|| std::env::var_os("SLUICE_SETTINGS").map(PathBuf::from))
+            .or_else(|| Some(PathBuf::from("sluice.toml")).filter(|p| p.exists()));
+        let defaults = Settings::default();
+        let mut builder = config::Config::builder()
+            .set_default("log_level", defaults.log_level)
+            .and_then(|b| b.set_default("log_format", "text"))
+            .and_then(|b| b.set_default("drain_timeout", defaults.drain_timeout))
+            .map_err(|e| e.to_string())?;
+        if let Some(f) = &file {
+            builder = builder.add_source(
+                config::File::from(f.as_path())
+                    .format(config::FileFormat::Toml)
+                    .required(true),
+            );
+        }
+        builder = builder.add_source(config::Environment::with_prefix("SLUICE").try_parsing(false));
+        let cfg = builder.build().map_err(|e| match &file {
+            Some(f) => format!("settings file {}: {e}", f.display()),
+            None => format!("settings: {e}"),
+        })?;
+        // Only our keys: other SLUICE_* variables (tests' own) are ignored.
+        let get = |k: &str| cfg.get_string(k).map_err(|e| format!("settings: {k}: {e}"));
+        let log_format = match get("log_format")?.as_str() {
+            "text" => LogFormat::Text,
+            "json" => LogFormat::Json,
+            other => {
+                return Err(format!(
+                    "settings: log_format: unknown value `{other}` (use `text` or `json`)"
+                ))
+            }
+        };
+        let s = Settings {
+            log_level: get("log_level")?,
+            log_format,
+            drain_timeout: get("drain_timeout")?,
+        };
+        s.drain_timeout()?;
+        Ok(s)
+    }
+
+    /// The drain timeout as a duration.
+    ///
+    /// # Errors
+    ///
+    /// When it is not a duration such as `30s`.
+    pub fn drain_timeout(&self) -> Result<Duration, String> {
+        sluice_core::config::Duration::parse(&self.drain_timeout)
+            .map(|d| d.get())
+            .map_err(|e| format!("settings: drain_timeout: {e}"))
+    }
+}
