@@ -1,0 +1,248 @@
+//! End-to-end tests: the real `sluice` binary on real files and processes.
+
+mod util;
+mod validate;
+mod examples;
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use util::*;
+
+const LIMIT: Duration = Duration::from_secs(120);
+
+fn ok(o: &std::process::Output) {
+    assert!(o.status.success(), "sluice failed ({:?}):\n{}", o.status, stderr(o));
+}
+
+#[test]
+fn a_million_sequence_events_arrive_exactly_once_in_order() {
+    let d = Dir::new();
+    d.write(
+        "p.yaml",
+        "sources:\n  gen:\n    type: generator\n    count: 1000000\n    channels: [main]\nchannels:\n  main:\n    type: memory\n    capacity: 1000\nsinks:\n  out:\n    type: file\n    channel: main\n    path: ./out/seq.log\n",
+    );
+    let o = d.run(&["run", "p.yaml"], LIMIT);
+    ok(&o);
+    assert_sequence(&d.lines("out/seq.log"), 1_000_000);
+}
+
+#[test]
+fn replicating_selector_feeds_every_channel() {
+    let d = Dir::new();
+    d.write(
+        "p.yaml",
+        "sources:\n  gen: {type: generator, count: 20000, channels: [a, b]}\nchannels:\n  a: {type: memory, capacity: 500}\n  b: {type: memory, capacity: 500}\nsinks:\n  one: {type: file, channel: a, path: ./out/a.log}\n  two: {type: file, channel: b, path: ./out/b.log, format: json}\n",
+    );
+    ok(&d.run(&["run", "p.yaml"], LIMIT));
+    assert_sequence(&d.lines("out/a.log"), 20_000);
+    let b = d.lines("out/b.log");
+    assert_eq!(b.len(), 20_000);
+    for (i, line) in b.iter().enumerate() {
+        let v: serde_json::Value = serde_json::from_str(line).expect("json line");
+        assert_eq!(v["message"], serde_json::Value::String(i.to_string()));
+        assert!(v["timestamp"].as_str().is_some_and(|t| t.ends_with('Z')), "{line}");
+    }
+}
+
+#[test]
+fn multiplexing_on_a_parsed_field_puts_every_line_in_the_right_file() {
+    let d = Dir::new();
+    d.write(
+        "p.yaml",
+        r#"sources:
+  web:
+    type: generator
+    count: 30000
+    format: apache_common
+    processors: [parse]
+    channels: [ok, missing, other]
+    selector:
+      type: multiplexing
+      field: status
+      mapping:
+        "200": [ok]
+        "404": [missing]
+      default: [other]
+processors:
+  parse:
+    type: parse_regex
+    pattern: '" (?P<status>\d{3}) (?P<size>\d+|-)$'
+channels:
+  ok: {type: memory}
+  missing: {type: memory}
+  other: {type: memory}
+sinks:
+  ok: {type: file, channel: ok, path: ./out/200.log}
+  missing: {type: file, channel: missing, path: ./out/404.log}
+  other: {type: file, channel: other, path: ./out/other.log, format: json}
+"#,
+    );
+    ok(&d.run(&["run", "p.yaml"], LIMIT));
+    let ok200 = d.lines("out/200.log");
+    let nf404 = d.lines("out/404.log");
+    let other = d.lines("out/other.log");
+    assert!(!ok200.is_empty() && !nf404.is_empty() && !other.is_empty(), "every route gets traffic");
+    assert_eq!(ok200.len() + nf404.len() + other.len(), 30_000);
+    let status = |l: &str| l.rsplit(' ').nth(1).map(str::to_string).unwrap_or_default();
+    assert!(ok200.iter().all(|l| status(l) == "200"), "a non-200 line in 200.log");
+    assert!(nf404.iter().all(|l| status(l) == "404"), "a non-404 line in 404.log");
+    for l in &other {
+        let v: serde_json::Value = serde_json::from_str(l).expect("json");
+        let s = v["fields"]["status"].as_str().unwrap_or_default().to_string();
+        assert!(s != "200" && s != "404" && s.len() == 3, "{l}");
+        assert_eq!(status(v["message"].as_str().unwrap_or_default()), s);
+    }
+}
+
+#[test]
+fn filter_drops_exactly_what_it_should() {
+    let d = Dir::new();
+    d.write(
+        "p.yaml",
+        r#"sources:
+  gen:
+    type: generator
+    count: 10000
+    processors: [num, keep]
+    channels: [main]
+processors:
+  num:
+    type: parse_regex
+    pattern: '^(?P<n>\d+)$'
+    types: {n: integer}
+  keep:
+    type: filter
+    condition: '.n >= 2500 && .n < 7500 || .message == "9999"'
+channels:
+  main: {type: memory, capacity: 100}
+sinks:
+  out: {type: file, channel: main, path: ./out/kept.log}
+"#,
+    );
+    ok(&d.run(&["run", "p.yaml"], LIMIT));
+    let want: Vec<String> = (2500..7500).chain([9999]).map(|i: i32| i.to_string()).collect();
+    assert_eq!(d.lines("out/kept.log"), want);
+}
+
+#[test]
+fn a_processor_stage_between_two_channels() {
+    let d = Dir::new();
+    d.write(
+        "p.yaml",
+        "sources:\n  gen: {type: generator, count: 5000, channels: [raw]}\nprocessors:\n  tag:\n    type: add_fields\n    input: raw\n    channels: [tagged]\n    fields: {env: test}\nchannels:\n  raw: {type: memory, capacity: 100}\n  tagged: {type: memory, capacity: 100}\nsinks:\n  out: {type: file, channel: tagged, path: ./out/t.log, format: json}\n",
+    );
+    ok(&d.run(&["run", "p.yaml"], LIMIT));
+    let lines = d.lines("out/t.log");
+    assert_eq!(lines.len(), 5000);
+    for (i, l) in lines.iter().enumerate() {
+        let v: serde_json::Value = serde_json::from_str(l).expect("json");
+        assert_eq!(v["message"].as_str(), Some(i.to_string().as_str()));
+        assert_eq!(v["fields"]["env"].as_str(), Some("test"));
+    }
+}
+
+#[test]
+fn backpressure_keeps_memory_bounded_behind_a_slow_sink() {
+    let d = Dir::new();
+    d.write(
+        "p.yaml",
+        "sources:\n  gen: {type: generator, channels: [main]}\nchannels:\n  main: {type: memory, capacity: 1000}\nsinks:\n  out: {type: console, channel: main}\n",
+    );
+    // Nobody reads the sink's stdout for a while: the pipe fills, the sink
+    // blocks, the channel fills, and the endless generator must wait.
+    let mut child = d.sluice(&["run", "p.yaml"]).stdout(Stdio::piped()).stderr(Stdio::null()).spawn().expect("spawn");
+    let pid = child.id();
+    let mut peak = 0;
+    for _ in 0..30 {
+        std::thread::sleep(Duration::from_millis(100));
+        peak = peak.max(rss_kib(pid).unwrap_or(0));
+    }
+    // Unbounded, a generator doing millions of events per second would
+    // reach gigabytes in three seconds.
+    assert!(peak > 0 && peak < 100 * 1024, "peak RSS {peak} KiB");
+    // The stream is intact once the reader catches up.
+    use std::io::BufRead;
+    let mut out = std::io::BufReader::new(child.stdout.take().expect("stdout"));
+    let mut line = String::new();
+    for i in 0..200_000u64 {
+        line.clear();
+        out.read_line(&mut line).expect("read");
+        assert_eq!(line.trim_end(), i.to_string());
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+#[test]
+fn sigterm_stops_an_endless_pipeline_with_a_gap_free_prefix() {
+    let d = Dir::new();
+    d.write(
+        "p.yaml",
+        "sources:\n  gen: {type: generator, channels: [main]}\nchannels:\n  main: {type: memory, capacity: 1000}\nsinks:\n  out: {type: file, channel: main, path: ./out/seq.log}\n",
+    );
+    let child = d.sluice(&["run", "p.yaml"]).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().expect("spawn");
+    wait_for(Duration::from_secs(30), "output to appear", || std::fs::metadata(d.join("out/seq.log")).is_ok_and(|m| m.len() > 100_000));
+    signal(&child, libc::SIGTERM);
+    let o = wait_output(child, Duration::from_secs(30));
+    ok(&o);
+    let n = assert_prefix(&d.lines("out/seq.log"));
+    assert!(n > 10_000, "only {n} events before the stop");
+}
+
+#[test]
+fn a_bounded_file_source_resumes_exactly_where_it_stopped() {
+    let d = Dir::new();
+    let text: String = (0..1000).map(|i| format!("{i}\n")).collect();
+    d.write("logs/app.log", &text);
+    d.write(
+        "p.yaml",
+        "sources:\n  app:\n    type: file\n    include: [./logs/*.log]\n    read_from: beginning\n    follow: false\n    channels: [main]\nchannels:\n  main: {type: memory, capacity: 64}\nsinks:\n  out: {type: file, channel: main, path: ./out/app.log}\n",
+    );
+    ok(&d.run(&["run", "p.yaml"], LIMIT));
+    assert_sequence(&d.lines("out/app.log"), 1000);
+    // Nothing new: nothing re-read.
+    ok(&d.run(&["run", "p.yaml"], LIMIT));
+    assert_sequence(&d.lines("out/app.log"), 1000);
+    let more: String = (1000..1500).map(|i| format!("{i}\n")).collect();
+    d.append("logs/app.log", &more);
+    ok(&d.run(&["run", "p.yaml"], LIMIT));
+    assert_sequence(&d.lines("out/app.log"), 1500);
+}
+
+#[test]
+fn a_following_file_source_stopped_and_restarted_neither_rereads_nor_skips() {
+    let d = Dir::new();
+    d.write("logs/app.log", "");
+    d.write(
+        "p.yaml",
+        "sources:\n  app:\n    type: file\n    include: [./logs/app.log]\n    read_from: beginning\n    poll_interval: 50ms\n    channels: [main]\nchannels:\n  main: {type: memory, capacity: 64}\nsinks:\n  out: {type: file, channel: main, path: ./out/app.log}\n",
+    );
+    let mut next = 0;
+    for round in 0..3 {
+        let child = d.sluice(&["run", "p.yaml"]).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().expect("spawn");
+        // Lines written while the agent runs, in small pieces.
+        for _ in 0..10 {
+            let chunk: String = (next..next + 100).map(|i| format!("{i}\n")).collect();
+            d.append("logs/app.log", &chunk);
+            next += 100;
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let target = next;
+        wait_for(Duration::from_secs(30), "the agent to catch up", || d.lines("out/app.log").len() >= target);
+        signal(&child, libc::SIGTERM);
+        ok(&wait_output(child, Duration::from_secs(30)));
+        // Lines written while it is stopped.
+        let chunk: String = (next..next + 250).map(|i| format!("{i}\n")).collect();
+        d.append("logs/app.log", &chunk);
+        next += 250;
+        let _ = round;
+    }
+    // A last run picks up what was written while stopped.
+    let child = d.sluice(&["run", "p.yaml"]).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().expect("spawn");
+    wait_for(Duration::from_secs(30), "the last lines", || d.lines("out/app.log").len() >= next);
+    std::thread::sleep(Duration::from_millis(300));
+    signal(&child, libc::SIGTERM);
+    ok(&wait_output(child, Duration::from_secs(30)));
+    assert_sequence(&d.lines("out/app.log"), next);
+}

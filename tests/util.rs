@@ -1,0 +1,138 @@
+//! Helpers for end-to-end tests: run the real `sluice` binary in a temporary
+//! working directory and look at what it wrote.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// A temporary working directory with a pipeline in it.
+pub struct Dir {
+    pub tmp: tempfile::TempDir,
+}
+
+impl Dir {
+    pub fn new() -> Dir {
+        Dir { tmp: tempfile::tempdir().expect("temp dir") }
+    }
+
+    pub fn path(&self) -> &Path {
+        self.tmp.path()
+    }
+
+    pub fn join(&self, p: &str) -> PathBuf {
+        self.tmp.path().join(p)
+    }
+
+    /// Writes `text` to `name` under the directory.
+    pub fn write(&self, name: &str, text: &str) -> PathBuf {
+        let p = self.join(name);
+        if let Some(d) = p.parent() {
+            std::fs::create_dir_all(d).expect("mkdir");
+        }
+        std::fs::write(&p, text).expect("write");
+        p
+    }
+
+    /// Appends `text` to `name`.
+    pub fn append(&self, name: &str, text: &str) {
+        use std::io::Write;
+        let mut f = std::fs::OpenOptions::new().create(true).append(true).open(self.join(name)).expect("open");
+        f.write_all(text.as_bytes()).expect("append");
+    }
+
+    /// The lines of `name` (empty when it does not exist).
+    pub fn lines(&self, name: &str) -> Vec<String> {
+        match std::fs::read_to_string(self.join(name)) {
+            Ok(s) => s.lines().map(String::from).collect(),
+            Err(_) => Vec::new(),
+        }
+    }
+
+    /// `sluice ARGS` with this directory as working directory.
+    pub fn sluice(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(sluice_bin());
+        c.args(args).current_dir(self.path()).env_remove("RUST_LOG").env_remove("SLUICE_SETTINGS");
+        c
+    }
+
+    /// Runs `sluice ARGS` to completion (at most `limit`).
+    pub fn run(&self, args: &[&str], limit: Duration) -> Output {
+        let child = self.sluice(args).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("spawn sluice");
+        wait_output(child, limit)
+    }
+}
+
+pub fn sluice_bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_sluice"))
+}
+
+/// Waits for a child with a time limit; kills it and panics when over.
+pub fn wait_output(mut child: Child, limit: Duration) -> Output {
+    let start = Instant::now();
+    loop {
+        match child.try_wait().expect("wait") {
+            Some(_) => return child.wait_with_output().expect("output"),
+            None if start.elapsed() > limit => {
+                let _ = child.kill();
+                let out = child.wait_with_output().expect("output");
+                panic!(
+                    "sluice did not finish within {limit:?}\nstderr:\n{}",
+                    String::from_utf8_lossy(&out.stderr)
+                );
+            }
+            None => std::thread::sleep(Duration::from_millis(20)),
+        }
+    }
+}
+
+/// Polls `cond` until it holds or `limit` passes.
+pub fn wait_for(limit: Duration, what: &str, mut cond: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !cond() {
+        assert!(start.elapsed() < limit, "timed out after {limit:?} waiting for {what}");
+        std::thread::sleep(Duration::from_millis(25));
+    }
+}
+
+/// Sends a signal to a child.
+pub fn signal(child: &Child, sig: i32) {
+    // SAFETY: kill(2) on a pid we own; no memory is involved.
+    let rc = unsafe { libc::kill(child.id() as i32, sig) };
+    assert_eq!(rc, 0, "kill failed");
+}
+
+/// Resident set size of a process in KiB, from /proc.
+pub fn rss_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+}
+
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+pub fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// Asserts `lines` are exactly "0", "1", ..., "n-1".
+pub fn assert_sequence(lines: &[String], n: usize) {
+    assert_eq!(lines.len(), n, "expected {n} lines, found {}", lines.len());
+    for (i, l) in lines.iter().enumerate() {
+        assert_eq!(l, &i.to_string(), "line {i} out of order or missing");
+    }
+}
+
+/// Asserts `lines` are "0".."n-1" for some n (a gap-free prefix); returns n.
+pub fn assert_prefix(lines: &[String]) -> usize {
+    for (i, l) in lines.iter().enumerate() {
+        assert_eq!(l, &i.to_string(), "gap or reordering at line {i}");
+    }
+    lines.len()
+}
