@@ -30,7 +30,9 @@ struct FizzBuzzConfig {
 
 impl SourceConfig for FizzBuzzConfig {
     fn build(&self, _cx: &BuildContext) -> Result<Box<dyn Source>, BuildError> {
-        Ok(Box::new(FizzBuzz { count: self.count.get() }))
+        Ok(Box::new(FizzBuzz {
+            count: self.count.get(),
+        }))
     }
 }
 
@@ -79,7 +81,10 @@ impl SinkConfig for TallyConfig {
     }
 
     fn build(&self, _cx: &BuildContext) -> Result<Box<dyn Sink>, BuildError> {
-        Ok(Box::new(Tally { path: self.path.clone(), counts: BTreeMap::new() }))
+        Ok(Box::new(Tally {
+            path: self.path.clone(),
+            counts: BTreeMap::new(),
+        }))
     }
 }
 
@@ -102,7 +107,8 @@ impl Sink for Tally {
     }
 
     async fn flush(&mut self) -> Result<(), SinkError> {
-        let json = serde_json::to_string_pretty(&self.counts).map_err(|e| SinkError::Fatal(e.to_string()))?;
+        let json = serde_json::to_string_pretty(&self.counts)
+            .map_err(|e| SinkError::Fatal(e.to_string()))?;
         if let Some(dir) = self.path.parent() {
             std::fs::create_dir_all(dir)?;
         }
@@ -113,7 +119,10 @@ impl Sink for Tally {
 
 fn main() {
     let mut registry = sluice::registry();
-    if let Err(e) = registry.add_source::<FizzBuzzConfig>("fizzbuzz").and_then(|()| registry.add_sink::<TallyConfig>("tally")) {
+    if let Err(e) = registry
+        .add_source::<FizzBuzzConfig>("fizzbuzz")
+        .and_then(|()| registry.add_sink::<TallyConfig>("tally"))
+    {
         eprintln!("error: {e}");
         std::process::exit(1);
     }

@@ -1,8 +1,8 @@
 //! End-to-end tests: the real `sluice` binary on real files and processes.
 
+mod examples;
 mod util;
 mod validate;
-mod examples;
 
 use std::process::Stdio;
 use std::time::Duration;
@@ -12,7 +12,12 @@ use util::*;
 const LIMIT: Duration = Duration::from_secs(120);
 
 fn ok(o: &std::process::Output) {
-    assert!(o.status.success(), "sluice failed ({:?}):\n{}", o.status, stderr(o));
+    assert!(
+        o.status.success(),
+        "sluice failed ({:?}):\n{}",
+        o.status,
+        stderr(o)
+    );
 }
 
 #[test]
@@ -41,7 +46,10 @@ fn replicating_selector_feeds_every_channel() {
     for (i, line) in b.iter().enumerate() {
         let v: serde_json::Value = serde_json::from_str(line).expect("json line");
         assert_eq!(v["message"], serde_json::Value::String(i.to_string()));
-        assert!(v["timestamp"].as_str().is_some_and(|t| t.ends_with('Z')), "{line}");
+        assert!(
+            v["timestamp"].as_str().is_some_and(|t| t.ends_with('Z')),
+            "{line}"
+        );
     }
 }
 
@@ -82,14 +90,26 @@ sinks:
     let ok200 = d.lines("out/200.log");
     let nf404 = d.lines("out/404.log");
     let other = d.lines("out/other.log");
-    assert!(!ok200.is_empty() && !nf404.is_empty() && !other.is_empty(), "every route gets traffic");
+    assert!(
+        !ok200.is_empty() && !nf404.is_empty() && !other.is_empty(),
+        "every route gets traffic"
+    );
     assert_eq!(ok200.len() + nf404.len() + other.len(), 30_000);
     let status = |l: &str| l.rsplit(' ').nth(1).map(str::to_string).unwrap_or_default();
-    assert!(ok200.iter().all(|l| status(l) == "200"), "a non-200 line in 200.log");
-    assert!(nf404.iter().all(|l| status(l) == "404"), "a non-404 line in 404.log");
+    assert!(
+        ok200.iter().all(|l| status(l) == "200"),
+        "a non-200 line in 200.log"
+    );
+    assert!(
+        nf404.iter().all(|l| status(l) == "404"),
+        "a non-404 line in 404.log"
+    );
     for l in &other {
         let v: serde_json::Value = serde_json::from_str(l).expect("json");
-        let s = v["fields"]["status"].as_str().unwrap_or_default().to_string();
+        let s = v["fields"]["status"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
         assert!(s != "200" && s != "404" && s.len() == 3, "{l}");
         assert_eq!(status(v["message"].as_str().unwrap_or_default()), s);
     }
@@ -121,7 +141,10 @@ sinks:
 "#,
     );
     ok(&d.run(&["run", "p.yaml"], LIMIT));
-    let want: Vec<String> = (2500..7500).chain([9999]).map(|i: i32| i.to_string()).collect();
+    let want: Vec<String> = (2500..7500)
+        .chain([9999])
+        .map(|i: i32| i.to_string())
+        .collect();
     assert_eq!(d.lines("out/kept.log"), want);
 }
 
@@ -151,7 +174,12 @@ fn backpressure_keeps_memory_bounded_behind_a_slow_sink() {
     );
     // Nobody reads the sink's stdout for a while: the pipe fills, the sink
     // blocks, the channel fills, and the endless generator must wait.
-    let mut child = d.sluice(&["run", "p.yaml"]).stdout(Stdio::piped()).stderr(Stdio::null()).spawn().expect("spawn");
+    let mut child = d
+        .sluice(&["run", "p.yaml"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn");
     let pid = child.id();
     let mut peak = 0;
     for _ in 0..30 {
@@ -181,8 +209,15 @@ fn sigterm_stops_an_endless_pipeline_with_a_gap_free_prefix() {
         "p.yaml",
         "sources:\n  gen: {type: generator, channels: [main]}\nchannels:\n  main: {type: memory, capacity: 1000}\nsinks:\n  out: {type: file, channel: main, path: ./out/seq.log}\n",
     );
-    let child = d.sluice(&["run", "p.yaml"]).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().expect("spawn");
-    wait_for(Duration::from_secs(30), "output to appear", || std::fs::metadata(d.join("out/seq.log")).is_ok_and(|m| m.len() > 100_000));
+    let child = d
+        .sluice(&["run", "p.yaml"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    wait_for(Duration::from_secs(30), "output to appear", || {
+        std::fs::metadata(d.join("out/seq.log")).is_ok_and(|m| m.len() > 100_000)
+    });
     signal(&child, libc::SIGTERM);
     let o = wait_output(child, Duration::from_secs(30));
     ok(&o);
@@ -220,7 +255,12 @@ fn a_following_file_source_stopped_and_restarted_neither_rereads_nor_skips() {
     );
     let mut next = 0;
     for round in 0..3 {
-        let child = d.sluice(&["run", "p.yaml"]).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().expect("spawn");
+        let child = d
+            .sluice(&["run", "p.yaml"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn");
         // Lines written while the agent runs, in small pieces.
         for _ in 0..10 {
             let chunk: String = (next..next + 100).map(|i| format!("{i}\n")).collect();
@@ -229,7 +269,9 @@ fn a_following_file_source_stopped_and_restarted_neither_rereads_nor_skips() {
             std::thread::sleep(Duration::from_millis(20));
         }
         let target = next;
-        wait_for(Duration::from_secs(30), "the agent to catch up", || d.lines("out/app.log").len() >= target);
+        wait_for(Duration::from_secs(30), "the agent to catch up", || {
+            d.lines("out/app.log").len() >= target
+        });
         signal(&child, libc::SIGTERM);
         ok(&wait_output(child, Duration::from_secs(30)));
         // Lines written while it is stopped.
@@ -239,8 +281,15 @@ fn a_following_file_source_stopped_and_restarted_neither_rereads_nor_skips() {
         let _ = round;
     }
     // A last run picks up what was written while stopped.
-    let child = d.sluice(&["run", "p.yaml"]).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().expect("spawn");
-    wait_for(Duration::from_secs(30), "the last lines", || d.lines("out/app.log").len() >= next);
+    let child = d
+        .sluice(&["run", "p.yaml"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    wait_for(Duration::from_secs(30), "the last lines", || {
+        d.lines("out/app.log").len() >= next
+    });
     std::thread::sleep(Duration::from_millis(300));
     signal(&child, libc::SIGTERM);
     ok(&wait_output(child, Duration::from_secs(30)));

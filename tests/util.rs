@@ -14,7 +14,9 @@ pub struct Dir {
 
 impl Dir {
     pub fn new() -> Dir {
-        Dir { tmp: tempfile::tempdir().expect("temp dir") }
+        Dir {
+            tmp: tempfile::tempdir().expect("temp dir"),
+        }
     }
 
     pub fn path(&self) -> &Path {
@@ -38,7 +40,11 @@ impl Dir {
     /// Appends `text` to `name`.
     pub fn append(&self, name: &str, text: &str) {
         use std::io::Write;
-        let mut f = std::fs::OpenOptions::new().create(true).append(true).open(self.join(name)).expect("open");
+        let mut f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.join(name))
+            .expect("open");
         f.write_all(text.as_bytes()).expect("append");
     }
 
@@ -53,13 +59,21 @@ impl Dir {
     /// `sluice ARGS` with this directory as working directory.
     pub fn sluice(&self, args: &[&str]) -> Command {
         let mut c = Command::new(sluice_bin());
-        c.args(args).current_dir(self.path()).env_remove("RUST_LOG").env_remove("SLUICE_SETTINGS");
+        c.args(args)
+            .current_dir(self.path())
+            .env_remove("RUST_LOG")
+            .env_remove("SLUICE_SETTINGS");
         c
     }
 
     /// Runs `sluice ARGS` to completion (at most `limit`).
     pub fn run(&self, args: &[&str], limit: Duration) -> Output {
-        let child = self.sluice(args).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("spawn sluice");
+        let child = self
+            .sluice(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn sluice");
         wait_output(child, limit)
     }
 }
@@ -91,7 +105,10 @@ pub fn wait_output(mut child: Child, limit: Duration) -> Output {
 pub fn wait_for(limit: Duration, what: &str, mut cond: impl FnMut() -> bool) {
     let start = Instant::now();
     while !cond() {
-        assert!(start.elapsed() < limit, "timed out after {limit:?} waiting for {what}");
+        assert!(
+            start.elapsed() < limit,
+            "timed out after {limit:?} waiting for {what}"
+        );
         std::thread::sleep(Duration::from_millis(25));
     }
 }

@@ -11,12 +11,21 @@ fn invalid(yaml: &str) -> Vec<String> {
     let d = Dir::new();
     d.write("bad.yaml", yaml);
     let o = d.run(&["validate", "bad.yaml"], T);
-    assert_eq!(o.status.code(), Some(2), "expected exit 2, stderr:\n{}", stderr(&o));
+    assert_eq!(
+        o.status.code(),
+        Some(2),
+        "expected exit 2, stderr:\n{}",
+        stderr(&o)
+    );
     stderr(&o).lines().map(String::from).collect()
 }
 
 fn has(lines: &[String], want: &str) {
-    assert!(lines.iter().any(|l| l == want), "missing line\n  {want}\nin\n{}", lines.join("\n"));
+    assert!(
+        lines.iter().any(|l| l == want),
+        "missing line\n  {want}\nin\n{}",
+        lines.join("\n")
+    );
 }
 
 const GOOD: &str = "sources:\n  gen:\n    type: generator\n    count: 10\n    channels: [main]\nchannels:\n  main:\n    type: memory\nsinks:\n  out:\n    type: console\n    channel: main\n";
@@ -27,56 +36,96 @@ fn a_valid_file_prints_a_summary_and_exits_0() {
     d.write("good.yaml", GOOD);
     let o = d.run(&["validate", "good.yaml"], T);
     assert!(o.status.success(), "{}", stderr(&o));
-    assert_eq!(stdout(&o).trim(), "good.yaml: ok (1 source, 1 channel, 0 processors (0 stages), 1 sink)");
+    assert_eq!(
+        stdout(&o).trim(),
+        "good.yaml: ok (1 source, 1 channel, 0 processors (0 stages), 1 sink)"
+    );
 }
 
 #[test]
 fn yaml_syntax_error() {
     let lines = invalid("sources:\n  gen: {type: generator\n");
-    assert!(lines[0].starts_with("bad.yaml:3:1: YAML syntax error"), "{lines:?}");
+    assert!(
+        lines[0].starts_with("bad.yaml:3:1: YAML syntax error"),
+        "{lines:?}"
+    );
 }
 
 #[test]
 fn unknown_key_suggests_the_nearest() {
     let lines = invalid(&GOOD.replace("    count: 10\n", "    cuont: 10\n"));
-    has(&lines, "bad.yaml:4:5: source `gen`: unknown option `cuont`: did you mean `count`?");
+    has(
+        &lines,
+        "bad.yaml:4:5: source `gen`: unknown option `cuont`: did you mean `count`?",
+    );
     let lines = invalid(&GOOD.replace("    channels: [main]\n", "    chanels: [main]\n"));
-    has(&lines, "bad.yaml:5:5: source `gen`: unknown option `chanels`: did you mean `channels`?");
+    has(
+        &lines,
+        "bad.yaml:5:5: source `gen`: unknown option `chanels`: did you mean `channels`?",
+    );
 }
 
 #[test]
 fn unknown_type() {
     let lines = invalid(&GOOD.replace("type: memory", "type: memroy"));
-    has(&lines, "bad.yaml:8:11: channel `main`: unknown channel type `memroy`: did you mean `memory`?");
+    has(
+        &lines,
+        "bad.yaml:8:11: channel `main`: unknown channel type `memroy`: did you mean `memory`?",
+    );
 }
 
 #[test]
 fn missing_required_option() {
     let lines = invalid(&GOOD.replace("    type: console\n", "    type: file\n"));
-    has(&lines, "bad.yaml:10:3: sink `out`: missing required option `path`");
+    has(
+        &lines,
+        "bad.yaml:10:3: sink `out`: missing required option `path`",
+    );
     let lines = invalid(&GOOD.replace("    channel: main\n", ""));
-    has(&lines, "bad.yaml:10:3: sink `out`: missing required option `channel`");
+    has(
+        &lines,
+        "bad.yaml:10:3: sink `out`: missing required option `channel`",
+    );
 }
 
 #[test]
 fn wrong_value_type() {
     let lines = invalid(&GOOD.replace("count: 10", "count: lots"));
-    assert!(lines.iter().any(|l| l.starts_with("bad.yaml:4:12: source `gen`: invalid type: string \"lots\"")), "{lines:?}");
-    let lines = invalid(&GOOD.replace("    type: memory\n", "    type: memory\n    capacity: -5\n"));
-    assert!(lines.iter().any(|l| l.starts_with("bad.yaml:9:15: channel `main`:")), "{lines:?}");
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with("bad.yaml:4:12: source `gen`: invalid type: string \"lots\"")),
+        "{lines:?}"
+    );
+    let lines =
+        invalid(&GOOD.replace("    type: memory\n", "    type: memory\n    capacity: -5\n"));
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with("bad.yaml:9:15: channel `main`:")),
+        "{lines:?}"
+    );
 }
 
 #[test]
 fn reference_to_a_missing_channel_or_processor() {
     let lines = invalid(&GOOD.replace("    channel: main\n", "    channel: mian\n"));
     has(&lines, "bad.yaml:12:14: sink `out` refers to channel `mian`, which is not declared: did you mean `main`?");
-    let lines = invalid(&GOOD.replace("    channels: [main]\n", "    channels: [main]\n    processors: [stamp]\n"));
+    let lines = invalid(&GOOD.replace(
+        "    channels: [main]\n",
+        "    channels: [main]\n    processors: [stamp]\n",
+    ));
     has(&lines, "bad.yaml:6:18: source `gen` uses processor `stamp`, which is not declared under `processors:`");
 }
 
 #[test]
 fn channels_that_nothing_writes_or_reads() {
-    let lines = invalid(&format!("{GOOD}  spare:\n    type: null\n    channel: unused\n").replace("channels:\n  main:\n", "channels:\n  unused:\n    type: memory\n  orphan:\n    type: memory\n  main:\n"));
+    let lines = invalid(
+        &format!("{GOOD}  spare:\n    type: null\n    channel: unused\n").replace(
+            "channels:\n  main:\n",
+            "channels:\n  unused:\n    type: memory\n  orphan:\n    type: memory\n  main:\n",
+        ),
+    );
     has(&lines, "bad.yaml:7:3: channel `unused`: nothing writes to it (list it in a source's or stage's `channels:`)");
     has(&lines, "bad.yaml:9:3: channel `orphan`: nothing writes to it (list it in a source's or stage's `channels:`)");
     has(&lines, "bad.yaml:9:3: channel `orphan`: nothing reads from it (give it a sink with `channel: orphan`, or a stage with `input: orphan`)");
@@ -88,7 +137,8 @@ fn cycles_between_stages() {
         "sources:\n  gen: {type: generator, channels: [a]}\nprocessors:\n  one: {type: add_fields, input: a, channels: [b], fields: {x: 1}}\n  two: {type: add_fields, input: b, channels: [a, c], fields: {y: 2}}\nchannels:\n  a: {type: memory}\n  b: {type: memory}\n  c: {type: memory}\nsinks:\n  out: {type: null, channel: c}\n",
     );
     assert!(
-        lines.iter().any(|l| l.starts_with("bad.yaml:4:48: processor stages form a cycle: `one` → `b`, `two` → `a`")),
+        lines.iter().any(|l| l
+            .starts_with("bad.yaml:4:48: processor stages form a cycle: `one` → `b`, `two` → `a`")),
         "{lines:?}"
     );
 }
@@ -101,17 +151,34 @@ fn unset_variable_without_default() {
 
 #[test]
 fn every_problem_is_listed_at_once() {
-    let lines = invalid(&GOOD.replace("count: 10", "count: lots").replace("type: memory", "type: memroy").replace("channel: main", "channel: nope"));
+    let lines = invalid(
+        &GOOD
+            .replace("count: 10", "count: lots")
+            .replace("type: memory", "type: memroy")
+            .replace("channel: main", "channel: nope"),
+    );
     // Three problems, then the count line.
     assert!(lines.len() >= 4, "{lines:?}");
-    assert!(lines.last().is_some_and(|l| l.ends_with("problems")), "{lines:?}");
+    assert!(
+        lines.last().is_some_and(|l| l.ends_with("problems")),
+        "{lines:?}"
+    );
 }
 
 #[test]
 fn variables_are_substituted_from_the_environment() {
     let d = Dir::new();
-    d.write("p.yaml", &GOOD.replace("count: 10", "count: ${N:-3}").replace("type: console", "type: file\n    path: ./out/${NAME}.log"));
-    let o = d.sluice(&["run", "p.yaml"]).env("NAME", "fromenv").output().expect("run");
+    d.write(
+        "p.yaml",
+        &GOOD
+            .replace("count: 10", "count: ${N:-3}")
+            .replace("type: console", "type: file\n    path: ./out/${NAME}.log"),
+    );
+    let o = d
+        .sluice(&["run", "p.yaml"])
+        .env("NAME", "fromenv")
+        .output()
+        .expect("run");
     assert!(o.status.success(), "{}", stderr(&o));
     assert_sequence(&d.lines("out/fromenv.log"), 3);
 }
@@ -147,7 +214,11 @@ fn every_example_pipeline_validates() {
         .filter(|p| p.extension().is_some_and(|e| e == "yaml" || e == "yml"))
         .collect();
     files.sort();
-    assert!(files.len() >= 10, "expected an example per component, found {}", files.len());
+    assert!(
+        files.len() >= 10,
+        "expected an example per component, found {}",
+        files.len()
+    );
     let d = Dir::new();
     let mut args = vec!["validate".to_string()];
     args.extend(files.iter().map(|f| f.display().to_string()));
@@ -164,13 +235,31 @@ fn every_documented_component_type_is_registered() {
     assert!(o.status.success());
     let listed = stdout(&o);
     let docs = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("docs");
-    for (kind, file) in [("sources", "sources.md"), ("channels", "channels.md"), ("processors", "processors.md"), ("sinks", "sinks.md")] {
+    for (kind, file) in [
+        ("sources", "sources.md"),
+        ("channels", "channels.md"),
+        ("processors", "processors.md"),
+        ("sinks", "sinks.md"),
+    ] {
         let text = std::fs::read_to_string(docs.join(file)).expect("doc file");
-        let line = listed.lines().find(|l| l.starts_with(&format!("{kind}:"))).expect("kind line");
+        let line = listed
+            .lines()
+            .find(|l| l.starts_with(&format!("{kind}:")))
+            .expect("kind line");
         // Every `## type` heading in the doc names a registered type, and
         // every registered type has a heading.
-        let documented: Vec<&str> = text.lines().filter_map(|l| l.strip_prefix("## `")).filter_map(|l| l.split('`').next()).collect();
-        let registered: Vec<&str> = line.split_once(':').map(|x| x.1).unwrap_or("").split(',').map(str::trim).collect();
+        let documented: Vec<&str> = text
+            .lines()
+            .filter_map(|l| l.strip_prefix("## `"))
+            .filter_map(|l| l.split('`').next())
+            .collect();
+        let registered: Vec<&str> = line
+            .split_once(':')
+            .map(|x| x.1)
+            .unwrap_or("")
+            .split(',')
+            .map(str::trim)
+            .collect();
         let mut a = documented.clone();
         a.sort();
         let mut b = registered.clone();

@@ -380,30 +380,6 @@ impl<'a> IntoIterator for &'a Batch {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn dotted_paths_insert_get_remove() {
-        let mut e = Event::new("x", Timestamp(0));
-        e.insert("http.status", 200i64);
-        e.insert("http.method", "GET");
-        assert_eq!(e.get("http.status"), Some(&Value::Integer(200)));
-        assert_eq!(e.get("http.method").and_then(Value::as_str), Some("GET"));
-        assert_eq!(e.remove("http.status"), Some(Value::Integer(200)));
-        assert_eq!(e.get("http.status"), None);
-        e.insert("http", 1i64);
-        e.insert("http.a", 2i64);
-        assert_eq!(e.get("http.a"), Some(&Value::Integer(2)));
-    }
-
-    #[test]
-    fn timestamp_formats_rfc3339() {
-        assert_eq!(Timestamp(0).to_string(), "1970-01-01T00:00:00.000000Z");
-    }
-}
-
 impl<'de> serde::Deserialize<'de> for Value {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         struct V;
@@ -457,5 +433,29 @@ impl<'de> serde::Deserialize<'de> for Value {
             }
         }
         d.deserialize_any(V)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dotted_paths_insert_get_remove() {
+        let mut e = Event::new("x", Timestamp(0));
+        e.insert("http.status", 200i64);
+        e.insert("http.method", "GET");
+        assert_eq!(e.get("http.status"), Some(&Value::Integer(200)));
+        assert_eq!(e.get("http.method").and_then(Value::as_str), Some("GET"));
+        assert_eq!(e.remove("http.status"), Some(Value::Integer(200)));
+        assert_eq!(e.get("http.status"), None);
+        e.insert("http", 1i64);
+        e.insert("http.a", 2i64);
+        assert_eq!(e.get("http.a"), Some(&Value::Integer(2)));
+    }
+
+    #[test]
+    fn timestamp_formats_rfc3339() {
+        assert_eq!(Timestamp(0).to_string(), "1970-01-01T00:00:00.000000Z");
     }
 }

@@ -271,7 +271,7 @@ pub fn parse_pipeline(
             return Ok(p);
         }
     }
-    cx.diags.sort_by(|a, b| a.pos.cmp(&b.pos));
+    cx.diags.sort_by_key(|d| d.pos);
     cx.diags.dedup();
     Err(cx.diags)
 }
@@ -664,7 +664,12 @@ fn component(
         );
         return None;
     };
-    let Some(type_name) = type_node.as_str() else {
+    // `type: null` reads as YAML null: take it as the name `null`.
+    let type_name = match &type_node.kind {
+        NodeKind::Null => Some("null"),
+        _ => type_node.as_str(),
+    };
+    let Some(type_name) = type_name else {
         cx.err(
             type_node.pos,
             format!(

@@ -31,9 +31,11 @@ impl ByteSize {
             "gib" | "gi" => 1 << 30,
             "t" | "tb" => 1_000_000_000_000,
             "tib" | "ti" => 1 << 40,
-            other => return Err(format!(
+            other => {
+                return Err(format!(
                 "invalid size unit `{other}` in `{s}`: use B, KB, KiB, MB, MiB, GB, GiB, TB or TiB"
-            )),
+            ))
+            }
         };
         Ok(ByteSize((n * mult as f64) as u64))
     }
@@ -48,7 +50,7 @@ impl fmt::Display for ByteSize {
             ("KiB", 1 << 10),
         ];
         for (name, size) in UNITS {
-            if self.0 >= size && self.0 % size == 0 {
+            if self.0 >= size && self.0.is_multiple_of(size) {
                 return write!(f, "{}{}", self.0 / size, name);
             }
         }
