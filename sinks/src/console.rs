@@ -122,7 +122,10 @@ impl Sink for ConsoleSink {
         })
         .await;
         let (out, buf, result) = joined.map_err(|e| {
-            SinkError::Fatal(format!("sink `{}`: the {} writer failed: {e}", self.id, self.target))
+            SinkError::Fatal(format!(
+                "sink `{}`: the {} writer failed: {e}",
+                self.id, self.target
+            ))
         })?;
         self.out = Some(out);
         self.buf = buf;

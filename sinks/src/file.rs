@@ -263,7 +263,10 @@ impl Files {
             if let Err(e) = file.file.write_all(&g.buf) {
                 // Reopen next time: the handle may be what is broken.
                 self.open.remove(&g.path);
-                return Err(SinkError::Retry(format!("cannot write to `{}`: {e}", g.path)));
+                return Err(SinkError::Retry(format!(
+                    "cannot write to `{}`: {e}",
+                    g.path
+                )));
             }
         }
         Ok(())
@@ -456,7 +459,9 @@ mod tests {
         let mut e = ev("GET / 200", 1_795_668_191_123_456_789);
         e.insert("status", 200i64);
         e.insert("http.method", "GET");
-        s.write(&Batch::from(vec![ev("plain", 0), e])).await.unwrap();
+        s.write(&Batch::from(vec![ev("plain", 0), e]))
+            .await
+            .unwrap();
         s.flush().await.unwrap();
         let text = read(&path);
         assert_eq!(
@@ -599,7 +604,10 @@ mod tests {
                 .map(|b| {
                     (0..1000i64)
                         .map(|i| {
-                            let mut e = ev(&line, 1_795_668_191_000_000_000 + (b * 1000 + i) * 1_000_000);
+                            let mut e = ev(
+                                &line,
+                                1_795_668_191_000_000_000 + (b * 1000 + i) * 1_000_000,
+                            );
                             if format == Format::Json || template.contains('{') {
                                 e.insert("app", "web");
                             }

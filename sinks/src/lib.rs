@@ -54,7 +54,10 @@ mod tests {
         )
         .unwrap();
         for name in registry.names("sink") {
-            assert!(docs.contains(&format!("## `{name}`")), "{name} is not documented");
+            assert!(
+                docs.contains(&format!("## `{name}`")),
+                "{name} is not documented"
+            );
         }
         assert!(register(&mut registry).is_err());
     }
