@@ -44,21 +44,72 @@ pub fn register(registry: &mut Registry) -> Result<(), DuplicateType> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use sluice_core::config::node::{self, Node, NodeKind};
+    use std::path::Path;
+
+    fn repo(rel: &str) -> std::path::PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(rel)
+    }
 
     #[test]
-    fn every_documented_sink_is_registered_once() {
+    fn documented_and_registered_sinks_match() {
         let mut registry = Registry::new();
         register(&mut registry).unwrap();
-        let docs = std::fs::read_to_string(
-            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/sinks.md"),
-        )
-        .unwrap();
+        let docs = std::fs::read_to_string(repo("docs/sinks.md")).unwrap();
+        let documented: Vec<&str> = docs
+            .lines()
+            .filter_map(|l| l.strip_prefix("## `")?.strip_suffix('`'))
+            .collect();
+        assert_eq!(documented.len(), 3, "{documented:?}");
+        for name in &documented {
+            assert!(
+                registry.sink(name).is_some(),
+                "{name} is documented, not registered"
+            );
+        }
         for name in registry.names("sink") {
             assert!(
-                docs.contains(&format!("## `{name}`")),
-                "{name} is not documented"
+                documented.contains(&name),
+                "{name} is registered, not documented"
             );
         }
         assert!(register(&mut registry).is_err());
+    }
+
+    /// Every `pipelines/sink-*.yaml`: each sink's options (its common keys
+    /// removed, as the runtime does) parse and validate.
+    #[test]
+    fn example_pipelines_parse() {
+        let mut registry = Registry::new();
+        register(&mut registry).unwrap();
+        for name in ["sink-file.yaml", "sink-console.yaml", "sink-null.yaml"] {
+            let text = std::fs::read_to_string(repo("pipelines").join(name)).unwrap();
+            let root = node::parse(&text, &|_| None).unwrap();
+            let sinks = root.get("sinks").and_then(Node::as_map).unwrap();
+            assert!(!sinks.is_empty(), "{name}");
+            for (id, sink) in sinks {
+                let kind = sink.get("type").and_then(Node::as_str).unwrap();
+                let options: Vec<(Node, Node)> = sink
+                    .as_map()
+                    .unwrap()
+                    .iter()
+                    .filter(|(k, _)| {
+                        !matches!(
+                            k.as_str(),
+                            Some("type" | "channel" | "dead_letter" | "batch_size")
+                        )
+                    })
+                    .cloned()
+                    .collect();
+                let options = Node {
+                    kind: NodeKind::Map(options),
+                    pos: sink.pos,
+                };
+                let entry = registry.sink(kind).unwrap();
+                let config =
+                    (entry.parse)(&options).unwrap_or_else(|e| panic!("{name}: sink {id:?}: {e}"));
+                assert!(config.validate().is_empty(), "{name}");
+            }
+        }
     }
 }
