@@ -560,6 +560,28 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn idle_files_are_closed() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = FileSink::new(
+            "out",
+            Template::parse(&tmp_path(&dir, "{n}.log")).unwrap(),
+            Format::Text,
+            64,
+            std::time::Duration::from_millis(50),
+        );
+        let mut a = ev("a", 0);
+        a.insert("n", "a");
+        s.write(&Batch::from(vec![a])).await.unwrap();
+        tokio::time::sleep(std::time::Duration::from_millis(80)).await;
+        let mut b = ev("b", 0);
+        b.insert("n", "b");
+        s.write(&Batch::from(vec![b])).await.unwrap();
+        let open = &s.files.as_ref().unwrap().open;
+        assert_eq!(open.len(), 1);
+        assert!(open.keys().all(|p| p.ends_with("b.log")));
+    }
+
+    #[tokio::test]
     async fn unwritable_path_is_a_retry() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("file"), "").unwrap();
