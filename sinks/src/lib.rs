@@ -1,1 +1,115 @@
-//! placeholder
+//! # sluice-sinks
+//!
+//! The built-in sinks of Sluice: where events leave the pipeline.
+//!
+//! * [`file`]: appends events to files whose path is a
+//!   [`Template`](sluice_core::template::Template) (`./out/{app}/%Y-%m-%d.log`),
+//!   one `write` per file per batch, keeping a bounded set of files open.
+//! * [`console`]: writes events to stdout or stderr, one write and one flush
+//!   per batch; a closed pipe stops the pipeline with a clear error.
+//! * [`null`]: discards everything (for benchmarks and drafts).
+//!
+//! `file` and `console` share the [`encode`] module: `text` (the body and a
+//! newline) or `json` (one `{"timestamp","message","fields"}` object per line).
+//!
+//! Each sink is one file named after its YAML `type`, with a `Config` that
+//! implements [`SinkConfig`](sluice_core::registry::SinkConfig). [`register`]
+//! lists them all:
+//!
+//! ```
+//! let mut registry = sluice_core::registry::Registry::new();
+//! sluice_sinks::register(&mut registry).unwrap();
+//! assert_eq!(registry.names("sink"), ["console", "file", "null"]);
+//! ```
+
+use sluice_core::registry::{DuplicateType, Registry};
+
+pub mod console;
+pub mod encode;
+pub mod file;
+pub mod null;
+
+/// Registers every sink of this crate under its YAML `type`.
+///
+/// # Errors
+///
+/// When one of the names is already registered.
+pub fn register(registry: &mut Registry) -> Result<(), DuplicateType> {
+    registry.add_sink::<file::Config>("file")?;
+    registry.add_sink::<console::Config>("console")?;
+    registry.add_sink::<null::Config>("null")?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sluice_core::config::node::{self, Node, NodeKind};
+    use std::path::Path;
+
+    fn repo(rel: &str) -> std::path::PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(rel)
+    }
+
+    #[test]
+    fn documented_and_registered_sinks_match() {
+        let mut registry = Registry::new();
+        register(&mut registry).unwrap();
+        let docs = std::fs::read_to_string(repo("docs/sinks.md")).unwrap();
+        let documented: Vec<&str> = docs
+            .lines()
+            .filter_map(|l| l.strip_prefix("## `")?.strip_suffix('`'))
+            .collect();
+        assert_eq!(documented.len(), 3, "{documented:?}");
+        for name in &documented {
+            assert!(
+                registry.sink(name).is_some(),
+                "{name} is documented, not registered"
+            );
+        }
+        for name in registry.names("sink") {
+            assert!(
+                documented.contains(&name),
+                "{name} is registered, not documented"
+            );
+        }
+        assert!(register(&mut registry).is_err());
+    }
+
+    /// Every `pipelines/sink-*.yaml`: each sink's options (its common keys
+    /// removed, as the runtime does) parse and validate.
+    #[test]
+    fn example_pipelines_parse() {
+        let mut registry = Registry::new();
+        register(&mut registry).unwrap();
+        for name in ["sink-file.yaml", "sink-console.yaml", "sink-null.yaml"] {
+            let text = std::fs::read_to_string(repo("pipelines").join(name)).unwrap();
+            let root = node::parse(&text, &|_| None).unwrap();
+            let sinks = root.get("sinks").and_then(Node::as_map).unwrap();
+            assert!(!sinks.is_empty(), "{name}");
+            for (id, sink) in sinks {
+                let kind = sink.get("type").and_then(Node::as_str).unwrap();
+                let options: Vec<(Node, Node)> = sink
+                    .as_map()
+                    .unwrap()
+                    .iter()
+                    .filter(|(k, _)| {
+                        !matches!(
+                            k.as_str(),
+                            Some("type" | "channel" | "dead_letter" | "batch_size")
+                        )
+                    })
+                    .cloned()
+                    .collect();
+                let options = Node {
+                    kind: NodeKind::Map(options),
+                    pos: sink.pos,
+                };
+                let entry = registry.sink(kind).unwrap();
+                let config =
+                    (entry.parse)(&options).unwrap_or_else(|e| panic!("{name}: sink {id:?}: {e}"));
+                assert!(config.validate().is_empty(), "{name}");
+            }
+        }
+    }
+}
