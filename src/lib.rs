@@ -42,6 +42,6 @@ pub fn try_register_builtins(
     // sluice_sources::register(registry)?;
     sluice_channels::register(registry)?;
     // sluice_processors::register(registry)?;
-    // sluice_sinks::register(registry)?;
+    sluice_sinks::register(registry)?;
     Ok(())
 }
