@@ -15,7 +15,8 @@
 //! * `.message` is the event body, `.timestamp` the event timestamp; every
 //!   other path names a field (`.a.b` is field `b` inside map `a`). A quoted
 //!   segment (`."odd key"`, `."message"`) always names a field.
-//! * Literals: `"strings"` (escapes `\"`, `\\`, `\n`, `\t`, `\r`), integers,
+//! * Literals: `"strings"` (escapes `\"`, `\\`, `\n`, `\t`, `\r`; any other
+//!   backslash is kept, so `"\d+"` is the regex `\d+`), integers,
 //!   floats, `true`, `false`, `null`.
 //! * Comparisons `==`, `!=`, `<`, `<=`, `>`, `>=`; `=~` / `!~` with a string
 //!   literal regex; `x in [lit, ...]`. A missing field is `null`.
@@ -606,12 +607,14 @@ impl Parser<'_> {
         Ok(match segs.as_slice() {
             [(s, false)] if s == "message" => Path::Message,
             [(s, false)] if s == "timestamp" => Path::Timestamp,
-            [(s, false), ..] if s == "message" || s == "timestamp" => return Err(self.err_at(
-                start,
-                format!(
+            [(s, false), ..] if s == "message" || s == "timestamp" => {
+                return Err(self.err_at(
+                    start,
+                    format!(
                     ".{s} is the event {s} and has no sub-fields; quote it (.\"{s}\") for a field"
                 ),
-            )),
+                ))
+            }
             _ => Path::Field(segs.into_iter().map(|(s, _)| s).collect()),
         })
     }
@@ -633,21 +636,20 @@ impl Parser<'_> {
             match c {
                 b'"' => return Ok(out),
                 b'\\' => {
-                    let esc = self.peek();
+                    let Some(esc) = self.peek() else {
+                        return Err(self.err_at(start, "unterminated string"));
+                    };
                     self.pos += 1;
-                    out.push(match esc {
-                        Some(b'"') => b'"',
-                        Some(b'\\') => b'\\',
-                        Some(b'n') => b'\n',
-                        Some(b't') => b'\t',
-                        Some(b'r') => b'\r',
-                        _ => {
-                            return Err(self.err_at(
-                                self.pos - 2,
-                                "unknown escape: use \\\", \\\\, \\n, \\t or \\r (in a regex, write \\\\d for \\d)",
-                            ))
-                        }
-                    });
+                    match esc {
+                        b'"' => out.push(b'"'),
+                        b'\\' => out.push(b'\\'),
+                        b'n' => out.push(b'\n'),
+                        b't' => out.push(b'\t'),
+                        b'r' => out.push(b'\r'),
+                        // Any other escape is kept as written, so that regexes
+                        // read naturally: "\d+" is the regex \d+.
+                        other => out.extend_from_slice(&[b'\\', other]),
+                    }
                 }
                 c => out.push(c),
             }
@@ -863,7 +865,10 @@ mod tests {
         assert!(err(".a in [.b]").message.contains("literals only"));
         assert!(err("exists(\"x\")").message.contains("takes a path"));
         assert!(err(".message.x == 1").message.contains("no sub-fields"));
-        assert!(err(r#".a == "\q""#).message.contains("unknown escape"));
+        assert!(
+            t(r#".message =~ "\d\.\ds""#),
+            "unknown escapes are kept for regexes"
+        );
         assert!(err(".a == 12x").message.contains("invalid number"));
         assert!(err("").message.contains("expected a value"));
         // Offsets count characters, not bytes.

@@ -27,8 +27,11 @@ fn yes() -> bool {
 
 impl ProcessorConfig for Config {
     fn validate(&self) -> Vec<Problem> {
-        let mut problems: Vec<Problem> =
-            self.fields.keys().filter_map(|k| crate::check_path("fields", k)).collect();
+        let mut problems: Vec<Problem> = self
+            .fields
+            .keys()
+            .filter_map(|k| crate::check_path("fields", k))
+            .collect();
         if self.fields.is_empty() {
             problems.push(Problem::at("fields", "list at least one field to add"));
         }
@@ -37,7 +40,11 @@ impl ProcessorConfig for Config {
 
     fn build(&self, _cx: &BuildContext) -> Result<Box<dyn Processor>, BuildError> {
         Ok(Box::new(AddFields {
-            fields: self.fields.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+            fields: self
+                .fields
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
             overwrite: self.overwrite,
         }))
     }
@@ -68,7 +75,8 @@ mod tests {
 
     #[test]
     fn config_parses_and_rejects_unknown_keys() {
-        let c: Config = config("fields: {env: prod, tier: 3, labels: {team: core}}\noverwrite: false");
+        let c: Config =
+            config("fields: {env: prod, tier: 3, labels: {team: core}}\noverwrite: false");
         assert!(c.validate().is_empty());
         assert!(!c.overwrite);
         assert!(!examples::<Config>("add_fields").is_empty());
@@ -82,7 +90,8 @@ mod tests {
 
     #[test]
     fn adds_typed_values_at_dotted_paths() {
-        let mut p = build::<Config>("fields: {env: prod, app.tier: 3, ratio: 0.5, on: true, tags: [a, b]}");
+        let mut p =
+            build::<Config>("fields: {env: prod, app.tier: 3, ratio: 0.5, on: true, tags: [a, b]}");
         let mut b = batch(&["x"]);
         assert!(run(p.as_mut(), &mut b).is_empty());
         let e = &b.events[0];
@@ -90,13 +99,18 @@ mod tests {
         assert_eq!(e.get("app.tier"), Some(&Value::Integer(3)));
         assert_eq!(e.get("ratio"), Some(&Value::Float(0.5)));
         assert_eq!(e.get("on"), Some(&Value::Bool(true)));
-        assert_eq!(e.get("tags"), Some(&Value::Array(vec!["a".into(), "b".into()])));
+        assert_eq!(
+            e.get("tags"),
+            Some(&Value::Array(vec!["a".into(), "b".into()]))
+        );
     }
 
     #[test]
     fn overwrite_false_keeps_existing_fields() {
         for (overwrite, want) in [(true, "new"), (false, "old")] {
-            let mut p = build::<Config>(&format!("fields: {{env: new, other: x}}\noverwrite: {overwrite}"));
+            let mut p = build::<Config>(&format!(
+                "fields: {{env: new, other: x}}\noverwrite: {overwrite}"
+            ));
             let mut b = batch(&["x"]);
             b.events[0].insert("env", "old");
             run(p.as_mut(), &mut b);

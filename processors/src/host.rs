@@ -23,7 +23,9 @@ fn default_field() -> String {
 
 impl ProcessorConfig for Config {
     fn validate(&self) -> Vec<Problem> {
-        crate::check_path("field", &self.field).into_iter().collect()
+        crate::check_path("field", &self.field)
+            .into_iter()
+            .collect()
     }
 
     fn build(&self, _cx: &BuildContext) -> Result<Box<dyn Processor>, BuildError> {
@@ -94,14 +96,22 @@ mod tests {
         assert!(run(p.as_mut(), &mut b).is_empty());
         let want = hostname().unwrap_or_default();
         for e in &b.events {
-            let got = e.get("agent.host").and_then(Value::as_str).unwrap_or_default();
+            let got = e
+                .get("agent.host")
+                .and_then(Value::as_str)
+                .unwrap_or_default();
             assert!(!got.is_empty());
             if !want.is_empty() {
                 assert_eq!(got, want);
             }
         }
         // The events share one buffer.
-        let ptr = |i: usize| b.events[i].get("agent.host").and_then(Value::as_bytes).map(<[u8]>::as_ptr);
+        let ptr = |i: usize| {
+            b.events[i]
+                .get("agent.host")
+                .and_then(Value::as_bytes)
+                .map(<[u8]>::as_ptr)
+        };
         assert_eq!(ptr(0), ptr(1));
     }
 }

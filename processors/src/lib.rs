@@ -86,7 +86,9 @@ pub(crate) fn check_path(key: &str, path: &str) -> Option<sluice_core::registry:
     if path.is_empty() || path.split('.').any(str::is_empty) {
         Some(sluice_core::registry::Problem::at(
             key,
-            format!("`{path}` is not a field path: use names separated by dots, such as `http.status`"),
+            format!(
+                "`{path}` is not a field path: use names separated by dots, such as `http.status`"
+            ),
         ))
     } else {
         None
@@ -154,7 +156,10 @@ pub(crate) mod test_util {
     /// does, each parsed as `C` and validated.
     pub fn examples<C: ProcessorConfig>(ty: &str) -> Vec<C> {
         use sluice_core::config::{from_node, node, Node, NodeKind};
-        let path = format!("{}/../pipelines/processor-{ty}.yaml", env!("CARGO_MANIFEST_DIR"));
+        let path = format!(
+            "{}/../pipelines/processor-{ty}.yaml",
+            env!("CARGO_MANIFEST_DIR")
+        );
         let text = match std::fs::read_to_string(&path) {
             Ok(s) => s,
             Err(e) => panic!("{path}: {e}"),
@@ -164,7 +169,10 @@ pub(crate) mod test_util {
             Err(p) => panic!("{path}: {p:?}"),
         };
         let mut out = Vec::new();
-        let procs = root.get("processors").and_then(Node::as_map).unwrap_or_default();
+        let procs = root
+            .get("processors")
+            .and_then(Node::as_map)
+            .unwrap_or_default();
         for (id, def) in procs {
             if def.get("type").and_then(Node::as_str) != Some(ty) {
                 continue;
@@ -181,7 +189,10 @@ pub(crate) mod test_util {
                 })
                 .cloned()
                 .collect();
-            let own = Node { kind: NodeKind::Map(own), pos: def.pos };
+            let own = Node {
+                kind: NodeKind::Map(own),
+                pos: def.pos,
+            };
             let c: C = match from_node(&own) {
                 Ok(c) => c,
                 Err(e) => panic!("{path}: processor {id:?}: {e} at {:?}", e.pos),

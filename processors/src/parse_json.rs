@@ -49,7 +49,12 @@ impl ParseJson {
             None => &e.body,
             Some(f) => match e.get(f) {
                 Some(Value::String(b)) => b,
-                Some(other) => return Err(format!("field `{f}` holds a {}, not JSON text", other.kind())),
+                Some(other) => {
+                    return Err(format!(
+                        "field `{f}` holds a {}, not JSON text",
+                        other.kind()
+                    ))
+                }
                 None => return Err(format!("field `{f}` is missing")),
             },
         };
@@ -98,7 +103,10 @@ mod tests {
         assert_eq!(e.get("n"), Some(&Value::Integer(3)));
         assert_eq!(e.get("x"), Some(&Value::Float(1.5)));
         assert_eq!(e.get("ok"), Some(&Value::Bool(true)));
-        assert_eq!(e.get("nested.a"), Some(&Value::Array(vec![Value::Integer(1), Value::Null])));
+        assert_eq!(
+            e.get("nested.a"),
+            Some(&Value::Array(vec![Value::Integer(1), Value::Null]))
+        );
     }
 
     #[test]
@@ -125,6 +133,9 @@ mod tests {
         let mut b = batch(&["a", "b"]);
         b.events[1].insert("raw", 5i64);
         let f = run(p.as_mut(), &mut b);
-        assert!(f[0].1.contains("missing") && f[1].1.contains("integer"), "{f:?}");
+        assert!(
+            f[0].1.contains("missing") && f[1].1.contains("integer"),
+            "{f:?}"
+        );
     }
 }

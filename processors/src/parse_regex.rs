@@ -67,7 +67,10 @@ impl ProcessorConfig for Config {
                 for name in self.types.keys().filter(|k| !names.contains(&k.as_str())) {
                     problems.push(Problem::at(
                         "types",
-                        format!("`{name}` is not a named capture of the pattern (captures: {})", names.join(", ")),
+                        format!(
+                            "`{name}` is not a named capture of the pattern (captures: {})",
+                            names.join(", ")
+                        ),
                     ));
                 }
             }
@@ -121,7 +124,10 @@ fn convert(name: &str, text: &Bytes, kind: Option<Kind>) -> Result<Value, String
     };
     v.ok_or_else(|| {
         let kind = format!("{kind:?}").to_lowercase();
-        format!("capture `{name}`: `{}` is not a {kind}", String::from_utf8_lossy(text))
+        format!(
+            "capture `{name}`: `{}` is not a {kind}",
+            String::from_utf8_lossy(text)
+        )
     })
 }
 
@@ -131,11 +137,17 @@ impl ParseRegex {
             None => e.body.clone(),
             Some(f) => match e.get(f) {
                 Some(Value::String(b)) => b.clone(),
-                Some(other) => return Err(format!("field `{f}` holds a {}, not text", other.kind())),
+                Some(other) => {
+                    return Err(format!("field `{f}` holds a {}, not text", other.kind()))
+                }
                 None => return Err(format!("field `{f}` is missing")),
             },
         };
-        if self.regex.captures_read(&mut self.locations, &input).is_none() {
+        if self
+            .regex
+            .captures_read(&mut self.locations, &input)
+            .is_none()
+        {
             return Err("pattern did not match".to_string());
         }
         let mut out = Fields::new();
@@ -189,7 +201,9 @@ types: {status: integer}"#;
         let c: Config = config("pattern: '(?P<a>'");
         assert!(c.validate()[0].message.contains("invalid regex"));
         let c: Config = config("pattern: '(?P<a>.)'\ntypes: {b: float}");
-        assert!(c.validate()[0].message.contains("`b` is not a named capture"));
+        assert!(c.validate()[0]
+            .message
+            .contains("`b` is not a named capture"));
     }
 
     #[test]
@@ -201,12 +215,21 @@ types: {status: integer}"#;
         let e = &b.events[0];
         assert_eq!(e.get("client").and_then(Value::as_str), Some("127.0.0.1"));
         assert_eq!(e.get("method").and_then(Value::as_str), Some("GET"));
-        assert_eq!(e.get("path").and_then(Value::as_str), Some("/apache_pb.gif"));
+        assert_eq!(
+            e.get("path").and_then(Value::as_str),
+            Some("/apache_pb.gif")
+        );
         assert_eq!(e.get("status"), Some(&Value::Integer(200)));
         assert_eq!(e.get("bytes").and_then(Value::as_str), Some("2326"));
         let body = e.body.as_ptr_range();
-        let client = e.get("client").and_then(Value::as_bytes).map(<[u8]>::as_ptr);
-        assert!(client.is_some_and(|p| body.contains(&p)), "the capture points into the body");
+        let client = e
+            .get("client")
+            .and_then(Value::as_bytes)
+            .map(<[u8]>::as_ptr);
+        assert!(
+            client.is_some_and(|p| body.contains(&p)),
+            "the capture points into the body"
+        );
     }
 
     #[test]
@@ -221,7 +244,10 @@ types: {status: integer}"#;
         assert_eq!(b.events[0].get("parsed.v"), Some(&Value::Float(0.75)));
         assert_eq!(b.events[0].get("parsed.flag"), Some(&Value::Bool(true)));
         assert_eq!(b.events[1].get("parsed.flag"), None);
-        assert_eq!(b.events[1].get("parsed.k").and_then(Value::as_str), Some("load"));
+        assert_eq!(
+            b.events[1].get("parsed.k").and_then(Value::as_str),
+            Some("load")
+        );
     }
 
     #[test]
@@ -232,7 +258,10 @@ types: {status: integer}"#;
         assert_eq!(f.len(), 2, "{f:?}");
         assert_eq!(f[0], (1, "pattern did not match".to_string()));
         assert_eq!(f[1].0, 2);
-        assert!(f[1].1.contains("`x12` is not a integer") || f[1].1.contains("not an integer"), "{f:?}");
+        assert!(
+            f[1].1.contains("`x12` is not a integer") || f[1].1.contains("not an integer"),
+            "{f:?}"
+        );
         assert_eq!(b.len(), 4);
         assert_eq!(b.events[3].get("n"), Some(&Value::Integer(7)));
         assert_eq!(b.events[2].get("n"), None);

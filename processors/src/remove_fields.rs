@@ -14,8 +14,11 @@ pub struct Config {
 
 impl ProcessorConfig for Config {
     fn validate(&self) -> Vec<Problem> {
-        let mut problems: Vec<Problem> =
-            self.fields.iter().filter_map(|k| crate::check_path("fields", k)).collect();
+        let mut problems: Vec<Problem> = self
+            .fields
+            .iter()
+            .filter_map(|k| crate::check_path("fields", k))
+            .collect();
         if self.fields.is_empty() {
             problems.push(Problem::at("fields", "list at least one field to remove"));
         }
@@ -71,7 +74,10 @@ mod tests {
         assert!(run(p.as_mut(), &mut b).is_empty());
         assert_eq!(b.events[0].get("password"), None);
         assert_eq!(b.events[0].get("http.cookie"), None);
-        assert_eq!(b.events[0].get("http.method").and_then(Value::as_str), Some("GET"));
+        assert_eq!(
+            b.events[0].get("http.method").and_then(Value::as_str),
+            Some("GET")
+        );
         assert!(b.events[1].fields.is_empty());
         assert_eq!(b.events[0].body, "x");
     }

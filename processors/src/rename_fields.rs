@@ -48,9 +48,15 @@ impl ProcessorConfig for Config {
             problems.extend(crate::check_path("fields", from));
             problems.extend(crate::check_path("fields", to));
             if from == to {
-                problems.push(Problem::at("fields", format!("`{from}` is renamed to itself")));
+                problems.push(Problem::at(
+                    "fields",
+                    format!("`{from}` is renamed to itself"),
+                ));
             } else if to.starts_with(&format!("{from}.")) {
-                problems.push(Problem::at("fields", format!("`{from}` cannot move inside itself (`{to}`)")));
+                problems.push(Problem::at(
+                    "fields",
+                    format!("`{from}` cannot move inside itself (`{to}`)"),
+                ));
             }
         }
         problems

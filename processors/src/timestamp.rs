@@ -63,7 +63,8 @@ impl Format {
                 .ok_or_else(|| format!("{ms} milliseconds is out of range")),
             (Format::UnixMs, Value::Float(ms)) => float_ts(*ms * 1e6),
             (_, Value::String(b)) => {
-                let s = std::str::from_utf8(b).map_err(|_| "the time is not UTF-8 text".to_string())?;
+                let s =
+                    std::str::from_utf8(b).map_err(|_| "the time is not UTF-8 text".to_string())?;
                 self.parse_str(s.trim())
             }
             (_, other) => Err(format!("cannot read a time from a {} value", other.kind())),
@@ -71,13 +72,21 @@ impl Format {
     }
 
     fn parse_str(&self, s: &str) -> Result<Timestamp, String> {
-        let bad = |e: &dyn std::fmt::Display| format!("`{s}` is not a time in the format {}: {e}", self.name());
+        let bad = |e: &dyn std::fmt::Display| {
+            format!("`{s}` is not a time in the format {}: {e}", self.name())
+        };
         match self {
             Format::Rfc3339 => chrono::DateTime::parse_from_rfc3339(s)
                 .map(|d| Timestamp::from_datetime(&d))
                 .map_err(|e| bad(&e)),
-            Format::Unix => s.parse::<f64>().map_err(|e| bad(&e)).and_then(|f| float_ts(f * 1e9)),
-            Format::UnixMs => s.parse::<f64>().map_err(|e| bad(&e)).and_then(|f| float_ts(f * 1e6)),
+            Format::Unix => s
+                .parse::<f64>()
+                .map_err(|e| bad(&e))
+                .and_then(|f| float_ts(f * 1e9)),
+            Format::UnixMs => s
+                .parse::<f64>()
+                .map_err(|e| bad(&e))
+                .and_then(|f| float_ts(f * 1e6)),
             Format::Pattern(p) => match chrono::DateTime::parse_from_str(s, p) {
                 Ok(d) => Ok(Timestamp::from_datetime(&d)),
                 // No offset in the pattern: read it as UTC.
@@ -168,7 +177,10 @@ impl Processor for TimestampProcessor {
         for (i, e) in batch.events.iter_mut().enumerate() {
             let parsed = match e.get(field) {
                 None => Err(format!("field `{field}` is missing")),
-                Some(v) => self.format.parse(v).map_err(|m| format!("field `{field}`: {m}")),
+                Some(v) => self
+                    .format
+                    .parse(v)
+                    .map_err(|m| format!("field `{field}`: {m}")),
             };
             match parsed {
                 Ok(t) => self.set(e, t),
@@ -207,18 +219,33 @@ mod tests {
         let before = Timestamp::now();
         assert!(run(p.as_mut(), &mut b).is_empty());
         assert!(b.events[0].timestamp >= before);
-        assert!(b.events.iter().all(|e| e.timestamp == b.events[0].timestamp));
+        assert!(b
+            .events
+            .iter()
+            .all(|e| e.timestamp == b.events[0].timestamp));
     }
 
     #[test]
     fn parses_each_format() {
         let cases: [(&str, Value, i64); 6] = [
-            ("rfc3339", Value::from("2026-11-26T04:43:11.5Z"), 1_795_668_191_500_000_000),
+            (
+                "rfc3339",
+                Value::from("2026-11-26T04:43:11.5Z"),
+                1_795_668_191_500_000_000,
+            ),
             ("unix", Value::Integer(10), 10_000_000_000),
             ("unix", Value::from("1.5"), 1_500_000_000),
             ("unix_ms", Value::Integer(1500), 1_500_000_000),
-            ("'%d/%b/%Y:%H:%M:%S %z'", Value::from("10/Oct/2000:13:55:36 -0700"), 971_211_336_000_000_000),
-            ("'%Y-%m-%d %H:%M:%S'", Value::from("1970-01-01 00:00:02"), 2_000_000_000),
+            (
+                "'%d/%b/%Y:%H:%M:%S %z'",
+                Value::from("10/Oct/2000:13:55:36 -0700"),
+                971_211_336_000_000_000,
+            ),
+            (
+                "'%Y-%m-%d %H:%M:%S'",
+                Value::from("1970-01-01 00:00:02"),
+                2_000_000_000,
+            ),
         ];
         for (fmt, v, want) in cases {
             let mut p = build::<Config>(&format!("field: t\nformat: {fmt}"));
@@ -236,7 +263,10 @@ mod tests {
         b.events[0].insert("t", 7i64);
         assert!(run(p.as_mut(), &mut b).is_empty());
         assert_eq!(b.events[0].timestamp, Timestamp(0));
-        assert_eq!(b.events[0].get("when.parsed"), Some(&Value::Timestamp(Timestamp(7_000_000_000))));
+        assert_eq!(
+            b.events[0].get("when.parsed"),
+            Some(&Value::Timestamp(Timestamp(7_000_000_000)))
+        );
     }
 
     #[test]
