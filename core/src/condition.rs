@@ -86,6 +86,7 @@ impl Condition {
         let mut p = Parser {
             src: source,
             pos: 0,
+            depth: 0,
         };
         let expr = p.or()?;
         p.skip_ws();
@@ -321,7 +322,13 @@ struct Parser<'s> {
     src: &'s str,
     /// Byte position in `src`.
     pos: usize,
+    /// Nesting of `(` and `!`, bounded so that a hostile condition cannot
+    /// overflow the stack.
+    depth: usize,
 }
+
+/// How deep `(` and `!` may nest.
+const MAX_DEPTH: usize = 64;
 
 fn is_ident(c: u8) -> bool {
     c.is_ascii_alphanumeric() || matches!(c, b'_' | b'-' | b'@') || c >= 0x80
@@ -334,6 +341,14 @@ impl Parser<'_> {
             offset: self.src.get(..end).map_or(0, |s| s.chars().count()),
             message: message.into(),
         }
+    }
+
+    fn enter(&mut self) -> Result<(), ConditionError> {
+        self.depth += 1;
+        if self.depth > MAX_DEPTH {
+            return Err(self.err_here(format!("nested more than {MAX_DEPTH} deep")));
+        }
+        Ok(())
     }
 
     fn err_here(&self, message: impl Into<String>) -> ConditionError {
@@ -427,8 +442,11 @@ impl Parser<'_> {
             && !self.rest().starts_with("!=")
             && !self.rest().starts_with("!~")
         {
+            self.enter()?;
             self.pos += 1;
-            return Ok(Expr::Not(Box::new(self.not()?)));
+            let e = Expr::Not(Box::new(self.not()?));
+            self.depth -= 1;
+            return Ok(e);
         }
         self.comparison()
     }
@@ -507,9 +525,11 @@ impl Parser<'_> {
         };
         match c {
             b'(' => {
+                self.enter()?;
                 self.pos += 1;
                 let e = self.or()?;
                 self.expect(")", "to close '('")?;
+                self.depth -= 1;
                 Ok(e)
             }
             b'.' => Ok(Expr::Path(self.path()?)),
@@ -554,6 +574,7 @@ impl Parser<'_> {
 
     fn call(&mut self, name: &str) -> Result<Expr, ConditionError> {
         self.expect("(", &format!("after '{name}'"))?;
+        self.enter()?;
         self.skip_ws();
         let arg_at = self.pos;
         let e = match name {
@@ -577,6 +598,7 @@ impl Parser<'_> {
             }
         };
         self.expect(")", &format!("to close '{name}('"))?;
+        self.depth -= 1;
         Ok(e)
     }
 
@@ -871,6 +893,16 @@ mod tests {
         );
         assert!(err(".a == 12x").message.contains("invalid number"));
         assert!(err("").message.contains("expected a value"));
+        assert!(err(&"(".repeat(10_000))
+            .message
+            .contains("nested more than"));
+        assert!(err(&"!".repeat(10_000))
+            .message
+            .contains("nested more than"));
+        assert!(err(&"len(".repeat(10_000))
+            .message
+            .contains("nested more than"));
+        assert!(t(&format!("{}.flag{}", "(".repeat(60), ")".repeat(60))));
         // Offsets count characters, not bytes.
         assert_eq!(err(r#".é == "é" &&"#).offset, 12);
     }
