@@ -58,7 +58,8 @@ impl ParseJson {
                 None => return Err(format!("field `{f}` is missing")),
             },
         };
-        serde_json::from_slice::<Fields>(text).map_err(|err| format!("not a JSON object: {err}"))
+        serde_json::from_slice::<Fields>(text)
+            .map_err(|err| format!("cannot read a JSON object: {err}"))
     }
 }
 
@@ -125,7 +126,11 @@ mod tests {
         let mut b = batch(&["[1,2]", "{\"a\":", "not json", "{\"ok\":1}", "\"s\""]);
         let f = run(p.as_mut(), &mut b);
         assert_eq!(f.iter().map(|f| f.0).collect::<Vec<_>>(), vec![0, 1, 2, 4]);
-        assert!(f[0].1.contains("expected a map"), "{f:?}");
+        assert!(
+            f[0].1
+                .contains("invalid type: sequence, expected a map at line 1 column 0"),
+            "{f:?}"
+        );
         assert!(f[1].1.contains("EOF"), "{f:?}");
         assert_eq!(b.len(), 5);
         assert_eq!(b.events[3].get("ok"), Some(&Value::Integer(1)));
