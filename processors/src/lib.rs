@@ -96,6 +96,41 @@ pub(crate) fn check_path(key: &str, path: &str) -> Option<sluice_core::registry:
 }
 
 #[cfg(test)]
+mod tests {
+    use sluice_core::registry::Registry;
+
+    /// The documented list, the registered list and the example pipelines
+    /// agree.
+    #[test]
+    fn every_documented_type_is_registered_once_with_an_example() {
+        let mut r = Registry::new();
+        assert!(super::register(&mut r).is_ok());
+        assert!(
+            super::register(&mut r).is_err(),
+            "a duplicate name must fail"
+        );
+        let docs = std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../docs/processors.md"
+        ))
+        .unwrap_or_default();
+        let documented: Vec<&str> = docs.lines().filter_map(|l| l.strip_prefix("## ")).collect();
+        let mut registered = r.names("processor");
+        registered.sort_unstable();
+        let mut sorted = documented.clone();
+        sorted.sort_unstable();
+        assert_eq!(registered, sorted);
+        for ty in documented {
+            let path = format!(
+                "{}/../pipelines/processor-{ty}.yaml",
+                env!("CARGO_MANIFEST_DIR")
+            );
+            assert!(std::path::Path::new(&path).exists(), "{path}");
+        }
+    }
+}
+
+#[cfg(test)]
 pub(crate) mod test_util {
     use sluice_core::prelude::*;
 
