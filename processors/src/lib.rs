@@ -1,1 +1,242 @@
-//! placeholder
+//! # sluice-processors
+//!
+//! The built-in processors of Sluice. Each one lives in its own file named
+//! after its YAML `type` and has two halves:
+//!
+//! * a `Config` struct (`#[serde(deny_unknown_fields)]`, every option
+//!   documented) implementing [`ProcessorConfig`]: a pure `validate` that
+//!   lists every problem, and a `build` that compiles what can be compiled
+//!   once (regexes, conditions, the host name);
+//! * the processor itself, implementing [`Processor`]: it changes a
+//!   [`Batch`](sluice_core::event::Batch) in place and reports an event it
+//!   cannot handle with [`ProcessContext::fail`] (the event stays in the
+//!   batch; the runtime sends it to the dead-letter channel or logs it).
+//!
+//! [`register`] is the one list of what exists here:
+//!
+//! | `type` | does |
+//! |---|---|
+//! | `timestamp` | sets the event timestamp (now, or parsed from a field) |
+//! | `host` | adds the machine's host name |
+//! | `add_fields` | adds constant fields |
+//! | `remove_fields` | removes fields |
+//! | `rename_fields` | renames fields |
+//! | `filter` | keeps the events that match a [condition](sluice_core::condition) |
+//! | `parse_json` | parses a JSON object from the body or a field |
+//! | `parse_regex` | extracts named captures, zero-copy, from the body or a field |
+//!
+//! ```
+//! use sluice_core::prelude::*;
+//!
+//! let mut registry = Registry::new();
+//! sluice_processors::register(&mut registry).unwrap();
+//! assert!(registry.processor("filter").is_some());
+//!
+//! // Using one directly, outside a pipeline:
+//! let config: sluice_processors::filter::Config =
+//!     sluice_core::config::from_yaml_str(r#"condition: '.message =~ "ERROR"'"#).unwrap();
+//! let cx = BuildContext {
+//!     id: "errors".into(),
+//!     pipeline_data_dir: ".".into(),
+//!     data_dir: ".".into(),
+//! };
+//! let mut filter = config.build(&cx).unwrap();
+//! let mut batch = Batch::new();
+//! batch.push(Event::new("ERROR disk full", Timestamp(0)));
+//! batch.push(Event::new("INFO all good", Timestamp(0)));
+//! filter.process(&mut batch, &mut ProcessContext::new());
+//! assert_eq!(batch.len(), 1);
+//! ```
+//!
+//! [`ProcessorConfig`]: sluice_core::registry::ProcessorConfig
+//! [`Processor`]: sluice_core::processor::Processor
+//! [`ProcessContext::fail`]: sluice_core::processor::ProcessContext::fail
+
+use sluice_core::registry::{DuplicateType, Registry};
+
+pub mod add_fields;
+pub mod filter;
+pub mod host;
+pub mod parse_json;
+pub mod parse_regex;
+pub mod remove_fields;
+pub mod rename_fields;
+pub mod timestamp;
+
+/// Registers every built-in processor under its YAML `type`.
+///
+/// # Errors
+///
+/// When one of these names is already registered.
+pub fn register(registry: &mut Registry) -> Result<(), DuplicateType> {
+    registry.add_processor::<timestamp::Config>("timestamp")?;
+    registry.add_processor::<host::Config>("host")?;
+    registry.add_processor::<add_fields::Config>("add_fields")?;
+    registry.add_processor::<remove_fields::Config>("remove_fields")?;
+    registry.add_processor::<rename_fields::Config>("rename_fields")?;
+    registry.add_processor::<filter::Config>("filter")?;
+    registry.add_processor::<parse_json::Config>("parse_json")?;
+    registry.add_processor::<parse_regex::Config>("parse_regex")?;
+    Ok(())
+}
+
+/// Checks shared by the processors' `validate`: a dotted field path must
+/// have no empty segment.
+pub(crate) fn check_path(key: &str, path: &str) -> Option<sluice_core::registry::Problem> {
+    if path.is_empty() || path.split('.').any(str::is_empty) {
+        Some(sluice_core::registry::Problem::at(
+            key,
+            format!(
+                "`{path}` is not a field path: use names separated by dots, such as `http.status`"
+            ),
+        ))
+    } else {
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use sluice_core::registry::Registry;
+
+    /// The documented list, the registered list and the example pipelines
+    /// agree.
+    #[test]
+    fn every_documented_type_is_registered_once_with_an_example() {
+        let mut r = Registry::new();
+        assert!(super::register(&mut r).is_ok());
+        assert!(
+            super::register(&mut r).is_err(),
+            "a duplicate name must fail"
+        );
+        let docs = std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../docs/processors.md"
+        ))
+        .unwrap_or_default();
+        let documented: Vec<&str> = docs.lines().filter_map(|l| l.strip_prefix("## ")).collect();
+        let mut registered = r.names("processor");
+        registered.sort_unstable();
+        let mut sorted = documented.clone();
+        sorted.sort_unstable();
+        assert_eq!(registered, sorted);
+        for ty in documented {
+            let path = format!(
+                "{}/../pipelines/processor-{ty}.yaml",
+                env!("CARGO_MANIFEST_DIR")
+            );
+            assert!(std::path::Path::new(&path).exists(), "{path}");
+        }
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod test_util {
+    use sluice_core::prelude::*;
+
+    /// A build context for tests.
+    pub fn cx() -> BuildContext {
+        BuildContext {
+            id: "test".into(),
+            pipeline_data_dir: ".".into(),
+            data_dir: ".".into(),
+        }
+    }
+
+    /// Parses a config from YAML, panicking with the error.
+    pub fn config<C: serde::de::DeserializeOwned>(yaml: &str) -> C {
+        match sluice_core::config::from_yaml_str(yaml) {
+            Ok(c) => c,
+            Err(e) => panic!("{yaml}: {e} at {:?}", e.pos),
+        }
+    }
+
+    /// Builds the processor from YAML after checking that it validates.
+    pub fn build<C: ProcessorConfig>(yaml: &str) -> Box<dyn Processor> {
+        let c: C = config(yaml);
+        let problems = c.validate();
+        assert!(problems.is_empty(), "{problems:?}");
+        match c.build(&cx()) {
+            Ok(p) => p,
+            Err(e) => panic!("build: {e}"),
+        }
+    }
+
+    /// The unknown-key error of a config, as text.
+    pub fn unknown_key<C: serde::de::DeserializeOwned>(yaml: &str) -> String {
+        match sluice_core::config::from_yaml_str::<C>(yaml) {
+            Ok(_) => panic!("{yaml} should not parse"),
+            Err(e) => e.message,
+        }
+    }
+
+    /// A batch of events with these bodies, stamped 0.
+    pub fn batch(bodies: &[&str]) -> Batch {
+        bodies
+            .iter()
+            .map(|b| Event::new(b.to_string(), Timestamp(0)))
+            .collect::<Vec<_>>()
+            .into()
+    }
+
+    /// Runs a processor over a batch; returns the failures.
+    pub fn run(p: &mut dyn Processor, batch: &mut Batch) -> Vec<(usize, String)> {
+        let mut cx = ProcessContext::new();
+        p.process(batch, &mut cx);
+        cx.take_failures()
+    }
+
+    /// The configs of every processor of type `ty` in the example pipeline
+    /// `pipelines/processor-<ty>.yaml`, common keys removed as the runtime
+    /// does, each parsed as `C` and validated.
+    pub fn examples<C: ProcessorConfig>(ty: &str) -> Vec<C> {
+        use sluice_core::config::{from_node, node, Node, NodeKind};
+        let path = format!(
+            "{}/../pipelines/processor-{ty}.yaml",
+            env!("CARGO_MANIFEST_DIR")
+        );
+        let text = match std::fs::read_to_string(&path) {
+            Ok(s) => s,
+            Err(e) => panic!("{path}: {e}"),
+        };
+        let root = match node::parse(&text, &|_| None) {
+            Ok(n) => n,
+            Err(p) => panic!("{path}: {p:?}"),
+        };
+        let mut out = Vec::new();
+        let procs = root
+            .get("processors")
+            .and_then(Node::as_map)
+            .unwrap_or_default();
+        for (id, def) in procs {
+            if def.get("type").and_then(Node::as_str) != Some(ty) {
+                continue;
+            }
+            let own: Vec<(Node, Node)> = def
+                .as_map()
+                .unwrap_or_default()
+                .iter()
+                .filter(|(k, _)| {
+                    !matches!(
+                        k.as_str(),
+                        Some("type" | "input" | "channels" | "selector" | "dead_letter")
+                    )
+                })
+                .cloned()
+                .collect();
+            let own = Node {
+                kind: NodeKind::Map(own),
+                pos: def.pos,
+            };
+            let c: C = match from_node(&own) {
+                Ok(c) => c,
+                Err(e) => panic!("{path}: processor {id:?}: {e} at {:?}", e.pos),
+            };
+            let problems = c.validate();
+            assert!(problems.is_empty(), "{path}: {id:?}: {problems:?}");
+            out.push(c);
+        }
+        assert!(!out.is_empty(), "{path} has no processor of type {ty}");
+        out
+    }
+}
