@@ -41,7 +41,7 @@ pub fn try_register_builtins(
 ) -> Result<(), sluice_core::registry::DuplicateType> {
     // sluice_sources::register(registry)?;
     sluice_channels::register(registry)?;
-    // sluice_processors::register(registry)?;
+    sluice_processors::register(registry)?;
     sluice_sinks::register(registry)?;
     Ok(())
 }
