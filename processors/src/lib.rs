@@ -114,7 +114,11 @@ mod tests {
             "/../docs/processors.md"
         ))
         .unwrap_or_default();
-        let documented: Vec<&str> = docs.lines().filter_map(|l| l.strip_prefix("## ")).collect();
+        let documented: Vec<&str> = docs
+            .lines()
+            .filter_map(|l| l.strip_prefix("## `"))
+            .filter_map(|l| l.split('`').next())
+            .collect();
         let mut registered = r.names("processor");
         registered.sort_unstable();
         let mut sorted = documented.clone();
