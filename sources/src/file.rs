@@ -1,0 +1,548 @@
+//! The `file` source: lines of the files matched by globs.
+//!
+//! # How it reads
+//!
+//! Every matched file is read in turn, one chunk (up to 256 KiB) at a time,
+//! with a positional read on a blocking thread (`spawn_blocking`): the
+//! overhead is per chunk, never per line. Lines are framed by `framing.rs`:
+//! each body is a zero-copy slice of the chunk, a trailing `\r` is stripped,
+//! and a partial last line waits for its newline. Every event gets the field
+//! `file` (the path); one string per file is shared by all its events.
+//!
+//! With `follow: true` the source reads until every file is caught up, then
+//! waits `poll_interval`, looks for new data and rescans the globs (at most
+//! once per `poll_interval`). A file that appears after start-up is read from
+//! its beginning. A file that is removed, or whose path now names another
+//! file (rotation), is read to its end and then dropped (its final line
+//! without a newline is emitted then). A file whose size falls below the read
+//! position was truncated and is read again from 0.
+//!
+//! With `follow: false` every file matched at start-up is read to its end
+//! (a final line without a newline is emitted), and the source returns.
+//!
+//! # Offsets
+//!
+//! The checkpoint store holds, per path, the file's device and inode and the
+//! byte offset just after the last line emitted and accepted by the channels
+//! (or skipped as over-long). It is saved after an emitted batch at most once
+//! a second, whenever the source is caught up, at the end of a bounded run and
+//! always at shutdown; a crash therefore re-reads at most about one second of
+//! lines (at-least-once), and a graceful restart neither re-reads nor skips a
+//! line. On start-up a file with a checkpoint resumes from it, unless its
+//! inode changed or it is now shorter than the offset: then it starts at 0.
+//! `read_from` applies only to files without a checkpoint.
+//!
+//! ```yaml
+//! sources:
+//!   app:
+//!     type: file
+//!     include: ["/var/log/app/*.log"]
+//!     exclude: ["/var/log/app/debug-*.log"]
+//!     read_from: beginning
+//!     channels: [main]
+//! ```
+
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::fs::File;
+use std::num::NonZeroUsize;
+use std::os::unix::fs::{FileExt, MetadataExt};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Instant;
+
+use async_trait::async_trait;
+use bytes::{Bytes, BytesMut};
+use serde::{Deserialize, Serialize};
+use sluice_core::prelude::*;
+
+use crate::framing::LineFramer;
+use crate::stdin::{default_batch_size, default_max_line_bytes};
+
+/// The `file` source's options.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Glob patterns of the files to read (`/var/log/app/*.log`, `**` allowed).
+    pub include: Vec<String>,
+    /// Glob patterns of matched files to leave alone.
+    #[serde(default)]
+    pub exclude: Vec<String>,
+    /// Where to start in a file that has no checkpoint yet.
+    #[serde(default)]
+    pub read_from: ReadFrom,
+    /// Keep reading new lines and new files; `false` reads each file matched
+    /// at start-up to its end and stops (a bounded run).
+    #[serde(default = "default_follow")]
+    pub follow: bool,
+    /// When following: how long to wait, once caught up, before looking for
+    /// new data, and how often to rescan the globs.
+    #[serde(default = "default_poll_interval")]
+    pub poll_interval: Duration,
+    /// The longest line kept; longer lines are counted, reported and skipped.
+    #[serde(default = "default_max_line_bytes")]
+    pub max_line_bytes: ByteSize,
+    /// Events per batch at most.
+    #[serde(default = "default_batch_size")]
+    pub batch_size: NonZeroUsize,
+}
+
+/// Where to start reading a file that has no checkpoint.
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum ReadFrom {
+    /// From its first byte.
+    Beginning,
+    /// From its current end: only lines written from now on.
+    #[default]
+    End,
+}
+
+fn default_follow() -> bool {
+    true
+}
+
+fn default_poll_interval() -> Duration {
+    Duration(std::time::Duration::from_millis(250))
+}
+
+/// Bytes read per chunk at most.
+const CHUNK: u64 = 256 << 10;
+
+/// Offsets are saved at most this often while reading (and when caught up).
+const SAVE_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
+
+impl SourceConfig for Config {
+    fn validate(&self) -> Vec<Problem> {
+        let mut problems = Vec::new();
+        if self.include.is_empty() {
+            problems.push(Problem::at("include", "list at least one glob pattern"));
+        }
+        for (key, patterns) in [("include", &self.include), ("exclude", &self.exclude)] {
+            for p in patterns {
+                if let Err(e) = glob::Pattern::new(p) {
+                    problems.push(Problem::at(key, format!("invalid glob `{p}`: {e}")));
+                }
+            }
+        }
+        if self.poll_interval.get().is_zero() {
+            problems.push(Problem::at("poll_interval", "must be longer than 0"));
+        }
+        if self.max_line_bytes.0 == 0 {
+            problems.push(Problem::at("max_line_bytes", "must be at least 1 byte"));
+        }
+        problems
+    }
+
+    fn build(&self, _cx: &BuildContext) -> Result<Box<dyn Source>, BuildError> {
+        let exclude = self
+            .exclude
+            .iter()
+            .map(|p| glob::Pattern::new(p).map_err(|e| BuildError::Other(format!("exclude `{p}`: {e}"))))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Box::new(FileSource {
+            config: self.clone(),
+            exclude,
+        }))
+    }
+}
+
+/// The running `file` source.
+pub struct FileSource {
+    config: Config,
+    exclude: Vec<glob::Pattern>,
+}
+
+/// What the checkpoint store holds.
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct Checkpoint {
+    /// Per path (as text).
+    files: BTreeMap<String, FileOffset>,
+}
+
+/// Where one file was left.
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
+struct FileOffset {
+    dev: u64,
+    ino: u64,
+    /// Just after the last line emitted and accepted.
+    offset: u64,
+}
+
+/// One file being read.
+struct Tracked {
+    path: PathBuf,
+    /// The path as text: the checkpoint key and the `file` field.
+    key: String,
+    field: Value,
+    file: Arc<File>,
+    dev: u64,
+    ino: u64,
+    /// Where the next read starts.
+    read_pos: u64,
+    framer: LineFramer,
+    /// Offset recorded in the checkpoint: after the last line accepted.
+    emitted: u64,
+    /// Over-long lines already counted in the metrics.
+    long_lines: u64,
+    /// The path no longer names this file: drop it once read to its end.
+    gone: bool,
+    /// Read to its end, nothing more to do (bounded run, or gone).
+    done: bool,
+}
+
+/// A file found by a scan, opened.
+struct Opened {
+    path: PathBuf,
+    file: File,
+    dev: u64,
+    ino: u64,
+    len: u64,
+}
+
+enum ReadOutcome {
+    /// This many bytes were appended to the buffer.
+    Data(usize),
+    Eof,
+    Truncated,
+}
+
+#[async_trait]
+impl Source for FileSource {
+    async fn run(self: Box<Self>, mut cx: SourceContext) -> Result<(), ComponentError> {
+        let store = cx.checkpoints.clone();
+        let saved = tokio::task::spawn_blocking(move || store.load::<Checkpoint>())
+            .await
+            .map_err(join_error)??
+            .unwrap_or_default();
+        let mut reader = Reader {
+            batch_size: self.config.batch_size.get(),
+            max_line: usize::try_from(self.config.max_line_bytes.0).unwrap_or(usize::MAX),
+            batch: Batch::new(),
+            files: Vec::new(),
+            dirty: false,
+            last_save: Instant::now(),
+            warned: HashSet::new(),
+            config: self.config,
+            exclude: self.exclude,
+        };
+        reader.batch = Batch::with_capacity(reader.batch_size);
+        reader.rescan(Some(&saved.files)).await?;
+        let result = reader.run(&mut cx).await;
+        // Whatever happened, record what was accepted.
+        let saved = reader.save(&cx.checkpoints).await;
+        result.and(saved)
+    }
+}
+
+/// The state of a running `file` source.
+struct Reader {
+    config: Config,
+    exclude: Vec<glob::Pattern>,
+    batch_size: usize,
+    max_line: usize,
+    /// Lines read but not emitted yet (from any file).
+    batch: Batch,
+    files: Vec<Tracked>,
+    /// Offsets changed since the last save.
+    dirty: bool,
+    last_save: Instant,
+    /// Paths that failed to open, reported once.
+    warned: HashSet<PathBuf>,
+}
+
+impl Reader {
+    async fn run(&mut self, cx: &mut SourceContext) -> Result<(), ComponentError> {
+        let poll = self.config.poll_interval.get();
+        let mut last_scan = Instant::now();
+        loop {
+            let mut progressed = false;
+            for i in 0..self.files.len() {
+                if cx.shutdown.is_cancelled() {
+                    return self.emit(cx).await;
+                }
+                if self.files[i].done {
+                    continue;
+                }
+                progressed |= self.read_one(i, cx).await?;
+            }
+            if self.files.iter().any(|f| f.gone && f.done) {
+                self.files.retain(|f| !(f.gone && f.done));
+                self.dirty = true;
+            }
+            if !progressed {
+                // Caught up: hand over what is pending and record it.
+                self.emit(cx).await?;
+                if !self.config.follow {
+                    return Ok(());
+                }
+                if self.dirty {
+                    self.save(&cx.checkpoints).await?;
+                }
+                tokio::select! {
+                    _ = tokio::time::sleep(poll) => {}
+                    _ = cx.shutdown.cancelled() => return Ok(()),
+                }
+            }
+            if self.config.follow && last_scan.elapsed() >= poll {
+                self.rescan(None).await?;
+                last_scan = Instant::now();
+            }
+            if self.dirty && self.last_save.elapsed() >= SAVE_EVERY {
+                self.save(&cx.checkpoints).await?;
+            }
+        }
+    }
+
+    /// Reads one chunk of file `i` and moves its lines into the batch.
+    /// Returns whether there was new data.
+    async fn read_one(&mut self, i: usize, cx: &mut SourceContext) -> Result<bool, ComponentError> {
+        let f = &mut self.files[i];
+        let buf = f.framer.take_buf();
+        let (buf, outcome) = read_chunk(f.file.clone(), buf, f.read_pos).await?;
+        f.framer.put_buf(buf);
+        match outcome {
+            ReadOutcome::Data(n) => f.read_pos += n as u64,
+            ReadOutcome::Truncated => {
+                tracing::info!(path = %f.key, "file truncated: reading it again from the start");
+                f.framer = LineFramer::new(f.key.clone(), self.max_line, 0);
+                f.read_pos = 0;
+                f.emitted = 0;
+                self.dirty = true;
+                return Ok(true);
+            }
+            ReadOutcome::Eof => {
+                if !self.config.follow || f.gone {
+                    if let Some(line) = f.framer.finish() {
+                        self.batch.push(event(line, Timestamp::now(), &f.field));
+                    }
+                    f.done = true;
+                    // Offsets move even without lines (skipped tail): emit records them.
+                    if self.batch.len() >= self.batch_size {
+                        self.emit(cx).await?;
+                    }
+                }
+                return Ok(false);
+            }
+        }
+        self.drain(i, cx).await?;
+        Ok(true)
+    }
+
+    /// Moves the complete lines of file `i` into the batch, emitting every
+    /// batch that fills up.
+    async fn drain(&mut self, i: usize, cx: &mut SourceContext) -> Result<(), ComponentError> {
+        let now = Timestamp::now();
+        loop {
+            let f = &mut self.files[i];
+            while self.batch.len() < self.batch_size {
+                match f.framer.next_line() {
+                    Some(line) => self.batch.push(event(line, now, &f.field)),
+                    None => break,
+                }
+            }
+            let long = f.framer.long_lines();
+            if long > f.long_lines {
+                cx.metrics.record_discarded((long - f.long_lines) as usize);
+                f.long_lines = long;
+            }
+            if self.batch.len() < self.batch_size {
+                return Ok(());
+            }
+            self.emit(cx).await?;
+        }
+    }
+
+    /// Emits the pending batch (if any), then records every file's offset:
+    /// every line pulled from a framer so far is now accepted.
+    async fn emit(&mut self, cx: &mut SourceContext) -> Result<(), ComponentError> {
+        let batch = std::mem::replace(&mut self.batch, Batch::with_capacity(self.batch_size));
+        cx.emit(batch).await?;
+        for f in &mut self.files {
+            let offset = f.framer.checkpoint();
+            if offset != f.emitted {
+                f.emitted = offset;
+                self.dirty = true;
+            }
+        }
+        if self.dirty && self.last_save.elapsed() >= SAVE_EVERY {
+            self.save(&cx.checkpoints).await?;
+        }
+        Ok(())
+    }
+
+    /// Writes every file's accepted offset to the checkpoint store.
+    async fn save(&mut self, store: &CheckpointStore) -> Result<(), ComponentError> {
+        let state = Checkpoint {
+            files: self
+                .files
+                .iter()
+                .filter(|f| !f.gone)
+                .map(|f| {
+                    let at = FileOffset {
+                        dev: f.dev,
+                        ino: f.ino,
+                        offset: f.emitted,
+                    };
+                    (f.key.clone(), at)
+                })
+                .collect(),
+        };
+        let store = store.clone();
+        tokio::task::spawn_blocking(move || store.save(&state))
+            .await
+            .map_err(join_error)??;
+        self.dirty = false;
+        self.last_save = Instant::now();
+        Ok(())
+    }
+
+    /// Matches the globs and starts reading every file not read yet.
+    /// `saved` is the checkpoint, on the first scan only.
+    async fn rescan(&mut self, saved: Option<&BTreeMap<String, FileOffset>>) -> Result<(), ComponentError> {
+        let include = self.config.include.clone();
+        let exclude = self.exclude.clone();
+        let known: BTreeSet<(PathBuf, u64, u64)> = self
+            .files
+            .iter()
+            .filter(|f| !f.gone)
+            .map(|f| (f.path.clone(), f.dev, f.ino))
+            .collect();
+        let (matched, opened, failed) =
+            tokio::task::spawn_blocking(move || scan(&include, &exclude, &known))
+                .await
+                .map_err(join_error)?;
+        for (path, err) in failed {
+            if self.warned.insert(path.clone()) {
+                tracing::warn!(path = %path.display(), error = %err, "cannot read matched file");
+            }
+        }
+        // Files whose path is gone or now names another file: finish them.
+        for f in self.files.iter_mut().filter(|f| !f.gone) {
+            if matched.get(&f.path) != Some(&(f.dev, f.ino)) {
+                f.gone = true;
+            }
+        }
+        for o in opened {
+            let key = o.path.to_string_lossy().into_owned();
+            let start = match saved.map(|s| s.get(&key)) {
+                // First scan, with a checkpoint: resume unless replaced or truncated.
+                Some(Some(at)) if at.dev == o.dev && at.ino == o.ino && at.offset <= o.len => at.offset,
+                Some(Some(_)) => 0,
+                Some(None) => match self.config.read_from {
+                    ReadFrom::Beginning => 0,
+                    ReadFrom::End => o.len,
+                },
+                // Appeared while running: all of it is new.
+                None => 0,
+            };
+            self.warned.remove(&o.path);
+            self.files.push(Tracked {
+                field: Value::String(Bytes::from(key.clone())),
+                framer: LineFramer::new(key.clone(), self.max_line, start),
+                key,
+                path: o.path,
+                file: Arc::new(o.file),
+                dev: o.dev,
+                ino: o.ino,
+                read_pos: start,
+                emitted: start,
+                long_lines: 0,
+                gone: false,
+                done: false,
+            });
+            self.dirty = true;
+        }
+        Ok(())
+    }
+}
+
+type ScanResult = (
+    BTreeMap<PathBuf, (u64, u64)>,
+    Vec<Opened>,
+    Vec<(PathBuf, std::io::Error)>,
+);
+
+/// Blocking: matches the globs; opens every matched regular file not in
+/// `known` (path, device, inode). Returns every match with its device and
+/// inode, the newly opened files, and the paths that could not be opened.
+fn scan(include: &[String], exclude: &[glob::Pattern], known: &BTreeSet<(PathBuf, u64, u64)>) -> ScanResult {
+    let mut matched = BTreeMap::new();
+    let mut opened = Vec::new();
+    let mut failed = Vec::new();
+    let paths: BTreeSet<PathBuf> = include
+        .iter()
+        .filter_map(|p| glob::glob(p).ok())
+        .flatten()
+        .filter_map(Result::ok)
+        .filter(|p| !exclude.iter().any(|x| x.matches_path(p)))
+        .collect();
+    for path in paths {
+        let meta = match std::fs::metadata(&path) {
+            Ok(m) if m.is_file() => m,
+            _ => continue,
+        };
+        matched.insert(path.clone(), (meta.dev(), meta.ino()));
+        if known.contains(&(path.clone(), meta.dev(), meta.ino())) {
+            continue;
+        }
+        let opened_file = File::open(&path).and_then(|file| {
+            // Identity from the open file itself, not from the path.
+            let meta = file.metadata()?;
+            Ok(Opened {
+                path: path.clone(),
+                dev: meta.dev(),
+                ino: meta.ino(),
+                len: meta.len(),
+                file,
+            })
+        });
+        match opened_file {
+            Ok(o) => {
+                matched.insert(path, (o.dev, o.ino));
+                opened.push(o);
+            }
+            Err(e) => failed.push((path, e)),
+        }
+    }
+    (matched, opened, failed)
+}
+
+/// Blocking read of up to [`CHUNK`] bytes at `pos`, appended to `buf`.
+async fn read_chunk(
+    file: Arc<File>,
+    mut buf: BytesMut,
+    pos: u64,
+) -> Result<(BytesMut, ReadOutcome), ComponentError> {
+    let read = tokio::task::spawn_blocking(move || -> std::io::Result<(BytesMut, ReadOutcome)> {
+        let len = file.metadata()?.len();
+        if len < pos {
+            return Ok((buf, ReadOutcome::Truncated));
+        }
+        let want = (len - pos).min(CHUNK) as usize;
+        if want == 0 {
+            return Ok((buf, ReadOutcome::Eof));
+        }
+        let start = buf.len();
+        buf.resize(start + want, 0);
+        let n = file.read_at(&mut buf[start..], pos)?;
+        buf.truncate(start + n);
+        let outcome = if n == 0 { ReadOutcome::Eof } else { ReadOutcome::Data(n) };
+        Ok((buf, outcome))
+    });
+    Ok(read.await.map_err(join_error)??)
+}
+
+fn event(body: Bytes, timestamp: Timestamp, file: &Value) -> Event {
+    let mut fields = Fields::new();
+    fields.insert("file".to_string(), file.clone());
+    Event {
+        body,
+        timestamp,
+        fields,
+    }
+}
+
+fn join_error(e: tokio::task::JoinError) -> ComponentError {
+    ComponentError::Other(format!("a blocking file operation failed: {e}"))
+}
+
