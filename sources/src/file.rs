@@ -137,7 +137,9 @@ impl SourceConfig for Config {
         let exclude = self
             .exclude
             .iter()
-            .map(|p| glob::Pattern::new(p).map_err(|e| BuildError::Other(format!("exclude `{p}`: {e}"))))
+            .map(|p| {
+                glob::Pattern::new(p).map_err(|e| BuildError::Other(format!("exclude `{p}`: {e}")))
+            })
             .collect::<Result<Vec<_>, _>>()?;
         Ok(Box::new(FileSource {
             config: self.clone(),
@@ -398,7 +400,10 @@ impl Reader {
 
     /// Matches the globs and starts reading every file not read yet.
     /// `saved` is the checkpoint, on the first scan only.
-    async fn rescan(&mut self, saved: Option<&BTreeMap<String, FileOffset>>) -> Result<(), ComponentError> {
+    async fn rescan(
+        &mut self,
+        saved: Option<&BTreeMap<String, FileOffset>>,
+    ) -> Result<(), ComponentError> {
         let include = self.config.include.clone();
         let exclude = self.exclude.clone();
         let known: BTreeSet<(PathBuf, u64, u64)> = self
@@ -426,7 +431,9 @@ impl Reader {
             let key = o.path.to_string_lossy().into_owned();
             let start = match saved.map(|s| s.get(&key)) {
                 // First scan, with a checkpoint: resume unless replaced or truncated.
-                Some(Some(at)) if at.dev == o.dev && at.ino == o.ino && at.offset <= o.len => at.offset,
+                Some(Some(at)) if at.dev == o.dev && at.ino == o.ino && at.offset <= o.len => {
+                    at.offset
+                }
                 Some(Some(_)) => 0,
                 Some(None) => match self.config.read_from {
                     ReadFrom::Beginning => 0,
@@ -465,7 +472,11 @@ type ScanResult = (
 /// Blocking: matches the globs; opens every matched regular file not in
 /// `known` (path, device, inode). Returns every match with its device and
 /// inode, the newly opened files, and the paths that could not be opened.
-fn scan(include: &[String], exclude: &[glob::Pattern], known: &BTreeSet<(PathBuf, u64, u64)>) -> ScanResult {
+fn scan(
+    include: &[String],
+    exclude: &[glob::Pattern],
+    known: &BTreeSet<(PathBuf, u64, u64)>,
+) -> ScanResult {
     let mut matched = BTreeMap::new();
     let mut opened = Vec::new();
     let mut failed = Vec::new();
@@ -526,7 +537,11 @@ async fn read_chunk(
         buf.resize(start + want, 0);
         let n = file.read_at(&mut buf[start..], pos)?;
         buf.truncate(start + n);
-        let outcome = if n == 0 { ReadOutcome::Eof } else { ReadOutcome::Data(n) };
+        let outcome = if n == 0 {
+            ReadOutcome::Eof
+        } else {
+            ReadOutcome::Data(n)
+        };
         Ok((buf, outcome))
     });
     Ok(read.await.map_err(join_error)??)
@@ -546,3 +561,292 @@ fn join_error(e: tokio::task::JoinError) -> ComponentError {
     ComponentError::Other(format!("a blocking file operation failed: {e}"))
 }
 
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sluice_core::testing::{source_context, Collector};
+    use std::io::Write;
+    use std::path::Path;
+    use std::time::Duration as StdDuration;
+    use tokio_util::sync::CancellationToken;
+
+    fn config(yaml: &str) -> Config {
+        sluice_core::config::from_yaml_str(yaml).unwrap()
+    }
+
+    fn build_cx() -> BuildContext {
+        BuildContext {
+            id: "logs".into(),
+            pipeline_data_dir: "/nonexistent".into(),
+            data_dir: "/nonexistent".into(),
+        }
+    }
+
+    fn append(path: &Path, text: &str) {
+        let mut f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .unwrap();
+        f.write_all(text.as_bytes()).unwrap();
+    }
+
+    /// A bounded run (`follow: false`) over `logs/*.log`, from the beginning.
+    async fn run_once(root: &Path, extra: &str) -> Vec<Event> {
+        let mut yaml = format!(
+            "include: [\"{}/logs/*.log\"]\nfollow: false\n{extra}",
+            root.display()
+        );
+        if !extra.contains("read_from") {
+            yaml.push_str("read_from: beginning\n");
+        }
+        let out = Collector::new();
+        let cx = source_context(
+            "logs",
+            root.join("data"),
+            out.clone(),
+            CancellationToken::new(),
+        );
+        let source = config(&yaml).build(&build_cx()).unwrap();
+        tokio::time::timeout(StdDuration::from_secs(10), source.run(cx))
+            .await
+            .unwrap()
+            .unwrap();
+        out.events()
+    }
+
+    fn bodies(events: &[Event]) -> Vec<String> {
+        events
+            .iter()
+            .map(|e| String::from_utf8(e.body.to_vec()).unwrap())
+            .collect()
+    }
+
+    fn sorted(mut v: Vec<String>) -> Vec<String> {
+        v.sort();
+        v
+    }
+
+    #[test]
+    fn config_parses_validates_and_rejects_unknown_keys() {
+        let c = config(
+            "include: [\"/var/log/*.log\"]\nexclude: [\"/var/log/debug*\"]\nread_from: beginning\n\
+             follow: false\npoll_interval: 1s\nmax_line_bytes: 64KiB\nbatch_size: 500\n",
+        );
+        assert_eq!(c.read_from, ReadFrom::Beginning);
+        assert!(!c.follow);
+        assert_eq!(c.poll_interval.get(), StdDuration::from_secs(1));
+        assert_eq!(c.max_line_bytes.0, 64 << 10);
+        assert!(c.validate().is_empty());
+        let d = config("include: [a.log]\n");
+        assert_eq!(d.read_from, ReadFrom::End);
+        assert!(d.follow);
+        assert_eq!(d.poll_interval.get(), StdDuration::from_millis(250));
+        assert_eq!((d.max_line_bytes.0, d.batch_size.get()), (1 << 20, 1000));
+
+        let err = sluice_core::config::from_yaml_str::<Config>("include: [a]\nfolow: false\n")
+            .unwrap_err();
+        assert!(
+            err.message.contains("did you mean `follow`"),
+            "{}",
+            err.message
+        );
+        let err = sluice_core::config::from_yaml_str::<Config>("follow: false\n").unwrap_err();
+        assert!(err.message.contains("include"), "{}", err.message);
+
+        let bad = config("include: []\nexclude: [\"a[\"]\npoll_interval: 0s\n");
+        let keys: Vec<_> = bad.validate().into_iter().filter_map(|p| p.key).collect();
+        assert_eq!(keys, ["include", "exclude", "poll_interval"]);
+    }
+
+    #[tokio::test]
+    async fn bounded_run_reads_every_line_of_every_file_once() {
+        let root = tempfile::tempdir().unwrap();
+        let logs = root.path().join("logs");
+        std::fs::create_dir(&logs).unwrap();
+        let mut expected = Vec::new();
+        for f in 0..3 {
+            let mut text = String::new();
+            // Enough to need several chunks and batches.
+            for i in 0..5000 {
+                text.push_str(&format!("file {f} line {i} {}\n", "x".repeat(100)));
+                expected.push(format!("file {f} line {i} {}", "x".repeat(100)));
+            }
+            append(&logs.join(format!("{f}.log")), &text);
+        }
+        append(&logs.join("crlf.log"), "one\r\ntwo\r\n\r\nlong ");
+        append(&logs.join("crlf.log"), &"y".repeat(3000));
+        append(&logs.join("crlf.log"), "\r\nafter long\r\npartial");
+        expected.extend(["one", "two", "", "after long", "partial"].map(String::from));
+        append(&logs.join("skipped.txt"), "not matched\n");
+        let events = run_once(root.path(), "max_line_bytes: 1KiB\nbatch_size: 700\n").await;
+        assert_eq!(sorted(bodies(&events)), sorted(expected));
+        // Order within a file is kept; every event names its file.
+        let crlf: Vec<_> = events
+            .iter()
+            .filter(|e| {
+                e.get("file")
+                    .and_then(Value::as_str)
+                    .is_some_and(|p| p.ends_with("crlf.log"))
+            })
+            .collect();
+        assert_eq!(crlf.len(), 5);
+        assert_eq!(crlf[4].body, "partial");
+        let zero: Vec<_> = events
+            .iter()
+            .filter(|e| {
+                e.get("file")
+                    .and_then(Value::as_str)
+                    .is_some_and(|p| p.ends_with("/0.log"))
+            })
+            .map(|e| e.body.clone())
+            .collect();
+        assert_eq!(zero.len(), 5000);
+        assert!(zero[4999].starts_with(b"file 0 line 4999 "));
+    }
+
+    #[tokio::test]
+    async fn exclude_and_read_from_end() {
+        let root = tempfile::tempdir().unwrap();
+        let logs = root.path().join("logs");
+        std::fs::create_dir(&logs).unwrap();
+        append(&logs.join("a.log"), "a1\n");
+        append(&logs.join("debug.log"), "d1\n");
+        let excl = format!("exclude: [\"{}/logs/debug*\"]\n", root.path().display());
+        let events = run_once(root.path(), &excl).await;
+        assert_eq!(bodies(&events), ["a1"]);
+
+        // `read_from: end` skips what is there, for files without a checkpoint.
+        let other = tempfile::tempdir().unwrap();
+        std::fs::create_dir(other.path().join("logs")).unwrap();
+        append(&other.path().join("logs/b.log"), "old\n");
+        assert!(run_once(other.path(), "read_from: end\n").await.is_empty());
+        append(&other.path().join("logs/b.log"), "new\n");
+        assert_eq!(
+            bodies(&run_once(other.path(), "read_from: end\n").await),
+            ["new"]
+        );
+    }
+
+    #[tokio::test]
+    async fn restart_resumes_after_the_last_line() {
+        let root = tempfile::tempdir().unwrap();
+        let logs = root.path().join("logs");
+        std::fs::create_dir(&logs).unwrap();
+        append(&logs.join("a.log"), "a1\na2\n");
+        append(&logs.join("b.log"), "b1\nb2 part");
+        assert_eq!(
+            sorted(bodies(&run_once(root.path(), "").await)),
+            ["a1", "a2", "b1", "b2 part"]
+        );
+        append(&logs.join("a.log"), "a3\n");
+        append(&logs.join("b.log"), "b3\n");
+        append(&logs.join("c.log"), "c1\n");
+        assert_eq!(
+            sorted(bodies(&run_once(root.path(), "").await)),
+            ["a3", "b3", "c1"]
+        );
+        assert!(run_once(root.path(), "").await.is_empty());
+        let saved: Checkpoint = CheckpointStore::new(root.path().join("data/checkpoint.json"))
+            .load()
+            .unwrap()
+            .unwrap();
+        let a = &saved.files[&logs.join("a.log").to_string_lossy().into_owned()];
+        assert_eq!(a.offset, 9);
+    }
+
+    #[tokio::test]
+    async fn truncated_or_replaced_file_starts_again_at_zero() {
+        let root = tempfile::tempdir().unwrap();
+        let logs = root.path().join("logs");
+        std::fs::create_dir(&logs).unwrap();
+        append(&logs.join("a.log"), "first line is long\nsecond\n");
+        append(&logs.join("b.log"), "b1\n");
+        assert_eq!(run_once(root.path(), "").await.len(), 3);
+        // Truncate in place (same inode), then write less than before.
+        std::fs::OpenOptions::new()
+            .write(true)
+            .truncate(true)
+            .open(logs.join("a.log"))
+            .unwrap();
+        append(&logs.join("a.log"), "new1\n");
+        // Replace b.log by another file (a new inode).
+        std::fs::rename(logs.join("b.log"), root.path().join("b.old")).unwrap();
+        append(&logs.join("b.log"), "b-new\n");
+        assert_eq!(
+            sorted(bodies(&run_once(root.path(), "").await)),
+            ["b-new", "new1"]
+        );
+    }
+
+    #[tokio::test]
+    async fn follow_reads_appends_and_new_files_and_stops_on_shutdown() {
+        let root = tempfile::tempdir().unwrap();
+        let logs = root.path().join("logs");
+        std::fs::create_dir(&logs).unwrap();
+        append(&logs.join("a.log"), "old\n");
+        let yaml = format!(
+            "include: [\"{}/logs/*.log\"]\npoll_interval: 20ms\n",
+            logs.parent().unwrap().display()
+        );
+        let out = Collector::new();
+        let shutdown = CancellationToken::new();
+        let cx = source_context(
+            "logs",
+            root.path().join("data"),
+            out.clone(),
+            shutdown.clone(),
+        );
+        let task = tokio::spawn(config(&yaml).build(&build_cx()).unwrap().run(cx));
+        let wait_for = |n: usize| {
+            let out = out.clone();
+            async move {
+                tokio::time::timeout(StdDuration::from_secs(5), async {
+                    while out.len() < n {
+                        tokio::time::sleep(StdDuration::from_millis(5)).await;
+                    }
+                })
+                .await
+                .unwrap();
+            }
+        };
+        // Default `read_from: end`: "old" is not read; appended lines are.
+        tokio::time::sleep(StdDuration::from_millis(50)).await;
+        append(&logs.join("a.log"), "a1\na2 ");
+        wait_for(1).await;
+        append(&logs.join("a.log"), "done\n");
+        append(&logs.join("new.log"), "n1\n");
+        wait_for(3).await;
+        assert_eq!(sorted(out.bodies()), ["a1", "a2 done", "n1"]);
+        append(&logs.join("a.log"), "pending partial");
+        tokio::time::sleep(StdDuration::from_millis(50)).await;
+        let stopped = Instant::now();
+        shutdown.cancel();
+        tokio::time::timeout(StdDuration::from_secs(2), task)
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        assert!(stopped.elapsed() < StdDuration::from_millis(500));
+        assert_eq!(out.len(), 3);
+
+        // The checkpoint taken at shutdown: a restart reads only what follows.
+        append(&logs.join("a.log"), " line\n");
+        append(&logs.join("new.log"), "n2\n");
+        let bounded = format!("{yaml}follow: false\n");
+        let out = Collector::new();
+        let cx = source_context(
+            "logs",
+            root.path().join("data"),
+            out.clone(),
+            CancellationToken::new(),
+        );
+        config(&bounded)
+            .build(&build_cx())
+            .unwrap()
+            .run(cx)
+            .await
+            .unwrap();
+        assert_eq!(sorted(out.bodies()), ["n2", "pending partial line"]);
+    }
+}

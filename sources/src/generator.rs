@@ -181,7 +181,10 @@ impl BodyWriter {
         let mut buf = BytesMut::with_capacity(n * per_event);
         self.ends.clear();
         let time = match self.format {
-            Format::ApacheCommon => now.to_datetime().format("%d/%b/%Y:%H:%M:%S +0000").to_string(),
+            Format::ApacheCommon => now
+                .to_datetime()
+                .format("%d/%b/%Y:%H:%M:%S +0000")
+                .to_string(),
             Format::Syslog => now.to_datetime().format("%b %e %H:%M:%S").to_string(),
             Format::Sequence | Format::Json => String::new(),
         };
@@ -302,11 +305,22 @@ mod tests {
         assert_eq!(c.format, Format::ApacheCommon);
         assert_eq!(c.batch_size.get(), 100);
         let d: Config = sluice_core::config::from_yaml_str("{}").unwrap();
-        assert_eq!((d.count, d.rate, d.format, d.batch_size.get()), (None, None, Format::Sequence, 1000));
+        assert_eq!(
+            (d.count, d.rate, d.format, d.batch_size.get()),
+            (None, None, Format::Sequence, 1000)
+        );
         let err = sluice_core::config::from_yaml_str::<Config>("cout: 10\n").unwrap_err();
-        assert!(err.message.contains("did you mean `count`"), "{}", err.message);
+        assert!(
+            err.message.contains("did you mean `count`"),
+            "{}",
+            err.message
+        );
         let err = sluice_core::config::from_yaml_str::<Config>("format: sislog\n").unwrap_err();
-        assert!(err.message.contains("did you mean `syslog`"), "{}", err.message);
+        assert!(
+            err.message.contains("did you mean `syslog`"),
+            "{}",
+            err.message
+        );
         assert!(sluice_core::config::from_yaml_str::<Config>("batch_size: 0\n").is_err());
     }
 
@@ -345,11 +359,17 @@ mod tests {
         for b in out.bodies() {
             let (host, rest) = b.split_once(" - ").unwrap();
             assert!(HOSTS.contains(&host), "{b}");
-            assert!(rest.contains(" +0000] \"") && rest.contains(" HTTP/1.1\" "), "{b}");
+            assert!(
+                rest.contains(" +0000] \"") && rest.contains(" HTTP/1.1\" "),
+                "{b}"
+            );
         }
         let out = run(config("count: 50\nformat: syslog\n")).await;
         for (i, b) in out.bodies().iter().enumerate() {
-            assert!(b.starts_with('<') && b.ends_with(&format!("]: message {i}")), "{b}");
+            assert!(
+                b.starts_with('<') && b.ends_with(&format!("]: message {i}")),
+                "{b}"
+            );
         }
         let out = run(config("count: 50\nformat: json\n")).await;
         for (i, b) in out.bodies().iter().enumerate() {

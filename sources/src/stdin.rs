@@ -110,7 +110,11 @@ pub(crate) async fn read_lines<R: AsyncRead + Unpin>(
             if batch.len() < batch_size {
                 break;
             }
-            cx.emit(std::mem::replace(&mut batch, Batch::with_capacity(batch_size))).await?;
+            cx.emit(std::mem::replace(
+                &mut batch,
+                Batch::with_capacity(batch_size),
+            ))
+            .await?;
         }
         if eof {
             if let Some(line) = framer.finish() {
@@ -119,7 +123,11 @@ pub(crate) async fn read_lines<R: AsyncRead + Unpin>(
             break;
         }
         if n < want && !batch.is_empty() {
-            cx.emit(std::mem::replace(&mut batch, Batch::with_capacity(batch_size))).await?;
+            cx.emit(std::mem::replace(
+                &mut batch,
+                Batch::with_capacity(batch_size),
+            ))
+            .await?;
         }
     }
     cx.emit(batch).await?;
@@ -140,7 +148,11 @@ mod tests {
         assert_eq!(c.max_line_bytes.0, 64 << 10);
         assert_eq!(c.batch_size.get(), 10);
         let err = sluice_core::config::from_yaml_str::<Config>("batch_sise: 10\n").unwrap_err();
-        assert!(err.message.contains("did you mean `batch_size`"), "{}", err.message);
+        assert!(
+            err.message.contains("did you mean `batch_size`"),
+            "{}",
+            err.message
+        );
         let c: Config = sluice_core::config::from_yaml_str("max_line_bytes: 0\n").unwrap();
         assert_eq!(c.validate().len(), 1);
     }
