@@ -313,6 +313,7 @@ impl Reader {
                 return Ok(true);
             }
             ReadOutcome::Eof => {
+                f.framer.release_idle_buffer();
                 if !self.config.follow || f.gone {
                     if let Some(line) = f.framer.finish() {
                         self.batch.push(event(line, Timestamp::now(), &f.field));

@@ -77,6 +77,14 @@ impl LineFramer {
         self.buf = buf;
     }
 
+    /// Frees the read buffer when it holds nothing: an idle followed file
+    /// then keeps no chunk-sized allocation.
+    pub(crate) fn release_idle_buffer(&mut self) {
+        if self.buf.is_empty() && self.buf.capacity() > 0 {
+            self.buf = BytesMut::new();
+        }
+    }
+
     /// The offset to resume from: just after the last line handed out or skipped.
     pub(crate) fn checkpoint(&self) -> u64 {
         self.line_start
