@@ -57,4 +57,51 @@ mod tests {
         assert_eq!(registry.names("source"), ["file", "generator", "stdin"]);
         assert!(register(&mut registry).is_err());
     }
+
+    /// Every source in `pipelines/*.yaml` whose type is one of ours parses
+    /// (common keys removed, as the runtime does) and validates. The whole
+    /// files are validated by the root package's tests.
+    #[test]
+    fn example_pipelines_sources_parse_and_validate() {
+        use sluice_core::config::node::{parse, Node, NodeKind};
+        let mut registry = Registry::new();
+        register(&mut registry).unwrap();
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../pipelines");
+        let mut seen = std::collections::BTreeSet::new();
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().and_then(|e| e.to_str()) != Some("yaml") {
+                continue;
+            }
+            let text = std::fs::read_to_string(&path).unwrap();
+            let root = parse(&text, &|_| None).unwrap();
+            let Some(sources) = root.get("sources").and_then(Node::as_map) else {
+                continue;
+            };
+            for (id, source) in sources {
+                let kind = source.get("type").and_then(Node::as_str).unwrap();
+                let Some(entry) = registry.source(kind) else {
+                    continue;
+                };
+                let own: Vec<(Node, Node)> = source
+                    .as_map()
+                    .unwrap()
+                    .iter()
+                    .filter(|(k, _)| {
+                        !matches!(k.as_str(), Some("type" | "channels" | "processors" | "selector"))
+                    })
+                    .cloned()
+                    .collect();
+                let own = Node {
+                    kind: NodeKind::Map(own),
+                    pos: source.pos,
+                };
+                let where_ = format!("{} source {:?}", path.display(), id.as_str());
+                let config = (entry.parse)(&own).unwrap_or_else(|e| panic!("{where_}: {e}"));
+                assert_eq!(config.validate(), Vec::new(), "{where_}");
+                seen.insert(kind.to_string());
+            }
+        }
+        assert_eq!(seen.into_iter().collect::<Vec<_>>(), ["file", "generator", "stdin"]);
+    }
 }
