@@ -45,18 +45,20 @@
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::fs::File;
 use std::num::NonZeroUsize;
-use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
 
 use async_trait::async_trait;
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use sluice_core::prelude::*;
 
 use crate::framing::LineFramer;
+
+mod fs;
 use crate::stdin::{default_batch_size, default_max_line_bytes};
+use fs::{read_chunk, scan, ReadOutcome};
 
 /// The `file` source's options.
 #[derive(Clone, Debug, Deserialize)]
@@ -190,22 +192,6 @@ struct Tracked {
     gone: bool,
     /// Read to its end, nothing more to do (bounded run, or gone).
     done: bool,
-}
-
-/// A file found by a scan, opened.
-struct Opened {
-    path: PathBuf,
-    file: File,
-    dev: u64,
-    ino: u64,
-    len: u64,
-}
-
-enum ReadOutcome {
-    /// This many bytes were appended to the buffer.
-    Data(usize),
-    Eof,
-    Truncated,
 }
 
 #[async_trait]
@@ -462,90 +448,6 @@ impl Reader {
         }
         Ok(())
     }
-}
-
-type ScanResult = (
-    BTreeMap<PathBuf, (u64, u64)>,
-    Vec<Opened>,
-    Vec<(PathBuf, std::io::Error)>,
-);
-
-/// Blocking: matches the globs; opens every matched regular file not in
-/// `known` (path, device, inode). Returns every match with its device and
-/// inode, the newly opened files, and the paths that could not be opened.
-fn scan(
-    include: &[String],
-    exclude: &[glob::Pattern],
-    known: &BTreeSet<(PathBuf, u64, u64)>,
-) -> ScanResult {
-    let mut matched = BTreeMap::new();
-    let mut opened = Vec::new();
-    let mut failed = Vec::new();
-    let paths: BTreeSet<PathBuf> = include
-        .iter()
-        .filter_map(|p| glob::glob(p).ok())
-        .flatten()
-        .filter_map(Result::ok)
-        .filter(|p| !exclude.iter().any(|x| x.matches_path(p)))
-        .collect();
-    for path in paths {
-        let meta = match std::fs::metadata(&path) {
-            Ok(m) if m.is_file() => m,
-            _ => continue,
-        };
-        matched.insert(path.clone(), (meta.dev(), meta.ino()));
-        if known.contains(&(path.clone(), meta.dev(), meta.ino())) {
-            continue;
-        }
-        let opened_file = File::open(&path).and_then(|file| {
-            // Identity from the open file itself, not from the path.
-            let meta = file.metadata()?;
-            Ok(Opened {
-                path: path.clone(),
-                dev: meta.dev(),
-                ino: meta.ino(),
-                len: meta.len(),
-                file,
-            })
-        });
-        match opened_file {
-            Ok(o) => {
-                matched.insert(path, (o.dev, o.ino));
-                opened.push(o);
-            }
-            Err(e) => failed.push((path, e)),
-        }
-    }
-    (matched, opened, failed)
-}
-
-/// Blocking read of up to [`CHUNK`] bytes at `pos`, appended to `buf`.
-async fn read_chunk(
-    file: Arc<File>,
-    mut buf: BytesMut,
-    pos: u64,
-) -> Result<(BytesMut, ReadOutcome), ComponentError> {
-    let read = tokio::task::spawn_blocking(move || -> std::io::Result<(BytesMut, ReadOutcome)> {
-        let len = file.metadata()?.len();
-        if len < pos {
-            return Ok((buf, ReadOutcome::Truncated));
-        }
-        let want = (len - pos).min(CHUNK) as usize;
-        if want == 0 {
-            return Ok((buf, ReadOutcome::Eof));
-        }
-        let start = buf.len();
-        buf.resize(start + want, 0);
-        let n = file.read_at(&mut buf[start..], pos)?;
-        buf.truncate(start + n);
-        let outcome = if n == 0 {
-            ReadOutcome::Eof
-        } else {
-            ReadOutcome::Data(n)
-        };
-        Ok((buf, outcome))
-    });
-    Ok(read.await.map_err(join_error)??)
 }
 
 fn event(body: Bytes, timestamp: Timestamp, file: &Value) -> Event {

@@ -88,7 +88,10 @@ mod tests {
                     .unwrap()
                     .iter()
                     .filter(|(k, _)| {
-                        !matches!(k.as_str(), Some("type" | "channels" | "processors" | "selector"))
+                        !matches!(
+                            k.as_str(),
+                            Some("type" | "channels" | "processors" | "selector")
+                        )
                     })
                     .cloned()
                     .collect();
@@ -102,6 +105,9 @@ mod tests {
                 seen.insert(kind.to_string());
             }
         }
-        assert_eq!(seen.into_iter().collect::<Vec<_>>(), ["file", "generator", "stdin"]);
+        assert_eq!(
+            seen.into_iter().collect::<Vec<_>>(),
+            ["file", "generator", "stdin"]
+        );
     }
 }
