@@ -752,4 +752,61 @@ mod tests {
             .unwrap();
         assert_eq!(sorted(out.bodies()), ["n2", "pending partial line"]);
     }
+
+    #[tokio::test]
+    async fn follow_handles_rotation_and_truncation() {
+        let root = tempfile::tempdir().unwrap();
+        let logs = root.path().join("logs");
+        std::fs::create_dir(&logs).unwrap();
+        append(&logs.join("app.log"), "");
+        let yaml = format!(
+            "include: [\"{}/*.log\"]\npoll_interval: 10ms\nread_from: beginning\n",
+            logs.display()
+        );
+        let out = Collector::new();
+        let shutdown = CancellationToken::new();
+        let cx = source_context(
+            "logs",
+            root.path().join("data"),
+            out.clone(),
+            shutdown.clone(),
+        );
+        let task = tokio::spawn(config(&yaml).build(&build_cx()).unwrap().run(cx));
+        let wait_for = |n: usize| {
+            let out = out.clone();
+            async move {
+                tokio::time::timeout(StdDuration::from_secs(5), async {
+                    while out.len() < n {
+                        tokio::time::sleep(StdDuration::from_millis(5)).await;
+                    }
+                })
+                .await
+                .unwrap_or_else(|_| panic!("waited for {n} events, got {:?}", out.bodies()));
+            }
+        };
+        append(&logs.join("app.log"), "one\ntwo\n");
+        wait_for(2).await;
+        // Rotate: the old file gets a last line (without newline) after the
+        // rename; a new file takes the path.
+        std::fs::rename(logs.join("app.log"), root.path().join("app.log.1")).unwrap();
+        append(&root.path().join("app.log.1"), "three");
+        append(&logs.join("app.log"), "new one\n");
+        wait_for(4).await;
+        // Truncate the new file in place and write something shorter.
+        std::fs::OpenOptions::new()
+            .write(true)
+            .truncate(true)
+            .open(logs.join("app.log"))
+            .unwrap();
+        tokio::time::sleep(StdDuration::from_millis(50)).await;
+        append(&logs.join("app.log"), "x\n");
+        wait_for(5).await;
+        shutdown.cancel();
+        task.await.unwrap().unwrap();
+        // Order holds within a file, not across the old and the new one.
+        let bodies = out.bodies();
+        assert_eq!(bodies[..2], ["one", "two"]);
+        assert_eq!(sorted(bodies[2..4].to_vec()), ["new one", "three"]);
+        assert_eq!(bodies[4], "x");
+    }
 }
