@@ -174,15 +174,21 @@ struct FileOffset {
 
 /// One file being read.
 struct Tracked {
+    /// The path as matched by the globs.
     path: PathBuf,
     /// The path as text: the checkpoint key and the `file` field.
     key: String,
+    /// The `file` field, built once and cloned (cheaply) into every event.
     field: Value,
+    /// Shared with the blocking thread doing the reads.
     file: Arc<File>,
+    /// Device of the open file: with `ino`, tells a rotated file from ours.
     dev: u64,
+    /// Inode of the open file.
     ino: u64,
     /// Where the next read starts.
     read_pos: u64,
+    /// Read but not yet emitted lines, and the offset of the last one.
     framer: LineFramer,
     /// Offset recorded in the checkpoint: after the last line accepted.
     emitted: u64,
