@@ -7,7 +7,7 @@
 //!
 //! * [`generator`]: synthetic events (`sequence`, `apache_common`, `syslog`,
 //!   `json`), optionally rate-limited and counted; for tests and benchmarks.
-//! * [`file`]: lines of files matched by globs, followed like `tail -F` or
+//! * [`file`](mod@file): lines of files matched by globs, followed like `tail -F` or
 //!   read once to their end, with per-file offsets kept in the checkpoint
 //!   store so that a restart neither re-reads nor skips a line.
 //! * [`stdin`]: lines of standard input until end of input.
