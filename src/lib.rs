@@ -39,7 +39,7 @@ pub fn registry() -> Registry {
 pub fn try_register_builtins(
     registry: &mut Registry,
 ) -> Result<(), sluice_core::registry::DuplicateType> {
-    // sluice_sources::register(registry)?;
+    sluice_sources::register(registry)?;
     sluice_channels::register(registry)?;
     sluice_processors::register(registry)?;
     sluice_sinks::register(registry)?;

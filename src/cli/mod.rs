@@ -169,7 +169,7 @@ fn run(registry: &Registry, file: &Path, settings: &Settings) -> i32 {
             return EXIT_FAILED;
         }
     };
-    runtime.block_on(async {
+    let code = runtime.block_on(async {
         tracing::info!(pipeline = %file.display(), data_dir = %pipeline.data_dir.display(), "starting: {}", pipeline.summary());
         let report = match sluice_core::topology::run_pipeline(&pipeline, stop_signal(), drain_timeout).await {
             Ok(r) => r,
@@ -193,7 +193,11 @@ fn run(registry: &Registry, file: &Path, settings: &Settings) -> i32 {
         } else {
             EXIT_FAILED
         }
-    })
+    });
+    // A blocking read of a terminal (stdin) cannot be interrupted: do not
+    // wait for it once everything else has stopped.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+    code
 }
 
 /// Resolves on the first SIGINT or SIGTERM; a second one exits at once.
