@@ -138,7 +138,7 @@ fn cycles_between_stages() {
     );
     assert!(
         lines.iter().any(|l| l
-            .starts_with("bad.yaml:4:48: processor stages form a cycle: `one` → `b`, `two` → `a`")),
+            .starts_with("bad.yaml:4:47: processor stages form a cycle: `one` → `b`, `two` → `a`")),
         "{lines:?}"
     );
 }

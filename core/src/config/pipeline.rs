@@ -332,6 +332,7 @@ fn build_model(cx: &mut Ctx, path: &Path, root: &Node, registry: &Registry) -> O
         let Some((type_name, rest)) = component(
             cx,
             &id,
+            pos,
             node,
             SOURCE_KEYS,
             "source",
@@ -373,6 +374,7 @@ fn build_model(cx: &mut Ctx, path: &Path, root: &Node, registry: &Registry) -> O
         let Some((type_name, rest)) = component(
             cx,
             &id,
+            pos,
             node,
             CHANNEL_KEYS,
             "channel",
@@ -406,6 +408,7 @@ fn build_model(cx: &mut Ctx, path: &Path, root: &Node, registry: &Registry) -> O
         let Some((type_name, rest)) = component(
             cx,
             &id,
+            pos,
             node,
             PROCESSOR_KEYS,
             "processor",
@@ -470,6 +473,7 @@ fn build_model(cx: &mut Ctx, path: &Path, root: &Node, registry: &Registry) -> O
         let Some((type_name, rest)) = component(
             cx,
             &id,
+            pos,
             node,
             SINK_KEYS,
             "sink",
@@ -634,9 +638,11 @@ fn section<'a>(cx: &mut Ctx, root: &'a Node, name: &str) -> Vec<(String, &'a Nod
 
 /// Checks a component mapping: its `type` is registered, its keys are known.
 /// Returns the type name and a mapping of its own options.
+#[allow(clippy::too_many_arguments)]
 fn component(
     cx: &mut Ctx,
     id: &str,
+    at: Pos,
     node: &Node,
     common: &[&str],
     kind: &str,
@@ -703,11 +709,12 @@ fn component(
         })
         .cloned()
         .collect();
+    // Errors about the mapping as a whole (a missing option) point at the id.
     Some((
         type_name.to_string(),
         Node {
             kind: NodeKind::Map(own),
-            pos: node.pos,
+            pos: at,
         },
     ))
 }
