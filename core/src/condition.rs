@@ -731,7 +731,7 @@ mod tests {
         e.insert("odd key", "x");
         e.insert("message", "field called message");
         e.fields.insert(
-            "tags".into(),
+            "tags",
             Value::Array(vec![Value::from("a"), Value::from("b")]),
         );
         e

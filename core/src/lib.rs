@@ -48,7 +48,7 @@ pub mod prelude {
     pub use crate::channel::{Channel, ChannelError, ChannelStats, Transaction, TransactionHandle};
     pub use crate::checkpoint::CheckpointStore;
     pub use crate::config::{ByteSize, Duration};
-    pub use crate::event::{Batch, Event, Fields, Timestamp, Value};
+    pub use crate::event::{Batch, Event, FieldName, Fields, Timestamp, Value};
     pub use crate::metrics::ComponentMetrics;
     pub use crate::processor::{ProcessContext, Processor};
     pub use crate::registry::{

@@ -88,7 +88,7 @@ impl ProcessorConfig for Config {
             .enumerate()
             .filter_map(|(i, name)| {
                 let name = name?;
-                Some((i, name.to_string(), self.types.get(name).copied()))
+                Some((i, FieldName::from(name), self.types.get(name).copied()))
             })
             .collect();
         Ok(Box::new(ParseRegex {
@@ -107,7 +107,8 @@ struct ParseRegex {
     /// Reused for every event: matching allocates nothing.
     locations: CaptureLocations,
     /// Group index, field name and conversion of each named capture.
-    captures: Vec<(usize, String, Option<Kind>)>,
+    /// Names are inline `FieldName`s: cloning one per event does not allocate.
+    captures: Vec<(usize, FieldName, Option<Kind>)>,
     field: Option<String>,
     target: Option<String>,
 }

@@ -169,7 +169,7 @@ mod tests {
             String::from_utf8(buf).unwrap(),
             "{\"timestamp\":\"1970-01-01T00:25:00.000123Z\",\"message\":\"say \\\"hi\\\"\"}\n\
              {\"timestamp\":\"1970-01-01T00:25:00.000123Z\",\"message\":\"say \\\"hi\\\"\",\
-             \"fields\":{\"app\":\"web\",\"http\":{\"status\":200}}}\n"
+             \"fields\":{\"http\":{\"status\":200},\"app\":\"web\"}}\n"
         );
     }
 

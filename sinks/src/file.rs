@@ -455,7 +455,7 @@ mod tests {
             text,
             "{\"timestamp\":\"1970-01-01T00:00:00.000000Z\",\"message\":\"plain\"}\n\
              {\"timestamp\":\"2026-11-26T04:43:11.123456Z\",\"message\":\"GET / 200\",\
-             \"fields\":{\"http\":{\"method\":\"GET\"},\"status\":200}}\n"
+             \"fields\":{\"status\":200,\"http\":{\"method\":\"GET\"}}}\n"
         );
         let lines: Vec<serde_json::Value> = text
             .lines()

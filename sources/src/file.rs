@@ -329,9 +329,16 @@ impl Reader {
         let now = Timestamp::now();
         loop {
             let f = &mut self.files[i];
+            // A copy of the path per batch: the events of one batch share its
+            // reference count, so the reading and the writing task do not
+            // fight over one counter for every event.
+            let field = match &f.field {
+                Value::String(b) => Value::String(Bytes::copy_from_slice(b)),
+                other => other.clone(),
+            };
             while self.batch.len() < self.batch_size {
                 match f.framer.next_line() {
-                    Some(line) => self.batch.push(event(line, now, &f.field)),
+                    Some(line) => self.batch.push(event(line, now, &field)),
                     None => break,
                 }
             }
@@ -457,8 +464,10 @@ impl Reader {
 }
 
 fn event(body: Bytes, timestamp: Timestamp, file: &Value) -> Event {
-    let mut fields = Fields::new();
-    fields.insert("file".to_string(), file.clone());
+    // One field: one small allocation, the name inline, the value a
+    // reference-counted clone of the path shared by the whole file.
+    let mut fields = Fields::with_capacity(1);
+    fields.insert("file", file.clone());
     Event {
         body,
         timestamp,

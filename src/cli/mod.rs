@@ -181,7 +181,10 @@ fn run(registry: &Registry, file: &Path, settings: &Settings) -> i32 {
                 return EXIT_FAILED;
             }
         };
-        for (c, m) in &report.components {
+        let order = |k: &str| ["source", "processor", "sink"].iter().position(|x| *x == k);
+        let mut components: Vec<_> = report.components.iter().collect();
+        components.sort_by_key(|(c, _)| order(c.kind));
+        for (c, m) in components {
             tracing::info!(
                 kind = c.kind, id = %c.id, events_in = m.events_in, events_out = m.events_out,
                 errors = m.errors, discarded = m.discarded, "final counts"

@@ -5,13 +5,13 @@
 //! map of [`Value`]s where parsers put what they extract. Events always travel
 //! in a [`Batch`]: every trait in this crate moves batches, never single events.
 
-use std::collections::BTreeMap;
+mod fields;
+
 use std::fmt;
 
 use bytes::Bytes;
 
-/// The structured fields of an event: an ordered map from name to value.
-pub type Fields = BTreeMap<String, Value>;
+pub use fields::{FieldName, Fields};
 
 /// Nanoseconds since the Unix epoch, UTC.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
@@ -192,7 +192,7 @@ impl serde::Serialize for Value {
             Value::String(b) => s.serialize_str(&String::from_utf8_lossy(b)),
             Value::Timestamp(t) => s.collect_str(t),
             Value::Array(a) => s.collect_seq(a),
-            Value::Map(m) => s.collect_map(m),
+            Value::Map(m) => m.serialize(s),
         }
     }
 }
@@ -281,12 +281,10 @@ pub fn get_path<'a>(fields: &'a Fields, path: &str) -> Option<&'a Value> {
 fn insert_path(fields: &mut Fields, path: &str, value: Value) {
     match path.split_once('.') {
         None => {
-            fields.insert(path.to_string(), value);
+            fields.insert(path, value);
         }
         Some((head, rest)) => {
-            let entry = fields
-                .entry(head.to_string())
-                .or_insert_with(|| Value::Map(Fields::new()));
+            let entry = fields.get_or_insert_with(head, || Value::Map(Fields::new()));
             if !matches!(entry, Value::Map(_)) {
                 *entry = Value::Map(Fields::new());
             }
