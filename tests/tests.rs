@@ -295,3 +295,105 @@ fn a_following_file_source_stopped_and_restarted_neither_rereads_nor_skips() {
     ok(&wait_output(child, Duration::from_secs(30)));
     assert_sequence(&d.lines("out/app.log"), next);
 }
+
+#[test]
+fn stdin_lines_are_read_until_eof() {
+    use std::io::Write;
+    let d = Dir::new();
+    d.write(
+        "p.yaml",
+        "sources:\n  in: {type: stdin, channels: [main]}\nchannels:\n  main: {type: memory, capacity: 10}\nsinks:\n  out: {type: file, channel: main, path: ./out/stdin.log}\n",
+    );
+    let mut child = d
+        .sluice(&["run", "p.yaml"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    {
+        let mut input = child.stdin.take().expect("stdin");
+        for i in 0..5000 {
+            writeln!(input, "{i}").expect("write");
+        }
+        // A CRLF line and an unterminated last line.
+        write!(input, "5000\r\n5001").expect("write");
+    }
+    ok(&wait_output(child, LIMIT));
+    assert_sequence(&d.lines("out/stdin.log"), 5002);
+}
+
+#[test]
+fn settings_from_the_environment_switch_logs_to_json() {
+    let d = Dir::new();
+    d.write(
+        "p.yaml",
+        "sources:\n  gen: {type: generator, count: 10, channels: [main]}\nchannels:\n  main: {type: memory}\nsinks:\n  out: {type: \"null\", channel: main}\n",
+    );
+    let o = d
+        .sluice(&["run", "p.yaml"])
+        .env("SLUICE_LOG_FORMAT", "json")
+        .output()
+        .expect("run");
+    ok(&o);
+    let logs = stderr(&o);
+    let lines: Vec<serde_json::Value> = logs
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("a JSON log line"))
+        .collect();
+    let finals: Vec<&serde_json::Value> = lines
+        .iter()
+        .filter(|v| v["fields"]["message"] == "final counts")
+        .collect();
+    let sink = finals
+        .iter()
+        .find(|v| v["fields"]["id"] == "out")
+        .expect("the sink's final counts");
+    assert_eq!(sink["fields"]["events_out"], 10);
+    // A settings file works the same way, and flags win over both.
+    d.write(
+        "agent.toml",
+        "log_format = \"json\"\nlog_level = \"warn\"\n",
+    );
+    let o = d
+        .sluice(&["--settings", "agent.toml", "run", "p.yaml"])
+        .output()
+        .expect("run");
+    ok(&o);
+    assert!(
+        stderr(&o).trim().is_empty(),
+        "warn level hides info lines: {}",
+        stderr(&o)
+    );
+    d.write("bad.toml", "log_format = \"xml\"\n");
+    let o = d
+        .sluice(&["--settings", "bad.toml", "run", "p.yaml"])
+        .output()
+        .expect("run");
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("log_format"), "{}", stderr(&o));
+}
+
+#[test]
+fn the_drain_timeout_bounds_a_stop_that_cannot_drain() {
+    let d = Dir::new();
+    d.write(
+        "p.yaml",
+        "sources:\n  gen: {type: generator, channels: [main]}\nchannels:\n  main: {type: memory, capacity: 1000}\nsinks:\n  out: {type: console, channel: main}\n",
+    );
+    // Nobody reads stdout: the sink is stuck, so the stop cannot drain.
+    let child = d
+        .sluice(&["run", "p.yaml", "--drain-timeout", "1s"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    std::thread::sleep(Duration::from_millis(700));
+    signal(&child, libc::SIGTERM);
+    let start = std::time::Instant::now();
+    let o = wait_output(child, Duration::from_secs(20));
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(start.elapsed() < Duration::from_secs(10));
+    let err = stderr(&o);
+    assert!(err.contains("drain timeout"), "{err}");
+}

@@ -1,0 +1,348 @@
+//! Reading the keys of the pipeline file: sections, components, common
+//! keys and selectors, each problem reported with its position.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use super::{Ctx, SelectorSpec, DEFAULT_BATCH_SIZE};
+use crate::config::node::{Node, NodeKind, Pos};
+use crate::config::suggest::nearest;
+use crate::registry::Problem;
+
+pub(super) fn list(keys: &[&str]) -> String {
+    keys.iter()
+        .map(|k| format!("`{k}`"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Reports keys of `entries` that are neither common keys nor options.
+pub(super) fn check_keys(
+    cx: &mut Ctx,
+    entries: &[(Node, Node)],
+    common: &[&str],
+    fields: &[&str],
+    what: &str,
+) {
+    for (k, _) in entries {
+        let Some(key) = k.as_str() else {
+            cx.err(
+                k.pos,
+                format!("{what}: keys must be strings, found {}", k.type_name()),
+            );
+            continue;
+        };
+        if common.contains(&key) || fields.contains(&key) {
+            continue;
+        }
+        let all = common.iter().chain(fields.iter()).copied();
+        let msg = match nearest(key, all) {
+            Some(s) => format!("{what}: unknown option `{key}`: did you mean `{s}`?"),
+            None => format!(
+                "{what}: unknown option `{key}` (valid options: {})",
+                list(
+                    &common
+                        .iter()
+                        .chain(fields.iter())
+                        .copied()
+                        .collect::<Vec<_>>()
+                )
+            ),
+        };
+        cx.err(k.pos, msg);
+    }
+}
+
+/// The `(id, node, pos)` of every component under `name`.
+pub(super) fn section<'a>(
+    cx: &mut Ctx,
+    root: &'a Node,
+    name: &str,
+) -> Vec<(String, &'a Node, Pos)> {
+    let Some(sec) = root.get(name) else {
+        return Vec::new();
+    };
+    if matches!(sec.kind, NodeKind::Null) {
+        return Vec::new();
+    }
+    let Some(entries) = sec.as_map() else {
+        cx.err(
+            sec.pos,
+            format!(
+                "`{name}` must be a mapping from id to component, found {}",
+                sec.type_name()
+            ),
+        );
+        return Vec::new();
+    };
+    let mut seen = BTreeSet::new();
+    let mut out = Vec::new();
+    for (k, v) in entries {
+        let id = match &k.kind {
+            NodeKind::Str(s) => s.clone(),
+            NodeKind::Int(i) => i.to_string(),
+            _ => {
+                cx.err(
+                    k.pos,
+                    format!("a component id must be a string, found {}", k.type_name()),
+                );
+                continue;
+            }
+        };
+        if !seen.insert(id.clone()) {
+            cx.err(k.pos, format!("`{id}` is declared twice under `{name}`"));
+            continue;
+        }
+        out.push((id, v, k.pos));
+    }
+    out
+}
+
+/// Checks a component mapping: its `type` is registered, its keys are known.
+/// Returns the type name and a mapping of its own options.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn component(
+    cx: &mut Ctx,
+    id: &str,
+    at: Pos,
+    node: &Node,
+    common: &[&str],
+    kind: &str,
+    fields_of: impl Fn(&str) -> Option<&'static [&'static str]>,
+    names: &[&str],
+) -> Option<(String, Node)> {
+    let what = format!("{kind} `{id}`");
+    let Some(entries) = node.as_map() else {
+        cx.err(
+            node.pos,
+            format!(
+                "{what} must be a mapping with a `type`, found {}",
+                node.type_name()
+            ),
+        );
+        return None;
+    };
+    let Some(type_node) = node.get("type") else {
+        cx.err(
+            node.pos,
+            format!(
+                "{what}: missing required option `type` (one of {})",
+                list(names)
+            ),
+        );
+        return None;
+    };
+    // `type: null` reads as YAML null: take it as the name `null`.
+    let type_name = match &type_node.kind {
+        NodeKind::Null => Some("null"),
+        _ => type_node.as_str(),
+    };
+    let Some(type_name) = type_name else {
+        cx.err(
+            type_node.pos,
+            format!(
+                "{what}: `type` must be a string, found {}",
+                type_node.type_name()
+            ),
+        );
+        return None;
+    };
+    let Some(fields) = fields_of(type_name) else {
+        let msg = match nearest(type_name, names.iter().copied()) {
+            Some(s) => format!("{what}: unknown {kind} type `{type_name}`: did you mean `{s}`?"),
+            None => format!(
+                "{what}: unknown {kind} type `{type_name}` (known: {})",
+                list(names)
+            ),
+        };
+        cx.err(type_node.pos, msg);
+        return None;
+    };
+    // Unknown keys are reported here, against common keys and options at
+    // once, so a misspelt common key gets a suggestion too.
+    if !fields.is_empty() {
+        check_keys(cx, entries, common, fields, &what);
+    }
+    let own: Vec<(Node, Node)> = entries
+        .iter()
+        .filter(|(k, _)| {
+            k.as_str()
+                .is_some_and(|k| !common.contains(&k) && (fields.is_empty() || fields.contains(&k)))
+        })
+        .cloned()
+        .collect();
+    // Errors about the mapping as a whole (a missing option) point at the id.
+    Some((
+        type_name.to_string(),
+        Node {
+            kind: NodeKind::Map(own),
+            pos: at,
+        },
+    ))
+}
+
+pub(super) fn report(cx: &mut Ctx, node: &Node, pos: Pos, what: &str, problems: Vec<Problem>) {
+    for p in problems {
+        let at = p
+            .key
+            .as_deref()
+            .and_then(|k| node.get(k))
+            .map_or(pos, |n| n.pos);
+        cx.err(at, format!("{what}: {}", p.message));
+    }
+}
+
+pub(super) fn string_opt(cx: &mut Ctx, node: &Node, key: &str) -> Option<String> {
+    let n = node.get(key)?;
+    match &n.kind {
+        NodeKind::Str(s) => Some(s.clone()),
+        NodeKind::Null => None,
+        _ => {
+            cx.err(
+                n.pos,
+                format!(
+                    "`{key}` must be a channel id (a string), found {}",
+                    n.type_name()
+                ),
+            );
+            None
+        }
+    }
+}
+
+pub(super) fn string_list(cx: &mut Ctx, node: &Node, key: &str, required: bool) -> Vec<String> {
+    let Some(n) = node.get(key) else {
+        if required {
+            cx.err(node.pos, format!("missing required option `{key}`"));
+        }
+        return Vec::new();
+    };
+    match &n.kind {
+        NodeKind::Str(s) => vec![s.clone()],
+        NodeKind::Seq(items) => items
+            .iter()
+            .filter_map(|i| match &i.kind {
+                NodeKind::Str(s) => Some(s.clone()),
+                _ => {
+                    cx.err(
+                        i.pos,
+                        format!("`{key}` must list ids (strings), found {}", i.type_name()),
+                    );
+                    None
+                }
+            })
+            .collect(),
+        _ => {
+            cx.err(
+                n.pos,
+                format!("`{key}` must be a list of ids, found {}", n.type_name()),
+            );
+            Vec::new()
+        }
+    }
+}
+
+pub(super) fn batch_size(cx: &mut Ctx, node: &Node) -> usize {
+    match node.get("batch_size") {
+        None => DEFAULT_BATCH_SIZE,
+        Some(n) => match n.kind {
+            NodeKind::Int(i) if i > 0 => i as usize,
+            _ => {
+                cx.err(n.pos, "`batch_size` must be a positive integer");
+                DEFAULT_BATCH_SIZE
+            }
+        },
+    }
+}
+
+pub(super) fn selector(cx: &mut Ctx, node: &Node) -> SelectorSpec {
+    let Some(sel) = node.get("selector") else {
+        return SelectorSpec::Replicating;
+    };
+    let Some(entries) = sel.as_map() else {
+        cx.err(
+            sel.pos,
+            format!("`selector` must be a mapping, found {}", sel.type_name()),
+        );
+        return SelectorSpec::Replicating;
+    };
+    let kind = sel
+        .get("type")
+        .and_then(Node::as_str)
+        .unwrap_or("replicating");
+    match kind {
+        "replicating" => {
+            check_keys(cx, entries, &["type"], &[], "selector");
+            SelectorSpec::Replicating
+        }
+        "multiplexing" => {
+            check_keys(
+                cx,
+                entries,
+                &["type", "field", "mapping", "default"],
+                &[],
+                "selector",
+            );
+            let field = match sel.get("field").and_then(Node::as_str) {
+                Some(f) => f.to_string(),
+                None => {
+                    cx.err(sel.pos, "a multiplexing selector needs `field`");
+                    String::new()
+                }
+            };
+            let mut mapping = BTreeMap::new();
+            match sel.get("mapping") {
+                None => cx.err(
+                    sel.pos,
+                    "a multiplexing selector needs `mapping: {VALUE: [channels]}`",
+                ),
+                Some(m) => match m.as_map() {
+                    Some(pairs) => {
+                        for (k, v) in pairs {
+                            let key = match &k.kind {
+                                NodeKind::Str(s) => s.clone(),
+                                NodeKind::Int(i) => i.to_string(),
+                                NodeKind::Bool(b) => b.to_string(),
+                                NodeKind::Float(f) => f.to_string(),
+                                _ => {
+                                    cx.err(k.pos, "a mapping value must be a scalar");
+                                    continue;
+                                }
+                            };
+                            let chans = string_list(
+                                cx,
+                                &Node {
+                                    kind: NodeKind::Map(vec![(
+                                        Node {
+                                            kind: NodeKind::Str("c".into()),
+                                            pos: k.pos,
+                                        },
+                                        v.clone(),
+                                    )]),
+                                    pos: k.pos,
+                                },
+                                "c",
+                                true,
+                            );
+                            mapping.insert(key, chans);
+                        }
+                    }
+                    None => cx.err(m.pos, "`mapping` must be a mapping from value to channels"),
+                },
+            }
+            let default = string_list(cx, sel, "default", false);
+            SelectorSpec::Multiplexing {
+                field,
+                mapping,
+                default,
+            }
+        }
+        other => {
+            let p = sel.get("type").map_or(sel.pos, |n| n.pos);
+            cx.err(
+                p,
+                format!("unknown selector type `{other}` (use `replicating` or `multiplexing`)"),
+            );
+            SelectorSpec::Replicating
+        }
+    }
+}

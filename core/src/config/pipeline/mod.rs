@@ -1,0 +1,560 @@
+//! The pipeline model: what `sluice validate` checks and `sluice run` builds.
+//!
+//! [`load_pipeline`] reads a file, substitutes `${VAR}`s, parses every
+//! component's options into its typed config through the [`Registry`], and
+//! checks the graph: references, unused channels, cycles. It collects every
+//! problem before failing; each [`Diagnostic`] names file, line and column.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+mod graph;
+mod keys;
+#[cfg(test)]
+mod tests;
+
+use super::node::{self, Node, NodeKind, Pos};
+use crate::registry::{
+    AnyChannelConfig, AnyProcessorConfig, AnySinkConfig, AnySourceConfig, Registry,
+};
+use graph::check_graph;
+use keys::{
+    batch_size, check_keys, component, list, report, section, selector, string_list, string_opt,
+};
+
+/// One problem in a pipeline file.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Diagnostic {
+    /// The file.
+    pub file: PathBuf,
+    /// Where in it.
+    pub pos: Pos,
+    /// What is wrong.
+    pub message: String,
+}
+
+impl fmt::Display for Diagnostic {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}:{}:{}: {}",
+            self.file.display(),
+            self.pos.line,
+            self.pos.col,
+            self.message
+        )
+    }
+}
+
+/// Where a component's events go after its processors.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SelectorSpec {
+    /// Every event to every listed channel (the default).
+    Replicating,
+    /// By the value of `field`: `mapping` value → channels, else `default`.
+    Multiplexing {
+        /// The field whose text chooses the channels.
+        field: String,
+        /// Value → channel ids.
+        mapping: BTreeMap<String, Vec<String>>,
+        /// Channels for events whose value is not mapped (may be empty: such
+        /// events are counted as discarded).
+        default: Vec<String>,
+    },
+}
+
+/// A source as declared.
+#[derive(Clone)]
+pub struct SourceSpec {
+    /// Its id.
+    pub id: String,
+    /// Its `type`.
+    pub type_name: String,
+    /// Its typed options.
+    pub config: Arc<dyn AnySourceConfig>,
+    /// Ids of the channels it writes.
+    pub channels: Vec<String>,
+    /// Ids of its inline processors, in order.
+    pub processors: Vec<String>,
+    /// Its selector.
+    pub selector: SelectorSpec,
+    /// Where it is declared.
+    pub pos: Pos,
+}
+
+/// A channel as declared.
+#[derive(Clone)]
+pub struct ChannelSpec {
+    /// Its id.
+    pub id: String,
+    /// Its `type`.
+    pub type_name: String,
+    /// Its typed options.
+    pub config: Arc<dyn AnyChannelConfig>,
+    /// Where it is declared.
+    pub pos: Pos,
+}
+
+/// A processor as declared: a stage when it has an `input`, else inline-only.
+#[derive(Clone)]
+pub struct ProcessorSpec {
+    /// Its id.
+    pub id: String,
+    /// Its `type`.
+    pub type_name: String,
+    /// Its typed options.
+    pub config: Arc<dyn AnyProcessorConfig>,
+    /// The channel a stage takes from.
+    pub input: Option<String>,
+    /// The channels a stage writes.
+    pub channels: Vec<String>,
+    /// A stage's selector.
+    pub selector: SelectorSpec,
+    /// Where failed events go.
+    pub dead_letter: Option<String>,
+    /// Events taken per batch by a stage.
+    pub batch_size: usize,
+    /// Where it is declared.
+    pub pos: Pos,
+}
+
+/// A sink as declared.
+#[derive(Clone)]
+pub struct SinkSpec {
+    /// Its id.
+    pub id: String,
+    /// Its `type`.
+    pub type_name: String,
+    /// Its typed options.
+    pub config: Arc<dyn AnySinkConfig>,
+    /// The channel it drains.
+    pub channel: String,
+    /// Where rejected events go.
+    pub dead_letter: Option<String>,
+    /// Events taken per batch.
+    pub batch_size: usize,
+    /// Where it is declared.
+    pub pos: Pos,
+}
+
+/// A validated pipeline.
+#[derive(Clone)]
+pub struct Pipeline {
+    /// The file it was read from.
+    pub path: PathBuf,
+    /// Where checkpoints and durable channels live.
+    pub data_dir: PathBuf,
+    /// Sources in file order.
+    pub sources: Vec<SourceSpec>,
+    /// Channels in file order.
+    pub channels: Vec<ChannelSpec>,
+    /// Processors in file order.
+    pub processors: Vec<ProcessorSpec>,
+    /// Sinks in file order.
+    pub sinks: Vec<SinkSpec>,
+}
+
+impl fmt::Debug for Pipeline {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Pipeline")
+            .field("path", &self.path)
+            .field("summary", &self.summary())
+            .finish()
+    }
+}
+
+impl Pipeline {
+    /// A processor by id.
+    pub fn processor(&self, id: &str) -> Option<&ProcessorSpec> {
+        self.processors.iter().find(|p| p.id == id)
+    }
+
+    /// A one-line summary: `4 sources, 2 channels, ...`.
+    pub fn summary(&self) -> String {
+        let n = |k: usize, one: &str| format!("{k} {one}{}", if k == 1 { "" } else { "s" });
+        let stages = self.processors.iter().filter(|p| p.input.is_some()).count();
+        format!(
+            "{}, {}, {} ({} stage{}), {}",
+            n(self.sources.len(), "source"),
+            n(self.channels.len(), "channel"),
+            n(self.processors.len(), "processor"),
+            stages,
+            if stages == 1 { "" } else { "s" },
+            n(self.sinks.len(), "sink"),
+        )
+    }
+}
+
+const TOP_KEYS: &[&str] = &["data_dir", "sources", "channels", "processors", "sinks"];
+const SOURCE_KEYS: &[&str] = &["type", "channels", "processors", "selector"];
+const CHANNEL_KEYS: &[&str] = &["type"];
+const PROCESSOR_KEYS: &[&str] = &[
+    "type",
+    "input",
+    "channels",
+    "selector",
+    "dead_letter",
+    "batch_size",
+];
+const SINK_KEYS: &[&str] = &["type", "channel", "dead_letter", "batch_size"];
+const DEFAULT_BATCH_SIZE: usize = 1000;
+
+struct Ctx<'a> {
+    file: &'a Path,
+    diags: Vec<Diagnostic>,
+    /// Channels named by components whose own options are broken: they
+    /// still count as written or read, so that one mistake is reported once.
+    loose_refs: BTreeSet<String>,
+}
+
+impl Ctx<'_> {
+    fn err(&mut self, pos: Pos, message: impl Into<String>) {
+        self.diags.push(Diagnostic {
+            file: self.file.to_path_buf(),
+            pos,
+            message: message.into(),
+        });
+    }
+}
+
+/// Reads and validates the pipeline file at `path`, taking `${VAR}`s from
+/// the process environment.
+///
+/// # Errors
+///
+/// Every problem found, sorted by position.
+pub fn load_pipeline(path: &Path, registry: &Registry) -> Result<Pipeline, Vec<Diagnostic>> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        vec![Diagnostic {
+            file: path.to_path_buf(),
+            pos: Pos { line: 1, col: 1 },
+            message: format!("cannot read the file: {e}"),
+        }]
+    })?;
+    parse_pipeline(path, &text, registry, &|name| std::env::var(name).ok())
+}
+
+/// Validates pipeline `text` as if read from `path`, with `env` for `${VAR}`s.
+///
+/// # Errors
+///
+/// Every problem found, sorted by position.
+pub fn parse_pipeline(
+    path: &Path,
+    text: &str,
+    registry: &Registry,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Pipeline, Vec<Diagnostic>> {
+    let mut cx = Ctx {
+        file: path,
+        diags: Vec::new(),
+        loose_refs: BTreeSet::new(),
+    };
+    let root = match node::parse(text, env) {
+        Ok(root) => root,
+        Err(problems) => {
+            for p in problems {
+                cx.err(p.pos, p.message);
+            }
+            // An unset variable still lets the rest be checked; a syntax
+            // error does not.
+            if cx
+                .diags
+                .iter()
+                .any(|d| d.message.starts_with("YAML syntax error"))
+            {
+                return Err(cx.diags);
+            }
+            match node::parse(text, &|name| env(name).or_else(|| Some(String::new()))) {
+                Ok(root) => root,
+                Err(_) => return Err(cx.diags),
+            }
+        }
+    };
+    let pipeline = build_model(&mut cx, path, &root, registry);
+    if cx.diags.is_empty() {
+        if let Some(p) = pipeline {
+            return Ok(p);
+        }
+    }
+    cx.diags.sort_by_key(|d| d.pos);
+    cx.diags.dedup();
+    Err(cx.diags)
+}
+
+fn loose_refs(root: &Node) -> BTreeSet<String> {
+    let mut refs = BTreeSet::new();
+    for sec in ["sources", "processors", "sinks"] {
+        for (_, comp) in root.get(sec).and_then(Node::as_map).unwrap_or(&[]) {
+            for key in ["channels", "channel", "input", "dead_letter"] {
+                match comp.get(key).map(|n| &n.kind) {
+                    Some(NodeKind::Str(s)) => {
+                        refs.insert(s.clone());
+                    }
+                    Some(NodeKind::Seq(items)) => {
+                        refs.extend(items.iter().filter_map(|i| i.as_str().map(String::from)))
+                    }
+                    _ => {}
+                }
+            }
+        }
+    }
+    refs
+}
+
+fn build_model(cx: &mut Ctx, path: &Path, root: &Node, registry: &Registry) -> Option<Pipeline> {
+    let Some(entries) = root.as_map() else {
+        cx.err(
+            root.pos,
+            format!(
+                "a pipeline file must be a mapping with {}, found {}",
+                list(TOP_KEYS),
+                root.type_name()
+            ),
+        );
+        return None;
+    };
+    check_keys(cx, entries, TOP_KEYS, &[], "pipeline");
+    let stem = path
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "pipeline".into());
+    let data_dir = match root.get("data_dir") {
+        None => PathBuf::from(".sluice").join(stem),
+        Some(n) => match &n.kind {
+            NodeKind::Str(s) if !s.is_empty() => PathBuf::from(s),
+            _ => {
+                cx.err(
+                    n.pos,
+                    format!("`data_dir` must be a path, found {}", n.type_name()),
+                );
+                PathBuf::new()
+            }
+        },
+    };
+
+    let mut sources = Vec::new();
+    for (id, node, pos) in section(cx, root, "sources") {
+        let Some((type_name, rest)) = component(
+            cx,
+            &id,
+            pos,
+            node,
+            SOURCE_KEYS,
+            "source",
+            |t| registry.source(t).map(|e| e.fields),
+            &registry.names("source"),
+        ) else {
+            continue;
+        };
+        let Some(entry) = registry.source(&type_name) else {
+            continue;
+        };
+        let config = match (entry.parse)(&rest) {
+            Ok(c) => c,
+            Err(e) => {
+                cx.err(
+                    e.pos.unwrap_or(pos),
+                    format!("source `{id}`: {}", e.message),
+                );
+                continue;
+            }
+        };
+        report(cx, node, pos, &format!("source `{id}`"), config.validate());
+        let channels = string_list(cx, node, "channels", true);
+        let processors = string_list(cx, node, "processors", false);
+        let selector = selector(cx, node);
+        sources.push(SourceSpec {
+            id,
+            type_name,
+            config,
+            channels,
+            processors,
+            selector,
+            pos,
+        });
+    }
+
+    let mut channels = Vec::new();
+    for (id, node, pos) in section(cx, root, "channels") {
+        let Some((type_name, rest)) = component(
+            cx,
+            &id,
+            pos,
+            node,
+            CHANNEL_KEYS,
+            "channel",
+            |t| registry.channel(t).map(|e| e.fields),
+            &registry.names("channel"),
+        ) else {
+            continue;
+        };
+        let Some(entry) = registry.channel(&type_name) else {
+            continue;
+        };
+        match (entry.parse)(&rest) {
+            Ok(config) => {
+                report(cx, node, pos, &format!("channel `{id}`"), config.validate());
+                channels.push(ChannelSpec {
+                    id,
+                    type_name,
+                    config,
+                    pos,
+                });
+            }
+            Err(e) => cx.err(
+                e.pos.unwrap_or(pos),
+                format!("channel `{id}`: {}", e.message),
+            ),
+        }
+    }
+
+    let mut processors = Vec::new();
+    for (id, node, pos) in section(cx, root, "processors") {
+        let Some((type_name, rest)) = component(
+            cx,
+            &id,
+            pos,
+            node,
+            PROCESSOR_KEYS,
+            "processor",
+            |t| registry.processor(t).map(|e| e.fields),
+            &registry.names("processor"),
+        ) else {
+            continue;
+        };
+        let Some(entry) = registry.processor(&type_name) else {
+            continue;
+        };
+        let config = match (entry.parse)(&rest) {
+            Ok(c) => c,
+            Err(e) => {
+                cx.err(
+                    e.pos.unwrap_or(pos),
+                    format!("processor `{id}`: {}", e.message),
+                );
+                continue;
+            }
+        };
+        report(
+            cx,
+            node,
+            pos,
+            &format!("processor `{id}`"),
+            config.validate(),
+        );
+        let input = string_opt(cx, node, "input");
+        let channels = string_list(cx, node, "channels", false);
+        let selector = selector(cx, node);
+        let dead_letter = string_opt(cx, node, "dead_letter");
+        let batch_size = batch_size(cx, node);
+        if input.is_none() {
+            for key in ["channels", "selector", "batch_size"] {
+                if let Some(k) = node.key(key) {
+                    cx.err(k.pos, format!("processor `{id}`: `{key}` applies only to a stage; add `input: CHANNEL` to make `{id}` a stage, or list it in a source's `processors:`"));
+                }
+            }
+        } else if channels.is_empty() {
+            let p = node.key("input").map_or(pos, |k| k.pos);
+            cx.err(
+                p,
+                format!("processor `{id}`: a stage needs `channels: [..]` to write to"),
+            );
+        }
+        processors.push(ProcessorSpec {
+            id,
+            type_name,
+            config,
+            input,
+            channels,
+            selector,
+            dead_letter,
+            batch_size,
+            pos,
+        });
+    }
+
+    let mut sinks = Vec::new();
+    for (id, node, pos) in section(cx, root, "sinks") {
+        let Some((type_name, rest)) = component(
+            cx,
+            &id,
+            pos,
+            node,
+            SINK_KEYS,
+            "sink",
+            |t| registry.sink(t).map(|e| e.fields),
+            &registry.names("sink"),
+        ) else {
+            continue;
+        };
+        let Some(entry) = registry.sink(&type_name) else {
+            continue;
+        };
+        let config = match (entry.parse)(&rest) {
+            Ok(c) => c,
+            Err(e) => {
+                cx.err(e.pos.unwrap_or(pos), format!("sink `{id}`: {}", e.message));
+                continue;
+            }
+        };
+        report(cx, node, pos, &format!("sink `{id}`"), config.validate());
+        let channel = string_opt(cx, node, "channel");
+        if channel.is_none() && node.get("channel").is_none() {
+            cx.err(
+                pos,
+                format!("sink `{id}`: missing required option `channel`"),
+            );
+        }
+        let dead_letter = string_opt(cx, node, "dead_letter");
+        let batch_size = batch_size(cx, node);
+        sinks.push(SinkSpec {
+            id,
+            type_name,
+            config,
+            channel: channel.unwrap_or_default(),
+            dead_letter,
+            batch_size,
+            pos,
+        });
+    }
+
+    if sources.is_empty()
+        && root
+            .get("sources")
+            .is_some_and(|n| n.as_map().is_some_and(|m| m.is_empty()))
+        || root.get("sources").is_none()
+    {
+        cx.err(
+            root.pos,
+            "the pipeline has no sources: add one under `sources:`",
+        );
+    }
+    if sinks.is_empty()
+        && (root.get("sinks").is_none()
+            || root
+                .get("sinks")
+                .is_some_and(|n| n.as_map().is_some_and(|m| m.is_empty())))
+    {
+        cx.err(
+            root.pos,
+            "the pipeline has no sinks: add one under `sinks:`",
+        );
+    }
+
+    let pipeline = Pipeline {
+        path: path.to_path_buf(),
+        data_dir,
+        sources,
+        channels,
+        processors,
+        sinks,
+    };
+    if !cx.diags.is_empty() {
+        cx.loose_refs = loose_refs(root);
+    }
+    check_graph(cx, root, &pipeline);
+    Some(pipeline)
+}
