@@ -17,7 +17,7 @@ mod tests;
 
 use super::node::{self, Node, NodeKind, Pos};
 use crate::registry::{
-    AnyChannelConfig, AnyProcessorConfig, AnySinkConfig, AnySourceConfig, Registry,
+    AnyChannelConfig, AnyProcessorConfig, AnySinkConfig, AnySourceConfig, Entry, Registry,
 };
 use graph::check_graph;
 use keys::{
@@ -284,6 +284,44 @@ pub fn parse_pipeline(
     Err(cx.diags)
 }
 
+/// Checks one component (its `type` and keys), parses its own options into
+/// its typed config and runs its `validate`. `None` when anything failed
+/// (already reported).
+fn typed<'r, T: ?Sized + 'r>(
+    cx: &mut Ctx,
+    (id, pos, node): (&str, Pos, &Node),
+    common: &[&str],
+    kind: &str,
+    lookup: impl Fn(&str) -> Option<&'r Entry<T>>,
+    names: &[&str],
+    validate: impl Fn(&T) -> Vec<crate::registry::Problem>,
+) -> Option<(String, Arc<T>)> {
+    let (type_name, own) = component(
+        cx,
+        id,
+        pos,
+        node,
+        common,
+        kind,
+        |t| lookup(t).map(|e| e.fields),
+        names,
+    )?;
+    let entry = lookup(&type_name)?;
+    match (entry.parse)(&own) {
+        Ok(config) => {
+            report(cx, node, pos, &format!("{kind} `{id}`"), validate(&config));
+            Some((type_name, config))
+        }
+        Err(e) => {
+            cx.err(
+                e.pos.unwrap_or(pos),
+                format!("{kind} `{id}`: {}", e.message),
+            );
+            None
+        }
+    }
+}
+
 fn loose_refs(root: &Node) -> BTreeSet<String> {
     let mut refs = BTreeSet::new();
     for sec in ["sources", "processors", "sinks"] {
@@ -337,32 +375,18 @@ fn build_model(cx: &mut Ctx, path: &Path, root: &Node, registry: &Registry) -> O
 
     let mut sources = Vec::new();
     for (id, node, pos) in section(cx, root, "sources") {
-        let Some((type_name, rest)) = component(
+        let lookup = |t: &str| registry.source(t);
+        let Some((type_name, config)) = typed(
             cx,
-            &id,
-            pos,
-            node,
+            (&id, pos, node),
             SOURCE_KEYS,
             "source",
-            |t| registry.source(t).map(|e| e.fields),
+            lookup,
             &registry.names("source"),
+            |c| c.validate(),
         ) else {
             continue;
         };
-        let Some(entry) = registry.source(&type_name) else {
-            continue;
-        };
-        let config = match (entry.parse)(&rest) {
-            Ok(c) => c,
-            Err(e) => {
-                cx.err(
-                    e.pos.unwrap_or(pos),
-                    format!("source `{id}`: {}", e.message),
-                );
-                continue;
-            }
-        };
-        report(cx, node, pos, &format!("source `{id}`"), config.validate());
         let channels = string_list(cx, node, "channels", true);
         let processors = string_list(cx, node, "processors", false);
         let selector = selector(cx, node);
@@ -379,72 +403,39 @@ fn build_model(cx: &mut Ctx, path: &Path, root: &Node, registry: &Registry) -> O
 
     let mut channels = Vec::new();
     for (id, node, pos) in section(cx, root, "channels") {
-        let Some((type_name, rest)) = component(
+        let lookup = |t: &str| registry.channel(t);
+        if let Some((type_name, config)) = typed(
             cx,
-            &id,
-            pos,
-            node,
+            (&id, pos, node),
             CHANNEL_KEYS,
             "channel",
-            |t| registry.channel(t).map(|e| e.fields),
+            lookup,
             &registry.names("channel"),
-        ) else {
-            continue;
-        };
-        let Some(entry) = registry.channel(&type_name) else {
-            continue;
-        };
-        match (entry.parse)(&rest) {
-            Ok(config) => {
-                report(cx, node, pos, &format!("channel `{id}`"), config.validate());
-                channels.push(ChannelSpec {
-                    id,
-                    type_name,
-                    config,
-                    pos,
-                });
-            }
-            Err(e) => cx.err(
-                e.pos.unwrap_or(pos),
-                format!("channel `{id}`: {}", e.message),
-            ),
+            |c| c.validate(),
+        ) {
+            channels.push(ChannelSpec {
+                id,
+                type_name,
+                config,
+                pos,
+            });
         }
     }
 
     let mut processors = Vec::new();
     for (id, node, pos) in section(cx, root, "processors") {
-        let Some((type_name, rest)) = component(
+        let lookup = |t: &str| registry.processor(t);
+        let Some((type_name, config)) = typed(
             cx,
-            &id,
-            pos,
-            node,
+            (&id, pos, node),
             PROCESSOR_KEYS,
             "processor",
-            |t| registry.processor(t).map(|e| e.fields),
+            lookup,
             &registry.names("processor"),
+            |c| c.validate(),
         ) else {
             continue;
         };
-        let Some(entry) = registry.processor(&type_name) else {
-            continue;
-        };
-        let config = match (entry.parse)(&rest) {
-            Ok(c) => c,
-            Err(e) => {
-                cx.err(
-                    e.pos.unwrap_or(pos),
-                    format!("processor `{id}`: {}", e.message),
-                );
-                continue;
-            }
-        };
-        report(
-            cx,
-            node,
-            pos,
-            &format!("processor `{id}`"),
-            config.validate(),
-        );
         let input = string_opt(cx, node, "input");
         let channels = string_list(cx, node, "channels", false);
         let selector = selector(cx, node);
@@ -478,29 +469,18 @@ fn build_model(cx: &mut Ctx, path: &Path, root: &Node, registry: &Registry) -> O
 
     let mut sinks = Vec::new();
     for (id, node, pos) in section(cx, root, "sinks") {
-        let Some((type_name, rest)) = component(
+        let lookup = |t: &str| registry.sink(t);
+        let Some((type_name, config)) = typed(
             cx,
-            &id,
-            pos,
-            node,
+            (&id, pos, node),
             SINK_KEYS,
             "sink",
-            |t| registry.sink(t).map(|e| e.fields),
+            lookup,
             &registry.names("sink"),
+            |c| c.validate(),
         ) else {
             continue;
         };
-        let Some(entry) = registry.sink(&type_name) else {
-            continue;
-        };
-        let config = match (entry.parse)(&rest) {
-            Ok(c) => c,
-            Err(e) => {
-                cx.err(e.pos.unwrap_or(pos), format!("sink `{id}`: {}", e.message));
-                continue;
-            }
-        };
-        report(cx, node, pos, &format!("sink `{id}`"), config.validate());
         let channel = string_opt(cx, node, "channel");
         if channel.is_none() && node.get("channel").is_none() {
             cx.err(
