@@ -226,6 +226,28 @@ fn every_example_pipeline_validates() {
     let o = d.run(&args, T);
     assert!(o.status.success(), "{}", stderr(&o));
     assert_eq!(stdout(&o).lines().count(), files.len());
+
+    // Every registered type has an example that uses it.
+    let texts: Vec<String> = files
+        .iter()
+        .map(|f| std::fs::read_to_string(f).expect("read"))
+        .collect();
+    let o = d.run(&["components"], T);
+    for line in stdout(&o).lines() {
+        let (kind, names) = line.split_once(':').expect("kind: names");
+        for name in names.split(',').map(str::trim) {
+            let used = texts.iter().any(|t| {
+                t.lines().any(|l| {
+                    let l = l.trim().trim_start_matches('{');
+                    l.contains(&format!("type: {name}")) || l.contains(&format!("type: \"{name}\""))
+                })
+            });
+            assert!(
+                used,
+                "no example in pipelines/ uses the {kind} type `{name}`"
+            );
+        }
+    }
 }
 
 #[test]
