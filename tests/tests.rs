@@ -397,3 +397,63 @@ fn the_drain_timeout_bounds_a_stop_that_cannot_drain() {
     let err = stderr(&o);
     assert!(err.contains("drain timeout"), "{err}");
 }
+
+#[test]
+fn malformed_events_go_to_the_dead_letter_channel_or_pass_on_counted() {
+    let d = Dir::new();
+    let mut input = String::new();
+    for i in 0..1000 {
+        if i % 10 == 3 {
+            input.push_str(&format!("not json {i}\n"));
+        } else {
+            input.push_str(&format!("{{\"n\":{i},\"level\":\"info\"}}\n"));
+        }
+    }
+    d.write("logs/app.log", &input);
+    let pipeline = |dead_letter: &str| {
+        format!(
+            "sources:\n  app:\n    type: file\n    include: [./logs/app.log]\n    read_from: beginning\n    follow: false\n    processors: [json]\n    channels: [main]\nprocessors:\n  json:\n    type: parse_json\n{dead_letter}channels:\n  main: {{type: memory}}\n  bad: {{type: memory}}\nsinks:\n  out: {{type: file, channel: main, path: ./out/good.json, format: json}}\n  bad: {{type: file, channel: bad, path: ./out/bad.json, format: json}}\n"
+        )
+    };
+    // With a dead-letter channel: the 100 bad lines are diverted, tagged.
+    d.write("p.yaml", &pipeline("    dead_letter: bad\n"));
+    ok(&d.run(&["run", "p.yaml"], LIMIT));
+    let good = d.lines("out/good.json");
+    let bad = d.lines("out/bad.json");
+    assert_eq!((good.len(), bad.len()), (900, 100));
+    for l in &bad {
+        let v: serde_json::Value = serde_json::from_str(l).expect("json");
+        assert!(
+            v["message"]
+                .as_str()
+                .is_some_and(|m| m.starts_with("not json ")),
+            "{l}"
+        );
+        assert_eq!(v["fields"]["component"], "json");
+        assert!(
+            v["fields"]["error"].as_str().is_some_and(|e| !e.is_empty()),
+            "{l}"
+        );
+    }
+    for l in &good {
+        let v: serde_json::Value = serde_json::from_str(l).expect("json");
+        assert_eq!(v["fields"]["level"], "info");
+    }
+    // Without one: nothing is lost; the bad lines pass on unchanged, and are
+    // counted and logged.
+    let d = Dir::new();
+    d.write("logs/app.log", &input);
+    d.write(
+        "p.yaml",
+        &pipeline("").replace("  bad: {type: memory}\n", "").replace(
+            "  bad: {type: file, channel: bad, path: ./out/bad.json, format: json}\n",
+            "",
+        ),
+    );
+    let o = d.run(&["run", "p.yaml"], LIMIT);
+    ok(&o);
+    assert_eq!(d.lines("out/good.json").len(), 1000);
+    let err = stderr(&o);
+    assert!(err.contains("events failed"), "{err}");
+    assert!(err.contains("errors=100"), "{err}");
+}

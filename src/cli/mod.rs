@@ -133,8 +133,10 @@ fn init_logging(settings: &Settings) -> Result<(), String> {
     let filter = std::env::var("RUST_LOG").unwrap_or_else(|_| settings.log_level.clone());
     let filter = tracing_subscriber::EnvFilter::try_new(&filter)
         .map_err(|e| format!("log level `{filter}`: {e}"))?;
+    use std::io::IsTerminal;
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr);
     let result = match settings.log_format {
         LogFormat::Text => builder.try_init(),
