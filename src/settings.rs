@@ -7,6 +7,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use anyhow::{anyhow, bail, Context};
 use serde::Deserialize;
 
 /// Log output format.
@@ -48,7 +49,7 @@ impl Settings {
     /// # Errors
     ///
     /// An unreadable or invalid settings file, or an invalid variable.
-    pub fn load(file: Option<&Path>) -> Result<Settings, String> {
+    pub fn load(file: Option<&Path>) -> anyhow::Result<Settings> {
         let file: Option<PathBuf> = file
             .map(Path::to_path_buf)
             .or_else(|| std::env::var_os("SLUICE_SETTINGS").map(PathBuf::from))
@@ -58,7 +59,7 @@ impl Settings {
             .set_default("log_level", defaults.log_level)
             .and_then(|b| b.set_default("log_format", "text"))
             .and_then(|b| b.set_default("drain_timeout", defaults.drain_timeout))
-            .map_err(|e| e.to_string())?;
+            .context("settings defaults")?;
         if let Some(f) = &file {
             builder = builder.add_source(
                 config::File::from(f.as_path())
@@ -68,18 +69,16 @@ impl Settings {
         }
         builder = builder.add_source(config::Environment::with_prefix("SLUICE").try_parsing(false));
         let cfg = builder.build().map_err(|e| match &file {
-            Some(f) => format!("settings file {}: {e}", f.display()),
-            None => format!("settings: {e}"),
+            Some(f) => anyhow!("settings file {}: {e}", f.display()),
+            None => anyhow!("settings: {e}"),
         })?;
         // Only our keys: other SLUICE_* variables (tests' own) are ignored.
-        let get = |k: &str| cfg.get_string(k).map_err(|e| format!("settings: {k}: {e}"));
+        let get = |k: &str| cfg.get_string(k).with_context(|| format!("settings: {k}"));
         let log_format = match get("log_format")?.as_str() {
             "text" => LogFormat::Text,
             "json" => LogFormat::Json,
             other => {
-                return Err(format!(
-                    "settings: log_format: unknown value `{other}` (use `text` or `json`)"
-                ))
+                bail!("settings: log_format: unknown value `{other}` (use `text` or `json`)")
             }
         };
         let s = Settings {
@@ -96,9 +95,9 @@ impl Settings {
     /// # Errors
     ///
     /// When it is not a duration such as `30s`.
-    pub fn drain_timeout(&self) -> Result<Duration, String> {
+    pub fn drain_timeout(&self) -> anyhow::Result<Duration> {
         sluice_core::config::Duration::parse(&self.drain_timeout)
             .map(|d| d.get())
-            .map_err(|e| format!("settings: drain_timeout: {e}"))
+            .map_err(|e| anyhow!("settings: drain_timeout: {e}"))
     }
 }

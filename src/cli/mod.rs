@@ -66,7 +66,7 @@ pub fn main(registry: Registry) -> i32 {
     let mut settings = match Settings::load(cli.settings.as_deref()) {
         Ok(s) => s,
         Err(e) => {
-            eprintln!("error: {e}");
+            eprintln!("error: {e:#}");
             return EXIT_CONFIG;
         }
     };
@@ -129,10 +129,11 @@ fn validate(registry: &Registry, files: &[PathBuf]) -> i32 {
     code
 }
 
-fn init_logging(settings: &Settings) -> Result<(), String> {
+fn init_logging(settings: &Settings) -> anyhow::Result<()> {
+    use anyhow::Context;
     let filter = std::env::var("RUST_LOG").unwrap_or_else(|_| settings.log_level.clone());
     let filter = tracing_subscriber::EnvFilter::try_new(&filter)
-        .map_err(|e| format!("log level `{filter}`: {e}"))?;
+        .with_context(|| format!("log level `{filter}`"))?;
     use std::io::IsTerminal;
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
@@ -142,18 +143,15 @@ fn init_logging(settings: &Settings) -> Result<(), String> {
         LogFormat::Text => builder.try_init(),
         LogFormat::Json => builder.json().try_init(),
     };
-    result.map_err(|e| e.to_string())
+    result.map_err(|e| anyhow::anyhow!("cannot start logging: {e}"))
 }
 
 fn run(registry: &Registry, file: &Path, settings: &Settings) -> i32 {
-    if let Err(e) = init_logging(settings) {
-        eprintln!("error: {e}");
-        return EXIT_CONFIG;
-    }
-    let drain_timeout = match settings.drain_timeout() {
+    let setup = init_logging(settings).and_then(|()| settings.drain_timeout());
+    let drain_timeout = match setup {
         Ok(d) => d,
         Err(e) => {
-            eprintln!("error: {e}");
+            eprintln!("error: {e:#}");
             return EXIT_CONFIG;
         }
     };
