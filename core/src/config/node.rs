@@ -404,4 +404,10 @@ mod tests {
         assert!(err[0].message.starts_with("YAML syntax error"));
         assert!(err[0].pos.line >= 1);
     }
+
+    #[test]
+    fn anchors_and_aliases_are_expanded() {
+        let n = parse("base: &b {capacity: 5}\none: *b\n", &env).unwrap();
+        assert_eq!(n.get("one").unwrap().get("capacity").unwrap().kind, NodeKind::Int(5));
+    }
 }
