@@ -31,7 +31,13 @@ pub struct Settings {
     pub log_format: LogFormat,
     /// How long a stop may take to drain channels before tasks are aborted.
     pub drain_timeout: String,
+    /// Where a pipeline that does not set `data_dir` keeps its state:
+    /// `<data_dir>/<pipeline file stem>`.
+    pub data_dir: PathBuf,
 }
+
+/// Every setting's name, for checking a settings file.
+const KEYS: &[&str] = &["log_level", "log_format", "drain_timeout", "data_dir"];
 
 impl Default for Settings {
     fn default() -> Self {
@@ -39,6 +45,7 @@ impl Default for Settings {
             log_level: "info".into(),
             log_format: LogFormat::Text,
             drain_timeout: "30s".into(),
+            data_dir: PathBuf::from(".sluice"),
         }
     }
 }
@@ -59,8 +66,12 @@ impl Settings {
             .set_default("log_level", defaults.log_level)
             .and_then(|b| b.set_default("log_format", "text"))
             .and_then(|b| b.set_default("drain_timeout", defaults.drain_timeout))
+            .and_then(|b| {
+                b.set_default("data_dir", defaults.data_dir.to_string_lossy().into_owned())
+            })
             .context("settings defaults")?;
         if let Some(f) = &file {
+            check_file_keys(f)?;
             builder = builder.add_source(
                 config::File::from(f.as_path())
                     .format(config::FileFormat::Toml)
@@ -85,6 +96,7 @@ impl Settings {
             log_level: get("log_level")?,
             log_format,
             drain_timeout: get("drain_timeout")?,
+            data_dir: PathBuf::from(get("data_dir")?),
         };
         s.drain_timeout()?;
         Ok(s)
@@ -100,4 +112,34 @@ impl Settings {
             .map(|d| d.get())
             .map_err(|e| anyhow!("settings: drain_timeout: {e}"))
     }
+}
+
+/// A misspelt key in a settings file is an error, not silently ignored.
+fn check_file_keys(file: &Path) -> anyhow::Result<()> {
+    let only_file = config::Config::builder()
+        .add_source(
+            config::File::from(file)
+                .format(config::FileFormat::Toml)
+                .required(true),
+        )
+        .build()
+        .map_err(|e| anyhow!("settings file {}: {e}", file.display()))?;
+    let table: std::collections::HashMap<String, config::Value> = only_file
+        .try_deserialize()
+        .map_err(|e| anyhow!("settings file {}: {e}", file.display()))?;
+    let mut unknown: Vec<&String> = table
+        .keys()
+        .filter(|k| !KEYS.contains(&k.as_str()))
+        .collect();
+    unknown.sort();
+    if let Some(k) = unknown.first() {
+        let hint = sluice_core::config::suggest::nearest(k, KEYS.iter().copied())
+            .map(|s| format!(": did you mean `{s}`?"))
+            .unwrap_or_else(|| format!(" (settings: {})", KEYS.join(", ")));
+        bail!(
+            "settings file {}: unknown setting `{k}`{hint}",
+            file.display()
+        );
+    }
+    Ok(())
 }

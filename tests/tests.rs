@@ -365,6 +365,10 @@ fn settings_from_the_environment_switch_logs_to_json() {
         "warn level hides info lines: {}",
         stderr(&o)
     );
+    d.write("typo.toml", "log_levle = \"debug\"\n");
+    let o = d.sluice(&["--settings", "typo.toml", "run", "p.yaml"]).output().expect("run");
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("unknown setting `log_levle`: did you mean `log_level`?"), "{}", stderr(&o));
     d.write("bad.toml", "log_format = \"xml\"\n");
     let o = d
         .sluice(&["--settings", "bad.toml", "run", "p.yaml"])
@@ -456,4 +460,21 @@ fn malformed_events_go_to_the_dead_letter_channel_or_pass_on_counted() {
     let err = stderr(&o);
     assert!(err.contains("events failed"), "{err}");
     assert!(err.contains("errors=100"), "{err}");
+}
+
+#[test]
+fn the_data_dir_setting_moves_state_of_pipelines_that_do_not_set_their_own() {
+    let d = Dir::new();
+    d.write("logs/a.log", "1\n2\n");
+    let yaml = "sources:\n  app: {type: file, include: [./logs/a.log], read_from: beginning, follow: false, channels: [main]}\nchannels:\n  main: {type: memory}\nsinks:\n  out: {type: \"null\", channel: main}\n";
+    d.write("app.yaml", yaml);
+    let o = d.sluice(&["run", "app.yaml"]).env("SLUICE_DATA_DIR", "state").output().expect("run");
+    ok(&o);
+    assert!(d.join("state/app/sources/app/checkpoints.json").exists(), "checkpoint under the configured root");
+    assert!(!d.join(".sluice").exists());
+    // A pipeline's own data_dir wins.
+    d.write("own.yaml", &format!("data_dir: ./mine\n{yaml}"));
+    let o = d.sluice(&["run", "own.yaml"]).env("SLUICE_DATA_DIR", "state").output().expect("run");
+    ok(&o);
+    assert!(d.join("mine/sources/app/checkpoints.json").exists());
 }

@@ -155,10 +155,15 @@ fn run(registry: &Registry, file: &Path, settings: &Settings) -> i32 {
             return EXIT_CONFIG;
         }
     };
-    let pipeline = match load(registry, file) {
+    let mut pipeline = match load(registry, file) {
         Ok(p) => p,
         Err(code) => return code,
     };
+    if !pipeline.data_dir_set {
+        if let Some(stem) = file.file_stem() {
+            pipeline.data_dir = settings.data_dir.join(stem);
+        }
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

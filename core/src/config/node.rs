@@ -408,6 +408,9 @@ mod tests {
     #[test]
     fn anchors_and_aliases_are_expanded() {
         let n = parse("base: &b {capacity: 5}\none: *b\n", &env).unwrap();
-        assert_eq!(n.get("one").unwrap().get("capacity").unwrap().kind, NodeKind::Int(5));
+        assert_eq!(
+            n.get("one").unwrap().get("capacity").unwrap().kind,
+            NodeKind::Int(5)
+        );
     }
 }

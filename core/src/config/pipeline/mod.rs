@@ -146,6 +146,9 @@ pub struct Pipeline {
     pub path: PathBuf,
     /// Where checkpoints and durable channels live.
     pub data_dir: PathBuf,
+    /// Whether the file sets `data_dir`; when not, `data_dir` is
+    /// `./.sluice/<file stem>` and the agent's settings may move it.
+    pub data_dir_set: bool,
     /// Sources in file order.
     pub sources: Vec<SourceSpec>,
     /// Channels in file order.
@@ -527,6 +530,7 @@ fn build_model(cx: &mut Ctx, path: &Path, root: &Node, registry: &Registry) -> O
     let pipeline = Pipeline {
         path: path.to_path_buf(),
         data_dir,
+        data_dir_set: root.get("data_dir").is_some(),
         sources,
         channels,
         processors,
