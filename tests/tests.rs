@@ -1,5 +1,6 @@
 //! End-to-end tests: the real `sluice` binary on real files and processes.
 
+mod compliance;
 mod examples;
 mod util;
 mod validate;
@@ -366,9 +367,16 @@ fn settings_from_the_environment_switch_logs_to_json() {
         stderr(&o)
     );
     d.write("typo.toml", "log_levle = \"debug\"\n");
-    let o = d.sluice(&["--settings", "typo.toml", "run", "p.yaml"]).output().expect("run");
+    let o = d
+        .sluice(&["--settings", "typo.toml", "run", "p.yaml"])
+        .output()
+        .expect("run");
     assert_eq!(o.status.code(), Some(2));
-    assert!(stderr(&o).contains("unknown setting `log_levle`: did you mean `log_level`?"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("unknown setting `log_levle`: did you mean `log_level`?"),
+        "{}",
+        stderr(&o)
+    );
     d.write("bad.toml", "log_format = \"xml\"\n");
     let o = d
         .sluice(&["--settings", "bad.toml", "run", "p.yaml"])
@@ -386,12 +394,14 @@ fn the_drain_timeout_bounds_a_stop_that_cannot_drain() {
         "sources:\n  gen: {type: generator, channels: [main]}\nchannels:\n  main: {type: memory, capacity: 1000}\nsinks:\n  out: {type: console, channel: main}\n",
     );
     // Nobody reads stdout: the sink is stuck, so the stop cannot drain.
-    let child = d
+    let mut child = d
         .sluice(&["run", "p.yaml", "--drain-timeout", "1s"])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .expect("spawn");
+    // Held open and never read.
+    let _stdout = child.stdout.take();
     std::thread::sleep(Duration::from_millis(700));
     signal(&child, libc::SIGTERM);
     let start = std::time::Instant::now();
@@ -468,13 +478,24 @@ fn the_data_dir_setting_moves_state_of_pipelines_that_do_not_set_their_own() {
     d.write("logs/a.log", "1\n2\n");
     let yaml = "sources:\n  app: {type: file, include: [./logs/a.log], read_from: beginning, follow: false, channels: [main]}\nchannels:\n  main: {type: memory}\nsinks:\n  out: {type: \"null\", channel: main}\n";
     d.write("app.yaml", yaml);
-    let o = d.sluice(&["run", "app.yaml"]).env("SLUICE_DATA_DIR", "state").output().expect("run");
+    let o = d
+        .sluice(&["run", "app.yaml"])
+        .env("SLUICE_DATA_DIR", "state")
+        .output()
+        .expect("run");
     ok(&o);
-    assert!(d.join("state/app/sources/app/checkpoints.json").exists(), "checkpoint under the configured root");
+    assert!(
+        d.join("state/app/sources/app/checkpoints.json").exists(),
+        "checkpoint under the configured root"
+    );
     assert!(!d.join(".sluice").exists());
     // A pipeline's own data_dir wins.
     d.write("own.yaml", &format!("data_dir: ./mine\n{yaml}"));
-    let o = d.sluice(&["run", "own.yaml"]).env("SLUICE_DATA_DIR", "state").output().expect("run");
+    let o = d
+        .sluice(&["run", "own.yaml"])
+        .env("SLUICE_DATA_DIR", "state")
+        .output()
+        .expect("run");
     ok(&o);
     assert!(d.join("mine/sources/app/checkpoints.json").exists());
 }

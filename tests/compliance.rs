@@ -1,0 +1,234 @@
+//! The compliance check every component passes, whatever its type: run it
+//! in a real pipeline, stop it, and check from the agent's own final counts
+//! that the stop drained everything and that the counters add up.
+//!
+//! A new component type must get an entry in the tables below: the tests
+//! fail for a registered type that has none.
+
+use std::collections::HashMap;
+use std::process::Stdio;
+use std::time::Duration;
+
+use crate::util::*;
+
+/// Minimal options per sink type (the `channel` key is added).
+fn sink_options(ty: &str) -> Option<&'static str> {
+    Some(match ty {
+        "file" => "path: ./out/compliance.log",
+        "console" => "format: json",
+        "null" => "",
+        _ => return None,
+    })
+}
+
+/// Options per processor type that let every event through unchanged in
+/// count (the `input`/`channels` keys are added).
+fn processor_options(ty: &str) -> Option<&'static str> {
+    Some(match ty {
+        "add_fields" => "fields: {checked: true}",
+        "remove_fields" => "fields: [nothing]",
+        "rename_fields" => "fields: {nothing: something}",
+        "filter" => "condition: '.message != \"never\"'",
+        "host" => "",
+        "timestamp" => "",
+        "parse_json" => "field: absent_field",
+        "parse_regex" => "pattern: '^(?P<digits>\\d+)$'",
+        _ => return None,
+    })
+}
+
+/// How to run each source type endlessly, and what it needs around it.
+enum Feed {
+    /// Nothing: the source produces by itself.
+    None,
+    /// Lines appended to `./logs/app.log` while it runs.
+    File,
+    /// Lines written to its standard input, which stays open.
+    Stdin,
+}
+
+fn source_options(ty: &str) -> Option<(&'static str, Feed)> {
+    Some(match ty {
+        "generator" => ("rate: 20000", Feed::None),
+        "file" => (
+            "include: [./logs/app.log]\n    read_from: beginning\n    poll_interval: 50ms",
+            Feed::File,
+        ),
+        "stdin" => ("", Feed::Stdin),
+        _ => return None,
+    })
+}
+
+fn registered(kind: &str) -> Vec<String> {
+    let d = Dir::new();
+    let o = d.run(&["components"], Duration::from_secs(30));
+    let line = stdout(&o)
+        .lines()
+        .find(|l| l.starts_with(&format!("{kind}s:")))
+        .map(String::from)
+        .unwrap_or_default();
+    line.split_once(':')
+        .map(|x| x.1)
+        .unwrap_or("")
+        .split(',')
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+        .collect()
+}
+
+/// The `final counts` log lines of a run, by component id.
+fn final_counts(stderr: &str) -> HashMap<String, serde_json::Value> {
+    stderr
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|v| v["fields"]["message"] == "final counts")
+        .map(|v| {
+            (
+                v["fields"]["id"].as_str().unwrap_or_default().to_string(),
+                v["fields"].clone(),
+            )
+        })
+        .collect()
+}
+
+fn indent(opts: &str) -> String {
+    opts.lines()
+        .filter(|l| !l.is_empty())
+        .map(|l| format!("    {}\n", l.trim_start()))
+        .collect()
+}
+
+#[test]
+fn every_sink_delivers_and_counts_every_event() {
+    let types = registered("sink");
+    assert!(!types.is_empty());
+    for ty in types {
+        let opts =
+            sink_options(&ty).unwrap_or_else(|| panic!("no compliance entry for sink type `{ty}`"));
+        let d = Dir::new();
+        d.write(
+            "p.yaml",
+            &format!("sources:\n  gen: {{type: generator, count: 20000, channels: [main]}}\nchannels:\n  main: {{type: memory, capacity: 100}}\nsinks:\n  s:\n    type: \"{ty}\"\n    channel: main\n    batch_size: 64\n{}", indent(opts)),
+        );
+        let child = d
+            .sluice(&["run", "p.yaml"])
+            .env("SLUICE_LOG_FORMAT", "json")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn");
+        let o = wait_output(child, Duration::from_secs(60));
+        assert!(o.status.success(), "sink `{ty}`: {}", stderr(&o));
+        let counts = final_counts(&stderr(&o));
+        let s = &counts["s"];
+        assert_eq!(
+            (
+                s["events_in"].as_u64(),
+                s["events_out"].as_u64(),
+                s["errors"].as_u64()
+            ),
+            (Some(20000), Some(20000), Some(0)),
+            "sink `{ty}`"
+        );
+    }
+}
+
+#[test]
+fn every_processor_runs_as_a_stage_and_counts_every_event() {
+    let types = registered("processor");
+    assert!(!types.is_empty());
+    for ty in types {
+        let opts = processor_options(&ty)
+            .unwrap_or_else(|| panic!("no compliance entry for processor type `{ty}`"));
+        let d = Dir::new();
+        d.write(
+            "p.yaml",
+            &format!("sources:\n  gen: {{type: generator, count: 5000, channels: [raw]}}\nprocessors:\n  p:\n    type: {ty}\n    input: raw\n    channels: [done]\n    batch_size: 50\n{}channels:\n  raw: {{type: memory, capacity: 100}}\n  done: {{type: memory, capacity: 100}}\nsinks:\n  out: {{type: file, channel: done, path: ./out/p.log}}\n", indent(opts)),
+        );
+        let o = d
+            .sluice(&["run", "p.yaml"])
+            .env("SLUICE_LOG_FORMAT", "json")
+            .output()
+            .expect("run");
+        assert!(o.status.success(), "processor `{ty}`: {}", stderr(&o));
+        let counts = final_counts(&stderr(&o));
+        assert_eq!(
+            counts["p"]["events_in"].as_u64(),
+            Some(5000),
+            "processor `{ty}`"
+        );
+        assert_eq!(
+            counts["out"]["events_out"].as_u64(),
+            Some(5000),
+            "processor `{ty}`"
+        );
+        assert_sequence(&d.lines("out/p.log"), 5000);
+    }
+}
+
+#[test]
+fn every_source_stops_on_sigterm_and_the_stop_drains_everything() {
+    let types = registered("source");
+    assert!(!types.is_empty());
+    for ty in types {
+        let (opts, feed) = source_options(&ty)
+            .unwrap_or_else(|| panic!("no compliance entry for source type `{ty}`"));
+        let d = Dir::new();
+        d.write("logs/app.log", "");
+        d.write(
+            "p.yaml",
+            &format!("sources:\n  src:\n    type: {ty}\n    channels: [main]\n{}channels:\n  main: {{type: memory, capacity: 50}}\nsinks:\n  out: {{type: file, channel: main, path: ./out/o.log}}\n", indent(opts)),
+        );
+        let mut child = d
+            .sluice(&["run", "p.yaml"])
+            .env("SLUICE_LOG_FORMAT", "json")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn");
+        let mut stdin = child.stdin.take();
+        let mut written = 0;
+        let start = std::time::Instant::now();
+        while d.lines("out/o.log").len() < 2000 {
+            assert!(
+                start.elapsed() < Duration::from_secs(30),
+                "source `{ty}` produced too little"
+            );
+            let chunk: String = (written..written + 200).map(|i| format!("{i}\n")).collect();
+            match feed {
+                Feed::None => {}
+                Feed::File => d.append("logs/app.log", &chunk),
+                Feed::Stdin => {
+                    use std::io::Write;
+                    if let Some(s) = stdin.as_mut() {
+                        s.write_all(chunk.as_bytes()).expect("write stdin");
+                        s.flush().expect("flush");
+                    }
+                }
+            }
+            written += 200;
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        signal(&child, libc::SIGTERM);
+        let stopped = std::time::Instant::now();
+        let o = wait_output(child, Duration::from_secs(15));
+        drop(stdin);
+        assert!(o.status.success(), "source `{ty}`: {}", stderr(&o));
+        assert!(
+            stopped.elapsed() < Duration::from_secs(5),
+            "source `{ty}` took {:?} to stop",
+            stopped.elapsed()
+        );
+        let counts = final_counts(&stderr(&o));
+        let emitted = counts["src"]["events_out"].as_u64();
+        assert_eq!(
+            counts["out"]["events_out"].as_u64(),
+            emitted,
+            "source `{ty}`: the stop did not drain the channel"
+        );
+        let lines = d.lines("out/o.log");
+        assert_eq!(Some(lines.len() as u64), emitted, "source `{ty}`");
+        assert_prefix(&lines);
+    }
+}
