@@ -79,6 +79,33 @@ measure "sluice" "$BIN" run "$WORK/f2f.yaml" --log-level warn
 cmp -s "$WORK/in.log" "$WORK/out-sluice.log" && echo "(sluice output identical to input)" || { echo "OUTPUT DIFFERS" >&2; exit 1; }
 rm -f "$WORK/out-sluice.log"
 
+P=3000000
+cat > "$WORK/parse.yaml" <<YAML
+data_dir: $WORK/.sluice
+sources:
+  gen: {type: generator, count: $P, format: apache_common, processors: [parse, errors], channels: [main]}
+processors:
+  parse:
+    type: parse_regex
+    pattern: '^(?P<client>\\S+) \\S+ (?P<user>\\S+) \\[[^\\]]+\\] "(?P<method>\\S+) (?P<path>\\S+) [^"]*" (?P<status>\\d{3}) (?P<bytes>\\d+|-)\$'
+    types: {status: integer}
+  errors:
+    type: filter
+    condition: '.status >= 400'
+channels:
+  main: {type: memory, capacity: 10000}
+sinks:
+  out: {type: "null", channel: main}
+YAML
+echo
+echo "generator (apache_common) -> parse_regex (6 captures) -> filter -> null, $P events:"
+echo
+start=$(date +%s.%N)
+/usr/bin/time -f "%M" -o "$WORK/time" "$BIN" run "$WORK/parse.yaml" --log-level warn
+end=$(date +%s.%N)
+awk -v s="$start" -v e="$end" -v n="$P" -v r="$(cat "$WORK/time")" \
+  'BEGIN { printf "%.0f events/s, %.2f s, peak RSS %.1f MiB\n", n/(e-s), e-s, r/1024 }'
+
 N=20000000
 cat > "$WORK/g2n.yaml" <<YAML
 data_dir: $WORK/.sluice
