@@ -112,6 +112,14 @@ impl ChannelSlot {
     }
 }
 
+/// One writer guard for each of `channels`.
+fn writer_guards(slots: &HashMap<String, ChannelSlot>, channels: &[String]) -> Vec<WriterGuard> {
+    channels
+        .iter()
+        .filter_map(|c| slots.get(c).map(ChannelSlot::guard))
+        .collect()
+}
+
 type Task = std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), String>> + Send>>;
 
 /// A built pipeline, ready to run.
@@ -252,11 +260,7 @@ impl Topology {
                     continue;
                 }
             };
-            let mut guards: Vec<WriterGuard> = s
-                .channels
-                .iter()
-                .filter_map(|c| slots.get(c).map(ChannelSlot::guard))
-                .collect();
+            let mut guards = writer_guards(&slots, &s.channels);
             let chain = build_chain(&s.processors, &mut guards, &mut errors, true);
             let metrics = Arc::new(ComponentMetrics::default());
             components.push(ComponentInfo {
@@ -293,11 +297,7 @@ impl Topology {
             let Some(input) = p.input.as_deref().and_then(chan) else {
                 continue;
             };
-            let mut guards: Vec<WriterGuard> = p
-                .channels
-                .iter()
-                .filter_map(|c| slots.get(c).map(ChannelSlot::guard))
-                .collect();
+            let mut guards = writer_guards(&slots, &p.channels);
             let chain = build_chain(std::slice::from_ref(&p.id), &mut guards, &mut errors, false);
             let metrics = proc_metrics.get(&p.id).cloned().unwrap_or_default();
             let emitter = Emitter {
