@@ -5,7 +5,6 @@
 //! A new component type must get an entry in the tables below: the tests
 //! fail for a registered type that has none.
 
-use std::collections::HashMap;
 use std::process::Stdio;
 use std::time::Duration;
 
@@ -73,21 +72,6 @@ fn registered(kind: &str) -> Vec<String> {
         .split(',')
         .map(|s| s.trim().to_string())
         .filter(|s| !s.is_empty())
-        .collect()
-}
-
-/// The `final counts` log lines of a run, by component id.
-fn final_counts(stderr: &str) -> HashMap<String, serde_json::Value> {
-    stderr
-        .lines()
-        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-        .filter(|v| v["fields"]["message"] == "final counts")
-        .map(|v| {
-            (
-                v["fields"]["id"].as_str().unwrap_or_default().to_string(),
-                v["fields"].clone(),
-            )
-        })
         .collect()
 }
 

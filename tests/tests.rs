@@ -40,7 +40,17 @@ fn replicating_selector_feeds_every_channel() {
         "p.yaml",
         "sources:\n  gen: {type: generator, count: 20000, channels: [a, b]}\nchannels:\n  a: {type: memory, capacity: 500}\n  b: {type: memory, capacity: 500}\nsinks:\n  one: {type: file, channel: a, path: ./out/a.log}\n  two: {type: file, channel: b, path: ./out/b.log, format: json}\n",
     );
-    ok(&d.run(&["run", "p.yaml"], LIMIT));
+    let o = d
+        .sluice(&["run", "p.yaml"])
+        .env("SLUICE_LOG_FORMAT", "json")
+        .output()
+        .expect("run");
+    ok(&o);
+    // Each event counts once in the source's output, whatever the copies.
+    assert_eq!(
+        final_counts(&stderr(&o))["gen"]["events_out"].as_u64(),
+        Some(20_000)
+    );
     assert_sequence(&d.lines("out/a.log"), 20_000);
     let b = d.lines("out/b.log");
     assert_eq!(b.len(), 20_000);
@@ -87,7 +97,16 @@ sinks:
   other: {type: file, channel: other, path: ./out/other.log, format: json}
 "#,
     );
-    ok(&d.run(&["run", "p.yaml"], LIMIT));
+    let o = d
+        .sluice(&["run", "p.yaml"])
+        .env("SLUICE_LOG_FORMAT", "json")
+        .output()
+        .expect("run");
+    ok(&o);
+    assert_eq!(
+        final_counts(&stderr(&o))["web"]["events_out"].as_u64(),
+        Some(30_000)
+    );
     let ok200 = d.lines("out/200.log");
     let nf404 = d.lines("out/404.log");
     let other = d.lines("out/other.log");
@@ -498,4 +517,39 @@ fn the_data_dir_setting_moves_state_of_pipelines_that_do_not_set_their_own() {
         .expect("run");
     ok(&o);
     assert!(d.join("mine/sources/app/checkpoints.json").exists());
+}
+
+#[test]
+fn the_readme_demo_routes_server_errors_by_an_integer_field() {
+    let d = Dir::new();
+    let demo = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("pipelines/demo.yaml"),
+    )
+    .expect("demo");
+    d.write("demo.yaml", &demo);
+    let o = d
+        .sluice(&["run", "demo.yaml"])
+        .env("DEMO_EVENTS", "20000")
+        .output()
+        .expect("run");
+    ok(&o);
+    let access = d.lines("out/demo/access.json");
+    assert_eq!(access.len(), 20_000);
+    let mut server_errors = 0;
+    for l in &access {
+        let v: serde_json::Value = serde_json::from_str(l).expect("json");
+        // `status` was typed as an integer by parse_regex.
+        let status = v["fields"]["status"].as_i64().expect("integer status");
+        if status == 500 {
+            server_errors += 1;
+        }
+    }
+    let errors = d.lines("out/demo/errors.log");
+    assert!(server_errors > 0);
+    assert_eq!(
+        errors.len(),
+        server_errors,
+        "every 500 and only those in errors.log"
+    );
+    assert!(errors.iter().all(|l| l.rsplit(' ').nth(1) == Some("500")));
 }

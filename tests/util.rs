@@ -173,3 +173,19 @@ pub fn assert_prefix(lines: &[String]) -> usize {
     }
     lines.len()
 }
+
+/// The `final counts` log lines of a run with `SLUICE_LOG_FORMAT=json`, by
+/// component id.
+pub fn final_counts(stderr: &str) -> std::collections::HashMap<String, serde_json::Value> {
+    stderr
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|v| v["fields"]["message"] == "final counts")
+        .map(|v| {
+            (
+                v["fields"]["id"].as_str().unwrap_or_default().to_string(),
+                v["fields"].clone(),
+            )
+        })
+        .collect()
+}

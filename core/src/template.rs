@@ -182,7 +182,7 @@ impl Template {
                     if path_safe {
                         push_path_safe(out, value);
                     } else {
-                        out.push_str(&value.to_text());
+                        value.write_text(out);
                     }
                 }
             }
@@ -270,15 +270,19 @@ fn is_subsecond(item: &Item<'_>) -> bool {
 }
 
 fn push_path_safe(out: &mut String, value: &Value) {
-    let text = value.to_text();
+    let start = out.len();
+    value.write_text(out);
+    let text = &out[start..];
     if text == "." || text == ".." {
+        out.truncate(start);
         out.push('_');
         return;
     }
-    out.extend(text.chars().map(|c| match c {
-        '/' | '\\' | '\0' => '_',
-        c => c,
-    }));
+    if text.contains(['/', '\\', '\0']) {
+        let safe = text.replace(['/', '\\', '\0'], "_");
+        out.truncate(start);
+        out.push_str(&safe);
+    }
 }
 
 impl fmt::Display for Template {

@@ -104,6 +104,7 @@ pub fn source_context(
             outputs: vec![output],
             metrics,
             cx: ProcessContext::new(),
+            key: String::new(),
         })),
     }
 }

@@ -119,18 +119,41 @@ impl Value {
 
     /// Renders the value as text the way templates and routing keys see it:
     /// strings without quotes, numbers and booleans as written, timestamps in
-    /// RFC 3339, arrays and maps as JSON.
+    /// RFC 3339, arrays and maps as JSON. Borrows for strings, booleans and
+    /// null; see [`write_text`](Self::write_text) to avoid allocating.
     pub fn to_text(&self) -> std::borrow::Cow<'_, str> {
         use std::borrow::Cow;
         match self {
             Value::String(b) => String::from_utf8_lossy(b),
             Value::Null => Cow::Borrowed(""),
             Value::Bool(b) => Cow::Borrowed(if *b { "true" } else { "false" }),
-            Value::Integer(i) => Cow::Owned(i.to_string()),
-            Value::Float(f) => Cow::Owned(f.to_string()),
-            Value::Timestamp(t) => Cow::Owned(t.to_string()),
+            _ => {
+                let mut s = String::new();
+                self.write_text(&mut s);
+                Cow::Owned(s)
+            }
+        }
+    }
+
+    /// Appends the text of [`to_text`](Self::to_text) to `out`, without an
+    /// allocation of its own: for the per-event paths (routing, templates).
+    pub fn write_text(&self, out: &mut String) {
+        use std::fmt::Write as _;
+        match self {
+            Value::String(b) => out.push_str(&String::from_utf8_lossy(b)),
+            Value::Null => {}
+            Value::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
+            Value::Integer(i) => {
+                let _ = write!(out, "{i}");
+            }
+            Value::Float(f) => {
+                let _ = write!(out, "{f}");
+            }
+            Value::Timestamp(t) => {
+                let _ = write!(out, "{t}");
+            }
             Value::Array(_) | Value::Map(_) => {
-                Cow::Owned(serde_json::to_string(self).unwrap_or_default())
+                out.push_str(&serde_json::to_string(self).unwrap_or_default());
             }
         }
     }
@@ -455,5 +478,26 @@ mod tests {
     #[test]
     fn timestamp_formats_rfc3339() {
         assert_eq!(Timestamp(0).to_string(), "1970-01-01T00:00:00.000000Z");
+    }
+
+    #[test]
+    fn write_text_appends_what_to_text_shows() {
+        let values = [
+            Value::from("a/b"),
+            Value::Null,
+            Value::Bool(true),
+            Value::Integer(-42),
+            Value::Float(1.5),
+            Value::Timestamp(Timestamp(0)),
+            Value::Array(vec![Value::Integer(1)]),
+        ];
+        let mut out = String::from(">");
+        for v in &values {
+            v.write_text(&mut out);
+            out.push('|');
+        }
+        assert_eq!(out, ">a/b||true|-42|1.5|1970-01-01T00:00:00.000000Z|[1]|");
+        let shown: Vec<String> = values.iter().map(|v| v.to_text().into_owned()).collect();
+        assert_eq!(shown.join("|") + "|", out[1..]);
     }
 }

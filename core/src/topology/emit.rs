@@ -3,6 +3,7 @@
 //! selector, and put into the channels.
 
 use std::collections::HashMap;
+use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 
 use crate::channel::{Channel, ChannelError};
@@ -41,6 +42,8 @@ pub(crate) struct Emitter {
     pub outputs: Vec<Arc<dyn Channel>>,
     pub metrics: Arc<ComponentMetrics>,
     pub cx: ProcessContext,
+    /// Reused for the text of a non-string routing field.
+    pub key: String,
 }
 
 impl Emitter {
@@ -124,18 +127,26 @@ impl Emitter {
             } => {
                 let mut per: Vec<Vec<Event>> =
                     (0..self.outputs.len()).map(|_| Vec::new()).collect();
-                let mut unrouted = 0usize;
+                let (total, total_bytes) = (batch.len(), batch.body_bytes());
+                let (mut unrouted, mut unrouted_bytes) = (0usize, 0usize);
                 for event in batch {
                     let targets = match event.get(field) {
                         Some(Value::String(b)) => std::str::from_utf8(b)
                             .ok()
                             .and_then(|s| mapping.get(s))
                             .unwrap_or(default),
-                        Some(v) => mapping.get(v.to_text().as_ref()).unwrap_or(default),
+                        Some(v) => {
+                            self.key.clear();
+                            v.write_text(&mut self.key);
+                            mapping.get(self.key.as_str()).unwrap_or(default)
+                        }
                         None => default,
                     };
                     match targets.split_last() {
-                        None => unrouted += 1,
+                        None => {
+                            unrouted += 1;
+                            unrouted_bytes += event.body.len();
+                        }
                         Some((last, rest)) => {
                             for t in rest {
                                 per[*t].push(event.clone());
@@ -144,15 +155,20 @@ impl Emitter {
                         }
                     }
                 }
+                // Each event emitted counts once, whatever number of channels it went to.
+                self.metrics
+                    .events_out
+                    .fetch_add((total - unrouted) as u64, Relaxed);
+                self.metrics
+                    .bytes_out
+                    .fetch_add((total_bytes - unrouted_bytes) as u64, Relaxed);
                 if unrouted > 0 {
                     self.metrics.record_discarded(unrouted);
                     tracing::debug!(component = %self.owner, unrouted, "events matched no mapping and there is no default");
                 }
                 for (i, events) in per.into_iter().enumerate() {
                     if !events.is_empty() {
-                        let b = Batch::from(events);
-                        self.metrics.record_out(&b);
-                        self.outputs[i].put(b).await?;
+                        self.outputs[i].put(Batch::from(events)).await?;
                     }
                 }
                 Ok(())

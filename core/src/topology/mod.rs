@@ -276,6 +276,7 @@ impl Topology {
                 outputs: s.channels.iter().filter_map(|c| chan(c)).collect(),
                 metrics: metrics.clone(),
                 cx: ProcessContext::new(),
+                key: String::new(),
             }));
             let scx = SourceContext {
                 id: s.id.as_str().into(),
@@ -307,6 +308,7 @@ impl Topology {
                 outputs: p.channels.iter().filter_map(|c| chan(c)).collect(),
                 metrics: metrics.clone(),
                 cx: ProcessContext::new(),
+                key: String::new(),
             };
             let span = tracing::info_span!("processor", id = %p.id, r#type = %p.type_name);
             tasks.push((
