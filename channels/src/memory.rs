@@ -65,8 +65,9 @@ impl ChannelConfig for MemoryConfig {
 
 #[derive(Default)]
 struct State {
-    /// Batches waiting to be taken, oldest first.
-    queue: VecDeque<Batch>,
+    /// Batches waiting to be taken, oldest first, each with its size (so a
+    /// take of whole batches measures nothing).
+    queue: VecDeque<(Batch, usize)>,
     /// Events in `queue`.
     queued: usize,
     /// Events taken and not yet committed or rolled back.
@@ -98,11 +99,13 @@ impl Inner {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn size(&self, batch: &Batch) -> usize {
+    /// What the byte bound counts: bodies and fields when `max_bytes` is
+    /// set, else bodies only (for the statistics).
+    fn size(&self, events: &[Event]) -> usize {
         if self.max_bytes.is_some() {
-            batch.size_of()
+            events.iter().map(Event::size_of).sum()
         } else {
-            batch.body_bytes()
+            events.iter().map(|e| e.body.len()).sum()
         }
     }
 
@@ -159,6 +162,8 @@ impl MemoryChannel {
 impl Channel for MemoryChannel {
     async fn put(&self, mut batch: Batch) -> Result<(), ChannelError> {
         let inner = &self.inner;
+        // Measured once, outside the lock.
+        let mut size = inner.size(&batch.events);
         loop {
             let notified = inner.writers.notified();
             tokio::pin!(notified);
@@ -167,35 +172,39 @@ impl Channel for MemoryChannel {
                 if st.closed {
                     return Err(ChannelError::Closed(batch));
                 }
-                let (fit, size) = inner.room_for(&st, &batch);
-                let whole = fit == batch.len();
-                // A batch that fits is put whole; a batch larger than the
-                // whole channel is put in pieces as room appears.
-                let larger_than_channel = batch.len() > inner.capacity
-                    || inner.max_bytes.is_some_and(|m| inner.size(&batch) > m);
-                if whole
-                    || (fit > 0 && (larger_than_channel || inner.when_full == WhenFull::DropNewest))
-                {
-                    let rest = if whole {
-                        Batch::new()
-                    } else {
-                        Batch::from(batch.events.split_off(fit))
-                    };
-                    st.queued += fit;
+                let free = inner.capacity.saturating_sub(st.queued + st.in_flight);
+                if batch.len() <= free && inner.max_bytes.is_none_or(|m| st.bytes + size <= m) {
+                    // The common case: the whole batch fits.
+                    st.queued += batch.len();
                     st.bytes += size;
-                    st.put_events += fit as u64;
-                    st.queue.push_back(batch);
+                    st.put_events += batch.len() as u64;
+                    st.queue.push_back((batch, size));
                     drop(st);
                     inner.readers.notify_waiters();
-                    if rest.is_empty() {
+                    return Ok(());
+                }
+                // A batch larger than the whole channel goes in pieces as
+                // room appears; a dropping channel keeps what fits.
+                let larger =
+                    batch.len() > inner.capacity || inner.max_bytes.is_some_and(|m| size > m);
+                if larger || inner.when_full == WhenFull::DropNewest {
+                    let (fit, fit_size) = inner.room_for(&st, &batch);
+                    if fit > 0 {
+                        let rest = Batch::from(batch.events.split_off(fit));
+                        st.queued += fit;
+                        st.bytes += fit_size;
+                        st.put_events += fit as u64;
+                        st.queue.push_back((batch, fit_size));
+                        drop(st);
+                        inner.readers.notify_waiters();
+                        batch = rest;
+                        size -= fit_size;
+                        continue;
+                    }
+                    if inner.when_full == WhenFull::DropNewest {
+                        st.discarded_events += batch.len() as u64;
                         return Ok(());
                     }
-                    batch = rest;
-                    continue;
-                }
-                if inner.when_full == WhenFull::DropNewest {
-                    st.discarded_events += batch.len() as u64;
-                    return Ok(());
                 }
                 notified.as_mut().enable();
             }
@@ -211,27 +220,31 @@ impl Channel for MemoryChannel {
             tokio::pin!(notified);
             {
                 let mut st = inner.lock();
-                if st.queued > 0 {
-                    let mut out = st.queue.pop_front().unwrap_or_default();
+                if let Some((mut out, mut bytes)) = st.queue.pop_front() {
                     if out.len() > max {
                         let rest = out.events.split_off(max);
-                        st.queue.push_front(Batch::from(rest));
-                    } else {
-                        while let Some(next) = st.queue.front_mut() {
-                            let room = max - out.len();
-                            if room == 0 {
-                                break;
-                            }
-                            if next.len() <= room {
-                                let next = st.queue.pop_front().unwrap_or_default();
+                        let rest_bytes = inner.size(&rest);
+                        bytes -= rest_bytes;
+                        st.queue.push_front((Batch::from(rest), rest_bytes));
+                    }
+                    while out.len() < max {
+                        let room = max - out.len();
+                        let Some((next, next_bytes)) = st.queue.front_mut() else {
+                            break;
+                        };
+                        if next.len() <= room {
+                            bytes += *next_bytes;
+                            if let Some((next, _)) = st.queue.pop_front() {
                                 out.events.extend(next.events);
-                            } else {
-                                out.events.extend(next.events.drain(..room));
                             }
+                        } else {
+                            let part_bytes = inner.size(&next.events[..room]);
+                            *next_bytes -= part_bytes;
+                            bytes += part_bytes;
+                            out.events.extend(next.events.drain(..room));
                         }
                     }
                     let n = out.len();
-                    let size = inner.size(&out);
                     st.queued -= n;
                     st.in_flight += n;
                     return Ok(Some(Transaction::new(
@@ -239,7 +252,7 @@ impl Channel for MemoryChannel {
                         Box::new(MemoryTxn {
                             inner: self.inner.clone(),
                             events: n,
-                            bytes: size,
+                            bytes,
                         }),
                     )));
                 }
@@ -295,30 +308,29 @@ impl TransactionHandle for MemoryTxn {
     fn rollback(self: Box<Self>, batch: Option<Batch>) {
         let mut st = self.inner.lock();
         st.in_flight -= self.events;
-        match batch {
-            Some(b) if !b.is_empty() => {
-                st.queued += b.len();
-                // The holder may have changed the batch; count what came back.
-                let back = b.len();
-                st.queue.push_front(b);
-                if back < self.events {
-                    st.discarded_events += (self.events - back) as u64;
-                }
-                drop(st);
-                self.inner.readers.notify_waiters();
-            }
-            _ => {
-                st.bytes = st.bytes.saturating_sub(self.bytes);
-                st.discarded_events += self.events as u64;
-                drop(st);
-                tracing::warn!(
-                    events = self.events,
-                    "memory channel: a rolled-back take was not handed back; its events are lost"
-                );
-                self.inner.writers.notify_waiters();
-                self.inner.readers.notify_waiters();
-            }
+        let back = batch.filter(|b| !b.is_empty());
+        let back_events = back.as_ref().map_or(0, Batch::len);
+        if let Some(b) = back {
+            // The holder may have changed the batch: count what came back.
+            let bytes = if b.len() == self.events {
+                self.bytes
+            } else {
+                self.inner.size(&b.events)
+            };
+            st.bytes = st.bytes.saturating_sub(self.bytes) + bytes;
+            st.queued += b.len();
+            st.queue.push_front((b, bytes));
+        } else {
+            st.bytes = st.bytes.saturating_sub(self.bytes);
         }
+        let lost = self.events - back_events.min(self.events);
+        st.discarded_events += lost as u64;
+        drop(st);
+        if lost > 0 {
+            tracing::warn!(events = lost, "memory channel: a rolled-back take did not hand back all its events; those are lost");
+            self.inner.writers.notify_waiters();
+        }
+        self.inner.readers.notify_waiters();
     }
 }
 
@@ -488,7 +500,14 @@ mod tests {
             let mut rng = Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15));
             let capacity = 1 + rng.below(50) as usize;
             let total = 2_000u32;
-            let ch = Arc::new(chan(&format!("capacity: {capacity}")));
+            // Odd seeds also bound bytes (bodies are 1 to 4 bytes; an event
+            // over the bound still passes alone).
+            let max_bytes = (seed % 2 == 1).then(|| 1 + rng.below(40));
+            let config = match max_bytes {
+                Some(m) => format!("capacity: {capacity}\nmax_bytes: {m}"),
+                None => format!("capacity: {capacity}"),
+            };
+            let ch = Arc::new(chan(&config));
             let writer = {
                 let ch = ch.clone();
                 let mut rng = Rng(seed);
@@ -513,6 +532,12 @@ mod tests {
                     stats.events <= capacity as u64,
                     "seed {seed}: {stats:?} over capacity {capacity}"
                 );
+                if let Some(m) = max_bytes {
+                    assert!(
+                        stats.bytes <= m.max(4),
+                        "seed {seed}: {stats:?} over max_bytes {m}"
+                    );
+                }
                 if rng.below(4) == 0 {
                     t.rollback();
                     continue;
@@ -532,6 +557,7 @@ mod tests {
                 "seed {seed}, capacity {capacity}"
             );
             assert_eq!(ch.stats().events, 0);
+            assert_eq!(ch.stats().bytes, 0, "seed {seed}: byte accounting drifted");
         }
     }
 }
