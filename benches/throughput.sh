@@ -49,6 +49,18 @@ measure() { # name, command...
     'BEGIN { if (s == 0) s = 0.01; printf "| %s | %.2f | %.0f | %.0f | %.1f |\n", n, s, b/1048576/s, l/s, r/1024 }'
 }
 
+rate() { # label, events, pipeline file: events/s and peak RSS of one bounded run
+  echo
+  echo "$1, $2 events:"
+  echo
+  local start end
+  start=$(date +%s.%N)
+  /usr/bin/time -f "%M" -o "$WORK/time" "$BIN" run "$3" --log-level warn
+  end=$(date +%s.%N)
+  awk -v s="$start" -v e="$end" -v n="$2" -v r="$(cat "$WORK/time")" \
+    'BEGIN { printf "%.0f events/s, %.2f s, peak RSS %.1f MiB\n", n/(e-s), e-s, r/1024 }'
+}
+
 cat > "$WORK/f2f.yaml" <<YAML
 data_dir: $WORK/.sluice
 sources:
@@ -97,14 +109,7 @@ channels:
 sinks:
   out: {type: "null", channel: main}
 YAML
-echo
-echo "generator (apache_common) -> parse_regex (6 captures) -> filter -> null, $P events:"
-echo
-start=$(date +%s.%N)
-/usr/bin/time -f "%M" -o "$WORK/time" "$BIN" run "$WORK/parse.yaml" --log-level warn
-end=$(date +%s.%N)
-awk -v s="$start" -v e="$end" -v n="$P" -v r="$(cat "$WORK/time")" \
-  'BEGIN { printf "%.0f events/s, %.2f s, peak RSS %.1f MiB\n", n/(e-s), e-s, r/1024 }'
+rate "generator (apache_common) -> parse_regex (6 captures) -> filter -> null" "$P" "$WORK/parse.yaml"
 
 N=20000000
 cat > "$WORK/g2n.yaml" <<YAML
@@ -116,11 +121,4 @@ channels:
 sinks:
   out: {type: "null", channel: main}
 YAML
-echo
-echo "generator (sequence) -> null, $N events:"
-echo
-start=$(date +%s.%N)
-/usr/bin/time -f "%M" -o "$WORK/time" "$BIN" run "$WORK/g2n.yaml" --log-level warn
-end=$(date +%s.%N)
-awk -v s="$start" -v e="$end" -v n="$N" -v r="$(cat "$WORK/time")" \
-  'BEGIN { printf "%.0f events/s, %.2f s, peak RSS %.1f MiB\n", n/(e-s), e-s, r/1024 }'
+rate "generator (sequence) -> null" "$N" "$WORK/g2n.yaml"
