@@ -13,7 +13,6 @@ use crate::channel::{Channel, ChannelError, ChannelStats, Transaction};
 use crate::checkpoint::CheckpointStore;
 use crate::event::{Batch, Event};
 use crate::metrics::ComponentMetrics;
-use crate::processor::ProcessContext;
 use crate::source::SourceContext;
 use crate::topology::emit::{Emitter, Route};
 
@@ -97,14 +96,12 @@ pub fn source_context(
         checkpoints: CheckpointStore::new(data_dir.join("checkpoint.json")),
         data_dir,
         metrics: metrics.clone(),
-        emitter: Arc::new(tokio::sync::Mutex::new(Emitter {
-            owner: id.into(),
-            chain: Vec::new(),
-            route: Route::Replicating,
-            outputs: vec![output],
+        emitter: Arc::new(tokio::sync::Mutex::new(Emitter::new(
+            id,
+            Vec::new(),
+            Route::Replicating,
+            vec![output],
             metrics,
-            cx: ProcessContext::new(),
-            key: String::new(),
-        })),
+        ))),
     }
 }

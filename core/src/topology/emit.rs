@@ -47,6 +47,25 @@ pub(crate) struct Emitter {
 }
 
 impl Emitter {
+    /// An emitter for `owner` writing to `outputs`.
+    pub fn new(
+        owner: &str,
+        chain: Vec<ChainLink>,
+        route: Route,
+        outputs: Vec<Arc<dyn Channel>>,
+        metrics: Arc<ComponentMetrics>,
+    ) -> Self {
+        Emitter {
+            owner: owner.into(),
+            chain,
+            route,
+            outputs,
+            metrics,
+            cx: ProcessContext::new(),
+            key: String::new(),
+        }
+    }
+
     /// Runs the chain over `batch`, then routes and puts it.
     pub async fn emit(&mut self, mut batch: Batch) -> Result<(), ChannelError> {
         for i in 0..self.chain.len() {

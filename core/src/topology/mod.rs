@@ -32,7 +32,6 @@ use crate::checkpoint::CheckpointStore;
 use crate::config::pipeline::{Pipeline, SelectorSpec};
 use crate::event::Batch;
 use crate::metrics::{ComponentMetrics, MetricsSnapshot};
-use crate::processor::ProcessContext;
 use crate::registry::{BuildContext, BuildError};
 use crate::sink::{Sink, SinkError};
 use crate::source::{Source, SourceContext};
@@ -269,15 +268,10 @@ impl Topology {
                 type_name: s.type_name.clone(),
                 metrics: metrics.clone(),
             });
-            let emitter = Arc::new(tokio::sync::Mutex::new(Emitter {
-                owner: s.id.as_str().into(),
-                chain,
-                route: route(&s.selector, &s.channels),
-                outputs: s.channels.iter().filter_map(|c| chan(c)).collect(),
-                metrics: metrics.clone(),
-                cx: ProcessContext::new(),
-                key: String::new(),
-            }));
+            let outputs = s.channels.iter().filter_map(|c| chan(c)).collect();
+            let route = route(&s.selector, &s.channels);
+            let emitter = Emitter::new(&s.id, chain, route, outputs, metrics.clone());
+            let emitter = Arc::new(tokio::sync::Mutex::new(emitter));
             let scx = SourceContext {
                 id: s.id.as_str().into(),
                 shutdown: shutdown.clone(),
@@ -301,15 +295,9 @@ impl Topology {
             let mut guards = writer_guards(&slots, &p.channels);
             let chain = build_chain(std::slice::from_ref(&p.id), &mut guards, &mut errors, false);
             let metrics = proc_metrics.get(&p.id).cloned().unwrap_or_default();
-            let emitter = Emitter {
-                owner: p.id.as_str().into(),
-                chain,
-                route: route(&p.selector, &p.channels),
-                outputs: p.channels.iter().filter_map(|c| chan(c)).collect(),
-                metrics: metrics.clone(),
-                cx: ProcessContext::new(),
-                key: String::new(),
-            };
+            let outputs = p.channels.iter().filter_map(|c| chan(c)).collect();
+            let route = route(&p.selector, &p.channels);
+            let emitter = Emitter::new(&p.id, chain, route, outputs, metrics.clone());
             let span = tracing::info_span!("processor", id = %p.id, r#type = %p.type_name);
             tasks.push((
                 format!("processor `{}`", p.id),
