@@ -95,6 +95,7 @@ impl ProcessorConfig for Config {
             locations: regex.capture_locations(),
             regex,
             captures,
+            scratch: Vec::new(),
             field: self.field.clone(),
             target: self.target.clone(),
         }))
@@ -109,6 +110,8 @@ struct ParseRegex {
     /// Group index, field name and conversion of each named capture.
     /// Names are inline `FieldName`s: cloning one per event does not allocate.
     captures: Vec<(usize, FieldName, Option<Kind>)>,
+    /// The captures of the event being parsed, reused from event to event.
+    scratch: Vec<(FieldName, Value)>,
     field: Option<String>,
     target: Option<String>,
 }
@@ -137,7 +140,8 @@ fn convert(name: &str, text: &Bytes, kind: Option<Kind>) -> Result<Value, String
 }
 
 impl ParseRegex {
-    fn parse(&mut self, e: &Event) -> Result<Fields, String> {
+    /// Matches `e` and puts its captures into `self.scratch` (all or none).
+    fn parse(&mut self, e: &Event) -> Result<(), String> {
         let input: Bytes = match &self.field {
             None => e.body.clone(),
             Some(f) => match e.get(f) {
@@ -155,14 +159,15 @@ impl ParseRegex {
         {
             return Err("pattern did not match".to_string());
         }
-        let mut out = Fields::new();
+        self.scratch.clear();
         for (group, name, kind) in &self.captures {
             if let Some((start, end)) = self.locations.get(*group) {
                 let text = input.slice(start..end);
-                out.insert(name.clone(), convert(name, &text, *kind)?);
+                let value = convert(name, &text, *kind)?;
+                self.scratch.push((name.clone(), value));
             }
         }
-        Ok(out)
+        Ok(())
     }
 }
 
@@ -171,9 +176,9 @@ impl Processor for ParseRegex {
         for (i, e) in batch.events.iter_mut().enumerate() {
             match self.parse(e) {
                 Err(m) => cx.fail(i, m),
-                Ok(captures) => match &self.target {
-                    Some(t) => e.insert(t, Value::Map(captures)),
-                    None => e.fields.extend(captures),
+                Ok(()) => match &self.target {
+                    Some(t) => e.insert(t, Value::Map(self.scratch.drain(..).collect())),
+                    None => e.fields.extend(self.scratch.drain(..)),
                 },
             }
         }
@@ -267,5 +272,17 @@ types: {status: integer}"#;
         assert_eq!(b.len(), 4);
         assert_eq!(b.events[3].get("n"), Some(&Value::Integer(7)));
         assert_eq!(b.events[2].get("n"), None);
+    }
+
+    #[test]
+    fn a_failed_conversion_adds_no_capture_at_all() {
+        let mut p = build::<Config>("pattern: '^(?P<a>\\w+) (?P<n>\\S+)$'\ntypes: {n: integer}");
+        let mut b = batch(&["first x1", "second 2"]);
+        let f = run(p.as_mut(), &mut b);
+        assert_eq!(f.iter().map(|(i, _)| *i).collect::<Vec<_>>(), [0]);
+        assert!(b.events[0].fields.is_empty(), "{:?}", b.events[0].fields);
+        assert_eq!(b.events[1].fields.len(), 2);
+        assert_eq!(b.events[1].get("a").and_then(Value::as_str), Some("second"));
+        assert_eq!(b.events[1].get("n"), Some(&Value::Integer(2)));
     }
 }

@@ -142,6 +142,8 @@ impl fmt::Debug for Fields {
 
 impl<K: Into<FieldName>> Extend<(K, Value)> for Fields {
     fn extend<I: IntoIterator<Item = (K, Value)>>(&mut self, iter: I) {
+        let iter = iter.into_iter();
+        self.entries.reserve(iter.size_hint().0);
         for (k, v) in iter {
             self.insert(k, v);
         }
