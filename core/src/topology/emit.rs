@@ -17,6 +17,8 @@ pub(crate) struct ChainLink {
     pub processor: Box<dyn Processor>,
     pub dead_letter: Option<Arc<dyn Channel>>,
     pub metrics: Arc<ComponentMetrics>,
+    /// Keeps failure warnings to one a second.
+    pub warn: WarnLimiter,
     /// Count events in and out on `metrics` (inline processors); a stage's
     /// own task counts them instead.
     pub count_io: bool,
@@ -101,21 +103,23 @@ impl Emitter {
         }
         let before = batch.len();
         link.processor.process(batch, &mut self.cx);
+        // What the processor dropped on purpose (a filter); failures are
+        // counted as errors, not here.
+        if batch.len() < before {
+            link.metrics.record_discarded(before - batch.len());
+        }
         let failures = self.cx.take_failures();
         if !failures.is_empty() {
-            let link = &self.chain[i];
             handle_failures(
                 &link.id,
                 &link.metrics,
                 link.dead_letter.as_ref(),
+                &mut link.warn,
+                "they are passed on unchanged",
                 batch,
                 failures,
             )
             .await?;
-        }
-        let link = &self.chain[i];
-        if batch.len() < before {
-            link.metrics.record_discarded(before - batch.len());
         }
         if link.count_io {
             link.metrics.record_out(batch);
@@ -198,16 +202,48 @@ impl Emitter {
 
 /// Moves failed events to the dead-letter channel (tagged with `error` and
 /// `component`), or counts and logs them and leaves them in the batch.
+/// Lets a warning through at most once a second, counting the ones held back.
+#[derive(Debug, Default)]
+pub(crate) struct WarnLimiter {
+    last: Option<std::time::Instant>,
+    held_back: usize,
+}
+
+impl WarnLimiter {
+    /// Whether to log now; when so, also how many warnings were held back.
+    fn allow(&mut self) -> Option<usize> {
+        let now = std::time::Instant::now();
+        if self
+            .last
+            .is_some_and(|t| now.duration_since(t) < std::time::Duration::from_secs(1))
+        {
+            self.held_back += 1;
+            return None;
+        }
+        self.last = Some(now);
+        Some(std::mem::take(&mut self.held_back))
+    }
+}
+
+/// Moves failed events to the dead-letter channel (tagged with `error` and
+/// `component`), or counts them and logs (at most once a second) `outcome`:
+/// what becomes of them.
 pub(crate) async fn handle_failures(
     component: &str,
     metrics: &ComponentMetrics,
     dead_letter: Option<&Arc<dyn Channel>>,
+    warn: &mut WarnLimiter,
+    outcome: &'static str,
     batch: &mut Batch,
     mut failures: Vec<(usize, String)>,
 ) -> Result<(), ChannelError> {
+    failures.sort_by_key(|(i, _)| *i);
+    failures.dedup_by_key(|(i, _)| *i);
     metrics.record_errors(failures.len());
     let Some(dlq) = dead_letter else {
-        let (idx, reason) = &failures[0];
+        let (Some((idx, reason)), Some(held_back)) = (failures.first(), warn.allow()) else {
+            return Ok(());
+        };
         let sample = batch
             .events
             .get(*idx)
@@ -218,12 +254,11 @@ pub(crate) async fn handle_failures(
             failed = failures.len(),
             first_error = %reason,
             first_event = %sample,
-            "events failed; passing them on unchanged (configure `dead_letter` to divert them)"
+            warnings_held_back = held_back,
+            "events failed; {outcome} (configure `dead_letter` to keep them apart)"
         );
         return Ok(());
     };
-    failures.sort_by_key(|(i, _)| *i);
-    failures.dedup_by_key(|(i, _)| *i);
     let mut dead = Batch::with_capacity(failures.len());
     let mut kept = Vec::with_capacity(batch.len() - failures.len().min(batch.len()));
     let mut fi = failures.into_iter().peekable();

@@ -35,7 +35,7 @@ use crate::metrics::{ComponentMetrics, MetricsSnapshot};
 use crate::registry::{BuildContext, BuildError};
 use crate::sink::{Sink, SinkError};
 use crate::source::{Source, SourceContext};
-use emit::{handle_failures, ChainLink, Emitter, Route};
+use emit::{handle_failures, ChainLink, Emitter, Route, WarnLimiter};
 
 /// A component's kind, id and type, with its counters.
 #[derive(Clone, Debug)]
@@ -233,6 +233,7 @@ impl Topology {
                             processor,
                             dead_letter,
                             metrics: proc_metrics.get(pid).cloned().unwrap_or_default(),
+                            warn: WarnLimiter::default(),
                             count_io,
                         });
                     }
@@ -342,6 +343,7 @@ impl Topology {
                 metrics,
                 batch_size: s.batch_size,
                 shutdown: shutdown.clone(),
+                warn: WarnLimiter::default(),
                 _guards: guards,
             };
             let span = tracing::info_span!("sink", id = %s.id, r#type = %s.type_name);
@@ -531,6 +533,8 @@ struct SinkRunner {
     metrics: Arc<ComponentMetrics>,
     batch_size: usize,
     shutdown: CancellationToken,
+    /// Keeps rejection warnings to one a second.
+    warn: WarnLimiter,
     _guards: Vec<WriterGuard>,
 }
 
@@ -563,6 +567,7 @@ impl SinkRunner {
                             &self.id,
                             &self.metrics,
                             self.dead_letter.as_ref(),
+                            &mut self.warn,
                             txn.batch(),
                             rejected,
                         )
@@ -594,33 +599,43 @@ impl SinkRunner {
     }
 }
 
+/// Handles the events a sink rejected for good: counts what was delivered,
+/// and sends the rejected ones to the dead-letter channel or logs them.
 async fn rejected_events(
     id: &str,
     metrics: &ComponentMetrics,
     dead_letter: Option<&Arc<dyn Channel>>,
+    warn: &mut WarnLimiter,
     batch: &Batch,
-    rejected: Vec<(usize, String)>,
+    mut rejected: Vec<(usize, String)>,
 ) -> Result<(), String> {
-    {
-        let delivered = batch.len().saturating_sub(rejected.len());
-        metrics
-            .events_out
-            .fetch_add(delivered as u64, Ordering::Relaxed);
-        let mut dead = Batch::with_capacity(rejected.len());
-        let mut failures = Vec::with_capacity(rejected.len());
-        for (i, (idx, reason)) in rejected.into_iter().enumerate() {
-            if let Some(e) = batch.events.get(idx) {
-                dead.push(e.clone());
-                failures.push((i, reason));
-            }
-        }
-        if failures.is_empty() {
-            return Ok(());
-        }
-        handle_failures(id, metrics, dead_letter, &mut dead, failures)
-            .await
-            .map_err(|e| format!("dead-letter channel refused events: {e}"))
+    rejected.sort_by_key(|(i, _)| *i);
+    rejected.dedup_by_key(|(i, _)| *i);
+    rejected.retain(|(i, _)| *i < batch.len());
+    let delivered = batch.len() - rejected.len();
+    metrics
+        .events_out
+        .fetch_add(delivered as u64, Ordering::Relaxed);
+    if rejected.is_empty() {
+        return Ok(());
     }
+    let mut dead = Batch::with_capacity(rejected.len());
+    let mut failures = Vec::with_capacity(rejected.len());
+    for (i, (idx, reason)) in rejected.into_iter().enumerate() {
+        dead.push(batch.events[idx].clone());
+        failures.push((i, reason));
+    }
+    handle_failures(
+        id,
+        metrics,
+        dead_letter,
+        warn,
+        "the destination refused them: they are dropped",
+        &mut dead,
+        failures,
+    )
+    .await
+    .map_err(|e| format!("dead-letter channel refused events: {e}"))
 }
 
 /// Builds and runs a pipeline: the whole of `sluice run` after validation.
