@@ -1,6 +1,6 @@
 //! The [`Source`] trait and the [`SourceContext`] it runs with.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -75,10 +75,5 @@ impl SourceContext {
         }
         self.metrics.record_in(&batch);
         self.emitter.lock().await.emit(batch).await
-    }
-
-    /// The source's own directory under the pipeline's `data_dir`.
-    pub fn data_dir(&self) -> &Path {
-        &self.data_dir
     }
 }

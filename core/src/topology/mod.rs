@@ -18,7 +18,6 @@
 pub(crate) mod emit;
 
 use std::collections::HashMap;
-use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -650,9 +649,4 @@ pub async fn run_pipeline(
 ) -> Result<RunReport, Vec<ComponentBuildError>> {
     let topology = Topology::build(pipeline)?;
     Ok(topology.run(stop, drain_timeout).await)
-}
-
-/// The directory where a component keeps its state.
-pub fn component_dir(data_dir: &Path, kind: &str, id: &str) -> std::path::PathBuf {
-    data_dir.join(format!("{kind}s")).join(id)
 }
