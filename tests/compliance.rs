@@ -94,14 +94,7 @@ fn every_sink_delivers_and_counts_every_event() {
             "p.yaml",
             &format!("sources:\n  gen: {{type: generator, count: 20000, channels: [main]}}\nchannels:\n  main: {{type: memory, capacity: 100}}\nsinks:\n  s:\n    type: \"{ty}\"\n    channel: main\n    batch_size: 64\n{}", indent(opts)),
         );
-        let child = d
-            .sluice(&["run", "p.yaml"])
-            .env("SLUICE_LOG_FORMAT", "json")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn");
-        let o = wait_output(child, Duration::from_secs(60));
+        let o = d.run_logged(&["run", "p.yaml"]);
         assert!(o.status.success(), "sink `{ty}`: {}", stderr(&o));
         let counts = final_counts(&stderr(&o));
         let s = &counts["s"];
@@ -129,11 +122,7 @@ fn every_processor_runs_as_a_stage_and_counts_every_event() {
             "p.yaml",
             &format!("sources:\n  gen: {{type: generator, count: 5000, channels: [raw]}}\nprocessors:\n  p:\n    type: {ty}\n    input: raw\n    channels: [done]\n    batch_size: 50\n{}channels:\n  raw: {{type: memory, capacity: 100}}\n  done: {{type: memory, capacity: 100}}\nsinks:\n  out: {{type: file, channel: done, path: ./out/p.log}}\n", indent(opts)),
         );
-        let o = d
-            .sluice(&["run", "p.yaml"])
-            .env("SLUICE_LOG_FORMAT", "json")
-            .output()
-            .expect("run");
+        let o = d.run_logged(&["run", "p.yaml"]);
         assert!(o.status.success(), "processor `{ty}`: {}", stderr(&o));
         let counts = final_counts(&stderr(&o));
         assert_eq!(

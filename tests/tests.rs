@@ -40,11 +40,7 @@ fn replicating_selector_feeds_every_channel() {
         "p.yaml",
         "sources:\n  gen: {type: generator, count: 20000, channels: [a, b]}\nchannels:\n  a: {type: memory, capacity: 500}\n  b: {type: memory, capacity: 500}\nsinks:\n  one: {type: file, channel: a, path: ./out/a.log}\n  two: {type: file, channel: b, path: ./out/b.log, format: json}\n",
     );
-    let o = d
-        .sluice(&["run", "p.yaml"])
-        .env("SLUICE_LOG_FORMAT", "json")
-        .output()
-        .expect("run");
+    let o = d.run_logged(&["run", "p.yaml"]);
     ok(&o);
     // Each event counts once in the source's output, whatever the copies.
     assert_eq!(
@@ -97,11 +93,7 @@ sinks:
   other: {type: file, channel: other, path: ./out/other.log, format: json}
 "#,
     );
-    let o = d
-        .sluice(&["run", "p.yaml"])
-        .env("SLUICE_LOG_FORMAT", "json")
-        .output()
-        .expect("run");
+    let o = d.run_logged(&["run", "p.yaml"]);
     ok(&o);
     assert_eq!(
         final_counts(&stderr(&o))["web"]["events_out"].as_u64(),
@@ -229,12 +221,7 @@ fn sigterm_stops_an_endless_pipeline_with_a_gap_free_prefix() {
         "p.yaml",
         "sources:\n  gen: {type: generator, channels: [main]}\nchannels:\n  main: {type: memory, capacity: 1000}\nsinks:\n  out: {type: file, channel: main, path: ./out/seq.log}\n",
     );
-    let child = d
-        .sluice(&["run", "p.yaml"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn");
+    let child = d.start(&["run", "p.yaml"]);
     wait_for(Duration::from_secs(30), "output to appear", || {
         std::fs::metadata(d.join("out/seq.log")).is_ok_and(|m| m.len() > 100_000)
     });
@@ -274,13 +261,8 @@ fn a_following_file_source_stopped_and_restarted_neither_rereads_nor_skips() {
         "sources:\n  app:\n    type: file\n    include: [./logs/app.log]\n    read_from: beginning\n    poll_interval: 50ms\n    channels: [main]\nchannels:\n  main: {type: memory, capacity: 64}\nsinks:\n  out: {type: file, channel: main, path: ./out/app.log}\n",
     );
     let mut next = 0;
-    for round in 0..3 {
-        let child = d
-            .sluice(&["run", "p.yaml"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn");
+    for _ in 0..3 {
+        let child = d.start(&["run", "p.yaml"]);
         // Lines written while the agent runs, in small pieces.
         for _ in 0..10 {
             let chunk: String = (next..next + 100).map(|i| format!("{i}\n")).collect();
@@ -298,15 +280,9 @@ fn a_following_file_source_stopped_and_restarted_neither_rereads_nor_skips() {
         let chunk: String = (next..next + 250).map(|i| format!("{i}\n")).collect();
         d.append("logs/app.log", &chunk);
         next += 250;
-        let _ = round;
     }
     // A last run picks up what was written while stopped.
-    let child = d
-        .sluice(&["run", "p.yaml"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn");
+    let child = d.start(&["run", "p.yaml"]);
     wait_for(Duration::from_secs(30), "the last lines", || {
         d.lines("out/app.log").len() >= next
     });
@@ -350,11 +326,7 @@ fn settings_from_the_environment_switch_logs_to_json() {
         "p.yaml",
         "sources:\n  gen: {type: generator, count: 10, channels: [main]}\nchannels:\n  main: {type: memory}\nsinks:\n  out: {type: \"null\", channel: main}\n",
     );
-    let o = d
-        .sluice(&["run", "p.yaml"])
-        .env("SLUICE_LOG_FORMAT", "json")
-        .output()
-        .expect("run");
+    let o = d.run_logged(&["run", "p.yaml"]);
     ok(&o);
     let logs = stderr(&o);
     let lines: Vec<serde_json::Value> = logs
@@ -450,11 +422,7 @@ fn malformed_events_go_to_the_dead_letter_channel_or_pass_on_counted() {
     };
     // With a dead-letter channel: the 100 bad lines are diverted, tagged.
     d.write("p.yaml", &pipeline("    dead_letter: bad\n"));
-    let o = d
-        .sluice(&["run", "p.yaml"])
-        .env("SLUICE_LOG_FORMAT", "json")
-        .output()
-        .expect("run");
+    let o = d.run_logged(&["run", "p.yaml"]);
     ok(&o);
     // Diverted events are errors, not discards.
     let counts = final_counts(&stderr(&o));

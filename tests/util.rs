@@ -66,6 +66,28 @@ impl Dir {
         c
     }
 
+    /// Starts `sluice ARGS` in the background (stdout discarded, stderr piped).
+    pub fn start(&self, args: &[&str]) -> Child {
+        self.sluice(args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn sluice")
+    }
+
+    /// Runs `sluice ARGS` to completion with JSON logs, so that
+    /// [`final_counts`] can read them.
+    pub fn run_logged(&self, args: &[&str]) -> Output {
+        let child = self
+            .sluice(args)
+            .env("SLUICE_LOG_FORMAT", "json")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn sluice");
+        wait_output(child, Duration::from_secs(120))
+    }
+
     /// Runs `sluice ARGS` to completion (at most `limit`).
     pub fn run(&self, args: &[&str], limit: Duration) -> Output {
         let child = self

@@ -488,6 +488,17 @@ mod tests {
     use std::time::Duration as StdDuration;
     use tokio_util::sync::CancellationToken;
 
+    /// Waits (at most 5 s) until `out` holds `n` events.
+    async fn wait_for(out: &Collector, n: usize) {
+        tokio::time::timeout(StdDuration::from_secs(5), async {
+            while out.len() < n {
+                tokio::time::sleep(StdDuration::from_millis(5)).await;
+            }
+        })
+        .await
+        .unwrap_or_else(|_| panic!("waited for {n} events, got {:?}", out.bodies()));
+    }
+
     fn config(yaml: &str) -> Config {
         sluice_core::config::from_yaml_str(yaml).unwrap()
     }
@@ -716,25 +727,13 @@ mod tests {
             shutdown.clone(),
         );
         let task = tokio::spawn(config(&yaml).build(&build_cx()).unwrap().run(cx));
-        let wait_for = |n: usize| {
-            let out = out.clone();
-            async move {
-                tokio::time::timeout(StdDuration::from_secs(5), async {
-                    while out.len() < n {
-                        tokio::time::sleep(StdDuration::from_millis(5)).await;
-                    }
-                })
-                .await
-                .unwrap();
-            }
-        };
         // Default `read_from: end`: "old" is not read; appended lines are.
         tokio::time::sleep(StdDuration::from_millis(50)).await;
         append(&logs.join("a.log"), "a1\na2 ");
-        wait_for(1).await;
+        wait_for(&out, 1).await;
         append(&logs.join("a.log"), "done\n");
         append(&logs.join("new.log"), "n1\n");
-        wait_for(3).await;
+        wait_for(&out, 3).await;
         assert_eq!(sorted(out.bodies()), ["a1", "a2 done", "n1"]);
         append(&logs.join("a.log"), "pending partial");
         tokio::time::sleep(StdDuration::from_millis(50)).await;
@@ -787,26 +786,14 @@ mod tests {
             shutdown.clone(),
         );
         let task = tokio::spawn(config(&yaml).build(&build_cx()).unwrap().run(cx));
-        let wait_for = |n: usize| {
-            let out = out.clone();
-            async move {
-                tokio::time::timeout(StdDuration::from_secs(5), async {
-                    while out.len() < n {
-                        tokio::time::sleep(StdDuration::from_millis(5)).await;
-                    }
-                })
-                .await
-                .unwrap_or_else(|_| panic!("waited for {n} events, got {:?}", out.bodies()));
-            }
-        };
         append(&logs.join("app.log"), "one\ntwo\n");
-        wait_for(2).await;
+        wait_for(&out, 2).await;
         // Rotate: the old file gets a last line (without newline) after the
         // rename; a new file takes the path.
         std::fs::rename(logs.join("app.log"), root.path().join("app.log.1")).unwrap();
         append(&root.path().join("app.log.1"), "three");
         append(&logs.join("app.log"), "new one\n");
-        wait_for(4).await;
+        wait_for(&out, 4).await;
         // Truncate the new file in place and write something shorter.
         std::fs::OpenOptions::new()
             .write(true)
@@ -815,7 +802,7 @@ mod tests {
             .unwrap();
         tokio::time::sleep(StdDuration::from_millis(50)).await;
         append(&logs.join("app.log"), "x\n");
-        wait_for(5).await;
+        wait_for(&out, 5).await;
         shutdown.cancel();
         task.await.unwrap().unwrap();
         // Order holds within a file, not across the old and the new one.
