@@ -26,7 +26,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use crate::channel::{Channel, ChannelError, ChannelStats};
+use crate::channel::{Channel, ChannelError, ChannelStats, Transaction};
 use crate::checkpoint::CheckpointStore;
 use crate::config::pipeline::{Pipeline, SelectorSpec};
 use crate::event::Batch;
@@ -476,14 +476,8 @@ async fn run_stage(
 ) -> Result<(), String> {
     let mut backoff = Backoff::new();
     loop {
-        let mut txn = match input.take(batch_size).await {
-            Ok(Some(t)) => t,
-            Ok(None) => break,
-            Err(e) => {
-                tracing::warn!("take failed: {e}; retrying");
-                backoff.wait().await;
-                continue;
-            }
+        let Some(mut txn) = take_retrying(&*input, batch_size, &mut backoff).await else {
+            break;
         };
         let batch = txn.take_batch();
         metrics.record_in(&batch);
@@ -502,6 +496,24 @@ async fn run_stage(
     emitter.finish().await.map_err(|e| e.to_string())?;
     drop(guards);
     Ok(())
+}
+
+/// Takes up to `max` events, retrying failed takes after a back-off;
+/// `None` once the channel is closed and drained.
+async fn take_retrying(
+    input: &dyn Channel,
+    max: usize,
+    backoff: &mut Backoff,
+) -> Option<Transaction> {
+    loop {
+        match input.take(max).await {
+            Ok(taken) => return taken,
+            Err(e) => {
+                tracing::warn!("take failed: {e}; retrying");
+                backoff.wait().await;
+            }
+        }
+    }
 }
 
 /// Exponential back-off between retries: 100 ms doubling up to 30 s.
@@ -541,14 +553,8 @@ impl SinkRunner {
     async fn run(mut self) -> Result<(), String> {
         let mut backoff = Backoff::new();
         loop {
-            let txn = match self.input.take(self.batch_size).await {
-                Ok(Some(t)) => t,
-                Ok(None) => break,
-                Err(e) => {
-                    tracing::warn!("take failed: {e}; retrying");
-                    backoff.wait().await;
-                    continue;
-                }
+            let Some(txn) = take_retrying(&*self.input, self.batch_size, &mut backoff).await else {
+                break;
             };
             self.metrics.record_in(txn.batch());
             loop {
