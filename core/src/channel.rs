@@ -78,6 +78,13 @@ pub trait Channel: Send + Sync + 'static {
 
     /// Current statistics.
     fn stats(&self) -> ChannelStats;
+
+    /// Whether what `put` accepted survives a crash of the process (a disk
+    /// channel). Sinks reading a durable channel make their writes durable
+    /// before acknowledging them, so that nothing committed is lost.
+    fn is_durable(&self) -> bool {
+        false
+    }
 }
 
 /// The channel's side of a transaction: what commit and rollback do.

@@ -95,6 +95,12 @@ pub struct BuildContext {
     pub pipeline_data_dir: PathBuf,
     /// The component's own directory: `data_dir/<kind>s/<id>` (not created).
     pub data_dir: PathBuf,
+    /// For a sink: whether its input channel is durable
+    /// ([`Channel::is_durable`](crate::channel::Channel::is_durable)). A sink
+    /// reading a durable channel makes each write durable too (a file sink
+    /// fsyncs) before `write` returns `Ok`, since the take is committed right
+    /// after. Always `false` for other components.
+    pub durable_input: bool,
 }
 
 /// A source's typed config.

@@ -39,6 +39,7 @@
 //!     id: "errors".into(),
 //!     pipeline_data_dir: ".".into(),
 //!     data_dir: ".".into(),
+//!     durable_input: false,
 //! };
 //! let mut filter = config.build(&cx).unwrap();
 //! let mut batch = Batch::new();
@@ -144,6 +145,7 @@ pub(crate) mod test_util {
             id: "test".into(),
             pipeline_data_dir: ".".into(),
             data_dir: ".".into(),
+            durable_input: false,
         }
     }
 

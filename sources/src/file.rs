@@ -508,6 +508,7 @@ mod tests {
             id: "logs".into(),
             pipeline_data_dir: "/nonexistent".into(),
             data_dir: "/nonexistent".into(),
+            durable_input: false,
         }
     }
 

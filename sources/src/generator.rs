@@ -338,6 +338,7 @@ mod tests {
             id: "gen".into(),
             pipeline_data_dir: "/nonexistent".into(),
             data_dir: "/nonexistent".into(),
+            durable_input: false,
         }
     }
 

@@ -45,6 +45,7 @@ fn build_cx() -> BuildContext {
         id: "bench".into(),
         pipeline_data_dir: "/nonexistent".into(),
         data_dir: "/nonexistent".into(),
+        durable_input: false,
     }
 }
 

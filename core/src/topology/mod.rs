@@ -133,6 +133,7 @@ fn context(pipeline: &Pipeline, kind: &str, id: &str) -> BuildContext {
         id: id.to_string(),
         pipeline_data_dir: pipeline.data_dir.clone(),
         data_dir: pipeline.data_dir.join(format!("{kind}s")).join(id),
+        durable_input: false,
     }
 }
 
@@ -310,7 +311,9 @@ impl Topology {
             let Some(input) = chan(&s.channel) else {
                 continue;
             };
-            let sink = match s.config.build(&context(pipeline, "sink", &s.id)) {
+            let mut cx = context(pipeline, "sink", &s.id);
+            cx.durable_input = input.is_durable();
+            let sink = match s.config.build(&cx) {
                 Ok(sink) => sink,
                 Err(error) => {
                     errors.push(ComponentBuildError {
