@@ -6,6 +6,9 @@
 //!
 //! * [`memory`]: events held in memory, bounded by events and bytes. Fast;
 //!   nothing is lost on a graceful stop, but a crash loses what it held.
+//! * [`disk`]: a segmented write-ahead log under the pipeline's `data_dir`;
+//!   what it accepted survives a crash, and taken but uncommitted events are
+//!   delivered again after a restart.
 //!
 //! [`register`] lists every channel type this crate provides.
 //!
@@ -15,6 +18,7 @@
 //! assert!(registry.channel("memory").is_some());
 //! ```
 
+pub mod disk;
 pub mod memory;
 
 use sluice_core::registry::{DuplicateType, Registry};
@@ -26,5 +30,6 @@ use sluice_core::registry::{DuplicateType, Registry};
 /// When a type of the same name is already registered.
 pub fn register(registry: &mut Registry) -> Result<(), DuplicateType> {
     registry.add_channel::<memory::MemoryConfig>("memory")?;
+    registry.add_channel::<disk::DiskConfig>("disk")?;
     Ok(())
 }

@@ -1,0 +1,363 @@
+//! The files of a disk channel: segments of records, and the commit log.
+//!
+//! # Segments
+//!
+//! A segment `<first record id>.seg` (20 digits) holds records back to back.
+//! A record is a 28-byte header and a payload (one batch, see
+//! [`codec`](super::codec)):
+//!
+//! ```text
+//! magic "SLCD" | payload length u32 | record id u64 | events u32
+//!   | payload crc32 u32 | header crc32 u32 (of the 24 bytes before it)
+//! ```
+//!
+//! all little-endian. Record ids grow by one per record across segments.
+//!
+//! # Commit log
+//!
+//! `commits.log` holds 20-byte entries `record id u64 | first event u32 |
+//! end event u32 | crc32 u32`: events `first..end` of that record were
+//! committed by a reader. Pending events are those of a record no entry
+//! covers.
+//!
+//! # Damage
+//!
+//! [`scan_segment`] reads a segment and never gives up: a record whose
+//! payload checksum fails is skipped by its length; a header that fails its
+//! checksum makes the scan look for the next valid header byte by byte; a
+//! record cut short by the end of the file is a torn tail. Each is reported
+//! with its offset.
+
+use std::collections::BTreeMap;
+use std::fs::{self, File};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+
+/// Bytes of a record header.
+pub const HEADER_LEN: usize = 28;
+const MAGIC: [u8; 4] = *b"SLCD";
+/// Bytes of a commit log entry.
+pub const COMMIT_LEN: usize = 20;
+/// The commit log's file name.
+pub const COMMITS: &str = "commits.log";
+const SEGMENT_EXT: &str = "seg";
+
+/// The header of a record.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Header {
+    /// Payload bytes.
+    pub len: u32,
+    /// Record id.
+    pub rid: u64,
+    /// Events in the payload.
+    pub events: u32,
+    /// crc32 of the payload.
+    pub crc: u32,
+}
+
+impl Header {
+    /// The 28 header bytes.
+    pub fn encode(&self) -> [u8; HEADER_LEN] {
+        let mut h = [0u8; HEADER_LEN];
+        h[0..4].copy_from_slice(&MAGIC);
+        h[4..8].copy_from_slice(&self.len.to_le_bytes());
+        h[8..16].copy_from_slice(&self.rid.to_le_bytes());
+        h[16..20].copy_from_slice(&self.events.to_le_bytes());
+        h[20..24].copy_from_slice(&self.crc.to_le_bytes());
+        let c = crc32fast::hash(&h[0..24]);
+        h[24..28].copy_from_slice(&c.to_le_bytes());
+        h
+    }
+
+    /// Parses a header; `None` when the magic or its checksum is wrong.
+    pub fn decode(b: &[u8]) -> Option<Header> {
+        if b.len() < HEADER_LEN || b[0..4] != MAGIC {
+            return None;
+        }
+        if crc32fast::hash(&b[0..24]) != u32_at(b, 24) {
+            return None;
+        }
+        Some(Header {
+            len: u32_at(b, 4),
+            rid: u64_at(b, 8),
+            events: u32_at(b, 16),
+            crc: u32_at(b, 20),
+        })
+    }
+}
+
+fn u32_at(b: &[u8], at: usize) -> u32 {
+    let mut a = [0u8; 4];
+    a.copy_from_slice(&b[at..at + 4]);
+    u32::from_le_bytes(a)
+}
+
+fn u64_at(b: &[u8], at: usize) -> u64 {
+    let mut a = [0u8; 8];
+    a.copy_from_slice(&b[at..at + 8]);
+    u64::from_le_bytes(a)
+}
+
+/// One commit log entry: events `start..end` of record `rid` are committed.
+pub fn commit_entry(rid: u64, start: u32, end: u32) -> [u8; COMMIT_LEN] {
+    let mut e = [0u8; COMMIT_LEN];
+    e[0..8].copy_from_slice(&rid.to_le_bytes());
+    e[8..12].copy_from_slice(&start.to_le_bytes());
+    e[12..16].copy_from_slice(&end.to_le_bytes());
+    let c = crc32fast::hash(&e[0..16]);
+    e[16..20].copy_from_slice(&c.to_le_bytes());
+    e
+}
+
+/// A valid record found by a scan.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RecordInfo {
+    /// Its header.
+    pub header: Header,
+    /// Offset of the header in the segment.
+    pub offset: u64,
+}
+
+impl RecordInfo {
+    /// Header plus payload bytes.
+    pub fn total_len(&self) -> u64 {
+        HEADER_LEN as u64 + u64::from(self.header.len)
+    }
+}
+
+/// What kind of damage a scan found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DamageKind {
+    /// A record (or unreadable bytes) in the middle of the segment.
+    Corrupt,
+    /// An incomplete record at the end: a write cut short by a crash.
+    Torn,
+}
+
+/// A damaged stretch of a segment.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Damage {
+    /// Corrupt or torn.
+    pub kind: DamageKind,
+    /// Where it starts.
+    pub offset: u64,
+    /// How many bytes it spans.
+    pub len: u64,
+    /// What was wrong.
+    pub reason: &'static str,
+}
+
+/// The result of reading one segment.
+#[derive(Clone, Debug)]
+pub struct SegmentScan {
+    /// The segment file.
+    pub path: PathBuf,
+    /// The record id in its name.
+    pub first_rid: u64,
+    /// File size.
+    pub size: u64,
+    /// Valid records, in file order.
+    pub records: Vec<RecordInfo>,
+    /// Damaged stretches, in file order.
+    pub damage: Vec<Damage>,
+}
+
+/// The segment file name for a segment starting at record `rid`.
+pub fn segment_path(dir: &Path, rid: u64) -> PathBuf {
+    dir.join(format!("{rid:020}.{SEGMENT_EXT}"))
+}
+
+/// The segments in `dir`, by first record id.
+///
+/// # Errors
+///
+/// When the directory cannot be listed.
+pub fn list_segments(dir: &Path) -> io::Result<Vec<(u64, PathBuf)>> {
+    let mut out = Vec::new();
+    for entry in fs::read_dir(dir)? {
+        let path = entry?.path();
+        if path.extension().and_then(|e| e.to_str()) != Some(SEGMENT_EXT) {
+            continue;
+        }
+        if let Some(rid) = path
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .and_then(|s| s.parse::<u64>().ok())
+        {
+            out.push((rid, path));
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// Reads a segment, checking every record. See the module docs.
+///
+/// # Errors
+///
+/// When the file cannot be read at all.
+pub fn scan_segment(path: &Path, first_rid: u64) -> io::Result<SegmentScan> {
+    let data = fs::read(path)?;
+    let mut scan = SegmentScan {
+        path: path.to_path_buf(),
+        first_rid,
+        size: data.len() as u64,
+        records: Vec::new(),
+        damage: Vec::new(),
+    };
+    let mut at = 0usize;
+    while at < data.len() {
+        let rest = &data[at..];
+        if rest.len() < HEADER_LEN {
+            let kind =
+                if rest.iter().all(|&b| b == 0) || MAGIC.starts_with(&rest[..rest.len().min(4)]) {
+                    DamageKind::Torn
+                } else {
+                    DamageKind::Corrupt
+                };
+            scan.damage.push(Damage {
+                kind,
+                offset: at as u64,
+                len: rest.len() as u64,
+                reason: "incomplete record header at the end",
+            });
+            break;
+        }
+        match Header::decode(rest) {
+            Some(h) => {
+                let end = HEADER_LEN + h.len as usize;
+                if end > rest.len() {
+                    scan.damage.push(Damage {
+                        kind: DamageKind::Torn,
+                        offset: at as u64,
+                        len: rest.len() as u64,
+                        reason: "record cut short by the end of the segment",
+                    });
+                    break;
+                }
+                if crc32fast::hash(&rest[HEADER_LEN..end]) == h.crc {
+                    scan.records.push(RecordInfo {
+                        header: h,
+                        offset: at as u64,
+                    });
+                } else {
+                    scan.damage.push(Damage {
+                        kind: DamageKind::Corrupt,
+                        offset: at as u64,
+                        len: end as u64,
+                        reason: "payload checksum mismatch",
+                    });
+                }
+                at += end;
+            }
+            None => {
+                // Look for the next valid header.
+                let next = (1..rest.len())
+                    .find(|&i| rest[i] == MAGIC[0] && Header::decode(&rest[i..]).is_some());
+                let len = next.unwrap_or(rest.len());
+                let torn = next.is_none() && rest.iter().all(|&b| b == 0);
+                scan.damage.push(Damage {
+                    kind: if torn {
+                        DamageKind::Torn
+                    } else {
+                        DamageKind::Corrupt
+                    },
+                    offset: at as u64,
+                    len: len as u64,
+                    reason: if torn {
+                        "zeroed bytes at the end (a write cut short)"
+                    } else {
+                        "bad record header"
+                    },
+                });
+                at += len;
+            }
+        }
+    }
+    Ok(scan)
+}
+
+/// Committed event ranges by record id, read from the commit log. Entries
+/// that fail their checksum are skipped (their events are delivered again)
+/// and counted in the second value.
+///
+/// # Errors
+///
+/// When the file exists but cannot be read.
+pub fn read_commits(dir: &Path) -> io::Result<(BTreeMap<u64, Vec<(u32, u32)>>, u64)> {
+    let data = match fs::read(dir.join(COMMITS)) {
+        Ok(d) => d,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Vec::new(),
+        Err(e) => return Err(e),
+    };
+    let mut out: BTreeMap<u64, Vec<(u32, u32)>> = BTreeMap::new();
+    let mut bad = 0;
+    for e in data.chunks_exact(COMMIT_LEN) {
+        if crc32fast::hash(&e[0..16]) != u32_at(e, 16) {
+            bad += 1;
+            continue;
+        }
+        let (start, end) = (u32_at(e, 8), u32_at(e, 12));
+        if start < end {
+            out.entry(u64_at(e, 0)).or_default().push((start, end));
+        }
+    }
+    Ok((out, bad))
+}
+
+/// The event ranges of a record of `events` events not covered by `committed`.
+pub fn pending_ranges(events: u32, committed: Option<&Vec<(u32, u32)>>) -> Vec<(u32, u32)> {
+    let Some(c) = committed else {
+        return if events > 0 {
+            vec![(0, events)]
+        } else {
+            Vec::new()
+        };
+    };
+    let mut c = c.clone();
+    c.sort_unstable();
+    let mut out = Vec::new();
+    let mut at = 0;
+    for (s, e) in c {
+        if s > at {
+            out.push((at, s.min(events)));
+        }
+        at = at.max(e);
+        if at >= events {
+            break;
+        }
+    }
+    if at < events {
+        out.push((at, events));
+    }
+    out.retain(|(s, e)| s < e);
+    out
+}
+
+/// Replaces the commit log with `entries` (written to a temporary file,
+/// synced, renamed).
+///
+/// # Errors
+///
+/// On any I/O error; the old log is then left as it was.
+pub fn rewrite_commits(dir: &Path, entries: &[(u64, u32, u32)]) -> io::Result<()> {
+    let tmp = dir.join("commits.tmp");
+    let mut buf = Vec::with_capacity(entries.len() * COMMIT_LEN);
+    for &(rid, s, e) in entries {
+        buf.extend_from_slice(&commit_entry(rid, s, e));
+    }
+    let mut f = File::create(&tmp)?;
+    f.write_all(&buf)?;
+    f.sync_all()?;
+    fs::rename(&tmp, dir.join(COMMITS))?;
+    sync_dir(dir);
+    Ok(())
+}
+
+/// Syncs a directory so that renames and new files in it survive an OS
+/// crash; best effort (not every platform allows it).
+pub fn sync_dir(dir: &Path) {
+    if let Ok(d) = File::open(dir) {
+        let _ = d.sync_all();
+    }
+}

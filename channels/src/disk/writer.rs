@@ -1,0 +1,480 @@
+//! The writer thread: the only code that writes a disk channel's files.
+//!
+//! Puts and commits are sent to it as commands and wait for its reply. It
+//! takes every command that is waiting at once (group commit): the records
+//! of all of them go to the segment in one `write`, their commit entries to
+//! the commit log in another, then one `fdatasync` when the policy says so.
+//! Only then does it publish the new records to readers and reply, so a put
+//! returns after its record is in the file (and synced with `sync: always`).
+//! Blocking file I/O thus never runs on the async executor's threads.
+
+use std::fs::{File, OpenOptions};
+use std::io::{self, Write};
+use std::path::PathBuf;
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use sluice_core::event::Batch;
+use tokio::sync::oneshot;
+
+use super::log::{self, Header, COMMITS, HEADER_LEN};
+use super::state::{Rec, Seg, Shared, Unit};
+use super::SyncPolicy;
+
+/// The commit log is compacted once it grows past this.
+const COMPACT_COMMITS_AT: u64 = 4 << 20;
+/// Commands handled in one group at most.
+const MAX_GROUP: usize = 1024;
+
+/// A request to the writer thread.
+pub enum Cmd {
+    /// Append one record holding `events` events.
+    Append {
+        payload: Vec<u8>,
+        events: u32,
+        /// The batch, kept in memory for readers while the cache has room.
+        batch: Batch,
+        reply: oneshot::Sender<io::Result<()>>,
+    },
+    /// Record that these events were committed: (record id, start, end).
+    Commit {
+        parts: Vec<(u64, u32, u32)>,
+        reply: oneshot::Sender<io::Result<()>>,
+    },
+}
+
+/// A record written to the file, to be published.
+struct Written {
+    rid: u64,
+    rec: Rec,
+    batch: Batch,
+    cache_size: usize,
+    reply: oneshot::Sender<io::Result<()>>,
+}
+
+pub struct Writer {
+    pub dir: PathBuf,
+    pub shared: Arc<Shared>,
+    pub rx: Receiver<Cmd>,
+    pub sync: SyncPolicy,
+    pub sync_interval: Duration,
+    pub max_segment: u64,
+    pub next_rid: u64,
+    /// The active segment: its id, file and size.
+    file: Option<(u64, File, u64)>,
+    commits: Option<File>,
+    commits_len: u64,
+    /// Written since the last sync.
+    dirty: bool,
+    last_sync: Instant,
+    buf: Vec<u8>,
+    commit_buf: Vec<u8>,
+}
+
+impl Writer {
+    pub fn new(
+        dir: PathBuf,
+        shared: Arc<Shared>,
+        rx: Receiver<Cmd>,
+        sync: SyncPolicy,
+        sync_interval: Duration,
+        max_segment: u64,
+        next_rid: u64,
+        commits_len: u64,
+    ) -> Self {
+        Writer {
+            dir,
+            shared,
+            rx,
+            sync,
+            sync_interval,
+            max_segment,
+            next_rid,
+            file: None,
+            commits: None,
+            commits_len,
+            dirty: false,
+            last_sync: Instant::now(),
+            buf: Vec::new(),
+            commit_buf: Vec::new(),
+        }
+    }
+
+    /// Serves commands until every sender is gone, then syncs and returns.
+    pub fn run(mut self) {
+        loop {
+            let first = if self.dirty && self.sync == SyncPolicy::Interval {
+                let due = self.last_sync + self.sync_interval;
+                match self
+                    .rx
+                    .recv_timeout(due.saturating_duration_since(Instant::now()))
+                {
+                    Ok(c) => c,
+                    Err(RecvTimeoutError::Timeout) => {
+                        self.sync_now();
+                        continue;
+                    }
+                    Err(RecvTimeoutError::Disconnected) => break,
+                }
+            } else {
+                match self.rx.recv() {
+                    Ok(c) => c,
+                    Err(_) => break,
+                }
+            };
+            let mut group = vec![first];
+            while group.len() < MAX_GROUP {
+                match self.rx.try_recv() {
+                    Ok(c) => group.push(c),
+                    Err(_) => break,
+                }
+            }
+            self.handle(group);
+            if self.dirty
+                && self.sync == SyncPolicy::Interval
+                && self.last_sync.elapsed() >= self.sync_interval
+            {
+                self.sync_now();
+            }
+        }
+        if self.sync != SyncPolicy::Never {
+            self.sync_now();
+        }
+    }
+
+    fn sync_now(&mut self) {
+        if let Some((id, f, _)) = &self.file {
+            if let Err(e) = f.sync_data() {
+                tracing::warn!(segment = id, "disk channel: sync failed: {e}");
+            }
+        }
+        if let Some(c) = &self.commits {
+            let _ = c.sync_data();
+        }
+        self.dirty = false;
+        self.last_sync = Instant::now();
+    }
+
+    fn handle(&mut self, group: Vec<Cmd>) {
+        let mut pending: Vec<Written> = Vec::new();
+        let mut written: Vec<Written> = Vec::new();
+        let mut commits: Vec<(Vec<(u64, u32, u32)>, oneshot::Sender<io::Result<()>>)> = Vec::new();
+        for cmd in group {
+            match cmd {
+                Cmd::Append {
+                    payload,
+                    events,
+                    batch,
+                    reply,
+                } => {
+                    let len = (HEADER_LEN + payload.len()) as u64;
+                    let roll = match &self.file {
+                        None => true,
+                        Some((_, _, size)) => {
+                            *size + self.buf.len() as u64 > 0
+                                && *size + self.buf.len() as u64 + len > self.max_segment
+                        }
+                    };
+                    if roll {
+                        // What is written to the old segment is published
+                        // first: a sealed segment without pending records
+                        // is deleted.
+                        self.flush_segment(&mut pending, &mut written);
+                        self.sync_written(&mut written);
+                        self.publish(std::mem::take(&mut written), Vec::new(), Ok(()));
+                        if let Err(e) = self.roll() {
+                            tracing::error!("disk channel: cannot start a segment: {e}");
+                            self.release(len);
+                            let _ = reply.send(Err(e));
+                            continue;
+                        }
+                    }
+                    let Some((seg, _, size)) = &self.file else {
+                        continue;
+                    };
+                    let rid = self.next_rid;
+                    self.next_rid += 1;
+                    let offset = *size + self.buf.len() as u64;
+                    let header = Header {
+                        len: payload.len() as u32,
+                        rid,
+                        events,
+                        crc: crc32fast::hash(&payload),
+                    };
+                    self.buf.extend_from_slice(&header.encode());
+                    self.buf.extend_from_slice(&payload);
+                    pending.push(Written {
+                        rid,
+                        rec: Rec {
+                            seg: *seg,
+                            offset,
+                            len,
+                            events,
+                            committed: 0,
+                        },
+                        batch,
+                        cache_size: payload.len(),
+                        reply,
+                    });
+                }
+                Cmd::Commit { parts, reply } => {
+                    for &(rid, s, e) in &parts {
+                        self.commit_buf
+                            .extend_from_slice(&log::commit_entry(rid, s, e));
+                    }
+                    commits.push((parts, reply));
+                }
+            }
+        }
+        self.flush_segment(&mut pending, &mut written);
+        let commit_result = self.flush_commits();
+        self.sync_written(&mut written);
+        self.publish(written, commits, commit_result);
+    }
+
+    /// With `sync: always`, syncs the active segment before its new records
+    /// are published; if that fails, their puts fail.
+    fn sync_written(&mut self, written: &mut Vec<Written>) {
+        if self.sync != SyncPolicy::Always || written.is_empty() {
+            return;
+        }
+        let Some((_, f, _)) = &self.file else {
+            return;
+        };
+        if let Err(e) = f.sync_data() {
+            tracing::error!("disk channel: fdatasync failed: {e}");
+            for w in written.drain(..) {
+                self.release(w.rec.len);
+                let _ = w.reply.send(Err(io::Error::new(e.kind(), e.to_string())));
+            }
+        }
+    }
+
+    /// Gives back bytes reserved by a put that failed.
+    fn release(&self, len: u64) {
+        let mut st = self.shared.lock();
+        st.used_bytes = st.used_bytes.saturating_sub(len);
+        drop(st);
+        self.shared.writers.notify_waiters();
+    }
+
+    /// Writes the buffered records to the active segment. On failure their
+    /// puts fail and the segment is sealed (what was partly written becomes
+    /// a damaged stretch that recovery skips).
+    fn flush_segment(&mut self, pending: &mut Vec<Written>, written: &mut Vec<Written>) {
+        if self.buf.is_empty() {
+            return;
+        }
+        let Some((_, f, size)) = &mut self.file else {
+            return;
+        };
+        match f.write_all(&self.buf) {
+            Ok(()) => {
+                *size += self.buf.len() as u64;
+                self.dirty = true;
+                written.append(pending);
+            }
+            Err(e) => {
+                tracing::error!("disk channel: write failed: {e}");
+                for w in pending.drain(..) {
+                    self.release(w.rec.len);
+                    let _ = w.reply.send(Err(io::Error::new(e.kind(), e.to_string())));
+                }
+                self.seal_active();
+            }
+        }
+        self.buf.clear();
+    }
+
+    fn flush_commits(&mut self) -> io::Result<()> {
+        if self.commit_buf.is_empty() {
+            return Ok(());
+        }
+        let result = (|| {
+            if self.commits.is_none() {
+                self.commits = Some(
+                    OpenOptions::new()
+                        .create(true)
+                        .append(true)
+                        .open(self.dir.join(COMMITS))?,
+                );
+            }
+            let Some(c) = self.commits.as_mut() else {
+                return Ok(());
+            };
+            c.write_all(&self.commit_buf)
+        })();
+        match &result {
+            Ok(()) => {
+                self.commits_len += self.commit_buf.len() as u64;
+                self.dirty = true;
+            }
+            Err(e) => {
+                tracing::error!("disk channel: cannot write the commit log: {e}; committed events may be delivered again after a restart");
+                self.commits = None;
+            }
+        }
+        self.commit_buf.clear();
+        result
+    }
+
+    fn seal_active(&mut self) {
+        if let Some((id, f, _)) = self.file.take() {
+            if self.sync != SyncPolicy::Never {
+                let _ = f.sync_data();
+            }
+            let delete = {
+                let mut st = self.shared.lock();
+                st.active = None;
+                match st.segments.get_mut(&id) {
+                    Some(seg) => {
+                        seg.sealed = true;
+                        if seg.pending == 0 {
+                            st.segments.remove(&id).map(|s| s.path)
+                        } else {
+                            None
+                        }
+                    }
+                    None => None,
+                }
+            };
+            if let Some(p) = delete {
+                remove_segment(&p);
+            }
+        }
+    }
+
+    /// Seals the active segment and starts a new one at the next record id.
+    fn roll(&mut self) -> io::Result<()> {
+        self.seal_active();
+        let id = self.next_rid;
+        let path = log::segment_path(&self.dir, id);
+        let f = OpenOptions::new()
+            .create(true)
+            .write(true)
+            .truncate(true)
+            .open(&path)?;
+        if self.sync != SyncPolicy::Never {
+            log::sync_dir(&self.dir);
+        }
+        let mut st = self.shared.lock();
+        st.segments.insert(
+            id,
+            Seg {
+                path,
+                pending: 0,
+                sealed: false,
+            },
+        );
+        st.active = Some(id);
+        drop(st);
+        self.file = Some((id, f, 0));
+        Ok(())
+    }
+
+    /// Makes written records available to readers, applies commits, deletes
+    /// segments that are done, and replies.
+    fn publish(
+        &mut self,
+        written: Vec<Written>,
+        commits: Vec<(Vec<(u64, u32, u32)>, oneshot::Sender<io::Result<()>>)>,
+        commit_result: io::Result<()>,
+    ) {
+        let mut delete = Vec::new();
+        let mut replies = Vec::with_capacity(written.len());
+        let floor;
+        {
+            let mut st = self.shared.lock();
+            for w in written {
+                let n = u64::from(w.rec.events);
+                st.records.insert(w.rid, w.rec);
+                if let Some(seg) = st.segments.get_mut(&w.rec.seg) {
+                    seg.pending += 1;
+                }
+                let cached = st.cached_bytes + w.cache_size <= self.shared.cache_budget;
+                let (cached, cached_bytes) = if cached {
+                    st.cached_bytes += w.cache_size;
+                    (Some(w.batch), w.cache_size)
+                } else {
+                    (None, 0)
+                };
+                st.units.push_back(Unit {
+                    rid: w.rid,
+                    start: 0,
+                    end: w.rec.events,
+                    cached,
+                    cached_bytes,
+                });
+                st.queued += n;
+                st.put_events += n;
+                replies.push(w.reply);
+            }
+            for (parts, _) in &commits {
+                for &(rid, s, e) in parts {
+                    let n = e.saturating_sub(s);
+                    st.in_flight = st.in_flight.saturating_sub(u64::from(n));
+                    st.committed_events += u64::from(n);
+                    if let Some(p) = st.commit_events(rid, n) {
+                        delete.push(p);
+                    }
+                }
+            }
+            floor = st.commits_floor();
+        }
+        if !replies.is_empty() {
+            self.shared.readers.notify_waiters();
+        }
+        for r in replies {
+            let _ = r.send(Ok(()));
+        }
+        if !commits.is_empty() {
+            self.shared.writers.notify_waiters();
+            self.shared.readers.notify_waiters();
+        }
+        for (_, reply) in commits {
+            let _ = reply.send(match &commit_result {
+                Ok(()) => Ok(()),
+                Err(e) => Err(io::Error::new(e.kind(), e.to_string())),
+            });
+        }
+        for p in delete {
+            remove_segment(&p);
+        }
+        if self.commits_len > COMPACT_COMMITS_AT {
+            self.compact_commits(floor);
+        }
+    }
+
+    /// Rewrites the commit log without entries of records that are gone.
+    fn compact_commits(&mut self, floor: u64) {
+        let result = log::read_commits(&self.dir).and_then(|(map, _)| {
+            let keep: Vec<(u64, u32, u32)> = map
+                .range(floor..)
+                .flat_map(|(&rid, ranges)| ranges.iter().map(move |&(s, e)| (rid, s, e)))
+                .collect();
+            self.commits = None;
+            log::rewrite_commits(&self.dir, &keep)?;
+            Ok(keep.len())
+        });
+        match result {
+            Ok(n) => self.commits_len = (n * log::COMMIT_LEN) as u64,
+            Err(e) => {
+                tracing::warn!("disk channel: cannot compact the commit log: {e}");
+                // Try again only after as much growth again.
+                self.commits_len = 0;
+            }
+        }
+    }
+}
+
+fn remove_segment(path: &std::path::Path) {
+    match std::fs::remove_file(path) {
+        Ok(()) => {
+            tracing::debug!(segment = %path.display(), "disk channel: segment fully committed, deleted")
+        }
+        Err(e) => {
+            tracing::warn!(segment = %path.display(), "disk channel: cannot delete a committed segment: {e}")
+        }
+    }
+}
