@@ -40,6 +40,18 @@ pub struct Config {
     /// Events per batch at most.
     #[serde(default = "default_batch_size")]
     pub batch_size: NonZeroUsize,
+    /// Save the next event number after every batch the channels accepted,
+    /// and continue from it after a restart (`count` then counts from 0
+    /// across runs).
+    #[serde(default)]
+    pub resume: bool,
+}
+
+/// What a resuming generator keeps in its checkpoint store.
+#[derive(serde::Serialize, Deserialize)]
+struct Checkpoint {
+    /// The number of the next event to generate.
+    next: u64,
 }
 
 /// The shape of generated bodies.
@@ -100,6 +112,16 @@ impl Source for Generator {
         };
         let mut writer = BodyWriter::new(config.format);
         let mut next: u64 = 0;
+        if config.resume {
+            let store = cx.checkpoints.clone();
+            let saved = tokio::task::spawn_blocking(move || store.load::<Checkpoint>())
+                .await
+                .map_err(|e| ComponentError::Other(format!("checkpoint task: {e}")))??;
+            if let Some(cp) = saved {
+                tracing::info!(next = cp.next, "resuming from the checkpoint");
+                next = cp.next;
+            }
+        }
         loop {
             let remaining = config.count.map_or(u64::MAX, |c| c.saturating_sub(next));
             if remaining == 0 || cx.shutdown.is_cancelled() {
@@ -115,6 +137,13 @@ impl Source for Generator {
             let batch = writer.batch(next, n as usize, Timestamp::now());
             next += n;
             cx.emit(batch).await?;
+            if config.resume {
+                // Only now that the channels accepted the batch.
+                let store = cx.checkpoints.clone();
+                tokio::task::spawn_blocking(move || store.save(&Checkpoint { next }))
+                    .await
+                    .map_err(|e| ComponentError::Other(format!("checkpoint task: {e}")))??;
+            }
             if ticker.is_none() {
                 // A channel that never makes us wait would otherwise keep this
                 // worker thread forever; one yield per batch costs nothing.
@@ -352,6 +381,29 @@ mod tests {
         let bodies = out.bodies();
         let expected: Vec<String> = (0..2503).map(|i| i.to_string()).collect();
         assert_eq!(bodies, expected);
+    }
+
+    #[tokio::test]
+    async fn resume_continues_after_the_last_accepted_batch() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = Collector::new();
+        let cx = source_context("gen", dir.path(), out.clone(), CancellationToken::new());
+        let store = cx.checkpoints.clone();
+        let c = config("count: 2500\nbatch_size: 1000\nresume: true\n");
+        // A run that stopped after 1200 accepted events.
+        store.save(&Checkpoint { next: 1200 }).unwrap();
+        c.build(&build_cx()).unwrap().run(cx).await.unwrap();
+        let expected: Vec<String> = (1200..2500).map(|i| i.to_string()).collect();
+        assert_eq!(out.bodies(), expected);
+        assert_eq!(
+            store.load::<Checkpoint>().unwrap().map(|c| c.next),
+            Some(2500)
+        );
+        // Done: a further run emits nothing.
+        let out = Collector::new();
+        let cx = source_context("gen", dir.path(), out.clone(), CancellationToken::new());
+        c.build(&build_cx()).unwrap().run(cx).await.unwrap();
+        assert!(out.is_empty());
     }
 
     #[tokio::test]

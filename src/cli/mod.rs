@@ -1,5 +1,7 @@
 //! The command-line interface.
 
+mod channel;
+
 use std::path::{Path, PathBuf};
 
 use clap::{Parser, Subcommand};
@@ -58,6 +60,11 @@ enum Command {
     },
     /// Lists the registered component types.
     Components,
+    /// Inspects or repairs a disk channel's directory (while no agent uses it).
+    Channel {
+        #[command(subcommand)]
+        command: channel::ChannelCommand,
+    },
 }
 
 /// Runs the CLI with `registry` and returns the process exit code.
@@ -91,6 +98,7 @@ pub fn main(registry: Registry) -> i32 {
             }
             EXIT_OK
         }
+        Command::Channel { command } => channel::main(command),
         Command::Run {
             file,
             drain_timeout,
