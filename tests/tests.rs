@@ -1,6 +1,7 @@
 //! End-to-end tests: the real `sluice` binary on real files and processes.
 
 mod compliance;
+mod durability;
 mod examples;
 mod util;
 mod validate;
