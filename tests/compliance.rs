@@ -58,6 +58,15 @@ fn source_options(ty: &str) -> Option<(&'static str, Feed)> {
     })
 }
 
+/// Options per channel type (a small bound, so that puts wait).
+fn channel_options(ty: &str) -> Option<&'static str> {
+    Some(match ty {
+        "memory" => "capacity: 100",
+        "disk" => "max_bytes: 64KiB\nmax_segment_bytes: 16KiB",
+        _ => return None,
+    })
+}
+
 fn registered(kind: &str) -> Vec<String> {
     let d = Dir::new();
     let o = d.run(&["components"], Duration::from_secs(30));
@@ -203,5 +212,59 @@ fn every_source_stops_on_sigterm_and_the_stop_drains_everything() {
         let lines = d.lines("out/o.log");
         assert_eq!(Some(lines.len() as u64), emitted, "source `{ty}`");
         assert_prefix(&lines);
+    }
+}
+
+#[test]
+fn every_channel_delivers_in_order_and_a_stop_drains_it() {
+    let types = registered("channel");
+    assert!(!types.is_empty());
+    for ty in types {
+        let opts = channel_options(&ty)
+            .unwrap_or_else(|| panic!("no compliance entry for channel type `{ty}`"));
+        // A bounded run: every event, in order, counted.
+        let d = Dir::new();
+        d.write(
+            "p.yaml",
+            &format!("sources:\n  gen: {{type: generator, count: 20000, channels: [c]}}\nchannels:\n  c:\n    type: {ty}\n{}sinks:\n  out: {{type: file, channel: c, batch_size: 64, path: ./out/c.log}}\n", indent(opts)),
+        );
+        let o = d.run_logged(&["run", "p.yaml"]);
+        assert!(o.status.success(), "channel `{ty}`: {}", stderr(&o));
+        let counts = final_counts(&stderr(&o));
+        assert_eq!(
+            counts["out"]["events_out"].as_u64(),
+            Some(20000),
+            "channel `{ty}`"
+        );
+        assert_sequence(&d.lines("out/c.log"), 20000);
+        // An endless run stopped with SIGTERM: what the source emitted is
+        // all delivered.
+        let d = Dir::new();
+        d.write(
+            "p.yaml",
+            &format!("sources:\n  gen: {{type: generator, rate: 20000, channels: [c]}}\nchannels:\n  c:\n    type: {ty}\n{}sinks:\n  out: {{type: file, channel: c, path: ./out/c.log}}\n", indent(opts)),
+        );
+        let child = d
+            .sluice(&["run", "p.yaml"])
+            .env("SLUICE_LOG_FORMAT", "json")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn");
+        wait_for(Duration::from_secs(30), "output", || {
+            d.lines("out/c.log").len() >= 2000
+        });
+        signal(&child, libc::SIGTERM);
+        let o = wait_output(child, Duration::from_secs(15));
+        assert!(o.status.success(), "channel `{ty}`: {}", stderr(&o));
+        let counts = final_counts(&stderr(&o));
+        let emitted = counts["gen"]["events_out"].as_u64();
+        assert_eq!(
+            counts["out"]["events_out"].as_u64(),
+            emitted,
+            "channel `{ty}`"
+        );
+        let n = assert_prefix(&d.lines("out/c.log"));
+        assert_eq!(Some(n as u64), emitted, "channel `{ty}`");
     }
 }
