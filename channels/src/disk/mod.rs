@@ -128,7 +128,11 @@ impl ChannelConfig for DiskConfig {
 
 struct Core {
     shared: Arc<Shared>,
-    tx: Mutex<mpsc::Sender<Cmd>>,
+    /// To the writer thread; `None` once the channel is dropped.
+    tx: Mutex<Option<mpsc::Sender<Cmd>>>,
+    /// Joined on drop, so that the last commit entries are written and
+    /// synced before the process exits.
+    thread: Mutex<Option<std::thread::JoinHandle<()>>>,
     dir: PathBuf,
     max_bytes: u64,
     when_full: WhenFull,
@@ -137,19 +141,31 @@ struct Core {
 impl Core {
     fn send(&self, cmd: Cmd) -> Result<(), ChannelError> {
         let tx = self.tx.lock().unwrap_or_else(|p| p.into_inner());
-        tx.send(cmd)
-            .map_err(|_| ChannelError::Other("disk channel: the writer thread is gone".into()))
+        tx.as_ref()
+            .and_then(|tx| tx.send(cmd).ok())
+            .ok_or_else(|| ChannelError::Other("disk channel: the writer thread is gone".into()))
     }
 
-    async fn commit(&self, parts: Vec<(u64, u32, u32)>) -> Result<(), ChannelError> {
-        let (reply, rx) = oneshot::channel();
-        self.send(Cmd::Commit { parts, reply })?;
-        match rx.await {
-            Ok(r) => r.map_err(ChannelError::Io),
-            Err(_) => Err(ChannelError::Other(
-                "disk channel: the writer thread is gone".into(),
-            )),
+    /// Commits taken parts: they leave the channel at once (room is freed,
+    /// readers and writers are woken); the writer thread then appends their
+    /// commit entries and deletes the segments they finished. A crash before
+    /// the entries are written delivers these events again.
+    fn commit(&self, parts: Vec<(u64, u32, u32)>) -> Result<(), ChannelError> {
+        let mut delete = Vec::new();
+        {
+            let mut st = self.shared.lock();
+            for &(rid, s, e) in &parts {
+                let n = e.saturating_sub(s);
+                st.in_flight = st.in_flight.saturating_sub(u64::from(n));
+                st.committed_events += u64::from(n);
+                if let Some(p) = st.commit_events(rid, n) {
+                    delete.push(p);
+                }
+            }
         }
+        self.shared.writers.notify_waiters();
+        self.shared.readers.notify_waiters();
+        self.send(Cmd::Commit { parts, delete })
     }
 
     /// Puts taken parts back at the front, with their events when given.
@@ -180,6 +196,17 @@ impl Core {
         st.queued += total as u64;
         drop(st);
         self.shared.readers.notify_waiters();
+    }
+}
+
+impl Drop for Core {
+    fn drop(&mut self) {
+        let tx = self.tx.get_mut().map(Option::take).unwrap_or_default();
+        drop(tx);
+        let thread = self.thread.get_mut().map(Option::take).unwrap_or_default();
+        if let Some(t) = thread {
+            let _ = t.join();
+        }
     }
 }
 
@@ -218,13 +245,14 @@ impl DiskChannel {
             recovered.next_rid,
             recovered.commits_len,
         );
-        std::thread::Builder::new()
+        let thread = std::thread::Builder::new()
             .name("sluice-disk-writer".into())
             .spawn(move || writer.run())?;
         Ok(DiskChannel {
             core: Arc::new(Core {
                 shared,
-                tx: Mutex::new(tx),
+                tx: Mutex::new(Some(tx)),
+                thread: Mutex::new(Some(thread)),
                 dir,
                 max_bytes: config.max_bytes.0,
                 when_full: config.when_full,
@@ -235,6 +263,19 @@ impl DiskChannel {
     /// The channel's directory.
     pub fn dir(&self) -> &std::path::Path {
         &self.core.dir
+    }
+
+    /// Waits until everything accepted and committed so far is written and
+    /// synced, whatever the sync policy.
+    ///
+    /// # Errors
+    ///
+    /// When the writer thread is gone.
+    pub async fn sync(&self) -> Result<(), ChannelError> {
+        let (reply, rx) = oneshot::channel();
+        self.core.send(Cmd::Sync { reply })?;
+        rx.await
+            .map_err(|_| ChannelError::Other("disk channel: the writer thread is gone".into()))
     }
 
     /// Records found damaged since the channel opened (skipped).
@@ -482,7 +523,7 @@ impl Channel for DiskChannel {
                 }
                 // Damaged events are gone for good: committed so that they
                 // are not read again.
-                core.commit(dropped).await?;
+                core.commit(dropped)?;
             }
             guard.parts = None;
             if kept.is_empty() {
@@ -534,7 +575,7 @@ struct DiskTxn {
 #[async_trait]
 impl TransactionHandle for DiskTxn {
     async fn commit(self: Box<Self>) -> Result<(), ChannelError> {
-        self.core.commit(self.parts).await
+        self.core.commit(self.parts)
     }
 
     fn rollback(self: Box<Self>, batch: Option<Batch>) {

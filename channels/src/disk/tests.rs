@@ -114,6 +114,9 @@ async fn uncommitted_events_come_back_after_a_restart() {
         ch.put(batch(20..30)).await.unwrap();
         let t = ch.take(15).await.unwrap().unwrap();
         t.commit().await.unwrap();
+        // Commit entries are written right after a commit returns; a crash
+        // before that delivers the events again. Wait for them here.
+        ch.sync().await.unwrap();
         // Taken, never committed: as if the process died here.
         let t = ch.take(3).await.unwrap().unwrap();
         std::mem::forget(t);
@@ -151,7 +154,11 @@ async fn committed_segments_are_deleted() {
         t.commit().await.unwrap();
     }
     assert_eq!(seen, (0..1000).collect::<Vec<_>>());
-    // Only the active segment is left.
+    // Only the active segment is left (deleted by the writer thread).
+    let start = std::time::Instant::now();
+    while segments(dir.path()) > 1 && start.elapsed() < StdDuration::from_secs(10) {
+        tokio::time::sleep(StdDuration::from_millis(10)).await;
+    }
     assert_eq!(segments(dir.path()), 1);
     assert_eq!(ch.stats().bytes, 0);
 }
@@ -377,6 +384,7 @@ async fn random_puts_takes_rollbacks_and_restarts_lose_nothing() {
                 "seed {seed}: a record read back damaged"
             );
             if !last {
+                ch.sync().await.unwrap();
                 // Leave some events taken and uncommitted, then "crash".
                 if let Ok(Ok(Some(t))) =
                     tokio::time::timeout(StdDuration::from_millis(20), ch.take(7)).await

@@ -37,10 +37,13 @@ pub enum Cmd {
         batch: Batch,
         reply: oneshot::Sender<io::Result<()>>,
     },
-    /// Record that these events were committed: (record id, start, end).
+    /// Reply once everything sent before is written and synced.
+    Sync { reply: oneshot::Sender<()> },
+    /// Write commit entries for these events, (record id, start, end),
+    /// then delete the segments they finished.
     Commit {
         parts: Vec<(u64, u32, u32)>,
-        reply: oneshot::Sender<io::Result<()>>,
+        delete: Vec<PathBuf>,
     },
 }
 
@@ -159,7 +162,8 @@ impl Writer {
     fn handle(&mut self, group: Vec<Cmd>) {
         let mut pending: Vec<Written> = Vec::new();
         let mut written: Vec<Written> = Vec::new();
-        let mut commits: Vec<(Vec<(u64, u32, u32)>, oneshot::Sender<io::Result<()>>)> = Vec::new();
+        let mut delete: Vec<PathBuf> = Vec::new();
+        let mut synced: Vec<oneshot::Sender<()>> = Vec::new();
         for cmd in group {
             match cmd {
                 Cmd::Append {
@@ -182,7 +186,7 @@ impl Writer {
                         // is deleted.
                         self.flush_segment(&mut pending, &mut written);
                         self.sync_written(&mut written);
-                        self.publish(std::mem::take(&mut written), Vec::new(), Ok(()));
+                        self.publish(std::mem::take(&mut written));
                         if let Err(e) = self.roll() {
                             tracing::error!("disk channel: cannot start a segment: {e}");
                             self.release(len);
@@ -218,19 +222,38 @@ impl Writer {
                         reply,
                     });
                 }
-                Cmd::Commit { parts, reply } => {
+                Cmd::Commit {
+                    parts,
+                    delete: done,
+                } => {
                     for &(rid, s, e) in &parts {
                         self.commit_buf
                             .extend_from_slice(&log::commit_entry(rid, s, e));
                     }
-                    commits.push((parts, reply));
+                    delete.extend(done);
                 }
+                Cmd::Sync { reply } => synced.push(reply),
             }
         }
         self.flush_segment(&mut pending, &mut written);
-        let commit_result = self.flush_commits();
+        self.flush_commits();
         self.sync_written(&mut written);
-        self.publish(written, commits, commit_result);
+        self.publish(written);
+        if !synced.is_empty() {
+            self.sync_now();
+            for r in synced {
+                let _ = r.send(());
+            }
+        }
+        // After their commit entries: a segment deleted first would be
+        // harmless too (its records are gone), but this keeps the log honest.
+        for p in delete {
+            remove_segment(&p);
+        }
+        if self.commits_len > COMPACT_COMMITS_AT {
+            let floor = self.shared.lock().commits_floor();
+            self.compact_commits(floor);
+        }
     }
 
     /// With `sync: always`, syncs the active segment before its new records
@@ -287,9 +310,9 @@ impl Writer {
         self.buf.clear();
     }
 
-    fn flush_commits(&mut self) -> io::Result<()> {
+    fn flush_commits(&mut self) {
         if self.commit_buf.is_empty() {
-            return Ok(());
+            return;
         }
         let result = (|| {
             if self.commits.is_none() {
@@ -316,7 +339,6 @@ impl Writer {
             }
         }
         self.commit_buf.clear();
-        result
     }
 
     fn seal_active(&mut self) {
@@ -373,17 +395,12 @@ impl Writer {
         Ok(())
     }
 
-    /// Makes written records available to readers, applies commits, deletes
-    /// segments that are done, and replies.
-    fn publish(
-        &mut self,
-        written: Vec<Written>,
-        commits: Vec<(Vec<(u64, u32, u32)>, oneshot::Sender<io::Result<()>>)>,
-        commit_result: io::Result<()>,
-    ) {
-        let mut delete = Vec::new();
+    /// Makes written records available to readers and replies to their puts.
+    fn publish(&mut self, written: Vec<Written>) {
+        if written.is_empty() {
+            return;
+        }
         let mut replies = Vec::with_capacity(written.len());
-        let floor;
         {
             let mut st = self.shared.lock();
             for w in written {
@@ -410,39 +427,10 @@ impl Writer {
                 st.put_events += n;
                 replies.push(w.reply);
             }
-            for (parts, _) in &commits {
-                for &(rid, s, e) in parts {
-                    let n = e.saturating_sub(s);
-                    st.in_flight = st.in_flight.saturating_sub(u64::from(n));
-                    st.committed_events += u64::from(n);
-                    if let Some(p) = st.commit_events(rid, n) {
-                        delete.push(p);
-                    }
-                }
-            }
-            floor = st.commits_floor();
         }
-        if !replies.is_empty() {
-            self.shared.readers.notify_waiters();
-        }
+        self.shared.readers.notify_waiters();
         for r in replies {
             let _ = r.send(Ok(()));
-        }
-        if !commits.is_empty() {
-            self.shared.writers.notify_waiters();
-            self.shared.readers.notify_waiters();
-        }
-        for (_, reply) in commits {
-            let _ = reply.send(match &commit_result {
-                Ok(()) => Ok(()),
-                Err(e) => Err(io::Error::new(e.kind(), e.to_string())),
-            });
-        }
-        for p in delete {
-            remove_segment(&p);
-        }
-        if self.commits_len > COMPACT_COMMITS_AT {
-            self.compact_commits(floor);
         }
     }
 
@@ -468,7 +456,7 @@ impl Writer {
     }
 }
 
-fn remove_segment(path: &std::path::Path) {
+pub(super) fn remove_segment(path: &std::path::Path) {
     match std::fs::remove_file(path) {
         Ok(()) => {
             tracing::debug!(segment = %path.display(), "disk channel: segment fully committed, deleted")
