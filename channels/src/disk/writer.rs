@@ -11,7 +11,7 @@
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
 use std::path::PathBuf;
-use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -73,6 +73,11 @@ pub struct Writer {
     last_sync: Instant,
     buf: Vec<u8>,
     commit_buf: Vec<u8>,
+    /// Sealed segments not synced yet (`sync: interval`), first in `unsynced`.
+    unsynced: Vec<File>,
+    unsynced_sealed: usize,
+    /// To the thread that runs `sync: interval`'s syncs.
+    syncer: SyncSender<Vec<File>>,
 }
 
 impl Writer {
@@ -101,6 +106,9 @@ impl Writer {
             last_sync: Instant::now(),
             buf: Vec::new(),
             commit_buf: Vec::new(),
+            unsynced: Vec::new(),
+            unsynced_sealed: 0,
+            syncer: spawn_syncer(),
         }
     }
 
@@ -115,7 +123,7 @@ impl Writer {
                 {
                     Ok(c) => c,
                     Err(RecvTimeoutError::Timeout) => {
-                        self.sync_now();
+                        self.sync_background();
                         continue;
                     }
                     Err(RecvTimeoutError::Disconnected) => break,
@@ -138,7 +146,7 @@ impl Writer {
                 && self.sync == SyncPolicy::Interval
                 && self.last_sync.elapsed() >= self.sync_interval
             {
-                self.sync_now();
+                self.sync_background();
             }
         }
         if self.sync != SyncPolicy::Never {
@@ -146,7 +154,48 @@ impl Writer {
         }
     }
 
+    /// With `sync: interval`: hands handles of the files written since the
+    /// last sync to the syncer thread, so that appends go on meanwhile. A
+    /// sync still running is not queued behind: the next try comes at the
+    /// next write or interval.
+    fn sync_background(&mut self) {
+        let mut files = std::mem::take(&mut self.unsynced);
+        files.extend(self.file.as_ref().and_then(|(_, f, _)| f.try_clone().ok()));
+        files.extend(self.commits.as_ref().and_then(|c| c.try_clone().ok()));
+        match self.syncer.try_send(files) {
+            Ok(()) => {
+                self.dirty = false;
+                self.last_sync = Instant::now();
+            }
+            Err(std::sync::mpsc::TrySendError::Full(files)) => {
+                // Keep sealed segments for the next round; the active ones
+                // are cloned again then.
+                self.unsynced = files;
+                self.unsynced.truncate(self.unsynced_sealed);
+                // Try again shortly rather than spin.
+                let retry = self.sync_interval.saturating_sub(Duration::from_millis(50));
+                self.last_sync = Instant::now()
+                    .checked_sub(retry)
+                    .unwrap_or_else(Instant::now);
+            }
+            Err(std::sync::mpsc::TrySendError::Disconnected(files)) => {
+                for f in files {
+                    let _ = f.sync_data();
+                }
+                self.dirty = false;
+                self.last_sync = Instant::now();
+            }
+        }
+        if self.unsynced.is_empty() {
+            self.unsynced_sealed = 0;
+        }
+    }
+
     fn sync_now(&mut self) {
+        for f in std::mem::take(&mut self.unsynced) {
+            let _ = f.sync_data();
+        }
+        self.unsynced_sealed = 0;
         if let Some((id, f, _)) = &self.file {
             if let Err(e) = f.sync_data() {
                 tracing::warn!(segment = id, "disk channel: sync failed: {e}");
@@ -343,8 +392,16 @@ impl Writer {
 
     fn seal_active(&mut self) {
         if let Some((id, f, _)) = self.file.take() {
-            if self.sync != SyncPolicy::Never {
-                let _ = f.sync_data();
+            match self.sync {
+                SyncPolicy::Always => {
+                    let _ = f.sync_data();
+                }
+                SyncPolicy::Interval => {
+                    // Synced with the next round, off this thread.
+                    self.unsynced.insert(0, f);
+                    self.unsynced_sealed += 1;
+                }
+                SyncPolicy::Never => {}
             }
             let delete = {
                 let mut st = self.shared.lock();
@@ -454,6 +511,28 @@ impl Writer {
             }
         }
     }
+}
+
+/// The thread that syncs files for `sync: interval`; it ends when the
+/// writer drops its sender. When it cannot be started, the writer syncs
+/// itself (the send fails as disconnected).
+fn spawn_syncer() -> SyncSender<Vec<File>> {
+    let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<File>>(0);
+    let started = std::thread::Builder::new()
+        .name("sluice-disk-sync".into())
+        .spawn(move || {
+            for files in rx {
+                for f in files {
+                    if let Err(e) = f.sync_data() {
+                        tracing::warn!("disk channel: sync failed: {e}");
+                    }
+                }
+            }
+        });
+    if let Err(e) = started {
+        tracing::warn!("disk channel: cannot start the sync thread ({e}); syncing inline");
+    }
+    tx
 }
 
 pub(super) fn remove_segment(path: &std::path::Path) {
