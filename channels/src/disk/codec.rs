@@ -3,13 +3,18 @@
 //! A record's payload is its events one after the other:
 //!
 //! ```text
-//! event  = varint(body length) body  i64-le(timestamp)  varint(field count) field*
+//! event  = varint(body length) body  zigzag-varint(timestamp delta)
+//!          varint(field count) field*
 //! field  = varint(name length) name  value
 //! value  = tag:u8 then, by tag: 0 null | 1 false | 2 true
 //!          | 3 zigzag-varint integer | 4 f64-le float
 //!          | 5 varint(length) bytes (string) | 6 i64-le timestamp
 //!          | 7 varint(n) value*n (array) | 8 varint(n) field*n (map)
 //! ```
+//!
+//! The timestamp is stored as the difference to the previous event's (the
+//! first one's to 0): events of a batch usually share their time stamp or
+//! nearly, so it takes one byte instead of eight.
 //!
 //! Decoding slices bodies and string values out of the record buffer
 //! ([`Bytes::slice`]): one allocation per record, not per event. The decoder
@@ -34,19 +39,29 @@ pub struct DecodeError {
 
 /// Appends the encoding of `events` to `out`.
 pub fn encode(events: &[Event], out: &mut Vec<u8>) {
+    let mut prev = 0i64;
     for e in events {
         put_varint(out, e.body.len() as u64);
         out.extend_from_slice(&e.body);
-        out.extend_from_slice(&e.timestamp.0.to_le_bytes());
+        put_varint(out, zigzag(e.timestamp.0.wrapping_sub(prev)));
+        prev = e.timestamp.0;
         put_fields(out, &e.fields);
     }
+}
+
+fn zigzag(i: i64) -> u64 {
+    ((i << 1) ^ (i >> 63)) as u64
+}
+
+fn unzigzag(z: u64) -> i64 {
+    ((z >> 1) as i64) ^ -((z & 1) as i64)
 }
 
 /// A size estimate of the encoding, to reserve the buffer once.
 pub fn encoded_len_hint(events: &[Event]) -> usize {
     events
         .iter()
-        .map(|e| e.body.len() + 12 + if e.fields.is_empty() { 0 } else { e.size_of() })
+        .map(|e| e.body.len() + 4 + if e.fields.is_empty() { 0 } else { e.size_of() })
         .sum()
 }
 
@@ -74,7 +89,7 @@ fn put_value(out: &mut Vec<u8>, v: &Value) {
         Value::Bool(true) => out.push(2),
         Value::Integer(i) => {
             out.push(3);
-            put_varint(out, ((i << 1) ^ (i >> 63)) as u64);
+            put_varint(out, zigzag(*i));
         }
         Value::Float(f) => {
             out.push(4);
@@ -119,9 +134,11 @@ pub fn decode(
         at: 0,
     };
     let mut batch = Batch::with_capacity(keep.len());
+    let mut prev = 0i64;
     for i in 0..count {
         let body = r.bytes()?;
-        let timestamp = Timestamp(r.i64()?);
+        prev = prev.wrapping_add(unzigzag(r.varint()?));
+        let timestamp = Timestamp(prev);
         let fields = r.fields(0)?;
         if keep.contains(&i) {
             batch.push(Event {
@@ -219,10 +236,7 @@ impl Reader<'_> {
             0 => Value::Null,
             1 => Value::Bool(false),
             2 => Value::Bool(true),
-            3 => {
-                let z = self.varint()?;
-                Value::Integer(((z >> 1) as i64) ^ -((z & 1) as i64))
-            }
+            3 => Value::Integer(unzigzag(self.varint()?)),
             4 => Value::Float(f64::from_bits(self.i64()? as u64)),
             5 => Value::String(self.bytes()?),
             6 => Value::Timestamp(Timestamp(self.i64()?)),
@@ -259,8 +273,13 @@ mod tests {
             "list",
             Value::Array(vec![Value::from("x"), Value::Integer(1)]),
         );
-        let b = Event::new(Bytes::from_static(b"\xff\x00raw"), Timestamp(0));
-        vec![a, b, Event::new("", Timestamp(i64::MAX))]
+        let b = Event::new(Bytes::from_static(b"\xff\x00raw"), Timestamp(i64::MIN));
+        vec![
+            a,
+            b,
+            Event::new("", Timestamp(i64::MAX)),
+            Event::new("x", Timestamp(-1)),
+        ]
     }
 
     #[test]
@@ -269,9 +288,9 @@ mod tests {
         let mut buf = Vec::new();
         encode(&events, &mut buf);
         let payload = Bytes::from(buf);
-        let back = decode(&payload, 3, 0..3).unwrap();
+        let back = decode(&payload, 4, 0..4).unwrap();
         assert_eq!(back.events, events);
-        let middle = decode(&payload, 3, 1..2).unwrap();
+        let middle = decode(&payload, 4, 1..2).unwrap();
         assert_eq!(middle.events, events[1..2]);
     }
 
@@ -281,7 +300,7 @@ mod tests {
         encode(&sample(), &mut buf);
         for cut in 0..buf.len() {
             let p = Bytes::copy_from_slice(&buf[..cut]);
-            assert!(decode(&p, 3, 0..3).is_err(), "cut at {cut}");
+            assert!(decode(&p, 4, 0..4).is_err(), "cut at {cut}");
         }
         let mut x = 0x9e37_79b9u32;
         for i in 0..buf.len() {
@@ -291,7 +310,7 @@ mod tests {
             x ^= x << 5;
             b[i] = b[i].wrapping_add(1 + (x % 255) as u8);
             // Either an error or some batch: never a panic.
-            let _ = decode(&Bytes::from(b), 3, 0..3);
+            let _ = decode(&Bytes::from(b), 4, 0..4);
         }
         assert!(decode(&Bytes::from_static(&[0xff; 12]), 1, 0..1).is_err());
     }
