@@ -178,7 +178,7 @@ impl Core {
                 let rest = b.events.split_off((end - start) as usize);
                 Batch::from(std::mem::replace(&mut b.events, rest))
             });
-            let cached_bytes = cached.as_ref().map_or(0, Batch::body_bytes);
+            let cached_bytes = cached.as_ref().map_or(0, state::cache_cost);
             units.push(Unit {
                 rid,
                 start,
@@ -414,7 +414,7 @@ impl Channel for DiskChannel {
                             .map(|b| Batch::from(b.events.split_off(room)));
                         let rest_bytes = rest_cached
                             .as_ref()
-                            .map_or(0, Batch::body_bytes)
+                            .map_or(0, state::cache_cost)
                             .min(u.cached_bytes);
                         st.units.push_front(Unit {
                             rid: u.rid,

@@ -43,6 +43,12 @@ impl Unit {
     }
 }
 
+/// What a batch kept in memory costs against `cache_bytes`: bodies and
+/// fields, and the events themselves.
+pub fn cache_cost(b: &Batch) -> usize {
+    b.size_of() + b.len() * std::mem::size_of::<sluice_core::event::Event>()
+}
+
 /// A segment file still on disk.
 #[derive(Debug)]
 pub struct Seg {

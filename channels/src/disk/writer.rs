@@ -153,6 +153,13 @@ impl Writer {
                 self.sync_background();
             }
         }
+        // Everything committed: the active segment goes too, and there is
+        // nothing left worth syncing but the commit log.
+        if self.shared.lock().records.is_empty() {
+            self.seal_active();
+            self.unsynced.clear();
+            self.unsynced_sealed = 0;
+        }
         if self.sync != SyncPolicy::Never {
             self.sync_now();
         }
@@ -288,8 +295,8 @@ impl Writer {
                             events,
                             committed: 0,
                         },
+                        cache_size: super::state::cache_cost(&batch),
                         batch,
-                        cache_size: payload.len(),
                         reply,
                     });
                 }
