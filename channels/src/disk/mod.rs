@@ -148,9 +148,9 @@ impl Core {
 
     /// Commits taken parts: they leave the channel at once (room is freed,
     /// readers and writers are woken); the writer thread then appends their
-    /// commit entries and deletes the segments they finished. A crash before
-    /// the entries are written delivers these events again.
-    fn commit(&self, parts: Vec<(u64, u32, u32)>) -> Result<(), ChannelError> {
+    /// commit entries and deletes the segments they finished. The returned
+    /// receiver is told once the entries are written to the OS.
+    fn commit(&self, parts: Vec<(u64, u32, u32)>) -> Result<oneshot::Receiver<()>, ChannelError> {
         let mut delete = Vec::new();
         {
             let mut st = self.shared.lock();
@@ -165,7 +165,13 @@ impl Core {
         }
         self.shared.writers.notify_waiters();
         self.shared.readers.notify_waiters();
-        self.send(Cmd::Commit { parts, delete })
+        let (reply, rx) = oneshot::channel();
+        self.send(Cmd::Commit {
+            parts,
+            delete,
+            reply: Some(reply),
+        })?;
+        Ok(rx)
     }
 
     /// Puts taken parts back at the front, with their events when given.
@@ -523,7 +529,7 @@ impl Channel for DiskChannel {
                 }
                 // Damaged events are gone for good: committed so that they
                 // are not read again.
-                core.commit(dropped)?;
+                drop(core.commit(dropped)?);
             }
             guard.parts = None;
             if kept.is_empty() {
@@ -575,7 +581,12 @@ struct DiskTxn {
 #[async_trait]
 impl TransactionHandle for DiskTxn {
     async fn commit(self: Box<Self>) -> Result<(), ChannelError> {
-        self.core.commit(self.parts)
+        // Returns once the commit entries are written: a process crash
+        // after that does not deliver these events again.
+        let written = self.core.commit(self.parts)?;
+        written
+            .await
+            .map_err(|_| ChannelError::Other("disk channel: the writer thread is gone".into()))
     }
 
     fn rollback(self: Box<Self>, batch: Option<Batch>) {

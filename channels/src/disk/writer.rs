@@ -46,6 +46,8 @@ pub enum Cmd {
     Commit {
         parts: Vec<(u64, u32, u32)>,
         delete: Vec<PathBuf>,
+        /// Told once the entries are written to the OS.
+        reply: Option<oneshot::Sender<()>>,
     },
 }
 
@@ -242,6 +244,7 @@ impl Writer {
         let mut written: Vec<Written> = Vec::new();
         let mut delete: Vec<PathBuf> = Vec::new();
         let mut synced: Vec<oneshot::Sender<()>> = Vec::new();
+        let mut synced_commits: Vec<oneshot::Sender<()>> = Vec::new();
         for cmd in group {
             match cmd {
                 Cmd::Append {
@@ -303,7 +306,9 @@ impl Writer {
                 Cmd::Commit {
                     parts,
                     delete: done,
+                    reply,
                 } => {
+                    synced_commits.extend(reply);
                     for &(rid, s, e) in &parts {
                         self.commit_buf
                             .extend_from_slice(&log::commit_entry(rid, s, e));
@@ -315,6 +320,9 @@ impl Writer {
         }
         self.flush_segment(&mut pending, &mut written);
         self.flush_commits();
+        for r in synced_commits {
+            let _ = r.send(());
+        }
         self.sync_written(&mut written);
         self.publish(written);
         if !synced.is_empty() {
