@@ -98,6 +98,9 @@ fn u64_at(b: &[u8], at: usize) -> u64 {
     u64::from_le_bytes(a)
 }
 
+/// Committed event ranges `(start, end)` by record id.
+pub type Commits = BTreeMap<u64, Vec<(u32, u32)>>;
+
 /// One commit log entry: events `start..end` of record `rid` are committed.
 pub fn commit_entry(rid: u64, start: u32, end: u32) -> [u8; COMMIT_LEN] {
     let mut e = [0u8; COMMIT_LEN];
@@ -284,7 +287,7 @@ pub fn scan_segment(path: &Path, first_rid: u64) -> io::Result<SegmentScan> {
 /// # Errors
 ///
 /// When the file exists but cannot be read.
-pub fn read_commits(dir: &Path) -> io::Result<(BTreeMap<u64, Vec<(u32, u32)>>, u64)> {
+pub fn read_commits(dir: &Path) -> io::Result<(Commits, u64)> {
     let data = match fs::read(dir.join(COMMITS)) {
         Ok(d) => d,
         Err(e) if e.kind() == io::ErrorKind::NotFound => Vec::new(),

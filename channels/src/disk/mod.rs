@@ -233,24 +233,15 @@ impl DiskChannel {
             .path
             .clone()
             .unwrap_or_else(|| default_dir.to_path_buf());
-        let recovered = recover::open(&dir)?;
+        let mut recovered = recover::open(&dir)?;
         let shared = Arc::new(Shared {
-            state: Mutex::new(recovered.state),
+            state: Mutex::new(std::mem::take(&mut recovered.state)),
             readers: Notify::new(),
             writers: Notify::new(),
             cache_budget: config.cache_bytes.0 as usize,
         });
         let (tx, rx) = mpsc::channel();
-        let writer = Writer::new(
-            dir.clone(),
-            shared.clone(),
-            rx,
-            config.sync,
-            config.sync_interval.get(),
-            config.max_segment_bytes.0,
-            recovered.next_rid,
-            recovered.commits_len,
-        );
+        let writer = Writer::new(dir.clone(), shared.clone(), rx, config, &recovered);
         let thread = std::thread::Builder::new()
             .name("sluice-disk-writer".into())
             .spawn(move || writer.run())?;

@@ -41,6 +41,10 @@ pub struct Summary {
     pub bad_commits: u64,
 }
 
+/// What [`inspect`] returns: every segment's scan, the committed ranges,
+/// and the summary.
+pub type Inspection = (Vec<log::SegmentScan>, log::Commits, Summary);
+
 /// Reads the segments of `dir` and the commit log, reporting each damaged
 /// stretch to `report` (segment file, damage). Returns the scans, the
 /// committed ranges and the summary.
@@ -48,14 +52,7 @@ pub struct Summary {
 /// # Errors
 ///
 /// When the directory or a file cannot be read.
-pub fn inspect(
-    dir: &Path,
-    mut report: impl FnMut(&Path, &log::Damage),
-) -> io::Result<(
-    Vec<log::SegmentScan>,
-    std::collections::BTreeMap<u64, Vec<(u32, u32)>>,
-    Summary,
-)> {
+pub fn inspect(dir: &Path, mut report: impl FnMut(&Path, &log::Damage)) -> io::Result<Inspection> {
     let (commits, bad_commits) = log::read_commits(dir)?;
     let mut summary = Summary {
         bad_commits,

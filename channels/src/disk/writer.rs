@@ -85,27 +85,25 @@ pub struct Writer {
 }
 
 impl Writer {
+    /// A writer for `dir` going on from what recovery found.
     pub fn new(
         dir: PathBuf,
         shared: Arc<Shared>,
         rx: Receiver<Cmd>,
-        sync: SyncPolicy,
-        sync_interval: Duration,
-        max_segment: u64,
-        next_rid: u64,
-        commits_len: u64,
+        config: &super::DiskConfig,
+        recovered: &super::recover::Recovered,
     ) -> Self {
         Writer {
             dir,
             shared,
             rx,
-            sync,
-            sync_interval,
-            max_segment,
-            next_rid,
+            sync: config.sync,
+            sync_interval: config.sync_interval.get(),
+            max_segment: config.max_segment_bytes.0,
+            next_rid: recovered.next_rid,
             file: None,
             commits: None,
-            commits_len,
+            commits_len: recovered.commits_len,
             dirty: false,
             last_sync: Instant::now(),
             buf: Vec::new(),
