@@ -24,8 +24,6 @@ use super::SyncPolicy;
 
 /// The commit log is compacted once it grows past this.
 const COMPACT_COMMITS_AT: u64 = 4 << 20;
-/// How long the writer looks for the next command before it sleeps.
-const SPIN: Duration = Duration::from_micros(50);
 /// Commands handled in one group at most.
 const MAX_GROUP: usize = 1024;
 
@@ -117,9 +115,7 @@ impl Writer {
     /// Serves commands until every sender is gone, then syncs and returns.
     pub fn run(mut self) {
         loop {
-            let first = if let Some(c) = self.poll_briefly() {
-                c
-            } else if self.dirty && self.sync == SyncPolicy::Interval {
+            let first = if self.dirty && self.sync == SyncPolicy::Interval {
                 let due = self.last_sync + self.sync_interval;
                 match self
                     .rx
@@ -162,24 +158,6 @@ impl Writer {
         }
         if self.sync != SyncPolicy::Never {
             self.sync_now();
-        }
-    }
-
-    /// Looks for a command for a short while before the thread sleeps: a
-    /// writer that puts batch after batch sends the next one within
-    /// microseconds, and finding it awake saves two thread wake-ups per put.
-    fn poll_briefly(&self) -> Option<Cmd> {
-        let start = Instant::now();
-        loop {
-            match self.rx.try_recv() {
-                Ok(c) => return Some(c),
-                Err(std::sync::mpsc::TryRecvError::Disconnected) => return None,
-                Err(std::sync::mpsc::TryRecvError::Empty) => {}
-            }
-            if start.elapsed() > SPIN {
-                return None;
-            }
-            std::thread::yield_now();
         }
     }
 
