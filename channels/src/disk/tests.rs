@@ -8,7 +8,7 @@ fn batch(range: std::ops::Range<u32>) -> Batch {
     range
         .map(|i| {
             let mut e = Event::new(i.to_string(), Timestamp(i64::from(i)));
-            if i % 3 == 0 {
+            if i.is_multiple_of(3) {
                 e.insert("n", i64::from(i));
             }
             e
@@ -22,7 +22,7 @@ fn numbers(b: &Batch) -> Vec<u32> {
         .map(|e| {
             let n: u32 = std::str::from_utf8(&e.body).unwrap().parse().unwrap();
             assert_eq!(e.timestamp, Timestamp(i64::from(n)));
-            if n % 3 == 0 {
+            if n.is_multiple_of(3) {
                 assert_eq!(e.get("n"), Some(&Value::Integer(i64::from(n))));
             }
             n
