@@ -318,6 +318,17 @@ fn a_full_disk_channel_blocks_the_source_and_memory_stays_bounded() {
         "still growing: {sizes:?}"
     );
     assert!(peak > 0 && peak < 96 * 1024, "peak RSS {peak} KiB");
+    // Repair refuses a directory a running agent holds.
+    let o = d.run(
+        &["channel", "repair", "state/channels/buf"],
+        Duration::from_secs(30),
+    );
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("in use by another process"),
+        "{}",
+        stderr(&o)
+    );
     // The stream is intact once the reader catches up.
     use std::io::BufRead;
     let mut out = std::io::BufReader::new(child.stdout.take().expect("stdout"));

@@ -76,7 +76,7 @@ fn check(dir: &Path) -> anyhow::Result<i32> {
 
 fn repair(dir: &Path) -> anyhow::Result<i32> {
     ensure_dir(dir)?;
-    let fixed = disk::repair(dir)?;
+    let (fixed, bad) = disk::repair(dir)?;
     for seg in &fixed {
         for d in &seg.removed {
             println!(
@@ -89,13 +89,7 @@ fn repair(dir: &Path) -> anyhow::Result<i32> {
             );
         }
     }
-    let (commits, bad) = disk::log::read_commits(dir)?;
     if bad > 0 {
-        let entries: Vec<(u64, u32, u32)> = commits
-            .iter()
-            .flat_map(|(&rid, ranges)| ranges.iter().map(move |&(a, b)| (rid, a, b)))
-            .collect();
-        disk::log::rewrite_commits(dir, &entries)?;
         println!("removed {bad} bad commit entries (their events will be delivered again)");
     }
     let (_, _, s) = disk::inspect(dir, |_, _| {})?;

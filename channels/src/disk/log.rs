@@ -357,6 +357,51 @@ pub fn rewrite_commits(dir: &Path, entries: &[(u64, u32, u32)]) -> io::Result<()
     Ok(())
 }
 
+/// An exclusive lock on a channel directory (a POSIX record lock on
+/// `DIR/lock`), held while the value lives: two agents, or `repair` and an
+/// agent, never work on one directory at once. The lock belongs to the
+/// process, so one process may open a directory again (tests do).
+#[derive(Debug)]
+pub struct DirLock {
+    _file: File,
+}
+
+/// Takes the lock on `dir`.
+///
+/// # Errors
+///
+/// `WouldBlock` when another process holds it; any I/O error opening it.
+pub fn lock_dir(dir: &Path) -> io::Result<DirLock> {
+    use std::os::unix::io::AsRawFd;
+    let file = fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(dir.join("lock"))?;
+    // SAFETY: an all-zero `struct flock` is a valid value (a lock of the
+    // whole file once the type is set).
+    let mut fl: libc::flock = unsafe { std::mem::zeroed() };
+    fl.l_type = libc::F_WRLCK as _;
+    fl.l_whence = libc::SEEK_SET as _;
+    // SAFETY: fcntl(2) F_SETLK on a descriptor we own and keep open, with a
+    // pointer to a live `struct flock`.
+    let rc = unsafe { libc::fcntl(file.as_raw_fd(), libc::F_SETLK, &fl) };
+    if rc != 0 {
+        let e = io::Error::last_os_error();
+        if matches!(e.raw_os_error(), Some(libc::EACCES) | Some(libc::EAGAIN)) {
+            return Err(io::Error::new(
+                io::ErrorKind::WouldBlock,
+                format!(
+                    "{} is in use by another process (a running agent?)",
+                    dir.display()
+                ),
+            ));
+        }
+        return Err(e);
+    }
+    Ok(DirLock { _file: file })
+}
+
 /// Syncs a directory so that renames and new files in it survive an OS
 /// crash; best effort (not every platform allows it).
 pub fn sync_dir(dir: &Path) {

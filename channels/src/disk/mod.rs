@@ -136,6 +136,8 @@ struct Core {
     dir: PathBuf,
     max_bytes: u64,
     when_full: WhenFull,
+    /// Released after the writer thread ended (fields drop after `drop`).
+    _lock: log::DirLock,
 }
 
 impl Core {
@@ -251,6 +253,7 @@ impl DiskChannel {
                 tx: Mutex::new(Some(tx)),
                 thread: Mutex::new(Some(thread)),
                 dir,
+                _lock: recovered.lock,
                 max_bytes: config.max_bytes.0,
                 when_full: config.when_full,
             }),

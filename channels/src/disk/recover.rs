@@ -15,6 +15,8 @@ use super::state::{Rec, Seg, State, Unit};
 
 /// What [`open`] found.
 pub struct Recovered {
+    /// Held for as long as the channel is open.
+    pub lock: log::DirLock,
     pub state: State,
     /// Id for the next record.
     pub next_rid: u64,
@@ -91,6 +93,7 @@ pub fn inspect(dir: &Path, mut report: impl FnMut(&Path, &log::Damage)) -> io::R
 /// be read or deleted.
 pub fn open(dir: &Path) -> io::Result<Recovered> {
     std::fs::create_dir_all(dir)?;
+    let lock = log::lock_dir(dir)?;
     let (scans, commits, summary) = inspect(dir, |path, d| {
         let what = match d.kind {
             DamageKind::Corrupt => "skipped a corrupt record",
@@ -181,6 +184,7 @@ pub fn open(dir: &Path) -> io::Result<Recovered> {
         );
     }
     Ok(Recovered {
+        lock,
         state,
         next_rid,
         commits_len: (keep.len() * log::COMMIT_LEN) as u64,
@@ -197,13 +201,16 @@ pub struct Repaired {
 }
 
 /// Rewrites every damaged segment of `dir` without its damaged stretches
-/// (torn tails cut, corrupt records dropped), so the channel opens cleanly.
+/// (torn tails cut, corrupt records dropped) and the commit log without
+/// entries that fail their checksum, so the channel opens cleanly. Returns
+/// the segments repaired and the number of commit entries dropped.
 ///
 /// # Errors
 ///
 /// On any I/O error (a segment is replaced atomically, so an error leaves
 /// it as it was).
-pub fn repair(dir: &Path) -> io::Result<Vec<Repaired>> {
+pub fn repair(dir: &Path) -> io::Result<(Vec<Repaired>, u64)> {
+    let _lock = log::lock_dir(dir)?;
     let (scans, _, _) = inspect(dir, |_, _| {})?;
     let mut out = Vec::new();
     for scan in scans {
@@ -233,5 +240,13 @@ pub fn repair(dir: &Path) -> io::Result<Vec<Repaired>> {
             removed: scan.damage,
         });
     }
-    Ok(out)
+    let (commits, bad) = log::read_commits(dir)?;
+    if bad > 0 {
+        let entries: Vec<(u64, u32, u32)> = commits
+            .iter()
+            .flat_map(|(&rid, ranges)| ranges.iter().map(move |&(a, b)| (rid, a, b)))
+            .collect();
+        log::rewrite_commits(dir, &entries)?;
+    }
+    Ok((out, bad))
 }
