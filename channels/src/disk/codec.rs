@@ -119,7 +119,7 @@ fn put_value(out: &mut Vec<u8>, v: &Value) {
 }
 
 /// Decodes `count` events from `payload`, keeping those with index in
-/// `keep` (the others are decoded and dropped).
+/// `keep` (those before are decoded and dropped; decoding stops after the last kept one).
 ///
 /// # Errors
 ///
@@ -146,6 +146,10 @@ pub fn decode(
                 timestamp,
                 fields,
             });
+        }
+        if i + 1 >= keep.end && keep.end < count {
+            // The rest is not wanted (the record's checksum vouches for it).
+            return Ok(batch);
         }
     }
     if r.at != payload.len() {
