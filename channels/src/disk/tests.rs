@@ -419,3 +419,60 @@ async fn random_puts_takes_rollbacks_and_restarts_lose_nothing() {
         assert_eq!(ch.stats().events, 0, "seed {seed}");
     }
 }
+
+/// One writer, one reader taking random amounts and rolling back at
+/// random (with or without the batch), small segments and a tiny cache:
+/// the committed events are exactly the put ones, in order, and the channel
+/// never holds more than `max_bytes` (plus one record, which may pass alone).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_reader_sees_everything_in_order_through_rollbacks() {
+    for seed in 1..=10u64 {
+        let dir = tempfile::tempdir().unwrap();
+        let mut rng = Rng(seed.wrapping_mul(0x2545_F491_4F6C_DD1D));
+        let max_bytes = 300 + rng.below(2000);
+        let ch = Arc::new(open(
+            dir.path(),
+            &format!(
+                "max_bytes: {max_bytes}\nmax_segment_bytes: 4KiB\ncache_bytes: {}",
+                rng.below(2000)
+            ),
+        ));
+        let total = 3000u32;
+        let writer = {
+            let ch = ch.clone();
+            let mut rng = Rng(seed);
+            tokio::spawn(async move {
+                let mut i = 0;
+                while i < total {
+                    let n = (1 + rng.below(30) as u32).min(total - i);
+                    ch.put(batch(i..i + n)).await.unwrap();
+                    i += n;
+                }
+                ch.close();
+            })
+        };
+        let mut committed = Vec::new();
+        while let Some(mut t) = ch.take(1 + rng.below(50) as usize).await.unwrap() {
+            // A record is at most 30 events of at most 16 bytes plus its header.
+            assert!(
+                ch.stats().bytes <= max_bytes + 600,
+                "seed {seed}: {:?}",
+                ch.stats()
+            );
+            match rng.below(4) {
+                0 => t.rollback(),
+                1 => {
+                    let _ = t.take_batch();
+                    t.rollback();
+                }
+                _ => {
+                    committed.extend(numbers(t.batch()));
+                    t.commit().await.unwrap();
+                }
+            }
+        }
+        writer.await.unwrap();
+        assert_eq!(committed, (0..total).collect::<Vec<_>>(), "seed {seed}");
+        assert_eq!((ch.stats().events, ch.stats().bytes), (0, 0), "seed {seed}");
+    }
+}
