@@ -323,7 +323,7 @@ fn a_full_disk_channel_blocks_the_source_and_memory_stays_bounded() {
         &["channel", "repair", "state/channels/buf"],
         Duration::from_secs(30),
     );
-    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
     assert!(
         stderr(&o).contains("in use by another process"),
         "{}",

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use clap::Subcommand;
 use sluice_channels::disk::{self, log::DamageKind};
 
-use super::{EXIT_FAILED, EXIT_OK};
+use super::{EXIT_CONFIG, EXIT_FAILED, EXIT_OK};
 
 /// What to do with a disk channel's directory.
 #[derive(Subcommand)]
@@ -23,7 +23,9 @@ pub enum ChannelCommand {
     },
 }
 
-/// Runs a `sluice channel` command; returns the exit code.
+/// Runs a `sluice channel` command; returns the exit code: 0 clean (or
+/// repaired), 1 damage found by `check`, 2 the directory could not be read,
+/// written or locked.
 pub fn main(cmd: ChannelCommand) -> i32 {
     let result = match cmd {
         ChannelCommand::Check { dir } => check(&dir),
@@ -31,7 +33,7 @@ pub fn main(cmd: ChannelCommand) -> i32 {
     };
     result.unwrap_or_else(|e| {
         eprintln!("error: {e:#}");
-        EXIT_FAILED
+        EXIT_CONFIG
     })
 }
 
