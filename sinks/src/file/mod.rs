@@ -14,12 +14,39 @@
 //!    with its parent directories, when missing).
 //!
 //! `write` returns `Ok` once every buffer is written to the OS (there is no
-//! user-space buffering and no `fsync`: a crash of the process loses nothing
-//! written, a crash of the machine may lose what the OS had not yet synced).
-//! On an I/O error the sink stops at that file and returns
-//! [`SinkError::Retry`]; files written before it in the same batch then get
-//! the batch again on retry (at-least-once), and a failed `write_all` may
-//! have left part of a buffer in the file.
+//! user-space buffering). When the sink's input channel is durable
+//! ([`BuildContext::durable_input`]), each file written is also synced
+//! (`sync_data`) before `write` returns, since the take is committed right
+//! after; otherwise there is no `fsync`: a crash of the process loses nothing
+//! written, a crash of the machine may lose what the OS had not yet synced.
+//! On an I/O error the sink stops at that file, cuts the file back to its
+//! size before the failed write, and returns [`SinkError::Retry`]; files
+//! written before it in the same batch then get the batch again on retry
+//! (at-least-once).
+//!
+//! # Compression
+//!
+//! With `compression: gzip` or `zstd`, each buffer (one batch's events for
+//! one file) is compressed on the blocking thread into one complete gzip
+//! member or zstd frame and appended. Concatenated members (frames) are one
+//! valid stream for `gzip -d`, `zstd -d` and the usual libraries, so a file
+//! is valid after every write: nothing is held back until close, and a crash
+//! can at worst leave a torn last member of a batch that was not
+//! acknowledged. Since such a torn member would spoil what follows it, a
+//! compressed file that already exists when this run first opens its path
+//! is rotated away before the first write.
+//!
+//! # Rotation
+//!
+//! With `rotate`, before a buffer is written to a file the sink checks the
+//! file: when the buffer would take it past `max_bytes` (bytes on disk) or
+//! the file is `interval` old, the file is closed and renamed to
+//! `<stem>.<UTC time YYYYMMDDTHHMMSSZ>.<6-digit sequence>.<extension>` in
+//! the same directory (`app.log` -> `app.20261126T055901Z.000000.log`,
+//! `app.log.gz` -> `app.log.20261126T055901Z.000000.gz`); the sequence
+//! number counts the rotations within that second, so rotated files sort by
+//! name in the order they were written. A file is never rotated empty, so a
+//! batch larger than `max_bytes` still goes whole into one file.
 //!
 //! An event whose path renders empty or ending in `/` (say `./out/{app}` and
 //! the event has no `app`) is rejected ([`SinkError::Rejected`]): it goes to the dead-letter channel
@@ -34,11 +61,7 @@
 //! is closed by one of these rules.
 
 use std::collections::HashMap;
-use std::fs::{File, OpenOptions};
-use std::io::Write as _;
 use std::num::NonZeroUsize;
-use std::path::Path;
-use std::time::Instant;
 
 use async_trait::async_trait;
 use serde::Deserialize;
@@ -46,6 +69,10 @@ use sluice_core::prelude::*;
 use sluice_core::template::Template;
 
 use crate::encode::{Encoder, Format};
+
+mod writer;
+
+use writer::{Files, Settings};
 
 /// The `file` sink's options.
 #[derive(Debug, Deserialize)]
@@ -66,6 +93,42 @@ pub struct Config {
     /// of a `%Y-%m-%d` path does not stay open).
     #[serde(default = "default_idle_timeout")]
     pub idle_timeout: Duration,
+    /// Start a new file when the current one would grow past a size or has
+    /// reached an age; the old one is renamed with a timestamp and a
+    /// sequence number.
+    #[serde(default)]
+    pub rotate: Option<RotateConfig>,
+    /// Compress what is written: `none`, `gzip` or `zstd`.
+    #[serde(default)]
+    pub compression: Compression,
+}
+
+/// When to rotate: set one or both.
+#[derive(Clone, Copy, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RotateConfig {
+    /// Rotate before a write would take the file past this size (on disk,
+    /// so compressed bytes when compressing). A single batch larger than
+    /// this still goes into one file.
+    #[serde(default)]
+    pub max_bytes: Option<ByteSize>,
+    /// Rotate a file at the first write once it is this old (since it was
+    /// created, as the file system records it, else since it was opened).
+    #[serde(default)]
+    pub interval: Option<Duration>,
+}
+
+/// How the written bytes are compressed.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Compression {
+    /// As encoded.
+    #[default]
+    None,
+    /// One gzip member per batch and file.
+    Gzip,
+    /// One zstd frame per batch and file.
+    Zstd,
 }
 
 fn default_max_open_files() -> NonZeroUsize {
@@ -94,25 +157,40 @@ impl SinkConfig for Config {
                 "must be longer than 0, such as `30s`",
             ));
         }
+        if let Some(r) = &self.rotate {
+            match (r.max_bytes, r.interval) {
+                (None, None) => problems.push(Problem::at(
+                    "rotate",
+                    "set `max_bytes`, `interval` or both (or leave `rotate` out)",
+                )),
+                (Some(b), _) if b.0 == 0 => {
+                    problems.push(Problem::at("rotate.max_bytes", "must be at least 1 byte"))
+                }
+                (_, Some(i)) if i.get().is_zero() => {
+                    problems.push(Problem::at("rotate.interval", "must be longer than 0"))
+                }
+                _ => {}
+            }
+        }
         problems
     }
 
     fn build(&self, cx: &BuildContext) -> Result<Box<dyn Sink>, BuildError> {
-        Ok(Box::new(FileSink::new(
+        let settings = Settings {
+            max_open: self.max_open_files.get(),
+            idle_timeout: self.idle_timeout.get(),
+            rotate_bytes: self.rotate.and_then(|r| r.max_bytes).map(|b| b.0),
+            rotate_interval: self.rotate.and_then(|r| r.interval).map(|i| i.get()),
+            compression: self.compression,
+            durable: cx.durable_input,
+        };
+        Ok(Box::new(FileSink::with_settings(
             &cx.id,
             self.path.clone(),
             self.format,
-            self.max_open_files.get(),
-            self.idle_timeout.get(),
+            settings,
         )))
     }
-}
-
-/// An open file and when it was last written.
-#[derive(Debug)]
-struct OpenFile {
-    file: File,
-    last_used: Instant,
 }
 
 /// The events of one batch going to one path, encoded.
@@ -120,14 +198,6 @@ struct OpenFile {
 struct Group {
     path: String,
     buf: Vec<u8>,
-}
-
-/// The state the blocking writer needs: moved into `spawn_blocking` and back.
-#[derive(Debug)]
-struct Files {
-    open: HashMap<String, OpenFile>,
-    max_open: usize,
-    idle_timeout: std::time::Duration,
 }
 
 /// The `file` sink (see the [module docs](self)).
@@ -153,10 +223,8 @@ pub struct FileSink {
     spare: Vec<Vec<u8>>,
     /// Where a path is rendered before it is looked up.
     scratch: String,
-    /// `max_open_files`, kept to rebuild `files` after a failed writer task.
-    max_open: usize,
-    /// `idle_timeout`, kept for the same reason.
-    idle_timeout: std::time::Duration,
+    /// The writer's options, kept to rebuild `files` after a failed writer task.
+    settings: Settings,
 }
 
 /// Buffers larger than this are not kept for reuse (a burst should not pin
@@ -164,7 +232,8 @@ pub struct FileSink {
 const MAX_SPARE_CAPACITY: usize = 16 << 20;
 
 impl FileSink {
-    /// A sink writing to `template` in `format`.
+    /// A sink writing to `template` in `format`, without rotation nor
+    /// compression.
     pub fn new(
         id: &str,
         template: Template,
@@ -172,22 +241,30 @@ impl FileSink {
         max_open: usize,
         idle_timeout: std::time::Duration,
     ) -> Self {
+        let settings = Settings {
+            max_open,
+            idle_timeout,
+            rotate_bytes: None,
+            rotate_interval: None,
+            compression: Compression::None,
+            durable: false,
+        };
+        FileSink::with_settings(id, template, format, settings)
+    }
+
+    fn with_settings(id: &str, template: Template, format: Format, mut settings: Settings) -> Self {
+        settings.max_open = settings.max_open.max(1);
         FileSink {
             id: id.to_string(),
             cache_by_second: !template.has_fields() && !template.has_subsecond(),
             template,
             encoder: Encoder::new(format),
-            files: Some(Files {
-                open: HashMap::new(),
-                max_open: max_open.max(1),
-                idle_timeout,
-            }),
+            files: Some(Files::new(settings.clone())),
             groups: Vec::new(),
             group_index: HashMap::new(),
             spare: Vec::new(),
             scratch: String::new(),
-            max_open: max_open.max(1),
-            idle_timeout,
+            settings,
         }
     }
 
@@ -250,78 +327,7 @@ impl FileSink {
                 self.spare.push(g.buf);
             }
         }
-        self.spare.truncate(self.max_open);
-    }
-}
-
-impl Files {
-    /// Writes each group with one `write_all`; stops at the first error.
-    fn write_groups(&mut self, groups: &[Group]) -> Result<(), SinkError> {
-        let now = Instant::now();
-        self.open
-            .retain(|_, f| now.duration_since(f.last_used) < self.idle_timeout);
-        for g in groups {
-            if g.buf.is_empty() {
-                continue;
-            }
-            let file = self.get(&g.path, now)?;
-            if let Err(e) = file.file.write_all(&g.buf) {
-                // Reopen next time: the handle may be what is broken.
-                self.open.remove(&g.path);
-                return Err(SinkError::Retry(format!(
-                    "cannot write to `{}`: {e}",
-                    g.path
-                )));
-            }
-        }
-        Ok(())
-    }
-
-    /// The open file for `path`, opened (and its directory created) if needed.
-    fn get(&mut self, path: &str, now: Instant) -> Result<&mut OpenFile, SinkError> {
-        if !self.open.contains_key(path) {
-            while self.open.len() >= self.max_open {
-                let oldest = self
-                    .open
-                    .iter()
-                    .min_by_key(|(_, f)| f.last_used)
-                    .map(|(p, _)| p.clone());
-                match oldest {
-                    Some(p) => self.open.remove(&p),
-                    None => break,
-                };
-            }
-            let file = open_append(Path::new(path))
-                .map_err(|e| SinkError::Retry(format!("cannot open `{path}`: {e}")))?;
-            self.open.insert(
-                path.to_string(),
-                OpenFile {
-                    file,
-                    last_used: now,
-                },
-            );
-        }
-        let f = self
-            .open
-            .get_mut(path)
-            .ok_or_else(|| SinkError::Retry(format!("`{path}` was not opened")))?;
-        f.last_used = now;
-        Ok(f)
-    }
-}
-
-/// Opens `path` for appending, creating it and its parent directories.
-fn open_append(path: &Path) -> std::io::Result<File> {
-    let mut options = OpenOptions::new();
-    options.create(true).append(true);
-    match options.open(path) {
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-                std::fs::create_dir_all(dir)?;
-            }
-            options.open(path)
-        }
-        other => other,
+        self.spare.truncate(self.settings.max_open);
     }
 }
 
@@ -330,11 +336,10 @@ impl Sink for FileSink {
     async fn write(&mut self, batch: &Batch) -> Result<(), SinkError> {
         let rejected = self.encode(batch);
         let groups = std::mem::take(&mut self.groups);
-        let mut files = self.files.take().unwrap_or_else(|| Files {
-            open: HashMap::new(),
-            max_open: self.max_open,
-            idle_timeout: self.idle_timeout,
-        });
+        let mut files = self
+            .files
+            .take()
+            .unwrap_or_else(|| Files::new(self.settings.clone()));
         let joined = tokio::task::spawn_blocking(move || {
             let result = files.write_groups(&groups);
             (files, groups, result)
@@ -361,7 +366,8 @@ impl Sink for FileSink {
     }
 
     async fn flush(&mut self) -> Result<(), SinkError> {
-        // Every write already reached the OS; closing is all that is left.
+        // Every write already reached the OS, each as complete compressed
+        // members or frames; closing is all that is left.
         if let Some(files) = self.files.as_mut() {
             files.open.clear();
         }
@@ -370,287 +376,4 @@ impl Sink for FileSink {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use sluice_core::config::from_yaml_str;
-
-    fn sink(path: &str, format: Format) -> FileSink {
-        FileSink::new(
-            "out",
-            Template::parse(path).unwrap(),
-            format,
-            64,
-            std::time::Duration::from_secs(30),
-        )
-    }
-
-    fn ev(body: &str, ts: i64) -> Event {
-        Event::new(body.to_string(), Timestamp(ts))
-    }
-
-    fn read(p: impl AsRef<Path>) -> String {
-        std::fs::read_to_string(p).unwrap()
-    }
-
-    fn tmp_path(dir: &tempfile::TempDir, rel: &str) -> String {
-        dir.path().join(rel).to_str().unwrap().to_string()
-    }
-
-    #[test]
-    fn config_parses_and_rejects_unknown_keys() {
-        let c: Config = from_yaml_str(
-            "path: ./out/app-%Y-%m-%d.log\nformat: json\nmax_open_files: 8\nidle_timeout: 1m\n",
-        )
-        .unwrap();
-        assert_eq!(c.format, Format::Json);
-        assert_eq!(c.max_open_files.get(), 8);
-        assert_eq!(c.idle_timeout.get().as_secs(), 60);
-        assert!(c.validate().is_empty());
-        let c: Config = from_yaml_str("path: out.log\n").unwrap();
-        assert_eq!(c.format, Format::Text);
-        assert_eq!(c.max_open_files.get(), 64);
-        let e = from_yaml_str::<Config>("path: out.log\nformt: json\n")
-            .err()
-            .unwrap();
-        assert!(e.message.contains("did you mean `format`"), "{}", e.message);
-        assert!(from_yaml_str::<Config>("format: json\n").is_err());
-        assert!(from_yaml_str::<Config>("path: out-%Q.log\n").is_err());
-        assert!(from_yaml_str::<Config>("path: a.log\nmax_open_files: 0\n").is_err());
-        let c: Config = from_yaml_str("path: ./out/\nidle_timeout: 0s\n").unwrap();
-        assert_eq!(c.validate().len(), 2);
-    }
-
-    #[tokio::test]
-    async fn text_output_is_exact_and_appends() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = tmp_path(&dir, "a/b/out.log");
-        let mut s = sink(&path, Format::Text);
-        s.write(&Batch::from(vec![ev("one", 0), ev("two", 1)]))
-            .await
-            .unwrap();
-        s.write(&Batch::from(vec![ev("three", 2)])).await.unwrap();
-        s.flush().await.unwrap();
-        assert_eq!(read(&path), "one\ntwo\nthree\n");
-        // A new sink appends to what is there.
-        let mut s = sink(&path, Format::Text);
-        s.write(&Batch::from(vec![ev("four", 3)])).await.unwrap();
-        s.flush().await.unwrap();
-        assert_eq!(read(&path), "one\ntwo\nthree\nfour\n");
-    }
-
-    #[tokio::test]
-    async fn json_output_is_exact_and_parses_back() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = tmp_path(&dir, "out.json");
-        let mut s = sink(&path, Format::Json);
-        let mut e = ev("GET / 200", 1_795_668_191_123_456_789);
-        e.insert("status", 200i64);
-        e.insert("http.method", "GET");
-        s.write(&Batch::from(vec![ev("plain", 0), e]))
-            .await
-            .unwrap();
-        s.flush().await.unwrap();
-        let text = read(&path);
-        assert_eq!(
-            text,
-            "{\"timestamp\":\"1970-01-01T00:00:00.000000Z\",\"message\":\"plain\"}\n\
-             {\"timestamp\":\"2026-11-26T04:43:11.123456Z\",\"message\":\"GET / 200\",\
-             \"fields\":{\"status\":200,\"http\":{\"method\":\"GET\"}}}\n"
-        );
-        let lines: Vec<serde_json::Value> = text
-            .lines()
-            .map(|l| serde_json::from_str(l).unwrap())
-            .collect();
-        assert_eq!(lines[0]["message"], "plain");
-        assert!(lines[0].get("fields").is_none());
-        assert_eq!(lines[1]["fields"]["status"], 200);
-        assert_eq!(lines[1]["fields"]["http"]["method"], "GET");
-        assert_eq!(lines[1]["timestamp"], "2026-11-26T04:43:11.123456Z");
-    }
-
-    #[tokio::test]
-    async fn field_template_splits_events() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut s = sink(&tmp_path(&dir, "{app}/{level}.log"), Format::Text);
-        let mut batch = Batch::new();
-        for (i, (app, level)) in [
-            ("web", "info"),
-            ("db", "error"),
-            ("web", "error"),
-            ("web", "info"),
-            ("../x", "info"),
-        ]
-        .iter()
-        .enumerate()
-        {
-            let mut e = ev(&format!("line {i}"), 0);
-            e.insert("app", *app);
-            e.insert("level", *level);
-            batch.push(e);
-        }
-        s.write(&batch).await.unwrap();
-        s.flush().await.unwrap();
-        assert_eq!(read(dir.path().join("web/info.log")), "line 0\nline 3\n");
-        assert_eq!(read(dir.path().join("web/error.log")), "line 2\n");
-        assert_eq!(read(dir.path().join("db/error.log")), "line 1\n");
-        assert_eq!(read(dir.path().join(".._x/info.log")), "line 4\n");
-    }
-
-    #[tokio::test]
-    async fn strftime_template_uses_event_timestamps() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut s = sink(&tmp_path(&dir, "%Y-%m-%d/%H.log"), Format::Text);
-        let hour = 3_600_000_000_000i64;
-        let day = 24 * hour;
-        let batch = Batch::from(vec![
-            ev("a", 0),
-            ev("b", 1),
-            ev("c", hour),
-            ev("d", day + 5),
-            ev("e", 10),
-        ]);
-        s.write(&batch).await.unwrap();
-        s.flush().await.unwrap();
-        assert_eq!(read(dir.path().join("1970-01-01/00.log")), "a\nb\ne\n");
-        assert_eq!(read(dir.path().join("1970-01-01/01.log")), "c\n");
-        assert_eq!(read(dir.path().join("1970-01-02/00.log")), "d\n");
-    }
-
-    #[tokio::test]
-    async fn empty_rendered_path_is_rejected_others_delivered() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut s = sink(&tmp_path(&dir, "{name}"), Format::Text);
-        let mut good = ev("good", 0);
-        good.insert("name", "good.log");
-        let batch = Batch::from(vec![ev("lost", 0), good]);
-        match s.write(&batch).await {
-            Err(SinkError::Rejected(r)) => {
-                assert_eq!(r.len(), 1);
-                assert_eq!(r[0].0, 0);
-                assert!(r[0].1.contains("names no file"), "{}", r[0].1);
-            }
-            other => panic!("expected Rejected, got {other:?}"),
-        }
-        assert_eq!(read(dir.path().join("good.log")), "good\n");
-    }
-
-    #[tokio::test]
-    async fn open_files_are_capped() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut s = FileSink::new(
-            "out",
-            Template::parse(&tmp_path(&dir, "{n}.log")).unwrap(),
-            Format::Text,
-            2,
-            std::time::Duration::from_secs(30),
-        );
-        for round in 0..2 {
-            let mut batch = Batch::new();
-            for n in 0..5i64 {
-                let mut e = ev(&format!("{round}"), 0);
-                e.insert("n", n);
-                batch.push(e);
-            }
-            s.write(&batch).await.unwrap();
-            assert!(s.files.as_ref().unwrap().open.len() <= 2);
-        }
-        for n in 0..5 {
-            assert_eq!(read(dir.path().join(format!("{n}.log"))), "0\n1\n");
-        }
-    }
-
-    #[tokio::test]
-    async fn idle_files_are_closed() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut s = FileSink::new(
-            "out",
-            Template::parse(&tmp_path(&dir, "{n}.log")).unwrap(),
-            Format::Text,
-            64,
-            std::time::Duration::from_millis(50),
-        );
-        let mut a = ev("a", 0);
-        a.insert("n", "a");
-        s.write(&Batch::from(vec![a])).await.unwrap();
-        tokio::time::sleep(std::time::Duration::from_millis(80)).await;
-        let mut b = ev("b", 0);
-        b.insert("n", "b");
-        s.write(&Batch::from(vec![b])).await.unwrap();
-        let open = &s.files.as_ref().unwrap().open;
-        assert_eq!(open.len(), 1);
-        assert!(open.keys().all(|p| p.ends_with("b.log")));
-    }
-
-    #[tokio::test]
-    async fn unwritable_path_is_a_retry() {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("file"), "").unwrap();
-        let mut s = sink(&tmp_path(&dir, "file/out.log"), Format::Text);
-        match s.write(&Batch::from(vec![ev("x", 0)])).await {
-            Err(SinkError::Retry(m)) => assert!(m.contains("file/out.log"), "{m}"),
-            other => panic!("expected Retry, got {other:?}"),
-        }
-    }
-
-    /// `cargo test --release -p sluice-sinks -- --ignored --nocapture throughput`
-    #[tokio::test(flavor = "multi_thread")]
-    #[ignore]
-    async fn throughput() {
-        let dir = tempfile::tempdir().unwrap();
-        let line = format!(
-            "127.0.0.1 - frank [10/Oct/2000:13:55:36 -0700] \"GET /apache_pb.gif HTTP/1.0\" 200 2326 {}",
-            "x".repeat(160 - 86)
-        );
-        assert_eq!(line.len(), 160);
-        for (name, template, format) in [
-            // To /dev/null: the sink's own cost, without the disk's.
-            ("static text to /dev/null", "/dev/null", Format::Text),
-            ("field text to /dev/{app}", "/dev/{app}", Format::Text),
-            ("static json to /dev/null", "/dev/null", Format::Json),
-            // To real files: bounded by the page cache and writeback.
-            ("static text", "static.log", Format::Text),
-            ("strftime text", "%Y-%m-%d.log", Format::Text),
-            ("field text", "{app}.log", Format::Text),
-            ("strftime json", "%Y-%m-%d.json", Format::Json),
-        ] {
-            let path = if template.starts_with('/') {
-                template.to_string()
-            } else {
-                tmp_path(&dir, template)
-            };
-            let mut s = sink(&path, format);
-            let batches: Vec<Batch> = (0..20)
-                .map(|b| {
-                    (0..1000i64)
-                        .map(|i| {
-                            let mut e = ev(
-                                &line,
-                                1_795_668_191_000_000_000 + (b * 1000 + i) * 1_000_000,
-                            );
-                            if format == Format::Json || template.contains('{') {
-                                e.insert("app", "null");
-                            }
-                            e
-                        })
-                        .collect::<Vec<_>>()
-                        .into()
-                })
-                .collect();
-            let rounds = 50;
-            let started = Instant::now();
-            for _ in 0..rounds {
-                for b in &batches {
-                    s.write(b).await.unwrap();
-                }
-            }
-            s.flush().await.unwrap();
-            let secs = started.elapsed().as_secs_f64();
-            let events = (rounds * 20 * 1000) as f64;
-            println!(
-                "{name}: {:.0} events/s, {:.0} MiB/s of bodies",
-                events / secs,
-                events * 160.0 / secs / (1 << 20) as f64
-            );
-        }
-    }
-}
+mod tests;
