@@ -1,7 +1,9 @@
 //! End-to-end tests: the real `sluice` binary on real files and processes.
 
 mod compliance;
+mod dead_letter;
 mod examples;
+mod tailing;
 mod util;
 mod validate;
 
