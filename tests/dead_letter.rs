@@ -61,7 +61,12 @@ fn processor_failures_and_sink_rejections_reach_the_dead_letter_channel() {
         match v["fields"]["component"].as_str() {
             Some("json") => {
                 from_json += 1;
-                assert!(v["message"].as_str().is_some_and(|m| m.starts_with("not json")), "{l}");
+                assert!(
+                    v["message"]
+                        .as_str()
+                        .is_some_and(|m| m.starts_with("not json")),
+                    "{l}"
+                );
             }
             Some("by_name") => {
                 from_sink += 1;
