@@ -241,13 +241,25 @@ async fn throughput() {
         ("strftime text", "%Y-%m-%d.log", Format::Text),
         ("field text", "{app}.log", Format::Text),
         ("strftime json", "%Y-%m-%d.json", Format::Json),
+        ("static text, gzip", "static.log.gz", Format::Text),
+        ("static text, zstd", "static.log.zst", Format::Text),
+        ("static text, rotated every 64 MiB", "rotated.log", Format::Text),
     ] {
         let path = if template.starts_with('/') {
             template.to_string()
         } else {
             tmp_path(&dir, template)
         };
-        let mut s = sink(&path, format);
+        let mut s = match name {
+            n if n.ends_with("gzip") => rotating(&path, None, Compression::Gzip),
+            n if n.ends_with("zstd") => rotating(&path, None, Compression::Zstd),
+            n if n.contains("rotated") => rotating(&path, Some(64 << 20), Compression::None),
+            _ => sink(&path, format),
+        };
+        s.settings.durable = false;
+        if let Some(f) = s.files.as_mut() {
+            *f = Files::new(s.settings.clone());
+        }
         let batches: Vec<Batch> = (0..20)
             .map(|b| {
                 (0..1000i64)

@@ -186,7 +186,12 @@ impl Files {
 
     fn open_new(&mut self, path: &str) -> std::io::Result<OpenFile> {
         let first_time = self.seen.insert(path.to_string());
+        let existed = self.settings.durable && Path::new(path).exists();
         let mut file = open_append(Path::new(path))?;
+        if self.settings.durable && !existed {
+            // The new directory entry must survive a crash as well.
+            sync_dir(Path::new(path))?;
+        }
         let mut meta = file.metadata()?;
         if first_time && meta.len() > 0 && self.settings.compression != Compression::None {
             drop(file);
