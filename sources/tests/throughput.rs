@@ -134,7 +134,11 @@ async fn file_throughput() {
     // every line, each event a single line), then every 7 lines are one event.
     for (name, pattern, events) in [
         ("multiline, 1 line/event", "'^10\\.'", lines),
-        ("multiline, 7 lines/event", "'^10\\.0\\.\\d+\\.0 '", lines / 7 + 1),
+        (
+            "multiline, 7 lines/event",
+            "'^10\\.0\\.\\d+\\.0 '",
+            lines / 7 + 1,
+        ),
     ] {
         let yaml = format!("{yaml}multiline:\n  start_pattern: {pattern}\n");
         let data = tempfile::tempdir().unwrap();

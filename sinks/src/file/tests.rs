@@ -243,7 +243,11 @@ async fn throughput() {
         ("strftime json", "%Y-%m-%d.json", Format::Json),
         ("static text, gzip", "static.log.gz", Format::Text),
         ("static text, zstd", "static.log.zst", Format::Text),
-        ("static text, rotated every 64 MiB", "rotated.log", Format::Text),
+        (
+            "static text, rotated every 64 MiB",
+            "rotated.log",
+            Format::Text,
+        ),
     ] {
         let path = if template.starts_with('/') {
             template.to_string()

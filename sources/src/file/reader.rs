@@ -140,7 +140,7 @@ impl Reader {
             ReadOutcome::Truncated => {
                 tracing::info!(path = %f.key, "file truncated: reading it again from the start");
                 // What was read of the old content is complete now.
-                self.finish_file(i);
+                self.finish_file(i, cx);
                 let f = &mut self.files[i];
                 f.framer = LineFramer::new(f.key.clone(), self.max_line, 0);
                 f.fingerprint = Fingerprint::default();
@@ -156,7 +156,7 @@ impl Reader {
                 f.framer.release_idle_buffer();
                 let rotate_wait = self.config.rotate_wait.get();
                 if !self.config.follow || (f.gone && f.active.elapsed() >= rotate_wait) {
-                    self.finish_file(i);
+                    self.finish_file(i, cx);
                     self.files[i].done = true;
                 } else {
                     self.flush_timeouts(i);
@@ -174,7 +174,7 @@ impl Reader {
     /// End of a file's content (bounded run, rotated away, truncated): its
     /// last line without a newline and the event being assembled are
     /// complete.
-    fn finish_file(&mut self, i: usize) {
+    fn finish_file(&mut self, i: usize, cx: &SourceContext) {
         let f = &mut self.files[i];
         let start = f.framer.checkpoint();
         if let Some(line) = f.framer.finish() {
@@ -182,6 +182,11 @@ impl Reader {
         }
         if let Some(body) = f.assembly.take() {
             self.batch.push(event(body, Timestamp::now(), &f.field));
+        }
+        // Counted now: a finished file may be dropped before the next emit.
+        let errors = cx_errors_pending(f);
+        if errors > 0 {
+            cx.metrics.record_errors(errors);
         }
     }
 
