@@ -47,13 +47,38 @@ fn follow_pipeline(extra: &str) -> String {
     )
 }
 
+/// Polls `cond` until it holds or `limit` passes; the assertions after it
+/// say what is wrong when it did not.
+fn wait_until(limit: Duration, mut cond: impl FnMut() -> bool) {
+    let start = std::time::Instant::now();
+    while !cond() && start.elapsed() < limit {
+        std::thread::sleep(Duration::from_millis(25));
+    }
+}
+
 /// Asserts `lines` hold "0".."n-1" each exactly once, in any order.
 fn assert_exactly_once(mut lines: Vec<String>, n: usize) {
-    assert_eq!(lines.len(), n, "expected {n} lines, found {}", lines.len());
     lines.sort_by_key(|l| l.parse::<usize>().unwrap_or(usize::MAX));
-    for (i, l) in lines.iter().enumerate() {
-        assert_eq!(l, &i.to_string(), "line {i} missing or doubled");
+    let mut seen = vec![0u32; n];
+    let mut other = Vec::new();
+    for l in &lines {
+        match l.parse::<usize>() {
+            Ok(i) if i < n => seen[i] += 1,
+            _ => other.push(l.clone()),
+        }
     }
+    let missing: Vec<usize> = (0..n).filter(|&i| seen[i] == 0).collect();
+    let doubled: Vec<usize> = (0..n).filter(|&i| seen[i] > 1).collect();
+    assert!(
+        missing.is_empty() && doubled.is_empty() && other.is_empty(),
+        "{} lines; missing {} (first {:?}), doubled {} (first {:?}), unexpected {:?}",
+        lines.len(),
+        missing.len(),
+        &missing[..missing.len().min(10)],
+        doubled.len(),
+        &doubled[..doubled.len().min(10)],
+        &other[..other.len().min(5)]
+    );
 }
 
 fn open_append(p: &Path) -> std::fs::File {
@@ -80,6 +105,7 @@ fn rename_rotation_loses_and_doubles_nothing() {
     d.write("p.yaml", &follow_pipeline("    rotate_wait: 1s\n"));
     let agent = start_json(&d);
     let logs = d.join("logs");
+    let out = d.join("out/lines.log");
     const TOTAL: usize = 30_000;
     const EVERY: usize = 3_000;
     let writer = std::thread::spawn(move || {
@@ -88,8 +114,15 @@ fn rename_rotation_loses_and_doubles_nothing() {
         let mut next = 0;
         let mut round = 0;
         while next < TOTAL {
+            let first = next.to_string();
             write_lines(&mut f, next, next + EVERY - 40);
             next += EVERY - 40;
+            // A file must be at its path for a poll interval or so to be
+            // found (real rotations are minutes apart, these milliseconds):
+            // rotate once the agent has read from this one.
+            wait_for(WAIT, "the agent to find the file", || {
+                std::fs::read_to_string(&out).is_ok_and(|s| s.lines().any(|l| l == first))
+            });
             // Rotate by rename; the writer still holds the old file and adds
             // its last lines there, for a while (longer than the agent's
             // poll interval), before it reopens the path.
@@ -103,9 +136,7 @@ fn rename_rotation_loses_and_doubles_nothing() {
         }
     });
     writer.join().expect("writer");
-    wait_for(WAIT, "every line", || {
-        d.lines("out/lines.log").len() >= TOTAL
-    });
+    wait_until(WAIT, || d.lines("out/lines.log").len() >= TOTAL);
     let o = stop(agent);
     assert_exactly_once(d.lines("out/lines.log"), TOTAL);
     let counts = final_counts(&stderr(&o));
@@ -156,9 +187,7 @@ fn copytruncate_rotation_loses_and_doubles_nothing() {
         }
     });
     writer.join().expect("writer");
-    wait_for(WAIT, "every line", || {
-        d.lines("out/lines.log").len() >= TOTAL
-    });
+    wait_until(WAIT, || d.lines("out/lines.log").len() >= TOTAL);
     stop(agent);
     assert_exactly_once(d.lines("out/lines.log"), TOTAL);
 }
