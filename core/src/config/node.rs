@@ -96,6 +96,54 @@ impl Node {
             .map(|(k, _)| k)
     }
 
+    /// The value in a canonical text form that leaves out positions and the
+    /// order of mapping keys: two nodes with the same canonical form say the
+    /// same thing. Hot reload compares components with it.
+    pub fn canonical(&self) -> String {
+        let mut out = String::new();
+        self.write_canonical(&mut out);
+        out
+    }
+
+    fn write_canonical(&self, out: &mut String) {
+        use std::fmt::Write;
+        match &self.kind {
+            NodeKind::Null => out.push('~'),
+            NodeKind::Bool(b) => {
+                let _ = write!(out, "{b}");
+            }
+            NodeKind::Int(i) => {
+                let _ = write!(out, "{i}");
+            }
+            NodeKind::Float(f) => {
+                let _ = write!(out, "{f:?}");
+            }
+            NodeKind::Str(s) => {
+                let _ = write!(out, "{s:?}");
+            }
+            NodeKind::Seq(items) => {
+                out.push('[');
+                for i in items {
+                    i.write_canonical(out);
+                    out.push(',');
+                }
+                out.push(']');
+            }
+            NodeKind::Map(entries) => {
+                let mut pairs: Vec<(String, String)> = entries
+                    .iter()
+                    .map(|(k, v)| (k.canonical(), v.canonical()))
+                    .collect();
+                pairs.sort();
+                out.push('{');
+                for (k, v) in pairs {
+                    let _ = write!(out, "{k}:{v},");
+                }
+                out.push('}');
+            }
+        }
+    }
+
     /// A name for the node's type, for error messages.
     pub fn type_name(&self) -> &'static str {
         match self.kind {
