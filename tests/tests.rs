@@ -2,6 +2,7 @@
 
 mod compliance;
 mod examples;
+mod reload;
 mod util;
 mod validate;
 
