@@ -167,14 +167,13 @@ fn adding_a_sink_loses_nothing(watch: bool) {
     };
     let agent = Agent::start(&d, args);
     let writer = Writer::start(&d);
-    wait_for(LIMIT, "the first lines", || d.lines("out/a.log").len() >= 500);
-    let grown = FOLLOW
-        .replace("channels: [a]", "channels: [a, b]")
-        .replace(
-            "  a: {type: memory, capacity: 64}\n",
-            "  a: {type: memory, capacity: 64}\n  b: {type: memory, capacity: 64}\n",
-        )
-        + "  two: {type: file, channel: b, path: ./out/b.log}\n";
+    wait_for(LIMIT, "the first lines", || {
+        d.lines("out/a.log").len() >= 500
+    });
+    let grown = FOLLOW.replace("channels: [a]", "channels: [a, b]").replace(
+        "  a: {type: memory, capacity: 64}\n",
+        "  a: {type: memory, capacity: 64}\n  b: {type: memory, capacity: 64}\n",
+    ) + "  two: {type: file, channel: b, path: ./out/b.log}\n";
     replace(&d, "p.yaml", &grown);
     if !watch {
         signal(&agent.child, libc::SIGHUP);
@@ -193,11 +192,17 @@ fn adding_a_sink_loses_nothing(watch: bool) {
     assert_sequence(&d.lines("out/a.log"), n);
     let b = d.lines("out/b.log");
     let first: usize = b[0].parse().expect("a number");
-    assert!(first <= at_reload, "b starts at {first}, after the reload at {at_reload}");
+    assert!(
+        first <= at_reload,
+        "b starts at {first}, after the reload at {at_reload}"
+    );
     assert_range(&b, first, n);
     // Only what changed was touched: sink `one` and channel `a` kept running.
     assert!(!log.contains("component=sink `one`"), "{log}");
-    assert!(log.contains("reload: restarting component=source `app`"), "{log}");
+    assert!(
+        log.contains("reload: restarting component=source `app`"),
+        "{log}"
+    );
     assert!(log.contains("reload: adding component=sink `two`"), "{log}");
 }
 
@@ -218,7 +223,9 @@ fn an_invalid_file_on_reload_keeps_the_pipeline_running_and_names_every_problem(
     d.write("p.yaml", FOLLOW);
     let agent = Agent::start(&d, &["run", "p.yaml"]);
     let writer = Writer::start(&d);
-    wait_for(LIMIT, "the first lines", || d.lines("out/a.log").len() >= 200);
+    wait_for(LIMIT, "the first lines", || {
+        d.lines("out/a.log").len() >= 200
+    });
     // Two mistakes: a misspelt sink option and a channel nobody declared.
     let broken = FOLLOW
         .replace("path: ./out/a.log", "pathh: ./out/a.log")
@@ -231,7 +238,9 @@ fn an_invalid_file_on_reload_keeps_the_pipeline_running_and_names_every_problem(
         writer.written() >= at_refusal + 500
     });
     let n = writer.stop();
-    wait_for(LIMIT, "the sink to catch up", || ends_at(&d, "out/a.log", n));
+    wait_for(LIMIT, "the sink to catch up", || {
+        ends_at(&d, "out/a.log", n)
+    });
     let (status, log) = agent.stop();
     assert!(status.success(), "{log}");
     assert_sequence(&d.lines("out/a.log"), n);
@@ -302,8 +311,14 @@ fn changing_a_channel_drains_it_and_rebuilds_it_without_loss() {
     d.write("p.yaml", FOLLOW);
     let agent = Agent::start(&d, &["run", "p.yaml"]);
     let writer = Writer::start(&d);
-    wait_for(LIMIT, "the first lines", || d.lines("out/a.log").len() >= 500);
-    replace(&d, "p.yaml", &FOLLOW.replace("capacity: 64", "capacity: 200"));
+    wait_for(LIMIT, "the first lines", || {
+        d.lines("out/a.log").len() >= 500
+    });
+    replace(
+        &d,
+        "p.yaml",
+        &FOLLOW.replace("capacity: 64", "capacity: 200"),
+    );
     signal(&agent.child, libc::SIGHUP);
     agent.wait_log("reload complete", 1);
     let at_reload = writer.written();
@@ -311,7 +326,9 @@ fn changing_a_channel_drains_it_and_rebuilds_it_without_loss() {
         writer.written() >= at_reload + 500
     });
     let n = writer.stop();
-    wait_for(LIMIT, "the sink to catch up", || ends_at(&d, "out/a.log", n));
+    wait_for(LIMIT, "the sink to catch up", || {
+        ends_at(&d, "out/a.log", n)
+    });
     let (status, log) = agent.stop();
     assert!(status.success(), "{log}");
     assert_sequence(&d.lines("out/a.log"), n);
@@ -350,7 +367,9 @@ fn on_a_terminal(d: &Dir, args: &str) -> String {
 fn a_bounded_run_on_a_terminal_shows_progress_and_elsewhere_nothing() {
     let d = Dir::new();
     let n = bounded(&d);
-    let size = std::fs::metadata(d.join("logs/big.log")).expect("size").len();
+    let size = std::fs::metadata(d.join("logs/big.log"))
+        .expect("size")
+        .len();
     let screen = on_a_terminal(&d, "run p.yaml");
     assert_sequence(&d.lines("out/big.log"), n);
     // The last state of the bar: everything read.

@@ -223,7 +223,10 @@ impl Source for FileSource {
         reader.rescan(Some(&saved.files)).await?;
         if !reader.config.follow {
             let size = |f: &Tracked| f.file.metadata().map_or(0, |m| m.len());
-            let left = reader.files.iter().map(|f| size(f).saturating_sub(f.read_pos));
+            let left = reader
+                .files
+                .iter()
+                .map(|f| size(f).saturating_sub(f.read_pos));
             cx.metrics.set_progress_total(left.sum(), true);
         }
         let result = reader.run(&mut cx).await;

@@ -90,11 +90,9 @@ fn totals(sources: &[Arc<ComponentMetrics>]) -> Option<Totals> {
         } else {
             events += 1;
         }
-        permille += if p.total == 0 {
-            1000
-        } else {
-            p.done.min(p.total) * 1000 / p.total
-        };
+        permille += (p.done.min(p.total) * 1000)
+            .checked_div(p.total)
+            .unwrap_or(1000);
         t.events += m.events_in.load(Relaxed);
     }
     if bytes == sources.len() {
@@ -159,6 +157,8 @@ async fn show(sources: Vec<Arc<ComponentMetrics>>, mut done: oneshot::Receiver<(
         }
         if finished {
             bar.finish();
+            // The bar leaves the cursor at its end; logs go on below it.
+            eprintln!();
             return;
         }
         tokio::select! {

@@ -461,4 +461,16 @@ mod tests {
             NodeKind::Int(5)
         );
     }
+
+    #[test]
+    fn canonical_forms_ignore_positions_and_key_order_only() {
+        let c = |t: &str| parse(t, &env).unwrap().canonical();
+        let a = c("x:\n  type: file\n  path: ./a\n  n: ${N}\n");
+        assert_eq!(a, c("\n\nx:\n  n: 10\n  path: ./a\n  type: file\n"));
+        assert_ne!(a, c("x: {type: file, path: ./b, n: 10}\n"));
+        // The type of a scalar counts: `10` is not `'10'`.
+        assert_ne!(a, c("x: {type: file, path: ./a, n: '10'}\n"));
+        // List order counts.
+        assert_ne!(c("c: [a, b]\n"), c("c: [b, a]\n"));
+    }
 }

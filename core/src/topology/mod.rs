@@ -291,7 +291,7 @@ impl Topology {
                     continue;
                 }
             };
-            let mut guards = writer_guards(&slots, &s.channels);
+            let mut guards = writer_guards(slots, &s.channels);
             let chain = build_chain(&s.processors, &mut guards, &mut errors, true);
             let metrics = Arc::new(ComponentMetrics::default());
             components.push(ComponentInfo {
@@ -329,7 +329,7 @@ impl Topology {
                 continue;
             };
             let input = reload::stoppable(&mut stops, &name, input);
-            let mut guards = writer_guards(&slots, &p.channels);
+            let mut guards = writer_guards(slots, &p.channels);
             let chain = build_chain(std::slice::from_ref(&p.id), &mut guards, &mut errors, false);
             let metrics = proc_metrics.get(&p.id).cloned().unwrap_or_default();
             let outputs = p.channels.iter().filter_map(|c| chan(c)).collect();

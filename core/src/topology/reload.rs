@@ -254,7 +254,9 @@ impl Reloader {
     /// A new version of the pipeline arrived.
     pub(crate) fn request(&mut self, target: Pipeline, live: &mut Live<'_>) {
         if self.plan.is_some() {
-            tracing::info!("reload: the previous reload is still being applied; this one follows it");
+            tracing::info!(
+                "reload: the previous reload is still being applied; this one follows it"
+            );
             self.queued = Some(target);
             return;
         }
@@ -326,8 +328,7 @@ impl Reloader {
             .filter(|name| !old.contains_key(*name) || stopping.contains(*name))
             .cloned()
             .collect();
-        if stopping.is_empty() && starting.is_empty() && changed.is_empty() && removed.is_empty()
-        {
+        if stopping.is_empty() && starting.is_empty() && changed.is_empty() && removed.is_empty() {
             tracing::info!("reload: nothing changed");
             self.pipeline = target;
             return;
@@ -409,8 +410,7 @@ impl Reloader {
                 continue;
             }
             ending.insert(name.clone());
-            if w
-                .reads
+            if w.reads
                 .as_ref()
                 .is_some_and(|c| changed.contains(c) || removed.contains(c))
             {
@@ -463,7 +463,7 @@ impl Reloader {
             start,
             failed: BTreeSet::new(),
             removed,
-            hold: hold,
+            hold,
         });
         self.advance(live);
     }

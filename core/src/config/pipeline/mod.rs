@@ -434,7 +434,7 @@ fn build_model(cx: &mut Ctx, path: &Path, root: &Node, registry: &Registry) -> O
                 type_name,
                 config,
                 fingerprint: node.canonical(),
-            pos,
+                pos,
             });
         }
     }
