@@ -14,6 +14,10 @@
 //!   from there the drain is the same as above. If the drain takes longer
 //!   than the drain timeout, the remaining tasks are aborted and the run
 //!   reports how many events were left in which channel.
+//! * A reload ([`Topology::run_reloading`]) stops only the components whose
+//!   declaration changed, each on its own (a source through a child of the
+//!   shutdown token, a stage or sink between two batches), and starts their
+//!   new versions on the same channels: see [`reload`].
 
 pub(crate) mod emit;
 pub mod reload;
