@@ -335,6 +335,64 @@ fn changing_a_channel_drains_it_and_rebuilds_it_without_loss() {
     assert!(log.contains("reload: channel rebuilt channel=a"), "{log}");
 }
 
+#[test]
+fn a_changed_stage_switches_between_two_batches_without_loss() {
+    let d = Dir::new();
+    d.write("logs/app.log", "");
+    let yaml = FOLLOW
+        .replace("channels: [a]", "channels: [raw]")
+        .replace(
+            "channels:\n  a: {type: memory, capacity: 64}\n",
+            "processors:\n  tag: {type: add_fields, input: raw, channels: [a], fields: {v: one}}\nchannels:\n  raw: {type: memory, capacity: 64}\n  a: {type: memory, capacity: 64}\n",
+        )
+        .replace("path: ./out/a.log}", "path: ./out/a.log, format: json}");
+    d.write("p.yaml", &yaml);
+    let agent = Agent::start(&d, &["run", "p.yaml", "--watch"]);
+    let writer = Writer::start(&d);
+    wait_for(LIMIT, "the first lines", || {
+        d.lines("out/a.log").len() >= 500
+    });
+    replace(&d, "p.yaml", &yaml.replace("v: one", "v: two"));
+    agent.wait_log("reload complete", 1);
+    let at_reload = writer.written();
+    wait_for(LIMIT, "lines after the reload", || {
+        writer.written() >= at_reload + 500
+    });
+    let n = writer.stop();
+    wait_for(LIMIT, "the sink to catch up", || {
+        d.lines("out/a.log").len() >= n
+    });
+    let (status, log) = agent.stop();
+    assert!(status.success(), "{log}");
+    let lines = d.lines("out/a.log");
+    assert_eq!(lines.len(), n);
+    // Every line once, in order; tagged `one` up to some line, `two` after.
+    let mut switched = None;
+    for (i, l) in lines.iter().enumerate() {
+        let v: serde_json::Value = serde_json::from_str(l).expect("json");
+        assert_eq!(v["message"].as_str(), Some(i.to_string().as_str()));
+        match (v["fields"]["v"].as_str(), switched) {
+            (Some("one"), None) => {}
+            (Some("two"), None) => switched = Some(i),
+            (Some("two"), Some(_)) => {}
+            other => panic!("line {i}: {other:?}"),
+        }
+    }
+    let switched = switched.expect("lines tagged by the new version");
+    assert!(
+        switched > 0 && switched <= at_reload,
+        "switched at {switched}"
+    );
+    let reload: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("reload:") && l.contains("component="))
+        .collect();
+    assert!(
+        reload.iter().all(|l| l.contains("processor `tag`")),
+        "{log}"
+    );
+}
+
 /// A bounded file source big enough to take a moment.
 fn bounded(d: &Dir) -> usize {
     let n = 400_000;
