@@ -7,9 +7,9 @@
 //! not given, a bar on stderr shows what was read of the total, events per
 //! second and the time left. Anything else shows nothing.
 
-use std::io::IsTerminal;
+use std::io::{IsTerminal, Write};
 use std::sync::atomic::Ordering::Relaxed;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
@@ -21,6 +21,27 @@ use tokio::sync::oneshot;
 const DECLARE_WITHIN: Duration = Duration::from_secs(2);
 /// How often the bar is redrawn.
 const REDRAW_EVERY: Duration = Duration::from_millis(100);
+
+/// The bar on screen, if any: log lines are written above it.
+static SHOWN: Mutex<Option<ProgressBar>> = Mutex::new(None);
+
+/// Where log lines go: standard error, above the progress bar when one is
+/// shown (so that neither garbles the other).
+pub(super) struct LogWriter;
+
+impl Write for LogWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let shown = SHOWN.lock().ok().and_then(|b| b.clone());
+        match shown {
+            Some(bar) => bar.suspend(|| std::io::stderr().write(buf)),
+            None => std::io::stderr().write(buf),
+        }
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        std::io::stderr().flush()
+    }
+}
 
 /// A running progress display; [`finish`](Self::finish) draws the final state.
 pub(super) struct Progress {
@@ -106,6 +127,12 @@ fn totals(sources: &[Arc<ComponentMetrics>]) -> Option<Totals> {
     Some(t)
 }
 
+fn show_bar(bar: Option<ProgressBar>) {
+    if let Ok(mut shown) = SHOWN.lock() {
+        *shown = bar;
+    }
+}
+
 fn style(unit: Unit) -> ProgressStyle {
     let template = match unit {
         Unit::Bytes => "[{elapsed_precise}] [{wide_bar}] {binary_bytes}/{binary_total_bytes} read, {msg}, ETA {eta}",
@@ -136,19 +163,21 @@ async fn show(sources: Vec<Arc<ComponentMetrics>>, mut done: oneshot::Receiver<(
     };
     let bar = ProgressBar::with_draw_target(Some(first.total), ProgressDrawTarget::stderr());
     bar.set_style(style(first.unit));
-    // Events per second over the last second or so.
+    bar.set_message("0 events/s");
+    show_bar(Some(bar.clone()));
+    // Events per second over the last second or so; at the end, the average.
     let mut window = (Instant::now(), first.events);
     let mut rate = 0.0;
     let mut finished = false;
     loop {
         if let Some(t) = totals(&sources) {
             let elapsed = window.0.elapsed();
-            if elapsed >= Duration::from_secs(1) || finished {
-                let secs = elapsed.as_secs_f64().max(0.001);
-                rate = t.events.saturating_sub(window.1) as f64 / secs;
-                window = (Instant::now(), t.events);
-                if finished {
-                    rate = t.events as f64 / started.elapsed().as_secs_f64().max(0.001);
+            if finished {
+                rate = t.events as f64 / started.elapsed().as_secs_f64().max(0.001);
+            } else if elapsed >= Duration::from_millis(250) {
+                rate = t.events.saturating_sub(window.1) as f64 / elapsed.as_secs_f64();
+                if elapsed >= Duration::from_secs(1) {
+                    window = (Instant::now(), t.events);
                 }
             }
             bar.set_length(t.total);
@@ -156,6 +185,7 @@ async fn show(sources: Vec<Arc<ComponentMetrics>>, mut done: oneshot::Receiver<(
             bar.set_message(format!("{} events/s", rate.round() as u64));
         }
         if finished {
+            show_bar(None);
             bar.finish();
             // The bar leaves the cursor at its end; logs go on below it.
             eprintln!();
