@@ -393,6 +393,29 @@ fn a_changed_stage_switches_between_two_batches_without_loss() {
     );
 }
 
+#[test]
+fn a_finished_bounded_source_changed_by_a_reload_runs_again() {
+    let d = Dir::new();
+    let yaml = "sources:\n  endless: {type: generator, rate: 1000, channels: [a]}\n  once: {type: generator, count: 100, channels: [b]}\nchannels:\n  a: {type: memory}\n  b: {type: memory}\nsinks:\n  sa: {type: \"null\", channel: a}\n  sb: {type: file, channel: b, path: ./out/b.log}\n";
+    d.write("p.yaml", yaml);
+    let agent = Agent::start(&d, &["run", "p.yaml"]);
+    wait_for(LIMIT, "the bounded source", || {
+        d.lines("out/b.log").len() >= 100
+    });
+    // Its channel closed when it finished; the new version gets a new one.
+    replace(&d, "p.yaml", &yaml.replace("count: 100", "count: 200"));
+    signal(&agent.child, libc::SIGHUP);
+    agent.wait_log("reload complete", 1);
+    wait_for(LIMIT, "the second run", || {
+        d.lines("out/b.log").len() >= 300
+    });
+    let (status, log) = agent.stop();
+    assert!(status.success(), "{log}");
+    let b = d.lines("out/b.log");
+    assert_sequence(&b[..100], 100);
+    assert_sequence(&b[100..], 200);
+}
+
 /// A bounded file source big enough to take a moment.
 fn bounded(d: &Dir) -> usize {
     let n = 400_000;

@@ -28,13 +28,16 @@
 //! * Before anything is stopped, every component to start is built once on
 //!   trial: when one fails, the reload is refused, every problem is logged,
 //!   and the running pipeline stays as it is.
+//! * A channel that is closed because all its writers ended (a bounded
+//!   source finished) is treated as changed, so that new writers get an
+//!   open channel.
 //! * Changing `data_dir` needs a restart; such a reload is refused.
 //!
 //! A reload that arrives while another is still being applied waits for it
 //! (only the latest waiting one is kept).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::sync::atomic::AtomicUsize;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -298,9 +301,16 @@ impl Reloader {
             .iter()
             .map(|c| (c.id.as_str(), c.fingerprint.as_str()))
             .collect();
+        // A channel whose writers have all ended is closed for good (a
+        // bounded source finished): it is built anew like a changed one.
+        let closed = |id: &str| {
+            self.slots
+                .get(id)
+                .is_some_and(|s| s.writers.load(Ordering::Acquire) == 0)
+        };
         let changed: BTreeSet<String> = old_ch
             .iter()
-            .filter(|(id, print)| new_ch.get(*id).is_some_and(|p| p != *print))
+            .filter(|(id, print)| new_ch.get(*id).is_some_and(|p| p != *print || closed(id)))
             .map(|(id, _)| id.to_string())
             .collect();
         let removed: BTreeSet<String> = old_ch
