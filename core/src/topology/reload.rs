@@ -495,6 +495,10 @@ impl Reloader {
             let Some(spec) = plan.target.channels.iter().find(|c| c.id == id) else {
                 continue;
             };
+            // Let go of the old one first: a durable channel may open the
+            // same files.
+            self.slots.remove(&id);
+            live.channels.retain(|(c, _)| *c != id);
             match spec.config.build(&context(&plan.target, "channel", &id)) {
                 Ok(channel) => {
                     let slot = ChannelSlot {
@@ -503,10 +507,7 @@ impl Reloader {
                     };
                     plan.hold.push(slot.guard());
                     self.slots.insert(id.clone(), slot);
-                    match live.channels.iter_mut().find(|(c, _)| *c == id) {
-                        Some(entry) => entry.1 = channel,
-                        None => live.channels.push((id.clone(), channel)),
-                    }
+                    live.channels.push((id.clone(), channel));
                     tracing::info!(channel = %id, "reload: channel rebuilt");
                 }
                 Err(e) => {
