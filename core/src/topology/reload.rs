@@ -208,6 +208,26 @@ fn wirings(p: &Pipeline) -> BTreeMap<String, Wiring> {
     out
 }
 
+/// What differs between two versions of a pipeline.
+struct Diff {
+    /// Every task of the running version.
+    old: BTreeMap<String, Wiring>,
+    /// Every task of the new version.
+    new: BTreeMap<String, Wiring>,
+    /// Channels in both whose declaration changed (or that are closed).
+    changed: BTreeSet<String>,
+    /// Channels only in the running version.
+    removed: BTreeSet<String>,
+    /// Channels only in the new version.
+    added: BTreeSet<String>,
+    /// Channels in both, unchanged.
+    kept: BTreeSet<String>,
+    /// Old tasks to stop: removed, changed, or on a changed or removed channel.
+    stopping: BTreeSet<String>,
+    /// New tasks to start: added, or the new versions of stopped ones.
+    starting: BTreeSet<String>,
+}
+
 /// A reload being applied.
 struct Plan {
     target: Pipeline,
@@ -279,28 +299,15 @@ impl Reloader {
         self.advance(live);
     }
 
-    fn begin(&mut self, target: Pipeline, live: &mut Live<'_>) {
-        if target.data_dir != self.pipeline.data_dir {
-            tracing::error!(
-                old = %self.pipeline.data_dir.display(),
-                new = %target.data_dir.display(),
-                "reload refused: changing `data_dir` needs a restart; the running pipeline stays as it is"
-            );
-            return;
-        }
-        let old = wirings(&self.pipeline);
-        let new = wirings(&target);
-        let old_ch: BTreeMap<&str, &str> = self
-            .pipeline
-            .channels
-            .iter()
-            .map(|c| (c.id.as_str(), c.fingerprint.as_str()))
-            .collect();
-        let new_ch: BTreeMap<&str, &str> = target
-            .channels
-            .iter()
-            .map(|c| (c.id.as_str(), c.fingerprint.as_str()))
-            .collect();
+    /// What differs between the running pipeline and `target`.
+    fn diff(&self, target: &Pipeline) -> Diff {
+        let channel_prints = |p: &Pipeline| -> BTreeMap<String, String> {
+            p.channels
+                .iter()
+                .map(|c| (c.id.clone(), c.fingerprint.clone()))
+                .collect()
+        };
+        let (old_ch, new_ch) = (channel_prints(&self.pipeline), channel_prints(target));
         // A channel whose writers have all ended is closed for good (a
         // bounded source finished): it is built anew like a changed one.
         let closed = |id: &str| {
@@ -311,18 +318,23 @@ impl Reloader {
         let changed: BTreeSet<String> = old_ch
             .iter()
             .filter(|(id, print)| new_ch.get(*id).is_some_and(|p| p != *print || closed(id)))
-            .map(|(id, _)| id.to_string())
+            .map(|(id, _)| id.clone())
             .collect();
-        let removed: BTreeSet<String> = old_ch
+        let only_in = |a: &BTreeMap<String, String>, b: &BTreeMap<String, String>| {
+            a.keys()
+                .filter(|id| !b.contains_key(*id))
+                .cloned()
+                .collect::<BTreeSet<String>>()
+        };
+        let removed = only_in(&old_ch, &new_ch);
+        let added = only_in(&new_ch, &old_ch);
+        let kept = new_ch
             .keys()
-            .filter(|id| !new_ch.contains_key(*id))
-            .map(|id| id.to_string())
+            .filter(|id| old_ch.contains_key(*id) && !changed.contains(*id))
+            .cloned()
             .collect();
-        let added: BTreeSet<String> = new_ch
-            .keys()
-            .filter(|id| !old_ch.contains_key(*id))
-            .map(|id| id.to_string())
-            .collect();
+        let old = wirings(&self.pipeline);
+        let new = wirings(target);
         let gone = |w: &Wiring| {
             w.touches
                 .iter()
@@ -333,72 +345,104 @@ impl Reloader {
             .filter(|(name, w)| new.get(*name).is_none_or(|n| n.print != w.print) || gone(w))
             .map(|(name, _)| name.clone())
             .collect();
-        let starting: BTreeSet<String> = new
+        let starting = new
             .keys()
             .filter(|name| !old.contains_key(*name) || stopping.contains(*name))
             .cloned()
             .collect();
-        if stopping.is_empty() && starting.is_empty() && changed.is_empty() && removed.is_empty() {
+        Diff {
+            old,
+            new,
+            changed,
+            removed,
+            added,
+            kept,
+            stopping,
+            starting,
+        }
+    }
+
+    /// Builds the added channels, then every component to start on trial
+    /// (with writer counts of their own, so that the trial closes nothing).
+    /// The added channels, or every problem.
+    fn trial(
+        &self,
+        target: &Pipeline,
+        diff: &Diff,
+    ) -> Result<HashMap<String, ChannelSlot>, Vec<String>> {
+        let mut errors = Vec::new();
+        let mut fresh = HashMap::new();
+        for spec in target
+            .channels
+            .iter()
+            .filter(|c| diff.added.contains(&c.id))
+        {
+            match spec.config.build(&context(target, "channel", &spec.id)) {
+                Ok(channel) => {
+                    let writers = Arc::new(AtomicUsize::new(0));
+                    fresh.insert(spec.id.clone(), ChannelSlot { channel, writers });
+                }
+                Err(e) => errors.push(format!("channel `{}`: {e}", spec.id)),
+            }
+        }
+        if !errors.is_empty() {
+            return Err(errors);
+        }
+        let trial: HashMap<String, ChannelSlot> = self
+            .slots
+            .iter()
+            .chain(fresh.iter())
+            .map(|(id, s)| {
+                let slot = ChannelSlot {
+                    channel: s.channel.clone(),
+                    writers: Arc::new(AtomicUsize::new(1)),
+                };
+                (id.clone(), slot)
+            })
+            .collect();
+        let wanted = |n: &str| diff.starting.contains(n);
+        match Topology::assemble(target, &trial, CancellationToken::new(), &wanted) {
+            Ok(_) => Ok(fresh),
+            Err(failed) => Err(failed.iter().map(ToString::to_string).collect()),
+        }
+    }
+
+    fn begin(&mut self, target: Pipeline, live: &mut Live<'_>) {
+        if target.data_dir != self.pipeline.data_dir {
+            tracing::error!(
+                old = %self.pipeline.data_dir.display(),
+                new = %target.data_dir.display(),
+                "reload refused: changing `data_dir` needs a restart; the running pipeline stays as it is"
+            );
+            return;
+        }
+        let diff = self.diff(&target);
+        if diff.stopping.is_empty()
+            && diff.starting.is_empty()
+            && diff.changed.is_empty()
+            && diff.removed.is_empty()
+        {
             tracing::info!("reload: nothing changed");
             self.pipeline = target;
             return;
         }
-
         // Build what is new on trial first: a failure leaves everything as is.
-        let mut errors = Vec::new();
-        let mut fresh = HashMap::new();
-        for id in &added {
-            let Some(spec) = target.channels.iter().find(|c| &c.id == id) else {
-                continue;
-            };
-            match spec.config.build(&context(&target, "channel", id)) {
-                Ok(channel) => {
-                    fresh.insert(
-                        id.clone(),
-                        ChannelSlot {
-                            channel,
-                            writers: Arc::new(AtomicUsize::new(0)),
-                        },
-                    );
+        let fresh = match self.trial(&target, &diff) {
+            Ok(fresh) => fresh,
+            Err(errors) => {
+                for e in &errors {
+                    tracing::error!("reload refused: cannot build {e}");
                 }
-                Err(e) => errors.push(format!("channel `{id}`: {e}")),
+                tracing::error!("reload refused: the running pipeline stays as it is");
+                return;
             }
-        }
-        if errors.is_empty() {
-            // Separate writer counts, so that the trial never closes a channel.
-            let trial: HashMap<String, ChannelSlot> = self
-                .slots
-                .iter()
-                .chain(fresh.iter())
-                .map(|(id, s)| {
-                    let slot = ChannelSlot {
-                        channel: s.channel.clone(),
-                        writers: Arc::new(AtomicUsize::new(1)),
-                    };
-                    (id.clone(), slot)
-                })
-                .collect();
-            let wanted = |n: &str| starting.contains(n);
-            if let Err(failed) =
-                Topology::assemble(&target, &trial, CancellationToken::new(), &wanted)
-            {
-                errors.extend(failed.iter().map(ToString::to_string));
-            }
-        }
-        if !errors.is_empty() {
-            for e in &errors {
-                tracing::error!("reload refused: cannot build {e}");
-            }
-            tracing::error!("reload refused: the running pipeline stays as it is");
-            return;
-        }
+        };
 
         // Hold every channel that stays, and the new ones, open meanwhile.
-        let mut hold: Vec<WriterGuard> = self
-            .slots
+        let mut hold: Vec<WriterGuard> = diff
+            .kept
             .iter()
-            .filter(|(id, _)| new_ch.contains_key(id.as_str()) && !changed.contains(*id))
-            .map(|(_, slot)| slot.guard())
+            .filter_map(|id| self.slots.get(id).map(ChannelSlot::guard))
             .collect();
         for (id, slot) in fresh {
             hold.push(slot.guard());
@@ -408,23 +452,23 @@ impl Reloader {
 
         let running: BTreeSet<&String> = live.names.values().collect();
         let mut ending = BTreeSet::new();
-        for name in &stopping {
-            let action = if starting.contains(name) {
+        for (name, w) in diff.old.iter().filter(|(n, _)| diff.stopping.contains(*n)) {
+            let action = if diff.starting.contains(name) {
                 "restarting"
             } else {
                 "removing"
             };
-            let Some(w) = old.get(name) else { continue };
             if !running.contains(name) {
                 tracing::info!(component = %name, "reload: {action} (it had already ended)");
                 continue;
             }
             ending.insert(name.clone());
-            if w.reads
+            let input_goes = w
+                .reads
                 .as_ref()
-                .is_some_and(|c| changed.contains(c) || removed.contains(c))
-            {
-                // Its input goes away: it reads it to the end first.
+                .is_some_and(|c| diff.changed.contains(c) || diff.removed.contains(c));
+            if input_goes {
+                // It reads its input to the end first.
                 tracing::info!(component = %name, "reload: {action} once its input channel is drained");
             } else {
                 tracing::info!(component = %name, "reload: {action}");
@@ -433,21 +477,22 @@ impl Reloader {
                 }
             }
         }
-        for name in starting.difference(&stopping) {
+        for name in diff.starting.difference(&diff.stopping) {
             tracing::info!(component = %name, "reload: adding");
         }
-        for id in changed.iter().chain(&removed) {
-            let what = if changed.contains(id) {
-                "changed: it is rebuilt once drained"
-            } else {
-                "removed: it goes once drained"
-            };
-            tracing::info!(channel = %id, "reload: channel {what}");
+        for id in &diff.changed {
+            tracing::info!(channel = %id, "reload: channel changed: it is rebuilt once drained");
         }
-        let rebuild = changed
+        for id in &diff.removed {
+            tracing::info!(channel = %id, "reload: channel removed: it goes once drained");
+        }
+        // A changed channel is rebuilt once every old task on it has ended.
+        let rebuild = diff
+            .changed
             .iter()
             .map(|c| {
-                let on: BTreeSet<String> = old
+                let on = diff
+                    .old
                     .iter()
                     .filter(|(name, w)| w.touches.contains(c) && ending.contains(*name))
                     .map(|(name, _)| name.clone())
@@ -455,13 +500,17 @@ impl Reloader {
                 (c.clone(), on)
             })
             .collect();
-        let start = starting
+        // A task starts once its old version has ended and its rebuilt
+        // channels are there.
+        let start = diff
+            .starting
             .iter()
             .map(|name| {
-                let own: BTreeSet<String> = ending.iter().filter(|n| *n == name).cloned().collect();
-                let channels = new
+                let own = ending.iter().filter(|n| *n == name).cloned().collect();
+                let channels = diff
+                    .new
                     .get(name)
-                    .map(|w| w.touches.intersection(&changed).cloned().collect())
+                    .map(|w| w.touches.intersection(&diff.changed).cloned().collect())
                     .unwrap_or_default();
                 (name.clone(), (own, channels))
             })
@@ -472,7 +521,7 @@ impl Reloader {
             rebuild,
             start,
             failed: BTreeSet::new(),
-            removed,
+            removed: diff.removed,
             hold,
         });
         self.advance(live);
