@@ -628,3 +628,6 @@ impl Reloader {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;
