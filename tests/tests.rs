@@ -3,6 +3,7 @@
 mod compliance;
 mod dead_letter;
 mod examples;
+mod reload;
 mod tailing;
 mod util;
 mod validate;

@@ -322,6 +322,9 @@ impl Source for FileSource {
             multiline: self.multiline,
         };
         reader.rescan(Some(&saved.files)).await?;
+        if !reader.config.follow {
+            cx.metrics.set_progress_total(reader.bytes_left(), true);
+        }
         let result = reader.run(&mut cx).await;
         // Whatever happened, record what was accepted.
         let saved = reader.save(&cx.checkpoints).await;

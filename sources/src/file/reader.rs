@@ -134,6 +134,7 @@ impl Reader {
         match outcome {
             ReadOutcome::Data(n) => {
                 f.read_pos += n as u64;
+                cx.metrics.add_progress(n as u64);
                 f.active = Instant::now();
                 f.partial_since = None;
             }
@@ -278,6 +279,16 @@ impl Reader {
             self.save(&cx.checkpoints).await?;
         }
         Ok(())
+    }
+
+    /// Bytes between each file's read position and its current end (the
+    /// work of a bounded run).
+    pub(super) fn bytes_left(&self) -> u64 {
+        let size = |f: &Tracked| f.file.metadata().map_or(0, |m| m.len());
+        self.files
+            .iter()
+            .map(|f| size(f).saturating_sub(f.read_pos))
+            .sum()
     }
 
     /// Writes every file's accepted offset to the checkpoint store.
