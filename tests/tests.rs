@@ -1,8 +1,11 @@
 //! End-to-end tests: the real `sluice` binary on real files and processes.
 
 mod compliance;
+mod dead_letter;
 mod durability;
 mod examples;
+mod reload;
+mod tailing;
 mod util;
 mod validate;
 

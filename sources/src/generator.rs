@@ -115,6 +115,9 @@ impl Source for Generator {
             }
             None => (batch_size, None),
         };
+        if let Some(count) = config.count {
+            cx.metrics.set_progress_total(count, false);
+        }
         let mut writer = BodyWriter::new(config.format);
         let mut next: u64 = 0;
         if config.resume {
@@ -125,6 +128,7 @@ impl Source for Generator {
             if let Some(cp) = saved {
                 tracing::info!(next = cp.next, "resuming from the checkpoint");
                 next = cp.next;
+                cx.metrics.add_progress(next);
             }
         }
         loop {
@@ -142,6 +146,7 @@ impl Source for Generator {
             let batch = writer.batch(next, n as usize, Timestamp::now());
             next += n;
             cx.emit(batch).await?;
+            cx.metrics.add_progress(n);
             if config.resume {
                 // Only now that the channels accepted the batch.
                 let store = cx.checkpoints.clone();
