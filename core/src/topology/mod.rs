@@ -16,6 +16,7 @@
 //!   reports how many events were left in which channel.
 
 pub(crate) mod emit;
+mod group;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -307,6 +308,8 @@ impl Topology {
             ));
         }
 
+        // Runners of sinks that belong to a group: the group runs them.
+        let mut grouped: HashMap<String, SinkRunner> = HashMap::new();
         for s in &pipeline.sinks {
             let Some(input) = chan(&s.channel) else {
                 continue;
@@ -348,9 +351,14 @@ impl Topology {
                 warn: WarnLimiter::default(),
                 _guards: guards,
             };
+            if pipeline.sink_groups.iter().any(|g| g.sinks.contains(&s.id)) {
+                grouped.insert(s.id.clone(), runner);
+                continue;
+            }
             let span = tracing::info_span!("sink", id = %s.id, r#type = %s.type_name);
             tasks.push((format!("sink `{}`", s.id), span, Box::pin(runner.run())));
         }
+        tasks.extend(group::tasks(pipeline, &mut grouped));
 
         if !errors.is_empty() {
             return Err(errors);
