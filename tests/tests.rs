@@ -2,6 +2,8 @@
 
 mod compliance;
 mod examples;
+mod hop;
+mod network;
 mod util;
 mod validate;
 

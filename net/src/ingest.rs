@@ -8,6 +8,8 @@
 //! A job may carry a reply: it is answered `true` once the channels have
 //! accepted the batch (what an acknowledging receiver waits for).
 
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use sluice_core::prelude::*;
@@ -17,7 +19,14 @@ use tokio::sync::{mpsc, oneshot};
 pub(crate) struct Job {
     batch: Batch,
     reply: Option<oneshot::Sender<bool>>,
+    /// For a job that may be given up: `QUEUED`, then `STARTED` by the
+    /// source task or `CANCELLED` by the waiting side, whichever comes first.
+    state: Option<Arc<AtomicU8>>,
 }
+
+const QUEUED: u8 = 0;
+const STARTED: u8 = 1;
+const CANCELLED: u8 = 2;
 
 /// Batches waiting in the queue at most.
 const QUEUE: usize = 4;
@@ -50,26 +59,49 @@ impl Ingest {
         if batch.is_empty() {
             return true;
         }
-        self.tx.send(Job { batch, reply: None }).await.is_ok()
+        let job = Job {
+            batch,
+            reply: None,
+            state: None,
+        };
+        self.tx.send(job).await.is_ok()
     }
 
     /// Queues a batch and waits until the channels accepted it. With
-    /// `busy_wait`, gives up (nothing ingested) when the queue stays full
-    /// that long.
+    /// `busy_wait`, gives up (nothing ingested) when the source task has
+    /// not started to put the batch within that time; once it has started,
+    /// waits for the put to finish.
     pub(crate) async fn deliver(&self, batch: Batch, busy_wait: Option<Duration>) -> Result<(), Refused> {
-        let (reply, answer) = oneshot::channel();
+        let (reply, mut answer) = oneshot::channel();
+        let state = busy_wait.map(|_| Arc::new(AtomicU8::new(QUEUED)));
         let job = Job {
             batch,
             reply: Some(reply),
+            state: state.clone(),
         };
-        match busy_wait {
-            Some(wait) => self.tx.send_timeout(job, wait).await.map_err(|e| match e {
-                mpsc::error::SendTimeoutError::Timeout(_) => Refused::Busy,
-                mpsc::error::SendTimeoutError::Closed(_) => Refused::Closed,
-            })?,
-            None => self.tx.send(job).await.map_err(|_| Refused::Closed)?,
-        }
-        match answer.await {
+        let (Some(wait), Some(state)) = (busy_wait, state) else {
+            self.tx.send(job).await.map_err(|_| Refused::Closed)?;
+            return match answer.await {
+                Ok(true) => Ok(()),
+                _ => Err(Refused::Closed),
+            };
+        };
+        let deadline = tokio::time::Instant::now() + wait;
+        self.tx.send_timeout(job, wait).await.map_err(|e| match e {
+            mpsc::error::SendTimeoutError::Timeout(_) => Refused::Busy,
+            mpsc::error::SendTimeoutError::Closed(_) => Refused::Closed,
+        })?;
+        let answered = match tokio::time::timeout_at(deadline, &mut answer).await {
+            Ok(a) => a,
+            Err(_) => {
+                let give_up = state.compare_exchange(QUEUED, CANCELLED, Ordering::AcqRel, Ordering::Acquire);
+                if give_up.is_ok() {
+                    return Err(Refused::Busy);
+                }
+                answer.await
+            }
+        };
+        match answered {
             Ok(true) => Ok(()),
             _ => Err(Refused::Closed),
         }
@@ -80,6 +112,15 @@ impl Ingest {
 /// handle is gone, answering replies.
 pub(crate) async fn pump(mut rx: mpsc::Receiver<Job>, cx: &mut SourceContext) -> Result<(), ComponentError> {
     while let Some(job) = rx.recv().await {
+        if let Some(state) = &job.state {
+            if state
+                .compare_exchange(QUEUED, STARTED, Ordering::AcqRel, Ordering::Acquire)
+                .is_err()
+            {
+                // Given up by its sender, which answered "busy".
+                continue;
+            }
+        }
         match cx.emit(job.batch).await {
             Ok(()) => {
                 if let Some(r) = job.reply {
