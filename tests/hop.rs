@@ -69,12 +69,14 @@ fn edge_refused(d: &Dir, yaml: &str) -> String {
 fn a_wrong_or_missing_token_is_refused_and_nothing_is_ingested() {
     let d = Dir::new();
     let port = free_port();
-    let agg = aggregator(&d, "agg", port, "    token: {env: HOP_TOKEN}\n", "text");
-    let _ = agg;
-    // The aggregator took HOP_TOKEN from its environment: not set there.
-    let o = stop(agg);
-    assert!(!o.status.success(), "an unset token variable is a start-up error");
-    assert!(stderr(&o).contains("HOP_TOKEN"), "{}", stderr(&o));
+    // A token variable that is not set is a start-up error naming it.
+    d.write(
+        "env.yaml",
+        &format!("sources:\n  edge: {{type: sluice, address: '127.0.0.1:{port}', token: {{env: HOP_TOKEN_UNSET}}, channels: [main]}}\nchannels:\n  main: {{type: memory}}\nsinks:\n  out: {{type: \"null\", channel: main}}\n"),
+    );
+    let o = d.run(&["run", "env.yaml"], Duration::from_secs(30));
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("`HOP_TOKEN_UNSET` holding the token is not set"), "{}", stderr(&o));
 
     d.write("token", "right-token\n");
     let agg = aggregator(&d, "agg", port, "    token: {file: ./token}\n", "text");
