@@ -555,3 +555,73 @@ fn exec_runs_a_command_and_restarts_it_per_policy() {
     assert!(o.status.success(), "{}", stderr(&o));
     assert_eq!(d.lines("out/o.log"), ["once"]);
 }
+
+/// Feeds a listening source for the compliance check: over TCP, UDP or
+/// HTTP, or from a second agent over the hop.
+pub struct Feeder {
+    port: u16,
+    tcp: Option<TcpStream>,
+    udp: Option<UdpSocket>,
+    sender: Option<Child>,
+}
+
+impl Feeder {
+    /// With `hop`, starts a second agent that sends a sequence to `port`.
+    pub fn new(d: &Dir, port: u16, hop: bool) -> Feeder {
+        let sender = hop.then(|| {
+            d.write(
+                "sender.yaml",
+                &format!("data_dir: ./state/sender\nsources:\n  gen: {{type: generator, rate: 20000, channels: [main]}}\nchannels:\n  main: {{type: memory, capacity: 1000}}\nsinks:\n  up: {{type: sluice, channel: main, address: '127.0.0.1:{port}'}}\n"),
+            );
+            d.start(&["run", "sender.yaml"])
+        });
+        Feeder {
+            port,
+            tcp: None,
+            udp: None,
+            sender,
+        }
+    }
+
+    fn connected(&mut self) -> &mut TcpStream {
+        let port = self.port;
+        self.tcp.get_or_insert_with(|| {
+            let mut s = None;
+            wait_for(Duration::from_secs(30), "the source to listen", || {
+                s = TcpStream::connect(("127.0.0.1", port)).ok();
+                s.is_some()
+            });
+            s.expect("connected")
+        })
+    }
+
+    pub fn tcp(&mut self, chunk: &str) {
+        self.connected().write_all(chunk.as_bytes()).expect("send");
+    }
+
+    pub fn http(&mut self, chunk: &str) {
+        let (status, _, body) = http_post(self.connected(), &[], chunk.as_bytes());
+        assert_eq!(status, 200, "{body}");
+    }
+
+    pub fn udp(&mut self, chunk: &str) {
+        let port = self.port;
+        let u = self.udp.get_or_insert_with(|| {
+            // The port is taken once the agent has bound it.
+            wait_for(Duration::from_secs(30), "the source to bind", || {
+                UdpSocket::bind(("127.0.0.1", port)).is_err()
+            });
+            UdpSocket::bind("127.0.0.1:0").expect("udp")
+        });
+        u.send_to(chunk.as_bytes(), ("127.0.0.1", port)).expect("send");
+    }
+}
+
+impl Drop for Feeder {
+    fn drop(&mut self) {
+        if let Some(mut s) = self.sender.take() {
+            let _ = s.kill();
+            let _ = s.wait();
+        }
+    }
+}

@@ -168,7 +168,9 @@ async fn run_once(c: &Config, cx: &mut SourceContext) -> Result<Ended, Component
                 cx.emit(std::mem::replace(&mut batch, Batch::with_capacity(batch_size))).await?;
             }
         }
-        if n == 0 {
+        // At the command's end its last line counts even without a newline;
+        // on a stop a partial line is left out.
+        if n == 0 && !stopped {
             if let Some(line) = framer.finish() {
                 batch.push(Event::new(line, now));
             }

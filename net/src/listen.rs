@@ -153,12 +153,13 @@ async fn serve<S: tokio::io::AsyncRead + Unpin>(
         let buf = framer.buf_mut();
         buf.reserve(READ_SIZE);
         let want = buf.capacity() - buf.len();
+        let mut stopped = false;
         let n = tokio::select! {
             r = stream.read_buf(buf) => match r {
                 Ok(n) => n,
                 Err(e) => { outcome = Err(e.to_string()); 0 }
             },
-            _ = shutdown.cancelled() => 0,
+            _ = shutdown.cancelled() => { stopped = true; 0 }
         };
         let now = Timestamp::now();
         let eof = n == 0;
@@ -181,7 +182,9 @@ async fn serve<S: tokio::io::AsyncRead + Unpin>(
                 }
             }
         }
-        if eof {
+        // The sender's last message counts without a newline when it closed
+        // the connection; on a stop a partial message is left out.
+        if eof && !stopped && outcome.is_ok() {
             if let Some(msg) = framer.finish() {
                 decode(decoder, msg, now, &mut batch, &mut bad, &mut last_bad);
             }
