@@ -125,7 +125,11 @@ fn every_sink_delivers_and_counts_every_event() {
         if let Some(r) = receiver {
             let o = crate::network::stop(r);
             let counts = final_counts(&stderr(&o));
-            assert_eq!(counts["out"]["events_out"].as_u64(), Some(20000), "the receiver got every event");
+            assert_eq!(
+                counts["out"]["events_out"].as_u64(),
+                Some(20000),
+                "the receiver got every event"
+            );
         }
         assert!(o.status.success(), "sink `{ty}`: {}", stderr(&o));
         let counts = final_counts(&stderr(&o));

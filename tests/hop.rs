@@ -34,13 +34,24 @@ fn events_cross_the_hop_with_their_fields_intact() {
     d.write(
         "edge.yaml",
         &edge_yaml
-            .replace("channels: [main]\nprocessors", "channels: [main, copy]\nprocessors")
-            .replace("channels:\n  main:", "channels:\n  copy: {type: memory}\n  main:"),
+            .replace(
+                "channels: [main]\nprocessors",
+                "channels: [main, copy]\nprocessors",
+            )
+            .replace(
+                "channels:\n  main:",
+                "channels:\n  copy: {type: memory}\n  main:",
+            ),
     );
     let o = d.run_logged(&["run", "edge.yaml"]);
     assert!(o.status.success(), "{}", stderr(&o));
-    assert_eq!(final_counts(&stderr(&o))["up"]["events_out"].as_u64(), Some(20_000));
-    wait_for(Duration::from_secs(60), "20000 events", || d.lines("out/agg.log").len() >= 20_000);
+    assert_eq!(
+        final_counts(&stderr(&o))["up"]["events_out"].as_u64(),
+        Some(20_000)
+    );
+    wait_for(Duration::from_secs(60), "20000 events", || {
+        d.lines("out/agg.log").len() >= 20_000
+    });
     let o = stop(agg);
     assert!(o.status.success(), "{}", stderr(&o));
     // Every event as the edge had it: body, timestamp, typed fields.
@@ -76,7 +87,11 @@ fn a_wrong_or_missing_token_is_refused_and_nothing_is_ingested() {
     );
     let o = d.run(&["run", "env.yaml"], Duration::from_secs(30));
     assert!(!o.status.success());
-    assert!(stderr(&o).contains("`HOP_TOKEN_UNSET` holding the token is not set"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("`HOP_TOKEN_UNSET` holding the token is not set"),
+        "{}",
+        stderr(&o)
+    );
 
     d.write("token", "right-token\n");
     let agg = aggregator(&d, "agg", port, "    token: {file: ./token}\n", "text");
@@ -87,10 +102,15 @@ fn a_wrong_or_missing_token_is_refused_and_nothing_is_ingested() {
     let err = edge_refused(&d, &edge_sink(port, ""));
     assert!(err.contains("refused (401)"), "{err}");
     assert!(d.lines("out/agg.log").is_empty(), "nothing ingested");
-    d.write("edge.yaml", &edge_sink(port, "    token: {file: ./token}\n"));
+    d.write(
+        "edge.yaml",
+        &edge_sink(port, "    token: {file: ./token}\n"),
+    );
     let o = d.run(&["run", "edge.yaml"], Duration::from_secs(60));
     assert!(o.status.success(), "{}", stderr(&o));
-    wait_for(Duration::from_secs(30), "1000 lines", || d.lines("out/agg.log").len() >= 1000);
+    wait_for(Duration::from_secs(30), "1000 lines", || {
+        d.lines("out/agg.log").len() >= 1000
+    });
     let o = stop(agg);
     assert!(o.status.success());
     assert_sequence(&d.lines("out/agg.log"), 1000);
@@ -120,7 +140,9 @@ fn the_hop_over_tls_requires_a_trusted_client_certificate() {
     );
     let o = d.run(&["run", "edge.yaml"], Duration::from_secs(60));
     assert!(o.status.success(), "{}", stderr(&o));
-    wait_for(Duration::from_secs(30), "1000 lines", || d.lines("out/agg.log").len() >= 1000);
+    wait_for(Duration::from_secs(30), "1000 lines", || {
+        d.lines("out/agg.log").len() >= 1000
+    });
     let o = stop(agg);
     assert!(o.status.success());
     assert_sequence(&d.lines("out/agg.log"), 1000);
@@ -150,8 +172,13 @@ fn a_failover_group_switches_when_the_primary_dies_and_fails_back() {
     wait_listening(input, &mut edge);
     // 1. The primary takes everything.
     feed(input, 0, 50_000);
-    wait_for(Duration::from_secs(60), "50000 at the primary", || d.lines("out/agg1.log").len() >= 50_000);
-    assert!(d.lines("out/agg2.log").is_empty(), "the secondary stays idle");
+    wait_for(Duration::from_secs(60), "50000 at the primary", || {
+        d.lines("out/agg1.log").len() >= 50_000
+    });
+    assert!(
+        d.lines("out/agg2.log").is_empty(),
+        "the secondary stays idle"
+    );
     // 2. kill -9 the primary. Its channel is a memory channel, so it is
     // killed once it has written out what it acknowledged (with a disk
     // channel on the aggregators it can be killed at any moment). What the
@@ -163,15 +190,25 @@ fn a_failover_group_switches_when_the_primary_dies_and_fails_back() {
     let _ = agg1.wait();
     feed(input, 50_000, 150_000);
     let total = |d: &Dir| d.lines("out/agg1.log").len() + d.lines("out/agg2.log").len();
-    wait_for(Duration::from_secs(60), "150000 in all", || total(&d) >= 150_000);
-    assert!(!d.lines("out/agg2.log").is_empty(), "the edge switched to the secondary");
+    wait_for(Duration::from_secs(60), "150000 in all", || {
+        total(&d) >= 150_000
+    });
+    assert!(
+        !d.lines("out/agg2.log").is_empty(),
+        "the edge switched to the secondary"
+    );
     // 3. The primary comes back: after its penalty the group fails back.
     let before = d.lines("out/agg1.log").len();
     let agg1 = aggregator(&d, "agg1", p1, "", "text");
     std::thread::sleep(Duration::from_millis(1200));
     feed(input, 150_000, 200_000);
-    wait_for(Duration::from_secs(60), "200000 in all", || total(&d) >= 200_000);
-    assert!(d.lines("out/agg1.log").len() > before, "the group failed back to the primary");
+    wait_for(Duration::from_secs(60), "200000 in all", || {
+        total(&d) >= 200_000
+    });
+    assert!(
+        d.lines("out/agg1.log").len() > before,
+        "the group failed back to the primary"
+    );
     let o = stop(edge);
     assert!(o.status.success(), "{}", stderr(&o));
     for a in [agg1, agg2] {
@@ -201,7 +238,9 @@ fn a_load_balance_group_spreads_evenly_over_three_receivers() {
         .collect();
     let mut sinks = String::new();
     for (i, p) in ports.iter().enumerate() {
-        sinks.push_str(&format!("  s{i}: {{type: sluice, channel: main, address: '127.0.0.1:{p}', batch_size: 100}}\n"));
+        sinks.push_str(&format!(
+            "  s{i}: {{type: sluice, channel: main, address: '127.0.0.1:{p}', batch_size: 100}}\n"
+        ));
     }
     d.write(
         "edge.yaml",
@@ -210,10 +249,18 @@ fn a_load_balance_group_spreads_evenly_over_three_receivers() {
     let o = d.run_logged(&["run", "edge.yaml"]);
     assert!(o.status.success(), "{}", stderr(&o));
     let counts = final_counts(&stderr(&o));
-    let sent: u64 = (0..3).map(|i| counts[&format!("s{i}")]["events_out"].as_u64().unwrap_or(0)).sum();
+    let sent: u64 = (0..3)
+        .map(|i| counts[&format!("s{i}")]["events_out"].as_u64().unwrap_or(0))
+        .sum();
     assert_eq!(sent, 60_000);
-    let total = |d: &Dir| (0..3).map(|i| d.lines(&format!("out/agg{i}.log")).len()).sum::<usize>();
-    wait_for(Duration::from_secs(60), "60000 in all", || total(&d) >= 60_000);
+    let total = |d: &Dir| {
+        (0..3)
+            .map(|i| d.lines(&format!("out/agg{i}.log")).len())
+            .sum::<usize>()
+    };
+    wait_for(Duration::from_secs(60), "60000 in all", || {
+        total(&d) >= 60_000
+    });
     for a in aggs {
         assert!(stop(a).status.success());
     }
@@ -221,9 +268,51 @@ fn a_load_balance_group_spreads_evenly_over_three_receivers() {
     for i in 0..3 {
         let mine = numbers(&d.lines(&format!("out/agg{i}.log")));
         let share = mine.len() as f64 / 20_000.0;
-        assert!((0.9..=1.1).contains(&share), "receiver {i} got {} events", mine.len());
+        assert!(
+            (0.9..=1.1).contains(&share),
+            "receiver {i} got {} events",
+            mine.len()
+        );
         all.extend(mine);
     }
     all.sort_unstable();
     assert_eq!(all, (0..60_000).collect::<Vec<_>>());
+}
+
+#[test]
+fn the_edge_aggregator_demo_runs_locally() {
+    let d = Dir::new();
+    let script =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("demos/edge-aggregator/run-local.sh");
+    let child = std::process::Command::new("bash")
+        .arg(&script)
+        .env("SLUICE_BIN", sluice_bin())
+        .env("DEMO_WORK_DIR", d.path())
+        .env("PORT_1", free_port().to_string())
+        .env("PORT_2", free_port().to_string())
+        .env("DEMO_EVENTS", "20000")
+        .env("DEMO_RATE", "10000")
+        .env_remove("RUST_LOG")
+        .env_remove("SLUICE_SETTINGS")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run-local.sh");
+    let o = wait_output(child, Duration::from_secs(120));
+    assert!(o.status.success(), "{}\n{}", stdout(&o), stderr(&o));
+    assert!(stdout(&o).contains("ok: nothing lost"), "{}", stdout(&o));
+    let mut seqs = Vec::new();
+    for name in ["aggregator-1", "aggregator-2"] {
+        let lines = d.lines(&format!("out/{name}.json"));
+        assert!(!lines.is_empty(), "{name} got nothing");
+        for l in lines {
+            let v: serde_json::Value = serde_json::from_str(&l).expect("json");
+            // Parsed at the edge, carried over the hop as typed fields.
+            assert!(v["fields"]["host"].is_string(), "{l}");
+            seqs.push(v["fields"]["seq"].as_u64().expect("seq"));
+        }
+    }
+    seqs.sort_unstable();
+    seqs.dedup();
+    assert_eq!(seqs, (0..20_000).collect::<Vec<u64>>());
 }

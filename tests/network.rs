@@ -29,16 +29,20 @@ pub fn free_udp_port() -> u16 {
 
 /// Waits until something accepts connections on `port`.
 pub fn wait_listening(port: u16, child: &mut Child) {
-    wait_for(Duration::from_secs(30), &format!("port {port} to listen"), || {
-        if let Ok(Some(status)) = child.try_wait() {
-            let mut err = String::new();
-            if let Some(e) = child.stderr.as_mut() {
-                let _ = e.read_to_string(&mut err);
+    wait_for(
+        Duration::from_secs(30),
+        &format!("port {port} to listen"),
+        || {
+            if let Ok(Some(status)) = child.try_wait() {
+                let mut err = String::new();
+                if let Some(e) = child.stderr.as_mut() {
+                    let _ = e.read_to_string(&mut err);
+                }
+                panic!("sluice exited ({status}) before listening on {port}:\n{err}");
             }
-            panic!("sluice exited ({status}) before listening on {port}:\n{err}");
-        }
-        TcpStream::connect(("127.0.0.1", port)).is_ok()
-    });
+            TcpStream::connect(("127.0.0.1", port)).is_ok()
+        },
+    );
 }
 
 /// Starts `sluice run FILE` with JSON logs and piped stderr.
@@ -79,13 +83,12 @@ pub fn lines_text(from: usize, to: usize) -> String {
     s
 }
 
+/// An HTTP answer: status, headers (lower-case names), body.
+pub type Answer = (u16, Vec<(String, String)>, String);
+
 /// A minimal HTTP/1.1 client: sends one request on `stream`, returns the
 /// status, the headers (lower-case names) and the body.
-pub fn http_post<S: Read + Write>(
-    stream: &mut S,
-    headers: &[(&str, &str)],
-    body: &[u8],
-) -> (u16, Vec<(String, String)>, String) {
+pub fn http_post<S: Read + Write>(stream: &mut S, headers: &[(&str, &str)], body: &[u8]) -> Answer {
     try_http_post(stream, headers, body).expect("an answer")
 }
 
@@ -94,8 +97,11 @@ pub fn try_http_post<S: Read + Write>(
     stream: &mut S,
     headers: &[(&str, &str)],
     body: &[u8],
-) -> Option<(u16, Vec<(String, String)>, String)> {
-    let mut req = format!("POST /events HTTP/1.1\r\nHost: test\r\nContent-Length: {}\r\n", body.len());
+) -> Option<Answer> {
+    let mut req = format!(
+        "POST /events HTTP/1.1\r\nHost: test\r\nContent-Length: {}\r\n",
+        body.len()
+    );
     for (k, v) in headers {
         req.push_str(&format!("{k}: {v}\r\n"));
     }
@@ -138,7 +144,9 @@ pub fn try_http_post<S: Read + Write>(
 /// `server.key`, `client.pem`, `client.key`; and a second, untrusted CA
 /// with its own client certificate: `other-client.pem`, `other-client.key`.
 pub fn make_certs(d: &Dir) {
-    use rcgen::{BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair};
+    use rcgen::{
+        BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair,
+    };
     let ca = |name: &str| {
         let key = KeyPair::generate().expect("key");
         let mut p = CertificateParams::new(Vec::<String>::new()).expect("params");
@@ -147,13 +155,14 @@ pub fn make_certs(d: &Dir) {
         let cert = p.self_signed(&key).expect("ca");
         (cert, key)
     };
-    let leaf = |names: Vec<String>, usage: ExtendedKeyUsagePurpose, ca: &(rcgen::Certificate, KeyPair)| {
-        let key = KeyPair::generate().expect("key");
-        let mut p = CertificateParams::new(names).expect("params");
-        p.extended_key_usages = vec![usage];
-        let cert = p.signed_by(&key, &ca.0, &ca.1).expect("sign");
-        (cert.pem(), key.serialize_pem())
-    };
+    let leaf =
+        |names: Vec<String>, usage: ExtendedKeyUsagePurpose, ca: &(rcgen::Certificate, KeyPair)| {
+            let key = KeyPair::generate().expect("key");
+            let mut p = CertificateParams::new(names).expect("params");
+            p.extended_key_usages = vec![usage];
+            let cert = p.signed_by(&key, &ca.0, &ca.1).expect("sign");
+            (cert.pem(), key.serialize_pem())
+        };
     let trusted = ca("sluice test ca");
     let other = ca("someone else");
     d.write("ca.pem", &trusted.0.pem());
@@ -164,10 +173,18 @@ pub fn make_certs(d: &Dir) {
     );
     d.write("server.pem", &c);
     d.write("server.key", &k);
-    let (c, k) = leaf(vec!["edge".into()], ExtendedKeyUsagePurpose::ClientAuth, &trusted);
+    let (c, k) = leaf(
+        vec!["edge".into()],
+        ExtendedKeyUsagePurpose::ClientAuth,
+        &trusted,
+    );
     d.write("client.pem", &c);
     d.write("client.key", &k);
-    let (c, k) = leaf(vec!["intruder".into()], ExtendedKeyUsagePurpose::ClientAuth, &other);
+    let (c, k) = leaf(
+        vec!["intruder".into()],
+        ExtendedKeyUsagePurpose::ClientAuth,
+        &other,
+    );
     d.write("other-client.pem", &c);
     d.write("other-client.key", &k);
 }
@@ -198,7 +215,9 @@ pub fn tls_connect(
                 .map(|c| c.expect("cert"))
                 .collect();
             let key = PrivateKeyDer::from_pem_file(d.join(&format!("{name}.key"))).expect("key");
-            builder.with_client_auth_cert(certs, key).expect("client auth")
+            builder
+                .with_client_auth_cert(certs, key)
+                .expect("client auth")
         }
         None => builder.with_no_client_auth(),
     };
@@ -234,17 +253,30 @@ fn half_a_million_lines_over_tcp_arrive_exactly_once_in_order() {
     // One over-long line in the middle: skipped and counted, the rest intact.
     let mid = text.find("250000\n").expect("middle");
     s.write_all(&text.as_bytes()[..mid]).expect("send");
-    s.write_all(format!("{}\n", "x".repeat(150)).as_bytes()).expect("send");
+    s.write_all(format!("{}\n", "x".repeat(150)).as_bytes())
+        .expect("send");
     s.write_all(&text.as_bytes()[mid..]).expect("send");
     drop(s);
-    wait_size(&d.join("out/o.log"), sequence_bytes(n), "every line in the file");
+    wait_size(
+        &d.join("out/o.log"),
+        sequence_bytes(n),
+        "every line in the file",
+    );
     let o = stop(child);
     assert!(o.status.success(), "{}", stderr(&o));
     assert_sequence(&d.lines("out/o.log"), n);
     let counts = final_counts(&stderr(&o));
     assert_eq!(counts["in"]["events_out"].as_u64(), Some(n as u64));
-    assert_eq!(counts["in"]["errors"].as_u64(), Some(1), "the long line is counted");
-    assert!(stderr(&o).contains("longer than max_line_bytes"), "{}", stderr(&o));
+    assert_eq!(
+        counts["in"]["errors"].as_u64(),
+        Some(1),
+        "the long line is counted"
+    );
+    assert!(
+        stderr(&o).contains("longer than max_line_bytes"),
+        "{}",
+        stderr(&o)
+    );
 }
 
 #[test]
@@ -278,13 +310,18 @@ fn tcp_octet_counting_and_several_connections() {
     for s in senders {
         s.join().expect("sender");
     }
-    wait_for(Duration::from_secs(60), "20000 lines", || d.lines("out/o.log").len() >= 20_000);
+    wait_for(Duration::from_secs(60), "20000 lines", || {
+        d.lines("out/o.log").len() >= 20_000
+    });
     let o = stop(child);
     assert!(o.status.success(), "{}", stderr(&o));
     let mut got = d.lines("out/o.log");
     // Each connection's messages keep their order.
     for c in 0..4 {
-        let mine: Vec<&String> = got.iter().filter(|l| l.starts_with(&format!("c{c} "))).collect();
+        let mine: Vec<&String> = got
+            .iter()
+            .filter(|l| l.starts_with(&format!("c{c} ")))
+            .collect();
         let want: Vec<String> = (0..5000).map(|i| format!("c{c} m{i}")).collect();
         assert!(mine.iter().zip(&want).all(|(a, b)| *a == b) && mine.len() == 5000);
     }
@@ -310,8 +347,15 @@ fn half_a_million_lines_over_http_and_every_answer() {
     let n = 500_000;
     let per = 20_000;
     for start in (0..n).step_by(per) {
-        let (status, _, body) = http_post(&mut s, &[("Content-Type", "text/plain")], lines_text(start, start + per).as_bytes());
-        assert_eq!((status, body.trim()), (200, format!("{per} events").as_str()));
+        let (status, _, body) = http_post(
+            &mut s,
+            &[("Content-Type", "text/plain")],
+            lines_text(start, start + per).as_bytes(),
+        );
+        assert_eq!(
+            (status, body.trim()),
+            (200, format!("{per} events").as_str())
+        );
     }
     // NDJSON: members become fields.
     let (status, _, _) = http_post(
@@ -321,7 +365,11 @@ fn half_a_million_lines_over_http_and_every_answer() {
     );
     assert_eq!(status, 200);
     // A JSON array.
-    let (status, _, _) = http_post(&mut s, &[("Content-Type", "application/json")], b"[{\"user\":\"cy\",\"n\":3}]");
+    let (status, _, _) = http_post(
+        &mut s,
+        &[("Content-Type", "application/json")],
+        b"[{\"user\":\"cy\",\"n\":3}]",
+    );
     assert_eq!(status, 200);
     // Malformed: 400 with the line at fault; nothing of it is ingested.
     let (status, _, body) = http_post(
@@ -340,7 +388,10 @@ fn half_a_million_lines_over_http_and_every_answer() {
     assert_eq!(status, 413);
     let expected_lines = n + 3;
     wait_for(Duration::from_secs(120), "every event in the file", || {
-        std::fs::metadata(d.join("out/o.log")).map(|m| m.len()).unwrap_or(0) > 0
+        std::fs::metadata(d.join("out/o.log"))
+            .map(|m| m.len())
+            .unwrap_or(0)
+            > 0
             && d.lines("out/o.log").len() >= expected_lines
     });
     let o = stop(child);
@@ -360,7 +411,10 @@ fn half_a_million_lines_over_http_and_every_answer() {
     assert_eq!(users[2]["n"], 3);
     assert!(!d.lines("out/o.log").iter().any(|l| l.contains("never")));
     let counts = final_counts(&stderr(&o));
-    assert_eq!(counts["in"]["events_out"].as_u64(), Some(expected_lines as u64));
+    assert_eq!(
+        counts["in"]["events_out"].as_u64(),
+        Some(expected_lines as u64)
+    );
 }
 
 #[test]
@@ -383,7 +437,8 @@ fn http_answers_503_with_retry_after_while_the_channel_is_full() {
     let mut waiting = Vec::new();
     for _ in 0..40 {
         let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect");
-        s.set_read_timeout(Some(Duration::from_secs(2))).expect("timeout");
+        s.set_read_timeout(Some(Duration::from_secs(2)))
+            .expect("timeout");
         match try_http_post(&mut s, &[], b"a\nb\nc\nd\ne\n") {
             Some((200, _, _)) => accepted += 1,
             Some((503, headers, _)) => {
@@ -394,10 +449,20 @@ fn http_answers_503_with_retry_after_while_the_channel_is_full() {
             None => waiting.push(s),
         }
     }
-    assert!(waiting.len() <= 1, "{} requests left waiting", waiting.len());
+    assert!(
+        waiting.len() <= 1,
+        "{} requests left waiting",
+        waiting.len()
+    );
     let headers = busy.expect("a 503 once the channel is full");
-    assert!(headers.iter().any(|(k, v)| k == "retry-after" && v == "1"), "{headers:?}");
-    assert!(accepted >= 4, "{accepted} requests accepted before the channel filled");
+    assert!(
+        headers.iter().any(|(k, v)| k == "retry-after" && v == "1"),
+        "{headers:?}"
+    );
+    assert!(
+        accepted >= 4,
+        "{accepted} requests accepted before the channel filled"
+    );
     let _ = child.kill();
     let _ = child.wait();
 }
@@ -424,7 +489,11 @@ fn http_and_tcp_with_tls_tokens_and_client_certificates() {
     let (status, _, _) = http_post(&mut s, &[], b"nope-2\n");
     assert_eq!(status, 401);
     let mut s = tls_connect(&d, http_port, None);
-    let (status, _, _) = http_post(&mut s, &[("Authorization", "Bearer s3cret-token")], b"web-ok\n");
+    let (status, _, _) = http_post(
+        &mut s,
+        &[("Authorization", "Bearer s3cret-token")],
+        b"web-ok\n",
+    );
     assert_eq!(status, 200);
     // TCP with client certificates required: a trusted one gets in.
     let mut t = tls_connect(&d, tcp_port, Some("client"));
@@ -439,15 +508,23 @@ fn http_and_tcp_with_tls_tokens_and_client_certificates() {
         let _ = t.write_all(b"nope-3\n");
         let _ = t.flush();
         let mut buf = [0u8; 16];
-        assert!(t.read(&mut buf).is_err() || t.read(&mut buf).ok() == Some(0), "{who:?} accepted");
+        assert!(
+            t.read(&mut buf).is_err() || t.read(&mut buf).ok() == Some(0),
+            "{who:?} accepted"
+        );
     }
-    wait_for(Duration::from_secs(30), "two lines", || d.lines("out/o.log").len() >= 2);
+    wait_for(Duration::from_secs(30), "two lines", || {
+        d.lines("out/o.log").len() >= 2
+    });
     let o = stop(child);
     assert!(o.status.success(), "{}", stderr(&o));
     let mut lines = d.lines("out/o.log");
     lines.sort();
     assert_eq!(lines, ["tcp-ok", "web-ok"]);
-    assert!(!stderr(&o).contains("s3cret-token"), "the token is never logged");
+    assert!(
+        !stderr(&o).contains("s3cret-token"),
+        "the token is never logged"
+    );
 }
 
 #[test]
@@ -464,12 +541,17 @@ fn syslog_of_both_rfcs_over_tcp_and_udp_becomes_fields() {
     let rfc3164 = "<34>Oct 11 22:14:15 mymachine su: 'su root' failed for lonvick on /dev/pts/8";
     let mut s = TcpStream::connect(("127.0.0.1", tcp)).expect("connect");
     // One line-framed, one octet-counted, on the same connection.
-    s.write_all(format!("{rfc3164}\n{} {rfc5424}", rfc5424.len()).as_bytes()).expect("send");
+    s.write_all(format!("{rfc3164}\n{} {rfc5424}", rfc5424.len()).as_bytes())
+        .expect("send");
     drop(s);
     let u = UdpSocket::bind("127.0.0.1:0").expect("udp");
-    u.send_to(format!("{rfc5424}\n").as_bytes(), ("127.0.0.1", udp)).expect("send");
-    u.send_to(b"not syslog at all", ("127.0.0.1", udp)).expect("send");
-    wait_for(Duration::from_secs(30), "four events", || d.lines("out/o.json").len() >= 4);
+    u.send_to(format!("{rfc5424}\n").as_bytes(), ("127.0.0.1", udp))
+        .expect("send");
+    u.send_to(b"not syslog at all", ("127.0.0.1", udp))
+        .expect("send");
+    wait_for(Duration::from_secs(30), "four events", || {
+        d.lines("out/o.json").len() >= 4
+    });
     let o = stop(child);
     assert!(o.status.success(), "{}", stderr(&o));
     let events: Vec<serde_json::Value> = d
@@ -477,7 +559,12 @@ fn syslog_of_both_rfcs_over_tcp_and_udp_becomes_fields() {
         .iter()
         .map(|l| serde_json::from_str(l).expect("json"))
         .collect();
-    let find = |app: &str| -> Vec<&serde_json::Value> { events.iter().filter(|e| e["fields"]["appname"] == app).collect() };
+    let find = |app: &str| -> Vec<&serde_json::Value> {
+        events
+            .iter()
+            .filter(|e| e["fields"]["appname"] == app)
+            .collect()
+    };
     let new = find("evntslog");
     assert_eq!(new.len(), 2, "one over TCP, one over UDP");
     for e in new {
@@ -488,19 +575,28 @@ fn syslog_of_both_rfcs_over_tcp_and_udp_becomes_fields() {
         assert_eq!(f["procid"], "42");
         assert_eq!(f["msgid"], "ID47");
         assert_eq!(f["version"], 1);
-        assert_eq!(f["structured_data"]["exampleSDID@32473"]["eventSource"], "Application");
+        assert_eq!(
+            f["structured_data"]["exampleSDID@32473"]["eventSource"],
+            "Application"
+        );
         assert_eq!(f["message"], "An application event");
         assert_eq!(e["timestamp"], "2003-10-11T22:14:15.003000Z");
     }
     let old = find("su");
     assert_eq!(old.len(), 1);
     let f = &old[0]["fields"];
-    assert_eq!((f["facility"].as_str(), f["severity"].as_str()), (Some("auth"), Some("crit")));
+    assert_eq!(
+        (f["facility"].as_str(), f["severity"].as_str()),
+        (Some("auth"), Some("crit"))
+    );
     assert_eq!(f["hostname"], "mymachine");
     assert_eq!(f["message"], "'su root' failed for lonvick on /dev/pts/8");
-    assert!(old[0]["timestamp"].as_str().is_some_and(|t| t.contains("-10-11T22:14:15")));
+    assert!(old[0]["timestamp"]
+        .as_str()
+        .is_some_and(|t| t.contains("-10-11T22:14:15")));
     // Not syslog: kept with its body, counted as an error.
-    assert!(events.iter().any(|e| e["message"] == "not syslog at all" && e["fields"].as_object().is_none_or(|m| m.is_empty())));
+    assert!(events.iter().any(|e| e["message"] == "not syslog at all"
+        && e["fields"].as_object().is_none_or(|m| m.is_empty())));
     assert_eq!(final_counts(&stderr(&o))["su"]["errors"].as_u64(), Some(1));
 }
 
@@ -508,7 +604,13 @@ fn syslog_of_both_rfcs_over_tcp_and_udp_becomes_fields() {
 fn udp_datagrams_of_lines() {
     let d = Dir::new();
     let port = free_udp_port();
-    d.write("p.yaml", &file_pipeline(&format!("    type: udp\n    address: 127.0.0.1:{port}\n"), "text"));
+    d.write(
+        "p.yaml",
+        &file_pipeline(
+            &format!("    type: udp\n    address: 127.0.0.1:{port}\n"),
+            "text",
+        ),
+    );
     let child = start_logged(&d, "p.yaml");
     let u = UdpSocket::bind("127.0.0.1:0").expect("udp");
     // The socket is bound once the agent runs: resend the first datagram
@@ -519,13 +621,27 @@ fn udp_datagrams_of_lines() {
         !d.lines("out/o.log").is_empty()
     });
     for k in 0..20 {
-        u.send_to(lines_text(k * 10, k * 10 + 10).as_bytes(), ("127.0.0.1", port)).expect("send");
+        u.send_to(
+            lines_text(k * 10, k * 10 + 10).as_bytes(),
+            ("127.0.0.1", port),
+        )
+        .expect("send");
         std::thread::sleep(Duration::from_millis(5));
     }
-    wait_for(Duration::from_secs(30), "200 lines", || d.lines("out/o.log").iter().filter(|l| *l != "hello").count() >= 200);
+    wait_for(Duration::from_secs(30), "200 lines", || {
+        d.lines("out/o.log")
+            .iter()
+            .filter(|l| *l != "hello")
+            .count()
+            >= 200
+    });
     let o = stop(child);
     assert!(o.status.success(), "{}", stderr(&o));
-    let lines: Vec<String> = d.lines("out/o.log").into_iter().filter(|l| l != "hello").collect();
+    let lines: Vec<String> = d
+        .lines("out/o.log")
+        .into_iter()
+        .filter(|l| l != "hello")
+        .collect();
     assert_sequence(&lines, 200);
 }
 
@@ -533,7 +649,13 @@ fn udp_datagrams_of_lines() {
 fn exec_runs_a_command_and_restarts_it_per_policy() {
     let d = Dir::new();
     // `never`: a bounded run that ends with the command.
-    d.write("p.yaml", &file_pipeline("    type: exec\n    command: [seq, 0, 49999]\n    restart: never\n", "text"));
+    d.write(
+        "p.yaml",
+        &file_pipeline(
+            "    type: exec\n    command: [seq, 0, 49999]\n    restart: never\n",
+            "text",
+        ),
+    );
     let o = d.run(&["run", "p.yaml"], Duration::from_secs(60));
     assert!(o.status.success(), "{}", stderr(&o));
     assert_sequence(&d.lines("out/o.log"), 50_000);
@@ -544,13 +666,21 @@ fn exec_runs_a_command_and_restarts_it_per_policy() {
         &file_pipeline("    type: exec\n    command: [sh, -c, 'echo run; exit 3']\n    restart: on_failure\n    restart_delay: 50ms\n", "text"),
     );
     let child = start_logged(&d, "p.yaml");
-    wait_for(Duration::from_secs(30), "three runs", || d.lines("out/o.log").len() >= 3);
+    wait_for(Duration::from_secs(30), "three runs", || {
+        d.lines("out/o.log").len() >= 3
+    });
     let o = stop(child);
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(d.lines("out/o.log").iter().all(|l| l == "run"));
     // `on_failure` after a clean exit: no restart.
     let d = Dir::new();
-    d.write("p.yaml", &file_pipeline("    type: exec\n    command: [sh, -c, 'echo once']\n    restart_delay: 10ms\n", "text"));
+    d.write(
+        "p.yaml",
+        &file_pipeline(
+            "    type: exec\n    command: [sh, -c, 'echo once']\n    restart_delay: 10ms\n",
+            "text",
+        ),
+    );
     let o = d.run(&["run", "p.yaml"], Duration::from_secs(60));
     assert!(o.status.success(), "{}", stderr(&o));
     assert_eq!(d.lines("out/o.log"), ["once"]);
@@ -613,7 +743,8 @@ impl Feeder {
             });
             UdpSocket::bind("127.0.0.1:0").expect("udp")
         });
-        u.send_to(chunk.as_bytes(), ("127.0.0.1", port)).expect("send");
+        u.send_to(chunk.as_bytes(), ("127.0.0.1", port))
+            .expect("send");
     }
 }
 

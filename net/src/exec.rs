@@ -70,7 +70,10 @@ impl SourceConfig for Config {
     fn validate(&self) -> Vec<Problem> {
         let mut p = Vec::new();
         if self.command.first().is_none_or(|c| c.is_empty()) {
-            p.push(Problem::at("command", "must name a program: `[program, arg, ...]`"));
+            p.push(Problem::at(
+                "command",
+                "must name a program: `[program, arg, ...]`",
+            ));
         }
         if self.max_line_bytes.0 == 0 {
             p.push(Problem::at("max_line_bytes", "must be at least 1 byte"));
@@ -146,7 +149,9 @@ async fn run_once(c: &Config, cx: &mut SourceContext) -> Result<Ended, Component
         }
     };
     let Some(mut out) = child.stdout.take() else {
-        return Err(ComponentError::Other("the command's stdout is not piped".into()));
+        return Err(ComponentError::Other(
+            "the command's stdout is not piped".into(),
+        ));
     };
     let max = usize::try_from(c.max_line_bytes.0).unwrap_or(usize::MAX);
     let batch_size = c.batch_size.get();
@@ -165,7 +170,11 @@ async fn run_once(c: &Config, cx: &mut SourceContext) -> Result<Ended, Component
         while let Ok(Some(line)) = framer.next() {
             batch.push(Event::new(line, now));
             if batch.len() >= batch_size {
-                cx.emit(std::mem::replace(&mut batch, Batch::with_capacity(batch_size))).await?;
+                cx.emit(std::mem::replace(
+                    &mut batch,
+                    Batch::with_capacity(batch_size),
+                ))
+                .await?;
             }
         }
         // At the command's end its last line counts even without a newline;
@@ -176,11 +185,16 @@ async fn run_once(c: &Config, cx: &mut SourceContext) -> Result<Ended, Component
             }
         }
         if framer.too_long > 0 {
-            cx.metrics.record_errors(std::mem::take(&mut framer.too_long) as usize);
+            cx.metrics
+                .record_errors(std::mem::take(&mut framer.too_long) as usize);
             tracing::warn!(command = ?c.command, max_line_bytes = max, "line longer than max_line_bytes: skipped");
         }
         if n == 0 || n < want {
-            cx.emit(std::mem::replace(&mut batch, Batch::with_capacity(batch_size))).await?;
+            cx.emit(std::mem::replace(
+                &mut batch,
+                Batch::with_capacity(batch_size),
+            ))
+            .await?;
         }
         if n == 0 {
             break;

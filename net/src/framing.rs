@@ -262,6 +262,9 @@ mod tests {
         assert!(f.next().is_err());
 
         let mut f = StreamFramer::new(Framing::Auto, 100);
-        assert_eq!(feed(&mut f, b"<13>line one\n4 <1>x<2>two\n"), ["<13>line one", "<1>x", "<2>two"]);
+        assert_eq!(
+            feed(&mut f, b"<13>line one\n4 <1>x<2>two\n"),
+            ["<13>line one", "<1>x", "<2>two"]
+        );
     }
 }

@@ -133,8 +133,13 @@ impl Source for HttpSource {
                     },
                     _ = shutdown.cancelled() => break,
                 };
-                let (ingest, opts, tls, shutdown, metrics) =
-                    (ingest.clone(), opts.clone(), tls.clone(), shutdown.clone(), metrics.clone());
+                let (ingest, opts, tls, shutdown, metrics) = (
+                    ingest.clone(),
+                    opts.clone(),
+                    tls.clone(),
+                    shutdown.clone(),
+                    metrics.clone(),
+                );
                 tokio::spawn(async move {
                     let service = hyper::service::service_fn(move |req| {
                         handle(req, ingest.clone(), opts.clone(), metrics.clone())
@@ -153,7 +158,10 @@ impl Source for HttpSource {
                             }
                         }
                         Some(tls) => {
-                            let Ok(Ok(s)) = tokio::time::timeout(Duration::from_secs(10), tls.accept(tcp)).await else {
+                            let Ok(Ok(s)) =
+                                tokio::time::timeout(Duration::from_secs(10), tls.accept(tcp))
+                                    .await
+                            else {
                                 tracing::warn!(%peer, "TLS handshake failed");
                                 return;
                             };
@@ -187,8 +195,10 @@ fn answer(status: StatusCode, msg: impl Into<String>) -> Answer {
     msg.push('\n');
     let mut r = Response::new(Full::new(Bytes::from(msg)));
     *r.status_mut() = status;
-    r.headers_mut()
-        .insert(CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+    r.headers_mut().insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
     r
 }
 
@@ -230,7 +240,10 @@ async fn handle_inner(
     let too_large = || {
         answer(
             StatusCode::PAYLOAD_TOO_LARGE,
-            format!("the body is larger than max_body_bytes ({} bytes)", opts.max_body),
+            format!(
+                "the body is larger than max_body_bytes ({} bytes)",
+                opts.max_body
+            ),
         )
     };
     let declared = req
@@ -241,15 +254,26 @@ async fn handle_inner(
     if declared.is_some_and(|n| n > opts.max_body as u64) {
         return too_large();
     }
-    let kind = match req.headers().get(CONTENT_TYPE).and_then(|v| v.to_str().ok()) {
-        Some(t) if t.starts_with("application/x-ndjson") || t.starts_with("application/jsonl") => Kind::Ndjson,
+    let kind = match req
+        .headers()
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+    {
+        Some(t) if t.starts_with("application/x-ndjson") || t.starts_with("application/jsonl") => {
+            Kind::Ndjson
+        }
         Some(t) if t.starts_with("application/json") => Kind::Json,
         _ => Kind::Lines,
     };
     let body = match Limited::new(req.into_body(), opts.max_body).collect().await {
         Ok(b) => b.to_bytes(),
         Err(e) if e.is::<http_body_util::LengthLimitError>() => return too_large(),
-        Err(e) => return answer(StatusCode::BAD_REQUEST, format!("cannot read the body: {e}")),
+        Err(e) => {
+            return answer(
+                StatusCode::BAD_REQUEST,
+                format!("cannot read the body: {e}"),
+            )
+        }
     };
     let batch = match decode(body, kind) {
         Ok(b) => b,
@@ -265,13 +289,18 @@ async fn handle_inner(
     match ingest.deliver(batch, Some(opts.busy)).await {
         Ok(()) => answer(StatusCode::OK, format!("{n} events")),
         Err(Refused::Busy) => {
-            let mut r = answer(StatusCode::SERVICE_UNAVAILABLE, "the channels are full; retry later");
-            r.headers_mut().insert(RETRY_AFTER, HeaderValue::from_static("1"));
+            let mut r = answer(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the channels are full; retry later",
+            );
+            r.headers_mut()
+                .insert(RETRY_AFTER, HeaderValue::from_static("1"));
             r
         }
         Err(Refused::Closed) => {
             let mut r = answer(StatusCode::SERVICE_UNAVAILABLE, "the agent is stopping");
-            r.headers_mut().insert(RETRY_AFTER, HeaderValue::from_static("5"));
+            r.headers_mut()
+                .insert(RETRY_AFTER, HeaderValue::from_static("5"));
             r
         }
     }
@@ -330,7 +359,10 @@ fn decode(body: Bytes, kind: Kind) -> Result<Batch, String> {
                         }
                         let v: serde_json::Value = serde_json::from_slice(&line)
                             .map_err(|e| format!("line {line_no}: invalid JSON: {e}"))?;
-                        batch.push(object_event(line, v, now).map_err(|e| format!("line {line_no}: {e}"))?);
+                        batch.push(
+                            object_event(line, v, now)
+                                .map_err(|e| format!("line {line_no}: {e}"))?,
+                        );
                     }
                     _ => batch.push(Event::new(line, now)),
                 }
@@ -358,7 +390,11 @@ mod tests {
 
     #[test]
     fn bodies_decode_by_content_type() {
-        let b = decode(Bytes::from_static(b"{\"a\":1}\n\n{\"a\":2,\"s\":\"x\"}\r\n"), Kind::Ndjson).unwrap();
+        let b = decode(
+            Bytes::from_static(b"{\"a\":1}\n\n{\"a\":2,\"s\":\"x\"}\r\n"),
+            Kind::Ndjson,
+        )
+        .unwrap();
         assert_eq!(b.len(), 2);
         assert_eq!(b.events[1].get("s"), Some(&Value::from("x")));
         assert_eq!(&b.events[0].body[..], b"{\"a\":1}");

@@ -71,7 +71,11 @@ impl Ingest {
     /// `busy_wait`, gives up (nothing ingested) when the source task has
     /// not started to put the batch within that time; once it has started,
     /// waits for the put to finish.
-    pub(crate) async fn deliver(&self, batch: Batch, busy_wait: Option<Duration>) -> Result<(), Refused> {
+    pub(crate) async fn deliver(
+        &self,
+        batch: Batch,
+        busy_wait: Option<Duration>,
+    ) -> Result<(), Refused> {
         let (reply, mut answer) = oneshot::channel();
         let state = busy_wait.map(|_| Arc::new(AtomicU8::new(QUEUED)));
         let job = Job {
@@ -94,7 +98,8 @@ impl Ingest {
         let answered = match tokio::time::timeout_at(deadline, &mut answer).await {
             Ok(a) => a,
             Err(_) => {
-                let give_up = state.compare_exchange(QUEUED, CANCELLED, Ordering::AcqRel, Ordering::Acquire);
+                let give_up =
+                    state.compare_exchange(QUEUED, CANCELLED, Ordering::AcqRel, Ordering::Acquire);
                 if give_up.is_ok() {
                     return Err(Refused::Busy);
                 }
@@ -110,7 +115,10 @@ impl Ingest {
 
 /// The source task's loop: emits every queued batch until every [`Ingest`]
 /// handle is gone, answering replies.
-pub(crate) async fn pump(mut rx: mpsc::Receiver<Job>, cx: &mut SourceContext) -> Result<(), ComponentError> {
+pub(crate) async fn pump(
+    mut rx: mpsc::Receiver<Job>,
+    cx: &mut SourceContext,
+) -> Result<(), ComponentError> {
     while let Some(job) = rx.recv().await {
         if let Some(state) = &job.state {
             if state

@@ -65,7 +65,14 @@ impl Faults {
 }
 
 /// Adds one message to `batch`.
-fn decode(decoder: Decoder, msg: Bytes, now: Timestamp, batch: &mut Batch, bad: &mut usize, last_bad: &mut Bytes) {
+fn decode(
+    decoder: Decoder,
+    msg: Bytes,
+    now: Timestamp,
+    batch: &mut Batch,
+    bad: &mut usize,
+    last_bad: &mut Bytes,
+) {
     let mut event = Event::new(msg, now);
     if decoder == Decoder::Syslog && !parse_syslog(&mut event) {
         *bad += 1;
@@ -90,7 +97,13 @@ impl StreamServer {
         let (ingest, rx) = Ingest::new();
         let shutdown = cx.shutdown.clone();
         let metrics = cx.metrics.clone();
-        let opts = Arc::new((self.tls, self.framing, self.max_line_bytes, self.batch_size, self.decoder));
+        let opts = Arc::new((
+            self.tls,
+            self.framing,
+            self.max_line_bytes,
+            self.batch_size,
+            self.decoder,
+        ));
         let acceptor = tokio::spawn(async move {
             loop {
                 let (stream, peer) = tokio::select! {
@@ -114,12 +127,39 @@ impl StreamServer {
                 tokio::spawn(async move {
                     let (tls, framing, max, batch_size, decoder) = &*opts;
                     let result = match tls {
-                        None => serve(stream, *framing, *max, *batch_size, *decoder, ingest, shutdown, faults).await,
-                        Some(tls) => match tokio::time::timeout(HANDSHAKE_TIMEOUT, tls.accept(stream)).await {
-                            Ok(Ok(s)) => serve(s, *framing, *max, *batch_size, *decoder, ingest, shutdown, faults).await,
-                            Ok(Err(e)) => Err(format!("TLS handshake failed: {e}")),
-                            Err(_) => Err("TLS handshake timed out".into()),
-                        },
+                        None => {
+                            serve(
+                                stream,
+                                *framing,
+                                *max,
+                                *batch_size,
+                                *decoder,
+                                ingest,
+                                shutdown,
+                                faults,
+                            )
+                            .await
+                        }
+                        Some(tls) => {
+                            match tokio::time::timeout(HANDSHAKE_TIMEOUT, tls.accept(stream)).await
+                            {
+                                Ok(Ok(s)) => {
+                                    serve(
+                                        s,
+                                        *framing,
+                                        *max,
+                                        *batch_size,
+                                        *decoder,
+                                        ingest,
+                                        shutdown,
+                                        faults,
+                                    )
+                                    .await
+                                }
+                                Ok(Err(e)) => Err(format!("TLS handshake failed: {e}")),
+                                Err(_) => Err("TLS handshake timed out".into()),
+                            }
+                        }
                     };
                     if let Err(e) = result {
                         tracing::warn!(%peer, "connection closed: {e}");

@@ -40,15 +40,22 @@ impl Secret {
     pub fn load(&self) -> Result<Token, BuildError> {
         let value = match self {
             Secret::Env(name) => std::env::var(name).map_err(|_| {
-                BuildError::Other(format!("the environment variable `{name}` holding the token is not set"))
+                BuildError::Other(format!(
+                    "the environment variable `{name}` holding the token is not set"
+                ))
             })?,
             Secret::File(path) => std::fs::read_to_string(path).map_err(|e| {
-                BuildError::Other(format!("cannot read the token file {}: {e}", path.display()))
+                BuildError::Other(format!(
+                    "cannot read the token file {}: {e}",
+                    path.display()
+                ))
             })?,
         };
         let value = value.trim_end_matches(['\r', '\n']).to_string();
         if value.is_empty() {
-            return Err(BuildError::Other(format!("the token from {self:?} is empty")));
+            return Err(BuildError::Other(format!(
+                "the token from {self:?} is empty"
+            )));
         }
         Ok(Token(Arc::from(value.into_bytes())))
     }
@@ -76,7 +83,11 @@ impl Token {
         if offered.len() != self.0.len() {
             return false;
         }
-        offered.iter().zip(self.0.iter()).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0
+        offered
+            .iter()
+            .zip(self.0.iter())
+            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+            == 0
     }
 }
 
@@ -104,28 +115,39 @@ fn provider() -> Arc<rustls::crypto::CryptoProvider> {
 
 fn certs(path: &PathBuf) -> Result<Vec<CertificateDer<'static>>, BuildError> {
     let certs: Result<Vec<_>, _> = CertificateDer::pem_file_iter(path)
-        .map_err(|e| BuildError::Other(format!("cannot read certificates from {}: {e}", path.display())))?
+        .map_err(|e| {
+            BuildError::Other(format!(
+                "cannot read certificates from {}: {e}",
+                path.display()
+            ))
+        })?
         .collect();
-    let certs = certs.map_err(|e| {
-        BuildError::Other(format!("bad certificate in {}: {e}", path.display()))
-    })?;
+    let certs = certs
+        .map_err(|e| BuildError::Other(format!("bad certificate in {}: {e}", path.display())))?;
     if certs.is_empty() {
-        return Err(BuildError::Other(format!("no certificate found in {}", path.display())));
+        return Err(BuildError::Other(format!(
+            "no certificate found in {}",
+            path.display()
+        )));
     }
     Ok(certs)
 }
 
 fn key(path: &PathBuf) -> Result<PrivateKeyDer<'static>, BuildError> {
-    PrivateKeyDer::from_pem_file(path)
-        .map_err(|e| BuildError::Other(format!("cannot read a private key from {}: {e}", path.display())))
+    PrivateKeyDer::from_pem_file(path).map_err(|e| {
+        BuildError::Other(format!(
+            "cannot read a private key from {}: {e}",
+            path.display()
+        ))
+    })
 }
 
 fn roots(path: &PathBuf) -> Result<rustls::RootCertStore, BuildError> {
     let mut roots = rustls::RootCertStore::empty();
     for c in certs(path)? {
-        roots
-            .add(c)
-            .map_err(|e| BuildError::Other(format!("bad CA certificate in {}: {e}", path.display())))?;
+        roots.add(c).map_err(|e| {
+            BuildError::Other(format!("bad CA certificate in {}: {e}", path.display()))
+        })?;
     }
     Ok(roots)
 }
@@ -139,10 +161,16 @@ impl TlsConfig {
     pub fn server_problems(&self) -> Vec<Problem> {
         let mut p = Vec::new();
         if self.cert.is_none() || self.key.is_none() {
-            p.push(Problem::at("tls", "a TLS server needs both `cert` and `key`"));
+            p.push(Problem::at(
+                "tls",
+                "a TLS server needs both `cert` and `key`",
+            ));
         }
         if self.server_name.is_some() {
-            p.push(Problem::at("tls", "`server_name` applies only to a client (a `sluice` sink)"));
+            p.push(Problem::at(
+                "tls",
+                "`server_name` applies only to a client (a `sluice` sink)",
+            ));
         }
         p
     }
@@ -151,10 +179,16 @@ impl TlsConfig {
     pub fn client_problems(&self) -> Vec<Problem> {
         let mut p = Vec::new();
         if self.ca.is_none() {
-            p.push(Problem::at("tls", "a TLS client needs `ca`: the CA that signed the server's certificate"));
+            p.push(Problem::at(
+                "tls",
+                "a TLS client needs `ca`: the CA that signed the server's certificate",
+            ));
         }
         if self.cert.is_some() != self.key.is_some() {
-            p.push(Problem::at("tls", "a client certificate needs both `cert` and `key`"));
+            p.push(Problem::at(
+                "tls",
+                "a client certificate needs both `cert` and `key`",
+            ));
         }
         p
     }
@@ -162,7 +196,9 @@ impl TlsConfig {
     /// An acceptor for a server.
     pub fn acceptor(&self) -> Result<TlsAcceptor, BuildError> {
         let (Some(cert), Some(key_path)) = (&self.cert, &self.key) else {
-            return Err(BuildError::Other("a TLS server needs both `cert` and `key`".into()));
+            return Err(BuildError::Other(
+                "a TLS server needs both `cert` and `key`".into(),
+            ));
         };
         let builder = rustls::ServerConfig::builder_with_provider(provider())
             .with_safe_default_protocol_versions()

@@ -116,9 +116,30 @@ impl Source for UdpSyslog {
 }
 
 const FACILITIES: [&str; 24] = [
-    "kern", "user", "mail", "daemon", "auth", "syslog", "lpr", "news", "uucp", "cron", "authpriv",
-    "ftp", "ntp", "security", "console", "solaris-cron", "local0", "local1", "local2", "local3",
-    "local4", "local5", "local6", "local7",
+    "kern",
+    "user",
+    "mail",
+    "daemon",
+    "auth",
+    "syslog",
+    "lpr",
+    "news",
+    "uucp",
+    "cron",
+    "authpriv",
+    "ftp",
+    "ntp",
+    "security",
+    "console",
+    "solaris-cron",
+    "local0",
+    "local1",
+    "local2",
+    "local3",
+    "local4",
+    "local5",
+    "local6",
+    "local7",
 ];
 const SEVERITIES: [&str; 8] = [
     "emerg", "alert", "crit", "err", "warning", "notice", "info", "debug",
@@ -195,9 +216,13 @@ fn nil_or(cur: &Cur, t: (usize, usize), name: &str, fields: &mut Fields) {
 }
 
 fn parse_5424(cur: &mut Cur, event: &mut Event) -> bool {
-    let (Some(ts), Some(host), Some(app), Some(proc_id), Some(msgid)) =
-        (cur.token(), cur.token(), cur.token(), cur.token(), cur.token())
-    else {
+    let (Some(ts), Some(host), Some(app), Some(proc_id), Some(msgid)) = (
+        cur.token(),
+        cur.token(),
+        cur.token(),
+        cur.token(),
+        cur.token(),
+    ) else {
         return false;
     };
     let ts_text = std::str::from_utf8(&cur.body[ts.0..ts.1]).unwrap_or("-");
@@ -327,7 +352,10 @@ fn parse_3164(cur: &mut Cur, event: &mut Event) -> bool {
         .unwrap_or(rest.len());
     let mut msg_start = cur.pos;
     if tag_end > 0 && tag_end < rest.len() && matches!(rest[tag_end], b'[' | b':') {
-        fields.insert("appname", Value::String(cur.body.slice(cur.pos..cur.pos + tag_end)));
+        fields.insert(
+            "appname",
+            Value::String(cur.body.slice(cur.pos..cur.pos + tag_end)),
+        );
         let mut i = tag_end;
         if rest[i] == b'[' {
             if let Some(close) = rest[i..].iter().position(|c| *c == b']') {
@@ -363,12 +391,16 @@ mod tests {
     }
 
     fn s(e: &Event, k: &str) -> String {
-        e.get(k).map(|v| v.to_text().into_owned()).unwrap_or_default()
+        e.get(k)
+            .map(|v| v.to_text().into_owned())
+            .unwrap_or_default()
     }
 
     #[test]
     fn rfc5424_with_structured_data() {
-        let e = parsed(r#"<165>1 2003-10-11T22:14:15.003Z mymachine.example.com evntslog - ID47 [exampleSDID@32473 iut="3" eventSource="Application" eventID="1011"][examplePriority@32473 class="high\"x"] An application event"#);
+        let e = parsed(
+            r#"<165>1 2003-10-11T22:14:15.003Z mymachine.example.com evntslog - ID47 [exampleSDID@32473 iut="3" eventSource="Application" eventID="1011"][examplePriority@32473 class="high\"x"] An application event"#,
+        );
         assert_eq!(s(&e, "facility"), "local4");
         assert_eq!(s(&e, "severity"), "notice");
         assert_eq!(s(&e, "hostname"), "mymachine.example.com");
@@ -377,7 +409,10 @@ mod tests {
         assert_eq!(s(&e, "msgid"), "ID47");
         assert_eq!(s(&e, "message"), "An application event");
         assert_eq!(s(&e, "structured_data.exampleSDID@32473.eventID"), "1011");
-        assert_eq!(s(&e, "structured_data.examplePriority@32473.class"), "high\"x");
+        assert_eq!(
+            s(&e, "structured_data.examplePriority@32473.class"),
+            "high\"x"
+        );
         assert_eq!(e.timestamp.to_string(), "2003-10-11T22:14:15.003000Z");
         let e = parsed("<34>1 2003-10-11T22:14:15.003Z - su 77 - - \u{feff}'su root' failed");
         assert_eq!(s(&e, "procid"), "77");

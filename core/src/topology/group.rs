@@ -68,7 +68,9 @@ pub(super) fn tasks(
             .filter_map(|(i, id)| {
                 let runner = runners.remove(id)?;
                 let priority = match &g.strategy {
-                    GroupStrategy::Failover { priorities } => priorities.get(i).copied().unwrap_or(0),
+                    GroupStrategy::Failover { priorities } => {
+                        priorities.get(i).copied().unwrap_or(0)
+                    }
                     GroupStrategy::LoadBalance { .. } => 0,
                 };
                 Some(Member {
@@ -95,7 +97,11 @@ pub(super) fn tasks(
             rng: seed(g),
         };
         let span = tracing::info_span!("sink_group", id = %g.id);
-        out.push((format!("sink group `{}`", g.id), span, Box::pin(runner.run()) as Task));
+        out.push((
+            format!("sink group `{}`", g.id),
+            span,
+            Box::pin(runner.run()) as Task,
+        ));
     }
     out
 }

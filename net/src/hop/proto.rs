@@ -45,7 +45,10 @@ pub fn finish(out: &mut BytesMut, at: usize) {
 
 /// Reads one frame: its kind and payload. `Ok(None)` at a clean end of
 /// stream; an error for frames larger than `max`.
-pub async fn read_frame<R: AsyncRead + Unpin>(r: &mut R, max: usize) -> std::io::Result<Option<(u8, Bytes)>> {
+pub async fn read_frame<R: AsyncRead + Unpin>(
+    r: &mut R,
+    max: usize,
+) -> std::io::Result<Option<(u8, Bytes)>> {
     let mut head = [0u8; 5];
     match r.read_exact(&mut head[..1]).await {
         Ok(_) => {}
@@ -66,7 +69,11 @@ pub async fn read_frame<R: AsyncRead + Unpin>(r: &mut R, max: usize) -> std::io:
 }
 
 /// Writes a small control frame.
-pub async fn write_control<W: AsyncWrite + Unpin>(w: &mut W, kind: u8, payload: &[u8]) -> std::io::Result<()> {
+pub async fn write_control<W: AsyncWrite + Unpin>(
+    w: &mut W,
+    kind: u8,
+    payload: &[u8],
+) -> std::io::Result<()> {
     let mut out = BytesMut::with_capacity(5 + payload.len());
     let at = begin(&mut out, kind);
     out.put_slice(payload);
@@ -253,7 +260,8 @@ mod tests {
         e.insert("b", true);
         e.insert("t", Timestamp(7));
         e.fields.insert("n", Value::Null);
-        e.fields.insert("a", Value::Array(vec![Value::Integer(1), Value::from("x")]));
+        e.fields
+            .insert("a", Value::Array(vec![Value::Integer(1), Value::from("x")]));
         e.insert("m.inner", "deep");
         let batch = Batch::from(vec![e.clone(), Event::new("", Timestamp(0))]);
         let mut out = BytesMut::new();

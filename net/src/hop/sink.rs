@@ -115,7 +115,9 @@ impl HopSink {
     async fn connect(&mut self) -> Result<Box<dyn Io>, SinkError> {
         let retry = |e: String| SinkError::Retry(format!("{}: {e}", self.address));
         let connect = async {
-            let tcp = TcpStream::connect(&self.address).await.map_err(|e| e.to_string())?;
+            let tcp = TcpStream::connect(&self.address)
+                .await
+                .map_err(|e| e.to_string())?;
             let _ = tcp.set_nodelay(true);
             let stream: Box<dyn Io> = match &self.tls {
                 None => Box::new(tcp),
@@ -147,11 +149,17 @@ impl HopSink {
             Ok(Ok(None)) => Err(retry("closed during the hello".into())),
             Ok(Ok(Some((WELCOME, _)))) => Ok(stream),
             Ok(Ok(Some((REFUSED, p)))) => {
-                let code = if p.len() >= 2 { u16::from_be_bytes([p[0], p[1]]) } else { 0 };
+                let code = if p.len() >= 2 {
+                    u16::from_be_bytes([p[0], p[1]])
+                } else {
+                    0
+                };
                 let msg = String::from_utf8_lossy(p.get(2..).unwrap_or_default()).into_owned();
                 Err(retry(format!("refused ({code}): {msg}")))
             }
-            Ok(Ok(Some((kind, _)))) => Err(retry(format!("unexpected frame {kind} instead of a welcome"))),
+            Ok(Ok(Some((kind, _)))) => Err(retry(format!(
+                "unexpected frame {kind} instead of a welcome"
+            ))),
         }
     }
 
@@ -160,7 +168,10 @@ impl HopSink {
         let seq = self.seq;
         self.out.clear();
         proto::encode_batch(&mut self.out, seq, batch);
-        stream.write_all(&self.out).await.map_err(|e| e.to_string())?;
+        stream
+            .write_all(&self.out)
+            .await
+            .map_err(|e| e.to_string())?;
         stream.flush().await.map_err(|e| e.to_string())?;
         let answer = tokio::time::timeout(self.ack_timeout, proto::read_frame(stream, MAX_CONTROL))
             .await
@@ -172,7 +183,9 @@ impl HopSink {
                 "the receiver did not take the batch: {}",
                 String::from_utf8_lossy(p.get(8..).unwrap_or_default())
             )),
-            Some((kind, _)) => Err(format!("unexpected frame {kind} instead of an acknowledgement")),
+            Some((kind, _)) => Err(format!(
+                "unexpected frame {kind} instead of an acknowledgement"
+            )),
             None => Err("connection closed before the acknowledgement".into()),
         }
     }

@@ -96,22 +96,37 @@ impl Source for HopSource {
                     _ = shutdown.cancelled() => break,
                 };
                 let _ = tcp.set_nodelay(true);
-                let (ingest, shutdown, shared, metrics) =
-                    (ingest.clone(), shutdown.clone(), shared.clone(), metrics.clone());
+                let (ingest, shutdown, shared, metrics) = (
+                    ingest.clone(),
+                    shutdown.clone(),
+                    shared.clone(),
+                    metrics.clone(),
+                );
                 tokio::spawn(async move {
                     let (token, tls, max_frame) = &*shared;
                     let stream: Box<dyn Io> = match tls {
                         None => Box::new(tcp),
-                        Some(tls) => match tokio::time::timeout(HELLO_TIMEOUT, tls.accept(tcp)).await {
-                            Ok(Ok(s)) => Box::new(s),
-                            Ok(Err(e)) => {
-                                tracing::warn!(%peer, "TLS handshake failed: {e}");
-                                return;
+                        Some(tls) => {
+                            match tokio::time::timeout(HELLO_TIMEOUT, tls.accept(tcp)).await {
+                                Ok(Ok(s)) => Box::new(s),
+                                Ok(Err(e)) => {
+                                    tracing::warn!(%peer, "TLS handshake failed: {e}");
+                                    return;
+                                }
+                                Err(_) => return,
                             }
-                            Err(_) => return,
-                        },
+                        }
                     };
-                    if let Err(e) = serve(stream, token.as_ref(), *max_frame, ingest, shutdown, &metrics).await {
+                    if let Err(e) = serve(
+                        stream,
+                        token.as_ref(),
+                        *max_frame,
+                        ingest,
+                        shutdown,
+                        &metrics,
+                    )
+                    .await
+                    {
                         tracing::warn!(%peer, "hop connection closed: {e}");
                     }
                 });
@@ -155,7 +170,9 @@ async fn serve(
             return Err(refuse(&mut stream, 401, "missing or wrong token").await);
         }
     }
-    proto::write_control(&mut stream, WELCOME, &[]).await.map_err(|e| e.to_string())?;
+    proto::write_control(&mut stream, WELCOME, &[])
+        .await
+        .map_err(|e| e.to_string())?;
     loop {
         let frame = tokio::select! {
             f = proto::read_frame(&mut stream, max_frame) => f.map_err(|e| e.to_string())?,

@@ -122,7 +122,10 @@ pub(super) fn sink_groups(cx: &mut Ctx, root: &Node, sinks: &[SinkSpec]) -> Vec<
         };
         let at = |key: &str| node.get(key).map_or(pos, |n| n.pos);
         if config.sinks.is_empty() {
-            cx.err(at("sinks"), format!("{what}: `sinks` must list at least one sink"));
+            cx.err(
+                at("sinks"),
+                format!("{what}: `sinks` must list at least one sink"),
+            );
         }
         let mut channel: Option<(String, String)> = None;
         for (i, s) in config.sinks.iter().enumerate() {
@@ -151,11 +154,19 @@ pub(super) fn sink_groups(cx: &mut Ctx, root: &Node, sinks: &[SinkSpec]) -> Vec<
         let strategy = match config.strategy {
             StrategyName::Failover => {
                 if config.selector.is_some() {
-                    cx.err(at("selector"), format!("{what}: `selector` applies to `strategy: load_balance` only"));
+                    cx.err(
+                        at("selector"),
+                        format!("{what}: `selector` applies to `strategy: load_balance` only"),
+                    );
                 }
                 for k in config.priorities.keys() {
                     if !config.sinks.contains(k) {
-                        cx.err(at("priorities"), format!("{what}: `priorities` names `{k}`, which is not in its `sinks`"));
+                        cx.err(
+                            at("priorities"),
+                            format!(
+                                "{what}: `priorities` names `{k}`, which is not in its `sinks`"
+                            ),
+                        );
                     }
                 }
                 // Unlisted members rank below every listed one, in list order.
@@ -176,7 +187,10 @@ pub(super) fn sink_groups(cx: &mut Ctx, root: &Node, sinks: &[SinkSpec]) -> Vec<
             }
             StrategyName::LoadBalance => {
                 if !config.priorities.is_empty() {
-                    cx.err(at("priorities"), format!("{what}: `priorities` applies to `strategy: failover` only"));
+                    cx.err(
+                        at("priorities"),
+                        format!("{what}: `priorities` applies to `strategy: failover` only"),
+                    );
                 }
                 GroupStrategy::LoadBalance {
                     selector: config.selector.unwrap_or_default(),
@@ -184,10 +198,16 @@ pub(super) fn sink_groups(cx: &mut Ctx, root: &Node, sinks: &[SinkSpec]) -> Vec<
             }
         };
         if config.penalty.0.is_zero() {
-            cx.err(at("penalty"), format!("{what}: `penalty` must be more than zero"));
+            cx.err(
+                at("penalty"),
+                format!("{what}: `penalty` must be more than zero"),
+            );
         }
         if config.max_penalty.0 < config.penalty.0 {
-            cx.err(at("max_penalty"), format!("{what}: `max_penalty` must be at least `penalty`"));
+            cx.err(
+                at("max_penalty"),
+                format!("{what}: `max_penalty` must be at least `penalty`"),
+            );
         }
         groups.push(SinkGroupSpec {
             id,
