@@ -231,3 +231,110 @@ impl GroupRunner {
         result
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::Batch;
+    use crate::sink::Sink;
+    use crate::testing::Collector;
+
+    struct Nothing;
+
+    #[async_trait::async_trait]
+    impl Sink for Nothing {
+        async fn write(&mut self, _b: &Batch) -> Result<(), SinkError> {
+            Ok(())
+        }
+    }
+
+    fn group(strategy: GroupStrategy, priorities: &[i64]) -> GroupRunner {
+        let input: Arc<dyn Channel> = Collector::new();
+        let members = priorities
+            .iter()
+            .enumerate()
+            .map(|(i, p)| Member {
+                runner: SinkRunner {
+                    id: format!("s{i}"),
+                    input: input.clone(),
+                    sink: Box::new(Nothing),
+                    dead_letter: None,
+                    metrics: Arc::default(),
+                    batch_size: 10,
+                    shutdown: CancellationToken::new(),
+                    warn: Default::default(),
+                    _guards: Vec::new(),
+                },
+                priority: *p,
+                penalty: Duration::ZERO,
+                until: None,
+            })
+            .collect();
+        GroupRunner {
+            id: "g".into(),
+            input,
+            members,
+            strategy,
+            batch_size: 10,
+            base_penalty: Duration::from_secs(1),
+            max_penalty: Duration::from_secs(4),
+            shutdown: CancellationToken::new(),
+            turn: 0,
+            rng: 7,
+        }
+    }
+
+    #[test]
+    fn failover_prefers_priority_skips_penalised_and_fails_back() {
+        let mut g = group(
+            GroupStrategy::Failover {
+                priorities: vec![5, 10, 1],
+            },
+            &[5, 10, 1],
+        );
+        assert_eq!(g.order(Instant::now()), [1, 0, 2]);
+        g.penalise(1, "refused");
+        assert_eq!(g.order(Instant::now()), [0, 2]);
+        g.penalise(1, "refused again");
+        assert_eq!(g.members[1].penalty, Duration::from_secs(2));
+        for _ in 0..5 {
+            g.penalise(1, "still refused");
+        }
+        assert_eq!(g.members[1].penalty, Duration::from_secs(4), "capped");
+        let later = Instant::now() + Duration::from_secs(5);
+        assert_eq!(
+            g.order(later),
+            [1, 0, 2],
+            "back first once the penalty passed"
+        );
+        g.recovered(1);
+        assert_eq!(g.members[1].penalty, Duration::ZERO);
+    }
+
+    #[test]
+    fn round_robin_turns_and_random_covers_every_member() {
+        let mut g = group(
+            GroupStrategy::LoadBalance {
+                selector: Balance::RoundRobin,
+            },
+            &[0, 0, 0],
+        );
+        let firsts: Vec<usize> = (0..6).map(|_| g.order(Instant::now())[0]).collect();
+        assert_eq!(firsts, [0, 1, 2, 0, 1, 2]);
+        g.penalise(1, "down");
+        assert_eq!(g.order(Instant::now()), [0, 2]);
+        let mut g = group(
+            GroupStrategy::LoadBalance {
+                selector: Balance::Random,
+            },
+            &[0, 0, 0],
+        );
+        let mut seen = [0; 3];
+        for _ in 0..300 {
+            let order = g.order(Instant::now());
+            assert_eq!(order.len(), 3);
+            seen[order[0]] += 1;
+        }
+        assert!(seen.iter().all(|n| *n > 50), "{seen:?}");
+    }
+}
