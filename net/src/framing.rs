@@ -137,11 +137,18 @@ impl StreamFramer {
         Some(line)
     }
 
-    /// In `Auto` mode a line must not be mixed with octet frames: only the
-    /// lines up to the first newline are taken at a time.
+    /// In `Auto` mode lines are taken up to the first one followed by a
+    /// message that starts with a digit (an octet-counted frame).
     fn fill_lines(&mut self) -> bool {
         let found = if self.framing == Framing::Auto {
-            memchr::memchr(b'\n', &self.buf)
+            let mut end = None;
+            for nl in memchr::memchr_iter(b'\n', &self.buf) {
+                end = Some(nl);
+                if self.buf.get(nl + 1).is_some_and(u8::is_ascii_digit) {
+                    break;
+                }
+            }
+            end
         } else {
             memchr::memrchr(b'\n', &self.buf)
         };
@@ -263,8 +270,8 @@ mod tests {
 
         let mut f = StreamFramer::new(Framing::Auto, 100);
         assert_eq!(
-            feed(&mut f, b"<13>line one\n4 <1>x<2>two\n"),
-            ["<13>line one", "<1>x", "<2>two"]
+            feed(&mut f, b"<13>line one\n<14>two\n4 <1>x<2>three\n<5>four\n"),
+            ["<13>line one", "<14>two", "<1>x", "<2>three", "<5>four"]
         );
     }
 }
