@@ -316,3 +316,19 @@ fn the_edge_aggregator_demo_runs_locally() {
     seqs.dedup();
     assert_eq!(seqs, (0..20_000).collect::<Vec<u64>>());
 }
+
+#[test]
+fn graph_draws_a_sink_group_around_its_members() {
+    let d = Dir::new();
+    let file = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("pipelines/hop-edge.yaml");
+    let o = d.run(
+        &["graph", &file.display().to_string()],
+        Duration::from_secs(30),
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let dot = stdout(&o);
+    assert!(
+        dot.contains("subgraph \"cluster_group:aggregators\" { style=dashed; label=\"aggregators (failover)\";\n    \"sink:primary\";\n    \"sink:secondary\";\n  }"),
+        "{dot}"
+    );
+}
