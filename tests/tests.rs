@@ -3,6 +3,8 @@
 mod compliance;
 mod dead_letter;
 mod examples;
+mod hop;
+mod network;
 mod reload;
 mod tailing;
 mod util;
