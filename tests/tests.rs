@@ -4,6 +4,8 @@ mod compliance;
 mod dead_letter;
 mod durability;
 mod examples;
+mod hop;
+mod network;
 mod reload;
 mod tailing;
 mod util;
