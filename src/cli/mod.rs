@@ -1,5 +1,7 @@
 //! The command-line interface.
 
+mod anomaly;
+
 use std::path::{Path, PathBuf};
 
 use clap::{Parser, Subcommand};
@@ -58,6 +60,10 @@ enum Command {
     },
     /// Lists the registered component types.
     Components,
+    /// Trains an anomaly model from a file of feature events (JSON lines) and writes the model file.
+    Train(anomaly::TrainArgs),
+    /// Prints precision, recall and F1 of anomaly flags against labels in a JSON-lines file.
+    Evaluate(anomaly::EvaluateArgs),
 }
 
 /// Runs the CLI with `registry` and returns the process exit code.
@@ -91,6 +97,8 @@ pub fn main(registry: Registry) -> i32 {
             }
             EXIT_OK
         }
+        Command::Train(args) => anomaly::train(&args),
+        Command::Evaluate(args) => anomaly::evaluate(&args),
         Command::Run {
             file,
             drain_timeout,
