@@ -32,8 +32,8 @@ fn contents() -> Vec<String> {
     let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../testdata/loghub_2k");
     let mut out = Vec::new();
     for s in SYSTEMS {
-        let csv = std::fs::read_to_string(format!("{dir}/{s}_2k.log_structured.csv"))
-            .expect("testdata");
+        let csv =
+            std::fs::read_to_string(format!("{dir}/{s}_2k.log_structured.csv")).expect("testdata");
         out.extend(sluice_anomaly::eval::csv_column(&csv, "Content").expect("Content"));
     }
     out
