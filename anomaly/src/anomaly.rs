@@ -221,6 +221,9 @@ impl Config {
             score_field: self.score_field.clone(),
             flag_field: self.flag_field.clone(),
             buf: Vec::new(),
+            rows: Vec::new(),
+            scored: Vec::new(),
+            scores: Vec::new(),
         })
     }
 }
@@ -243,8 +246,12 @@ pub struct Detector {
     pending: Option<Receiver<Result<Model, String>>>,
     score_field: String,
     flag_field: String,
-    /// The vector of the event at hand, reused.
+    /// The vector of the event at hand, the batch's vectors, which events
+    /// have one, and their scores: reused from batch to batch.
     buf: Vec<f64>,
+    rows: Vec<f64>,
+    scored: Vec<usize>,
+    scores: Vec<f64>,
 }
 
 fn log_trained(m: &Model, what: &str) {
@@ -280,6 +287,9 @@ impl Detector {
             score_field: c.score_field,
             flag_field: c.flag_field,
             buf: Vec::new(),
+            rows: Vec::new(),
+            scored: Vec::new(),
+            scores: Vec::new(),
         }
     }
 
@@ -299,15 +309,27 @@ impl Detector {
         let Some(model) = self.model.clone() else {
             return;
         };
-        for (i, e) in events.iter_mut().enumerate() {
+        // All vectors first, then all scores: a forest scores a whole batch
+        // tree by tree.
+        let dims = model.vectorizer.dims();
+        self.rows.clear();
+        self.scored.clear();
+        for (i, e) in events.iter().enumerate() {
             match model.vectorizer.vector(e, &mut self.buf) {
                 Ok(()) => {
-                    let s = model.detector.score(&self.buf);
-                    e.insert(&self.score_field, Value::Float(s));
-                    e.insert(&self.flag_field, Value::Bool(s > model.threshold));
+                    self.rows.extend_from_slice(&self.buf);
+                    self.scored.push(i);
                 }
                 Err(err) => cx.fail(offset + i, err),
             }
+        }
+        model
+            .detector
+            .score_many(&self.rows, dims, &mut self.scores);
+        for (&i, &s) in self.scored.iter().zip(&self.scores) {
+            let e = &mut events[i];
+            e.insert(&self.score_field, Value::Float(s));
+            e.insert(&self.flag_field, Value::Bool(s > model.threshold));
         }
     }
 

@@ -220,6 +220,19 @@ impl Model {
 }
 
 impl Detector {
+    /// The scores of many vectors (`rows`, `dims` values each) into `out`.
+    pub fn score_many(&self, rows: &[f64], dims: usize, out: &mut Vec<f64>) {
+        match self {
+            Detector::IsolationForest(f) => f.score_many(rows, dims, out),
+            Detector::Kmeans(c) => {
+                out.clear();
+                if dims > 0 {
+                    out.extend(rows.chunks_exact(dims).map(|x| c.score(x)));
+                }
+            }
+        }
+    }
+
     /// The score of a vector.
     pub fn score(&self, x: &[f64]) -> f64 {
         match self {

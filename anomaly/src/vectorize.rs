@@ -185,6 +185,9 @@ impl Vectorizer {
     pub fn vector(&self, e: &Event, out: &mut Vec<f64>) -> Result<(), VectorError> {
         out.resize(self.dims(), 0.0);
         self.raw(e, out)?;
+        for x in out.iter_mut().filter(|x| !x.is_finite()) {
+            *x = 0.0;
+        }
         self.weight(out);
         match self.normalize {
             Normalize::None => {}
