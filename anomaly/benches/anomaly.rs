@@ -10,7 +10,8 @@
 //! * `score/*`: 1,000 feature events (template-count maps of 6 to 12
 //!   dimensions, as from the BGL windows) scored by the `anomaly` processor
 //!   with a trained isolation forest (100 trees of 256 rows) or k-means (8
-//!   centroids). `score/baseline_vectorize` only builds the vectors.
+//!   centroids). `score/baseline_vectorize` only builds the vectors;
+//!   `score/forest_only` only runs the forest over prepared vectors.
 //!
 //! Run: `cargo bench -p sluice-anomaly --bench anomaly -- --warm-up-time 1 --measurement-time 3`
 
@@ -141,6 +142,21 @@ fn score(c: &mut Criterion) {
                 s += v[0];
             }
             black_box(s)
+        })
+    });
+    // The forest alone on prepared vectors: what scoring costs without the
+    // event fields around it.
+    let dims = forest.vectorizer.dims();
+    let mut rows = Vec::new();
+    for e in &batch.events {
+        let _ = forest.vectorizer.vector(e, &mut v);
+        rows.extend_from_slice(&v);
+    }
+    let mut scores = Vec::new();
+    g.bench_function("forest_only", |b| {
+        b.iter(|| {
+            forest.detector.score_many(&rows, dims, &mut scores);
+            black_box(scores[0])
         })
     });
     for (name, model) in [
