@@ -230,37 +230,56 @@ fn template_ids_stay_the_same_across_restarts() {
 
 #[test]
 fn an_idle_session_closes_while_the_agent_runs() {
-    let d = Dir::new();
-    d.write("logs/app.log", "");
-    d.write(
-        "p.yaml",
-        "sources:\n  app:\n    type: file\n    include: [./logs/app.log]\n    read_from: beginning\n    poll_interval: 50ms\n    processors: [t, s]\n    channels: [main]\nprocessors:\n  t: {type: template, persist: false}\n  s:\n    type: session\n    key_pattern: 'req-\\d+'\n    inactivity_timeout: 300ms\nchannels:\n  main: {type: memory}\nsinks:\n  out: {type: file, channel: main, path: ./out/s.json, format: json}\n",
-    );
-    let child = d.start(&["run", "p.yaml"]);
-    d.append(
-        "logs/app.log",
-        "start req-1\nstart req-2\nread req-1 row 5\nend req-1\n",
-    );
-    // No more lines arrive: the sessions close on the processor's tick.
-    wait_for(Duration::from_secs(30), "two closed sessions", || {
-        d.lines("out/s.json").len() >= 2
-    });
-    signal(&child, libc::SIGTERM);
-    let o = wait_output(child, Duration::from_secs(30));
-    assert!(o.status.success(), "{}", stderr(&o));
-    let sessions = json_lines(&d, "out/s.json");
-    assert_eq!(sessions.len(), 2);
-    let mut counts: Vec<(String, i64)> = sessions
-        .iter()
-        .map(|s| {
-            (
-                s["fields"]["key"].as_str().unwrap_or_default().to_string(),
-                s["fields"]["event_count"].as_i64().unwrap_or_default(),
-            )
-        })
-        .collect();
-    counts.sort();
-    assert_eq!(counts, vec![("req-1".into(), 3), ("req-2".into(), 1)]);
+    let inline = "sources:\n  app:\n    type: file\n    include: [./logs/app.log]\n    read_from: beginning\n    poll_interval: 50ms\n    processors: [t, s]\n    channels: [main]\nprocessors:\n  t: {type: template, persist: false}\n  s:\n    type: session\n    key_pattern: 'req-\\d+'\n    inactivity_timeout: 300ms\nchannels:\n  main: {type: memory}\nsinks:\n  out: {type: file, channel: main, path: ./out/s.json, format: json}\n";
+    // The same with the session processor as a stage of its own.
+    let stage = inline
+        .replace(
+            "processors: [t, s]\n    channels: [main]",
+            "processors: [t]\n    channels: [raw]",
+        )
+        .replace(
+            "    type: session\n",
+            "    type: session\n    input: raw\n    channels: [main]\n",
+        )
+        .replace(
+            "  main: {type: memory}\n",
+            "  main: {type: memory}\n  raw: {type: memory}\n",
+        );
+    assert!(stage.contains("input: raw") && stage.contains("processors: [t]\n"));
+    for yaml in [inline.to_string(), stage] {
+        let d = Dir::new();
+        d.write("logs/app.log", "");
+        d.write("p.yaml", &yaml);
+        let child = d.start(&["run", "p.yaml"]);
+        d.append(
+            "logs/app.log",
+            "start req-1\nstart req-2\nread req-1 row 5\nend req-1\n",
+        );
+        // No more lines arrive: the sessions close on the processor's tick.
+        wait_for(Duration::from_secs(30), "two closed sessions", || {
+            d.lines("out/s.json").len() >= 2
+        });
+        signal(&child, libc::SIGTERM);
+        let o = wait_output(child, Duration::from_secs(30));
+        assert!(o.status.success(), "{yaml}\n{}", stderr(&o));
+        let sessions = json_lines(&d, "out/s.json");
+        assert_eq!(sessions.len(), 2, "{yaml}");
+        let mut counts: Vec<(String, i64)> = sessions
+            .iter()
+            .map(|s| {
+                (
+                    s["fields"]["key"].as_str().unwrap_or_default().to_string(),
+                    s["fields"]["event_count"].as_i64().unwrap_or_default(),
+                )
+            })
+            .collect();
+        counts.sort();
+        assert_eq!(
+            counts,
+            vec![("req-1".into(), 3), ("req-2".into(), 1)],
+            "{yaml}"
+        );
+    }
 }
 
 #[test]
