@@ -2,7 +2,10 @@
 
 mod anomaly;
 mod compliance;
+mod dead_letter;
 mod examples;
+mod reload;
+mod tailing;
 mod util;
 mod validate;
 

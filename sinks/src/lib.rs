@@ -4,7 +4,8 @@
 //!
 //! * [`file`]: appends events to files whose path is a
 //!   [`Template`](sluice_core::template::Template) (`./out/{app}/%Y-%m-%d.log`),
-//!   one `write` per file per batch, keeping a bounded set of files open.
+//!   one `write` per file per batch, keeping a bounded set of files open;
+//!   optionally rotated by size and age and compressed (gzip, zstd).
 //! * [`console`]: writes events to stdout or stderr, one write and one flush
 //!   per batch; a closed pipe stops the pipeline with a clear error.
 //! * [`null`]: discards everything (for benchmarks and drafts).

@@ -1,6 +1,8 @@
 //! The command-line interface.
 
 mod anomaly;
+mod progress;
+mod watch;
 
 use std::path::{Path, PathBuf};
 
@@ -46,6 +48,12 @@ enum Command {
         /// How long a stop may take to drain channels before tasks are aborted (e.g. `30s`).
         #[arg(long, value_name = "DURATION")]
         drain_timeout: Option<String>,
+        /// Reload the pipeline when the file changes (SIGHUP always reloads).
+        #[arg(long)]
+        watch: bool,
+        /// No progress bar on a bounded run.
+        #[arg(long)]
+        quiet: bool,
     },
     /// Checks pipeline files without running them; prints every problem as FILE:LINE:COL: message.
     Validate {
@@ -102,11 +110,14 @@ pub fn main(registry: Registry) -> i32 {
         Command::Run {
             file,
             drain_timeout,
+            watch,
+            quiet,
         } => {
             if let Some(d) = drain_timeout {
                 settings.drain_timeout = d;
             }
-            run(&registry, &file, &settings)
+            let options = watch::RunOptions { watch, quiet };
+            run(&registry, &file, &settings, &options)
         }
     }
 }
@@ -146,7 +157,7 @@ fn init_logging(settings: &Settings) -> anyhow::Result<()> {
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(std::io::stderr().is_terminal())
-        .with_writer(std::io::stderr);
+        .with_writer(|| progress::LogWriter);
     let result = match settings.log_format {
         LogFormat::Text => builder.try_init(),
         LogFormat::Json => builder.json().try_init(),
@@ -154,7 +165,7 @@ fn init_logging(settings: &Settings) -> anyhow::Result<()> {
     result.map_err(|e| anyhow::anyhow!("cannot start logging: {e}"))
 }
 
-fn run(registry: &Registry, file: &Path, settings: &Settings) -> i32 {
+fn run(registry: &Registry, file: &Path, settings: &Settings, options: &watch::RunOptions) -> i32 {
     let setup = init_logging(settings).and_then(|()| settings.drain_timeout());
     let drain_timeout = match setup {
         Ok(d) => d,
@@ -167,11 +178,7 @@ fn run(registry: &Registry, file: &Path, settings: &Settings) -> i32 {
         Ok(p) => p,
         Err(code) => return code,
     };
-    if !pipeline.data_dir_set {
-        if let Some(stem) = file.file_stem() {
-            pipeline.data_dir = settings.data_dir.join(stem);
-        }
-    }
+    watch::place_data_dir(&mut pipeline, file, settings);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -184,7 +191,7 @@ fn run(registry: &Registry, file: &Path, settings: &Settings) -> i32 {
     };
     let code = runtime.block_on(async {
         tracing::info!(pipeline = %file.display(), data_dir = %pipeline.data_dir.display(), "starting: {}", pipeline.summary());
-        let report = match sluice_core::topology::run_pipeline(&pipeline, stop_signal(), drain_timeout).await {
+        let report = match watch::run_pipeline(registry, file, settings, &pipeline, options, stop_signal(), drain_timeout).await {
             Ok(r) => r,
             Err(errors) => {
                 for e in &errors {

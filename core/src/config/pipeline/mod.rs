@@ -80,6 +80,9 @@ pub struct SourceSpec {
     pub processors: Vec<String>,
     /// Its selector.
     pub selector: SelectorSpec,
+    /// Its declaration in canonical form (see [`Node::canonical`]): equal
+    /// fingerprints mean the same options and wiring.
+    pub fingerprint: String,
     /// Where it is declared.
     pub pos: Pos,
 }
@@ -93,6 +96,9 @@ pub struct ChannelSpec {
     pub type_name: String,
     /// Its typed options.
     pub config: Arc<dyn AnyChannelConfig>,
+    /// Its declaration in canonical form (see [`Node::canonical`]): equal
+    /// fingerprints mean the same options and wiring.
+    pub fingerprint: String,
     /// Where it is declared.
     pub pos: Pos,
 }
@@ -116,6 +122,9 @@ pub struct ProcessorSpec {
     pub dead_letter: Option<String>,
     /// Events taken per batch by a stage.
     pub batch_size: usize,
+    /// Its declaration in canonical form (see [`Node::canonical`]): equal
+    /// fingerprints mean the same options and wiring.
+    pub fingerprint: String,
     /// Where it is declared.
     pub pos: Pos,
 }
@@ -135,6 +144,9 @@ pub struct SinkSpec {
     pub dead_letter: Option<String>,
     /// Events taken per batch.
     pub batch_size: usize,
+    /// Its declaration in canonical form (see [`Node::canonical`]): equal
+    /// fingerprints mean the same options and wiring.
+    pub fingerprint: String,
     /// Where it is declared.
     pub pos: Pos,
 }
@@ -400,6 +412,7 @@ fn build_model(cx: &mut Ctx, path: &Path, root: &Node, registry: &Registry) -> O
             channels,
             processors,
             selector,
+            fingerprint: node.canonical(),
             pos,
         });
     }
@@ -420,6 +433,7 @@ fn build_model(cx: &mut Ctx, path: &Path, root: &Node, registry: &Registry) -> O
                 id,
                 type_name,
                 config,
+                fingerprint: node.canonical(),
                 pos,
             });
         }
@@ -466,6 +480,7 @@ fn build_model(cx: &mut Ctx, path: &Path, root: &Node, registry: &Registry) -> O
             selector,
             dead_letter,
             batch_size,
+            fingerprint: node.canonical(),
             pos,
         });
     }
@@ -500,6 +515,7 @@ fn build_model(cx: &mut Ctx, path: &Path, root: &Node, registry: &Registry) -> O
             channel: channel.unwrap_or_default(),
             dead_letter,
             batch_size,
+            fingerprint: node.canonical(),
             pos,
         });
     }
