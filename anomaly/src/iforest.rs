@@ -130,6 +130,8 @@ struct Flat {
 struct FlatTree {
     nodes: Vec<Flat>,
     height: u32,
+    /// The greatest feature index a node reads.
+    max_feature: usize,
 }
 
 /// Appends the subtree of `tree.nodes[i]`, at `depth`, to `out` in
@@ -179,16 +181,37 @@ fn add_path_lengths(tree: &FlatTree, rows: &[f64], dims: usize, acc: &mut [f64])
     let n = acc.len().min(LANES);
     let mut at = [0usize; LANES];
     let nodes = &tree.nodes[..];
-    for _ in 0..tree.height {
-        for (k, i) in at.iter_mut().enumerate().take(n) {
-            let node = nodes[*i];
-            let v = rows[k * dims + node.feature as usize];
-            // A select, not a branch: which way a row goes is unpredictable.
-            *i = if v > node.threshold {
-                node.right as usize
-            } else {
-                *i + 1
-            };
+    if n == LANES && rows.len() >= LANES * dims && tree.max_feature < dims {
+        // Full lanes: every index is in range (node indices by
+        // construction, features checked just above), so the walk runs
+        // without bounds checks.
+        for _ in 0..tree.height {
+            for (k, i) in at.iter_mut().enumerate() {
+                // SAFETY: `*i` is a node index of this tree (pre-order
+                // layout: `i + 1` of a split and every `right` are nodes,
+                // and a leaf stays put); `k * dims + feature` is below
+                // `LANES * dims <= rows.len()` since `feature <= max_feature < dims`.
+                let node = unsafe { *nodes.get_unchecked(*i) };
+                let v = unsafe { *rows.get_unchecked(k * dims + node.feature as usize) };
+                // A select, not a branch: which way a row goes is unpredictable.
+                *i = if v > node.threshold {
+                    node.right as usize
+                } else {
+                    *i + 1
+                };
+            }
+        }
+    } else {
+        for _ in 0..tree.height {
+            for (k, i) in at.iter_mut().enumerate().take(n) {
+                let node = nodes[*i];
+                let v = rows[k * dims + node.feature as usize];
+                *i = if v > node.threshold {
+                    node.right as usize
+                } else {
+                    *i + 1
+                };
+            }
         }
     }
     for (a, i) in acc.iter_mut().zip(at) {
@@ -271,7 +294,12 @@ impl IsolationForest {
                 .map(|t| {
                     let mut nodes = Vec::with_capacity(t.nodes.len());
                     let height = flatten(t, 0, 0, &mut nodes);
-                    FlatTree { nodes, height }
+                    let max_feature = nodes.iter().map(|n| n.feature as usize).max().unwrap_or(0);
+                    FlatTree {
+                        nodes,
+                        height,
+                        max_feature,
+                    }
                 })
                 .collect()
         });
