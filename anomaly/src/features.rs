@@ -75,6 +75,9 @@ pub struct Group {
     pub fixed_bounds: bool,
     /// Wall-clock time of the last event, for inactivity without events.
     pub last_arrival: std::time::Instant,
+    /// Order of the last event among all the processor saw: which group
+    /// was least recently active.
+    pub last_seq: u64,
     /// Events added.
     pub events: u64,
     /// Counts per value of the counted field.
@@ -96,6 +99,7 @@ impl Group {
             end: start,
             fixed_bounds: false,
             last_arrival: std::time::Instant::now(),
+            last_seq: 0,
             events: 0,
             counts: HashMap::new(),
             text_counts: HashMap::new(),
@@ -105,8 +109,9 @@ impl Group {
     }
 
     /// Adds one event.
-    pub fn add(&mut self, e: &Event, ex: &Extract, now: std::time::Instant) {
+    pub fn add(&mut self, e: &Event, ex: &Extract, now: std::time::Instant, seq: u64) {
         self.events += 1;
+        self.last_seq = seq;
         self.last_arrival = now;
         if !self.fixed_bounds {
             if self.events == 1 {

@@ -166,3 +166,18 @@ fn pass_through_keeps_the_events_and_bad_options_are_reported() {
     assert_eq!(c.validate().len(), 1);
     assert!(unknown_key::<WindowConfig>("sise: 1s").contains("sise"));
 }
+
+#[test]
+fn max_open_closes_the_least_recently_active_session() {
+    let mut p = build::<SessionConfig>("key_field: user\nmax_open: 2");
+    let mut b = Batch::new();
+    for u in ["a", "b", "a", "c"] {
+        let mut e = ev("x", 0, 1);
+        e.insert("user", u);
+        b.push(e);
+    }
+    run(p.as_mut(), &mut b);
+    // Adding `c` makes three: `b`, the least recently active, closes.
+    assert_eq!(b.len(), 1);
+    assert_eq!(b.events[0].get("key").and_then(Value::as_str), Some("b"));
+}
