@@ -43,6 +43,7 @@ pub fn try_register_builtins(
     sluice_channels::register(registry)?;
     sluice_processors::register(registry)?;
     sluice_sinks::register(registry)?;
+    sluice_net::register(registry)?;
     sluice_anomaly::register(registry)?;
     Ok(())
 }

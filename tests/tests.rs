@@ -4,6 +4,8 @@ mod anomaly;
 mod compliance;
 mod dead_letter;
 mod examples;
+mod hop;
+mod network;
 mod reload;
 mod tailing;
 mod util;

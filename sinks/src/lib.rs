@@ -60,13 +60,8 @@ mod tests {
             .lines()
             .filter_map(|l| l.strip_prefix("## `")?.strip_suffix('`'))
             .collect();
-        assert_eq!(documented.len(), 3, "{documented:?}");
-        for name in &documented {
-            assert!(
-                registry.sink(name).is_some(),
-                "{name} is documented, not registered"
-            );
-        }
+        // docs/sinks.md also documents sinks of other crates; the binary's
+        // tests check every heading against the whole registry.
         for name in registry.names("sink") {
             assert!(
                 documented.contains(&name),

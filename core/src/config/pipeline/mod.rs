@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 mod graph;
+mod groups;
 mod keys;
 #[cfg(test)]
 mod tests;
@@ -20,6 +21,7 @@ use crate::registry::{
     AnyChannelConfig, AnyProcessorConfig, AnySinkConfig, AnySourceConfig, Entry, Registry,
 };
 use graph::check_graph;
+pub use groups::{Balance, GroupStrategy, SinkGroupSpec};
 use keys::{
     batch_size, check_keys, component, list, report, section, selector, string_list, string_opt,
 };
@@ -169,6 +171,8 @@ pub struct Pipeline {
     pub processors: Vec<ProcessorSpec>,
     /// Sinks in file order.
     pub sinks: Vec<SinkSpec>,
+    /// Sink groups in file order.
+    pub sink_groups: Vec<SinkGroupSpec>,
 }
 
 impl fmt::Debug for Pipeline {
@@ -202,7 +206,14 @@ impl Pipeline {
     }
 }
 
-const TOP_KEYS: &[&str] = &["data_dir", "sources", "channels", "processors", "sinks"];
+const TOP_KEYS: &[&str] = &[
+    "data_dir",
+    "sources",
+    "channels",
+    "processors",
+    "sinks",
+    "sink_groups",
+];
 const SOURCE_KEYS: &[&str] = &["type", "channels", "processors", "selector"];
 const CHANNEL_KEYS: &[&str] = &["type"];
 const PROCESSOR_KEYS: &[&str] = &[
@@ -543,6 +554,8 @@ fn build_model(cx: &mut Ctx, path: &Path, root: &Node, registry: &Registry) -> O
         );
     }
 
+    let sink_groups = groups::sink_groups(cx, root, &sinks);
+
     let pipeline = Pipeline {
         path: path.to_path_buf(),
         data_dir,
@@ -551,6 +564,7 @@ fn build_model(cx: &mut Ctx, path: &Path, root: &Node, registry: &Registry) -> O
         channels,
         processors,
         sinks,
+        sink_groups,
     };
     if !cx.diags.is_empty() {
         cx.loose_refs = loose_refs(root);
