@@ -44,5 +44,6 @@ pub fn try_register_builtins(
     sluice_processors::register(registry)?;
     sluice_sinks::register(registry)?;
     sluice_net::register(registry)?;
+    sluice_anomaly::register(registry)?;
     Ok(())
 }

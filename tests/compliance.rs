@@ -34,6 +34,10 @@ fn processor_options(ty: &str) -> Option<&'static str> {
         "timestamp" => "",
         "parse_json" => "field: absent_field",
         "parse_regex" => "pattern: '^(?P<digits>\\d+)$'",
+        "template" => "persist: false",
+        "session" => "key_field: absent_field\npass_through: true",
+        "window" => "events: 10\nkey_field: absent_field\npass_through: true",
+        "anomaly" => "fields: [absent_field]\ntraining_size: 100",
         _ => return None,
     })
 }

@@ -1,5 +1,6 @@
 //! End-to-end tests: the real `sluice` binary on real files and processes.
 
+mod anomaly;
 mod compliance;
 mod dead_letter;
 mod durability;

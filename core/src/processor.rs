@@ -1,6 +1,6 @@
 //! The [`Processor`] trait: synchronous, batch-at-a-time transformation.
 
-use crate::event::Batch;
+use crate::event::{Batch, Timestamp};
 
 /// What a processor reports back while processing a batch.
 ///
@@ -54,10 +54,27 @@ impl ProcessContext {
 /// * `finish` is called once when the input has ended (a bounded run, or a
 ///   graceful stop) so that processors holding events back (windows,
 ///   sessions) can emit them.
+/// * A processor whose [`tick_interval`](Self::tick_interval) is `Some` is
+///   also given [`tick`](Self::tick) about that often while the pipeline
+///   runs, even when no event arrives, from the same task as `process` (never
+///   at the same time). What a tick puts into `out` goes through the rest of
+///   the chain and the selector like any processed batch. Ticks may come
+///   more often than asked (several processors of a chain share one timer)
+///   and stop before `finish`.
 pub trait Processor: Send + 'static {
     /// Transforms `batch` in place.
     fn process(&mut self, batch: &mut Batch, cx: &mut ProcessContext);
 
     /// Emits whatever is held back; called once at end of input.
     fn finish(&mut self, _out: &mut Batch) {}
+
+    /// How often this processor wants [`tick`](Self::tick); `None` (the
+    /// default) for never.
+    fn tick_interval(&self) -> Option<std::time::Duration> {
+        None
+    }
+
+    /// Time passes: close what timed out (sessions, windows) into `out`, or
+    /// save state. `now` is the wall-clock time.
+    fn tick(&mut self, _now: Timestamp, _out: &mut Batch) {}
 }

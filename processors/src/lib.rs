@@ -120,12 +120,13 @@ mod tests {
             .filter_map(|l| l.strip_prefix("## `"))
             .filter_map(|l| l.split('`').next())
             .collect();
-        let mut registered = r.names("processor");
-        registered.sort_unstable();
-        let mut sorted = documented.clone();
-        sorted.sort_unstable();
-        assert_eq!(registered, sorted);
-        for ty in documented {
+        // docs/processors.md also documents processors of other crates;
+        // every one registered here must be documented.
+        let registered = r.names("processor");
+        for ty in &registered {
+            assert!(documented.contains(ty), "`{ty}` is not documented");
+        }
+        for ty in registered {
             let path = format!(
                 "{}/../pipelines/processor-{ty}.yaml",
                 env!("CARGO_MANIFEST_DIR")

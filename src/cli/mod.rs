@@ -1,6 +1,7 @@
 //! The command-line interface.
 
 mod channel;
+mod anomaly;
 mod progress;
 mod watch;
 
@@ -73,6 +74,10 @@ enum Command {
         #[command(subcommand)]
         command: channel::ChannelCommand,
     },
+    /// Trains an anomaly model from a file of feature events (JSON lines) and writes the model file.
+    Train(anomaly::TrainArgs),
+    /// Prints precision, recall and F1 of anomaly flags against labels in a JSON-lines file.
+    Evaluate(anomaly::EvaluateArgs),
 }
 
 /// Runs the CLI with `registry` and returns the process exit code.
@@ -107,6 +112,8 @@ pub fn main(registry: Registry) -> i32 {
             EXIT_OK
         }
         Command::Channel { command } => channel::main(command),
+        Command::Train(args) => anomaly::train(&args),
+        Command::Evaluate(args) => anomaly::evaluate(&args),
         Command::Run {
             file,
             drain_timeout,

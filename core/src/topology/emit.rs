@@ -96,6 +96,38 @@ impl Emitter {
         Ok(())
     }
 
+    /// The shortest tick interval of the chain's processors, if any wants ticks.
+    pub fn tick_interval(&self) -> Option<std::time::Duration> {
+        self.chain
+            .iter()
+            .filter_map(|l| l.processor.tick_interval())
+            .min()
+    }
+
+    /// Ticks every processor of the chain that wants ticks, passing what each
+    /// emits through the rest of the chain, then routes it.
+    pub async fn tick(&mut self) -> Result<(), ChannelError> {
+        let now = crate::event::Timestamp::now();
+        for i in 0..self.chain.len() {
+            if self.chain[i].processor.tick_interval().is_none() {
+                continue;
+            }
+            let mut out = Batch::new();
+            self.chain[i].processor.tick(now, &mut out);
+            if out.is_empty() {
+                continue;
+            }
+            for j in i + 1..self.chain.len() {
+                self.run_link(j, &mut out).await?;
+                if out.is_empty() {
+                    break;
+                }
+            }
+            self.route_and_put(out).await?;
+        }
+        Ok(())
+    }
+
     async fn run_link(&mut self, i: usize, batch: &mut Batch) -> Result<(), ChannelError> {
         let link = &mut self.chain[i];
         if link.count_io {

@@ -554,7 +554,34 @@ async fn run_source(
     guards: Vec<WriterGuard>,
 ) -> Result<(), String> {
     tracing::debug!("started");
-    let result = source.run(cx).await.map_err(|e| e.to_string());
+    let interval = emitter.lock().await.tick_interval();
+    let result = match interval {
+        None => source.run(cx).await.map_err(|e| e.to_string()),
+        Some(every) => {
+            // Ticks for the inline processors, stopped (between ticks, never
+            // in the middle of one) once the source has returned.
+            let done = CancellationToken::new();
+            let ticks = async {
+                let mut ticker = tokio::time::interval(every);
+                ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                ticker.tick().await;
+                loop {
+                    tokio::select! {
+                        _ = done.cancelled() => return Ok(()),
+                        _ = ticker.tick() => {}
+                    }
+                    emitter.lock().await.tick().await?;
+                }
+            };
+            let run = async {
+                let r = source.run(cx).await.map_err(|e| e.to_string());
+                done.cancel();
+                r
+            };
+            let (result, ticked): (_, Result<(), ChannelError>) = tokio::join!(run, ticks);
+            result.and(ticked.map_err(|e| e.to_string()))
+        }
+    };
     let finish = emitter
         .lock()
         .await
@@ -574,8 +601,29 @@ async fn run_stage(
     guards: Vec<WriterGuard>,
 ) -> Result<(), String> {
     let mut backoff = Backoff::new();
+    let mut ticker = emitter.tick_interval().map(|every| {
+        let mut t = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+        t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        t
+    });
     loop {
-        let Some(mut txn) = take_retrying(&*input, batch_size, &mut backoff).await else {
+        // Take is cancel safe: a tick that wins the race loses no event.
+        let taken = match ticker.as_mut() {
+            None => take_retrying(&*input, batch_size, &mut backoff).await,
+            Some(t) => tokio::select! {
+                taken = take_retrying(&*input, batch_size, &mut backoff) => taken,
+                _ = t.tick() => {
+                    match emitter.tick().await {
+                        Ok(()) => continue,
+                        Err(ChannelError::Closed(_)) => {
+                            return Err("an output channel closed while the stage was running".into())
+                        }
+                        Err(e) => return Err(e.to_string()),
+                    }
+                }
+            },
+        };
+        let Some(mut txn) = taken else {
             break;
         };
         let batch = txn.take_batch();

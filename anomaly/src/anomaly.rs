@@ -1,0 +1,448 @@
+//! `anomaly`: scores each event's feature vector and flags the anomalies.
+//!
+//! The model is learned from the first `training_size` vectors (they are
+//! held back meanwhile, then scored and passed on with the rest; at end of
+//! input a model is learned from whatever was held), or read from
+//! `model_path` (a file written by `sluice train`). With `retrain_interval`,
+//! a reservoir sample of `reservoir_size` recent events is kept and a new
+//! model is trained on it on a background thread, then swapped in without
+//! stopping the stream. Each training logs its figures (samples, features,
+//! threshold).
+//!
+//! Each event gets `anomaly_score` (a float) and `anomaly` (a bool: score
+//! above the threshold). An event without its vector (the `features` map
+//! missing) is reported as failed and passes on without a score.
+
+use std::sync::mpsc::{Receiver, TryRecvError};
+use std::sync::Arc;
+use std::time::Instant;
+
+use rand::{Rng, SeedableRng};
+use rand_xoshiro::Xoshiro256PlusPlus;
+use serde::Deserialize;
+use sluice_core::prelude::*;
+
+use crate::model::{Algorithm, Model, Spec, Threshold};
+use crate::vectorize::{Input, Normalize};
+
+fn default_algorithm() -> Algorithm {
+    Algorithm::IsolationForest
+}
+fn default_trees() -> usize {
+    100
+}
+fn default_sample_size() -> usize {
+    256
+}
+fn default_clusters() -> usize {
+    8
+}
+fn default_max_iterations() -> u64 {
+    100
+}
+fn default_seed() -> u64 {
+    42
+}
+fn default_training_size() -> usize {
+    1000
+}
+fn default_reservoir() -> usize {
+    10_000
+}
+fn default_score_field() -> String {
+    "anomaly_score".into()
+}
+fn default_flag_field() -> String {
+    "anomaly".into()
+}
+
+/// Options of the `anomaly` processor.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// `isolation_forest` (score 0 to 1) or `kmeans` (distance to the
+    /// nearest centroid).
+    #[serde(default = "default_algorithm")]
+    pub algorithm: Algorithm,
+    /// The field holding a map of counts (from `session` or `window`);
+    /// `features` unless `fields` is set.
+    #[serde(default)]
+    pub features: Option<String>,
+    /// Numeric fields (dotted paths) forming the vector, instead of a map.
+    #[serde(default)]
+    pub fields: Vec<String>,
+    /// Weight counts by inverse document frequency.
+    #[serde(default)]
+    pub tfidf: bool,
+    /// `none`, `l2` (unit length) or `zscore` (per dimension).
+    #[serde(default)]
+    pub normalize: Normalize,
+    /// Isolation forest: number of trees.
+    #[serde(default = "default_trees")]
+    pub trees: usize,
+    /// Isolation forest: rows each tree is grown on.
+    #[serde(default = "default_sample_size")]
+    pub sample_size: usize,
+    /// k-means: number of clusters.
+    #[serde(default = "default_clusters")]
+    pub clusters: usize,
+    /// k-means: iterations at most.
+    #[serde(default = "default_max_iterations")]
+    pub max_iterations: u64,
+    /// Seed of the random generators: the same data trains the same model.
+    #[serde(default = "default_seed")]
+    pub seed: u64,
+    /// Vectors learned from before scoring starts.
+    #[serde(default = "default_training_size")]
+    pub training_size: usize,
+    /// A fixed threshold: scores above it are anomalies.
+    #[serde(default)]
+    pub threshold: Option<f64>,
+    /// The expected fraction of anomalies: the threshold flags this share
+    /// of the training vectors (default 0.05 when `threshold` is unset).
+    #[serde(default)]
+    pub contamination: Option<f64>,
+    /// A model file written by `sluice train`: no training at start-up.
+    #[serde(default)]
+    pub model_path: Option<std::path::PathBuf>,
+    /// Retrain on a reservoir sample this often, in the background.
+    #[serde(default)]
+    pub retrain_interval: Option<Duration>,
+    /// Events kept in the reservoir sample for retraining.
+    #[serde(default = "default_reservoir")]
+    pub reservoir_size: usize,
+    /// Field that gets the score.
+    #[serde(default = "default_score_field")]
+    pub score_field: String,
+    /// Field that gets the flag.
+    #[serde(default = "default_flag_field")]
+    pub flag_field: String,
+}
+
+impl Config {
+    /// The training spec these options describe.
+    pub fn spec(&self) -> Spec {
+        let input = if self.fields.is_empty() {
+            Input::Sparse(self.features.clone().unwrap_or_else(|| "features".into()))
+        } else {
+            Input::Fields(self.fields.clone())
+        };
+        Spec {
+            algorithm: self.algorithm,
+            input,
+            tfidf: self.tfidf,
+            normalize: self.normalize,
+            trees: self.trees,
+            sample_size: self.sample_size,
+            clusters: self.clusters,
+            max_iterations: self.max_iterations,
+            seed: self.seed,
+            threshold: match self.threshold {
+                Some(t) => Threshold::Fixed(t),
+                None => Threshold::Contamination(self.contamination.unwrap_or(0.05)),
+            },
+        }
+    }
+}
+
+impl ProcessorConfig for Config {
+    fn validate(&self) -> Vec<Problem> {
+        let mut p = Vec::new();
+        if self.features.is_some() && !self.fields.is_empty() {
+            p.push(Problem::new(
+                "set `features` (a map of counts) or `fields`, not both",
+            ));
+        }
+        if self.threshold.is_some() && self.contamination.is_some() {
+            p.push(Problem::new("set `threshold` or `contamination`, not both"));
+        }
+        if self.contamination.is_some_and(|c| !(c > 0.0 && c < 1.0)) {
+            p.push(Problem::at(
+                "contamination",
+                "a fraction above 0 and below 1",
+            ));
+        }
+        for (key, v) in [
+            ("trees", self.trees),
+            ("sample_size", self.sample_size),
+            ("clusters", self.clusters),
+            ("training_size", self.training_size),
+            ("reservoir_size", self.reservoir_size),
+        ] {
+            if v == 0 {
+                p.push(Problem::at(key, "must be at least 1"));
+            }
+        }
+        if self.retrain_interval.is_some_and(|d| d.get().is_zero()) {
+            p.push(Problem::at("retrain_interval", "must be above zero"));
+        }
+        p
+    }
+
+    fn build(&self, _cx: &BuildContext) -> Result<Box<dyn Processor>, BuildError> {
+        Ok(Box::new(self.detector()?))
+    }
+}
+
+impl Config {
+    /// The processor these options describe.
+    ///
+    /// # Errors
+    ///
+    /// When the model file cannot be read.
+    pub fn detector(&self) -> Result<Detector, BuildError> {
+        let model = match &self.model_path {
+            Some(path) => {
+                let m = Model::load(path).map_err(BuildError::Other)?;
+                tracing::info!(
+                    samples = m.stats.samples,
+                    features = m.stats.features,
+                    threshold = m.threshold,
+                    "anomaly model loaded from {}: {}",
+                    path.display(),
+                    m.describe()
+                );
+                Some(Arc::new(m))
+            }
+            None => None,
+        };
+        Ok(Detector {
+            spec: self.spec(),
+            model,
+            training_size: self.training_size,
+            held: Vec::new(),
+            retrain_every: self.retrain_interval.map(Duration::get),
+            last_retrain: Instant::now(),
+            reservoir: Vec::new(),
+            reservoir_size: self.reservoir_size,
+            seen: 0,
+            rng: Xoshiro256PlusPlus::seed_from_u64(self.seed),
+            pending: None,
+            score_field: self.score_field.clone(),
+            flag_field: self.flag_field.clone(),
+            buf: Vec::new(),
+            rows: Vec::new(),
+            scored: Vec::new(),
+            scores: Vec::new(),
+        })
+    }
+}
+
+/// The `anomaly` processor.
+pub struct Detector {
+    spec: Spec,
+    model: Option<Arc<Model>>,
+    training_size: usize,
+    /// Events held while the first model is learned.
+    held: Vec<Event>,
+    retrain_every: Option<std::time::Duration>,
+    last_retrain: Instant,
+    /// A uniform sample of the events seen (for retraining).
+    reservoir: Vec<Event>,
+    reservoir_size: usize,
+    seen: u64,
+    rng: Xoshiro256PlusPlus,
+    /// A model being trained in the background.
+    pending: Option<Receiver<Result<Model, String>>>,
+    score_field: String,
+    flag_field: String,
+    /// The vector of the event at hand, the batch's vectors, which events
+    /// have one, and their scores: reused from batch to batch.
+    buf: Vec<f64>,
+    rows: Vec<f64>,
+    scored: Vec<usize>,
+    scores: Vec<f64>,
+}
+
+fn log_trained(m: &Model, what: &str) {
+    tracing::info!(
+        samples = m.stats.samples,
+        features = m.stats.features,
+        threshold = m.threshold,
+        flagged = m.stats.flagged,
+        "{what}: {}",
+        m.describe()
+    );
+}
+
+impl Detector {
+    /// A detector with a trained model, outside any pipeline (benches).
+    pub fn with_model(model: Model) -> Self {
+        let c: Config = match sluice_core::config::from_yaml_str("{}") {
+            Ok(c) => c,
+            Err(e) => panic!("default anomaly options: {e}"),
+        };
+        Detector {
+            spec: c.spec(),
+            model: Some(Arc::new(model)),
+            training_size: c.training_size,
+            held: Vec::new(),
+            retrain_every: None,
+            last_retrain: Instant::now(),
+            reservoir: Vec::new(),
+            reservoir_size: c.reservoir_size,
+            seen: 0,
+            rng: Xoshiro256PlusPlus::seed_from_u64(c.seed),
+            pending: None,
+            score_field: c.score_field,
+            flag_field: c.flag_field,
+            buf: Vec::new(),
+            rows: Vec::new(),
+            scored: Vec::new(),
+            scores: Vec::new(),
+        }
+    }
+
+    fn train_now(&mut self) {
+        let n = self.held.len().min(self.training_size);
+        match Model::train(&self.spec, &self.held[..n]) {
+            Ok(m) => {
+                log_trained(&m, "anomaly model trained");
+                self.model = Some(Arc::new(m));
+                self.last_retrain = Instant::now();
+            }
+            Err(e) => tracing::warn!("cannot train the anomaly model yet: {e}"),
+        }
+    }
+
+    fn score_all(&mut self, events: &mut [Event], cx: &mut ProcessContext, offset: usize) {
+        let Some(model) = self.model.clone() else {
+            return;
+        };
+        // All vectors first, then all scores: a forest scores a whole batch
+        // tree by tree.
+        let dims = model.vectorizer.dims();
+        self.rows.clear();
+        self.scored.clear();
+        for (i, e) in events.iter().enumerate() {
+            match model.vectorizer.vector(e, &mut self.buf) {
+                Ok(()) => {
+                    self.rows.extend_from_slice(&self.buf);
+                    self.scored.push(i);
+                }
+                Err(err) => cx.fail(offset + i, err),
+            }
+        }
+        model
+            .detector
+            .score_many(&self.rows, dims, &mut self.scores);
+        for (&i, &s) in self.scored.iter().zip(&self.scores) {
+            let e = &mut events[i];
+            e.insert(&self.score_field, Value::Float(s));
+            e.insert(&self.flag_field, Value::Bool(s > model.threshold));
+        }
+    }
+
+    fn sample(&mut self, events: &[Event]) {
+        if self.retrain_every.is_none() {
+            return;
+        }
+        for e in events {
+            self.seen += 1;
+            if self.reservoir.len() < self.reservoir_size {
+                self.reservoir.push(e.clone());
+            } else {
+                let j = self.rng.gen_range(0..self.seen);
+                if (j as usize) < self.reservoir_size {
+                    self.reservoir[j as usize] = e.clone();
+                }
+            }
+        }
+    }
+
+    fn poll_retrain(&mut self) {
+        if let Some(rx) = &self.pending {
+            match rx.try_recv() {
+                Ok(Ok(m)) => {
+                    log_trained(&m, "anomaly model retrained and swapped in");
+                    self.model = Some(Arc::new(m));
+                    self.pending = None;
+                }
+                Ok(Err(e)) => {
+                    tracing::warn!("retraining failed, the model in use stays: {e}");
+                    self.pending = None;
+                }
+                Err(TryRecvError::Empty) => {}
+                Err(TryRecvError::Disconnected) => self.pending = None,
+            }
+        }
+        let Some(every) = self.retrain_every else {
+            return;
+        };
+        if self.pending.is_some()
+            || self.model.is_none()
+            || self.reservoir.is_empty()
+            || self.last_retrain.elapsed() < every
+        {
+            return;
+        }
+        self.last_retrain = Instant::now();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let spec = self.spec.clone();
+        let sample = self.reservoir.clone();
+        let spawned = std::thread::Builder::new()
+            .name("anomaly-retrain".into())
+            .spawn(move || {
+                let _ = tx.send(Model::train(&spec, &sample));
+            });
+        match spawned {
+            Ok(_) => self.pending = Some(rx),
+            Err(e) => tracing::warn!("cannot start retraining: {e}"),
+        }
+    }
+}
+
+impl Processor for Detector {
+    fn process(&mut self, batch: &mut Batch, cx: &mut ProcessContext) {
+        self.poll_retrain();
+        self.sample(&batch.events);
+        if self.model.is_none() {
+            self.held.append(&mut batch.events);
+            if self.held.len() < self.training_size {
+                return;
+            }
+            self.train_now();
+            if self.model.is_none() {
+                // Nothing trainable yet: let the events go on unscored.
+                batch.events.append(&mut self.held);
+                return;
+            }
+            let mut held = std::mem::take(&mut self.held);
+            self.score_all(&mut held, cx, 0);
+            batch.events = held;
+            return;
+        }
+        let mut events = std::mem::take(&mut batch.events);
+        self.score_all(&mut events, cx, 0);
+        batch.events = events;
+    }
+
+    fn finish(&mut self, out: &mut Batch) {
+        if self.model.is_none() && !self.held.is_empty() {
+            self.train_now();
+            let mut held = std::mem::take(&mut self.held);
+            let mut cx = ProcessContext::new();
+            self.score_all(&mut held, &mut cx, 0);
+            if !cx.failures().is_empty() {
+                tracing::warn!(
+                    failed = cx.failures().len(),
+                    "held events without a feature vector pass on unscored"
+                );
+            }
+            out.events.append(&mut held);
+        }
+    }
+
+    fn tick_interval(&self) -> Option<std::time::Duration> {
+        self.retrain_every
+            .map(|d| (d / 4).max(std::time::Duration::from_millis(50)))
+    }
+
+    fn tick(&mut self, _now: Timestamp, _out: &mut Batch) {
+        self.poll_retrain();
+    }
+}
+
+#[cfg(test)]
+#[path = "anomaly_tests.rs"]
+mod tests;
