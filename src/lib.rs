@@ -43,5 +43,7 @@ pub fn try_register_builtins(
     sluice_channels::register(registry)?;
     sluice_processors::register(registry)?;
     sluice_sinks::register(registry)?;
+    sluice_store::register(registry)?;
+    sluice_postgres::register(registry)?;
     Ok(())
 }
