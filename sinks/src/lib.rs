@@ -59,6 +59,11 @@ mod tests {
             .lines()
             .filter_map(|l| l.strip_prefix("## `")?.strip_suffix('`'))
             .collect();
+        // `store` and `postgres` live in crates of their own.
+        let documented: Vec<&str> = documented
+            .into_iter()
+            .filter(|n| !["store", "postgres"].contains(n))
+            .collect();
         assert_eq!(documented.len(), 3, "{documented:?}");
         for name in &documented {
             assert!(

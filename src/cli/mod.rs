@@ -1,5 +1,7 @@
 //! The command-line interface.
 
+mod search;
+
 use std::path::{Path, PathBuf};
 
 use clap::{Parser, Subcommand};
@@ -58,6 +60,8 @@ enum Command {
     },
     /// Lists the registered component types.
     Components,
+    /// Searches the index a `store` sink writes; prints matching events, newest first.
+    Search(search::Args),
 }
 
 /// Runs the CLI with `registry` and returns the process exit code.
@@ -85,6 +89,7 @@ pub fn main(registry: Registry) -> i32 {
             }
             Err(code) => code,
         },
+        Command::Search(args) => search::run(&args),
         Command::Components => {
             for kind in ["source", "channel", "processor", "sink"] {
                 println!("{kind}s: {}", registry.names(kind).join(", "));

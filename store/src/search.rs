@@ -179,7 +179,7 @@ impl StoreReader {
         let top = name.split('.').next().unwrap_or_default();
         if INDEX_FIELDS.contains(&top) {
             name
-        } else if self.meta.text_fields.iter().any(|t| *t == name) {
+        } else if self.meta.text_fields.contains(&name) {
             format!("text.{name}")
         } else {
             format!("fields.{name}")
@@ -365,4 +365,33 @@ impl SegmentCollector for SegmentBuckets {
     fn harvest(self) -> Self::Fruit {
         self.counts
     }
+}
+
+/// Parses a time bound as `--from`/`--to` take it: RFC 3339
+/// (`2026-11-26T05:00:00Z`), a date (`2026-11-26`, midnight UTC), `now`, or
+/// a duration (`15m`, `2h`, `7d`) meaning that long before `now`.
+///
+/// # Errors
+///
+/// What is wrong with `s`.
+pub fn parse_time(s: &str, now: Timestamp) -> Result<Timestamp, String> {
+    let s = s.trim();
+    if s == "now" {
+        return Ok(now);
+    }
+    if let Ok(t) = chrono::DateTime::parse_from_rfc3339(s) {
+        return Ok(Timestamp::from_datetime(&t));
+    }
+    if let Ok(d) = chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d") {
+        if let Some(t) = d.and_hms_opt(0, 0, 0) {
+            return Ok(Timestamp::from_datetime(&t.and_utc()));
+        }
+    }
+    if let Ok(d) = sluice_core::config::Duration::parse(s) {
+        let ns = i64::try_from(d.get().as_nanos()).unwrap_or(i64::MAX);
+        return Ok(Timestamp(now.0.saturating_sub(ns)));
+    }
+    Err(format!(
+        "`{s}` is not a time: use RFC 3339 (2026-11-26T05:00:00Z), a date (2026-11-26), `now` or a duration ago (15m)"
+    ))
 }
