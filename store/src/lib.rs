@@ -27,6 +27,9 @@ pub mod sink;
 
 pub use search::{search, Bucket, Hit, SearchOptions, SearchResult, StoreReader};
 
+#[cfg(test)]
+mod tests;
+
 /// What went wrong with a store.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {

@@ -16,7 +16,7 @@ use sluice_core::event::Timestamp;
 use tantivy::collector::{Collector, Count, SegmentCollector, TopDocs};
 use tantivy::columnar::Column;
 use tantivy::query::{Query, QueryParser};
-use tantivy::query_grammar::{UserInputAst, UserInputBound, UserInputLeaf};
+use tantivy::query_grammar::{Occur, UserInputAst, UserInputBound, UserInputLeaf};
 use tantivy::schema::{OwnedValue, Value as _};
 use tantivy::{
     DateTime, DocAddress, DocId, Index, IndexReader, Order, ReloadPolicy, Score, Searcher,
@@ -142,12 +142,23 @@ impl StoreReader {
     /// Maps event field names to the index's (`status` to `fields.status`).
     fn rename(&self, ast: UserInputAst) -> UserInputAst {
         match ast {
-            UserInputAst::Clause(clauses) => UserInputAst::Clause(
-                clauses
+            UserInputAst::Clause(clauses) => {
+                let mut clauses: Vec<_> = clauses
                     .into_iter()
                     .map(|(occur, a)| (occur, self.rename(a)))
-                    .collect(),
-            ),
+                    .collect();
+                // `a AND NOT b` nests `-b` alone in a clause, which would
+                // match nothing: a clause of exclusions excludes from all.
+                if !clauses.is_empty()
+                    && clauses.iter().all(|(o, _)| *o == Some(Occur::MustNot))
+                {
+                    clauses.push((
+                        Some(Occur::Must),
+                        UserInputAst::Leaf(Box::new(UserInputLeaf::All)),
+                    ));
+                }
+                UserInputAst::Clause(clauses)
+            }
             UserInputAst::Boost(a, b) => UserInputAst::Boost(Box::new(self.rename(*a)), b),
             UserInputAst::Leaf(leaf) => UserInputAst::Leaf(Box::new(match *leaf {
                 UserInputLeaf::Literal(mut l) => {
