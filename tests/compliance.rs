@@ -16,6 +16,8 @@ fn sink_options(ty: &str) -> Option<&'static str> {
         "file" => "path: ./out/compliance.log",
         "console" => "format: json",
         "null" => "",
+        "store" => "path: ./out/store",
+        "postgres" => "url: ${SLUICE_TEST_POSTGRES_URL}\ntable: sluice_compliance",
         _ => return None,
     })
 }

@@ -2,6 +2,8 @@
 
 mod compliance;
 mod examples;
+mod postgres;
+mod store;
 mod util;
 mod validate;
 
