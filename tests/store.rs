@@ -242,7 +242,7 @@ fn after_kill_9_the_store_reopens_and_a_replay_leaves_every_event_exactly_once()
     include: [./logs/access.log]
     read_from: beginning
     follow: false
-    batch_size: 500
+    batch_size: 1000
     processors: [parse]
     channels: [main]
 processors:
@@ -251,13 +251,13 @@ processors:
     pattern: 'GET /item/(?P<item>\d+) '
     types: {item: integer}
 channels:
-  main: {type: memory, capacity: 2000}
+  main: {type: memory, capacity: 4000}
 sinks:
   store:
     type: store
     channel: main
     path: ./store
-    batch_size: 500
+    batch_size: 2000
     dedupe_by: [file, message]
 "#,
     );

@@ -81,8 +81,19 @@ async fn the_query_language_finds_what_it_says() {
         ],
     )
     .await;
+    // The same field as a string in another event.
+    write(&mut sink, vec![event("late", base - SECOND, &[("status", "404".into()), ("http", Value::Map(Fields::new()))])]).await;
     let r = StoreReader::open(dir.path()).unwrap();
-    assert_eq!(total(&r, "*"), 3);
+    assert_eq!(total(&r, "status:404 AND late"), 1);
+    assert_eq!(total(&r, "status:404"), 2);
+    assert_eq!(total(&r, "-late"), 3);
+    let mut nested = event("nested", base - 2 * SECOND, &[]);
+    nested.insert("http.status", 503i64);
+    write(&mut sink, vec![nested]).await;
+    assert_eq!(total(&r, "http.status:503"), 1);
+    assert_eq!(total(&r, "http.status:>500 AND nested"), 1);
+    let r = StoreReader::open(dir.path()).unwrap();
+    assert_eq!(total(&r, "* -late -nested"), 3);
     assert_eq!(total(&r, ""), 3);
     // Words of the body; the default is AND.
     assert_eq!(total(&r, "get"), 2);
@@ -93,15 +104,17 @@ async fn the_query_language_finds_what_it_says() {
     // Fields: keywords are exact, numbers typed.
     assert_eq!(total(&r, "host:web-1"), 2);
     assert_eq!(total(&r, "host:web"), 0);
-    assert_eq!(total(&r, "status:404"), 1);
+    assert_eq!(total(&r, "status:404 -late"), 1);
     assert_eq!(total(&r, "status:[400 TO 599]"), 2);
     assert_eq!(total(&r, "status:>=500"), 1);
     assert_eq!(total(&r, "latency:>1.0"), 1);
+    // A set.
+    assert_eq!(total(&r, "host: IN [web-2 web-9]"), 1);
     // Text fields are searchable by word.
     assert_eq!(total(&r, "agent:firefox"), 1);
     // Boolean operators.
     assert_eq!(total(&r, "host:web-1 AND NOT status:500"), 1);
-    assert_eq!(total(&r, "status:404 OR status:500"), 2);
+    assert_eq!(total(&r, "status:404 OR status:500"), 3);
     assert_eq!(total(&r, "+get -status:200"), 1);
     assert_eq!(total(&r, "(status:200 OR status:404) AND host:web-2"), 1);
     // Time.
@@ -121,7 +134,7 @@ async fn the_query_language_finds_what_it_says() {
     let res = r
         .search("*", &SearchOptions { limit: 2, ..Default::default() })
         .unwrap();
-    assert_eq!(res.total, 3);
+    assert_eq!(res.total, 5);
     let messages: Vec<&str> = res.hits.iter().map(|h| h.message.as_str()).collect();
     assert_eq!(messages, ["POST /api/orders 500 index html", "GET /missing 404"]);
     assert_eq!(res.hits[0].fields["status"], 500);
@@ -138,8 +151,8 @@ async fn the_query_language_finds_what_it_says() {
         )
         .unwrap();
     let counts: Vec<u64> = res.buckets.iter().map(|b| b.count).collect();
-    assert_eq!(counts, [2, 1]);
-    assert_eq!(res.total, 3);
+    assert_eq!(counts, [2, 2, 1]);
+    assert_eq!(res.total, 5);
     // A bad query is an error, not a panic.
     assert!(matches!(
         r.search("status:[1 TO", &SearchOptions::default()),
