@@ -21,7 +21,16 @@ fn url() -> String {
 /// Runs SQL through `psql`; returns its unaligned, tuples-only output.
 fn psql(sql: &str) -> String {
     let o = Command::new("psql")
-        .args([url().as_str(), "-X", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-c", sql])
+        .args([
+            url().as_str(),
+            "-X",
+            "-A",
+            "-t",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-c",
+            sql,
+        ])
         .output()
         .expect("psql (installed with PostgreSQL by scripts/services/postgres.sh)");
     assert!(
@@ -53,7 +62,12 @@ fn server() -> std::sync::MutexGuard<'static, ()> {
 }
 
 fn ok(o: &std::process::Output) {
-    assert!(o.status.success(), "sluice failed ({:?}):\n{}", o.status, stderr(o));
+    assert!(
+        o.status.success(),
+        "sluice failed ({:?}):\n{}",
+        o.status,
+        stderr(o)
+    );
 }
 
 #[test]
@@ -255,14 +269,19 @@ sinks:
     ok(&o);
     assert_eq!(number(&format!("SELECT count(*) FROM {table}")), 990);
     assert_eq!(
-        number(&format!("SELECT count(*) FROM {table} WHERE message LIKE 'line %'")),
+        number(&format!(
+            "SELECT count(*) FROM {table} WHERE message LIKE 'line %'"
+        )),
         990
     );
     let bad = d.lines("out/bad.json");
     assert_eq!(bad.len(), 10);
     for l in &bad {
         let v: serde_json::Value = serde_json::from_str(l).expect("json");
-        assert!(v["message"].as_str().is_some_and(|m| m.starts_with("bad ")), "{l}");
+        assert!(
+            v["message"].as_str().is_some_and(|m| m.starts_with("bad ")),
+            "{l}"
+        );
         assert_eq!(v["fields"]["component"], "db");
     }
     let counts = final_counts(&stderr(&o));

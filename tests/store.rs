@@ -9,7 +9,12 @@ use crate::util::*;
 const LIMIT: Duration = Duration::from_secs(300);
 
 fn ok(o: &std::process::Output) {
-    assert!(o.status.success(), "sluice failed ({:?}):\n{}", o.status, stderr(o));
+    assert!(
+        o.status.success(),
+        "sluice failed ({:?}):\n{}",
+        o.status,
+        stderr(o)
+    );
 }
 
 /// `sluice search ARGS --count` in `d`: the number it prints.
@@ -53,7 +58,11 @@ fn apache_seconds(line: &str) -> i64 {
         t[18..20].parse().expect("s"),
     );
     // Days from the civil date (proleptic Gregorian).
-    let (y, m) = if month <= 2 { (year - 1, month + 9) } else { (year, month - 3) };
+    let (y, m) = if month <= 2 {
+        (year - 1, month + 9)
+    } else {
+        (year, month - 3)
+    };
     let era = y.div_euclid(400);
     let yoe = y - era * 400;
     let doy = (153 * m + 2) / 5 + day - 1;
@@ -147,7 +156,11 @@ sinks:
     let small = lines
         .iter()
         .filter(|l| {
-            let n: u64 = l.rsplit(' ').next().and_then(|s| s.parse().ok()).unwrap_or(0);
+            let n: u64 = l
+                .rsplit(' ')
+                .next()
+                .and_then(|s| s.parse().ok())
+                .unwrap_or(0);
             (1000..2000).contains(&n)
         })
         .count() as u64;
@@ -167,14 +180,22 @@ sinks:
     } else {
         (first, first + 1)
     };
-    let in_range: u64 = (from..to).map(|s| per_second.get(&s).copied().unwrap_or(0)).sum();
+    let in_range: u64 = (from..to)
+        .map(|s| per_second.get(&s).copied().unwrap_or(0))
+        .sum();
     let (f, t) = (rfc3339(from), rfc3339(to));
-    assert_eq!(count(&d, &["store", "*", "--from", &f, "--to", &t]), in_range);
+    assert_eq!(
+        count(&d, &["store", "*", "--from", &f, "--to", &t]),
+        in_range
+    );
     // The same as a query on the timestamp.
     let q = format!("timestamp:[{f} TO {t}}}");
     assert_eq!(count(&d, &["store", &q]), in_range);
     // Counts per second add up to the per-second counts of the copy.
-    let o = d.run(&["search", "store", "*", "--count-by", "1s", "--json"], LIMIT);
+    let o = d.run(
+        &["search", "store", "*", "--count-by", "1s", "--json"],
+        LIMIT,
+    );
     ok(&o);
     let mut buckets = HashMap::new();
     for l in stdout(&o).lines() {
@@ -187,7 +208,10 @@ sinks:
     }
     assert_eq!(buckets.len(), per_second.len());
     // Newest first, with fields.
-    let o = d.run(&["search", "store", "status:404", "--json", "--limit", "50"], LIMIT);
+    let o = d.run(
+        &["search", "store", "status:404", "--json", "--limit", "50"],
+        LIMIT,
+    );
     ok(&o);
     let hits: Vec<serde_json::Value> = stdout(&o)
         .lines()

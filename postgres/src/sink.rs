@@ -183,7 +183,9 @@ fn classify(e: tokio_postgres::Error) -> Failure {
         Some(code) if code.code().starts_with("22") || code.code().starts_with("23") => {
             Failure::Data(e.to_string())
         }
-        Some(code) if *code == SqlState::CHARACTER_NOT_IN_REPERTOIRE => Failure::Data(e.to_string()),
+        Some(code) if *code == SqlState::CHARACTER_NOT_IN_REPERTOIRE => {
+            Failure::Data(e.to_string())
+        }
         _ => Failure::Retry(match e.as_db_error() {
             Some(db) => format!("{}: {}", db.code().code(), db.message()),
             None => e.to_string(),
@@ -226,7 +228,11 @@ impl PostgresSink {
         let tx = client.transaction().await.map_err(classify)?;
         tx.execute(
             &self.insert,
-            &[&self.rows.timestamps, &self.rows.messages, &self.rows.fields],
+            &[
+                &self.rows.timestamps,
+                &self.rows.messages,
+                &self.rows.fields,
+            ],
         )
         .await
         .map_err(classify)?;

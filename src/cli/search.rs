@@ -52,7 +52,10 @@ fn search(args: &Args) -> Result<(), (i32, String)> {
     let now = Timestamp::now();
     let time = |s: &Option<String>, flag: &str| -> Result<Option<Timestamp>, (i32, String)> {
         s.as_deref()
-            .map(|s| sluice_store::search::parse_time(s, now).map_err(|e| usage(format!("--{flag}: {e}"))))
+            .map(|s| {
+                sluice_store::search::parse_time(s, now)
+                    .map_err(|e| usage(format!("--{flag}: {e}")))
+            })
             .transpose()
     };
     let count_by = args

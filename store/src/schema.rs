@@ -19,8 +19,8 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 use sluice_core::event::{Event, Value};
 use tantivy::schema::{
-    DateOptions, DateTimePrecision, Field, JsonObjectOptions, NumericOptions, OwnedValue, Schema,
-    TextFieldIndexing, IndexRecordOption, STORED, TEXT,
+    DateOptions, DateTimePrecision, Field, IndexRecordOption, JsonObjectOptions, NumericOptions,
+    OwnedValue, Schema, TextFieldIndexing, STORED, TEXT,
 };
 use tantivy::{DateTime, TantivyDocument};
 
@@ -61,7 +61,8 @@ impl StoreMeta {
     pub fn save(&self, dir: &Path) -> Result<(), StoreError> {
         let tmp = dir.join(format!("{META_FILE}.tmp"));
         let text = serde_json::to_vec_pretty(self).map_err(|e| StoreError::Io(e.to_string()))?;
-        std::fs::write(&tmp, text).map_err(|e| StoreError::Io(format!("{}: {e}", tmp.display())))?;
+        std::fs::write(&tmp, text)
+            .map_err(|e| StoreError::Io(format!("{}: {e}", tmp.display())))?;
         std::fs::rename(&tmp, dir.join(META_FILE))
             .map_err(|e| StoreError::Io(format!("{}: {e}", dir.display())))
     }
@@ -125,7 +126,9 @@ impl Fields {
     pub fn resolve(schema: &Schema) -> Result<Fields, StoreError> {
         let get = |name: &str| {
             schema.get_field(name).map_err(|_| {
-                StoreError::Open(format!("the index has no `{name}` field: not a store index"))
+                StoreError::Open(format!(
+                    "the index has no `{name}` field: not a store index"
+                ))
             })
         };
         Ok(Fields {
@@ -154,17 +157,20 @@ fn owned(v: &Value) -> OwnedValue {
         Value::String(s) => OwnedValue::Str(String::from_utf8_lossy(s).into_owned()),
         Value::Timestamp(t) => OwnedValue::Date(date(t.0)),
         Value::Array(a) => OwnedValue::Array(a.iter().map(owned).collect()),
-        Value::Map(m) => OwnedValue::Object(
-            m.iter()
-                .map(|(k, v)| (k.to_string(), owned(v)))
-                .collect(),
-        ),
+        Value::Map(m) => {
+            OwnedValue::Object(m.iter().map(|(k, v)| (k.to_string(), owned(v))).collect())
+        }
     }
 }
 
 /// Builds the document of `event`; `id` is its identity when the sink
 /// deduplicates.
-pub fn document(f: &Fields, event: &Event, text_fields: &[String], id: Option<u64>) -> TantivyDocument {
+pub fn document(
+    f: &Fields,
+    event: &Event,
+    text_fields: &[String],
+    id: Option<u64>,
+) -> TantivyDocument {
     let mut doc = TantivyDocument::new();
     doc.add_date(f.timestamp, date(event.timestamp.0));
     doc.add_text(f.message, String::from_utf8_lossy(&event.body));

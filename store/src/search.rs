@@ -149,9 +149,7 @@ impl StoreReader {
                     .collect();
                 // `a AND NOT b` nests `-b` alone in a clause, which would
                 // match nothing: a clause of exclusions excludes from all.
-                if !clauses.is_empty()
-                    && clauses.iter().all(|(o, _)| *o == Some(Occur::MustNot))
-                {
+                if !clauses.is_empty() && clauses.iter().all(|(o, _)| *o == Some(Occur::MustNot)) {
                     clauses.push((
                         Some(Occur::Must),
                         UserInputAst::Leaf(Box::new(UserInputLeaf::All)),
@@ -208,7 +206,9 @@ impl StoreReader {
         self.reader.reload().map_err(io)?;
         let searcher = self.reader.searcher();
         if let Some(interval) = opts.count_by {
-            let width = i64::try_from(interval.as_nanos()).unwrap_or(i64::MAX).max(1);
+            let width = i64::try_from(interval.as_nanos())
+                .unwrap_or(i64::MAX)
+                .max(1);
             let counts = bucket_counts(&searcher, q.as_ref(), width, 0).map_err(io)?;
             let total = counts.values().sum();
             let buckets = counts
@@ -367,8 +367,8 @@ impl SegmentCollector for SegmentBuckets {
     fn collect(&mut self, doc: DocId, _score: Score) {
         if let Some(t) = self.column.first(doc) {
             let ns = t.into_timestamp_nanos();
-            let start = self.origin
-                + (ns.saturating_sub(self.origin)).div_euclid(self.width) * self.width;
+            let start =
+                self.origin + (ns.saturating_sub(self.origin)).div_euclid(self.width) * self.width;
             *self.counts.entry(start).or_insert(0) += 1;
         }
     }

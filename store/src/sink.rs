@@ -104,10 +104,16 @@ impl SinkConfig for Config {
             ));
         }
         if self.max_age.is_some_and(|a| a.get().is_zero()) {
-            problems.push(Problem::at("max_age", "must be longer than 0, such as `7d`"));
+            problems.push(Problem::at(
+                "max_age",
+                "must be longer than 0, such as `7d`",
+            ));
         }
         if self.max_bytes.is_some_and(|b| b.0 == 0) {
-            problems.push(Problem::at("max_bytes", "must be more than 0, such as `10GiB`"));
+            problems.push(Problem::at(
+                "max_bytes",
+                "must be more than 0, such as `10GiB`",
+            ));
         }
         if self.writer_memory.0 < MIN_WRITER_MEMORY {
             problems.push(Problem::at(
@@ -170,7 +176,9 @@ impl State {
         std::fs::create_dir_all(path).map_err(|e| StoreError::Io(e.to_string()))?;
         let dir = MmapDirectory::open(path).map_err(|e| StoreError::Open(e.to_string()))?;
         let index = Index::open_or_create(dir, schema()).map_err(|e| {
-            StoreError::Open(format!("{e} (was this directory written by another program?)"))
+            StoreError::Open(format!(
+                "{e} (was this directory written by another program?)"
+            ))
         })?;
         meta.save(path)?;
         let fields = Fields::resolve(&index.schema())?;
@@ -193,8 +201,8 @@ impl State {
     fn documents(&mut self, batch: &Batch, s: &Settings) -> Vec<(Option<u64>, TantivyDocument)> {
         let mut docs = Vec::with_capacity(batch.len());
         for event in &batch.events {
-            let id = (!s.dedupe_by.is_empty())
-                .then(|| identity(event, &s.dedupe_by, &mut self.scratch));
+            let id =
+                (!s.dedupe_by.is_empty()).then(|| identity(event, &s.dedupe_by, &mut self.scratch));
             docs.push((id, document(&self.fields, event, &s.text_fields, id)));
         }
         docs

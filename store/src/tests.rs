@@ -82,7 +82,18 @@ async fn the_query_language_finds_what_it_says() {
     )
     .await;
     // The same field as a string in another event.
-    write(&mut sink, vec![event("late", base - SECOND, &[("status", "404".into()), ("http", Value::Map(Fields::new()))])]).await;
+    write(
+        &mut sink,
+        vec![event(
+            "late",
+            base - SECOND,
+            &[
+                ("status", "404".into()),
+                ("http", Value::Map(Fields::new())),
+            ],
+        )],
+    )
+    .await;
     let r = StoreReader::open(dir.path()).unwrap();
     assert_eq!(total(&r, "status:404 AND late"), 1);
     assert_eq!(total(&r, "status:404"), 2);
@@ -132,11 +143,20 @@ async fn the_query_language_finds_what_it_says() {
     assert_eq!(res.hits[0].message, "GET /missing 404");
     // Newest first, with the fields as written.
     let res = r
-        .search("*", &SearchOptions { limit: 2, ..Default::default() })
+        .search(
+            "*",
+            &SearchOptions {
+                limit: 2,
+                ..Default::default()
+            },
+        )
         .unwrap();
     assert_eq!(res.total, 5);
     let messages: Vec<&str> = res.hits.iter().map(|h| h.message.as_str()).collect();
-    assert_eq!(messages, ["POST /api/orders 500 index html", "GET /missing 404"]);
+    assert_eq!(
+        messages,
+        ["POST /api/orders 500 index html", "GET /missing 404"]
+    );
     assert_eq!(res.hits[0].fields["status"], 500);
     assert_eq!(res.hits[0].fields["host"], "web-1");
     assert!(res.hits[0].timestamp.ends_with('Z'));
@@ -159,7 +179,17 @@ async fn the_query_language_finds_what_it_says() {
         Err(crate::StoreError::Query(_))
     ));
     // The JSON a caller (an HTTP API) gets.
-    let json = serde_json::to_value(r.search("status:404", &SearchOptions { limit: 5, ..Default::default() }).unwrap()).unwrap();
+    let json = serde_json::to_value(
+        r.search(
+            "status:404",
+            &SearchOptions {
+                limit: 5,
+                ..Default::default()
+            },
+        )
+        .unwrap(),
+    )
+    .unwrap();
     assert_eq!(json["total"], 1);
     assert_eq!(json["hits"][0]["fields"]["status"], 404);
 }
@@ -186,13 +216,28 @@ async fn dedupe_by_makes_a_second_delivery_replace_the_first() {
     assert_eq!(total(&r, "*"), 100);
     // The last copy wins.
     assert_eq!(total(&r, "line"), 100);
-    let res = r.search("*", &SearchOptions { limit: 100, ..Default::default() }).unwrap();
-    assert!(res.hits.iter().all(|h| h.timestamp == "1970-01-01T00:00:03Z"));
+    let res = r
+        .search(
+            "*",
+            &SearchOptions {
+                limit: 100,
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    assert!(res
+        .hits
+        .iter()
+        .all(|h| h.timestamp == "1970-01-01T00:00:03Z"));
     // The same line in another file is another event.
     let mut sink = config(dir.path(), "dedupe_by: [file, message]\n")
         .build(&cx())
         .unwrap();
-    write(&mut sink, vec![event("line 1", SECOND, &[("file", "/var/log/b".into())])]).await;
+    write(
+        &mut sink,
+        vec![event("line 1", SECOND, &[("file", "/var/log/b".into())])],
+    )
+    .await;
     assert_eq!(total(&r, "*"), 101);
 }
 
@@ -203,10 +248,14 @@ async fn retention_deletes_by_age_and_by_size() {
         .build(&cx())
         .unwrap();
     let now = Timestamp::now().0;
-    let old: Vec<Event> = (0..50).map(|i| event(&format!("old {i}"), now - 7200 * SECOND, &[])).collect();
+    let old: Vec<Event> = (0..50)
+        .map(|i| event(&format!("old {i}"), now - 7200 * SECOND, &[]))
+        .collect();
     write(&mut sink, old).await;
     std::thread::sleep(StdDuration::from_millis(5));
-    let new: Vec<Event> = (0..30).map(|i| event(&format!("new {i}"), now, &[])).collect();
+    let new: Vec<Event> = (0..30)
+        .map(|i| event(&format!("new {i}"), now, &[]))
+        .collect();
     write(&mut sink, new).await;
     let r = StoreReader::open(dir.path()).unwrap();
     assert_eq!(total(&r, "*"), 30);
@@ -218,7 +267,13 @@ async fn retention_deletes_by_age_and_by_size() {
     let mut sink = c.build(&cx()).unwrap();
     for round in 0..20i64 {
         let events: Vec<Event> = (0..500)
-            .map(|i| event(&format!("round {round} event {i} padding padding padding padding padding"), (round + 1) * SECOND, &[("round", Value::Integer(round))]))
+            .map(|i| {
+                event(
+                    &format!("round {round} event {i} padding padding padding padding padding"),
+                    (round + 1) * SECOND,
+                    &[("round", Value::Integer(round))],
+                )
+            })
             .collect();
         std::thread::sleep(StdDuration::from_millis(2));
         write(&mut sink, events).await;
@@ -250,7 +305,10 @@ async fn an_index_reopens_with_what_was_committed_and_rejects_foreign_directorie
 #[test]
 fn options_are_checked() {
     let dir = tempfile::tempdir().unwrap();
-    let c = config(dir.path(), "text_fields: [message]\nwriter_memory: 1MiB\nmax_age: 0s\n");
+    let c = config(
+        dir.path(),
+        "text_fields: [message]\nwriter_memory: 1MiB\nmax_age: 0s\n",
+    );
     let keys: Vec<_> = c.validate().into_iter().filter_map(|p| p.key).collect();
     assert_eq!(keys, ["text_fields", "max_age", "writer_memory"]);
     assert!(sluice_core::config::from_yaml_str::<Config>("path: x\npaht: y\n").is_err());
@@ -265,7 +323,9 @@ fn times_parse_in_every_documented_form() {
         parse_time("2025-11-24T16:00:00Z", now),
         Ok(Timestamp(1_764_000_000 * SECOND))
     );
-    assert_eq!(parse_time("1970-01-02", now), Ok(Timestamp(86_400 * SECOND)));
+    assert_eq!(
+        parse_time("1970-01-02", now),
+        Ok(Timestamp(86_400 * SECOND))
+    );
     assert!(parse_time("yesterday", now).is_err());
 }
-
