@@ -105,7 +105,7 @@ async fn the_query_language_finds_what_it_says() {
     assert_eq!(total(&r, "http.status:>500 AND nested"), 1);
     let r = StoreReader::open(dir.path()).unwrap();
     assert_eq!(total(&r, "* -late -nested"), 3);
-    assert_eq!(total(&r, ""), 3);
+    assert_eq!(total(&r, ""), 5);
     // Words of the body; the default is AND.
     assert_eq!(total(&r, "get"), 2);
     assert_eq!(total(&r, "GET missing"), 1);
@@ -190,7 +190,7 @@ async fn the_query_language_finds_what_it_says() {
         .unwrap(),
     )
     .unwrap();
-    assert_eq!(json["total"], 1);
+    assert_eq!(json["total"], 2);
     assert_eq!(json["hits"][0]["fields"]["status"], 404);
 }
 
