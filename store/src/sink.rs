@@ -28,6 +28,7 @@
 //! when tantivy merges or drops their segments.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Instant;
 
 use async_trait::async_trait;
@@ -134,19 +135,19 @@ impl SinkConfig for Config {
         Ok(Box::new(StoreSink {
             id: cx.id.clone(),
             state: Some(Box::new(state)),
-            settings: Settings {
+            settings: Arc::new(Settings {
                 text_fields: self.text_fields.clone(),
                 dedupe_by: self.dedupe_by.clone(),
                 max_age: self.max_age.map(|d| d.get()),
                 max_bytes: self.max_bytes.map(|b| b.0),
                 retention_interval: self.retention_interval.get(),
-            },
+            }),
         }))
     }
 }
 
 /// The options a write needs, apart from the index.
-#[derive(Clone, Debug)]
+#[derive(Debug)]
 struct Settings {
     text_fields: Vec<String>,
     dedupe_by: Vec<String>,
@@ -344,19 +345,23 @@ pub struct StoreSink {
     /// The index; `None` only while a write is in flight, or after the
     /// blocking task panicked (then the sink stops).
     state: Option<Box<State>>,
-    settings: Settings,
+    /// Shared with the blocking thread of each write.
+    settings: Arc<Settings>,
 }
 
 #[async_trait]
 impl Sink for StoreSink {
     async fn write(&mut self, batch: &Batch) -> Result<(), SinkError> {
+        if batch.is_empty() {
+            return Ok(());
+        }
         let Some(mut state) = self.state.take() else {
             return Err(SinkError::Fatal(format!(
                 "store sink `{}`: the index was lost after a failed write",
                 self.id
             )));
         };
-        let settings = self.settings.clone();
+        let settings = Arc::clone(&self.settings);
         // Documents are built here, from the borrowed batch; the blocking
         // thread only adds and commits them.
         let docs = state.documents(batch, &settings);
