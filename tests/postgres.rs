@@ -283,6 +283,13 @@ sinks:
             "{l}"
         );
         assert_eq!(v["fields"]["component"], "db");
+        // The database's own reason.
+        assert!(
+            v["fields"]["error"]
+                .as_str()
+                .is_some_and(|e| e.contains("0x00") || e.contains("22021")),
+            "{l}"
+        );
     }
     let counts = final_counts(&stderr(&o));
     assert_eq!(counts["db"]["events_out"].as_u64(), Some(990));

@@ -177,19 +177,16 @@ enum Failure {
 }
 
 fn classify(e: tokio_postgres::Error) -> Failure {
-    match e.code() {
-        // Class 22 (data exception) and 23 (integrity constraint
-        // violation): the rows, not the connection.
-        Some(code) if code.code().starts_with("22") || code.code().starts_with("23") => {
-            Failure::Data(e.to_string())
-        }
-        Some(code) if *code == SqlState::CHARACTER_NOT_IN_REPERTOIRE => {
-            Failure::Data(e.to_string())
-        }
-        _ => Failure::Retry(match e.as_db_error() {
-            Some(db) => format!("{}: {}", db.code().code(), db.message()),
-            None => e.to_string(),
-        }),
+    let text = match e.as_db_error() {
+        Some(db) => format!("{} ({})", db.message(), db.code().code()),
+        None => e.to_string(),
+    };
+    match e.code().map(SqlState::code) {
+        // Class 22 (data exception: a NUL character, bad JSON, a value out
+        // of range) and 23 (integrity constraint violation): the rows, not
+        // the connection.
+        Some(code) if code.starts_with("22") || code.starts_with("23") => Failure::Data(text),
+        _ => Failure::Retry(text),
     }
 }
 
