@@ -74,7 +74,7 @@ pipeline "$WORK/store.yaml" "$INGEST" "    type: store
 rate "store" "$INGEST" "$WORK/store.yaml"
 echo "(store: $(du -sh "$WORK/store" | cut -f1) on disk)" >&2
 TABLE=bench_$$
-psql "$PG" -X -q -c "DROP TABLE IF EXISTS $TABLE"
+psql "$PG" -X -q -c "SET client_min_messages = warning" -c "DROP TABLE IF EXISTS $TABLE"
 pipeline "$WORK/pg.yaml" "$INGEST" "    type: postgres
     channel: main
     url: $PG
