@@ -45,5 +45,7 @@ pub fn try_register_builtins(
     sluice_sinks::register(registry)?;
     sluice_net::register(registry)?;
     sluice_anomaly::register(registry)?;
+    sluice_store::register(registry)?;
+    sluice_postgres::register(registry)?;
     Ok(())
 }

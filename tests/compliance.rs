@@ -18,6 +18,8 @@ fn sink_options(ty: &str) -> Option<&'static str> {
         "null" => "",
         // A receiving agent is started on the port (see below).
         "sluice" => "address: 127.0.0.1:COMPLIANCE_PORT",
+        "store" => "path: ./out/store",
+        "postgres" => "url: ${SLUICE_TEST_POSTGRES_URL}\ntable: sluice_compliance",
         _ => return None,
     })
 }

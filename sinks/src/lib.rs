@@ -68,6 +68,12 @@ mod tests {
                 "{name} is registered, not documented"
             );
         }
+    }
+
+    #[test]
+    fn a_second_registration_fails() {
+        let mut registry = Registry::new();
+        register(&mut registry).unwrap();
         assert!(register(&mut registry).is_err());
     }
 }

@@ -1,8 +1,9 @@
 //! The command-line interface.
 
-mod channel;
 mod anomaly;
+mod channel;
 mod progress;
+mod search;
 mod watch;
 
 use std::path::{Path, PathBuf};
@@ -78,6 +79,8 @@ enum Command {
     Train(anomaly::TrainArgs),
     /// Prints precision, recall and F1 of anomaly flags against labels in a JSON-lines file.
     Evaluate(anomaly::EvaluateArgs),
+    /// Searches the index a `store` sink writes; prints matching events, newest first.
+    Search(search::Args),
 }
 
 /// Runs the CLI with `registry` and returns the process exit code.
@@ -105,6 +108,7 @@ pub fn main(registry: Registry) -> i32 {
             }
             Err(code) => code,
         },
+        Command::Search(args) => search::run(&args),
         Command::Components => {
             for kind in ["source", "channel", "processor", "sink"] {
                 println!("{kind}s: {}", registry.names(kind).join(", "));

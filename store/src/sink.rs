@@ -1,0 +1,395 @@
+//! The `store` sink: writes every batch into a tantivy index and commits it.
+//!
+//! # How a batch is written
+//!
+//! On a blocking thread, each event becomes one document ([`document`]); with
+//! `dedupe_by` set, a delete of the event's identity goes first, in the same
+//! commit, so an event delivered again replaces itself instead of appearing
+//! twice. Then the index is committed: the new segment and `meta.json` are
+//! synced to disk. `write` returns `Ok` only after that commit, so the
+//! channel's take is committed only once the batch is durably searchable.
+//! A failure rolls the uncommitted documents back and asks the runtime to
+//! retry the whole batch.
+//!
+//! # Crashes
+//!
+//! A tantivy commit is atomic: after `kill -9` the index reopens at its last
+//! commit, with every event committed before searchable and nothing half
+//! written. Events the source re-delivers after the crash are stored again,
+//! unless `dedupe_by` names what identifies an event: then they replace
+//! their earlier copy and each event is found exactly once.
+//!
+//! # Retention
+//!
+//! At most once per `retention_interval`, after a commit: events older than
+//! `max_age` are deleted, and when the live part of the index is larger than
+//! `max_bytes`, the oldest events are deleted until it fits in 90% of it.
+//! Deleted events disappear from searches at once; their space is reclaimed
+//! when tantivy merges or drops their segments.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use async_trait::async_trait;
+use serde::Deserialize;
+use sluice_core::prelude::*;
+use tantivy::directory::MmapDirectory;
+use tantivy::query::RangeQuery;
+use tantivy::{Index, IndexReader, IndexWriter, ReloadPolicy, TantivyDocument, Term};
+
+use crate::schema::{date, document, identity, schema, Fields, StoreMeta, INDEX_FIELDS};
+use crate::search::bucket_counts;
+use crate::StoreError;
+
+/// The `store` sink's options.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// The index directory (created when missing). Relative paths are
+    /// relative to the agent's working directory. `sluice search PATH` reads it.
+    pub path: PathBuf,
+    /// Fields that are also indexed as full text (words, phrases), besides
+    /// the exact keyword every string field gets.
+    #[serde(default)]
+    pub text_fields: Vec<String>,
+    /// What identifies an event: field names, or `timestamp` and `message`
+    /// for the event's own. When set, an event written again (re-delivered
+    /// after a crash) replaces its earlier copy. Empty: every write adds.
+    #[serde(default)]
+    pub dedupe_by: Vec<String>,
+    /// Delete events older than this (by their timestamp).
+    #[serde(default)]
+    pub max_age: Option<Duration>,
+    /// Keep the live events of the index under this size, deleting the
+    /// oldest first.
+    #[serde(default)]
+    pub max_bytes: Option<ByteSize>,
+    /// How often retention runs.
+    #[serde(default = "default_retention_interval")]
+    pub retention_interval: Duration,
+    /// Memory the indexer buffers documents in before it writes a segment.
+    #[serde(default = "default_writer_memory")]
+    pub writer_memory: ByteSize,
+}
+
+fn default_retention_interval() -> Duration {
+    Duration(std::time::Duration::from_secs(60))
+}
+
+fn default_writer_memory() -> ByteSize {
+    ByteSize(64 << 20)
+}
+
+/// The least memory tantivy accepts for one indexing thread.
+const MIN_WRITER_MEMORY: u64 = 15 << 20;
+
+impl SinkConfig for Config {
+    fn validate(&self) -> Vec<Problem> {
+        let mut problems = Vec::new();
+        if self.path.as_os_str().is_empty() {
+            problems.push(Problem::at("path", "the path is empty: name a directory"));
+        }
+        for name in &self.text_fields {
+            if INDEX_FIELDS.contains(&name.as_str()) || name.contains('.') || name.is_empty() {
+                problems.push(Problem::at(
+                    "text_fields",
+                    format!("`{name}` cannot be a text field: name a top-level event field"),
+                ));
+            }
+        }
+        if self.retention_interval.get().is_zero() {
+            problems.push(Problem::at(
+                "retention_interval",
+                "must be longer than 0, such as `1m`",
+            ));
+        }
+        if self.max_age.is_some_and(|a| a.get().is_zero()) {
+            problems.push(Problem::at(
+                "max_age",
+                "must be longer than 0, such as `7d`",
+            ));
+        }
+        if self.max_bytes.is_some_and(|b| b.0 == 0) {
+            problems.push(Problem::at(
+                "max_bytes",
+                "must be more than 0, such as `10GiB`",
+            ));
+        }
+        if self.writer_memory.0 < MIN_WRITER_MEMORY {
+            problems.push(Problem::at(
+                "writer_memory",
+                "must be at least 15MiB (the indexer's minimum)",
+            ));
+        }
+        problems
+    }
+
+    fn build(&self, cx: &BuildContext) -> Result<Box<dyn Sink>, BuildError> {
+        let meta = StoreMeta {
+            version: StoreMeta::VERSION,
+            text_fields: self.text_fields.clone(),
+        };
+        let state = State::open(&self.path, &meta, self.writer_memory.0)
+            .map_err(|e| BuildError::Other(format!("store `{}`: {e}", self.path.display())))?;
+        Ok(Box::new(StoreSink {
+            id: cx.id.clone(),
+            state: Some(Box::new(state)),
+            settings: Arc::new(Settings {
+                text_fields: self.text_fields.clone(),
+                dedupe_by: self.dedupe_by.clone(),
+                max_age: self.max_age.map(|d| d.get()),
+                max_bytes: self.max_bytes.map(|b| b.0),
+                retention_interval: self.retention_interval.get(),
+            }),
+        }))
+    }
+}
+
+/// The options a write needs, apart from the index.
+#[derive(Debug)]
+struct Settings {
+    text_fields: Vec<String>,
+    dedupe_by: Vec<String>,
+    max_age: Option<std::time::Duration>,
+    max_bytes: Option<u64>,
+    retention_interval: std::time::Duration,
+}
+
+/// The open index: moved onto a blocking thread for each write and back.
+struct State {
+    /// Where the index lives (for its size).
+    path: PathBuf,
+    index: Index,
+    writer: IndexWriter<TantivyDocument>,
+    fields: Fields,
+    /// Opened on first use by retention.
+    reader: Option<IndexReader>,
+    /// When retention last ran.
+    last_retention: Instant,
+    /// Reused for identities.
+    scratch: String,
+}
+
+impl State {
+    /// Opens the index at `path`, creating it when missing.
+    fn open(path: &Path, meta: &StoreMeta, memory: u64) -> Result<State, StoreError> {
+        std::fs::create_dir_all(path).map_err(|e| StoreError::Io(e.to_string()))?;
+        let dir = MmapDirectory::open(path).map_err(|e| StoreError::Open(e.to_string()))?;
+        let index = Index::open_or_create(dir, schema()).map_err(|e| {
+            StoreError::Open(format!(
+                "{e} (was this directory written by another program?)"
+            ))
+        })?;
+        meta.save(path)?;
+        let fields = Fields::resolve(&index.schema())?;
+        let writer = index
+            .writer_with_num_threads(1, memory as usize)
+            .map_err(|e| StoreError::Open(format!("cannot open the index for writing: {e}")))?;
+        Ok(State {
+            path: path.to_path_buf(),
+            index,
+            writer,
+            fields,
+            reader: None,
+            last_retention: Instant::now(),
+            scratch: String::new(),
+        })
+    }
+
+    /// Turns a batch into documents, each with its identity when the sink
+    /// deduplicates.
+    fn documents(&mut self, batch: &Batch, s: &Settings) -> Vec<(Option<u64>, TantivyDocument)> {
+        let mut docs = Vec::with_capacity(batch.len());
+        for event in &batch.events {
+            let id =
+                (!s.dedupe_by.is_empty()).then(|| identity(event, &s.dedupe_by, &mut self.scratch));
+            docs.push((id, document(&self.fields, event, &s.text_fields, id)));
+        }
+        docs
+    }
+
+    /// Adds the documents of one batch and commits them.
+    fn write(&mut self, docs: Vec<(Option<u64>, TantivyDocument)>) -> tantivy::Result<()> {
+        let result = self.add_and_commit(docs);
+        if result.is_err() {
+            // Nothing of the batch may stay pending for the next commit.
+            let _ = self.writer.rollback();
+        }
+        result
+    }
+
+    fn add_and_commit(&mut self, docs: Vec<(Option<u64>, TantivyDocument)>) -> tantivy::Result<()> {
+        for (id, doc) in docs {
+            if let Some(id) = id {
+                // Deletes apply to documents added before them, so a copy
+                // written earlier (in this commit or any before) goes.
+                self.writer
+                    .delete_term(Term::from_field_u64(self.fields.id, id));
+            }
+            self.writer.add_document(doc)?;
+        }
+        self.writer.commit()?;
+        Ok(())
+    }
+
+    /// Runs retention when it is due. Returns how many events it deleted.
+    fn retention(&mut self, s: &Settings) -> tantivy::Result<u64> {
+        if s.max_age.is_none() && s.max_bytes.is_none() {
+            return Ok(0);
+        }
+        if self.last_retention.elapsed() < s.retention_interval {
+            return Ok(0);
+        }
+        self.last_retention = Instant::now();
+        let reader = match &self.reader {
+            Some(r) => r,
+            None => self.reader.insert(
+                self.index
+                    .reader_builder()
+                    .reload_policy(ReloadPolicy::Manual)
+                    .try_into()?,
+            ),
+        };
+        reader.reload()?;
+        let searcher = reader.searcher();
+        let mut cutoff: Option<i64> = None;
+        if let Some(age) = s.max_age {
+            let now = Timestamp::now().0;
+            cutoff = Some(now.saturating_sub(age.as_nanos().min(i64::MAX as u128) as i64));
+        }
+        if let Some(max) = s.max_bytes {
+            let live_docs = searcher.num_docs();
+            let all_docs: u64 = searcher
+                .segment_readers()
+                .iter()
+                .map(|r| u64::from(r.max_doc()))
+                .sum();
+            let bytes = dir_size(&self.path);
+            // Space held by deleted events is reclaimed later: count only
+            // the live share.
+            let live_bytes = if all_docs == 0 {
+                0
+            } else {
+                (bytes as u128 * live_docs as u128 / all_docs as u128) as u64
+            };
+            if live_bytes > max && live_docs > 0 {
+                let target = max / 10 * 9;
+                let excess = live_bytes - target;
+                let drop = (live_docs as u128 * excess as u128).div_ceil(live_bytes as u128) as u64;
+                if let Some(t) = oldest_cutoff(&searcher, drop)? {
+                    cutoff = Some(cutoff.map_or(t, |c| c.max(t)));
+                }
+            }
+        }
+        let Some(cutoff) = cutoff else {
+            return Ok(0);
+        };
+        let before = searcher.num_docs();
+        let query = RangeQuery::new(
+            std::ops::Bound::Unbounded,
+            std::ops::Bound::Excluded(Term::from_field_date(self.fields.timestamp, date(cutoff))),
+        );
+        self.writer.delete_query(Box::new(query))?;
+        self.writer.commit()?;
+        reader.reload()?;
+        Ok(before.saturating_sub(reader.searcher().num_docs()))
+    }
+}
+
+/// The timestamp before which about `n` of the oldest events lie, from a
+/// histogram of the timestamps (1,000 buckets between the oldest and the
+/// newest).
+fn oldest_cutoff(searcher: &tantivy::Searcher, n: u64) -> tantivy::Result<Option<i64>> {
+    let (mut lo, mut hi) = (i64::MAX, i64::MIN);
+    for r in searcher.segment_readers() {
+        let col = r.fast_fields().date("timestamp")?;
+        if r.num_docs() == 0 {
+            continue;
+        }
+        lo = lo.min(col.min_value().into_timestamp_nanos());
+        hi = hi.max(col.max_value().into_timestamp_nanos());
+    }
+    if lo > hi {
+        return Ok(None);
+    }
+    let width = ((hi - lo) / 1000).max(1);
+    let buckets = bucket_counts(searcher, &tantivy::query::AllQuery, width, lo)?;
+    let mut seen = 0u64;
+    for (start, count) in buckets {
+        seen += count;
+        if seen >= n {
+            return Ok(Some(start.saturating_add(width)));
+        }
+    }
+    Ok(Some(hi.saturating_add(1)))
+}
+
+/// Total size of the files directly in `dir` (the index keeps no subdirectories).
+fn dir_size(dir: &Path) -> u64 {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .flatten()
+        .filter_map(|e| e.metadata().ok())
+        .filter(|m| m.is_file())
+        .map(|m| m.len())
+        .sum()
+}
+
+/// The `store` sink (see the [module docs](self)).
+pub struct StoreSink {
+    /// The component id, for logs.
+    id: String,
+    /// The index; `None` only while a write is in flight, or after the
+    /// blocking task panicked (then the sink stops).
+    state: Option<Box<State>>,
+    /// Shared with the blocking thread of each write.
+    settings: Arc<Settings>,
+}
+
+#[async_trait]
+impl Sink for StoreSink {
+    async fn write(&mut self, batch: &Batch) -> Result<(), SinkError> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let Some(mut state) = self.state.take() else {
+            return Err(SinkError::Fatal(format!(
+                "store sink `{}`: the index was lost after a failed write",
+                self.id
+            )));
+        };
+        let settings = Arc::clone(&self.settings);
+        // Documents are built here, from the borrowed batch; the blocking
+        // thread only adds and commits them.
+        let docs = state.documents(batch, &settings);
+        let joined = tokio::task::spawn_blocking(move || {
+            let result = state.write(docs);
+            let retention = match &result {
+                Ok(()) => state.retention(&settings),
+                Err(_) => Ok(0),
+            };
+            (state, result, retention)
+        })
+        .await;
+        let (state, result, retention) = joined.map_err(|e| {
+            SinkError::Fatal(format!("store sink `{}`: the writer failed: {e}", self.id))
+        })?;
+        self.state = Some(state);
+        match retention {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(id = %self.id, deleted = n, "retention deleted old events"),
+            Err(e) => tracing::warn!(id = %self.id, "retention failed: {e}"),
+        }
+        result.map_err(|e| SinkError::Retry(format!("store sink `{}`: {e}", self.id)))
+    }
+
+    async fn flush(&mut self) -> Result<(), SinkError> {
+        // Every batch is committed already; dropping the writer releases
+        // the index lock.
+        self.state = None;
+        Ok(())
+    }
+}

@@ -1,0 +1,331 @@
+//! Unit tests over a real index in a temporary directory: the query
+//! language, ordering, buckets, deduplication and retention.
+
+use std::time::Duration as StdDuration;
+
+use sluice_core::prelude::*;
+
+use crate::search::{parse_time, SearchOptions, StoreReader};
+use crate::sink::Config;
+
+const SECOND: i64 = 1_000_000_000;
+
+fn config(path: &std::path::Path, extra: &str) -> Config {
+    let yaml = format!("path: {}\n{extra}", path.display());
+    sluice_core::config::from_yaml_str(&yaml).unwrap()
+}
+
+fn cx() -> BuildContext {
+    BuildContext {
+        id: "store".to_string(),
+        pipeline_data_dir: ".".into(),
+        data_dir: ".".into(),
+        durable_input: false,
+    }
+}
+
+fn event(body: &str, t: i64, fields: &[(&str, Value)]) -> Event {
+    let mut e = Event::new(body.to_string(), Timestamp(t));
+    for (k, v) in fields {
+        e.insert(k, v.clone());
+    }
+    e
+}
+
+async fn write(sink: &mut Box<dyn Sink>, events: Vec<Event>) {
+    let mut b = Batch::new();
+    for e in events {
+        b.push(e);
+    }
+    sink.write(&b).await.unwrap();
+}
+
+fn total(r: &StoreReader, q: &str) -> u64 {
+    r.search(q, &SearchOptions::default()).unwrap().total
+}
+
+#[tokio::test]
+async fn the_query_language_finds_what_it_says() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = config(dir.path(), "text_fields: [agent]\n");
+    assert!(c.validate().is_empty());
+    let mut sink = c.build(&cx()).unwrap();
+    let base = 1_764_000_000 * SECOND;
+    write(
+        &mut sink,
+        vec![
+            event(
+                "GET /index.html 200",
+                base,
+                &[
+                    ("status", Value::Integer(200)),
+                    ("host", "web-1".into()),
+                    ("agent", "Mozilla Firefox".into()),
+                    ("latency", Value::Float(0.25)),
+                ],
+            ),
+            event(
+                "GET /missing 404",
+                base + SECOND,
+                &[("status", Value::Integer(404)), ("host", "web-2".into())],
+            ),
+            event(
+                "POST /api/orders 500 index html",
+                base + 2 * SECOND,
+                &[
+                    ("status", Value::Integer(500)),
+                    ("host", "web-1".into()),
+                    ("latency", Value::Float(2.5)),
+                ],
+            ),
+        ],
+    )
+    .await;
+    // The same field as a string in another event.
+    write(
+        &mut sink,
+        vec![event(
+            "late",
+            base - SECOND,
+            &[
+                ("status", "404".into()),
+                ("http", Value::Map(Fields::new())),
+            ],
+        )],
+    )
+    .await;
+    let r = StoreReader::open(dir.path()).unwrap();
+    assert_eq!(total(&r, "status:404 AND late"), 1);
+    assert_eq!(total(&r, "status:404"), 2);
+    assert_eq!(total(&r, "-late"), 3);
+    let mut nested = event("nested", base - 2 * SECOND, &[]);
+    nested.insert("http.status", 503i64);
+    write(&mut sink, vec![nested]).await;
+    assert_eq!(total(&r, "http.status:503"), 1);
+    assert_eq!(total(&r, "http.status:>500 AND nested"), 1);
+    let r = StoreReader::open(dir.path()).unwrap();
+    assert_eq!(total(&r, "* -late -nested"), 3);
+    assert_eq!(total(&r, ""), 5);
+    // Words of the body; the default is AND.
+    assert_eq!(total(&r, "get"), 2);
+    assert_eq!(total(&r, "GET missing"), 1);
+    // A phrase keeps the order.
+    assert_eq!(total(&r, "\"index html\""), 2);
+    assert_eq!(total(&r, "\"html index\""), 0);
+    // Fields: keywords are exact, numbers typed.
+    assert_eq!(total(&r, "host:web-1"), 2);
+    assert_eq!(total(&r, "host:web"), 0);
+    assert_eq!(total(&r, "status:404 -late"), 1);
+    assert_eq!(total(&r, "status:[400 TO 599]"), 2);
+    assert_eq!(total(&r, "status:>=500"), 1);
+    assert_eq!(total(&r, "latency:>1.0"), 1);
+    // A set.
+    assert_eq!(total(&r, "host: IN [web-2 web-9]"), 1);
+    // Text fields are searchable by word.
+    assert_eq!(total(&r, "agent:firefox"), 1);
+    // Boolean operators.
+    assert_eq!(total(&r, "host:web-1 AND NOT status:500"), 1);
+    assert_eq!(total(&r, "status:404 OR status:500"), 3);
+    assert_eq!(total(&r, "+get -status:200"), 1);
+    assert_eq!(total(&r, "(status:200 OR status:404) AND host:web-2"), 1);
+    // Time.
+    let t = |s: i64| chrono::DateTime::from_timestamp(s, 0).unwrap().to_rfc3339();
+    let q = format!("timestamp:[{} TO {}]", t(1_764_000_001), t(1_764_000_002));
+    assert_eq!(total(&r, &q), 2);
+    let opts = SearchOptions {
+        from: Some(Timestamp(base + SECOND)),
+        to: Some(Timestamp(base + 2 * SECOND)),
+        limit: 10,
+        count_by: None,
+    };
+    let res = r.search("*", &opts).unwrap();
+    assert_eq!(res.total, 1);
+    assert_eq!(res.hits[0].message, "GET /missing 404");
+    // Newest first, with the fields as written.
+    let res = r
+        .search(
+            "*",
+            &SearchOptions {
+                limit: 2,
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    assert_eq!(res.total, 5);
+    let messages: Vec<&str> = res.hits.iter().map(|h| h.message.as_str()).collect();
+    assert_eq!(
+        messages,
+        ["POST /api/orders 500 index html", "GET /missing 404"]
+    );
+    assert_eq!(res.hits[0].fields["status"], 500);
+    assert_eq!(res.hits[0].fields["host"], "web-1");
+    assert!(res.hits[0].timestamp.ends_with('Z'));
+    // Buckets.
+    let res = r
+        .search(
+            "*",
+            &SearchOptions {
+                count_by: Some(StdDuration::from_secs(2)),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    let counts: Vec<u64> = res.buckets.iter().map(|b| b.count).collect();
+    assert_eq!(counts, [2, 2, 1]);
+    assert_eq!(res.total, 5);
+    // A bad query is an error, not a panic.
+    assert!(matches!(
+        r.search("status:[1 TO", &SearchOptions::default()),
+        Err(crate::StoreError::Query(_))
+    ));
+    // The JSON a caller (an HTTP API) gets.
+    let json = serde_json::to_value(
+        r.search(
+            "status:404",
+            &SearchOptions {
+                limit: 5,
+                ..Default::default()
+            },
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(json["total"], 2);
+    assert_eq!(json["hits"][0]["fields"]["status"], 404);
+}
+
+#[tokio::test]
+async fn dedupe_by_makes_a_second_delivery_replace_the_first() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut sink = config(dir.path(), "dedupe_by: [file, message]\n")
+        .build(&cx())
+        .unwrap();
+    let batch = |t: i64| {
+        (0..100)
+            .map(|i| event(&format!("line {i}"), t, &[("file", "/var/log/a".into())]))
+            .collect::<Vec<_>>()
+    };
+    write(&mut sink, batch(SECOND)).await;
+    // Delivered again (later timestamps: read again after a crash), and
+    // twice within one batch.
+    let mut again = batch(2 * SECOND);
+    again.extend(batch(3 * SECOND));
+    write(&mut sink, again).await;
+    sink.flush().await.unwrap();
+    let r = StoreReader::open(dir.path()).unwrap();
+    assert_eq!(total(&r, "*"), 100);
+    // The last copy wins.
+    assert_eq!(total(&r, "line"), 100);
+    let res = r
+        .search(
+            "*",
+            &SearchOptions {
+                limit: 100,
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    assert!(res
+        .hits
+        .iter()
+        .all(|h| h.timestamp == "1970-01-01T00:00:03Z"));
+    // The same line in another file is another event.
+    let mut sink = config(dir.path(), "dedupe_by: [file, message]\n")
+        .build(&cx())
+        .unwrap();
+    write(
+        &mut sink,
+        vec![event("line 1", SECOND, &[("file", "/var/log/b".into())])],
+    )
+    .await;
+    assert_eq!(total(&r, "*"), 101);
+}
+
+#[tokio::test]
+async fn retention_deletes_by_age_and_by_size() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut sink = config(dir.path(), "max_age: 1h\nretention_interval: 1ms\n")
+        .build(&cx())
+        .unwrap();
+    let now = Timestamp::now().0;
+    let old: Vec<Event> = (0..50)
+        .map(|i| event(&format!("old {i}"), now - 7200 * SECOND, &[]))
+        .collect();
+    write(&mut sink, old).await;
+    std::thread::sleep(StdDuration::from_millis(5));
+    let new: Vec<Event> = (0..30)
+        .map(|i| event(&format!("new {i}"), now, &[]))
+        .collect();
+    write(&mut sink, new).await;
+    let r = StoreReader::open(dir.path()).unwrap();
+    assert_eq!(total(&r, "*"), 30);
+    assert_eq!(total(&r, "old"), 0);
+
+    // By size: many events, a small limit; the oldest go.
+    let dir = tempfile::tempdir().unwrap();
+    let c = config(dir.path(), "max_bytes: 200KiB\nretention_interval: 1ms\n");
+    let mut sink = c.build(&cx()).unwrap();
+    for round in 0..20i64 {
+        let events: Vec<Event> = (0..500)
+            .map(|i| {
+                event(
+                    &format!("round {round} event {i} padding padding padding padding padding"),
+                    (round + 1) * SECOND,
+                    &[("round", Value::Integer(round))],
+                )
+            })
+            .collect();
+        std::thread::sleep(StdDuration::from_millis(2));
+        write(&mut sink, events).await;
+    }
+    let r = StoreReader::open(dir.path()).unwrap();
+    let left = total(&r, "*");
+    assert!(left > 0 && left < 10_000, "{left} events left");
+    // What is left is the newest.
+    assert_eq!(total(&r, "round:19"), 500);
+    assert_eq!(total(&r, "round:0"), 0);
+}
+
+#[tokio::test]
+async fn an_index_reopens_with_what_was_committed_and_rejects_foreign_directories() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let mut sink = config(dir.path(), "").build(&cx()).unwrap();
+        write(&mut sink, vec![event("kept", SECOND, &[])]).await;
+        // Dropped without flush, as a crash would.
+    }
+    let mut sink = config(dir.path(), "").build(&cx()).unwrap();
+    write(&mut sink, vec![event("more", 2 * SECOND, &[])]).await;
+    let r = StoreReader::open(dir.path()).unwrap();
+    assert_eq!(total(&r, "*"), 2);
+    let empty = tempfile::tempdir().unwrap();
+    assert!(StoreReader::open(empty.path()).is_err());
+}
+
+#[test]
+fn options_are_checked() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = config(
+        dir.path(),
+        "text_fields: [message]\nwriter_memory: 1MiB\nmax_age: 0s\n",
+    );
+    let keys: Vec<_> = c.validate().into_iter().filter_map(|p| p.key).collect();
+    assert_eq!(keys, ["text_fields", "max_age", "writer_memory"]);
+    assert!(sluice_core::config::from_yaml_str::<Config>("path: x\npaht: y\n").is_err());
+}
+
+#[test]
+fn times_parse_in_every_documented_form() {
+    let now = Timestamp(1_764_000_000 * SECOND);
+    assert_eq!(parse_time("now", now), Ok(now));
+    assert_eq!(parse_time("15m", now), Ok(Timestamp(now.0 - 900 * SECOND)));
+    assert_eq!(
+        parse_time("2025-11-24T16:00:00Z", now),
+        Ok(Timestamp(1_764_000_000 * SECOND))
+    );
+    assert_eq!(
+        parse_time("1970-01-02", now),
+        Ok(Timestamp(86_400 * SECOND))
+    );
+    assert!(parse_time("yesterday", now).is_err());
+}

@@ -1,0 +1,327 @@
+//! The `store` sink and `sluice search`: real pipelines into a real index,
+//! searched by the real binary.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use crate::util::*;
+
+const LIMIT: Duration = Duration::from_secs(300);
+
+fn ok(o: &std::process::Output) {
+    assert!(
+        o.status.success(),
+        "sluice failed ({:?}):\n{}",
+        o.status,
+        stderr(o)
+    );
+}
+
+/// `sluice search ARGS --count` in `d`: the number it prints.
+fn count(d: &Dir, args: &[&str]) -> u64 {
+    let mut all = vec!["search"];
+    all.extend_from_slice(args);
+    all.push("--count");
+    let o = d.run(&all, LIMIT);
+    ok(&o);
+    stdout(&o)
+        .trim()
+        .parse()
+        .unwrap_or_else(|_| panic!("not a count: {:?}", stdout(&o)))
+}
+
+/// Every event of the store as JSON, newest first.
+fn events(d: &Dir, store: &str, limit: usize) -> Vec<serde_json::Value> {
+    let n = limit.to_string();
+    let o = d.run(&["search", store, "*", "--json", "--limit", &n], LIMIT);
+    ok(&o);
+    stdout(&o)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("a JSON event"))
+        .collect()
+}
+
+/// Seconds since the epoch of an apache time such as `26/Nov/2026:06:06:13 +0000`.
+fn apache_seconds(line: &str) -> i64 {
+    let start = line.find('[').expect("[") + 1;
+    let end = line.find(" +0000]").expect("]");
+    let t = &line[start..end];
+    let months = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    let day: i64 = t[0..2].parse().expect("day");
+    let month = months.iter().position(|m| *m == &t[3..6]).expect("month") as i64 + 1;
+    let year: i64 = t[7..11].parse().expect("year");
+    let (h, mi, s): (i64, i64, i64) = (
+        t[12..14].parse().expect("h"),
+        t[15..17].parse().expect("m"),
+        t[18..20].parse().expect("s"),
+    );
+    // Days from the civil date (proleptic Gregorian).
+    let (y, m) = if month <= 2 {
+        (year - 1, month + 9)
+    } else {
+        (year, month - 3)
+    };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let doy = (153 * m + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    days * 86_400 + h * 3600 + mi * 60 + s
+}
+
+fn rfc3339(secs: i64) -> String {
+    // Through the agent's own formatting is not at hand here: build it.
+    let days = secs.div_euclid(86_400);
+    let rem = secs.rem_euclid(86_400);
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+#[test]
+fn a_million_apache_events_are_found_by_status_phrase_and_time() {
+    let d = Dir::new();
+    d.write(
+        "p.yaml",
+        r#"sources:
+  web:
+    type: generator
+    count: 1000000
+    format: apache_common
+    batch_size: 2000
+    processors: [parse]
+    channels: [index, copy]
+processors:
+  parse:
+    type: parse_regex
+    pattern: '" (?P<status>\d{3}) (?P<size>\d+)$'
+    types: {status: integer, size: integer}
+channels:
+  index: {type: memory, capacity: 20000}
+  copy: {type: memory, capacity: 20000}
+sinks:
+  store: {type: store, channel: index, path: ./store, batch_size: 10000}
+  copy: {type: file, channel: copy, path: ./out/access.log}
+"#,
+    );
+    let o = d.run_logged(&["run", "p.yaml"]);
+    ok(&o);
+    assert_eq!(
+        final_counts(&stderr(&o))["store"]["events_out"].as_u64(),
+        Some(1_000_000)
+    );
+    // What was generated, from the copy the file sink wrote.
+    let lines = d.lines("out/access.log");
+    assert_eq!(lines.len(), 1_000_000);
+    let status = |l: &str| l.rsplit(' ').nth(1).map(str::to_string).unwrap_or_default();
+    let not_found = lines.iter().filter(|l| status(l) == "404").count() as u64;
+    let orders = lines
+        .iter()
+        .filter(|l| l.contains("\"POST /api/v1/orders HTTP/1.1\""))
+        .count() as u64;
+    let mut per_second: HashMap<i64, u64> = HashMap::new();
+    for l in &lines {
+        *per_second.entry(apache_seconds(l)).or_default() += 1;
+    }
+    let first = *per_second.keys().min().expect("a second");
+    let last = *per_second.keys().max().expect("a second");
+    assert!(not_found > 0 && orders > 0);
+
+    assert_eq!(count(&d, &["store", "*"]), 1_000_000);
+    assert_eq!(count(&d, &["store", "status:404"]), not_found);
+    assert_eq!(count(&d, &["store", "\"POST /api/v1/orders\""]), orders);
+    // Boolean operators and a numeric range.
+    let server_errors_get = lines
+        .iter()
+        .filter(|l| status(l) == "500" && l.contains("\"GET "))
+        .count() as u64;
+    assert_eq!(
+        count(&d, &["store", "status:500 AND message:get"]),
+        server_errors_get
+    );
+    let small = lines
+        .iter()
+        .filter(|l| {
+            let n: u64 = l
+                .rsplit(' ')
+                .next()
+                .and_then(|s| s.parse().ok())
+                .unwrap_or(0);
+            (1000..2000).contains(&n)
+        })
+        .count() as u64;
+    assert_eq!(count(&d, &["store", "size:[1000 TO 2000}"]), small);
+    assert_eq!(
+        count(&d, &["store", "status:404 OR status:500"]),
+        not_found + lines.iter().filter(|l| status(l) == "500").count() as u64
+    );
+    assert_eq!(
+        count(&d, &["store", "* -status:404"]),
+        1_000_000 - not_found
+    );
+    // A time range: every whole second but the first and the last (or the
+    // first alone when the run fit in one or two seconds).
+    let (from, to) = if last - first >= 2 {
+        (first + 1, last)
+    } else {
+        (first, first + 1)
+    };
+    let in_range: u64 = (from..to)
+        .map(|s| per_second.get(&s).copied().unwrap_or(0))
+        .sum();
+    let (f, t) = (rfc3339(from), rfc3339(to));
+    assert_eq!(
+        count(&d, &["store", "*", "--from", &f, "--to", &t]),
+        in_range
+    );
+    // The same as a query on the timestamp.
+    let q = format!("timestamp:[{f} TO {t}}}");
+    assert_eq!(count(&d, &["store", &q]), in_range);
+    // Counts per second add up to the per-second counts of the copy.
+    let o = d.run(
+        &["search", "store", "*", "--count-by", "1s", "--json"],
+        LIMIT,
+    );
+    ok(&o);
+    let mut buckets = HashMap::new();
+    for l in stdout(&o).lines() {
+        let v: serde_json::Value = serde_json::from_str(l).expect("json bucket");
+        let start = v["start"].as_str().expect("start").to_string();
+        buckets.insert(start, v["count"].as_u64().expect("count"));
+    }
+    for (s, n) in &per_second {
+        assert_eq!(buckets.get(&rfc3339(*s)), Some(n), "second {}", rfc3339(*s));
+    }
+    assert_eq!(buckets.len(), per_second.len());
+    // Newest first, with fields.
+    let o = d.run(
+        &["search", "store", "status:404", "--json", "--limit", "50"],
+        LIMIT,
+    );
+    ok(&o);
+    let hits: Vec<serde_json::Value> = stdout(&o)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("json"))
+        .collect();
+    assert_eq!(hits.len(), 50);
+    for w in hits.windows(2) {
+        assert!(w[0]["timestamp"].as_str() >= w[1]["timestamp"].as_str());
+    }
+    for h in &hits {
+        assert_eq!(h["fields"]["status"], 404);
+        assert!(h["message"].as_str().is_some_and(|m| m.contains("\" 404 ")));
+    }
+    // A bad query names the problem and exits 2.
+    let o = d.run(&["search", "store", "status:[1 TO"], LIMIT);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("bad query"), "{}", stderr(&o));
+}
+
+/// `n` unique access lines, numbered by the path `/item/N`.
+fn access_lines(n: usize) -> String {
+    let statuses = ["200", "404", "500", "200"];
+    (0..n)
+        .map(|i| {
+            format!(
+                "10.0.{}.{} - - [26/Nov/2026:06:{:02}:{:02} +0000] \"GET /item/{i} HTTP/1.1\" {} {}\n",
+                i / 256 % 256,
+                i % 256,
+                i / 6000 % 60,
+                i / 100 % 60,
+                statuses[i % 4],
+                100 + i % 900
+            )
+        })
+        .collect()
+}
+
+fn item(event: &serde_json::Value) -> u64 {
+    event["fields"]["item"].as_u64().expect("an item number")
+}
+
+#[test]
+fn after_kill_9_the_store_reopens_and_a_replay_leaves_every_event_exactly_once() {
+    const N: usize = 200_000;
+    let d = Dir::new();
+    d.write("logs/access.log", &access_lines(N));
+    d.write(
+        "p.yaml",
+        r#"sources:
+  app:
+    type: file
+    include: [./logs/access.log]
+    read_from: beginning
+    follow: false
+    batch_size: 1000
+    processors: [parse]
+    channels: [main]
+processors:
+  parse:
+    type: parse_regex
+    pattern: 'GET /item/(?P<item>\d+) '
+    types: {item: integer}
+channels:
+  main: {type: memory, capacity: 4000}
+sinks:
+  store:
+    type: store
+    channel: main
+    path: ./store
+    batch_size: 2000
+    dedupe_by: [file, message]
+"#,
+    );
+    let child = d.start(&["run", "p.yaml"]);
+    // Kill it in the middle of the ingest, once a few commits are in.
+    wait_for(Duration::from_secs(120), "the first commits", || {
+        let o = d
+            .sluice(&["search", "store", "*", "--count"])
+            .output()
+            .expect("search");
+        String::from_utf8_lossy(&o.stdout)
+            .trim()
+            .parse::<u64>()
+            .is_ok_and(|n| n >= 5_000)
+    });
+    signal(&child, libc::SIGKILL);
+    let _ = wait_output(child, Duration::from_secs(30));
+    // Everything committed is there, once, and the index opens.
+    let seen = count(&d, &["store", "*"]) as usize;
+    assert!((5_000..=N).contains(&seen), "{seen} events after the kill");
+    let items: Vec<u64> = events(&d, "store", N).iter().map(item).collect();
+    let unique: std::collections::HashSet<u64> = items.iter().copied().collect();
+    assert_eq!(unique.len(), items.len(), "duplicates after the kill");
+
+    // Restart: the source resumes from its checkpoint (events that were
+    // only in the memory channel at the kill are not read again).
+    ok(&d.run(&["run", "p.yaml"], LIMIT));
+    let items: Vec<u64> = events(&d, "store", N).iter().map(item).collect();
+    let unique: std::collections::HashSet<u64> = items.iter().copied().collect();
+    assert_eq!(unique.len(), items.len(), "duplicates after the restart");
+
+    // A full replay (checkpoints removed) delivers every event again; the
+    // store keeps exactly one of each.
+    std::fs::remove_dir_all(d.join(".sluice/p/sources")).expect("remove checkpoints");
+    ok(&d.run(&["run", "p.yaml"], LIMIT));
+    assert_eq!(count(&d, &["store", "*"]), N as u64);
+    let mut items: Vec<u64> = events(&d, "store", N).iter().map(item).collect();
+    items.sort_unstable();
+    assert_eq!(items, (0..N as u64).collect::<Vec<_>>());
+    // Searches see the fields and the text.
+    assert_eq!(count(&d, &["store", "item:[1000 TO 1999]"]), 1000);
+    assert_eq!(count(&d, &["store", "\"/item/4242\""]), 1);
+}
