@@ -3,6 +3,8 @@
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 use crate::event::Batch;
+use crate::topology::health::ComponentHealth;
+use crate::topology::tap::Tap;
 
 /// Counters of one component. Cheap to update: one atomic add per batch.
 #[derive(Debug, Default)]
@@ -19,6 +21,14 @@ pub struct ComponentMetrics {
     pub errors: AtomicU64,
     /// Events dropped on purpose (a filter, a full channel that drops).
     pub discarded: AtomicU64,
+    /// How long a sink's batch writes take (sinks only).
+    pub batch_latency: LatencyHistogram,
+    /// Named values a component reports about itself (e.g. `anomaly_score`).
+    pub gauges: Gauges,
+    /// Whether the component's task runs, and whether its writes fail.
+    pub health: ComponentHealth,
+    /// Samples of the events leaving the component, for `sluice tap`.
+    pub tap: Tap,
 }
 
 impl ComponentMetrics {
@@ -42,6 +52,12 @@ impl ComponentMetrics {
     /// Counts discarded events.
     pub fn record_discarded(&self, n: usize) {
         self.discarded.fetch_add(n as u64, Relaxed);
+    }
+
+    /// Sets the gauge `name` (e.g. `anomaly_score`) to `value`; the API
+    /// exports it and the dashboard plots it.
+    pub fn set_gauge(&self, name: &str, value: f64) {
+        self.gauges.set(name, value);
     }
 
     /// A plain copy of the counters.
@@ -72,4 +88,79 @@ pub struct MetricsSnapshot {
     pub errors: u64,
     /// See [`ComponentMetrics::discarded`].
     pub discarded: u64,
+}
+
+/// Upper bounds, in seconds, of the batch latency histogram's buckets.
+pub const LATENCY_BUCKETS: [f64; 12] = [
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0,
+];
+
+/// A histogram of durations with fixed buckets ([`LATENCY_BUCKETS`]): one
+/// atomic add per bucket hit, no lock.
+#[derive(Debug, Default)]
+pub struct LatencyHistogram {
+    /// Observations per bucket (not cumulative); the last counts what
+    /// exceeded every bound.
+    buckets: [AtomicU64; LATENCY_BUCKETS.len() + 1],
+    /// Sum of all observations in microseconds.
+    sum_micros: AtomicU64,
+    /// Number of observations.
+    count: AtomicU64,
+}
+
+impl LatencyHistogram {
+    /// Records one observation.
+    pub fn observe(&self, d: std::time::Duration) {
+        let secs = d.as_secs_f64();
+        let i = LATENCY_BUCKETS
+            .iter()
+            .position(|b| secs <= *b)
+            .unwrap_or(LATENCY_BUCKETS.len());
+        self.buckets[i].fetch_add(1, Relaxed);
+        self.sum_micros
+            .fetch_add(d.as_micros().min(u64::MAX as u128) as u64, Relaxed);
+        self.count.fetch_add(1, Relaxed);
+    }
+
+    /// Cumulative counts per bound of [`LATENCY_BUCKETS`] (then `+Inf`), the
+    /// sum in seconds, and the count.
+    pub fn snapshot(&self) -> (Vec<u64>, f64, u64) {
+        let mut total = 0;
+        let cumulative = self
+            .buckets
+            .iter()
+            .map(|b| {
+                total += b.load(Relaxed);
+                total
+            })
+            .collect();
+        let sum = self.sum_micros.load(Relaxed) as f64 / 1e6;
+        (cumulative, sum, self.count.load(Relaxed))
+    }
+}
+
+/// Named gauges of one component. Set rarely (per batch at most), read by the
+/// API: a small locked list is enough.
+#[derive(Debug, Default)]
+pub struct Gauges {
+    values: std::sync::Mutex<Vec<(String, f64)>>,
+}
+
+impl Gauges {
+    /// Sets `name` to `value`.
+    pub fn set(&self, name: &str, value: f64) {
+        let mut values = self.values.lock().unwrap_or_else(|e| e.into_inner());
+        match values.iter_mut().find(|(n, _)| n == name) {
+            Some((_, v)) => *v = value,
+            None => values.push((name.to_string(), value)),
+        }
+    }
+
+    /// Every gauge with its value, in the order first set.
+    pub fn snapshot(&self) -> Vec<(String, f64)> {
+        self.values
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
 }

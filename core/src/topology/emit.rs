@@ -123,6 +123,7 @@ impl Emitter {
         }
         if link.count_io {
             link.metrics.record_out(batch);
+            link.metrics.tap.offer(batch);
         }
         Ok(())
     }
@@ -131,6 +132,7 @@ impl Emitter {
         if batch.is_empty() || self.outputs.is_empty() {
             return Ok(());
         }
+        self.metrics.tap.offer(&batch);
         match &self.route {
             Route::Replicating => {
                 let n = self.outputs.len();

@@ -16,6 +16,8 @@
 //!   reports how many events were left in which channel.
 
 pub(crate) mod emit;
+pub mod health;
+pub mod tap;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -273,6 +275,7 @@ impl Topology {
             let route = route(&s.selector, &s.channels);
             let emitter = Emitter::new(&s.id, chain, route, outputs, metrics.clone());
             let emitter = Arc::new(tokio::sync::Mutex::new(emitter));
+            let metrics_of_source = metrics.clone();
             let scx = SourceContext {
                 id: s.id.as_str().into(),
                 shutdown: shutdown.clone(),
@@ -285,7 +288,10 @@ impl Topology {
             tasks.push((
                 format!("source `{}`", s.id),
                 span,
-                Box::pin(run_source(source, scx, emitter, guards)),
+                Box::pin(health::tracked(
+                    metrics_of_source,
+                    run_source(source, scx, emitter, guards),
+                )),
             ));
         }
 
@@ -300,10 +306,11 @@ impl Topology {
             let route = route(&p.selector, &p.channels);
             let emitter = Emitter::new(&p.id, chain, route, outputs, metrics.clone());
             let span = tracing::info_span!("processor", id = %p.id, r#type = %p.type_name);
+            let stage = run_stage(input, emitter, metrics.clone(), p.batch_size, guards);
             tasks.push((
                 format!("processor `{}`", p.id),
                 span,
-                Box::pin(run_stage(input, emitter, metrics, p.batch_size, guards)),
+                Box::pin(health::tracked(metrics, stage)),
             ));
         }
 
@@ -342,14 +349,15 @@ impl Topology {
                 input,
                 sink,
                 dead_letter,
-                metrics,
+                metrics: metrics.clone(),
                 batch_size: s.batch_size,
                 shutdown: shutdown.clone(),
                 warn: WarnLimiter::default(),
                 _guards: guards,
             };
             let span = tracing::info_span!("sink", id = %s.id, r#type = %s.type_name);
-            tasks.push((format!("sink `{}`", s.id), span, Box::pin(runner.run())));
+            let task = health::tracked(metrics, runner.run());
+            tasks.push((format!("sink `{}`", s.id), span, Box::pin(task)));
         }
 
         if !errors.is_empty() {
@@ -561,7 +569,10 @@ impl SinkRunner {
             };
             self.metrics.record_in(txn.batch());
             loop {
-                match self.sink.write(txn.batch()).await {
+                let started = std::time::Instant::now();
+                let written = self.sink.write(txn.batch()).await;
+                self.observe_write(&written, started, txn.batch());
+                match written {
                     Ok(()) => {
                         self.metrics.record_out(txn.batch());
                         break;
@@ -596,12 +607,36 @@ impl SinkRunner {
         }
         loop {
             match self.sink.flush().await {
-                Ok(()) => return Ok(()),
+                Ok(()) => {
+                    self.metrics.health.write_succeeded();
+                    return Ok(());
+                }
                 Err(SinkError::Retry(e)) => {
+                    self.metrics.health.write_failed(&e);
                     tracing::warn!("flush failed: {e}; retrying");
                     backoff.wait().await;
                 }
                 Err(e) => return Err(e.to_string()),
+            }
+        }
+    }
+}
+
+impl SinkRunner {
+    /// Keeps the latency histogram, the health and the tap of one write.
+    fn observe_write(
+        &self,
+        result: &Result<(), SinkError>,
+        started: std::time::Instant,
+        batch: &Batch,
+    ) {
+        match result {
+            Err(SinkError::Retry(e)) => self.metrics.health.write_failed(e),
+            Err(SinkError::Fatal(_)) => {}
+            Ok(()) | Err(SinkError::Rejected(_)) => {
+                self.metrics.batch_latency.observe(started.elapsed());
+                self.metrics.health.write_succeeded();
+                self.metrics.tap.offer(batch);
             }
         }
     }

@@ -10,6 +10,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+mod api;
 mod graph;
 mod keys;
 #[cfg(test)]
@@ -19,6 +20,7 @@ use super::node::{self, Node, NodeKind, Pos};
 use crate::registry::{
     AnyChannelConfig, AnyProcessorConfig, AnySinkConfig, AnySourceConfig, Entry, Registry,
 };
+pub use api::ApiSpec;
 use graph::check_graph;
 use keys::{
     batch_size, check_keys, component, list, report, section, selector, string_list, string_opt,
@@ -157,6 +159,8 @@ pub struct Pipeline {
     pub processors: Vec<ProcessorSpec>,
     /// Sinks in file order.
     pub sinks: Vec<SinkSpec>,
+    /// The HTTP endpoint for health, metrics and the dashboard, when set.
+    pub api: Option<ApiSpec>,
 }
 
 impl fmt::Debug for Pipeline {
@@ -190,7 +194,7 @@ impl Pipeline {
     }
 }
 
-const TOP_KEYS: &[&str] = &["data_dir", "sources", "channels", "processors", "sinks"];
+const TOP_KEYS: &[&str] = &["data_dir", "sources", "channels", "processors", "sinks", "api"];
 const SOURCE_KEYS: &[&str] = &["type", "channels", "processors", "selector"];
 const CHANNEL_KEYS: &[&str] = &["type"];
 const PROCESSOR_KEYS: &[&str] = &[
@@ -535,6 +539,7 @@ fn build_model(cx: &mut Ctx, path: &Path, root: &Node, registry: &Registry) -> O
         channels,
         processors,
         sinks,
+        api: api::api_spec(cx, root),
     };
     if !cx.diags.is_empty() {
         cx.loose_refs = loose_refs(root);
