@@ -61,7 +61,7 @@ fn split_url(url: &str) -> Result<(String, String), ClientError> {
 /// When the server cannot be reached or answers something that is not HTTP.
 pub async fn get(base: &str, path: &str) -> Result<Response, ClientError> {
     let mut body = Vec::new();
-    let status = get_streaming(base, path, |chunk| {
+    let status = get_streaming(base, path, |_, chunk| {
         body.extend_from_slice(chunk);
         true
     })
@@ -70,8 +70,8 @@ pub async fn get(base: &str, path: &str) -> Result<Response, ClientError> {
 }
 
 /// `GET base + path`, handing each piece of the body to `on_data` as it
-/// arrives, until the body ends or `on_data` returns `false`. Returns the
-/// status code.
+/// arrives with the status code, until the body ends or `on_data` returns
+/// `false`. Returns the status code.
 ///
 /// # Errors
 ///
@@ -79,7 +79,7 @@ pub async fn get(base: &str, path: &str) -> Result<Response, ClientError> {
 pub async fn get_streaming(
     base: &str,
     path: &str,
-    mut on_data: impl FnMut(&[u8]) -> bool,
+    mut on_data: impl FnMut(u16, &[u8]) -> bool,
 ) -> Result<u16, ClientError> {
     let (host, prefix) = split_url(base)?;
     let url = format!("http://{host}{prefix}{path}");
@@ -140,7 +140,7 @@ pub async fn get_streaming(
                 let n = left.min(buf.len());
                 r.read_exact(&mut buf[..n]).await.map_err(io)?;
                 left -= n;
-                if !on_data(&buf[..n]) {
+                if !on_data(status, &buf[..n]) {
                     return Ok(status);
                 }
             }
@@ -159,7 +159,7 @@ pub async fn get_streaming(
                 break;
             }
             left -= n;
-            if !on_data(&buf[..n]) {
+            if !on_data(status, &buf[..n]) {
                 break;
             }
         }

@@ -1,5 +1,9 @@
 //! The command-line interface.
 
+mod api;
+mod tap;
+mod top;
+
 use std::path::{Path, PathBuf};
 
 use clap::{Parser, Subcommand};
@@ -44,6 +48,9 @@ enum Command {
         /// How long a stop may take to drain channels before tasks are aborted (e.g. `30s`).
         #[arg(long, value_name = "DURATION")]
         drain_timeout: Option<String>,
+        /// Serve health, metrics and the dashboard on HOST:PORT (overrides the file's `api:`).
+        #[arg(long, value_name = "ADDRESS")]
+        api: Option<std::net::SocketAddr>,
     },
     /// Checks pipeline files without running them; prints every problem as FILE:LINE:COL: message.
     Validate {
@@ -58,6 +65,10 @@ enum Command {
     },
     /// Lists the registered component types.
     Components,
+    /// Shows a running agent's components live: rates, channel fill, errors.
+    Top(top::TopArgs),
+    /// Streams a sample of the events leaving a component of a running agent, as JSON lines.
+    Tap(tap::TapArgs),
 }
 
 /// Runs the CLI with `registry` and returns the process exit code.
@@ -94,12 +105,15 @@ pub fn main(registry: Registry) -> i32 {
         Command::Run {
             file,
             drain_timeout,
+            api,
         } => {
             if let Some(d) = drain_timeout {
                 settings.drain_timeout = d;
             }
-            run(&registry, &file, &settings)
+            run(&registry, &file, &settings, api)
         }
+        Command::Top(args) => top::main(args),
+        Command::Tap(args) => tap::main(args),
     }
 }
 
@@ -146,7 +160,12 @@ fn init_logging(settings: &Settings) -> anyhow::Result<()> {
     result.map_err(|e| anyhow::anyhow!("cannot start logging: {e}"))
 }
 
-fn run(registry: &Registry, file: &Path, settings: &Settings) -> i32 {
+fn run(
+    registry: &Registry,
+    file: &Path,
+    settings: &Settings,
+    api: Option<std::net::SocketAddr>,
+) -> i32 {
     let setup = init_logging(settings).and_then(|()| settings.drain_timeout());
     let drain_timeout = match setup {
         Ok(d) => d,
@@ -159,6 +178,12 @@ fn run(registry: &Registry, file: &Path, settings: &Settings) -> i32 {
         Ok(p) => p,
         Err(code) => return code,
     };
+    if let Some(address) = api {
+        pipeline.api = Some(sluice_core::config::pipeline::ApiSpec {
+            address,
+            pos: Default::default(),
+        });
+    }
     if !pipeline.data_dir_set {
         if let Some(stem) = file.file_stem() {
             pipeline.data_dir = settings.data_dir.join(stem);
@@ -176,8 +201,8 @@ fn run(registry: &Registry, file: &Path, settings: &Settings) -> i32 {
     };
     let code = runtime.block_on(async {
         tracing::info!(pipeline = %file.display(), data_dir = %pipeline.data_dir.display(), "starting: {}", pipeline.summary());
-        let report = match sluice_core::topology::run_pipeline(&pipeline, stop_signal(), drain_timeout).await {
-            Ok(r) => r,
+        let topology = match sluice_core::topology::Topology::build(&pipeline) {
+            Ok(t) => t,
             Err(errors) => {
                 for e in &errors {
                     tracing::error!("cannot build {e}");
@@ -186,6 +211,15 @@ fn run(registry: &Registry, file: &Path, settings: &Settings) -> i32 {
                 return EXIT_FAILED;
             }
         };
+        let _api = match api::start(&pipeline, &topology).await {
+            Ok(server) => server,
+            Err(e) => {
+                tracing::error!("{e}");
+                eprintln!("error: {}: {e}", file.display());
+                return EXIT_FAILED;
+            }
+        };
+        let report = topology.run(stop_signal(), drain_timeout).await;
         let order = |k: &str| ["source", "processor", "sink"].iter().position(|x| *x == k);
         let mut components: Vec<_> = report.components.iter().collect();
         components.sort_by_key(|(c, _)| order(c.kind));
