@@ -2,6 +2,7 @@
 
 mod compliance;
 mod examples;
+mod operations;
 mod util;
 mod validate;
 
