@@ -1,7 +1,7 @@
 //! # sluice-api
 //!
 //! The HTTP endpoint of a running agent, enabled by the pipeline file's
-//! `api: { address: HOST:PORT }`:
+//! `api: { address: IP:PORT }`:
 //!
 //! * `GET /health`: 200 while every component runs (or finished cleanly) and
 //!   no sink fails to write, else 503; the body says which component is not

@@ -64,16 +64,44 @@ pub fn render(state: &ApiState) -> String {
             )
         })
         .collect();
-    let snaps: Vec<_> = state.components.iter().map(|c| c.metrics.snapshot()).collect();
+    let snaps: Vec<_> = state
+        .components
+        .iter()
+        .map(|c| c.metrics.snapshot())
+        .collect();
 
     type Field = fn(&sluice_core::metrics::MetricsSnapshot) -> u64;
     let counters: [(&str, &str, Field); 6] = [
-        ("sluice_component_received_events_total", "Events received: read by a source, taken by a stage or sink.", |m| m.events_in),
-        ("sluice_component_received_bytes_total", "Body bytes received.", |m| m.bytes_in),
-        ("sluice_component_sent_events_total", "Events sent on: put into channels, or delivered by a sink.", |m| m.events_out),
-        ("sluice_component_sent_bytes_total", "Body bytes sent on.", |m| m.bytes_out),
-        ("sluice_component_errors_total", "Events that failed: processing, parsing or delivery.", |m| m.errors),
-        ("sluice_component_discarded_events_total", "Events dropped on purpose (a filter, unrouted events).", |m| m.discarded),
+        (
+            "sluice_component_received_events_total",
+            "Events received: read by a source, taken by a stage or sink.",
+            |m| m.events_in,
+        ),
+        (
+            "sluice_component_received_bytes_total",
+            "Body bytes received.",
+            |m| m.bytes_in,
+        ),
+        (
+            "sluice_component_sent_events_total",
+            "Events sent on: put into channels, or delivered by a sink.",
+            |m| m.events_out,
+        ),
+        (
+            "sluice_component_sent_bytes_total",
+            "Body bytes sent on.",
+            |m| m.bytes_out,
+        ),
+        (
+            "sluice_component_errors_total",
+            "Events that failed: processing, parsing or delivery.",
+            |m| m.errors,
+        ),
+        (
+            "sluice_component_discarded_events_total",
+            "Events dropped on purpose (a filter, unrouted events).",
+            |m| m.discarded,
+        ),
     ];
     for (name, help, field) in counters {
         header(&mut out, name, "counter", help);
@@ -105,14 +133,24 @@ pub fn render(state: &ApiState) -> String {
         }
     }
     for (name, vals) in gauges {
-        header(&mut out, &name, "gauge", "A value the component reports about itself.");
+        header(
+            &mut out,
+            &name,
+            "gauge",
+            "A value the component reports about itself.",
+        );
         for (i, v) in vals {
             let _ = writeln!(out, "{name}{{{}}} {}", labels[i], float(v));
         }
     }
 
     let name = "sluice_sink_batch_duration_seconds";
-    header(&mut out, name, "histogram", "Time a sink takes to deliver one batch.");
+    header(
+        &mut out,
+        name,
+        "histogram",
+        "Time a sink takes to deliver one batch.",
+    );
     for (l, c) in labels.iter().zip(&state.components) {
         if c.kind != "sink" {
             continue;
@@ -142,13 +180,48 @@ pub fn render(state: &ApiState) -> String {
         .collect();
     type ChanField = fn(&sluice_core::channel::ChannelStats) -> Option<u64>;
     let channel_metrics: [(&str, &str, &str, ChanField); 7] = [
-        ("sluice_channel_events", "gauge", "Events held, including taken but uncommitted ones.", |s| Some(s.events)),
-        ("sluice_channel_bytes", "gauge", "Approximate bytes held.", |s| Some(s.bytes)),
-        ("sluice_channel_capacity_events", "gauge", "Capacity in events.", |s| Some(s.capacity)),
-        ("sluice_channel_capacity_bytes", "gauge", "Capacity in bytes, for channels bounded by bytes.", |s| s.max_bytes),
-        ("sluice_channel_put_events_total", "counter", "Events accepted since start.", |s| Some(s.put_events)),
-        ("sluice_channel_committed_events_total", "counter", "Events committed by readers since start.", |s| Some(s.committed_events)),
-        ("sluice_channel_discarded_events_total", "counter", "Events dropped because the channel was full.", |s| Some(s.discarded_events)),
+        (
+            "sluice_channel_events",
+            "gauge",
+            "Events held, including taken but uncommitted ones.",
+            |s| Some(s.events),
+        ),
+        (
+            "sluice_channel_bytes",
+            "gauge",
+            "Approximate bytes held.",
+            |s| Some(s.bytes),
+        ),
+        (
+            "sluice_channel_capacity_events",
+            "gauge",
+            "Capacity in events.",
+            |s| Some(s.capacity),
+        ),
+        (
+            "sluice_channel_capacity_bytes",
+            "gauge",
+            "Capacity in bytes, for channels bounded by bytes.",
+            |s| s.max_bytes,
+        ),
+        (
+            "sluice_channel_put_events_total",
+            "counter",
+            "Events accepted since start.",
+            |s| Some(s.put_events),
+        ),
+        (
+            "sluice_channel_committed_events_total",
+            "counter",
+            "Events committed by readers since start.",
+            |s| Some(s.committed_events),
+        ),
+        (
+            "sluice_channel_discarded_events_total",
+            "counter",
+            "Events dropped because the channel was full.",
+            |s| Some(s.discarded_events),
+        ),
     ];
     for (name, kind, help, field) in channel_metrics {
         header(&mut out, name, kind, help);
@@ -159,7 +232,12 @@ pub fn render(state: &ApiState) -> String {
         }
     }
 
-    header(&mut out, "sluice_uptime_seconds", "gauge", "Seconds since the agent started.");
+    header(
+        &mut out,
+        "sluice_uptime_seconds",
+        "gauge",
+        "Seconds since the agent started.",
+    );
     let _ = writeln!(
         out,
         "sluice_uptime_seconds {}",

@@ -48,7 +48,7 @@ enum Command {
         /// How long a stop may take to drain channels before tasks are aborted (e.g. `30s`).
         #[arg(long, value_name = "DURATION")]
         drain_timeout: Option<String>,
-        /// Serve health, metrics and the dashboard on HOST:PORT (overrides the file's `api:`).
+        /// Serve health, metrics and the dashboard on IP:PORT (overrides the file's `api:`).
         #[arg(long, value_name = "ADDRESS")]
         api: Option<std::net::SocketAddr>,
     },

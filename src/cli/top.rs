@@ -45,7 +45,8 @@ impl View {
             .iter()
             .find(|c| &c["id"] == id)?;
         let dt = self.taken.duration_since(*at).as_secs_f64();
-        let delta = self.now["components"][i]["metrics"][field].as_u64()?
+        let delta = self.now["components"][i]["metrics"][field]
+            .as_u64()?
             .saturating_sub(old["metrics"][field].as_u64()?);
         (dt > 0.0).then(|| delta as f64 / dt)
     }
@@ -61,9 +62,18 @@ fn rate_text(r: Option<f64>) -> String {
 
 /// A fill bar of `width` cells for `used` of `cap`.
 fn bar(used: u64, cap: u64, width: usize) -> String {
-    let frac = if cap == 0 { 0.0 } else { (used as f64 / cap as f64).min(1.0) };
+    let frac = if cap == 0 {
+        0.0
+    } else {
+        (used as f64 / cap as f64).min(1.0)
+    };
     let full = (frac * width as f64).round() as usize;
-    format!("{}{} {:>3.0}%", "█".repeat(full), "░".repeat(width - full), frac * 100.0)
+    format!(
+        "{}{} {:>3.0}%",
+        "█".repeat(full),
+        "░".repeat(width - full),
+        frac * 100.0
+    )
 }
 
 fn draw(f: &mut Frame, v: &View) {
@@ -85,7 +95,16 @@ fn draw(f: &mut Frame, v: &View) {
 
     let bold = Style::new().add_modifier(Modifier::BOLD);
     let header = Row::new([
-        "KIND", "ID", "TYPE", "STATE", "IN/s", "OUT/s", "IN", "OUT", "ERRORS", "DISCARDED",
+        "KIND",
+        "ID",
+        "TYPE",
+        "STATE",
+        "IN/s",
+        "OUT/s",
+        "IN",
+        "OUT",
+        "ERRORS",
+        "DISCARDED",
     ])
     .style(bold);
     let rows = components.iter().enumerate().map(|(i, c)| {
@@ -105,7 +124,11 @@ fn draw(f: &mut Frame, v: &View) {
             c["kind"].as_str().unwrap_or_default().to_string(),
             c["id"].as_str().unwrap_or_default().to_string(),
             c["type"].as_str().unwrap_or_default().to_string(),
-            if healthy { state.to_string() } else { format!("{state}!") },
+            if healthy {
+                state.to_string()
+            } else {
+                format!("{state}!")
+            },
             rate_text(v.rate(i, "events_in")),
             rate_text(v.rate(i, "events_out")),
             n("events_in"),
@@ -233,8 +256,7 @@ fn refresh(rt: &tokio::runtime::Runtime, view: &mut View) -> anyhow::Result<()> 
 fn print_once(view: &View) -> anyhow::Result<()> {
     let n = |k: &str| view.now[k].as_array().map_or(0, Vec::len) as u16;
     let height = n("components") + n("channels") + 8;
-    let mut terminal =
-        ratatui::Terminal::new(ratatui::backend::TestBackend::new(132, height))?;
+    let mut terminal = ratatui::Terminal::new(ratatui::backend::TestBackend::new(132, height))?;
     terminal.draw(|f| draw(f, view))?;
     let buffer = terminal.backend().buffer();
     let width = buffer.area.width as usize;

@@ -194,7 +194,14 @@ impl Pipeline {
     }
 }
 
-const TOP_KEYS: &[&str] = &["data_dir", "sources", "channels", "processors", "sinks", "api"];
+const TOP_KEYS: &[&str] = &[
+    "data_dir",
+    "sources",
+    "channels",
+    "processors",
+    "sinks",
+    "api",
+];
 const SOURCE_KEYS: &[&str] = &["type", "channels", "processors", "selector"];
 const CHANNEL_KEYS: &[&str] = &["type"];
 const PROCESSOR_KEYS: &[&str] = &[
