@@ -164,3 +164,66 @@ impl Gauges {
             .clone()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::event::{Event, Timestamp};
+    use crate::processor::{ProcessContext, Processor};
+    use crate::topology::emit::{ChainLink, Emitter, Route, WarnLimiter};
+
+    struct Scorer;
+    impl Processor for Scorer {
+        fn process(&mut self, batch: &mut Batch, cx: &mut ProcessContext) {
+            cx.set_gauge("anomaly_score", batch.len() as f64 / 10.0);
+        }
+    }
+
+    #[tokio::test]
+    async fn a_processor_sets_its_own_gauges_through_its_context() {
+        let own = Arc::new(ComponentMetrics::default());
+        let link = ChainLink {
+            id: "score".into(),
+            processor: Box::new(Scorer),
+            dead_letter: None,
+            metrics: own.clone(),
+            warn: WarnLimiter::default(),
+            count_io: true,
+        };
+        let source = Arc::new(ComponentMetrics::default());
+        let mut emitter = Emitter::new(
+            "src",
+            vec![link],
+            Route::Replicating,
+            Vec::new(),
+            source.clone(),
+        );
+        let mut batch = Batch::new();
+        for i in 0..3 {
+            batch.push(Event::new(i.to_string(), Timestamp::now()));
+        }
+        emitter.emit(batch).await.expect("emit");
+        assert_eq!(
+            own.gauges.snapshot(),
+            vec![("anomaly_score".to_string(), 0.3)]
+        );
+        assert!(source.gauges.snapshot().is_empty());
+    }
+
+    #[test]
+    fn latency_buckets_are_cumulative() {
+        let h = LatencyHistogram::default();
+        h.observe(std::time::Duration::from_micros(300));
+        h.observe(std::time::Duration::from_millis(20));
+        h.observe(std::time::Duration::from_secs(9));
+        let (buckets, sum, count) = h.snapshot();
+        assert_eq!(count, 3);
+        assert_eq!(buckets[0], 1); // <= 0.5 ms
+        assert_eq!(buckets[5], 2); // <= 25 ms
+        assert_eq!(buckets[LATENCY_BUCKETS.len() - 1], 2); // <= 5 s
+        assert_eq!(buckets[LATENCY_BUCKETS.len()], 3); // +Inf
+        assert!((sum - 9.0203).abs() < 1e-9, "{sum}");
+    }
+}

@@ -102,6 +102,7 @@ impl Emitter {
             link.metrics.record_in(batch);
         }
         let before = batch.len();
+        self.cx.set_metrics(link.metrics.clone());
         link.processor.process(batch, &mut self.cx);
         // What the processor dropped on purpose (a filter); failures are
         // counted as errors, not here.
