@@ -106,14 +106,20 @@ fn metrics_parse_as_prometheus_text_and_count_the_events_sent() {
     };
     let scrape = |n: f64| -> String {
         let mut text = String::new();
-        wait_for(WAIT, "the sink to deliver every line", || {
+        // Delivered, then committed: wait for both.
+        wait_for(WAIT, "the sink to deliver and commit every line", || {
             text = get(&url, "/metrics").expect("metrics").1;
-            parse_metrics(&text)
-                .get(&(
-                    "sluice_component_sent_events_total".into(),
-                    component("out", "sink", "file"),
-                ))
-                .is_some_and(|v| *v >= n)
+            let m = parse_metrics(&text);
+            let at_least = |name: &str, labels: String| {
+                m.get(&(name.to_string(), labels)).is_some_and(|v| *v >= n)
+            };
+            at_least(
+                "sluice_component_sent_events_total",
+                component("out", "sink", "file"),
+            ) && at_least(
+                "sluice_channel_committed_events_total",
+                "channel_id=main,channel_type=memory".into(),
+            )
         });
         text
     };

@@ -33,6 +33,8 @@ struct View {
     /// The previous sample and when it was taken.
     before: Option<(Value, Instant)>,
     taken: Instant,
+    /// Why the latest refresh failed, shown until one succeeds.
+    error: Option<String>,
 }
 
 impl View {
@@ -87,11 +89,13 @@ fn draw(f: &mut Frame, v: &View) {
     ])
     .areas(f.area());
     let uptime = v.now["uptime_seconds"].as_f64().unwrap_or_default();
-    f.render_widget(
-        Paragraph::new(format!("sluice top — {} — up {uptime:.0}s", v.api))
+    let title = match &v.error {
+        Some(e) => Paragraph::new(format!("sluice top — {e}"))
+            .style(Style::new().fg(Color::Red).add_modifier(Modifier::BOLD)),
+        None => Paragraph::new(format!("sluice top — {} — up {uptime:.0}s", v.api))
             .style(Style::new().add_modifier(Modifier::BOLD)),
-        head,
-    );
+    };
+    f.render_widget(title, head);
 
     let bold = Style::new().add_modifier(Modifier::BOLD);
     let header = Row::new([
@@ -214,6 +218,7 @@ fn run(args: TopArgs) -> anyhow::Result<()> {
         api: args.api,
         before: None,
         taken: Instant::now(),
+        error: None,
     };
     if args.once {
         std::thread::sleep(interval);
@@ -237,7 +242,8 @@ fn run(args: TopArgs) -> anyhow::Result<()> {
                     }
                 }
             }
-            refresh(&rt, &mut view)?;
+            // The agent may restart: keep the last frame and try again.
+            view.error = refresh(&rt, &mut view).err().map(|e| format!("{e:#}"));
         }
     })();
     ratatui::restore();
