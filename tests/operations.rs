@@ -518,7 +518,7 @@ fn dashboard_plots_the_gauges_a_component_reports() {
         .metrics
         .clone();
     let rt = tokio::runtime::Runtime::new().expect("runtime");
-    let state = std::sync::Arc::new(sluice_api::ApiState::new(&pipeline, &topology));
+    let state = std::sync::Arc::new(sluice_api::ApiState::new(&topology));
     let server = rt
         .block_on(sluice_api::serve(
             "127.0.0.1:0".parse().expect("addr"),

@@ -3,6 +3,7 @@
 mod compliance;
 mod examples;
 mod operations;
+mod reload;
 mod util;
 mod validate;
 

@@ -16,8 +16,9 @@
 //! * `GET /`: a dashboard page drawing the graph, rates, channel fill and any
 //!   gauge a component reports (such as `anomaly_score`) over time.
 //!
-//! [`ApiState::new`] takes the live counters of a built
-//! [`Topology`](sluice_core::topology::Topology); [`serve`] listens.
+//! [`ApiState::new`] follows the live counters (and reloads) of a built
+//! [`Topology`](sluice_core::topology::Topology); [`bind`] then
+//! [`Listener::serve`] (or [`serve`] at once) listens.
 //! [`client`] is the small HTTP client of `sluice top` and `sluice tap`.
 
 pub mod client;
@@ -73,6 +74,62 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .with_state(state)
 }
 
+/// A listening socket for the API, bound before the pipeline is built so
+/// that a taken address fails the start at once.
+pub struct Listener {
+    socket: std::net::TcpListener,
+    /// The address bound (the port chosen when asked for port 0).
+    pub address: SocketAddr,
+}
+
+/// Binds `address` for the API.
+///
+/// # Errors
+///
+/// When the address cannot be bound.
+pub fn bind(address: SocketAddr) -> Result<Listener, ServeError> {
+    let err = |source| ServeError { address, source };
+    let socket = std::net::TcpListener::bind(address).map_err(err)?;
+    socket.set_nonblocking(true).map_err(err)?;
+    let local = socket.local_addr().map_err(err)?;
+    Ok(Listener {
+        socket,
+        address: local,
+    })
+}
+
+impl Listener {
+    /// Serves the API of `topology` (following its reloads) in a
+    /// background task. Call from within the runtime.
+    ///
+    /// # Errors
+    ///
+    /// When the socket cannot be handed to the runtime.
+    pub fn serve(&self, topology: &sluice_core::topology::Topology) -> Result<Server, ServeError> {
+        let err = |source| ServeError {
+            address: self.address,
+            source,
+        };
+        let socket = self.socket.try_clone().map_err(err)?;
+        let listener = tokio::net::TcpListener::from_std(socket).map_err(err)?;
+        Ok(spawn(
+            listener,
+            self.address,
+            Arc::new(ApiState::new(topology)),
+        ))
+    }
+}
+
+fn spawn(listener: tokio::net::TcpListener, address: SocketAddr, state: Arc<ApiState>) -> Server {
+    let app = router(state);
+    let task = tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, app).await {
+            tracing::error!("api server stopped: {e}");
+        }
+    });
+    Server { address, task }
+}
+
 /// Listens on `address` and serves the API in a background task.
 ///
 /// # Errors
@@ -85,19 +142,11 @@ pub async fn serve(address: SocketAddr, state: Arc<ApiState>) -> Result<Server, 
     let local = listener
         .local_addr()
         .map_err(|source| ServeError { address, source })?;
-    let app = router(state);
-    let task = tokio::spawn(async move {
-        if let Err(e) = axum::serve(listener, app).await {
-            tracing::error!("api server stopped: {e}");
-        }
-    });
-    Ok(Server {
-        address: local,
-        task,
-    })
+    Ok(spawn(listener, local, state))
 }
 
 async fn health(State(state): State<Arc<ApiState>>) -> Response {
+    let state = state.current();
     let components: Vec<serde_json::Value> = state
         .components
         .iter()
@@ -125,13 +174,13 @@ async fn health(State(state): State<Arc<ApiState>>) -> Response {
 async fn metrics(State(state): State<Arc<ApiState>>) -> Response {
     (
         [(header::CONTENT_TYPE, prometheus::CONTENT_TYPE)],
-        prometheus::render(&state),
+        prometheus::render(&state.current()),
     )
         .into_response()
 }
 
 async fn components(State(state): State<Arc<ApiState>>) -> Json<state::StateView> {
-    Json(state.view())
+    Json(state.current().view())
 }
 
 /// Query of `/api/tap/{component}`.
@@ -146,6 +195,7 @@ async fn tap(
     Path(id): Path<String>,
     Query(q): Query<TapQuery>,
 ) -> Response {
+    let state = state.current();
     let Some(c) = state.component(&id) else {
         let known: Vec<&str> = state.components.iter().map(|c| c.id.as_str()).collect();
         let body = serde_json::json!({

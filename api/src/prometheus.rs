@@ -7,7 +7,7 @@ use std::fmt::Write;
 
 use sluice_core::metrics::LATENCY_BUCKETS;
 
-use crate::state::ApiState;
+use crate::state::Current;
 
 /// The content type of the text format.
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
@@ -50,7 +50,7 @@ fn float(v: f64) -> String {
 }
 
 /// Renders every metric of `state`.
-pub fn render(state: &ApiState) -> String {
+pub fn render(state: &Current) -> String {
     let mut out = String::new();
     let labels: Vec<String> = state
         .components

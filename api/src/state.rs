@@ -6,9 +6,9 @@ use std::sync::Arc;
 
 use serde::Serialize;
 use sluice_core::channel::Channel;
-use sluice_core::config::Pipeline;
 use sluice_core::metrics::{ComponentMetrics, MetricsSnapshot};
 use sluice_core::topology::health::HealthSnapshot;
+use sluice_core::topology::view::{LiveView, Snapshot};
 use sluice_core::topology::{ComponentInfo, Topology};
 
 /// One component as the API knows it.
@@ -43,6 +43,30 @@ pub struct ChannelEntry {
 
 /// Everything the API serves, shared by its handlers.
 pub struct ApiState {
+    /// What runs, kept up to date by the topology through reloads.
+    view: Arc<LiveView>,
+    /// When the agent started.
+    pub started: std::time::Instant,
+}
+
+impl ApiState {
+    /// The state of `topology`. Take it before running the topology: it
+    /// follows the topology's counters and reloads while it runs.
+    pub fn new(topology: &Topology) -> ApiState {
+        ApiState {
+            view: topology.live_view(),
+            started: std::time::Instant::now(),
+        }
+    }
+
+    /// What runs now, in pipeline order.
+    pub fn current(&self) -> Current {
+        Current::of(&self.view.snapshot(), self.started)
+    }
+}
+
+/// The components and channels running at one moment.
+pub struct Current {
     /// Components in pipeline order: sources, processors, sinks.
     pub components: Vec<Component>,
     /// Channels in pipeline order.
@@ -51,13 +75,12 @@ pub struct ApiState {
     pub started: std::time::Instant,
 }
 
-impl ApiState {
-    /// The state of `topology`, built from `pipeline`. Take it before running
-    /// the topology: the counters it holds stay live while it runs.
-    pub fn new(pipeline: &Pipeline, topology: &Topology) -> ApiState {
+impl Current {
+    fn of(snapshot: &Snapshot, started: std::time::Instant) -> Current {
+        let pipeline = &snapshot.pipeline;
         let info = |kind: &str, id: &str| -> Option<&ComponentInfo> {
-            topology
-                .components()
+            snapshot
+                .components
                 .iter()
                 .find(|c| c.kind == kind && c.id == id)
         };
@@ -99,8 +122,8 @@ impl ApiState {
                 add(c, vec![s.channel.clone()], Vec::new(), Vec::new());
             }
         }
-        let channels = topology
-            .channels()
+        let channels = snapshot
+            .channels
             .iter()
             .map(|(id, ch)| ChannelEntry {
                 id: id.clone(),
@@ -113,10 +136,10 @@ impl ApiState {
                 channel: ch.clone(),
             })
             .collect();
-        ApiState {
+        Current {
             components,
             channels,
-            started: std::time::Instant::now(),
+            started,
         }
     }
 

@@ -1,6 +1,6 @@
 //! Counters kept per component. Volumes go to counters, never to log lines.
 
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicU64, AtomicU8, Ordering::Relaxed};
 
 use crate::event::Batch;
 use crate::topology::health::ComponentHealth;
@@ -29,6 +29,25 @@ pub struct ComponentMetrics {
     pub health: ComponentHealth,
     /// Samples of the events leaving the component, for `sluice tap`.
     pub tap: Tap,
+    /// For a bounded source: how much it will read in all (see
+    /// [`set_progress_total`](Self::set_progress_total)).
+    pub progress_total: AtomicU64,
+    /// For a bounded source: how much of `progress_total` it has read.
+    pub progress_done: AtomicU64,
+    /// The unit of the progress counters: 0 none (not a bounded source),
+    /// 1 bytes, 2 events.
+    pub progress_unit: AtomicU8,
+}
+
+/// How far a bounded source has got (see [`ComponentMetrics::progress`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Progress {
+    /// Read so far.
+    pub done: u64,
+    /// To read in all.
+    pub total: u64,
+    /// Whether the counts are bytes (else events).
+    pub bytes: bool,
 }
 
 impl ComponentMetrics {
@@ -58,6 +77,29 @@ impl ComponentMetrics {
     /// exports it and the dashboard plots it.
     pub fn set_gauge(&self, name: &str, value: f64) {
         self.gauges.set(name, value);
+    }
+
+    /// Declares this source bounded: it will read `total` bytes of input
+    /// (`bytes`) or emit `total` events, and report them with
+    /// [`add_progress`](Self::add_progress). For progress displays only.
+    pub fn set_progress_total(&self, total: u64, bytes: bool) {
+        self.progress_total.store(total, Relaxed);
+        self.progress_unit.store(if bytes { 1 } else { 2 }, Relaxed);
+    }
+
+    /// Counts progress of a bounded source.
+    pub fn add_progress(&self, n: u64) {
+        self.progress_done.fetch_add(n, Relaxed);
+    }
+
+    /// The progress of a bounded source; `None` for any other component.
+    pub fn progress(&self) -> Option<Progress> {
+        let unit = self.progress_unit.load(Relaxed);
+        (unit != 0).then(|| Progress {
+            done: self.progress_done.load(Relaxed),
+            total: self.progress_total.load(Relaxed),
+            bytes: unit == 1,
+        })
     }
 
     /// A plain copy of the counters.

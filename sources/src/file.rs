@@ -221,6 +221,14 @@ impl Source for FileSource {
         };
         reader.batch = Batch::with_capacity(reader.batch_size);
         reader.rescan(Some(&saved.files)).await?;
+        if !reader.config.follow {
+            let size = |f: &Tracked| f.file.metadata().map_or(0, |m| m.len());
+            let left = reader
+                .files
+                .iter()
+                .map(|f| size(f).saturating_sub(f.read_pos));
+            cx.metrics.set_progress_total(left.sum(), true);
+        }
         let result = reader.run(&mut cx).await;
         // Whatever happened, record what was accepted.
         let saved = reader.save(&cx.checkpoints).await;
@@ -295,7 +303,10 @@ impl Reader {
         let (buf, outcome) = read_chunk(f.file.clone(), buf, f.read_pos).await?;
         f.framer.put_buf(buf);
         match outcome {
-            ReadOutcome::Data(n) => f.read_pos += n as u64,
+            ReadOutcome::Data(n) => {
+                f.read_pos += n as u64;
+                cx.metrics.add_progress(n as u64);
+            }
             ReadOutcome::Truncated => {
                 tracing::info!(path = %f.key, "file truncated: reading it again from the start");
                 f.framer = LineFramer::new(f.key.clone(), self.max_line, 0);

@@ -98,6 +98,9 @@ impl Source for Generator {
             }
             None => (batch_size, None),
         };
+        if let Some(count) = config.count {
+            cx.metrics.set_progress_total(count, false);
+        }
         let mut writer = BodyWriter::new(config.format);
         let mut next: u64 = 0;
         loop {
@@ -115,6 +118,7 @@ impl Source for Generator {
             let batch = writer.batch(next, n as usize, Timestamp::now());
             next += n;
             cx.emit(batch).await?;
+            cx.metrics.add_progress(n);
             if ticker.is_none() {
                 // A channel that never makes us wait would otherwise keep this
                 // worker thread forever; one yield per batch costs nothing.

@@ -1,21 +1,18 @@
-//! Starts the agent's HTTP API when the pipeline asks for one.
-
-use std::sync::Arc;
+//! The agent's HTTP API when the pipeline asks for one.
 
 use sluice_core::config::Pipeline;
-use sluice_core::topology::Topology;
 
-/// Serves the API of `topology` at the pipeline's `api.address`; `None` when
-/// the pipeline has no `api:`. The server stops when the value is dropped.
-pub(super) async fn start(
+/// Binds the pipeline's `api.address`; `None` when the pipeline has no
+/// `api:`. Bound before anything is built, so a taken address fails the
+/// start at once; [`sluice_api::Listener::serve`] serves it once the
+/// topology is built.
+pub(super) fn bind(
     pipeline: &Pipeline,
-    topology: &Topology,
-) -> Result<Option<sluice_api::Server>, sluice_api::ServeError> {
+) -> Result<Option<sluice_api::Listener>, sluice_api::ServeError> {
     let Some(spec) = &pipeline.api else {
         return Ok(None);
     };
-    let state = Arc::new(sluice_api::ApiState::new(pipeline, topology));
-    let server = sluice_api::serve(spec.address, state).await?;
-    tracing::info!(address = %server.address, "api listening: /health, /metrics, /api/components, /");
-    Ok(Some(server))
+    let listener = sluice_api::bind(spec.address)?;
+    tracing::info!(address = %listener.address, "api listening: /health, /metrics, /api/components, /");
+    Ok(Some(listener))
 }

@@ -1,8 +1,10 @@
 //! The command-line interface.
 
 mod api;
+mod progress;
 mod tap;
 mod top;
+mod watch;
 
 use std::path::{Path, PathBuf};
 
@@ -48,6 +50,12 @@ enum Command {
         /// How long a stop may take to drain channels before tasks are aborted (e.g. `30s`).
         #[arg(long, value_name = "DURATION")]
         drain_timeout: Option<String>,
+        /// Reload the pipeline when the file changes (SIGHUP always reloads).
+        #[arg(long)]
+        watch: bool,
+        /// No progress bar on a bounded run.
+        #[arg(long)]
+        quiet: bool,
         /// Serve health, metrics and the dashboard on IP:PORT (overrides the file's `api:`).
         #[arg(long, value_name = "ADDRESS")]
         api: Option<std::net::SocketAddr>,
@@ -105,12 +113,15 @@ pub fn main(registry: Registry) -> i32 {
         Command::Run {
             file,
             drain_timeout,
+            watch,
+            quiet,
             api,
         } => {
             if let Some(d) = drain_timeout {
                 settings.drain_timeout = d;
             }
-            run(&registry, &file, &settings, api)
+            let options = watch::RunOptions { watch, quiet };
+            run(&registry, &file, &settings, &options, api)
         }
         Command::Top(args) => top::main(args),
         Command::Tap(args) => tap::main(args),
@@ -152,7 +163,7 @@ fn init_logging(settings: &Settings) -> anyhow::Result<()> {
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(std::io::stderr().is_terminal())
-        .with_writer(std::io::stderr);
+        .with_writer(|| progress::LogWriter);
     let result = match settings.log_format {
         LogFormat::Text => builder.try_init(),
         LogFormat::Json => builder.json().try_init(),
@@ -164,6 +175,7 @@ fn run(
     registry: &Registry,
     file: &Path,
     settings: &Settings,
+    options: &watch::RunOptions,
     api: Option<std::net::SocketAddr>,
 ) -> i32 {
     let setup = init_logging(settings).and_then(|()| settings.drain_timeout());
@@ -178,16 +190,12 @@ fn run(
         Ok(p) => p,
         Err(code) => return code,
     };
+    watch::place_data_dir(&mut pipeline, file, settings);
     if let Some(address) = api {
         pipeline.api = Some(sluice_core::config::pipeline::ApiSpec {
             address,
             pos: Default::default(),
         });
-    }
-    if !pipeline.data_dir_set {
-        if let Some(stem) = file.file_stem() {
-            pipeline.data_dir = settings.data_dir.join(stem);
-        }
     }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -201,8 +209,16 @@ fn run(
     };
     let code = runtime.block_on(async {
         tracing::info!(pipeline = %file.display(), data_dir = %pipeline.data_dir.display(), "starting: {}", pipeline.summary());
-        let topology = match sluice_core::topology::Topology::build(&pipeline) {
-            Ok(t) => t,
+        let api = match api::bind(&pipeline) {
+            Ok(listener) => listener,
+            Err(e) => {
+                tracing::error!("{e}");
+                eprintln!("error: {}: {e}", file.display());
+                return EXIT_FAILED;
+            }
+        };
+        let report = match watch::run_pipeline(registry, file, settings, &pipeline, options, api.as_ref(), stop_signal(), drain_timeout).await {
+            Ok(r) => r,
             Err(errors) => {
                 for e in &errors {
                     tracing::error!("cannot build {e}");
@@ -211,15 +227,6 @@ fn run(
                 return EXIT_FAILED;
             }
         };
-        let _api = match api::start(&pipeline, &topology).await {
-            Ok(server) => server,
-            Err(e) => {
-                tracing::error!("{e}");
-                eprintln!("error: {}: {e}", file.display());
-                return EXIT_FAILED;
-            }
-        };
-        let report = topology.run(stop_signal(), drain_timeout).await;
         let order = |k: &str| ["source", "processor", "sink"].iter().position(|x| *x == k);
         let mut components: Vec<_> = report.components.iter().collect();
         components.sort_by_key(|(c, _)| order(c.kind));

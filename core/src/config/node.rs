@@ -96,6 +96,54 @@ impl Node {
             .map(|(k, _)| k)
     }
 
+    /// The value in a canonical text form that leaves out positions and the
+    /// order of mapping keys: two nodes with the same canonical form say the
+    /// same thing. Hot reload compares components with it.
+    pub fn canonical(&self) -> String {
+        let mut out = String::new();
+        self.write_canonical(&mut out);
+        out
+    }
+
+    fn write_canonical(&self, out: &mut String) {
+        use std::fmt::Write;
+        match &self.kind {
+            NodeKind::Null => out.push('~'),
+            NodeKind::Bool(b) => {
+                let _ = write!(out, "{b}");
+            }
+            NodeKind::Int(i) => {
+                let _ = write!(out, "{i}");
+            }
+            NodeKind::Float(f) => {
+                let _ = write!(out, "{f:?}");
+            }
+            NodeKind::Str(s) => {
+                let _ = write!(out, "{s:?}");
+            }
+            NodeKind::Seq(items) => {
+                out.push('[');
+                for i in items {
+                    i.write_canonical(out);
+                    out.push(',');
+                }
+                out.push(']');
+            }
+            NodeKind::Map(entries) => {
+                let mut pairs: Vec<(String, String)> = entries
+                    .iter()
+                    .map(|(k, v)| (k.canonical(), v.canonical()))
+                    .collect();
+                pairs.sort();
+                out.push('{');
+                for (k, v) in pairs {
+                    let _ = write!(out, "{k}:{v},");
+                }
+                out.push('}');
+            }
+        }
+    }
+
     /// A name for the node's type, for error messages.
     pub fn type_name(&self) -> &'static str {
         match self.kind {
@@ -412,5 +460,17 @@ mod tests {
             n.get("one").unwrap().get("capacity").unwrap().kind,
             NodeKind::Int(5)
         );
+    }
+
+    #[test]
+    fn canonical_forms_ignore_positions_and_key_order_only() {
+        let c = |t: &str| parse(t, &env).unwrap().canonical();
+        let a = c("x:\n  type: file\n  path: ./a\n  n: ${N}\n");
+        assert_eq!(a, c("\n\nx:\n  n: 10\n  path: ./a\n  type: file\n"));
+        assert_ne!(a, c("x: {type: file, path: ./b, n: 10}\n"));
+        // The type of a scalar counts: `10` is not `'10'`.
+        assert_ne!(a, c("x: {type: file, path: ./a, n: '10'}\n"));
+        // List order counts.
+        assert_ne!(c("c: [a, b]\n"), c("c: [b, a]\n"));
     }
 }

@@ -14,10 +14,16 @@
 //!   from there the drain is the same as above. If the drain takes longer
 //!   than the drain timeout, the remaining tasks are aborted and the run
 //!   reports how many events were left in which channel.
+//! * A reload ([`Topology::run_reloading`]) stops only the components whose
+//!   declaration changed, each on its own (a source through a child of the
+//!   shutdown token, a stage or sink between two batches), and starts their
+//!   new versions on the same channels: see [`reload`].
 
 pub(crate) mod emit;
 pub mod health;
+pub mod reload;
 pub mod tap;
+pub mod view;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -26,7 +32,6 @@ use std::time::Duration;
 
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
-use tracing::Instrument;
 
 use crate::channel::{Channel, ChannelError, ChannelStats, Transaction};
 use crate::checkpoint::CheckpointStore;
@@ -97,6 +102,7 @@ impl Drop for WriterGuard {
     }
 }
 
+#[derive(Clone)]
 struct ChannelSlot {
     channel: Arc<dyn Channel>,
     writers: Arc<AtomicUsize>,
@@ -128,6 +134,14 @@ pub struct Topology {
     components: Vec<ComponentInfo>,
     channels: Vec<(String, Arc<dyn Channel>)>,
     shutdown: CancellationToken,
+    /// Every channel with its writer count, kept for reloads.
+    slots: HashMap<String, ChannelSlot>,
+    /// The stop token of each task, by task name (see [`reload`]).
+    stops: HashMap<String, CancellationToken>,
+    /// What was built.
+    pipeline: Pipeline,
+    /// What runs, for observers (see [`view`]).
+    view: Arc<view::LiveView>,
 }
 
 fn context(pipeline: &Pipeline, kind: &str, id: &str) -> BuildContext {
@@ -194,11 +208,36 @@ impl Topology {
         if !errors.is_empty() {
             return Err(errors);
         }
+        let mut topology = Self::assemble(pipeline, &slots, shutdown, &|_| true)?;
+        topology.channels = channels;
+        topology.view = Arc::new(view::LiveView::new(view::Snapshot {
+            pipeline: pipeline.clone(),
+            components: topology.components.clone(),
+            channels: topology.channels.clone(),
+        }));
+        Ok(topology)
+    }
+
+    /// Builds the tasks of the components of `pipeline` whose task name
+    /// (`source `id``, `processor `id``, `sink `id``) `wanted` accepts, on
+    /// the channels of `slots`. Each task gets its own stop token.
+    fn assemble(
+        pipeline: &Pipeline,
+        slots: &HashMap<String, ChannelSlot>,
+        shutdown: CancellationToken,
+        wanted: &dyn Fn(&str) -> bool,
+    ) -> Result<Topology, Vec<ComponentBuildError>> {
+        let mut errors = Vec::new();
+        let mut stops = HashMap::new();
         let chan = |id: &str| slots.get(id).map(|s| s.channel.clone());
 
         let mut components = Vec::new();
         let mut proc_metrics: HashMap<String, Arc<ComponentMetrics>> = HashMap::new();
-        for p in &pipeline.processors {
+        for p in pipeline
+            .processors
+            .iter()
+            .filter(|p| reload::processor_wanted(pipeline, p, wanted))
+        {
             let m = Arc::new(ComponentMetrics::default());
             proc_metrics.insert(p.id.clone(), m.clone());
             components.push(ComponentInfo {
@@ -250,6 +289,10 @@ impl Topology {
         };
 
         for s in &pipeline.sources {
+            let name = format!("source `{}`", s.id);
+            if !wanted(&name) {
+                continue;
+            }
             let cx = context(pipeline, "source", &s.id);
             let source = match s.config.build(&cx) {
                 Ok(src) => src,
@@ -262,7 +305,7 @@ impl Topology {
                     continue;
                 }
             };
-            let mut guards = writer_guards(&slots, &s.channels);
+            let mut guards = writer_guards(slots, &s.channels);
             let chain = build_chain(&s.processors, &mut guards, &mut errors, true);
             let metrics = Arc::new(ComponentMetrics::default());
             components.push(ComponentInfo {
@@ -278,7 +321,7 @@ impl Topology {
             let metrics_of_source = metrics.clone();
             let scx = SourceContext {
                 id: s.id.as_str().into(),
-                shutdown: shutdown.clone(),
+                shutdown: reload::source_stop(&mut stops, &name, &shutdown),
                 checkpoints: CheckpointStore::new(cx.data_dir.join("checkpoints.json")),
                 data_dir: cx.data_dir.clone(),
                 metrics,
@@ -286,7 +329,7 @@ impl Topology {
             };
             let span = tracing::info_span!("source", id = %s.id, r#type = %s.type_name);
             tasks.push((
-                format!("source `{}`", s.id),
+                name,
                 span,
                 Box::pin(health::tracked(
                     metrics_of_source,
@@ -296,10 +339,15 @@ impl Topology {
         }
 
         for p in pipeline.processors.iter().filter(|p| p.input.is_some()) {
+            let name = format!("processor `{}`", p.id);
+            if !wanted(&name) {
+                continue;
+            }
             let Some(input) = p.input.as_deref().and_then(chan) else {
                 continue;
             };
-            let mut guards = writer_guards(&slots, &p.channels);
+            let input = reload::stoppable(&mut stops, &name, input);
+            let mut guards = writer_guards(slots, &p.channels);
             let chain = build_chain(std::slice::from_ref(&p.id), &mut guards, &mut errors, false);
             let metrics = proc_metrics.get(&p.id).cloned().unwrap_or_default();
             let outputs = p.channels.iter().filter_map(|c| chan(c)).collect();
@@ -307,17 +355,18 @@ impl Topology {
             let emitter = Emitter::new(&p.id, chain, route, outputs, metrics.clone());
             let span = tracing::info_span!("processor", id = %p.id, r#type = %p.type_name);
             let stage = run_stage(input, emitter, metrics.clone(), p.batch_size, guards);
-            tasks.push((
-                format!("processor `{}`", p.id),
-                span,
-                Box::pin(health::tracked(metrics, stage)),
-            ));
+            tasks.push((name, span, Box::pin(health::tracked(metrics, stage))));
         }
 
         for s in &pipeline.sinks {
+            let name = format!("sink `{}`", s.id);
+            if !wanted(&name) {
+                continue;
+            }
             let Some(input) = chan(&s.channel) else {
                 continue;
             };
+            let input = reload::stoppable(&mut stops, &name, input);
             let mut cx = context(pipeline, "sink", &s.id);
             cx.durable_input = input.is_durable();
             let sink = match s.config.build(&cx) {
@@ -357,7 +406,7 @@ impl Topology {
             };
             let span = tracing::info_span!("sink", id = %s.id, r#type = %s.type_name);
             let task = health::tracked(metrics, runner.run());
-            tasks.push((format!("sink `{}`", s.id), span, Box::pin(task)));
+            tasks.push((name, span, Box::pin(task)));
         }
 
         if !errors.is_empty() {
@@ -366,9 +415,23 @@ impl Topology {
         Ok(Topology {
             tasks,
             components,
-            channels,
+            channels: Vec::new(),
             shutdown,
+            slots: slots.clone(),
+            stops,
+            pipeline: pipeline.clone(),
+            view: Arc::new(view::LiveView::new(view::Snapshot {
+                pipeline: pipeline.clone(),
+                components: Vec::new(),
+                channels: Vec::new(),
+            })),
         })
+    }
+
+    /// What runs, kept up to date through reloads: for observers such as
+    /// the HTTP API. Take it before [`run`](Self::run).
+    pub fn live_view(&self) -> Arc<view::LiveView> {
+        self.view.clone()
     }
 
     /// Every component with its counters (live while the topology runs).
@@ -388,17 +451,40 @@ impl Topology {
         stop: impl std::future::Future<Output = ()> + Send,
         drain_timeout: Duration,
     ) -> RunReport {
+        self.run_reloading(stop, drain_timeout, None).await
+    }
+
+    /// Like [`run`](Self::run), and meanwhile applies every pipeline that
+    /// arrives on `reloads` (see [`reload`]).
+    pub async fn run_reloading(
+        self,
+        stop: impl std::future::Future<Output = ()> + Send,
+        drain_timeout: Duration,
+        mut reloads: Option<tokio::sync::mpsc::Receiver<Pipeline>>,
+    ) -> RunReport {
         let Topology {
             tasks,
-            components,
-            channels,
+            mut components,
+            mut channels,
             shutdown,
+            slots,
+            stops,
+            pipeline,
+            view,
         } = self;
         let mut set = JoinSet::new();
         let mut names = HashMap::new();
-        for (name, span, task) in tasks {
-            let handle = set.spawn(task.instrument(span));
-            names.insert(handle.id(), name);
+        reload::spawn(&mut set, &mut names, tasks);
+        let mut reloader = reload::Reloader::new(pipeline, slots, stops, shutdown.clone());
+        macro_rules! live {
+            () => {
+                &mut reload::Live {
+                    set: &mut set,
+                    names: &mut names,
+                    components: &mut components,
+                    channels: &mut channels,
+                }
+            };
         }
         let mut report = RunReport::default();
         tokio::pin!(stop);
@@ -413,18 +499,26 @@ impl Topology {
             tokio::select! {
                 next = set.join_next_with_id() => match next {
                     None => break,
-                    Some(Ok((id, Ok(())))) => { names.remove(&id); }
+                    Some(Ok((id, Ok(())))) => {
+                        let name = names.remove(&id).unwrap_or_default();
+                        reloader.ended(&name, live!());
+                    }
                     Some(Ok((id, Err(e)))) => {
                         let name = names.remove(&id).unwrap_or_default();
                         tracing::error!("{name} failed: {e}");
                         report.failures.push(format!("{name}: {e}"));
+                        reloader.ended(&name, live!());
                     }
                     Some(Err(e)) => {
                         let name = names.remove(&e.id()).unwrap_or_default();
                         tracing::error!("{name} panicked: {e}");
                         report.failures.push(format!("{name}: {e}"));
+                        reloader.ended(&name, live!());
                     }
                 },
+                Some(next) = reload::next(&mut reloads), if deadline.is_none() => {
+                    reloader.request(next, live!());
+                }
                 _ = &mut stop, if deadline.is_none() => {
                     tracing::info!(drain_timeout = ?drain_timeout, "stopping: sources stop, channels drain, sinks flush");
                     shutdown.cancel();
@@ -446,6 +540,7 @@ impl Topology {
                     break;
                 }
             }
+            view.publish(reloader.pipeline(), &components, &channels);
         }
         report.components = components
             .iter()

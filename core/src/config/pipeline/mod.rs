@@ -82,6 +82,9 @@ pub struct SourceSpec {
     pub processors: Vec<String>,
     /// Its selector.
     pub selector: SelectorSpec,
+    /// Its declaration in canonical form (see [`Node::canonical`]): equal
+    /// fingerprints mean the same options and wiring.
+    pub fingerprint: String,
     /// Where it is declared.
     pub pos: Pos,
 }
@@ -95,6 +98,9 @@ pub struct ChannelSpec {
     pub type_name: String,
     /// Its typed options.
     pub config: Arc<dyn AnyChannelConfig>,
+    /// Its declaration in canonical form (see [`Node::canonical`]): equal
+    /// fingerprints mean the same options and wiring.
+    pub fingerprint: String,
     /// Where it is declared.
     pub pos: Pos,
 }
@@ -118,6 +124,9 @@ pub struct ProcessorSpec {
     pub dead_letter: Option<String>,
     /// Events taken per batch by a stage.
     pub batch_size: usize,
+    /// Its declaration in canonical form (see [`Node::canonical`]): equal
+    /// fingerprints mean the same options and wiring.
+    pub fingerprint: String,
     /// Where it is declared.
     pub pos: Pos,
 }
@@ -137,6 +146,9 @@ pub struct SinkSpec {
     pub dead_letter: Option<String>,
     /// Events taken per batch.
     pub batch_size: usize,
+    /// Its declaration in canonical form (see [`Node::canonical`]): equal
+    /// fingerprints mean the same options and wiring.
+    pub fingerprint: String,
     /// Where it is declared.
     pub pos: Pos,
 }
@@ -411,6 +423,7 @@ fn build_model(cx: &mut Ctx, path: &Path, root: &Node, registry: &Registry) -> O
             channels,
             processors,
             selector,
+            fingerprint: node.canonical(),
             pos,
         });
     }
@@ -431,6 +444,7 @@ fn build_model(cx: &mut Ctx, path: &Path, root: &Node, registry: &Registry) -> O
                 id,
                 type_name,
                 config,
+                fingerprint: node.canonical(),
                 pos,
             });
         }
@@ -477,6 +491,7 @@ fn build_model(cx: &mut Ctx, path: &Path, root: &Node, registry: &Registry) -> O
             selector,
             dead_letter,
             batch_size,
+            fingerprint: node.canonical(),
             pos,
         });
     }
@@ -511,6 +526,7 @@ fn build_model(cx: &mut Ctx, path: &Path, root: &Node, registry: &Registry) -> O
             channel: channel.unwrap_or_default(),
             dead_letter,
             batch_size,
+            fingerprint: node.canonical(),
             pos,
         });
     }

@@ -1,0 +1,141 @@
+//! Which tasks a reload stops and starts.
+
+use std::path::Path;
+
+use serde::Deserialize;
+
+use super::*;
+use crate::config::pipeline::parse_pipeline;
+use crate::prelude::*;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Opts {
+    #[serde(default)]
+    #[allow(dead_code)]
+    n: Option<u64>,
+}
+struct Nop;
+#[async_trait]
+impl Source for Nop {
+    async fn run(self: Box<Self>, _cx: SourceContext) -> Result<(), ComponentError> {
+        Ok(())
+    }
+}
+impl Processor for Nop {
+    fn process(&mut self, _b: &mut Batch, _cx: &mut ProcessContext) {}
+}
+#[async_trait]
+impl Sink for Nop {
+    async fn write(&mut self, _b: &Batch) -> Result<(), SinkError> {
+        Ok(())
+    }
+}
+impl SourceConfig for Opts {
+    fn build(&self, _cx: &BuildContext) -> Result<Box<dyn Source>, BuildError> {
+        Ok(Box::new(Nop))
+    }
+}
+impl ProcessorConfig for Opts {
+    fn build(&self, _cx: &BuildContext) -> Result<Box<dyn Processor>, BuildError> {
+        Ok(Box::new(Nop))
+    }
+}
+impl SinkConfig for Opts {
+    fn build(&self, _cx: &BuildContext) -> Result<Box<dyn Sink>, BuildError> {
+        Ok(Box::new(Nop))
+    }
+}
+impl ChannelConfig for Opts {
+    fn build(&self, _cx: &BuildContext) -> Result<Arc<dyn Channel>, BuildError> {
+        Err(BuildError::Other("not for running".into()))
+    }
+}
+
+fn pipeline(yaml: &str) -> Pipeline {
+    let mut r = Registry::new();
+    r.add_source::<Opts>("gen").unwrap();
+    r.add_processor::<Opts>("proc").unwrap();
+    r.add_sink::<Opts>("out").unwrap();
+    r.add_channel::<Opts>("mem").unwrap();
+    parse_pipeline(Path::new("p.yaml"), yaml, &r, &|_| None).unwrap()
+}
+
+const BASE: &str = "sources:
+  a: {type: gen, channels: [c], processors: [p]}
+  b: {type: gen, channels: [e]}
+processors:
+  p: {type: proc}
+  s: {type: proc, input: c, channels: [d]}
+channels:
+  c: {type: mem}
+  d: {type: mem}
+  e: {type: mem}
+sinks:
+  o: {type: out, channel: d}
+  x: {type: out, channel: e}
+";
+
+/// (stopping, starting) when going from `BASE` to `yaml`.
+fn plan(yaml: &str) -> (Vec<String>, Vec<String>) {
+    let r = Reloader::new(
+        pipeline(BASE),
+        HashMap::new(),
+        HashMap::new(),
+        CancellationToken::new(),
+    );
+    let d = r.diff(&pipeline(yaml));
+    (
+        d.stopping.into_iter().collect(),
+        d.starting.into_iter().collect(),
+    )
+}
+
+fn names(n: &[&str]) -> Vec<String> {
+    n.iter().map(|s| s.to_string()).collect()
+}
+
+#[test]
+fn layout_and_key_order_change_nothing() {
+    let same = "sources:\n  b: {channels: [e], type: gen}\n  a:\n    type: gen\n    processors: [p]\n    channels: [c]\nprocessors:\n  s: {input: c, type: proc, channels: [d]}\n  p: {type: proc}\nchannels:\n  e: {type: mem}\n  c: {type: mem}\n  d: {type: mem}\nsinks:\n  x: {type: out, channel: e}\n  o: {channel: d, type: out}\n";
+    assert_eq!(plan(same), (vec![], vec![]));
+}
+
+#[test]
+fn a_sink_option_restarts_that_sink_only() {
+    let y = BASE.replace(
+        "o: {type: out, channel: d}",
+        "o: {type: out, channel: d, n: 1}",
+    );
+    let both = names(&["sink `o`"]);
+    assert_eq!(plan(&y), (both.clone(), both));
+}
+
+#[test]
+fn an_inline_processor_restarts_the_sources_that_use_it() {
+    let y = BASE.replace("p: {type: proc}", "p: {type: proc, n: 2}");
+    let both = names(&["source `a`"]);
+    assert_eq!(plan(&y), (both.clone(), both));
+}
+
+#[test]
+fn a_channel_restarts_everything_on_it() {
+    let y = BASE.replace("c: {type: mem}", "c: {type: mem, n: 5}");
+    let both = names(&["processor `s`", "source `a`"]);
+    assert_eq!(plan(&y), (both.clone(), both));
+}
+
+#[test]
+fn added_and_removed_components() {
+    // `b`, `e` and `x` go; `y` reads `d` beside `o`.
+    let y = BASE
+        .replace("  b: {type: gen, channels: [e]}\n", "")
+        .replace("  e: {type: mem}\n", "")
+        .replace(
+            "  x: {type: out, channel: e}\n",
+            "  y: {type: out, channel: d}\n",
+        );
+    let (stopping, starting) = plan(&y);
+    assert_eq!(stopping, names(&["sink `x`", "source `b`"]));
+    assert_eq!(starting, names(&["sink `y`"]));
+}
