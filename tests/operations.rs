@@ -564,3 +564,55 @@ fn dashboard_plots_the_gauges_a_component_reports() {
     )];
     assert!(v == 0.25 || v == 0.75, "{v}");
 }
+
+#[test]
+fn the_api_follows_a_reload() {
+    let d = Dir::new();
+    let port = free_port();
+    let url = format!("http://127.0.0.1:{port}");
+    let before = follow_pipeline(port, "");
+    d.write("p.yaml", &before);
+    d.write("in/a.log", &numbered_lines(0, 100));
+    let child = start_agent(&d, &url);
+    wait_for(WAIT, "every line to arrive", || {
+        d.lines("out/lines.log").len() == 100
+    });
+    // A second sink on a channel of its own, fed by the same source.
+    let after = before
+        .replace("channels: [main]", "channels: [main, copy]")
+        .replace(
+            "  main: {type: memory, capacity: 500}\n",
+            "  main: {type: memory, capacity: 500}\n  copy: {type: memory, capacity: 500}\n",
+        )
+        + "  extra:\n    type: file\n    channel: copy\n    path: ./out/copy.log\n";
+    d.write("p.yaml", &after);
+    signal(&child, libc::SIGHUP);
+    wait_for(WAIT, "the new sink and channel to show in the API", || {
+        let (_, body) = get(&url, "/api/components").expect("components");
+        let v: serde_json::Value = serde_json::from_str(&body).expect("json");
+        let has = |list: &str, id: &str| {
+            v[list]
+                .as_array()
+                .is_some_and(|l| l.iter().any(|c| c["id"] == id))
+        };
+        has("components", "extra") && has("channels", "copy")
+    });
+    // Lines read after the reload go to both sinks; the new one is counted.
+    d.append("in/a.log", &numbered_lines(100, 150));
+    wait_for(WAIT, "the new sink to count the new lines", || {
+        let m = parse_metrics(&get(&url, "/metrics").expect("metrics").1);
+        m.get(&(
+            "sluice_component_sent_events_total".to_string(),
+            component("extra", "sink", "file"),
+        )) == Some(&50.0)
+    });
+    let copied: Vec<String> = (100..150).map(|i| format!("line {i}")).collect();
+    assert_eq!(d.lines("out/copy.log"), copied);
+    let m = parse_metrics(&get(&url, "/metrics").expect("metrics").1);
+    assert!(m.contains_key(&(
+        "sluice_channel_events".to_string(),
+        "channel_id=copy,channel_type=memory".to_string()
+    )));
+    assert_eq!(get(&url, "/health").expect("health").0, 200);
+    stop_agent(child);
+}
