@@ -134,6 +134,23 @@ pub fn to_dot(pipeline: &Pipeline) -> String {
             );
         }
     }
+    // A sink group is a dashed box around its members.
+    for g in &pipeline.sink_groups {
+        let strategy = match &g.strategy {
+            sluice_core::config::pipeline::GroupStrategy::Failover { .. } => "failover",
+            sluice_core::config::pipeline::GroupStrategy::LoadBalance { .. } => "load_balance",
+        };
+        let _ = writeln!(
+            out,
+            "  subgraph {} {{ style=dashed; label={};",
+            q(&format!("cluster_group:{}", g.id)),
+            q(&format!("{} ({strategy})", g.id))
+        );
+        for s in &g.sinks {
+            let _ = writeln!(out, "    {};", q(&format!("sink:{s}")));
+        }
+        out.push_str("  }\n");
+    }
     out.push_str("}\n");
     out
 }

@@ -16,6 +16,8 @@ fn sink_options(ty: &str) -> Option<&'static str> {
         "file" => "path: ./out/compliance.log",
         "console" => "format: json",
         "null" => "",
+        // A receiving agent is started on the port (see below).
+        "sluice" => "address: 127.0.0.1:COMPLIANCE_PORT",
         _ => return None,
     })
 }
@@ -44,6 +46,14 @@ enum Feed {
     File,
     /// Lines written to its standard input, which stays open.
     Stdin,
+    /// Lines sent over TCP to `COMPLIANCE_PORT`.
+    Tcp,
+    /// Lines sent in UDP datagrams to `COMPLIANCE_PORT`.
+    Udp,
+    /// Lines POSTed to `COMPLIANCE_PORT`.
+    Http,
+    /// A second agent sends a sequence to `COMPLIANCE_PORT` over the hop.
+    Hop,
 }
 
 fn source_options(ty: &str) -> Option<(&'static str, Feed)> {
@@ -54,6 +64,16 @@ fn source_options(ty: &str) -> Option<(&'static str, Feed)> {
             Feed::File,
         ),
         "stdin" => ("", Feed::Stdin),
+        "tcp" => ("address: 127.0.0.1:COMPLIANCE_PORT", Feed::Tcp),
+        "udp" => ("address: 127.0.0.1:COMPLIANCE_PORT", Feed::Udp),
+        // Not syslog: the lines pass on with their bodies (counted as errors).
+        "syslog" => (
+            "address: 127.0.0.1:COMPLIANCE_PORT\nframing: newline",
+            Feed::Tcp,
+        ),
+        "http" => ("address: 127.0.0.1:COMPLIANCE_PORT", Feed::Http),
+        "exec" => ("command: [seq, 0, 100000000]", Feed::None),
+        "sluice" => ("address: 127.0.0.1:COMPLIANCE_PORT", Feed::Hop),
         _ => return None,
     })
 }
@@ -90,11 +110,27 @@ fn every_sink_delivers_and_counts_every_event() {
         let opts =
             sink_options(&ty).unwrap_or_else(|| panic!("no compliance entry for sink type `{ty}`"));
         let d = Dir::new();
+        let port = crate::network::free_port().to_string();
         d.write(
             "p.yaml",
-            &format!("sources:\n  gen: {{type: generator, count: 20000, channels: [main]}}\nchannels:\n  main: {{type: memory, capacity: 100}}\nsinks:\n  s:\n    type: \"{ty}\"\n    channel: main\n    batch_size: 64\n{}", indent(opts)),
+            &format!("sources:\n  gen: {{type: generator, count: 20000, channels: [main]}}\nchannels:\n  main: {{type: memory, capacity: 100}}\nsinks:\n  s:\n    type: \"{ty}\"\n    channel: main\n    batch_size: 64\n{}", indent(opts)).replace("COMPLIANCE_PORT", &port),
         );
+        let receiver = (ty == "sluice").then(|| {
+            d.write("r.yaml", &format!("sources:\n  r: {{type: sluice, address: '127.0.0.1:{port}', channels: [main]}}\nchannels:\n  main: {{type: memory}}\nsinks:\n  out: {{type: \"null\", channel: main}}\n"));
+            let mut child = crate::network::start_logged(&d, "r.yaml");
+            crate::network::wait_listening(port.parse().unwrap_or(0), &mut child);
+            child
+        });
         let o = d.run_logged(&["run", "p.yaml"]);
+        if let Some(r) = receiver {
+            let o = crate::network::stop(r);
+            let counts = final_counts(&stderr(&o));
+            assert_eq!(
+                counts["out"]["events_out"].as_u64(),
+                Some(20000),
+                "the receiver got every event"
+            );
+        }
         assert!(o.status.success(), "sink `{ty}`: {}", stderr(&o));
         let counts = final_counts(&stderr(&o));
         let s = &counts["s"];
@@ -148,9 +184,13 @@ fn every_source_stops_on_sigterm_and_the_stop_drains_everything() {
             .unwrap_or_else(|| panic!("no compliance entry for source type `{ty}`"));
         let d = Dir::new();
         d.write("logs/app.log", "");
+        let port = match feed {
+            Feed::Udp => crate::network::free_udp_port(),
+            _ => crate::network::free_port(),
+        };
         d.write(
             "p.yaml",
-            &format!("sources:\n  src:\n    type: {ty}\n    channels: [main]\n{}channels:\n  main: {{type: memory, capacity: 50}}\nsinks:\n  out: {{type: file, channel: main, path: ./out/o.log}}\n", indent(opts)),
+            &format!("sources:\n  src:\n    type: {ty}\n    channels: [main]\n{}channels:\n  main: {{type: memory, capacity: 50}}\nsinks:\n  out: {{type: file, channel: main, path: ./out/o.log}}\n", indent(opts)).replace("COMPLIANCE_PORT", &port.to_string()),
         );
         let mut child = d
             .sluice(&["run", "p.yaml"])
@@ -161,6 +201,7 @@ fn every_source_stops_on_sigterm_and_the_stop_drains_everything() {
             .spawn()
             .expect("spawn");
         let mut stdin = child.stdin.take();
+        let mut net = crate::network::Feeder::new(&d, port, matches!(feed, Feed::Hop));
         let mut written = 0;
         let start = std::time::Instant::now();
         while d.lines("out/o.log").len() < 2000 {
@@ -179,12 +220,17 @@ fn every_source_stops_on_sigterm_and_the_stop_drains_everything() {
                         s.flush().expect("flush");
                     }
                 }
+                Feed::Tcp => net.tcp(&chunk),
+                Feed::Udp => net.udp(&chunk),
+                Feed::Http => net.http(&chunk),
+                Feed::Hop => {}
             }
             written += 200;
             std::thread::sleep(Duration::from_millis(20));
         }
         signal(&child, libc::SIGTERM);
         let stopped = std::time::Instant::now();
+        drop(net);
         let o = wait_output(child, Duration::from_secs(15));
         drop(stdin);
         assert!(o.status.success(), "source `{ty}`: {}", stderr(&o));

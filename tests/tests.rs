@@ -1,9 +1,13 @@
 //! End-to-end tests: the real `sluice` binary on real files and processes.
 
 mod compliance;
+mod dead_letter;
 mod examples;
+mod hop;
+mod network;
 mod operations;
 mod reload;
+mod tailing;
 mod util;
 mod validate;
 

@@ -4,7 +4,8 @@
 //!
 //! * [`file`]: appends events to files whose path is a
 //!   [`Template`](sluice_core::template::Template) (`./out/{app}/%Y-%m-%d.log`),
-//!   one `write` per file per batch, keeping a bounded set of files open.
+//!   one `write` per file per batch, keeping a bounded set of files open;
+//!   optionally rotated by size and age and compressed (gzip, zstd).
 //! * [`console`]: writes events to stdout or stderr, one write and one flush
 //!   per batch; a closed pipe stops the pipeline with a clear error.
 //! * [`null`]: discards everything (for benchmarks and drafts).
@@ -59,13 +60,8 @@ mod tests {
             .lines()
             .filter_map(|l| l.strip_prefix("## `")?.strip_suffix('`'))
             .collect();
-        assert_eq!(documented.len(), 3, "{documented:?}");
-        for name in &documented {
-            assert!(
-                registry.sink(name).is_some(),
-                "{name} is documented, not registered"
-            );
-        }
+        // docs/sinks.md also documents sinks of other crates; the binary's
+        // tests check every heading against the whole registry.
         for name in registry.names("sink") {
             assert!(
                 documented.contains(&name),

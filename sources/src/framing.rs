@@ -9,15 +9,21 @@
 //! arrives, or until [`LineFramer::finish`] hands them out at end of input.
 //!
 //! Lines longer than `max_line_bytes` are counted, reported with a warning
-//! naming the input and the line's byte offset, and skipped up to and
-//! including their newline; the framer never holds more than about
+//! naming the input and the line's byte offset (at most one warning a second
+//! per input; the warning says how many were held back), and skipped up to
+//! and including their newline; the framer never holds more than about
 //! `max_line_bytes` plus one chunk.
 //!
 //! [`LineFramer::checkpoint`] is the byte offset just after the last line
 //! handed out or skipped: the place to resume from so that a restart neither
 //! re-reads nor skips a line.
 
+use std::time::{Duration, Instant};
+
 use bytes::{Buf, Bytes, BytesMut};
+
+/// Over-long line warnings are let through at most this often per input.
+const WARN_EVERY: Duration = Duration::from_secs(1);
 
 /// When the complete lines of a read fill less than this fraction of the
 /// buffer's capacity, they are copied out instead of sliced, so that a slow
@@ -43,6 +49,10 @@ pub(crate) struct LineFramer {
     long_lines: u64,
     /// Names the input in warnings (a path, `stdin`).
     label: String,
+    /// When the last over-long line warning was logged.
+    last_warning: Option<Instant>,
+    /// Over-long lines not reported since that warning.
+    held_back: u64,
 }
 
 impl LineFramer {
@@ -57,6 +67,8 @@ impl LineFramer {
             max_line_bytes,
             long_lines: 0,
             label: label.into(),
+            last_warning: None,
+            held_back: 0,
         }
     }
 
@@ -88,6 +100,17 @@ impl LineFramer {
     /// The offset to resume from: just after the last line handed out or skipped.
     pub(crate) fn checkpoint(&self) -> u64 {
         self.line_start
+    }
+
+    /// Whether bytes of a line whose newline has not arrived yet are held
+    /// (not counting the tail of an over-long line being skipped).
+    pub(crate) fn has_partial(&self) -> bool {
+        !self.skipping && !self.buf.is_empty()
+    }
+
+    /// Renames the input in warnings (a followed file that was renamed).
+    pub(crate) fn set_label(&mut self, label: impl Into<String>) {
+        self.label = label.into();
     }
 
     /// How many over-long lines were skipped so far.
@@ -180,11 +203,21 @@ impl LineFramer {
 
     fn report_long(&mut self, offset: u64) {
         self.long_lines += 1;
+        let now = Instant::now();
+        if self
+            .last_warning
+            .is_some_and(|t| now.duration_since(t) < WARN_EVERY)
+        {
+            self.held_back += 1;
+            return;
+        }
+        self.last_warning = Some(now);
         tracing::warn!(
             input = %self.label,
             offset,
             max_line_bytes = self.max_line_bytes,
             skipped_so_far = self.long_lines,
+            warnings_held_back = std::mem::take(&mut self.held_back),
             "line longer than max_line_bytes: skipped"
         );
     }

@@ -9,7 +9,9 @@
 //!   `json`), optionally rate-limited and counted; for tests and benchmarks.
 //! * [`file`](mod@file): lines of files matched by globs, followed like `tail -F` or
 //!   read once to their end, with per-file offsets kept in the checkpoint
-//!   store so that a restart neither re-reads nor skips a line.
+//!   store so that a restart neither re-reads nor skips a line. Files are
+//!   known by inode and a fingerprint of their first bytes, followed through
+//!   rename and copytruncate rotation; `multiline` joins stack traces.
 //! * [`stdin`]: lines of standard input until end of input.
 //!
 //! `file` and `stdin` share the line framing in `framing.rs`: big reads,

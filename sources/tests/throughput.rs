@@ -130,4 +130,24 @@ async fn file_throughput() {
         size / lines,
         size as f64 / baseline / (1 << 20) as f64
     );
+    // With multiline: every line starts an event (the pattern is tested on
+    // every line, each event a single line), then every 7 lines are one event.
+    for (name, pattern, events) in [
+        ("multiline, 1 line/event", "'^10\\.'", lines),
+        (
+            "multiline, 7 lines/event",
+            "'^10\\.0\\.\\d+\\.0 '",
+            lines / 7 + 1,
+        ),
+    ] {
+        let yaml = format!("{yaml}multiline:\n  start_pattern: {pattern}\n");
+        let data = tempfile::tempdir().unwrap();
+        let (out, secs) = run::<sluice_sources::file::Config>(&yaml, data.path()).await;
+        assert!(out.events.load(Relaxed).abs_diff(events) <= 1, "{name}");
+        println!(
+            "file, {name}: {:.0} MiB/s, {:.2} M lines/s",
+            size as f64 / secs / (1 << 20) as f64,
+            lines as f64 / secs / 1e6,
+        );
+    }
 }

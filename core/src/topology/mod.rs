@@ -20,6 +20,7 @@
 //!   new versions on the same channels: see [`reload`].
 
 pub(crate) mod emit;
+mod group;
 pub mod health;
 pub mod reload;
 pub mod tap;
@@ -358,9 +359,21 @@ impl Topology {
             tasks.push((name, span, Box::pin(health::tracked(metrics, stage))));
         }
 
+        // Runners of sinks that belong to a group: the group runs them.
+        let mut grouped: HashMap<String, SinkRunner> = HashMap::new();
         for s in &pipeline.sinks {
             let name = format!("sink `{}`", s.id);
-            if !wanted(&name) {
+            // A sink of a group runs inside the group's task: the group is
+            // what a reload stops and starts.
+            let task = match pipeline
+                .sink_groups
+                .iter()
+                .find(|g| g.sinks.contains(&s.id))
+            {
+                Some(g) => group::task_name(&g.id),
+                None => name.clone(),
+            };
+            if !wanted(&task) {
                 continue;
             }
             let Some(input) = chan(&s.channel) else {
@@ -404,10 +417,15 @@ impl Topology {
                 warn: WarnLimiter::default(),
                 _guards: guards,
             };
+            if pipeline.sink_groups.iter().any(|g| g.sinks.contains(&s.id)) {
+                grouped.insert(s.id.clone(), runner);
+                continue;
+            }
             let span = tracing::info_span!("sink", id = %s.id, r#type = %s.type_name);
             let task = health::tracked(metrics, runner.run());
             tasks.push((name, span, Box::pin(task)));
         }
+        tasks.extend(group::tasks(pipeline, &mut grouped));
 
         if !errors.is_empty() {
             return Err(errors);

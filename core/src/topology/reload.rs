@@ -205,6 +205,22 @@ fn wirings(p: &Pipeline) -> BTreeMap<String, Wiring> {
         };
         out.insert(format!("sink `{}`", s.id), w);
     }
+    // A group and its sinks are one task: any change to one restarts it.
+    for g in &p.sink_groups {
+        let mut group = Wiring {
+            print: format!("{g:?}"),
+            touches: BTreeSet::new(),
+            reads: Some(g.channel.clone()),
+        };
+        for id in &g.sinks {
+            if let Some(w) = out.remove(&format!("sink `{id}`")) {
+                group.print.push('|');
+                group.print.push_str(&w.print);
+                group.touches.extend(w.touches);
+            }
+        }
+        out.insert(super::group::task_name(&g.id), group);
+    }
     out
 }
 

@@ -12,6 +12,7 @@ use std::sync::Arc;
 
 mod api;
 mod graph;
+mod groups;
 mod keys;
 #[cfg(test)]
 mod tests;
@@ -22,6 +23,7 @@ use crate::registry::{
 };
 pub use api::ApiSpec;
 use graph::check_graph;
+pub use groups::{Balance, GroupStrategy, SinkGroupSpec};
 use keys::{
     batch_size, check_keys, component, list, report, section, selector, string_list, string_opt,
 };
@@ -171,6 +173,8 @@ pub struct Pipeline {
     pub processors: Vec<ProcessorSpec>,
     /// Sinks in file order.
     pub sinks: Vec<SinkSpec>,
+    /// Sink groups in file order.
+    pub sink_groups: Vec<SinkGroupSpec>,
     /// The HTTP endpoint for health, metrics and the dashboard, when set.
     pub api: Option<ApiSpec>,
 }
@@ -212,6 +216,7 @@ const TOP_KEYS: &[&str] = &[
     "channels",
     "processors",
     "sinks",
+    "sink_groups",
     "api",
 ];
 const SOURCE_KEYS: &[&str] = &["type", "channels", "processors", "selector"];
@@ -554,6 +559,8 @@ fn build_model(cx: &mut Ctx, path: &Path, root: &Node, registry: &Registry) -> O
         );
     }
 
+    let sink_groups = groups::sink_groups(cx, root, &sinks);
+
     let pipeline = Pipeline {
         path: path.to_path_buf(),
         data_dir,
@@ -562,6 +569,7 @@ fn build_model(cx: &mut Ctx, path: &Path, root: &Node, registry: &Registry) -> O
         channels,
         processors,
         sinks,
+        sink_groups,
         api: api::api_spec(cx, root),
     };
     if !cx.diags.is_empty() {

@@ -130,3 +130,38 @@ fn unknown_top_level_key_and_missing_type() {
         "{errs:#?}"
     );
 }
+
+#[test]
+fn sink_groups_are_parsed_and_checked() {
+    let base = "sources:\n  a: {type: gen, channels: [c, d]}\nchannels:\n  c: {type: mem}\n  d: {type: mem}\nsinks:\n  o1: {type: out, channel: c}\n  o2: {type: out, channel: c}\n  o3: {type: out, channel: d}\n";
+    let p = check(&format!("{base}sink_groups:\n  g:\n    strategy: failover\n    sinks: [o1, o2]\n    priorities: {{o2: 10}}\n    penalty: 2s\n  h:\n    strategy: load_balance\n    selector: random\n    sinks: [o3]\n")).unwrap();
+    assert_eq!(p.sink_groups.len(), 2);
+    let g = &p.sink_groups[0];
+    assert_eq!(g.channel, "c");
+    assert_eq!(g.penalty, std::time::Duration::from_secs(2));
+    let GroupStrategy::Failover { priorities } = &g.strategy else {
+        panic!("failover expected");
+    };
+    assert!(priorities[1] > priorities[0], "{priorities:?}");
+    assert_eq!(
+        p.sink_groups[1].strategy,
+        GroupStrategy::LoadBalance {
+            selector: Balance::Random
+        }
+    );
+    let errs = check(&format!("{base}sink_groups:\n  g:\n    strategy: failover\n    sinks: [o1, o3, o4]\n  h:\n    strategy: load_balance\n    sinks: [o1]\n    priorities: {{o1: 1}}\n  k:\n    strategy: fail_over\n    sinks: [o2]\n")).unwrap_err();
+    let want = [
+        "p.yaml:13:17: sink group `g`: sink `o3` reads channel `d` but `o1` reads `c`; the sinks of a group drain one channel",
+        "p.yaml:13:21: sink group `g`: sink `o4` is not declared: did you mean `o1`?",
+        "p.yaml:16:13: sink group `h`: sink `o1` already belongs to sink group `g`; a sink belongs to at most one group",
+        "p.yaml:17:17: sink group `h`: `priorities` applies to `strategy: failover` only",
+    ];
+    for w in want {
+        assert!(errs.iter().any(|e| e == w), "missing {w:?} in {errs:#?}");
+    }
+    assert!(
+        errs.iter()
+            .any(|e| e.starts_with("p.yaml:19:15: sink group `k`:") && e.contains("fail_over")),
+        "{errs:#?}"
+    );
+}

@@ -1,0 +1,356 @@
+//! Sink groups: one task takes batches from the channel its member sinks
+//! share and writes each batch through one member, chosen by the group's
+//! strategy. The take is committed once a member delivered the batch; a
+//! member whose write fails is left alone for a penalty (doubling up to the
+//! group's `max_penalty`) and the batch goes to the next member.
+//!
+//! * `failover`: members by priority; the best available one writes.
+//!   When a better member's penalty has passed it is tried again first, so
+//!   the group fails back as soon as it works again.
+//! * `load_balance`: `round_robin` starts each batch with the next member
+//!   in turn; `random` with a random one. Penalised members are skipped.
+//!
+//! When every member is penalised the group waits for the first penalty to
+//! pass: the channel fills and its writers wait (backpressure), nothing is
+//! dropped.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use super::{rejected_events, take_retrying, Backoff, SinkRunner, Task};
+use crate::channel::Channel;
+use crate::config::pipeline::{Balance, GroupStrategy, Pipeline, SinkGroupSpec};
+use crate::sink::SinkError;
+
+/// One member: a sink's runner (its sink, counters, dead-letter channel)
+/// with its priority and penalty.
+struct Member {
+    runner: SinkRunner,
+    priority: i64,
+    /// The current penalty; zero while the member works.
+    penalty: Duration,
+    /// Left alone until then.
+    until: Option<Instant>,
+}
+
+/// A running sink group.
+struct GroupRunner {
+    id: String,
+    input: Arc<dyn Channel>,
+    members: Vec<Member>,
+    strategy: GroupStrategy,
+    batch_size: usize,
+    base_penalty: Duration,
+    max_penalty: Duration,
+    shutdown: CancellationToken,
+    /// The member that starts the next round-robin turn.
+    turn: usize,
+    /// State of a small xorshift generator for `random`.
+    rng: u64,
+}
+
+/// The group tasks of `pipeline`, built from the runners of their members
+/// (taken out of `runners`).
+pub(super) fn tasks(
+    pipeline: &Pipeline,
+    runners: &mut HashMap<String, SinkRunner>,
+) -> Vec<(String, tracing::Span, Task)> {
+    let mut out = Vec::new();
+    for g in &pipeline.sink_groups {
+        let members: Vec<Member> = g
+            .sinks
+            .iter()
+            .enumerate()
+            .filter_map(|(i, id)| {
+                let runner = runners.remove(id)?;
+                let priority = match &g.strategy {
+                    GroupStrategy::Failover { priorities } => {
+                        priorities.get(i).copied().unwrap_or(0)
+                    }
+                    GroupStrategy::LoadBalance { .. } => 0,
+                };
+                Some(Member {
+                    runner,
+                    priority,
+                    penalty: Duration::ZERO,
+                    until: None,
+                })
+            })
+            .collect();
+        let Some(first) = members.first() else {
+            continue;
+        };
+        let runner = GroupRunner {
+            id: g.id.clone(),
+            input: first.runner.input.clone(),
+            batch_size: first.runner.batch_size,
+            shutdown: first.runner.shutdown.clone(),
+            members,
+            strategy: g.strategy.clone(),
+            base_penalty: g.penalty,
+            max_penalty: g.max_penalty,
+            turn: 0,
+            rng: seed(g),
+        };
+        let span = tracing::info_span!("sink_group", id = %g.id);
+        out.push((task_name(&g.id), span, Box::pin(runner.run()) as Task));
+    }
+    out
+}
+
+/// The name of a group's task (as a reload sees it).
+pub(super) fn task_name(id: &str) -> String {
+    format!("sink group `{id}`")
+}
+
+fn seed(g: &SinkGroupSpec) -> u64 {
+    let t = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0);
+    (t ^ (g.id.len() as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15)) | 1
+}
+
+impl GroupRunner {
+    fn random(&mut self) -> u64 {
+        let mut x = self.rng;
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        self.rng = x;
+        x
+    }
+
+    /// The members to try for the next batch, best first: those not
+    /// penalised at `now`.
+    fn order(&mut self, now: Instant) -> Vec<usize> {
+        let n = self.members.len();
+        let available = |m: &Member| m.until.is_none_or(|u| u <= now);
+        match self.strategy.clone() {
+            GroupStrategy::Failover { .. } => {
+                let mut idx: Vec<usize> = (0..n).filter(|&i| available(&self.members[i])).collect();
+                idx.sort_by_key(|&i| std::cmp::Reverse(self.members[i].priority));
+                idx
+            }
+            GroupStrategy::LoadBalance { selector } => {
+                let start = match selector {
+                    Balance::RoundRobin => {
+                        let s = self.turn;
+                        self.turn = (self.turn + 1) % n;
+                        s
+                    }
+                    Balance::Random => (self.random() % n as u64) as usize,
+                };
+                (0..n)
+                    .map(|k| (start + k) % n)
+                    .filter(|&i| available(&self.members[i]))
+                    .collect()
+            }
+        }
+    }
+
+    fn penalise(&mut self, i: usize, error: &str) {
+        let (base, max) = (self.base_penalty, self.max_penalty);
+        let m = &mut self.members[i];
+        m.penalty = if m.penalty.is_zero() {
+            base
+        } else {
+            (m.penalty * 2).min(max)
+        };
+        m.until = Some(Instant::now() + m.penalty);
+        tracing::warn!(sink = %m.runner.id, penalty = ?m.penalty, "write failed: {error}; trying the next sink of the group");
+    }
+
+    fn recovered(&mut self, i: usize) {
+        let m = &mut self.members[i];
+        if !m.penalty.is_zero() {
+            tracing::info!(sink = %m.runner.id, "sink works again");
+        }
+        m.penalty = Duration::ZERO;
+        m.until = None;
+    }
+
+    async fn run(self) -> Result<(), String> {
+        let members: Vec<_> = self
+            .members
+            .iter()
+            .map(|m| m.runner.metrics.clone())
+            .collect();
+        members.iter().for_each(|m| m.health.started());
+        let result = self.deliver().await;
+        members.iter().for_each(|m| m.health.ended(&result));
+        result
+    }
+
+    async fn deliver(mut self) -> Result<(), String> {
+        let mut backoff = Backoff::new();
+        tracing::debug!(group = %self.id, members = self.members.len(), "started");
+        while let Some(txn) = take_retrying(&*self.input, self.batch_size, &mut backoff).await {
+            'deliver: loop {
+                let order = self.order(Instant::now());
+                if order.is_empty() {
+                    let next = self.members.iter().filter_map(|m| m.until).min();
+                    tokio::time::sleep_until(next.unwrap_or_else(Instant::now)).await;
+                    continue;
+                }
+                for i in order {
+                    let m = &mut self.members[i];
+                    let started = std::time::Instant::now();
+                    let written = m.runner.sink.write(txn.batch()).await;
+                    m.runner.observe_write(&written, started, txn.batch());
+                    match written {
+                        Ok(()) => {
+                            m.runner.metrics.record_in(txn.batch());
+                            m.runner.metrics.record_out(txn.batch());
+                            self.recovered(i);
+                            break 'deliver;
+                        }
+                        Err(SinkError::Retry(e)) => self.penalise(i, &e),
+                        Err(SinkError::Rejected(rejected)) => {
+                            let r = &mut m.runner;
+                            r.metrics.record_in(txn.batch());
+                            rejected_events(
+                                &r.id,
+                                &r.metrics,
+                                r.dead_letter.as_ref(),
+                                &mut r.warn,
+                                txn.batch(),
+                                rejected,
+                            )
+                            .await?;
+                            self.recovered(i);
+                            break 'deliver;
+                        }
+                        Err(SinkError::Fatal(e)) => {
+                            txn.rollback();
+                            self.shutdown.cancel();
+                            return Err(format!("sink `{}`: {e}", m.runner.id));
+                        }
+                    }
+                }
+            }
+            if let Err(e) = txn.commit().await {
+                tracing::warn!("commit failed: {e}");
+            }
+        }
+        let mut result = Ok(());
+        for m in &mut self.members {
+            if let Err(e) = m.runner.sink.flush().await {
+                tracing::warn!(sink = %m.runner.id, "flush failed: {e}");
+                result = Err(format!("sink `{}`: flush failed: {e}", m.runner.id));
+            }
+        }
+        result
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::Batch;
+    use crate::sink::Sink;
+    use crate::testing::Collector;
+
+    struct Nothing;
+
+    #[async_trait::async_trait]
+    impl Sink for Nothing {
+        async fn write(&mut self, _b: &Batch) -> Result<(), SinkError> {
+            Ok(())
+        }
+    }
+
+    fn group(strategy: GroupStrategy, priorities: &[i64]) -> GroupRunner {
+        let input: Arc<dyn Channel> = Collector::new();
+        let members = priorities
+            .iter()
+            .enumerate()
+            .map(|(i, p)| Member {
+                runner: SinkRunner {
+                    id: format!("s{i}"),
+                    input: input.clone(),
+                    sink: Box::new(Nothing),
+                    dead_letter: None,
+                    metrics: Arc::default(),
+                    batch_size: 10,
+                    shutdown: CancellationToken::new(),
+                    warn: Default::default(),
+                    _guards: Vec::new(),
+                },
+                priority: *p,
+                penalty: Duration::ZERO,
+                until: None,
+            })
+            .collect();
+        GroupRunner {
+            id: "g".into(),
+            input,
+            members,
+            strategy,
+            batch_size: 10,
+            base_penalty: Duration::from_secs(1),
+            max_penalty: Duration::from_secs(4),
+            shutdown: CancellationToken::new(),
+            turn: 0,
+            rng: 7,
+        }
+    }
+
+    #[test]
+    fn failover_prefers_priority_skips_penalised_and_fails_back() {
+        let mut g = group(
+            GroupStrategy::Failover {
+                priorities: vec![5, 10, 1],
+            },
+            &[5, 10, 1],
+        );
+        assert_eq!(g.order(Instant::now()), [1, 0, 2]);
+        g.penalise(1, "refused");
+        assert_eq!(g.order(Instant::now()), [0, 2]);
+        g.penalise(1, "refused again");
+        assert_eq!(g.members[1].penalty, Duration::from_secs(2));
+        for _ in 0..5 {
+            g.penalise(1, "still refused");
+        }
+        assert_eq!(g.members[1].penalty, Duration::from_secs(4), "capped");
+        let later = Instant::now() + Duration::from_secs(5);
+        assert_eq!(
+            g.order(later),
+            [1, 0, 2],
+            "back first once the penalty passed"
+        );
+        g.recovered(1);
+        assert_eq!(g.members[1].penalty, Duration::ZERO);
+    }
+
+    #[test]
+    fn round_robin_turns_and_random_covers_every_member() {
+        let mut g = group(
+            GroupStrategy::LoadBalance {
+                selector: Balance::RoundRobin,
+            },
+            &[0, 0, 0],
+        );
+        let firsts: Vec<usize> = (0..6).map(|_| g.order(Instant::now())[0]).collect();
+        assert_eq!(firsts, [0, 1, 2, 0, 1, 2]);
+        g.penalise(1, "down");
+        assert_eq!(g.order(Instant::now()), [0, 2]);
+        let mut g = group(
+            GroupStrategy::LoadBalance {
+                selector: Balance::Random,
+            },
+            &[0, 0, 0],
+        );
+        let mut seen = [0; 3];
+        for _ in 0..300 {
+            let order = g.order(Instant::now());
+            assert_eq!(order.len(), 3);
+            seen[order[0]] += 1;
+        }
+        assert!(seen.iter().all(|n| *n > 50), "{seen:?}");
+    }
+}

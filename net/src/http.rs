@@ -1,0 +1,411 @@
+//! The `http` source: events from HTTP POST requests.
+//!
+//! The body is NDJSON (`Content-Type: application/x-ndjson` or
+//! `application/jsonl`: one JSON object per line), a JSON array of objects
+//! or a single object (`application/json`), or plain lines (anything else).
+//! A JSON object's members become the event's fields and its body is the
+//! object's JSON text (for NDJSON, a zero-copy slice of the request).
+//!
+//! Answers:
+//!
+//! * `200` once every event of the request is in the channels;
+//! * `400` with a message when the body is malformed (nothing is ingested);
+//! * `401` without a valid `Authorization: Bearer TOKEN` when a token is set;
+//! * `413` when the body is larger than `max_body_bytes`;
+//! * `503` with `Retry-After` when the channels stayed full for `busy_timeout`
+//!   (nothing is ingested).
+//!
+//! ```yaml
+//! sources:
+//!   http:
+//!     type: http
+//!     address: 0.0.0.0:8080
+//!     channels: [main]
+//! ```
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper::header::{HeaderValue, AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE, RETRY_AFTER};
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use serde::Deserialize;
+use sluice_core::prelude::*;
+use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
+
+use crate::ingest::{pump, Ingest, Refused};
+use crate::secure::{bind, Secret, TlsConfig, Token};
+
+/// The `http` source's options.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// `host:port` to listen on.
+    pub address: String,
+    /// The request path that takes events; any path when absent.
+    pub path: Option<String>,
+    /// The largest request body accepted (413 above it).
+    #[serde(default = "default_max_body_bytes")]
+    pub max_body_bytes: ByteSize,
+    /// How long a request waits for room in the channels before a 503.
+    #[serde(default = "default_busy_timeout")]
+    pub busy_timeout: sluice_core::config::Duration,
+    /// The bearer token clients must send: `{env: NAME}` or `{file: PATH}`.
+    pub token: Option<Secret>,
+    /// TLS: `cert` and `key`, and `ca` to require client certificates.
+    pub tls: Option<TlsConfig>,
+}
+
+fn default_max_body_bytes() -> ByteSize {
+    ByteSize(10 << 20)
+}
+
+fn default_busy_timeout() -> sluice_core::config::Duration {
+    Duration::from_secs(1).into()
+}
+
+impl SourceConfig for Config {
+    fn validate(&self) -> Vec<Problem> {
+        let mut p = Vec::new();
+        if let Some(tls) = &self.tls {
+            p.extend(tls.server_problems());
+        }
+        if self.max_body_bytes.0 == 0 {
+            p.push(Problem::at("max_body_bytes", "must be at least 1 byte"));
+        }
+        if self.path.as_deref().is_some_and(|p| !p.starts_with('/')) {
+            p.push(Problem::at("path", "must start with `/`"));
+        }
+        p
+    }
+
+    fn build(&self, _cx: &BuildContext) -> Result<Box<dyn Source>, BuildError> {
+        Ok(Box::new(HttpSource {
+            listener: bind(&self.address)?,
+            tls: self.tls.as_ref().map(TlsConfig::acceptor).transpose()?,
+            opts: Arc::new(Opts {
+                path: self.path.clone(),
+                max_body: usize::try_from(self.max_body_bytes.0).unwrap_or(usize::MAX),
+                busy: self.busy_timeout.get(),
+                token: self.token.as_ref().map(Secret::load).transpose()?,
+            }),
+        }))
+    }
+}
+
+struct Opts {
+    path: Option<String>,
+    max_body: usize,
+    busy: Duration,
+    token: Option<Token>,
+}
+
+/// A running `http` source.
+pub struct HttpSource {
+    listener: std::net::TcpListener,
+    tls: Option<TlsAcceptor>,
+    opts: Arc<Opts>,
+}
+
+#[async_trait]
+impl Source for HttpSource {
+    async fn run(self: Box<Self>, mut cx: SourceContext) -> Result<(), ComponentError> {
+        let listener = TcpListener::from_std(self.listener)?;
+        let (ingest, rx) = Ingest::new();
+        let shutdown = cx.shutdown.clone();
+        let (tls, opts, metrics) = (self.tls, self.opts, cx.metrics.clone());
+        let acceptor = tokio::spawn(async move {
+            loop {
+                let (tcp, peer) = tokio::select! {
+                    r = listener.accept() => match r {
+                        Ok(x) => x,
+                        Err(e) => {
+                            tracing::warn!("accept failed: {e}");
+                            tokio::time::sleep(Duration::from_millis(100)).await;
+                            continue;
+                        }
+                    },
+                    _ = shutdown.cancelled() => break,
+                };
+                let (ingest, opts, tls, shutdown, metrics) = (
+                    ingest.clone(),
+                    opts.clone(),
+                    tls.clone(),
+                    shutdown.clone(),
+                    metrics.clone(),
+                );
+                tokio::spawn(async move {
+                    let service = hyper::service::service_fn(move |req| {
+                        handle(req, ingest.clone(), opts.clone(), metrics.clone())
+                    });
+                    let http = hyper::server::conn::http1::Builder::new();
+                    let result = match tls {
+                        None => {
+                            let conn = http.serve_connection(TokioIo::new(tcp), service);
+                            tokio::pin!(conn);
+                            tokio::select! {
+                                r = conn.as_mut() => r,
+                                _ = shutdown.cancelled() => {
+                                    conn.as_mut().graceful_shutdown();
+                                    conn.await
+                                }
+                            }
+                        }
+                        Some(tls) => {
+                            let Ok(Ok(s)) =
+                                tokio::time::timeout(Duration::from_secs(10), tls.accept(tcp))
+                                    .await
+                            else {
+                                tracing::warn!(%peer, "TLS handshake failed");
+                                return;
+                            };
+                            let conn = http.serve_connection(TokioIo::new(s), service);
+                            tokio::pin!(conn);
+                            tokio::select! {
+                                r = conn.as_mut() => r,
+                                _ = shutdown.cancelled() => {
+                                    conn.as_mut().graceful_shutdown();
+                                    conn.await
+                                }
+                            }
+                        }
+                    };
+                    if let Err(e) = result {
+                        tracing::debug!(%peer, "http connection: {e}");
+                    }
+                });
+            }
+        });
+        let result = pump(rx, &mut cx).await;
+        acceptor.abort();
+        result
+    }
+}
+
+type Answer = Response<Full<Bytes>>;
+
+fn answer(status: StatusCode, msg: impl Into<String>) -> Answer {
+    let mut msg = msg.into();
+    msg.push('\n');
+    let mut r = Response::new(Full::new(Bytes::from(msg)));
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    r
+}
+
+async fn handle(
+    req: Request<Incoming>,
+    ingest: Ingest,
+    opts: Arc<Opts>,
+    metrics: Arc<ComponentMetrics>,
+) -> Result<Answer, Infallible> {
+    Ok(handle_inner(req, ingest, &opts, &metrics).await)
+}
+
+async fn handle_inner(
+    req: Request<Incoming>,
+    ingest: Ingest,
+    opts: &Opts,
+    metrics: &ComponentMetrics,
+) -> Answer {
+    if let Some(token) = &opts.token {
+        let offered = req
+            .headers()
+            .get(AUTHORIZATION)
+            .and_then(|v| v.as_bytes().strip_prefix(b"Bearer "));
+        if !offered.is_some_and(|t| token.matches(t)) {
+            let mut r = answer(StatusCode::UNAUTHORIZED, "missing or wrong bearer token");
+            r.headers_mut()
+                .insert("www-authenticate", HeaderValue::from_static("Bearer"));
+            return r;
+        }
+    }
+    if req.method() != Method::POST {
+        return answer(StatusCode::METHOD_NOT_ALLOWED, "use POST");
+    }
+    if let Some(path) = &opts.path {
+        if req.uri().path() != path {
+            return answer(StatusCode::NOT_FOUND, format!("events are taken at {path}"));
+        }
+    }
+    let too_large = || {
+        answer(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!(
+                "the body is larger than max_body_bytes ({} bytes)",
+                opts.max_body
+            ),
+        )
+    };
+    let declared = req
+        .headers()
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > opts.max_body as u64) {
+        return too_large();
+    }
+    let kind = match req
+        .headers()
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+    {
+        Some(t) if t.starts_with("application/x-ndjson") || t.starts_with("application/jsonl") => {
+            Kind::Ndjson
+        }
+        Some(t) if t.starts_with("application/json") => Kind::Json,
+        _ => Kind::Lines,
+    };
+    let body = match Limited::new(req.into_body(), opts.max_body).collect().await {
+        Ok(b) => b.to_bytes(),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => return too_large(),
+        Err(e) => {
+            return answer(
+                StatusCode::BAD_REQUEST,
+                format!("cannot read the body: {e}"),
+            )
+        }
+    };
+    let batch = match decode(body, kind) {
+        Ok(b) => b,
+        Err(msg) => {
+            metrics.record_errors(1);
+            return answer(StatusCode::BAD_REQUEST, msg);
+        }
+    };
+    let n = batch.len();
+    if n == 0 {
+        return answer(StatusCode::OK, "0 events");
+    }
+    match ingest.deliver(batch, Some(opts.busy)).await {
+        Ok(()) => answer(StatusCode::OK, format!("{n} events")),
+        Err(Refused::Busy) => {
+            let mut r = answer(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the channels are full; retry later",
+            );
+            r.headers_mut()
+                .insert(RETRY_AFTER, HeaderValue::from_static("1"));
+            r
+        }
+        Err(Refused::Closed) => {
+            let mut r = answer(StatusCode::SERVICE_UNAVAILABLE, "the agent is stopping");
+            r.headers_mut()
+                .insert(RETRY_AFTER, HeaderValue::from_static("5"));
+            r
+        }
+    }
+}
+
+#[derive(Clone, Copy)]
+enum Kind {
+    Ndjson,
+    Json,
+    Lines,
+}
+
+fn object_event(body: Bytes, v: serde_json::Value, now: Timestamp) -> Result<Event, String> {
+    let serde_json::Value::Object(map) = v else {
+        return Err(format!("expected JSON objects, found {}", kind_name(&v)));
+    };
+    let mut e = Event::new(body, now);
+    e.fields = Fields::with_capacity(map.len());
+    for (k, v) in map {
+        e.fields.insert(k, Value::from(v));
+    }
+    Ok(e)
+}
+
+fn kind_name(v: &serde_json::Value) -> &'static str {
+    match v {
+        serde_json::Value::Null => "null",
+        serde_json::Value::Bool(_) => "a boolean",
+        serde_json::Value::Number(_) => "a number",
+        serde_json::Value::String(_) => "a string",
+        serde_json::Value::Array(_) => "an array",
+        serde_json::Value::Object(_) => "an object",
+    }
+}
+
+/// Turns a request body into events; an error message for a malformed one.
+fn decode(body: Bytes, kind: Kind) -> Result<Batch, String> {
+    let now = Timestamp::now();
+    let mut batch = Batch::new();
+    match kind {
+        Kind::Lines | Kind::Ndjson => {
+            let mut start = 0;
+            let mut line_no = 0;
+            while start < body.len() {
+                line_no += 1;
+                let end = memchr::memchr(b'\n', &body[start..]).map_or(body.len(), |i| start + i);
+                let mut line = body.slice(start..end);
+                start = end + 1;
+                if line.last() == Some(&b'\r') {
+                    line.truncate(line.len() - 1);
+                }
+                match kind {
+                    Kind::Ndjson => {
+                        if line.iter().all(u8::is_ascii_whitespace) {
+                            continue;
+                        }
+                        let v: serde_json::Value = serde_json::from_slice(&line)
+                            .map_err(|e| format!("line {line_no}: invalid JSON: {e}"))?;
+                        batch.push(
+                            object_event(line, v, now)
+                                .map_err(|e| format!("line {line_no}: {e}"))?,
+                        );
+                    }
+                    _ => batch.push(Event::new(line, now)),
+                }
+            }
+        }
+        Kind::Json => {
+            let v: serde_json::Value =
+                serde_json::from_slice(&body).map_err(|e| format!("invalid JSON: {e}"))?;
+            let items = match v {
+                serde_json::Value::Array(items) => items,
+                other => vec![other],
+            };
+            for (i, item) in items.into_iter().enumerate() {
+                let text = Bytes::from(serde_json::to_vec(&item).unwrap_or_default());
+                batch.push(object_event(text, item, now).map_err(|e| format!("item {i}: {e}"))?);
+            }
+        }
+    }
+    Ok(batch)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bodies_decode_by_content_type() {
+        let b = decode(
+            Bytes::from_static(b"{\"a\":1}\n\n{\"a\":2,\"s\":\"x\"}\r\n"),
+            Kind::Ndjson,
+        )
+        .unwrap();
+        assert_eq!(b.len(), 2);
+        assert_eq!(b.events[1].get("s"), Some(&Value::from("x")));
+        assert_eq!(&b.events[0].body[..], b"{\"a\":1}");
+        let b = decode(Bytes::from_static(b"[{\"a\":1},{\"b\":[1,2]}]"), Kind::Json).unwrap();
+        assert_eq!(b.len(), 2);
+        let b = decode(Bytes::from_static(b"one\ntwo\r\nthree"), Kind::Lines).unwrap();
+        let bodies: Vec<_> = b.iter().map(|e| e.body.clone()).collect();
+        assert_eq!(bodies, ["one", "two", "three"]);
+        let e = decode(Bytes::from_static(b"{\"a\":1}\n{oops\n"), Kind::Ndjson).unwrap_err();
+        assert!(e.starts_with("line 2: invalid JSON"), "{e}");
+        let e = decode(Bytes::from_static(b"[1]"), Kind::Json).unwrap_err();
+        assert!(e.contains("expected JSON objects"), "{e}");
+    }
+}

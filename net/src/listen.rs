@@ -1,0 +1,339 @@
+//! The running side shared by the `tcp`, `udp` and `syslog` sources: accept
+//! connections (plain or TLS), frame each stream into messages, decode each
+//! message into an event, and hand batches to the source task (see
+//! [`ingest`](crate::ingest)).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use sluice_core::prelude::*;
+use tokio::io::AsyncReadExt;
+use tokio::net::{TcpListener, UdpSocket};
+use tokio_rustls::TlsAcceptor;
+use tokio_util::sync::CancellationToken;
+
+use crate::framing::{Framing, StreamFramer};
+use crate::ingest::{pump, Ingest};
+use crate::syslog::parse_syslog;
+use crate::warn::WarnLimiter;
+
+/// Bytes asked for per read.
+const READ_SIZE: usize = 256 << 10;
+/// The largest UDP datagram.
+const DATAGRAM: usize = 65_536;
+/// How long a TLS handshake may take.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// What a message becomes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Decoder {
+    /// The body, no fields.
+    Raw,
+    /// A syslog message: header parts become fields.
+    Syslog,
+}
+
+/// Counts and reports messages that could not be decoded or were too long.
+struct Faults {
+    metrics: Arc<ComponentMetrics>,
+    warn: WarnLimiter,
+    peer: String,
+}
+
+impl Faults {
+    fn too_long(&mut self, n: u64, max: usize) {
+        if n == 0 {
+            return;
+        }
+        self.metrics.record_errors(n as usize);
+        if let Some(held) = self.warn.allow() {
+            tracing::warn!(peer = %self.peer, max_line_bytes = max, skipped = n, held_back = held, "message longer than max_line_bytes: skipped");
+        }
+    }
+
+    fn unparsed(&mut self, n: usize, sample: &[u8]) {
+        if n == 0 {
+            return;
+        }
+        self.metrics.record_errors(n);
+        if let Some(held) = self.warn.allow() {
+            let sample = String::from_utf8_lossy(&sample[..sample.len().min(120)]);
+            tracing::warn!(peer = %self.peer, events = n, held_back = held, sample = %sample, "not a syslog message (RFC 3164 or 5424): passed on with its body only");
+        }
+    }
+}
+
+/// Adds one message to `batch`.
+fn decode(
+    decoder: Decoder,
+    msg: Bytes,
+    now: Timestamp,
+    batch: &mut Batch,
+    bad: &mut usize,
+    last_bad: &mut Bytes,
+) {
+    let mut event = Event::new(msg, now);
+    if decoder == Decoder::Syslog && !parse_syslog(&mut event) {
+        *bad += 1;
+        *last_bad = event.body.clone();
+    }
+    batch.push(event);
+}
+
+/// A TCP server that frames streams into events.
+pub(crate) struct StreamServer {
+    pub listener: std::net::TcpListener,
+    pub tls: Option<TlsAcceptor>,
+    pub framing: Framing,
+    pub max_line_bytes: usize,
+    pub batch_size: usize,
+    pub decoder: Decoder,
+}
+
+impl StreamServer {
+    pub(crate) async fn run(self, mut cx: SourceContext) -> Result<(), ComponentError> {
+        let listener = TcpListener::from_std(self.listener)?;
+        let (ingest, rx) = Ingest::new();
+        let shutdown = cx.shutdown.clone();
+        let metrics = cx.metrics.clone();
+        let opts = Arc::new((
+            self.tls,
+            self.framing,
+            self.max_line_bytes,
+            self.batch_size,
+            self.decoder,
+        ));
+        let acceptor = tokio::spawn(async move {
+            loop {
+                let (stream, peer) = tokio::select! {
+                    r = listener.accept() => match r {
+                        Ok(x) => x,
+                        Err(e) => {
+                            tracing::warn!("accept failed: {e}");
+                            tokio::time::sleep(Duration::from_millis(100)).await;
+                            continue;
+                        }
+                    },
+                    _ = shutdown.cancelled() => break,
+                };
+                let _ = stream.set_nodelay(true);
+                let (ingest, shutdown, opts) = (ingest.clone(), shutdown.clone(), opts.clone());
+                let faults = Faults {
+                    metrics: metrics.clone(),
+                    warn: WarnLimiter::default(),
+                    peer: peer.to_string(),
+                };
+                tokio::spawn(async move {
+                    let (tls, framing, max, batch_size, decoder) = &*opts;
+                    let result = match tls {
+                        None => {
+                            serve(
+                                stream,
+                                *framing,
+                                *max,
+                                *batch_size,
+                                *decoder,
+                                ingest,
+                                shutdown,
+                                faults,
+                            )
+                            .await
+                        }
+                        Some(tls) => {
+                            match tokio::time::timeout(HANDSHAKE_TIMEOUT, tls.accept(stream)).await
+                            {
+                                Ok(Ok(s)) => {
+                                    serve(
+                                        s,
+                                        *framing,
+                                        *max,
+                                        *batch_size,
+                                        *decoder,
+                                        ingest,
+                                        shutdown,
+                                        faults,
+                                    )
+                                    .await
+                                }
+                                Ok(Err(e)) => Err(format!("TLS handshake failed: {e}")),
+                                Err(_) => Err("TLS handshake timed out".into()),
+                            }
+                        }
+                    };
+                    if let Err(e) = result {
+                        tracing::warn!(%peer, "connection closed: {e}");
+                    }
+                });
+            }
+        });
+        let result = pump(rx, &mut cx).await;
+        acceptor.abort();
+        result
+    }
+}
+
+/// Reads one connection until it ends or the source stops.
+#[allow(clippy::too_many_arguments)]
+async fn serve<S: tokio::io::AsyncRead + Unpin>(
+    mut stream: S,
+    framing: Framing,
+    max: usize,
+    batch_size: usize,
+    decoder: Decoder,
+    ingest: Ingest,
+    shutdown: CancellationToken,
+    mut faults: Faults,
+) -> Result<(), String> {
+    let mut framer = StreamFramer::new(framing, max);
+    let mut batch = Batch::with_capacity(batch_size);
+    let (mut bad, mut last_bad) = (0, Bytes::new());
+    let mut outcome = Ok(());
+    loop {
+        let buf = framer.buf_mut();
+        buf.reserve(READ_SIZE);
+        let want = buf.capacity() - buf.len();
+        let mut stopped = false;
+        let n = tokio::select! {
+            r = stream.read_buf(buf) => match r {
+                Ok(n) => n,
+                Err(e) => { outcome = Err(e.to_string()); 0 }
+            },
+            _ = shutdown.cancelled() => { stopped = true; 0 }
+        };
+        let now = Timestamp::now();
+        let eof = n == 0;
+        loop {
+            match framer.next() {
+                Ok(Some(msg)) => {
+                    decode(decoder, msg, now, &mut batch, &mut bad, &mut last_bad);
+                    if batch.len() >= batch_size {
+                        let full = std::mem::replace(&mut batch, Batch::with_capacity(batch_size));
+                        if !ingest.send(full).await {
+                            return Ok(());
+                        }
+                    }
+                }
+                Ok(None) => break,
+                Err(e) => {
+                    faults.metrics.record_errors(1);
+                    ingest.send(batch).await;
+                    return Err(e.to_string());
+                }
+            }
+        }
+        // The sender's last message counts without a newline when it closed
+        // the connection; on a stop a partial message is left out.
+        if eof && !stopped && outcome.is_ok() {
+            if let Some(msg) = framer.finish() {
+                decode(decoder, msg, now, &mut batch, &mut bad, &mut last_bad);
+            }
+        }
+        faults.too_long(std::mem::take(&mut framer.too_long), max);
+        faults.unparsed(std::mem::take(&mut bad), &last_bad);
+        if eof || n < want {
+            let b = std::mem::replace(&mut batch, Batch::with_capacity(batch_size));
+            if !ingest.send(b).await {
+                return Ok(());
+            }
+        }
+        if eof {
+            return outcome;
+        }
+    }
+}
+
+/// A UDP server: each datagram is a message (`Raw` datagrams are split into
+/// lines).
+pub(crate) struct DatagramServer {
+    pub socket: std::net::UdpSocket,
+    pub max_line_bytes: usize,
+    pub batch_size: usize,
+    pub decoder: Decoder,
+}
+
+impl DatagramServer {
+    pub(crate) async fn run(self, mut cx: SourceContext) -> Result<(), ComponentError> {
+        let socket = UdpSocket::from_std(self.socket)?;
+        let (ingest, rx) = Ingest::new();
+        let shutdown = cx.shutdown.clone();
+        let mut faults = Faults {
+            metrics: cx.metrics.clone(),
+            warn: WarnLimiter::default(),
+            peer: "udp".into(),
+        };
+        let (max, batch_size, decoder) = (self.max_line_bytes, self.batch_size, self.decoder);
+        let reader = tokio::spawn(async move {
+            let mut buf = BytesMut::new();
+            let mut batch = Batch::with_capacity(batch_size);
+            let (mut bad, mut last_bad) = (0, Bytes::new());
+            let mut too_long = 0u64;
+            loop {
+                buf.reserve(DATAGRAM);
+                let r = tokio::select! {
+                    r = socket.recv_buf_from(&mut buf) => r,
+                    _ = shutdown.cancelled() => break,
+                };
+                let now = Timestamp::now();
+                let mut take = |buf: &mut BytesMut, batch: &mut Batch| {
+                    let datagram = buf.split().freeze();
+                    let msgs: Vec<Bytes> = if decoder == Decoder::Raw {
+                        datagram
+                            .split(|b| *b == b'\n')
+                            .filter(|l| !l.is_empty())
+                            .map(|l| datagram.slice_ref(l))
+                            .collect()
+                    } else {
+                        vec![trim_newline(datagram)]
+                    };
+                    for m in msgs {
+                        let m = trim_cr(m);
+                        if m.len() > max {
+                            too_long += 1;
+                            continue;
+                        }
+                        decode(decoder, m, now, batch, &mut bad, &mut last_bad);
+                    }
+                };
+                match r {
+                    Ok(_) => take(&mut buf, &mut batch),
+                    Err(e) => {
+                        tracing::warn!("receive failed: {e}");
+                        continue;
+                    }
+                }
+                // Take what else is already waiting, up to a batch.
+                while batch.len() < batch_size {
+                    buf.reserve(DATAGRAM);
+                    match socket.try_recv_buf_from(&mut buf) {
+                        Ok(_) => take(&mut buf, &mut batch),
+                        Err(_) => break,
+                    }
+                }
+                faults.too_long(std::mem::take(&mut too_long), max);
+                faults.unparsed(std::mem::take(&mut bad), &last_bad);
+                let b = std::mem::replace(&mut batch, Batch::with_capacity(batch_size));
+                if !ingest.send(b).await {
+                    break;
+                }
+            }
+        });
+        let result = pump(rx, &mut cx).await;
+        reader.abort();
+        result
+    }
+}
+
+fn trim_newline(b: Bytes) -> Bytes {
+    match b.last() {
+        Some(b'\n') => b.slice(..b.len() - 1),
+        _ => b,
+    }
+}
+
+fn trim_cr(b: Bytes) -> Bytes {
+    match b.last() {
+        Some(b'\r') => b.slice(..b.len() - 1),
+        _ => b,
+    }
+}

@@ -1,0 +1,379 @@
+//! The `file` sink: appends events to files whose path is a [`Template`].
+//!
+//! # How a batch is written
+//!
+//! 1. Each event's path is rendered (once per batch when the template is
+//!    static; when it has no fields and no sub-second specifier, the path of
+//!    the previous event is reused while the timestamp stays in the same
+//!    second). Field values are rendered with
+//!    [`Template::render_path`], so they cannot add path components.
+//! 2. Events are encoded ([`Encoder`]) into one buffer per distinct path, in
+//!    batch order; the buffers are reused from batch to batch.
+//! 3. One blocking task ([`tokio::task::spawn_blocking`]) writes each buffer
+//!    with a single `write_all` to its file, opened with `O_APPEND` (created,
+//!    with its parent directories, when missing).
+//!
+//! `write` returns `Ok` once every buffer is written to the OS (there is no
+//! user-space buffering). When the sink's input channel is durable
+//! ([`BuildContext::durable_input`]), each file written is also synced
+//! (`sync_data`) before `write` returns, since the take is committed right
+//! after; otherwise there is no `fsync`: a crash of the process loses nothing
+//! written, a crash of the machine may lose what the OS had not yet synced.
+//! On an I/O error the sink stops at that file, cuts the file back to its
+//! size before the failed write, and returns [`SinkError::Retry`]; files
+//! written before it in the same batch then get the batch again on retry
+//! (at-least-once).
+//!
+//! # Compression
+//!
+//! With `compression: gzip` or `zstd`, each buffer (one batch's events for
+//! one file) is compressed on the blocking thread into one complete gzip
+//! member or zstd frame and appended. Concatenated members (frames) are one
+//! valid stream for `gzip -d`, `zstd -d` and the usual libraries, so a file
+//! is valid after every write: nothing is held back until close, and a crash
+//! can at worst leave a torn last member of a batch that was not
+//! acknowledged. Since such a torn member would spoil what follows it, a
+//! compressed file that already exists when this run first opens its path
+//! is rotated away before the first write.
+//!
+//! # Rotation
+//!
+//! With `rotate`, before a buffer is written to a file the sink checks the
+//! file: when the buffer would take it past `max_bytes` (bytes on disk) or
+//! the file is `interval` old, the file is closed and renamed to
+//! `<stem>.<UTC time YYYYMMDDTHHMMSSZ>.<6-digit sequence>.<extension>` in
+//! the same directory (`app.log` -> `app.20261126T055901Z.000000.log`,
+//! `app.log.gz` -> `app.log.20261126T055901Z.000000.gz`); the sequence
+//! number counts the rotations within that second, so rotated files sort by
+//! name in the order they were written. A file is never rotated empty, so a
+//! batch larger than `max_bytes` still goes whole into one file.
+//!
+//! An event whose path renders empty or ending in `/` (say `./out/{app}` and
+//! the event has no `app`) is rejected ([`SinkError::Rejected`]): it goes to the dead-letter channel
+//! when there is one.
+//!
+//! # Open files
+//!
+//! Open files are kept in a map keyed by rendered path. A file not written
+//! for `idle_timeout` is closed (checked at every batch), and at most
+//! `max_open_files` stay open: opening one more closes the least recently
+//! used. A file renamed away (log rotation) keeps receiving events until it
+//! is closed by one of these rules.
+
+use std::collections::HashMap;
+use std::num::NonZeroUsize;
+
+use async_trait::async_trait;
+use serde::Deserialize;
+use sluice_core::prelude::*;
+use sluice_core::template::Template;
+
+use crate::encode::{Encoder, Format};
+
+mod writer;
+
+use writer::{Files, Settings};
+
+/// The `file` sink's options.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Where to write: a template (`./out/{app}/%Y-%m-%d.log`) rendered per
+    /// event from its timestamp (UTC) and fields. Relative paths are relative
+    /// to the agent's working directory.
+    pub path: Template,
+    /// `text` (the body and a newline) or `json` (one object per line).
+    #[serde(default)]
+    pub format: Format,
+    /// How many files may be open at once; opening one more closes the least
+    /// recently written.
+    #[serde(default = "default_max_open_files")]
+    pub max_open_files: NonZeroUsize,
+    /// Close a file after this long without writes (so that yesterday's file
+    /// of a `%Y-%m-%d` path does not stay open).
+    #[serde(default = "default_idle_timeout")]
+    pub idle_timeout: Duration,
+    /// Start a new file when the current one would grow past a size or has
+    /// reached an age; the old one is renamed with a timestamp and a
+    /// sequence number.
+    #[serde(default)]
+    pub rotate: Option<RotateConfig>,
+    /// Compress what is written: `none`, `gzip` or `zstd`.
+    #[serde(default)]
+    pub compression: Compression,
+}
+
+/// When to rotate: set one or both.
+#[derive(Clone, Copy, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RotateConfig {
+    /// Rotate before a write would take the file past this size (on disk,
+    /// so compressed bytes when compressing). A single batch larger than
+    /// this still goes into one file.
+    #[serde(default)]
+    pub max_bytes: Option<ByteSize>,
+    /// Rotate a file at the first write once it is this old (since it was
+    /// created, as the file system records it, else since it was opened).
+    #[serde(default)]
+    pub interval: Option<Duration>,
+}
+
+/// How the written bytes are compressed.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Compression {
+    /// As encoded.
+    #[default]
+    None,
+    /// One gzip member per batch and file.
+    Gzip,
+    /// One zstd frame per batch and file.
+    Zstd,
+}
+
+fn default_max_open_files() -> NonZeroUsize {
+    NonZeroUsize::new(64).unwrap_or(NonZeroUsize::MIN)
+}
+
+fn default_idle_timeout() -> Duration {
+    Duration(std::time::Duration::from_secs(30))
+}
+
+impl SinkConfig for Config {
+    fn validate(&self) -> Vec<Problem> {
+        let mut problems = Vec::new();
+        let path = self.path.as_str();
+        if path.is_empty() {
+            problems.push(Problem::at("path", "the path is empty: name a file"));
+        } else if path.ends_with('/') {
+            problems.push(Problem::at(
+                "path",
+                format!("`{path}` names a directory: add a file name"),
+            ));
+        }
+        if self.idle_timeout.get().is_zero() {
+            problems.push(Problem::at(
+                "idle_timeout",
+                "must be longer than 0, such as `30s`",
+            ));
+        }
+        if let Some(r) = &self.rotate {
+            match (r.max_bytes, r.interval) {
+                (None, None) => problems.push(Problem::at(
+                    "rotate",
+                    "set `max_bytes`, `interval` or both (or leave `rotate` out)",
+                )),
+                (Some(b), _) if b.0 == 0 => {
+                    problems.push(Problem::at("rotate.max_bytes", "must be at least 1 byte"))
+                }
+                (_, Some(i)) if i.get().is_zero() => {
+                    problems.push(Problem::at("rotate.interval", "must be longer than 0"))
+                }
+                _ => {}
+            }
+        }
+        problems
+    }
+
+    fn build(&self, cx: &BuildContext) -> Result<Box<dyn Sink>, BuildError> {
+        let settings = Settings {
+            max_open: self.max_open_files.get(),
+            idle_timeout: self.idle_timeout.get(),
+            rotate_bytes: self.rotate.and_then(|r| r.max_bytes).map(|b| b.0),
+            rotate_interval: self.rotate.and_then(|r| r.interval).map(|i| i.get()),
+            compression: self.compression,
+            durable: cx.durable_input,
+        };
+        Ok(Box::new(FileSink::with_settings(
+            &cx.id,
+            self.path.clone(),
+            self.format,
+            settings,
+        )))
+    }
+}
+
+/// The events of one batch going to one path, encoded.
+#[derive(Debug)]
+struct Group {
+    path: String,
+    buf: Vec<u8>,
+}
+
+/// The `file` sink (see the [module docs](self)).
+#[derive(Debug)]
+pub struct FileSink {
+    /// The component id, for error messages.
+    id: String,
+    /// The path template.
+    template: Template,
+    /// Whether the path of the previous event may be reused when the
+    /// timestamp's second has not changed.
+    cache_by_second: bool,
+    /// Encodes events into group buffers.
+    encoder: Encoder,
+    /// The open files; `None` only while a write is in flight (or after a
+    /// blocking task panicked, when the files are reopened lazily).
+    files: Option<Files>,
+    /// This batch's groups, in order of first appearance.
+    groups: Vec<Group>,
+    /// Rendered path -> index in `groups`, for this batch.
+    group_index: HashMap<String, usize>,
+    /// Emptied buffers kept for the next batches.
+    spare: Vec<Vec<u8>>,
+    /// Where a path is rendered before it is looked up.
+    scratch: String,
+    /// The writer's options, kept to rebuild `files` after a failed writer task.
+    settings: Settings,
+}
+
+/// Buffers larger than this are not kept for reuse (a burst should not pin
+/// memory for the rest of the run).
+const MAX_SPARE_CAPACITY: usize = 16 << 20;
+
+impl FileSink {
+    /// A sink writing to `template` in `format`, without rotation nor
+    /// compression.
+    pub fn new(
+        id: &str,
+        template: Template,
+        format: Format,
+        max_open: usize,
+        idle_timeout: std::time::Duration,
+    ) -> Self {
+        let settings = Settings {
+            max_open,
+            idle_timeout,
+            rotate_bytes: None,
+            rotate_interval: None,
+            compression: Compression::None,
+            durable: false,
+        };
+        FileSink::with_settings(id, template, format, settings)
+    }
+
+    fn with_settings(id: &str, template: Template, format: Format, mut settings: Settings) -> Self {
+        settings.max_open = settings.max_open.max(1);
+        FileSink {
+            id: id.to_string(),
+            cache_by_second: !template.has_fields() && !template.has_subsecond(),
+            template,
+            encoder: Encoder::new(format),
+            files: Some(Files::new(settings.clone())),
+            groups: Vec::new(),
+            group_index: HashMap::new(),
+            spare: Vec::new(),
+            scratch: String::new(),
+            settings,
+        }
+    }
+
+    /// Index of the group for the path in `self.scratch`, created if new.
+    fn group_for_scratch(&mut self) -> usize {
+        if let Some(&i) = self.group_index.get(self.scratch.as_str()) {
+            return i;
+        }
+        let i = self.groups.len();
+        self.groups.push(Group {
+            path: self.scratch.clone(),
+            buf: self.spare.pop().unwrap_or_default(),
+        });
+        self.group_index.insert(self.scratch.clone(), i);
+        i
+    }
+
+    /// Splits and encodes the batch into `self.groups`; returns the rejected
+    /// events.
+    fn encode(&mut self, batch: &Batch) -> Vec<(usize, String)> {
+        let mut rejected = Vec::new();
+        let static_path = self.template.is_static();
+        let mut last: Option<(i64, usize)> = None;
+        for (i, event) in batch.iter().enumerate() {
+            let second = event.timestamp.seconds();
+            let g = match last {
+                Some((s, g)) if static_path || (self.cache_by_second && s == second) => g,
+                _ => {
+                    self.scratch.clear();
+                    self.template.render_path(event, &mut self.scratch);
+                    if self.scratch.is_empty() || self.scratch.ends_with('/') {
+                        rejected.push((
+                            i,
+                            format!(
+                                "the path template `{}` rendered `{}` for this event, \
+                                 which names no file (a field it uses is missing?)",
+                                self.template, self.scratch
+                            ),
+                        ));
+                        last = None;
+                        continue;
+                    }
+                    self.group_for_scratch()
+                }
+            };
+            last = Some((second, g));
+            if let Err(e) = self.encoder.encode(event, &mut self.groups[g].buf) {
+                rejected.push((i, e));
+            }
+        }
+        rejected
+    }
+
+    /// Returns the group buffers to the spare pool.
+    fn recycle(&mut self, groups: Vec<Group>) {
+        self.group_index.clear();
+        for mut g in groups {
+            if g.buf.capacity() <= MAX_SPARE_CAPACITY {
+                g.buf.clear();
+                self.spare.push(g.buf);
+            }
+        }
+        self.spare.truncate(self.settings.max_open);
+    }
+}
+
+#[async_trait]
+impl Sink for FileSink {
+    async fn write(&mut self, batch: &Batch) -> Result<(), SinkError> {
+        let rejected = self.encode(batch);
+        let groups = std::mem::take(&mut self.groups);
+        let mut files = self
+            .files
+            .take()
+            .unwrap_or_else(|| Files::new(self.settings.clone()));
+        let joined = tokio::task::spawn_blocking(move || {
+            let result = files.write_groups(&groups);
+            (files, groups, result)
+        })
+        .await;
+        let (files, groups, result) = match joined {
+            Ok(r) => r,
+            Err(e) => {
+                self.group_index.clear();
+                return Err(SinkError::Retry(format!(
+                    "sink `{}`: the file writer task failed: {e}",
+                    self.id
+                )));
+            }
+        };
+        self.files = Some(files);
+        self.recycle(groups);
+        result?;
+        if rejected.is_empty() {
+            Ok(())
+        } else {
+            Err(SinkError::Rejected(rejected))
+        }
+    }
+
+    async fn flush(&mut self) -> Result<(), SinkError> {
+        // Every write already reached the OS, each as complete compressed
+        // members or frames; closing is all that is left.
+        if let Some(files) = self.files.as_mut() {
+            files.open.clear();
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,287 @@
+//! The `file` sink's blocking side: the open files, compression, rotation
+//! and syncing. It runs on tokio's blocking threads; [`Files`] moves into
+//! `spawn_blocking` for each batch and back.
+
+use std::collections::{HashMap, HashSet};
+use std::fs::{File, OpenOptions};
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::time::{Instant, SystemTime};
+
+use sluice_core::prelude::SinkError;
+
+use super::{Compression, Group};
+
+/// What the writer needs from the config.
+#[derive(Clone, Debug)]
+pub(super) struct Settings {
+    pub(super) max_open: usize,
+    pub(super) idle_timeout: std::time::Duration,
+    /// Rotate a file before a write would take it past this size.
+    pub(super) rotate_bytes: Option<u64>,
+    /// Rotate a file older than this before writing to it.
+    pub(super) rotate_interval: Option<std::time::Duration>,
+    pub(super) compression: Compression,
+    /// `sync_data` every file written before a write returns.
+    pub(super) durable: bool,
+}
+
+/// An open file and what rotation needs to know about it.
+#[derive(Debug)]
+pub(super) struct OpenFile {
+    file: File,
+    last_used: Instant,
+    /// Its size on disk (compressed bytes when compressing).
+    size: u64,
+    /// When it was created (as far as the file system tells; else when
+    /// opened), for `rotate.interval`.
+    born: SystemTime,
+}
+
+/// The open files and the writer's reusable state.
+#[derive(Debug)]
+pub(super) struct Files {
+    pub(super) open: HashMap<String, OpenFile>,
+    settings: Settings,
+    /// Paths opened by this run: a compressed file that existed before is
+    /// rotated away at its first open, since a crash may have left a torn
+    /// last member or frame in it.
+    seen: HashSet<String>,
+    /// The compressed form of the group being written.
+    compressed: Vec<u8>,
+    /// The timestamp of the last rotated name and the next sequence number
+    /// for that timestamp.
+    stamp: (String, u32),
+}
+
+impl Files {
+    pub(super) fn new(settings: Settings) -> Self {
+        Files {
+            open: HashMap::new(),
+            settings,
+            seen: HashSet::new(),
+            compressed: Vec::new(),
+            stamp: (String::new(), 0),
+        }
+    }
+
+    /// Writes each group with one `write_all` (compressed into one gzip
+    /// member or zstd frame when compressing), rotating first when due, and
+    /// syncs when the input is durable; stops at the first error.
+    pub(super) fn write_groups(&mut self, groups: &[Group]) -> Result<(), SinkError> {
+        let now = Instant::now();
+        let idle = self.settings.idle_timeout;
+        self.open
+            .retain(|_, f| now.duration_since(f.last_used) < idle);
+        for g in groups {
+            if g.buf.is_empty() {
+                continue;
+            }
+            let mut compressed = std::mem::take(&mut self.compressed);
+            let result = self.write_group(g, &mut compressed, now);
+            compressed.clear();
+            self.compressed = compressed;
+            result?;
+        }
+        Ok(())
+    }
+
+    fn write_group(
+        &mut self,
+        g: &Group,
+        compressed: &mut Vec<u8>,
+        now: Instant,
+    ) -> Result<(), SinkError> {
+        let data: &[u8] = match self.settings.compression {
+            Compression::None => &g.buf,
+            c => {
+                compress(c, &g.buf, compressed).map_err(|e| {
+                    SinkError::Retry(format!("cannot compress for `{}`: {e}", g.path))
+                })?;
+                compressed
+            }
+        };
+        let retry = |what: &str, e: std::io::Error| {
+            SinkError::Retry(format!("cannot {what} `{}`: {e}", g.path))
+        };
+        let settings = self.settings.clone();
+        let due = {
+            let file = self.get(&g.path, now)?;
+            due(&settings, file, data.len() as u64)
+        };
+        if due {
+            self.rotate(&g.path).map_err(|e| retry("rotate", e))?;
+        }
+        let file = self.get(&g.path, now)?;
+        let before = file.size;
+        if let Err(e) = file.file.write_all(data) {
+            // Take back what part of it was written, so that the file holds
+            // whole lines (and whole compressed members); then reopen next
+            // time: the handle may be what is broken.
+            if let Err(undo) = file.file.set_len(before) {
+                tracing::warn!(path = %g.path, error = %undo, "cannot cut a failed write back");
+            }
+            self.open.remove(&g.path);
+            return Err(retry("write to", e));
+        }
+        file.size += data.len() as u64;
+        if settings.durable {
+            if let Err(e) = file.file.sync_data() {
+                self.open.remove(&g.path);
+                return Err(retry("sync", e));
+            }
+        }
+        Ok(())
+    }
+
+    /// Closes `path` and renames it to its rotated name (see the module
+    /// docs); the next write creates a new file at `path`.
+    fn rotate(&mut self, path: &str) -> std::io::Result<()> {
+        self.open.remove(path);
+        let path = Path::new(path);
+        let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%SZ").to_string();
+        if stamp != self.stamp.0 {
+            self.stamp = (stamp, 0);
+        }
+        let target = loop {
+            let candidate = rotated_name(path, &self.stamp.0, self.stamp.1);
+            self.stamp.1 += 1;
+            if !candidate.exists() {
+                break candidate;
+            }
+        };
+        std::fs::rename(path, &target)?;
+        if self.settings.durable {
+            sync_dir(path)?;
+        }
+        Ok(())
+    }
+
+    /// The open file for `path`, opened (and its directory created) if needed.
+    fn get(&mut self, path: &str, now: Instant) -> Result<&mut OpenFile, SinkError> {
+        if !self.open.contains_key(path) {
+            while self.open.len() >= self.settings.max_open {
+                let oldest = self
+                    .open
+                    .iter()
+                    .min_by_key(|(_, f)| f.last_used)
+                    .map(|(p, _)| p.clone());
+                match oldest {
+                    Some(p) => self.open.remove(&p),
+                    None => break,
+                };
+            }
+            let opened = self.open_new(path);
+            let file =
+                opened.map_err(|e| SinkError::Retry(format!("cannot open `{path}`: {e}")))?;
+            self.open.insert(path.to_string(), file);
+        }
+        let f = self
+            .open
+            .get_mut(path)
+            .ok_or_else(|| SinkError::Retry(format!("`{path}` was not opened")))?;
+        f.last_used = now;
+        Ok(f)
+    }
+
+    fn open_new(&mut self, path: &str) -> std::io::Result<OpenFile> {
+        let first_time = self.seen.insert(path.to_string());
+        let existed = self.settings.durable && Path::new(path).exists();
+        let mut file = open_append(Path::new(path))?;
+        if self.settings.durable && !existed {
+            // The new directory entry must survive a crash as well.
+            sync_dir(Path::new(path))?;
+        }
+        let mut meta = file.metadata()?;
+        if first_time && meta.len() > 0 && self.settings.compression != Compression::None {
+            drop(file);
+            self.rotate(path)?;
+            file = open_append(Path::new(path))?;
+            meta = file.metadata()?;
+        }
+        let born = if meta.len() == 0 {
+            SystemTime::now()
+        } else {
+            meta.created().unwrap_or_else(|_| SystemTime::now())
+        };
+        Ok(OpenFile {
+            file,
+            last_used: Instant::now(),
+            size: meta.len(),
+            born,
+        })
+    }
+}
+
+/// Whether the open file must be rotated before `more` bytes go in.
+fn due(settings: &Settings, file: &OpenFile, more: u64) -> bool {
+    if file.size == 0 {
+        return false;
+    }
+    let too_big = settings
+        .rotate_bytes
+        .is_some_and(|max| file.size.saturating_add(more) > max);
+    let too_old = settings.rotate_interval.is_some_and(|age| {
+        SystemTime::now()
+            .duration_since(file.born)
+            .is_ok_and(|a| a >= age)
+    });
+    too_big || too_old
+}
+
+/// `dir/name.ext` -> `dir/name.<stamp>.<seq>.ext` (six-digit sequence
+/// number; without an extension, appended at the end).
+pub(super) fn rotated_name(path: &Path, stamp: &str, seq: u32) -> PathBuf {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let rotated = match name.rfind('.') {
+        Some(dot) if dot > 0 => format!("{}.{stamp}.{seq:06}{}", &name[..dot], &name[dot..]),
+        _ => format!("{name}.{stamp}.{seq:06}"),
+    };
+    path.with_file_name(rotated)
+}
+
+/// Appends `data` compressed as one complete gzip member or zstd frame to `out`.
+fn compress(c: Compression, data: &[u8], out: &mut Vec<u8>) -> std::io::Result<()> {
+    match c {
+        Compression::None => out.extend_from_slice(data),
+        Compression::Gzip => {
+            let mut enc =
+                flate2::write::GzEncoder::new(std::mem::take(out), flate2::Compression::default());
+            enc.write_all(data)?;
+            *out = enc.finish()?;
+        }
+        Compression::Zstd => {
+            let mut enc = zstd::stream::write::Encoder::new(std::mem::take(out), 3)?;
+            enc.write_all(data)?;
+            *out = enc.finish()?;
+        }
+    }
+    Ok(())
+}
+
+/// Makes a rename in `path`'s directory durable.
+fn sync_dir(path: &Path) -> std::io::Result<()> {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    File::open(dir)?.sync_all()
+}
+
+/// Opens `path` for appending, creating it and its parent directories.
+fn open_append(path: &Path) -> std::io::Result<File> {
+    let mut options = OpenOptions::new();
+    options.create(true).append(true);
+    match options.open(path) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                std::fs::create_dir_all(dir)?;
+            }
+            options.open(path)
+        }
+        other => other,
+    }
+}
