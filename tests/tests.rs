@@ -7,6 +7,7 @@ mod durability;
 mod examples;
 mod hop;
 mod network;
+mod operations;
 mod postgres;
 mod reload;
 mod store;

@@ -3,6 +3,8 @@
 use std::sync::atomic::{AtomicU64, AtomicU8, Ordering::Relaxed};
 
 use crate::event::Batch;
+use crate::topology::health::ComponentHealth;
+use crate::topology::tap::Tap;
 
 /// Counters of one component. Cheap to update: one atomic add per batch.
 #[derive(Debug, Default)]
@@ -19,6 +21,14 @@ pub struct ComponentMetrics {
     pub errors: AtomicU64,
     /// Events dropped on purpose (a filter, a full channel that drops).
     pub discarded: AtomicU64,
+    /// How long a sink's batch writes take (sinks only).
+    pub batch_latency: LatencyHistogram,
+    /// Named values a component reports about itself (e.g. `anomaly_score`).
+    pub gauges: Gauges,
+    /// Whether the component's task runs, and whether its writes fail.
+    pub health: ComponentHealth,
+    /// Samples of the events leaving the component, for `sluice tap`.
+    pub tap: Tap,
     /// For a bounded source: how much it will read in all (see
     /// [`set_progress_total`](Self::set_progress_total)).
     pub progress_total: AtomicU64,
@@ -61,6 +71,12 @@ impl ComponentMetrics {
     /// Counts discarded events.
     pub fn record_discarded(&self, n: usize) {
         self.discarded.fetch_add(n as u64, Relaxed);
+    }
+
+    /// Sets the gauge `name` (e.g. `anomaly_score`) to `value`; the API
+    /// exports it and the dashboard plots it.
+    pub fn set_gauge(&self, name: &str, value: f64) {
+        self.gauges.set(name, value);
     }
 
     /// Declares this source bounded: it will read `total` bytes of input
@@ -114,4 +130,142 @@ pub struct MetricsSnapshot {
     pub errors: u64,
     /// See [`ComponentMetrics::discarded`].
     pub discarded: u64,
+}
+
+/// Upper bounds, in seconds, of the batch latency histogram's buckets.
+pub const LATENCY_BUCKETS: [f64; 12] = [
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0,
+];
+
+/// A histogram of durations with fixed buckets ([`LATENCY_BUCKETS`]): one
+/// atomic add per bucket hit, no lock.
+#[derive(Debug, Default)]
+pub struct LatencyHistogram {
+    /// Observations per bucket (not cumulative); the last counts what
+    /// exceeded every bound.
+    buckets: [AtomicU64; LATENCY_BUCKETS.len() + 1],
+    /// Sum of all observations in microseconds.
+    sum_micros: AtomicU64,
+    /// Number of observations.
+    count: AtomicU64,
+}
+
+impl LatencyHistogram {
+    /// Records one observation.
+    pub fn observe(&self, d: std::time::Duration) {
+        let secs = d.as_secs_f64();
+        let i = LATENCY_BUCKETS
+            .iter()
+            .position(|b| secs <= *b)
+            .unwrap_or(LATENCY_BUCKETS.len());
+        self.buckets[i].fetch_add(1, Relaxed);
+        self.sum_micros
+            .fetch_add(d.as_micros().min(u64::MAX as u128) as u64, Relaxed);
+        self.count.fetch_add(1, Relaxed);
+    }
+
+    /// Cumulative counts per bound of [`LATENCY_BUCKETS`] (then `+Inf`), the
+    /// sum in seconds, and the count.
+    pub fn snapshot(&self) -> (Vec<u64>, f64, u64) {
+        let mut total = 0;
+        let cumulative = self
+            .buckets
+            .iter()
+            .map(|b| {
+                total += b.load(Relaxed);
+                total
+            })
+            .collect();
+        let sum = self.sum_micros.load(Relaxed) as f64 / 1e6;
+        (cumulative, sum, self.count.load(Relaxed))
+    }
+}
+
+/// Named gauges of one component. Set rarely (per batch at most), read by the
+/// API: a small locked list is enough.
+#[derive(Debug, Default)]
+pub struct Gauges {
+    values: std::sync::Mutex<Vec<(String, f64)>>,
+}
+
+impl Gauges {
+    /// Sets `name` to `value`.
+    pub fn set(&self, name: &str, value: f64) {
+        let mut values = self.values.lock().unwrap_or_else(|e| e.into_inner());
+        match values.iter_mut().find(|(n, _)| n == name) {
+            Some((_, v)) => *v = value,
+            None => values.push((name.to_string(), value)),
+        }
+    }
+
+    /// Every gauge with its value, in the order first set.
+    pub fn snapshot(&self) -> Vec<(String, f64)> {
+        self.values
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::event::{Event, Timestamp};
+    use crate::processor::{ProcessContext, Processor};
+    use crate::topology::emit::{ChainLink, Emitter, Route, WarnLimiter};
+
+    struct Scorer;
+    impl Processor for Scorer {
+        fn process(&mut self, batch: &mut Batch, cx: &mut ProcessContext) {
+            cx.set_gauge("anomaly_score", batch.len() as f64 / 10.0);
+        }
+    }
+
+    #[tokio::test]
+    async fn a_processor_sets_its_own_gauges_through_its_context() {
+        let own = Arc::new(ComponentMetrics::default());
+        let link = ChainLink {
+            id: "score".into(),
+            processor: Box::new(Scorer),
+            dead_letter: None,
+            metrics: own.clone(),
+            warn: WarnLimiter::default(),
+            count_io: true,
+        };
+        let source = Arc::new(ComponentMetrics::default());
+        let mut emitter = Emitter::new(
+            "src",
+            vec![link],
+            Route::Replicating,
+            Vec::new(),
+            source.clone(),
+        );
+        let mut batch = Batch::new();
+        for i in 0..3 {
+            batch.push(Event::new(i.to_string(), Timestamp::now()));
+        }
+        emitter.emit(batch).await.expect("emit");
+        assert_eq!(
+            own.gauges.snapshot(),
+            vec![("anomaly_score".to_string(), 0.3)]
+        );
+        assert!(source.gauges.snapshot().is_empty());
+    }
+
+    #[test]
+    fn latency_buckets_are_cumulative() {
+        let h = LatencyHistogram::default();
+        h.observe(std::time::Duration::from_micros(300));
+        h.observe(std::time::Duration::from_millis(20));
+        h.observe(std::time::Duration::from_secs(9));
+        let (buckets, sum, count) = h.snapshot();
+        assert_eq!(count, 3);
+        assert_eq!(buckets[0], 1); // <= 0.5 ms
+        assert_eq!(buckets[5], 2); // <= 25 ms
+        assert_eq!(buckets[LATENCY_BUCKETS.len() - 1], 2); // <= 5 s
+        assert_eq!(buckets[LATENCY_BUCKETS.len()], 3); // +Inf
+        assert!((sum - 9.0203).abs() < 1e-9, "{sum}");
+    }
 }

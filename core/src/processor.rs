@@ -12,6 +12,8 @@ use crate::event::{Batch, Timestamp};
 #[derive(Debug, Default)]
 pub struct ProcessContext {
     failures: Vec<(usize, String)>,
+    /// The counters of the processor being run, for its gauges.
+    metrics: Option<std::sync::Arc<crate::metrics::ComponentMetrics>>,
 }
 
 impl ProcessContext {
@@ -33,6 +35,20 @@ impl ProcessContext {
     /// Takes the failures out, leaving none.
     pub fn take_failures(&mut self) -> Vec<(usize, String)> {
         std::mem::take(&mut self.failures)
+    }
+
+    /// Reports a named value of the running processor (e.g. its latest
+    /// `anomaly_score`): exported as a metric and plotted by the dashboard.
+    /// Does nothing outside a pipeline (in a unit test, say).
+    pub fn set_gauge(&self, name: &str, value: f64) {
+        if let Some(m) = &self.metrics {
+            m.set_gauge(name, value);
+        }
+    }
+
+    /// Sets whose counters [`set_gauge`](Self::set_gauge) writes to.
+    pub fn set_metrics(&mut self, metrics: std::sync::Arc<crate::metrics::ComponentMetrics>) {
+        self.metrics = Some(metrics);
     }
 }
 

@@ -1,9 +1,12 @@
 //! The command-line interface.
 
 mod anomaly;
+mod api;
 mod channel;
 mod progress;
 mod search;
+mod tap;
+mod top;
 mod watch;
 
 use std::path::{Path, PathBuf};
@@ -56,6 +59,9 @@ enum Command {
         /// No progress bar on a bounded run.
         #[arg(long)]
         quiet: bool,
+        /// Serve health, metrics and the dashboard on IP:PORT (overrides the file's `api:`).
+        #[arg(long, value_name = "ADDRESS")]
+        api: Option<std::net::SocketAddr>,
     },
     /// Checks pipeline files without running them; prints every problem as FILE:LINE:COL: message.
     Validate {
@@ -81,6 +87,10 @@ enum Command {
     Evaluate(anomaly::EvaluateArgs),
     /// Searches the index a `store` sink writes; prints matching events, newest first.
     Search(search::Args),
+    /// Shows a running agent's components live: rates, channel fill, errors.
+    Top(top::TopArgs),
+    /// Streams a sample of the events leaving a component of a running agent, as JSON lines.
+    Tap(tap::TapArgs),
 }
 
 /// Runs the CLI with `registry` and returns the process exit code.
@@ -123,13 +133,16 @@ pub fn main(registry: Registry) -> i32 {
             drain_timeout,
             watch,
             quiet,
+            api,
         } => {
             if let Some(d) = drain_timeout {
                 settings.drain_timeout = d;
             }
             let options = watch::RunOptions { watch, quiet };
-            run(&registry, &file, &settings, &options)
+            run(&registry, &file, &settings, &options, api)
         }
+        Command::Top(args) => top::main(args),
+        Command::Tap(args) => tap::main(args),
     }
 }
 
@@ -176,7 +189,13 @@ fn init_logging(settings: &Settings) -> anyhow::Result<()> {
     result.map_err(|e| anyhow::anyhow!("cannot start logging: {e}"))
 }
 
-fn run(registry: &Registry, file: &Path, settings: &Settings, options: &watch::RunOptions) -> i32 {
+fn run(
+    registry: &Registry,
+    file: &Path,
+    settings: &Settings,
+    options: &watch::RunOptions,
+    api: Option<std::net::SocketAddr>,
+) -> i32 {
     let setup = init_logging(settings).and_then(|()| settings.drain_timeout());
     let drain_timeout = match setup {
         Ok(d) => d,
@@ -190,6 +209,12 @@ fn run(registry: &Registry, file: &Path, settings: &Settings, options: &watch::R
         Err(code) => return code,
     };
     watch::place_data_dir(&mut pipeline, file, settings);
+    if let Some(address) = api {
+        pipeline.api = Some(sluice_core::config::pipeline::ApiSpec {
+            address,
+            pos: Default::default(),
+        });
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -202,7 +227,15 @@ fn run(registry: &Registry, file: &Path, settings: &Settings, options: &watch::R
     };
     let code = runtime.block_on(async {
         tracing::info!(pipeline = %file.display(), data_dir = %pipeline.data_dir.display(), "starting: {}", pipeline.summary());
-        let report = match watch::run_pipeline(registry, file, settings, &pipeline, options, stop_signal(), drain_timeout).await {
+        let api = match api::bind(&pipeline) {
+            Ok(listener) => listener,
+            Err(e) => {
+                tracing::error!("{e}");
+                eprintln!("error: {}: {e}", file.display());
+                return EXIT_FAILED;
+            }
+        };
+        let report = match watch::run_pipeline(registry, file, settings, &pipeline, options, api.as_ref(), stop_signal(), drain_timeout).await {
             Ok(r) => r,
             Err(errors) => {
                 for e in &errors {

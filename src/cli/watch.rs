@@ -44,18 +44,26 @@ pub(super) fn place_data_dir(pipeline: &mut Pipeline, file: &Path, settings: &Se
 /// # Errors
 ///
 /// The components that failed to build at start-up.
+#[allow(clippy::too_many_arguments)]
 pub(super) async fn run_pipeline(
     registry: &Registry,
     file: &Path,
     settings: &Settings,
     pipeline: &Pipeline,
     options: &RunOptions,
+    api: Option<&sluice_api::Listener>,
     stop: impl std::future::Future<Output = ()> + Send,
     drain_timeout: Duration,
 ) -> Result<RunReport, Vec<ComponentBuildError>> {
     // Listen before anything runs: from here on SIGHUP no longer ends the process.
     let hangup = hangup();
     let topology = Topology::build(pipeline)?;
+    // Serves until dropped at the end of the run.
+    let _api = api.and_then(|l| {
+        l.serve(&topology)
+            .map_err(|e| tracing::error!("the API does not start: {e}"))
+            .ok()
+    });
     let progress = if options.quiet {
         None
     } else {

@@ -134,6 +134,7 @@ impl Emitter {
             link.metrics.record_in(batch);
         }
         let before = batch.len();
+        self.cx.set_metrics(link.metrics.clone());
         link.processor.process(batch, &mut self.cx);
         // What the processor dropped on purpose (a filter); failures are
         // counted as errors, not here.
@@ -155,6 +156,7 @@ impl Emitter {
         }
         if link.count_io {
             link.metrics.record_out(batch);
+            link.metrics.tap.offer(batch);
         }
         Ok(())
     }
@@ -163,6 +165,7 @@ impl Emitter {
         if batch.is_empty() || self.outputs.is_empty() {
             return Ok(());
         }
+        self.metrics.tap.offer(&batch);
         match &self.route {
             Route::Replicating => {
                 let n = self.outputs.len();

@@ -174,7 +174,19 @@ impl GroupRunner {
         m.until = None;
     }
 
-    async fn run(mut self) -> Result<(), String> {
+    async fn run(self) -> Result<(), String> {
+        let members: Vec<_> = self
+            .members
+            .iter()
+            .map(|m| m.runner.metrics.clone())
+            .collect();
+        members.iter().for_each(|m| m.health.started());
+        let result = self.deliver().await;
+        members.iter().for_each(|m| m.health.ended(&result));
+        result
+    }
+
+    async fn deliver(mut self) -> Result<(), String> {
         let mut backoff = Backoff::new();
         tracing::debug!(group = %self.id, members = self.members.len(), "started");
         while let Some(txn) = take_retrying(&*self.input, self.batch_size, &mut backoff).await {
@@ -187,7 +199,10 @@ impl GroupRunner {
                 }
                 for i in order {
                     let m = &mut self.members[i];
-                    match m.runner.sink.write(txn.batch()).await {
+                    let started = std::time::Instant::now();
+                    let written = m.runner.sink.write(txn.batch()).await;
+                    m.runner.observe_write(&written, started, txn.batch());
+                    match written {
                         Ok(()) => {
                             m.runner.metrics.record_in(txn.batch());
                             m.runner.metrics.record_out(txn.batch());

@@ -21,7 +21,10 @@
 
 pub(crate) mod emit;
 mod group;
+pub mod health;
 pub mod reload;
+pub mod tap;
+pub mod view;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -138,6 +141,8 @@ pub struct Topology {
     stops: HashMap<String, CancellationToken>,
     /// What was built.
     pipeline: Pipeline,
+    /// What runs, for observers (see [`view`]).
+    view: Arc<view::LiveView>,
 }
 
 fn context(pipeline: &Pipeline, kind: &str, id: &str) -> BuildContext {
@@ -206,6 +211,11 @@ impl Topology {
         }
         let mut topology = Self::assemble(pipeline, &slots, shutdown, &|_| true)?;
         topology.channels = channels;
+        topology.view = Arc::new(view::LiveView::new(view::Snapshot {
+            pipeline: pipeline.clone(),
+            components: topology.components.clone(),
+            channels: topology.channels.clone(),
+        }));
         Ok(topology)
     }
 
@@ -309,6 +319,7 @@ impl Topology {
             let route = route(&s.selector, &s.channels);
             let emitter = Emitter::new(&s.id, chain, route, outputs, metrics.clone());
             let emitter = Arc::new(tokio::sync::Mutex::new(emitter));
+            let metrics_of_source = metrics.clone();
             let scx = SourceContext {
                 id: s.id.as_str().into(),
                 shutdown: reload::source_stop(&mut stops, &name, &shutdown),
@@ -321,7 +332,10 @@ impl Topology {
             tasks.push((
                 name,
                 span,
-                Box::pin(run_source(source, scx, emitter, guards)),
+                Box::pin(health::tracked(
+                    metrics_of_source,
+                    run_source(source, scx, emitter, guards),
+                )),
             ));
         }
 
@@ -341,11 +355,8 @@ impl Topology {
             let route = route(&p.selector, &p.channels);
             let emitter = Emitter::new(&p.id, chain, route, outputs, metrics.clone());
             let span = tracing::info_span!("processor", id = %p.id, r#type = %p.type_name);
-            tasks.push((
-                name,
-                span,
-                Box::pin(run_stage(input, emitter, metrics, p.batch_size, guards)),
-            ));
+            let stage = run_stage(input, emitter, metrics.clone(), p.batch_size, guards);
+            tasks.push((name, span, Box::pin(health::tracked(metrics, stage))));
         }
 
         // Runners of sinks that belong to a group: the group runs them.
@@ -400,7 +411,7 @@ impl Topology {
                 input,
                 sink,
                 dead_letter,
-                metrics,
+                metrics: metrics.clone(),
                 batch_size: s.batch_size,
                 shutdown: shutdown.clone(),
                 warn: WarnLimiter::default(),
@@ -411,7 +422,8 @@ impl Topology {
                 continue;
             }
             let span = tracing::info_span!("sink", id = %s.id, r#type = %s.type_name);
-            tasks.push((name, span, Box::pin(runner.run())));
+            let task = health::tracked(metrics, runner.run());
+            tasks.push((name, span, Box::pin(task)));
         }
         tasks.extend(group::tasks(pipeline, &mut grouped));
 
@@ -426,7 +438,18 @@ impl Topology {
             slots: slots.clone(),
             stops,
             pipeline: pipeline.clone(),
+            view: Arc::new(view::LiveView::new(view::Snapshot {
+                pipeline: pipeline.clone(),
+                components: Vec::new(),
+                channels: Vec::new(),
+            })),
         })
+    }
+
+    /// What runs, kept up to date through reloads: for observers such as
+    /// the HTTP API. Take it before [`run`](Self::run).
+    pub fn live_view(&self) -> Arc<view::LiveView> {
+        self.view.clone()
     }
 
     /// Every component with its counters (live while the topology runs).
@@ -465,6 +488,7 @@ impl Topology {
             slots,
             stops,
             pipeline,
+            view,
         } = self;
         let mut set = JoinSet::new();
         let mut names = HashMap::new();
@@ -534,6 +558,7 @@ impl Topology {
                     break;
                 }
             }
+            view.publish(reloader.pipeline(), &components, &channels);
         }
         report.components = components
             .iter()
@@ -705,7 +730,10 @@ impl SinkRunner {
             };
             self.metrics.record_in(txn.batch());
             loop {
-                match self.sink.write(txn.batch()).await {
+                let started = std::time::Instant::now();
+                let written = self.sink.write(txn.batch()).await;
+                self.observe_write(&written, started, txn.batch());
+                match written {
                     Ok(()) => {
                         self.metrics.record_out(txn.batch());
                         break;
@@ -740,12 +768,36 @@ impl SinkRunner {
         }
         loop {
             match self.sink.flush().await {
-                Ok(()) => return Ok(()),
+                Ok(()) => {
+                    self.metrics.health.write_succeeded();
+                    return Ok(());
+                }
                 Err(SinkError::Retry(e)) => {
+                    self.metrics.health.write_failed(&e);
                     tracing::warn!("flush failed: {e}; retrying");
                     backoff.wait().await;
                 }
                 Err(e) => return Err(e.to_string()),
+            }
+        }
+    }
+}
+
+impl SinkRunner {
+    /// Keeps the latency histogram, the health and the tap of one write.
+    fn observe_write(
+        &self,
+        result: &Result<(), SinkError>,
+        started: std::time::Instant,
+        batch: &Batch,
+    ) {
+        match result {
+            Err(SinkError::Retry(e)) => self.metrics.health.write_failed(e),
+            Err(SinkError::Fatal(_)) => {}
+            Ok(()) | Err(SinkError::Rejected(_)) => {
+                self.metrics.batch_latency.observe(started.elapsed());
+                self.metrics.health.write_succeeded();
+                self.metrics.tap.offer(batch);
             }
         }
     }

@@ -274,6 +274,11 @@ pub(crate) struct Reloader {
 }
 
 impl Reloader {
+    /// The pipeline now running.
+    pub(super) fn pipeline(&self) -> &Pipeline {
+        &self.pipeline
+    }
+
     pub(super) fn new(
         pipeline: Pipeline,
         slots: HashMap<String, ChannelSlot>,

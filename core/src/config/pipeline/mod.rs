@@ -10,6 +10,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+mod api;
 mod graph;
 mod groups;
 mod keys;
@@ -20,6 +21,7 @@ use super::node::{self, Node, NodeKind, Pos};
 use crate::registry::{
     AnyChannelConfig, AnyProcessorConfig, AnySinkConfig, AnySourceConfig, Entry, Registry,
 };
+pub use api::ApiSpec;
 use graph::check_graph;
 pub use groups::{Balance, GroupStrategy, SinkGroupSpec};
 use keys::{
@@ -173,6 +175,8 @@ pub struct Pipeline {
     pub sinks: Vec<SinkSpec>,
     /// Sink groups in file order.
     pub sink_groups: Vec<SinkGroupSpec>,
+    /// The HTTP endpoint for health, metrics and the dashboard, when set.
+    pub api: Option<ApiSpec>,
 }
 
 impl fmt::Debug for Pipeline {
@@ -213,6 +217,7 @@ const TOP_KEYS: &[&str] = &[
     "processors",
     "sinks",
     "sink_groups",
+    "api",
 ];
 const SOURCE_KEYS: &[&str] = &["type", "channels", "processors", "selector"];
 const CHANNEL_KEYS: &[&str] = &["type"];
@@ -565,6 +570,7 @@ fn build_model(cx: &mut Ctx, path: &Path, root: &Node, registry: &Registry) -> O
         processors,
         sinks,
         sink_groups,
+        api: api::api_spec(cx, root),
     };
     if !cx.diags.is_empty() {
         cx.loose_refs = loose_refs(root);

@@ -1,0 +1,212 @@
+//! # sluice-api
+//!
+//! The HTTP endpoint of a running agent, enabled by the pipeline file's
+//! `api: { address: IP:PORT }`:
+//!
+//! * `GET /health`: 200 while every component runs (or finished cleanly) and
+//!   no sink fails to write, else 503; the body says which component is not
+//!   healthy and why.
+//! * `GET /metrics`: every counter, channel fill and sink latency in the
+//!   Prometheus text format ([`prometheus`]).
+//! * `GET /api/components`: the same as JSON, with the pipeline graph
+//!   ([`state::StateView`]).
+//! * `GET /api/tap/{component}`: a sample of the events leaving a component,
+//!   as JSON lines, streamed until the client goes away (`?limit=N` stops
+//!   after `N` events).
+//! * `GET /`: a dashboard page drawing the graph, rates, channel fill and any
+//!   gauge a component reports (such as `anomaly_score`) over time.
+//!
+//! [`ApiState::new`] follows the live counters (and reloads) of a built
+//! [`Topology`](sluice_core::topology::Topology); [`bind`] then
+//! [`Listener::serve`] (or [`serve`] at once) listens.
+//! [`client`] is the small HTTP client of `sluice top` and `sluice tap`.
+
+pub mod client;
+pub mod prometheus;
+pub mod state;
+mod tap;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::extract::{Path, Query, State};
+use axum::http::{header, StatusCode};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+
+pub use state::ApiState;
+
+/// The dashboard page (HTML, CSS and JS in one file; no build step).
+const DASHBOARD: &str = include_str!("dashboard.html");
+
+/// Why the API could not start.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot listen on {address}: {source}")]
+pub struct ServeError {
+    /// The address asked for.
+    pub address: SocketAddr,
+    /// The error of `bind`.
+    pub source: std::io::Error,
+}
+
+/// A running API server; it stops when dropped.
+pub struct Server {
+    /// The address it listens on (the port chosen when asked for port 0).
+    pub address: SocketAddr,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// The routes over `state`.
+pub fn router(state: Arc<ApiState>) -> Router {
+    Router::new()
+        .route("/", get(|| async { Html(DASHBOARD) }))
+        .route("/health", get(health))
+        .route("/metrics", get(metrics))
+        .route("/api/components", get(components))
+        .route("/api/tap/{component}", get(tap))
+        .with_state(state)
+}
+
+/// A listening socket for the API, bound before the pipeline is built so
+/// that a taken address fails the start at once.
+pub struct Listener {
+    socket: std::net::TcpListener,
+    /// The address bound (the port chosen when asked for port 0).
+    pub address: SocketAddr,
+}
+
+/// Binds `address` for the API.
+///
+/// # Errors
+///
+/// When the address cannot be bound.
+pub fn bind(address: SocketAddr) -> Result<Listener, ServeError> {
+    let err = |source| ServeError { address, source };
+    let socket = std::net::TcpListener::bind(address).map_err(err)?;
+    socket.set_nonblocking(true).map_err(err)?;
+    let local = socket.local_addr().map_err(err)?;
+    Ok(Listener {
+        socket,
+        address: local,
+    })
+}
+
+impl Listener {
+    /// Serves the API of `topology` (following its reloads) in a
+    /// background task. Call from within the runtime.
+    ///
+    /// # Errors
+    ///
+    /// When the socket cannot be handed to the runtime.
+    pub fn serve(&self, topology: &sluice_core::topology::Topology) -> Result<Server, ServeError> {
+        let err = |source| ServeError {
+            address: self.address,
+            source,
+        };
+        let socket = self.socket.try_clone().map_err(err)?;
+        let listener = tokio::net::TcpListener::from_std(socket).map_err(err)?;
+        Ok(spawn(
+            listener,
+            self.address,
+            Arc::new(ApiState::new(topology)),
+        ))
+    }
+}
+
+fn spawn(listener: tokio::net::TcpListener, address: SocketAddr, state: Arc<ApiState>) -> Server {
+    let app = router(state);
+    let task = tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, app).await {
+            tracing::error!("api server stopped: {e}");
+        }
+    });
+    Server { address, task }
+}
+
+/// Listens on `address` and serves the API in a background task.
+///
+/// # Errors
+///
+/// When the address cannot be bound.
+pub async fn serve(address: SocketAddr, state: Arc<ApiState>) -> Result<Server, ServeError> {
+    let listener = tokio::net::TcpListener::bind(address)
+        .await
+        .map_err(|source| ServeError { address, source })?;
+    let local = listener
+        .local_addr()
+        .map_err(|source| ServeError { address, source })?;
+    Ok(spawn(listener, local, state))
+}
+
+async fn health(State(state): State<Arc<ApiState>>) -> Response {
+    let state = state.current();
+    let components: Vec<serde_json::Value> = state
+        .components
+        .iter()
+        .map(|c| {
+            let h = state.health_of(c);
+            serde_json::json!({
+                "id": c.id, "kind": c.kind, "state": h.state, "healthy": h.healthy,
+                "consecutive_failures": h.consecutive_failures, "error": h.error,
+            })
+        })
+        .collect();
+    let healthy = components.iter().all(|c| c["healthy"] == true);
+    let status = if healthy {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    let body = serde_json::json!({
+        "status": if healthy { "ok" } else { "unhealthy" },
+        "components": components,
+    });
+    (status, Json(body)).into_response()
+}
+
+async fn metrics(State(state): State<Arc<ApiState>>) -> Response {
+    (
+        [(header::CONTENT_TYPE, prometheus::CONTENT_TYPE)],
+        prometheus::render(&state.current()),
+    )
+        .into_response()
+}
+
+async fn components(State(state): State<Arc<ApiState>>) -> Json<state::StateView> {
+    Json(state.current().view())
+}
+
+/// Query of `/api/tap/{component}`.
+#[derive(serde::Deserialize)]
+struct TapQuery {
+    /// Stop after this many events.
+    limit: Option<u64>,
+}
+
+async fn tap(
+    State(state): State<Arc<ApiState>>,
+    Path(id): Path<String>,
+    Query(q): Query<TapQuery>,
+) -> Response {
+    let state = state.current();
+    let Some(c) = state.component(&id) else {
+        let known: Vec<&str> = state.components.iter().map(|c| c.id.as_str()).collect();
+        let body = serde_json::json!({
+            "error": format!("no component `{id}`"), "components": known,
+        });
+        return (StatusCode::NOT_FOUND, Json(body)).into_response();
+    };
+    let body = tap::stream(c.id.clone(), c.metrics.tap.subscribe(), q.limit);
+    (
+        [(header::CONTENT_TYPE, "application/x-ndjson")],
+        axum::body::Body::from_stream(body),
+    )
+        .into_response()
+}

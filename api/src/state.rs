@@ -1,0 +1,268 @@
+//! What the API shows: every component with its place in the graph, counters,
+//! health and gauges, and every channel with its fill. Read live from the
+//! running topology's shared counters.
+
+use std::sync::Arc;
+
+use serde::Serialize;
+use sluice_core::channel::Channel;
+use sluice_core::metrics::{ComponentMetrics, MetricsSnapshot};
+use sluice_core::topology::health::HealthSnapshot;
+use sluice_core::topology::view::{LiveView, Snapshot};
+use sluice_core::topology::{ComponentInfo, Topology};
+
+/// One component as the API knows it.
+#[derive(Clone)]
+pub struct Component {
+    /// `source`, `processor` or `sink`.
+    pub kind: &'static str,
+    /// Its id.
+    pub id: String,
+    /// Its `type`.
+    pub type_name: String,
+    /// Channels it takes from.
+    pub inputs: Vec<String>,
+    /// Channels it puts into.
+    pub outputs: Vec<String>,
+    /// For an inline processor: the sources whose task runs it.
+    pub runs_in: Vec<String>,
+    /// Its live counters, health and tap.
+    pub metrics: Arc<ComponentMetrics>,
+}
+
+/// One channel.
+#[derive(Clone)]
+pub struct ChannelEntry {
+    /// Its id.
+    pub id: String,
+    /// Its `type`.
+    pub type_name: String,
+    /// The channel itself, for its stats.
+    pub channel: Arc<dyn Channel>,
+}
+
+/// Everything the API serves, shared by its handlers.
+pub struct ApiState {
+    /// What runs, kept up to date by the topology through reloads.
+    view: Arc<LiveView>,
+    /// When the agent started.
+    pub started: std::time::Instant,
+}
+
+impl ApiState {
+    /// The state of `topology`. Take it before running the topology: it
+    /// follows the topology's counters and reloads while it runs.
+    pub fn new(topology: &Topology) -> ApiState {
+        ApiState {
+            view: topology.live_view(),
+            started: std::time::Instant::now(),
+        }
+    }
+
+    /// What runs now, in pipeline order.
+    pub fn current(&self) -> Current {
+        Current::of(&self.view.snapshot(), self.started)
+    }
+}
+
+/// The components and channels running at one moment.
+pub struct Current {
+    /// Components in pipeline order: sources, processors, sinks.
+    pub components: Vec<Component>,
+    /// Channels in pipeline order.
+    pub channels: Vec<ChannelEntry>,
+    /// When the agent started.
+    pub started: std::time::Instant,
+}
+
+impl Current {
+    fn of(snapshot: &Snapshot, started: std::time::Instant) -> Current {
+        let pipeline = &snapshot.pipeline;
+        let info = |kind: &str, id: &str| -> Option<&ComponentInfo> {
+            snapshot
+                .components
+                .iter()
+                .find(|c| c.kind == kind && c.id == id)
+        };
+        let mut components = Vec::new();
+        let mut add = |c: &ComponentInfo, inputs, outputs, runs_in| {
+            components.push(Component {
+                kind: c.kind,
+                id: c.id.clone(),
+                type_name: c.type_name.clone(),
+                inputs,
+                outputs,
+                runs_in,
+                metrics: c.metrics.clone(),
+            })
+        };
+        for s in &pipeline.sources {
+            if let Some(c) = info("source", &s.id) {
+                add(c, Vec::new(), s.channels.clone(), Vec::new());
+            }
+        }
+        for p in &pipeline.processors {
+            if let Some(c) = info("processor", &p.id) {
+                let runs_in = pipeline
+                    .sources
+                    .iter()
+                    .filter(|s| s.processors.contains(&p.id))
+                    .map(|s| s.id.clone())
+                    .collect();
+                add(
+                    c,
+                    p.input.iter().cloned().collect(),
+                    p.channels.clone(),
+                    runs_in,
+                );
+            }
+        }
+        for s in &pipeline.sinks {
+            if let Some(c) = info("sink", &s.id) {
+                add(c, vec![s.channel.clone()], Vec::new(), Vec::new());
+            }
+        }
+        let channels = snapshot
+            .channels
+            .iter()
+            .map(|(id, ch)| ChannelEntry {
+                id: id.clone(),
+                type_name: pipeline
+                    .channels
+                    .iter()
+                    .find(|c| &c.id == id)
+                    .map(|c| c.type_name.clone())
+                    .unwrap_or_default(),
+                channel: ch.clone(),
+            })
+            .collect();
+        Current {
+            components,
+            channels,
+            started,
+        }
+    }
+
+    /// A component by id.
+    pub fn component(&self, id: &str) -> Option<&Component> {
+        self.components.iter().find(|c| c.id == id)
+    }
+
+    /// The health of a component: an inline processor is as healthy as the
+    /// sources it runs in.
+    pub fn health_of(&self, c: &Component) -> HealthSnapshot {
+        let own = c.metrics.health.snapshot();
+        if c.kind != "processor" || c.runs_in.is_empty() || !c.inputs.is_empty() {
+            return own;
+        }
+        c.runs_in
+            .iter()
+            .filter_map(|s| self.component(s))
+            .map(|s| s.metrics.health.snapshot())
+            .find(|h| !h.healthy)
+            .or_else(|| {
+                self.component(&c.runs_in[0])
+                    .map(|s| s.metrics.health.snapshot())
+            })
+            .unwrap_or(own)
+    }
+
+    /// The JSON of `/api/components`.
+    pub fn view(&self) -> StateView {
+        StateView {
+            uptime_seconds: self.started.elapsed().as_secs_f64(),
+            components: self
+                .components
+                .iter()
+                .map(|c| ComponentView {
+                    id: c.id.clone(),
+                    kind: c.kind,
+                    type_name: c.type_name.clone(),
+                    inputs: c.inputs.clone(),
+                    outputs: c.outputs.clone(),
+                    runs_in: c.runs_in.clone(),
+                    health: self.health_of(c),
+                    metrics: c.metrics.snapshot(),
+                    gauges: c.metrics.gauges.snapshot().into_iter().collect(),
+                })
+                .collect(),
+            channels: self
+                .channels
+                .iter()
+                .map(|c| {
+                    let s = c.channel.stats();
+                    ChannelView {
+                        id: c.id.clone(),
+                        type_name: c.type_name.clone(),
+                        events: s.events,
+                        bytes: s.bytes,
+                        capacity: s.capacity,
+                        max_bytes: s.max_bytes,
+                        put_events: s.put_events,
+                        committed_events: s.committed_events,
+                        discarded_events: s.discarded_events,
+                    }
+                })
+                .collect(),
+        }
+    }
+}
+
+/// `/api/components`: the whole state at one moment.
+#[derive(Serialize, Clone, Debug)]
+pub struct StateView {
+    /// Seconds since the agent started.
+    pub uptime_seconds: f64,
+    /// Every component.
+    pub components: Vec<ComponentView>,
+    /// Every channel.
+    pub channels: Vec<ChannelView>,
+}
+
+/// One component in `/api/components`.
+#[derive(Serialize, Clone, Debug)]
+pub struct ComponentView {
+    /// Its id.
+    pub id: String,
+    /// `source`, `processor` or `sink`.
+    pub kind: &'static str,
+    /// Its `type`.
+    #[serde(rename = "type")]
+    pub type_name: String,
+    /// Channels it takes from.
+    pub inputs: Vec<String>,
+    /// Channels it puts into.
+    pub outputs: Vec<String>,
+    /// For an inline processor: the sources that run it.
+    pub runs_in: Vec<String>,
+    /// Whether it runs.
+    pub health: HealthSnapshot,
+    /// Its counters.
+    pub metrics: MetricsSnapshot,
+    /// The gauges it reports (e.g. `anomaly_score`).
+    pub gauges: std::collections::BTreeMap<String, f64>,
+}
+
+/// One channel in `/api/components`.
+#[derive(Serialize, Clone, Debug)]
+pub struct ChannelView {
+    /// Its id.
+    pub id: String,
+    /// Its `type`.
+    #[serde(rename = "type")]
+    pub type_name: String,
+    /// Events held.
+    pub events: u64,
+    /// Bytes held.
+    pub bytes: u64,
+    /// Capacity in events.
+    pub capacity: u64,
+    /// Capacity in bytes, when bounded by bytes.
+    pub max_bytes: Option<u64>,
+    /// Events accepted since start.
+    pub put_events: u64,
+    /// Events committed by readers since start.
+    pub committed_events: u64,
+    /// Events dropped because the channel was full.
+    pub discarded_events: u64,
+}

@@ -1,0 +1,61 @@
+//! The optional top-level `api:` section: where the agent serves its health,
+//! metrics and dashboard over HTTP.
+
+use std::net::SocketAddr;
+
+use super::Ctx;
+use crate::config::de::from_node;
+use crate::config::node::{Node, Pos};
+
+/// The `api:` section as declared.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ApiSpec {
+    /// The address to listen on, e.g. `127.0.0.1:8686`.
+    pub address: SocketAddr,
+    /// Where it is declared.
+    pub pos: Pos,
+}
+
+/// The options of `api:`.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ApiConfig {
+    /// `IP:PORT` to listen on (port 0: any free port).
+    address: String,
+}
+
+/// Reads the `api:` section of `root`, reporting problems with their place.
+pub(super) fn api_spec(cx: &mut Ctx, root: &Node) -> Option<ApiSpec> {
+    let node = root.get("api")?;
+    let pos = root.key("api").map_or(node.pos, |k| k.pos);
+    if node.as_map().is_none() {
+        cx.err(
+            node.pos,
+            format!(
+                "`api` must be a mapping with `address: IP:PORT`, found {}",
+                node.type_name()
+            ),
+        );
+        return None;
+    }
+    match from_node::<ApiConfig>(node) {
+        Ok(c) => match c.address.trim().parse::<SocketAddr>() {
+            Ok(address) => Some(ApiSpec { address, pos }),
+            Err(_) => {
+                let at = node.get("address").map_or(node.pos, |n| n.pos);
+                cx.err(
+                    at,
+                    format!(
+                        "api: `address` must be IP:PORT, e.g. 127.0.0.1:8686 or [::1]:8686, found `{}`",
+                        c.address
+                    ),
+                );
+                None
+            }
+        },
+        Err(e) => {
+            cx.err(e.pos.unwrap_or(node.pos), format!("api: {}", e.message));
+            None
+        }
+    }
+}

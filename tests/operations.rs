@@ -1,0 +1,618 @@
+//! Operating an agent: the HTTP API (`/health`, `/metrics`,
+//! `/api/components`, taps, the dashboard), `sluice top` and `sluice tap`,
+//! each against a real running agent.
+
+use std::collections::HashMap;
+use std::process::Child;
+use std::time::Duration;
+
+use crate::util::*;
+
+const WAIT: Duration = Duration::from_secs(60);
+
+/// A port that was free a moment ago on 127.0.0.1.
+fn free_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    l.local_addr().expect("addr").port()
+}
+
+/// `GET url + path` with the agent's own client: status and body.
+fn get(url: &str, path: &str) -> Option<(u16, String)> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let r = rt.block_on(sluice_api::client::get(url, path)).ok()?;
+    Some((r.status, String::from_utf8_lossy(&r.body).into_owned()))
+}
+
+/// Starts `sluice run p.yaml` and waits until its API answers.
+fn start_agent(d: &Dir, url: &str) -> Child {
+    let mut child = d.start(&["run", "p.yaml"]);
+    wait_for(WAIT, "the API to answer", || {
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!("sluice exited early: {status:?}");
+        }
+        get(url, "/health").is_some()
+    });
+    child
+}
+
+/// Stops the agent with SIGTERM and checks that it stopped cleanly.
+fn stop_agent(child: Child) {
+    signal(&child, libc::SIGTERM);
+    let o = wait_output(child, WAIT);
+    assert!(o.status.success(), "{}", stderr(&o));
+}
+
+/// Metric samples by name and labels (sorted `k=v` pairs joined by `,`).
+fn parse_metrics(text: &str) -> HashMap<(String, String), f64> {
+    let lines = text.lines().map(|l| Ok(l.to_string()));
+    let scrape = prometheus_parse::Scrape::parse(lines).expect("Prometheus text format");
+    let mut out = HashMap::new();
+    for s in scrape.samples {
+        let mut labels: Vec<String> = s.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        labels.sort();
+        let value = match s.value {
+            prometheus_parse::Value::Counter(v)
+            | prometheus_parse::Value::Gauge(v)
+            | prometheus_parse::Value::Untyped(v) => v,
+            prometheus_parse::Value::Histogram(h) => {
+                // One entry per bucket, keyed by its bound.
+                for b in h {
+                    let mut l = labels.clone();
+                    l.push(format!("le={}", b.less_than));
+                    l.sort();
+                    out.insert((format!("{}_bucket", s.metric), l.join(",")), b.count);
+                }
+                continue;
+            }
+            prometheus_parse::Value::Summary(_) => continue,
+        };
+        out.insert((s.metric, labels.join(",")), value);
+    }
+    out
+}
+
+fn component(id: &str, kind: &str, ty: &str) -> String {
+    format!("component_id={id},component_kind={kind},component_type={ty}")
+}
+
+/// A pipeline following `in/*.log`, writing every line to `out/lines.log`.
+fn follow_pipeline(port: u16, extra: &str) -> String {
+    format!(
+        "api:\n  address: 127.0.0.1:{port}\nsources:\n  src:\n    type: file\n    include: [\"./in/*.log\"]\n    read_from: beginning\n    follow: true\n    poll_interval: 50ms\n    channels: [main]\nchannels:\n  main: {{type: memory, capacity: 500}}\nsinks:\n  out:\n    type: file\n    channel: main\n    path: ./out/lines.log\n    batch_size: 100\n{extra}"
+    )
+}
+
+fn numbered_lines(from: usize, to: usize) -> String {
+    (from..to).map(|i| format!("line {i}\n")).collect()
+}
+
+#[test]
+fn metrics_parse_as_prometheus_text_and_count_the_events_sent() {
+    let d = Dir::new();
+    let port = free_port();
+    let url = format!("http://127.0.0.1:{port}");
+    d.write("p.yaml", &follow_pipeline(port, ""));
+    let first = numbered_lines(0, 5000);
+    d.write("in/a.log", &first);
+    let child = start_agent(&d, &url);
+
+    let metric = |text: &str, name: &str, labels: &str| -> f64 {
+        *parse_metrics(text)
+            .get(&(name.to_string(), labels.to_string()))
+            .unwrap_or_else(|| panic!("no {name}{{{labels}}} in\n{text}"))
+    };
+    let scrape = |n: f64| -> String {
+        let mut text = String::new();
+        // Delivered, then committed: wait for both.
+        wait_for(WAIT, "the sink to deliver and commit every line", || {
+            text = get(&url, "/metrics").expect("metrics").1;
+            let m = parse_metrics(&text);
+            let at_least = |name: &str, labels: String| {
+                m.get(&(name.to_string(), labels)).is_some_and(|v| *v >= n)
+            };
+            at_least(
+                "sluice_component_sent_events_total",
+                component("out", "sink", "file"),
+            ) && at_least(
+                "sluice_channel_committed_events_total",
+                "channel_id=main,channel_type=memory".into(),
+            )
+        });
+        text
+    };
+
+    let second = numbered_lines(5000, 6500);
+    // Body bytes: the lines without their newlines.
+    let body_bytes = |text: &str| text.lines().map(str::len).sum::<usize>() as f64;
+    let rounds = [
+        (5000.0, body_bytes(&first)),
+        (6500.0, body_bytes(&first) + body_bytes(&second)),
+    ];
+    for (total, bytes) in rounds {
+        let text = scrape(total);
+        let src = component("src", "source", "file");
+        let out = component("out", "sink", "file");
+        for (name, labels, want) in [
+            ("sluice_component_received_events_total", &src, total),
+            ("sluice_component_sent_events_total", &src, total),
+            ("sluice_component_sent_bytes_total", &src, bytes),
+            ("sluice_component_received_events_total", &out, total),
+            ("sluice_component_sent_events_total", &out, total),
+            ("sluice_component_received_bytes_total", &out, bytes),
+            ("sluice_component_sent_bytes_total", &out, bytes),
+            ("sluice_component_errors_total", &out, 0.0),
+            ("sluice_component_discarded_events_total", &src, 0.0),
+            ("sluice_component_healthy", &out, 1.0),
+        ] {
+            assert_eq!(metric(&text, name, labels), want, "{name}{{{labels}}}");
+        }
+        let main = "channel_id=main,channel_type=memory";
+        assert_eq!(
+            metric(&text, "sluice_channel_put_events_total", main),
+            total
+        );
+        assert_eq!(
+            metric(&text, "sluice_channel_committed_events_total", main),
+            total
+        );
+        assert_eq!(metric(&text, "sluice_channel_events", main), 0.0);
+        assert_eq!(metric(&text, "sluice_channel_capacity_events", main), 500.0);
+        // Every batch lands in some bucket, and batches hold 100 lines at most.
+        let count = metric(&text, "sluice_sink_batch_duration_seconds_count", &out);
+        let inf = metric(
+            &text,
+            "sluice_sink_batch_duration_seconds_bucket",
+            &format!("{out},le=inf"),
+        );
+        assert_eq!(inf, count);
+        assert!(count >= total / 100.0, "{count} batches for {total} events");
+        if total == 5000.0 {
+            d.append("in/a.log", &second);
+        }
+    }
+
+    // The same numbers as JSON.
+    let (status, body) = get(&url, "/api/components").expect("components");
+    assert_eq!(status, 200);
+    let v: serde_json::Value = serde_json::from_str(&body).expect("json");
+    let out = v["components"]
+        .as_array()
+        .expect("components")
+        .iter()
+        .find(|c| c["id"] == "out")
+        .expect("sink out");
+    assert_eq!(out["metrics"]["events_out"], 6500);
+    assert_eq!(out["inputs"], serde_json::json!(["main"]));
+    assert_eq!(v["channels"][0]["committed_events"], 6500);
+    stop_agent(child);
+    assert_eq!(d.lines("out/lines.log").len(), 6500);
+}
+
+#[test]
+fn health_turns_503_while_a_sink_fails_and_200_when_it_recovers() {
+    let d = Dir::new();
+    let port = free_port();
+    let url = format!("http://127.0.0.1:{port}");
+    d.write("p.yaml", &follow_pipeline(port, ""));
+    d.write("in/a.log", &numbered_lines(0, 300));
+    // The sink's file is a directory: every write fails and is retried.
+    std::fs::create_dir_all(d.join("out/lines.log")).expect("mkdir");
+    let child = start_agent(&d, &url);
+
+    let mut body = String::new();
+    wait_for(WAIT, "/health to report the failing sink", || {
+        let (status, b) = get(&url, "/health").expect("health");
+        body = b;
+        status == 503
+    });
+    let v: serde_json::Value = serde_json::from_str(&body).expect("json");
+    assert_eq!(v["status"], "unhealthy");
+    let out = v["components"]
+        .as_array()
+        .expect("components")
+        .iter()
+        .find(|c| c["id"] == "out")
+        .expect("sink out");
+    assert_eq!(out["healthy"], false, "{body}");
+    assert!(
+        out["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("lines.log")),
+        "{body}"
+    );
+    let src = v["components"][0].clone();
+    assert_eq!(
+        (src["id"].as_str(), src["healthy"].as_bool()),
+        (Some("src"), Some(true))
+    );
+    let metrics = get(&url, "/metrics").expect("metrics").1;
+    assert_eq!(
+        parse_metrics(&metrics)[&(
+            "sluice_component_healthy".to_string(),
+            component("out", "sink", "file")
+        )],
+        0.0
+    );
+
+    // The destination comes back: the retried batch goes through.
+    std::fs::remove_dir(d.join("out/lines.log")).expect("rmdir");
+    wait_for(WAIT, "/health to recover", || {
+        get(&url, "/health").expect("health").0 == 200
+    });
+    wait_for(WAIT, "every line to arrive", || {
+        d.lines("out/lines.log").len() == 300
+    });
+    stop_agent(child);
+    let lines = d.lines("out/lines.log");
+    let want: Vec<String> = (0..300).map(|i| format!("line {i}")).collect();
+    assert_eq!(lines, want);
+}
+
+#[test]
+fn tap_streams_events_leaving_the_named_component() {
+    let d = Dir::new();
+    let port = free_port();
+    let url = format!("http://127.0.0.1:{port}");
+    d.write(
+        "p.yaml",
+        &format!(
+            r#"api: {{address: "127.0.0.1:{port}"}}
+sources:
+  gen: {{type: generator, rate: 500, format: json, processors: [parse], channels: [raw]}}
+processors:
+  parse: {{type: parse_json}}
+  label:
+    type: add_fields
+    input: raw
+    channels: [labelled]
+    fields: {{stage: labelled}}
+channels:
+  raw: {{type: memory, capacity: 1000}}
+  labelled: {{type: memory, capacity: 1000}}
+sinks:
+  out: {{type: file, channel: labelled, path: ./out/x.json, format: json}}
+"#
+        ),
+    );
+    let child = start_agent(&d, &url);
+    let tap = |id: &str| {
+        let o = d.run(&["tap", id, "--api", &url, "-n", "5"], WAIT);
+        assert!(o.status.success(), "{}", stderr(&o));
+        stdout(&o)
+            .lines()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).expect("a JSON line"))
+            .collect::<Vec<_>>()
+    };
+    let labelled = tap("label");
+    assert_eq!(labelled.len(), 5);
+    for e in &labelled {
+        assert_eq!(e["component"], "label");
+        assert_eq!(e["fields"]["stage"], "labelled", "{e}");
+        // parse_json ran upstream: its fields are there too.
+        assert!(e["fields"]["seq"].is_u64(), "{e}");
+        assert!(e["message"].as_str().is_some_and(|m| m.starts_with('{')));
+    }
+    let parsed = tap("parse");
+    assert_eq!(parsed.len(), 5);
+    for e in &parsed {
+        assert_eq!(e["component"], "parse");
+        assert!(e["fields"]["seq"].is_u64(), "{e}");
+        assert!(e["fields"].get("stage").is_none(), "{e}");
+    }
+    let delivered = tap("out");
+    assert_eq!(delivered.len(), 5);
+    assert!(delivered.iter().all(|e| e["component"] == "out"));
+
+    let o = d.run(&["tap", "nope", "--api", &url], WAIT);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("no component `nope`"), "{}", stderr(&o));
+    assert!(stdout(&o).is_empty());
+    stop_agent(child);
+}
+
+#[test]
+fn top_once_prints_components_counts_and_channel_fill() {
+    let d = Dir::new();
+    let port = free_port();
+    let url = format!("http://127.0.0.1:{port}");
+    d.write("p.yaml", &follow_pipeline(port, ""));
+    d.write("in/a.log", &numbered_lines(0, 1234));
+    let child = start_agent(&d, &url);
+    wait_for(WAIT, "every line to arrive", || {
+        d.lines("out/lines.log").len() == 1234
+    });
+    let o = d.run(
+        &["top", "--once", "--api", &url, "--interval", "200ms"],
+        WAIT,
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let text = stdout(&o);
+    let row = |id: &str| -> Vec<String> {
+        text.lines()
+            .map(|l| l.trim_matches(|c: char| c == '│' || c.is_whitespace()))
+            .map(|l| l.split_whitespace().map(String::from).collect::<Vec<_>>())
+            .find(|w| w.len() > 2 && w[1] == id)
+            .unwrap_or_else(|| panic!("no row for `{id}` in\n{text}"))
+    };
+    // KIND ID TYPE STATE IN/s OUT/s IN OUT ERRORS DISCARDED
+    let out = row("out");
+    assert_eq!(out[0], "sink");
+    assert_eq!(out[2], "file");
+    assert_eq!(out[3], "running");
+    assert_eq!(&out[6..], ["1234", "1234", "0", "0"], "{text}");
+    assert_eq!(&row("src")[6..8], ["1234", "1234"], "{text}");
+    // The channel: id, type, fill bar, percent, events, capacity, bytes.
+    let main = text
+        .lines()
+        .find(|l| l.contains("main") && l.contains("memory"))
+        .unwrap_or_else(|| panic!("no channel row in\n{text}"));
+    assert!(main.contains("0%") && main.contains("500"), "{main}");
+    stop_agent(child);
+
+    let o = d.run(&["top", "--once", "--api", &url], WAIT);
+    assert_eq!(o.status.code(), Some(1), "no agent: an error");
+    assert!(
+        stderr(&o).contains(&format!("127.0.0.1:{port}")),
+        "{}",
+        stderr(&o)
+    );
+}
+
+#[test]
+fn api_section_errors_name_file_line_and_column() {
+    let d = Dir::new();
+    let base = "sources:\n  g: {type: generator, count: 1, channels: [c]}\nchannels:\n  c: {type: memory}\nsinks:\n  s: {type: null, channel: c}\n";
+    d.write("bad.yaml", &format!("api:\n  address: nowhere\n{base}"));
+    d.write("typo.yaml", &format!("api:\n  adress: 127.0.0.1:1\n{base}"));
+    d.write(
+        "good.yaml",
+        &format!("api:\n  address: 127.0.0.1:8686\n{base}"),
+    );
+    let o = d.run(&["validate", "bad.yaml"], WAIT);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains("bad.yaml:2:12: api: `address` must be IP:PORT, e.g. 127.0.0.1:8686 or [::1]:8686, found `nowhere`"),
+        "{}",
+        stderr(&o)
+    );
+    let o = d.run(&["validate", "typo.yaml"], WAIT);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains("typo.yaml:2:3: api: unknown option `adress`: did you mean `address`?"),
+        "{}",
+        stderr(&o)
+    );
+    let o = d.run(&["validate", "good.yaml"], WAIT);
+    assert!(o.status.success(), "{}", stderr(&o));
+}
+
+/// The browser the dashboard tests drive, from `scripts/services/chromium.sh`.
+fn chromium() -> String {
+    std::env::var("SLUICE_TEST_CHROMIUM").unwrap_or_else(|_| {
+        panic!("SLUICE_TEST_CHROMIUM is not set: run the tests with scripts/test.sh (it installs headless Chromium)")
+    })
+}
+
+/// The page's DOM after a few seconds of (virtual) time in headless Chromium.
+fn dump_dom(url: &str) -> String {
+    let profile = tempfile::tempdir().expect("profile dir");
+    let child = std::process::Command::new(chromium())
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--disable-dev-shm-usage",
+            &format!("--user-data-dir={}", profile.path().display()),
+            "--virtual-time-budget=5000",
+            "--dump-dom",
+            url,
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start chromium");
+    let o = wait_output(child, Duration::from_secs(120));
+    assert!(o.status.success(), "chromium failed: {}", stderr(&o));
+    stdout(&o)
+}
+
+/// The text of the element with `id` in `dom`.
+fn text_of(dom: &str, id: &str) -> Option<String> {
+    let at = dom.find(&format!("id=\"{id}\""))?;
+    let start = at + dom[at..].find('>')? + 1;
+    let end = start + dom[start..].find('<')?;
+    Some(dom[start..end].to_string())
+}
+
+#[test]
+fn dashboard_shows_graph_rates_health_and_channel_fill() {
+    let d = Dir::new();
+    let port = free_port();
+    let url = format!("http://127.0.0.1:{port}");
+    // `fast` flows; `stuck` cannot write, so its channel fills up.
+    d.write(
+        "p.yaml",
+        &format!(
+            "api: {{address: \"127.0.0.1:{port}\"}}\nsources:\n  gen: {{type: generator, rate: 1000, channels: [flow]}}\n  gen2: {{type: generator, rate: 1000, channels: [blocked]}}\nchannels:\n  flow: {{type: memory, capacity: 1000}}\n  blocked: {{type: memory, capacity: 50}}\nsinks:\n  fast: {{type: file, channel: flow, path: ./out/fast.log}}\n  stuck: {{type: file, channel: blocked, path: ./out/stuck.log}}\n"
+        ),
+    );
+    std::fs::create_dir_all(d.join("out/stuck.log")).expect("mkdir");
+    let child = start_agent(&d, &url);
+    wait_for(WAIT, "the blocked channel to fill", || {
+        get(&url, "/metrics")
+            .expect("metrics")
+            .1
+            .contains("sluice_channel_events{channel_id=\"blocked\",channel_type=\"memory\"} 50")
+    });
+    let dom = dump_dom(&format!("{url}/"));
+    // Let the stuck sink recover so that the stop can drain.
+    std::fs::remove_dir(d.join("out/stuck.log")).expect("rmdir");
+    stop_agent(child);
+
+    let polls: u32 = dom
+        .split("data-polls=\"")
+        .nth(1)
+        .and_then(|s| s.split('"').next())
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("the page never polled:\n{dom}"));
+    assert!(polls >= 2, "{polls} polls");
+    assert_eq!(text_of(&dom, "status").as_deref(), Some("unhealthy"));
+    // The graph has a node per component and channel.
+    for node in [
+        "c:gen",
+        "c:gen2",
+        "ch:flow",
+        "ch:blocked",
+        "c:fast",
+        "c:stuck",
+    ] {
+        assert!(
+            dom.contains(&format!("data-node=\"{node}\"")),
+            "no {node} in\n{dom}"
+        );
+    }
+    // Rates: events flow through `fast`, none leave `stuck`.
+    let rate = |id: &str| -> f64 {
+        text_of(&dom, id)
+            .and_then(|t| t.parse().ok())
+            .unwrap_or_else(|| panic!("no numeric {id} in\n{dom}"))
+    };
+    assert!(rate("rate-out-gen") > 0.0);
+    assert!(rate("rate-in-fast") > 0.0);
+    assert_eq!(rate("rate-out-stuck"), 0.0);
+    assert_eq!(
+        text_of(&dom, "fill-blocked").as_deref(),
+        Some("50 / 50 (100%)")
+    );
+    let flow = text_of(&dom, "fill-flow").expect("fill-flow");
+    assert!(
+        flow.ends_with(" / 1000 (0%)") || flow.contains(" / 1000 ("),
+        "{flow}"
+    );
+    assert!(
+        dom.contains("id=\"component-stuck\" class=\"unhealthy\""),
+        "{dom}"
+    );
+}
+
+#[test]
+fn dashboard_plots_the_gauges_a_component_reports() {
+    let d = Dir::new();
+    let yaml = "sources:\n  gen: {type: generator, count: 1, channels: [c]}\nprocessors:\n  detect: {type: add_fields, input: c, channels: [d], fields: {x: 1}}\nchannels:\n  c: {type: memory}\n  d: {type: memory}\nsinks:\n  s: {type: null, channel: d}\n";
+    let path = d.write("p.yaml", yaml);
+    let pipeline = sluice_core::config::load_pipeline(&path, &sluice::registry()).expect("valid");
+    let topology = sluice_core::topology::Topology::build(&pipeline).expect("builds");
+    let detect = topology
+        .components()
+        .iter()
+        .find(|c| c.id == "detect")
+        .expect("detect")
+        .metrics
+        .clone();
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let state = std::sync::Arc::new(sluice_api::ApiState::new(&topology));
+    let server = rt
+        .block_on(sluice_api::serve(
+            "127.0.0.1:0".parse().expect("addr"),
+            state,
+        ))
+        .expect("serve");
+    // The score moves while the page polls.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let feeder = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let mut i = 0u32;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                detect.set_gauge("anomaly_score", 0.25 + f64::from(i % 2) * 0.5);
+                i += 1;
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        })
+    };
+    let dom = dump_dom(&format!("http://{}/", server.address));
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    feeder.join().expect("feeder");
+
+    assert!(dom.contains("anomaly_score — detect"), "{dom}");
+    assert!(dom.contains("id=\"chart-detect-anomaly_score\""), "{dom}");
+    let value = text_of(&dom, "gauge-detect-anomaly_score").expect("current value");
+    assert!(
+        value == "anomaly_score = 0.250" || value == "anomaly_score = 0.750",
+        "{value}"
+    );
+    let points = dom
+        .split("<polyline points=\"")
+        .nth(1)
+        .and_then(|s| s.split('"').next())
+        .expect("a line");
+    assert!(points.split(' ').count() >= 2, "{points}");
+    // And the gauge is a Prometheus metric too.
+    let (_, metrics) = get(&format!("http://{}", server.address), "/metrics").expect("metrics");
+    let m = parse_metrics(&metrics);
+    let v = m[&(
+        "sluice_component_anomaly_score".to_string(),
+        component("detect", "processor", "add_fields"),
+    )];
+    assert!(v == 0.25 || v == 0.75, "{v}");
+}
+
+#[test]
+fn the_api_follows_a_reload() {
+    let d = Dir::new();
+    let port = free_port();
+    let url = format!("http://127.0.0.1:{port}");
+    let before = follow_pipeline(port, "");
+    d.write("p.yaml", &before);
+    d.write("in/a.log", &numbered_lines(0, 100));
+    let child = start_agent(&d, &url);
+    wait_for(WAIT, "every line to arrive", || {
+        d.lines("out/lines.log").len() == 100
+    });
+    // A second sink on a channel of its own, fed by the same source.
+    let after = before
+        .replace("channels: [main]", "channels: [main, copy]")
+        .replace(
+            "  main: {type: memory, capacity: 500}\n",
+            "  main: {type: memory, capacity: 500}\n  copy: {type: memory, capacity: 500}\n",
+        )
+        + "  extra:\n    type: file\n    channel: copy\n    path: ./out/copy.log\n";
+    d.write("p.yaml", &after);
+    signal(&child, libc::SIGHUP);
+    wait_for(WAIT, "the new sink and channel to show in the API", || {
+        let (_, body) = get(&url, "/api/components").expect("components");
+        let v: serde_json::Value = serde_json::from_str(&body).expect("json");
+        let has = |list: &str, id: &str| {
+            v[list]
+                .as_array()
+                .is_some_and(|l| l.iter().any(|c| c["id"] == id))
+        };
+        has("components", "extra") && has("channels", "copy")
+    });
+    // Lines read after the reload go to both sinks; the new one is counted.
+    d.append("in/a.log", &numbered_lines(100, 150));
+    wait_for(WAIT, "the new sink to count the new lines", || {
+        let m = parse_metrics(&get(&url, "/metrics").expect("metrics").1);
+        m.get(&(
+            "sluice_component_sent_events_total".to_string(),
+            component("extra", "sink", "file"),
+        )) == Some(&50.0)
+    });
+    let copied: Vec<String> = (100..150).map(|i| format!("line {i}")).collect();
+    assert_eq!(d.lines("out/copy.log"), copied);
+    let m = parse_metrics(&get(&url, "/metrics").expect("metrics").1);
+    assert!(m.contains_key(&(
+        "sluice_channel_events".to_string(),
+        "channel_id=copy,channel_type=memory".to_string()
+    )));
+    assert_eq!(get(&url, "/health").expect("health").0, 200);
+    stop_agent(child);
+}
