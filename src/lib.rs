@@ -43,5 +43,6 @@ pub fn try_register_builtins(
     sluice_channels::register(registry)?;
     sluice_processors::register(registry)?;
     sluice_sinks::register(registry)?;
+    sluice_kafka::register(registry)?;
     Ok(())
 }
