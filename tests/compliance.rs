@@ -16,6 +16,7 @@ fn sink_options(ty: &str) -> Option<&'static str> {
         "file" => "path: ./out/compliance.log",
         "console" => "format: json",
         "null" => "",
+        "kafka" => "brokers: ${SLUICE_TEST_KAFKA_BROKERS}\ntopic: sluice-compliance-sink",
         _ => return None,
     })
 }
@@ -44,6 +45,9 @@ enum Feed {
     File,
     /// Lines written to its standard input, which stays open.
     Stdin,
+    /// A one-partition topic filled with a sequence before the start
+    /// (`SLUICE_COMPLIANCE_TOPIC`).
+    Kafka,
 }
 
 fn source_options(ty: &str) -> Option<(&'static str, Feed)> {
@@ -54,6 +58,10 @@ fn source_options(ty: &str) -> Option<(&'static str, Feed)> {
             Feed::File,
         ),
         "stdin" => ("", Feed::Stdin),
+        "kafka" => (
+            "brokers: ${SLUICE_TEST_KAFKA_BROKERS}\n    topics: [\"${SLUICE_COMPLIANCE_TOPIC}\"]\n    group_id: compliance",
+            Feed::Kafka,
+        ),
         _ => return None,
     })
 }
@@ -89,6 +97,7 @@ fn every_sink_delivers_and_counts_every_event() {
     for ty in types {
         let opts =
             sink_options(&ty).unwrap_or_else(|| panic!("no compliance entry for sink type `{ty}`"));
+        let _lock = (ty == "kafka").then(crate::kafka::broker_lock);
         let d = Dir::new();
         d.write(
             "p.yaml",
@@ -146,6 +155,12 @@ fn every_source_stops_on_sigterm_and_the_stop_drains_everything() {
     for ty in types {
         let (opts, feed) = source_options(&ty)
             .unwrap_or_else(|| panic!("no compliance entry for source type `{ty}`"));
+        let _lock = matches!(feed, Feed::Kafka).then(crate::kafka::broker_lock);
+        let topic = crate::kafka::unique("compliance-source");
+        if matches!(feed, Feed::Kafka) {
+            crate::kafka::create_topic(&topic, 1);
+            crate::kafka::produce_sequence(&topic, 10_000);
+        }
         let d = Dir::new();
         d.write("logs/app.log", "");
         d.write(
@@ -155,6 +170,7 @@ fn every_source_stops_on_sigterm_and_the_stop_drains_everything() {
         let mut child = d
             .sluice(&["run", "p.yaml"])
             .env("SLUICE_LOG_FORMAT", "json")
+            .env("SLUICE_COMPLIANCE_TOPIC", &topic)
             .stdin(Stdio::piped())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -170,7 +186,7 @@ fn every_source_stops_on_sigterm_and_the_stop_drains_everything() {
             );
             let chunk: String = (written..written + 200).map(|i| format!("{i}\n")).collect();
             match feed {
-                Feed::None => {}
+                Feed::None | Feed::Kafka => {}
                 Feed::File => d.append("logs/app.log", &chunk),
                 Feed::Stdin => {
                     use std::io::Write;

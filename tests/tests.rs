@@ -2,6 +2,7 @@
 
 mod compliance;
 mod examples;
+mod kafka;
 mod util;
 mod validate;
 
