@@ -65,7 +65,7 @@ pub(crate) fn safe_defaults(
         ("batch.size", batch_bytes.to_string()),
         // A record not acknowledged within this long is reported failed and
         // sent again by `deliver`; librdkafka retries on its own before that.
-        ("message.timeout.ms", "30000".into()),
+        ("message.timeout.ms", "120000".into()),
         ("retry.backoff.ms", "100".into()),
         ("retry.backoff.max.ms", "1000".into()),
     ]

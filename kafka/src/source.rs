@@ -104,6 +104,8 @@ pub(crate) fn consumer_defaults(group_id: &str, start_from: &str) -> Vec<(&'stat
         ("session.timeout.ms", "10000".into()),
         ("heartbeat.interval.ms", "1000".into()),
         ("enable.partition.eof", "false".into()),
+        // A topic created after the subscription is seen within seconds.
+        ("topic.metadata.refresh.interval.ms", "5000".into()),
     ]
 }
 
