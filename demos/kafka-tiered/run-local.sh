@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The tiered demo without docker: two edge agents tail generated log files
 # into a Kafka topic on a local broker, one aggregator reads the topic in a
-# consumer group and writes one JSON file per edge.
+# consumer group and writes one JSON file per edge and aggregator.
 #
 #   SLUICE_BIN     the sluice binary (default: target/release/sluice)
 #   KAFKA_BROKERS  the broker (default: 127.0.0.1:19092, the one that
