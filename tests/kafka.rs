@@ -235,7 +235,11 @@ fn generator_to_a_six_partition_topic_and_back_delivers_every_event_once() {
     let mut last: HashMap<i64, (i64, u64)> = HashMap::new();
     for s in &seen {
         if let Some(&(offset, n)) = last.get(&s.partition) {
-            assert!(s.offset > offset && s.n > n, "reordered in partition {}", s.partition);
+            assert!(
+                s.offset > offset && s.n > n,
+                "reordered in partition {}",
+                s.partition
+            );
         }
         last.insert(s.partition, (s.offset, s.n));
     }
@@ -372,7 +376,9 @@ fn a_stopped_and_a_restarted_broker_lose_nothing() {
     );
     let consumer = Agent::start(&consumer_dir, "consume.yaml");
     let producer = Agent::start(&producer_dir, "produce.yaml");
-    wait_for(LIMIT, "the first events", || count_lines(&consumer_dir) >= 5_000);
+    wait_for(LIMIT, "the first events", || {
+        count_lines(&consumer_dir) >= 5_000
+    });
     // The broker freezes for 30 s: producer and consumer wait, then go on.
     let pid = broker_pid();
     kill(pid, libc::SIGSTOP);
@@ -421,13 +427,19 @@ fn the_kafka_channel_keeps_fields_and_resumes_after_a_kill_9() {
     let mut numbers = Vec::with_capacity(lines.len());
     for l in &lines {
         let v: serde_json::Value = serde_json::from_str(l).expect("json");
-        let n = v["message"].as_str().and_then(|s| s.parse::<u64>().ok()).expect("n");
+        let n = v["message"]
+            .as_str()
+            .and_then(|s| s.parse::<u64>().ok())
+            .expect("n");
         // The typed field made the trip through Kafka as an integer.
         assert_eq!(v["fields"]["n"].as_u64(), Some(n), "{l}");
         numbers.push(n);
     }
     assert_complete(&numbers, 30_000);
-    assert!(lines.len() >= 30_000 + first.min(30_000) / 2, "the killed run's events were kept");
+    assert!(
+        lines.len() >= 30_000 + first.min(30_000) / 2,
+        "the killed run's events were kept"
+    );
 }
 
 #[test]
@@ -507,7 +519,12 @@ fn the_local_tiered_demo_delivers_every_line() {
     let mut lines = Vec::new();
     for e in std::fs::read_dir(d.join("out/aggregator")).expect("aggregator output") {
         let p = e.expect("entry").path();
-        lines.extend(std::fs::read_to_string(&p).expect("read").lines().map(String::from));
+        lines.extend(
+            std::fs::read_to_string(&p)
+                .expect("read")
+                .lines()
+                .map(String::from),
+        );
     }
     let mut per_edge: BTreeMap<String, Vec<u64>> = BTreeMap::new();
     for l in &lines {

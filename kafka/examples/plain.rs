@@ -92,9 +92,7 @@ fn produce(brokers: &str, topic: &str, count: u64) -> Result<(), String> {
             match producer.send(BaseRecord::<(), _>::to(topic).payload(line.as_bytes())) {
                 Ok(()) => break,
                 Err((e, _)) => {
-                    if e.rdkafka_error_code()
-                        != Some(rdkafka::error::RDKafkaErrorCode::QueueFull)
-                    {
+                    if e.rdkafka_error_code() != Some(rdkafka::error::RDKafkaErrorCode::QueueFull) {
                         return Err(e.to_string());
                     }
                     producer.poll(Duration::from_millis(5));

@@ -110,10 +110,13 @@ impl ChannelConfig for Config {
         let consumer: StreamConsumer<GroupContext> = client_config(
             &self.brokers,
             &cx.id,
-            &consumer_defaults(&group, match self.start_from {
-                StartFrom::Earliest => "earliest",
-                StartFrom::Latest => "latest",
-            }),
+            &consumer_defaults(
+                &group,
+                match self.start_from {
+                    StartFrom::Earliest => "earliest",
+                    StartFrom::Latest => "latest",
+                },
+            ),
             &self.options,
         )
         .create_with_context(GroupContext::new(&cx.id))
@@ -184,10 +187,11 @@ impl KafkaChannel {
                 let (low, high) = consumer
                     .fetch_watermarks(t, p, StdDuration::from_secs(5))
                     .map_err(|e| e.to_string())?;
-                let at = |tpl: &TopicPartitionList| match tpl.find_partition(t, p).map(|e| e.offset()) {
-                    Some(Offset::Offset(o)) => Some(o),
-                    _ => None,
-                };
+                let at =
+                    |tpl: &TopicPartitionList| match tpl.find_partition(t, p).map(|e| e.offset()) {
+                        Some(Offset::Offset(o)) => Some(o),
+                        _ => None,
+                    };
                 let pos = at(&positions).or_else(|| at(&committed)).unwrap_or(low);
                 if pos < high {
                     return Ok(false);
@@ -239,7 +243,12 @@ impl Channel for KafkaChannel {
                 }
             })
             .collect();
-        let refused = self.deliverer.lock().await.deliver(&self.topics, &records).await;
+        let refused = self
+            .deliverer
+            .lock()
+            .await
+            .deliver(&self.topics, &records)
+            .await;
         if let Some((i, why)) = refused.first() {
             return Err(ChannelError::Other(format!(
                 "Kafka refused {} event(s) for good (event {i}: {why})",

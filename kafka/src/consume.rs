@@ -275,10 +275,14 @@ impl Collector {
         };
         for p in self.pending.drain(..) {
             let (topic, topic_bytes) = &self.topics[p.topic];
-            let e = span.entry((topic.clone(), p.partition)).or_insert((p.offset, p.offset + 1));
+            let e = span
+                .entry((topic.clone(), p.partition))
+                .or_insert((p.offset, p.offset + 1));
             e.0 = e.0.min(p.offset);
             e.1 = e.1.max(p.offset + 1);
-            let kafka_ts = p.timestamp_ms.map(|ms| Timestamp(ms.saturating_mul(1_000_000)));
+            let kafka_ts = p
+                .timestamp_ms
+                .map(|ms| Timestamp(ms.saturating_mul(1_000_000)));
             let ts = p
                 .native_ts
                 .map(Timestamp)

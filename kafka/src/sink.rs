@@ -187,7 +187,10 @@ impl KafkaSink {
             let native = (self.format == Format::Native).then(|| {
                 let start = if i == 0 { 0 } else { fields_ends[i - 1] };
                 let end = fields_ends[i];
-                (e.timestamp.0, (end > start).then(|| fields_buf.slice(start..end)))
+                (
+                    e.timestamp.0,
+                    (end > start).then(|| fields_buf.slice(start..end)),
+                )
             });
             self.records.push(Record {
                 topic,

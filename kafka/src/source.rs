@@ -220,7 +220,9 @@ impl Source for KafkaSource {
             }
             let tpl = ctx.accepted_list();
             if let Err(e) = consumer.commit(&tpl, CommitMode::Async) {
-                ctx.warn(format_args!("committing offsets: {e}; retried with the next batch"));
+                ctx.warn(format_args!(
+                    "committing offsets: {e}; retried with the next batch"
+                ));
             }
         }
         // Stopping: commit what was accepted, synchronously, then leave the
@@ -230,7 +232,9 @@ impl Source for KafkaSource {
             let c = consumer.clone();
             let done = tokio::task::spawn_blocking(move || c.commit(&tpl, CommitMode::Sync)).await;
             if let Ok(Err(e)) = done {
-                tracing::warn!("committing offsets at stop failed: {e}; the group reads them again");
+                tracing::warn!(
+                    "committing offsets at stop failed: {e}; the group reads them again"
+                );
             }
         }
         tokio::task::spawn_blocking(move || drop(consumer))
