@@ -43,3 +43,50 @@ pub fn register(registry: &mut Registry) -> Result<(), DuplicateType> {
     registry.add_channel::<channel::Config>("kafka")?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use sluice_core::config::from_yaml_str;
+    use sluice_core::registry::{ChannelConfig, SinkConfig, SourceConfig};
+
+    use crate::client::{Compression, Format};
+
+    #[test]
+    fn sink_config_parses_and_rejects_unknown_keys_and_bad_brokers() {
+        let c: crate::sink::Config = from_yaml_str(
+            "brokers: [a:9092, b:9092]\ntopic: logs-{service}\nkey: host\nformat: native\ncompression: gzip\nlinger: 20ms\n",
+        )
+        .unwrap();
+        assert_eq!(c.brokers.0, ["a:9092", "b:9092"]);
+        assert_eq!(
+            (c.format, c.compression),
+            (Format::Native, Compression::Gzip)
+        );
+        assert!(c.validate().is_empty());
+        let c: crate::sink::Config = from_yaml_str("brokers: 'a:1, b:2'\ntopic: t\n").unwrap();
+        assert_eq!(c.brokers.0, ["a:1", "b:2"]);
+        assert_eq!(c.compression, Compression::Lz4);
+        let c: crate::sink::Config = from_yaml_str("brokers: nohost\ntopic: t\n").unwrap();
+        assert_eq!(c.validate()[0].key.as_deref(), Some("brokers"));
+        let e = from_yaml_str::<crate::sink::Config>("brokers: a:1\ntopic: t\nacks: 1\n")
+            .err()
+            .expect("unknown key");
+        assert!(e.to_string().contains("acks"), "{e}");
+    }
+
+    #[test]
+    fn source_and_channel_configs_validate() {
+        let c: crate::source::Config =
+            from_yaml_str("brokers: a:1\ntopics: [x]\ngroup_id: g\nstart_from: latest\n").unwrap();
+        assert!(c.validate().is_empty());
+        let c: crate::source::Config =
+            from_yaml_str("brokers: a:1\ntopics: []\ngroup_id: ''\nformat: json\n").unwrap();
+        let keys: Vec<_> = c.validate().into_iter().filter_map(|p| p.key).collect();
+        assert_eq!(keys, ["topics", "group_id", "format"]);
+        assert!(from_yaml_str::<crate::source::Config>("brokers: a:1\ntopics: [x]\n").is_err());
+        let c: crate::channel::Config = from_yaml_str("brokers: a:1\ntopic: buf\n").unwrap();
+        assert!(c.validate().is_empty());
+        let c: crate::channel::Config = from_yaml_str("brokers: []\ntopic: ''\n").unwrap();
+        assert_eq!(c.validate().len(), 2);
+    }
+}
