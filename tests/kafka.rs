@@ -429,7 +429,7 @@ fn the_kafka_channel_keeps_fields_and_what_it_accepted_across_a_kill_9() {
     create_topic(&topic, 3);
     let d = Dir::new();
     let yaml = format!(
-        "sources:\n  gen: {{type: generator, count: ${{COUNT}}, rate: 20000, processors: [num], channels: [k]}}\nprocessors:\n  num: {{type: parse_regex, pattern: '^(?P<n>\\d+)$', types: {{n: integer}}}}\nchannels:\n  k: {{type: kafka, brokers: {}, topic: {topic}}}\nsinks:\n  out: {{type: file, channel: k, path: ./out/events.json, format: json}}\n",
+        "sources:\n  gen: {{type: generator, count: \"${{COUNT}}\", rate: 20000, processors: [num], channels: [k]}}\nprocessors:\n  num: {{type: parse_regex, pattern: '^(?P<n>\\d+)$', types: {{n: integer}}}}\nchannels:\n  k: {{type: kafka, brokers: {}, topic: {topic}}}\nsinks:\n  out: {{type: file, channel: k, path: ./out/events.json, format: json}}\n",
         brokers()
     );
     d.write("p.yaml", &yaml);
@@ -459,6 +459,13 @@ fn the_kafka_channel_keeps_fields_and_what_it_accepted_across_a_kill_9() {
         .output()
         .expect("run");
     ok(&o);
+    // Everything the channel accepted is in the topic (the second run put
+    // nothing).
+    let accepted = records_in(&topic, 3);
+    assert!(
+        accepted < 100_000,
+        "the kill came too late to test anything"
+    );
     let lines = d.lines("out/events.json");
     let mut numbers = Vec::with_capacity(lines.len());
     for l in &lines {

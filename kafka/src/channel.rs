@@ -19,8 +19,10 @@
 //!
 //! When the channel is closed (the pipeline's sources have ended), `take`
 //! returns `None` once this member has read every partition assigned to it
-//! up to its end, or once it has held no partition for `drain_wait`. What
-//! stays in the topic is kept there for the next run.
+//! up to its end. Holding no partition, it returns `None` once the group has
+//! committed every record, or after `drain_wait` (other members hold the
+//! partitions and keep reading them). What stays in the topic is kept there
+//! for the next run.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -60,8 +62,9 @@ pub struct Config {
     /// How long the producer waits to fill a record batch.
     #[serde(default = "default_linger")]
     pub linger: Duration,
-    /// How long a closed channel whose reader holds no partition waits for
-    /// one before it reports itself drained.
+    /// How long a closed channel whose reader holds no partition, while the
+    /// group has records left to read, waits for one before it reports
+    /// itself drained.
     #[serde(default = "default_drain_wait")]
     pub drain_wait: Duration,
     /// Further librdkafka properties for both the producer and the consumer.
@@ -74,7 +77,7 @@ fn default_linger() -> Duration {
 }
 
 fn default_drain_wait() -> Duration {
-    Duration(StdDuration::from_secs(15))
+    Duration(StdDuration::from_secs(20))
 }
 
 impl ChannelConfig for Config {
@@ -169,23 +172,40 @@ const FILL_WAIT: StdDuration = StdDuration::from_millis(10);
 const DRAIN_CHECK: StdDuration = StdDuration::from_millis(500);
 
 impl KafkaChannel {
-    /// Whether this member has read every assigned partition to its end.
+    /// Whether this member has read every partition assigned to it to its
+    /// end. Holding none (the group has not yet given it any, or others hold
+    /// them all), whether the group as a whole has committed everything, or
+    /// `drain_wait` has passed.
     async fn drained(&self, closed_at: Instant) -> bool {
         let consumer = self.consumer.clone();
+        let topic = self.topics[0].clone();
         let wait = self.drain_wait;
         let check = tokio::task::spawn_blocking(move || -> Result<bool, String> {
+            let timeout = StdDuration::from_secs(5);
             let assignment = consumer.assignment().map_err(|e| e.to_string())?;
-            if assignment.count() == 0 {
-                return Ok(closed_at.elapsed() >= wait);
-            }
-            let positions = consumer.position().map_err(|e| e.to_string())?;
+            let holding = assignment.count() > 0;
+            let (partitions, positions) = if !holding {
+                // The group's committed offsets for every partition.
+                let md = consumer
+                    .fetch_metadata(Some(&topic), timeout)
+                    .map_err(|e| e.to_string())?;
+                let mut all = TopicPartitionList::new();
+                for t in md.topics() {
+                    for p in t.partitions() {
+                        all.add_partition(t.name(), p.id());
+                    }
+                }
+                (all, TopicPartitionList::new())
+            } else {
+                (assignment, consumer.position().map_err(|e| e.to_string())?)
+            };
             let committed = consumer
-                .committed_offsets(assignment.clone(), StdDuration::from_secs(5))
+                .committed_offsets(partitions.clone(), timeout)
                 .map_err(|e| e.to_string())?;
-            for el in assignment.elements() {
+            for el in partitions.elements() {
                 let (t, p) = (el.topic(), el.partition());
                 let (low, high) = consumer
-                    .fetch_watermarks(t, p, StdDuration::from_secs(5))
+                    .fetch_watermarks(t, p, timeout)
                     .map_err(|e| e.to_string())?;
                 let at =
                     |tpl: &TopicPartitionList| match tpl.find_partition(t, p).map(|e| e.offset()) {
@@ -194,7 +214,9 @@ impl KafkaChannel {
                     };
                 let pos = at(&positions).or_else(|| at(&committed)).unwrap_or(low);
                 if pos < high {
-                    return Ok(false);
+                    // Records left: ours to read, or, holding nothing, for
+                    // the group to hand us or for others to read.
+                    return Ok(!holding && closed_at.elapsed() >= wait);
                 }
             }
             Ok(true)
