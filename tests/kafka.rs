@@ -293,14 +293,25 @@ fn three_agents_in_one_group_share_a_topic_and_survive_a_kill_9() {
             .flat_map(|d| read_json(d).into_iter().map(|s| s.n))
             .collect()
     };
-    wait_for(LIMIT, "every event in the union of the outputs", || {
-        total(&dirs) >= TOTAL as usize && {
-            let mut u = union();
-            u.sort_unstable();
-            u.dedup();
-            u.len() == TOTAL as usize
+    let start = std::time::Instant::now();
+    loop {
+        let mut u = union();
+        u.sort_unstable();
+        u.dedup();
+        if u.len() == TOTAL as usize {
+            break;
         }
-    });
+        if start.elapsed() > LIMIT {
+            let logs: Vec<String> = agents.iter().flatten().map(Agent::log).collect();
+            panic!(
+                "{} of {TOTAL} distinct events after {LIMIT:?}; per agent {:?}\n{}",
+                u.len(),
+                dirs.iter().map(count_lines).collect::<Vec<_>>(),
+                logs.join("\n----\n")
+            );
+        }
+        std::thread::sleep(Duration::from_secs(1));
+    }
     for a in agents.iter_mut() {
         if let Some(a) = a.take() {
             a.stop();

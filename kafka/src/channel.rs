@@ -167,7 +167,7 @@ pub struct KafkaChannel {
 }
 
 /// How long a take waits for more records once it has one.
-const FILL_WAIT: StdDuration = StdDuration::from_millis(10);
+const FILL_WAIT: StdDuration = StdDuration::from_millis(100);
 /// How often a take on a closed channel checks whether it is drained.
 const DRAIN_CHECK: StdDuration = StdDuration::from_millis(500);
 
