@@ -134,6 +134,7 @@ impl ChannelConfig for Config {
             reader: tokio::sync::Mutex::new(Reader {
                 collector: Collector::new(Decode::Native { metadata: false }),
                 closed_at: None,
+                seen_revocations: 0,
             }),
             shared: Arc::new(Shared::default()),
             drain_wait: self.drain_wait.get(),
@@ -154,6 +155,8 @@ struct Reader {
     collector: Collector,
     /// When `take` first saw the channel closed.
     closed_at: Option<Instant>,
+    /// The revocation count last handled.
+    seen_revocations: u64,
 }
 
 /// The running `kafka` channel (see the [module docs](self)).
@@ -287,14 +290,21 @@ impl Channel for KafkaChannel {
         let max = max.max(1);
         let mut reader = self.reader.lock().await;
         let ctx = self.consumer.context().clone();
-        let mut seen = ctx.revocations();
         loop {
             let wait = if reader.collector.is_empty() {
                 DRAIN_CHECK
             } else {
                 FILL_WAIT
             };
-            match tokio::time::timeout(wait, self.consumer.recv()).await {
+            let r = tokio::time::timeout(wait, self.consumer.recv()).await;
+            // A rebalance runs inside `recv`: first drop what was read from
+            // partitions taken away, then keep the new record (read after
+            // the rebalance, it is valid even if its partition came back).
+            if ctx.revocations() != reader.seen_revocations {
+                reader.seen_revocations = ctx.revocations();
+                reader.collector.drop_partitions(&ctx.take_revoked());
+            }
+            match r {
                 Ok(Ok(m)) => reader.collector.push(&m),
                 Ok(Err(e)) => ctx.warn(format_args!("reading from Kafka: {e}")),
                 Err(_) => {
@@ -310,10 +320,6 @@ impl Channel for KafkaChannel {
                         }
                     }
                 }
-            }
-            if ctx.revocations() != seen {
-                seen = ctx.revocations();
-                reader.collector.drop_partitions(&ctx.take_revoked());
             }
             if reader.collector.len() >= max {
                 break;

@@ -188,20 +188,26 @@ impl Source for KafkaSource {
                         stopping = true;
                         break;
                     }
-                    r = tokio::time::timeout_at(deadline, consumer.recv()) => match r {
-                        Err(_) => break,
-                        Ok(Ok(m)) => collector.push(&m),
-                        Ok(Err(e)) => {
-                            ctx.warn(format_args!("reading from Kafka: {e}"));
+                    r = tokio::time::timeout_at(deadline, consumer.recv()) => {
+                        // A rebalance runs inside `recv`: first drop what
+                        // was read from partitions taken away, then keep
+                        // the new record (read after the rebalance, it is
+                        // valid even if its partition came back to us).
+                        if ctx.revocations() != seen_revocations {
+                            seen_revocations = ctx.revocations();
+                            collector.drop_partitions(&ctx.take_revoked());
                         }
-                    },
+                        match r {
+                            Err(_) => break,
+                            Ok(Ok(m)) => collector.push(&m),
+                            Ok(Err(e)) => ctx.warn(format_args!("reading from Kafka: {e}")),
+                        }
+                    }
                 }
-                // A rebalance runs inside `recv`: drop what was read from
-                // partitions that are no longer ours.
-                if ctx.revocations() != seen_revocations {
-                    seen_revocations = ctx.revocations();
-                    collector.drop_partitions(&ctx.take_revoked());
-                }
+            }
+            if ctx.revocations() != seen_revocations {
+                seen_revocations = ctx.revocations();
+                collector.drop_partitions(&ctx.take_revoked());
             }
             if collector.is_empty() {
                 continue;
