@@ -69,8 +69,7 @@ mod tests {
         let c: crate::sink::Config = from_yaml_str("brokers: nohost\ntopic: t\n").unwrap();
         assert_eq!(c.validate()[0].key.as_deref(), Some("brokers"));
         let e = from_yaml_str::<crate::sink::Config>("brokers: a:1\ntopic: t\nacks: 1\n")
-            .err()
-            .expect("unknown key");
+            .expect_err("unknown key");
         assert!(e.to_string().contains("acks"), "{e}");
     }
 
