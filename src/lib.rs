@@ -47,5 +47,6 @@ pub fn try_register_builtins(
     sluice_anomaly::register(registry)?;
     sluice_store::register(registry)?;
     sluice_postgres::register(registry)?;
+    sluice_kafka::register(registry)?;
     Ok(())
 }

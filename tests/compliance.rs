@@ -20,6 +20,7 @@ fn sink_options(ty: &str) -> Option<&'static str> {
         "sluice" => "address: 127.0.0.1:COMPLIANCE_PORT",
         "store" => "path: ./out/store",
         "postgres" => "url: ${SLUICE_TEST_POSTGRES_URL}\ntable: sluice_compliance",
+        "kafka" => "brokers: ${SLUICE_TEST_KAFKA_BROKERS}\ntopic: sluice-compliance-sink",
         _ => return None,
     })
 }
@@ -60,6 +61,9 @@ enum Feed {
     Http,
     /// A second agent sends a sequence to `COMPLIANCE_PORT` over the hop.
     Hop,
+    /// A one-partition topic filled with a sequence before the start
+    /// (`SLUICE_COMPLIANCE_TOPIC`).
+    Kafka,
 }
 
 fn source_options(ty: &str) -> Option<(&'static str, Feed)> {
@@ -80,15 +84,26 @@ fn source_options(ty: &str) -> Option<(&'static str, Feed)> {
         "http" => ("address: 127.0.0.1:COMPLIANCE_PORT", Feed::Http),
         "exec" => ("command: [seq, 0, 100000000]", Feed::None),
         "sluice" => ("address: 127.0.0.1:COMPLIANCE_PORT", Feed::Hop),
+        "kafka" => (
+            "brokers: ${SLUICE_TEST_KAFKA_BROKERS}\n    topics: [\"${SLUICE_COMPLIANCE_TOPIC}\"]\n    group_id: compliance",
+            Feed::Kafka,
+        ),
         _ => return None,
     })
 }
+
+/// The `kafka` channel's entry: tested in `kafka.rs` instead.
+const KAFKA_CHANNEL: &str = "(tested in kafka.rs)";
 
 /// Options per channel type (a small bound, so that puts wait).
 fn channel_options(ty: &str) -> Option<&'static str> {
     Some(match ty {
         "memory" => "capacity: 100",
         "disk" => "max_bytes: 64KiB\nmax_segment_bytes: 16KiB",
+        // Needs a topic of its own per run and a group rebalance per start:
+        // its delivery, order per partition and crash survival are checked
+        // against the real broker by `kafka::the_kafka_channel_keeps_fields_and_what_it_accepted_across_a_kill_9`.
+        "kafka" => return Some(KAFKA_CHANNEL),
         _ => return None,
     })
 }
@@ -124,6 +139,7 @@ fn every_sink_delivers_and_counts_every_event() {
     for ty in types {
         let opts =
             sink_options(&ty).unwrap_or_else(|| panic!("no compliance entry for sink type `{ty}`"));
+        let _lock = (ty == "kafka").then(crate::kafka::broker_lock);
         let d = Dir::new();
         let port = crate::network::free_port().to_string();
         d.write(
@@ -197,6 +213,12 @@ fn every_source_stops_on_sigterm_and_the_stop_drains_everything() {
     for ty in types {
         let (opts, feed) = source_options(&ty)
             .unwrap_or_else(|| panic!("no compliance entry for source type `{ty}`"));
+        let _lock = matches!(feed, Feed::Kafka).then(crate::kafka::broker_lock);
+        let topic = crate::kafka::unique("compliance-source");
+        if matches!(feed, Feed::Kafka) {
+            crate::kafka::create_topic(&topic, 1);
+            crate::kafka::produce_sequence(&topic, 10_000);
+        }
         let d = Dir::new();
         d.write("logs/app.log", "");
         let port = match feed {
@@ -210,6 +232,7 @@ fn every_source_stops_on_sigterm_and_the_stop_drains_everything() {
         let mut child = d
             .sluice(&["run", "p.yaml"])
             .env("SLUICE_LOG_FORMAT", "json")
+            .env("SLUICE_COMPLIANCE_TOPIC", &topic)
             .stdin(Stdio::piped())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -226,7 +249,7 @@ fn every_source_stops_on_sigterm_and_the_stop_drains_everything() {
             );
             let chunk: String = (written..written + 200).map(|i| format!("{i}\n")).collect();
             match feed {
-                Feed::None => {}
+                Feed::None | Feed::Kafka => {}
                 Feed::File => d.append("logs/app.log", &chunk),
                 Feed::Stdin => {
                     use std::io::Write;
@@ -274,6 +297,9 @@ fn every_channel_delivers_in_order_and_a_stop_drains_it() {
     for ty in types {
         let opts = channel_options(&ty)
             .unwrap_or_else(|| panic!("no compliance entry for channel type `{ty}`"));
+        if opts == KAFKA_CHANNEL {
+            continue;
+        }
         // A bounded run: every event, in order, counted.
         let d = Dir::new();
         d.write(
