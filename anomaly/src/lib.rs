@@ -58,58 +58,5 @@ mod loghub_tests;
 
 #[cfg(test)]
 pub(crate) mod test_util {
-    use sluice_core::prelude::*;
-
-    /// A build context for tests, with no state directory of its own.
-    pub fn cx() -> BuildContext {
-        BuildContext {
-            id: "test".into(),
-            pipeline_data_dir: ".".into(),
-            data_dir: ".".into(),
-            durable_input: false,
-        }
-    }
-
-    /// Parses a config from YAML, panicking with the error.
-    pub fn config<C: serde::de::DeserializeOwned>(yaml: &str) -> C {
-        match sluice_core::config::from_yaml_str(yaml) {
-            Ok(c) => c,
-            Err(e) => panic!("{yaml}: {e} at {:?}", e.pos),
-        }
-    }
-
-    /// Builds the processor from YAML after checking that it validates.
-    pub fn build<C: ProcessorConfig>(yaml: &str) -> Box<dyn Processor> {
-        let c: C = config(yaml);
-        let problems = c.validate();
-        assert!(problems.is_empty(), "{problems:?}");
-        match c.build(&cx()) {
-            Ok(p) => p,
-            Err(e) => panic!("build: {e}"),
-        }
-    }
-
-    /// The unknown-key error of a config, as text.
-    pub fn unknown_key<C: serde::de::DeserializeOwned>(yaml: &str) -> String {
-        match sluice_core::config::from_yaml_str::<C>(yaml) {
-            Ok(_) => panic!("{yaml} should not parse"),
-            Err(e) => e.message,
-        }
-    }
-
-    /// A batch of events with these bodies, stamped 0.
-    pub fn batch(bodies: &[&str]) -> Batch {
-        bodies
-            .iter()
-            .map(|b| Event::new(b.to_string(), Timestamp(0)))
-            .collect::<Vec<_>>()
-            .into()
-    }
-
-    /// Runs a processor over a batch; returns the failures.
-    pub fn run(p: &mut dyn Processor, batch: &mut Batch) -> Vec<(usize, String)> {
-        let mut cx = ProcessContext::new();
-        p.process(batch, &mut cx);
-        cx.take_failures()
-    }
+    pub use sluice_core::testing::processor::*;
 }

@@ -105,3 +105,115 @@ pub fn source_context(
         ))),
     }
 }
+
+/// Helpers for a processor's unit tests: build from YAML, run over a batch.
+pub mod processor {
+    use crate::prelude::*;
+
+    /// A build context for tests.
+    pub fn cx() -> BuildContext {
+        BuildContext {
+            id: "test".into(),
+            pipeline_data_dir: ".".into(),
+            data_dir: ".".into(),
+            durable_input: false,
+        }
+    }
+
+    /// Parses a config from YAML, panicking with the error.
+    pub fn config<C: serde::de::DeserializeOwned>(yaml: &str) -> C {
+        match crate::config::from_yaml_str(yaml) {
+            Ok(c) => c,
+            Err(e) => panic!("{yaml}: {e} at {:?}", e.pos),
+        }
+    }
+
+    /// Builds the processor from YAML after checking that it validates.
+    pub fn build<C: ProcessorConfig>(yaml: &str) -> Box<dyn Processor> {
+        let c: C = config(yaml);
+        let problems = c.validate();
+        assert!(problems.is_empty(), "{problems:?}");
+        match c.build(&cx()) {
+            Ok(p) => p,
+            Err(e) => panic!("build: {e}"),
+        }
+    }
+
+    /// The unknown-key error of a config, as text.
+    pub fn unknown_key<C: serde::de::DeserializeOwned>(yaml: &str) -> String {
+        match crate::config::from_yaml_str::<C>(yaml) {
+            Ok(_) => panic!("{yaml} should not parse"),
+            Err(e) => e.message,
+        }
+    }
+
+    /// A batch of events with these bodies, stamped 0.
+    pub fn batch(bodies: &[&str]) -> Batch {
+        bodies
+            .iter()
+            .map(|b| Event::new(b.to_string(), Timestamp(0)))
+            .collect::<Vec<_>>()
+            .into()
+    }
+
+    /// Runs a processor over a batch; returns the failures.
+    pub fn run(p: &mut dyn Processor, batch: &mut Batch) -> Vec<(usize, String)> {
+        let mut cx = ProcessContext::new();
+        p.process(batch, &mut cx);
+        cx.take_failures()
+    }
+
+    /// The configs of every processor of type `ty` in the example pipeline
+    /// `pipelines/processor-<ty>.yaml`, common keys removed as the runtime
+    /// does, each parsed as `C` and validated.
+    pub fn examples<C: ProcessorConfig>(ty: &str) -> Vec<C> {
+        use crate::config::{from_node, node, Node, NodeKind};
+        let path = format!(
+            "{}/../pipelines/processor-{ty}.yaml",
+            env!("CARGO_MANIFEST_DIR")
+        );
+        let text = match std::fs::read_to_string(&path) {
+            Ok(s) => s,
+            Err(e) => panic!("{path}: {e}"),
+        };
+        let root = match node::parse(&text, &|_| None) {
+            Ok(n) => n,
+            Err(p) => panic!("{path}: {p:?}"),
+        };
+        let mut out = Vec::new();
+        let procs = root
+            .get("processors")
+            .and_then(Node::as_map)
+            .unwrap_or_default();
+        for (id, def) in procs {
+            if def.get("type").and_then(Node::as_str) != Some(ty) {
+                continue;
+            }
+            let own: Vec<(Node, Node)> = def
+                .as_map()
+                .unwrap_or_default()
+                .iter()
+                .filter(|(k, _)| {
+                    !matches!(
+                        k.as_str(),
+                        Some("type" | "input" | "channels" | "selector" | "dead_letter")
+                    )
+                })
+                .cloned()
+                .collect();
+            let own = Node {
+                kind: NodeKind::Map(own),
+                pos: def.pos,
+            };
+            let c: C = match from_node(&own) {
+                Ok(c) => c,
+                Err(e) => panic!("{path}: processor {id:?}: {e} at {:?}", e.pos),
+            };
+            let problems = c.validate();
+            assert!(problems.is_empty(), "{path}: {id:?}: {problems:?}");
+            out.push(c);
+        }
+        assert!(!out.is_empty(), "{path} has no processor of type {ty}");
+        out
+    }
+}
