@@ -11,13 +11,13 @@ use crate::util::*;
 const WAIT: Duration = Duration::from_secs(60);
 
 /// A port that was free a moment ago on 127.0.0.1.
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     l.local_addr().expect("addr").port()
 }
 
 /// `GET url + path` with the agent's own client: status and body.
-fn get(url: &str, path: &str) -> Option<(u16, String)> {
+pub(crate) fn get(url: &str, path: &str) -> Option<(u16, String)> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -27,7 +27,7 @@ fn get(url: &str, path: &str) -> Option<(u16, String)> {
 }
 
 /// Starts `sluice run p.yaml` and waits until its API answers.
-fn start_agent(d: &Dir, url: &str) -> Child {
+pub(crate) fn start_agent(d: &Dir, url: &str) -> Child {
     let mut child = d.start(&["run", "p.yaml"]);
     wait_for(WAIT, "the API to answer", || {
         if let Ok(Some(status)) = child.try_wait() {
@@ -39,7 +39,7 @@ fn start_agent(d: &Dir, url: &str) -> Child {
 }
 
 /// Stops the agent with SIGTERM and checks that it stopped cleanly.
-fn stop_agent(child: Child) {
+pub(crate) fn stop_agent(child: Child) {
     signal(&child, libc::SIGTERM);
     let o = wait_output(child, WAIT);
     assert!(o.status.success(), "{}", stderr(&o));

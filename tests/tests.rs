@@ -12,6 +12,7 @@ mod operations;
 mod postgres;
 mod reload;
 mod store;
+mod store_api;
 mod tailing;
 mod util;
 mod validate;

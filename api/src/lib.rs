@@ -13,6 +13,10 @@
 //! * `GET /api/tap/{component}`: a sample of the events leaving a component,
 //!   as JSON lines, streamed until the client goes away (`?limit=N` stops
 //!   after `N` events).
+//! * `GET /search?q=QUERY[&from=T&to=T&limit=N&count_by=INTERVAL&store=ID]`:
+//!   the search of `sluice search` over the index of the pipeline's `store`
+//!   sink (`store=ID` picks one when there are several), as JSON
+//!   `{"total", "hits", "buckets"}`, newest hits first ([`search`](mod@search)).
 //! * `GET /`: a dashboard page drawing the graph, rates, channel fill and any
 //!   gauge a component reports (such as `anomaly_score`) over time.
 //!
@@ -23,6 +27,7 @@
 
 pub mod client;
 pub mod prometheus;
+pub mod search;
 pub mod state;
 mod tap;
 
@@ -71,6 +76,7 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .route("/metrics", get(metrics))
         .route("/api/components", get(components))
         .route("/api/tap/{component}", get(tap))
+        .route("/search", get(search::search))
         .with_state(state)
 }
 

@@ -59,6 +59,12 @@ impl ApiState {
         }
     }
 
+    /// The pipeline and components running now, as the topology published
+    /// them last.
+    pub fn snapshot(&self) -> Arc<Snapshot> {
+        self.view.snapshot()
+    }
+
     /// What runs now, in pipeline order.
     pub fn current(&self) -> Current {
         Current::of(&self.view.snapshot(), self.started)

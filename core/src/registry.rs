@@ -152,6 +152,9 @@ macro_rules! erased {
             fn validate(&self) -> Vec<Problem>;
             /// See the typed trait's `build`.
             fn build(&self, cx: &BuildContext) -> Result<$out, BuildError>;
+            /// The typed config, for readers that know its type (the API
+            /// finds the `store` sinks' paths through it).
+            fn as_any(&self) -> &dyn std::any::Any;
         }
         impl<C: $typed> $erased for C {
             fn validate(&self) -> Vec<Problem> {
@@ -159,6 +162,9 @@ macro_rules! erased {
             }
             fn build(&self, cx: &BuildContext) -> Result<$out, BuildError> {
                 $typed::build(self, cx)
+            }
+            fn as_any(&self) -> &dyn std::any::Any {
+                self
             }
         }
     };
