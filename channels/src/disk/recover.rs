@@ -118,6 +118,8 @@ pub fn open(dir: &Path) -> io::Result<Recovered> {
         ..State::default()
     };
     let mut next_rid = commits.keys().next_back().map_or(0, |r| r + 1);
+    // Records of the segments that stay.
+    let mut kept = std::collections::HashSet::new();
     for scan in scans {
         next_rid = next_rid.max(scan.first_rid);
         let mut pending = 0;
@@ -155,6 +157,7 @@ pub fn open(dir: &Path) -> io::Result<Recovered> {
         if pending == 0 {
             std::fs::remove_file(&scan.path)?;
         } else {
+            kept.extend(scan.records.iter().map(|r| r.header.rid));
             state.segments.insert(
                 scan.first_rid,
                 Seg {
@@ -165,10 +168,12 @@ pub fn open(dir: &Path) -> io::Result<Recovered> {
             );
         }
     }
-    // Keep only the commits of records still pending.
+    // Keep the commits of every record of a segment that stays: those of
+    // its fully committed records too, or the next start would deliver
+    // them again.
     let keep: Vec<(u64, u32, u32)> = commits
         .iter()
-        .filter(|(rid, _)| state.records.contains_key(rid))
+        .filter(|(rid, _)| kept.contains(rid))
         .flat_map(|(&rid, ranges)| ranges.iter().map(move |&(s, e)| (rid, s, e)))
         .collect();
     log::rewrite_commits(dir, &keep)?;

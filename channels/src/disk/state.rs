@@ -104,10 +104,12 @@ impl State {
         None
     }
 
-    /// The lowest record id whose commits must be kept: that of the oldest
-    /// pending record, or of the active segment's first record.
+    /// The lowest record id whose commits must be kept: the first record of
+    /// the oldest segment still on disk (its committed records included),
+    /// or of the active segment.
     pub fn commits_floor(&self) -> u64 {
         let oldest = self.records.keys().next().copied().unwrap_or(u64::MAX);
+        let oldest = self.segments.keys().next().map_or(oldest, |&s| s.min(oldest));
         oldest.min(self.active.unwrap_or(u64::MAX))
     }
 }

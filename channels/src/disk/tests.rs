@@ -139,6 +139,36 @@ async fn uncommitted_events_come_back_after_a_restart() {
 }
 
 #[tokio::test]
+async fn committed_records_stay_committed_through_several_restarts() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let ch = open(dir.path(), "");
+        ch.put(batch(0..10)).await.unwrap();
+        ch.put(batch(10..20)).await.unwrap();
+        ch.put(batch(20..30)).await.unwrap();
+        let t = ch.take(10).await.unwrap().unwrap();
+        t.commit().await.unwrap();
+        ch.sync().await.unwrap();
+    }
+    // The first record is committed, its segment still holds the others:
+    // each restart (which compacts the commit log) must remember it.
+    for restart in 0..3 {
+        let ch = open(dir.path(), "");
+        assert_eq!(ch.stats().events, 20, "restart {restart}");
+        drop(ch);
+        tokio::time::sleep(StdDuration::from_millis(50)).await;
+    }
+    let ch = open(dir.path(), "");
+    ch.close();
+    let mut seen = Vec::new();
+    while let Some(t) = ch.take(7).await.unwrap() {
+        seen.extend(numbers(t.batch()));
+        t.commit().await.unwrap();
+    }
+    assert_eq!(seen, (10..30).collect::<Vec<_>>());
+}
+
+#[tokio::test]
 async fn committed_segments_are_deleted() {
     let dir = tempfile::tempdir().unwrap();
     let ch = open(dir.path(), "max_segment_bytes: 4KiB");
