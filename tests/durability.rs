@@ -8,10 +8,10 @@ use std::time::Duration;
 use crate::util::*;
 
 /// A small deterministic generator (xorshift), so a failing run reproduces.
-struct Rng(u64);
+pub(crate) struct Rng(pub(crate) u64);
 
 impl Rng {
-    fn below(&mut self, n: u64) -> u64 {
+    pub(crate) fn below(&mut self, n: u64) -> u64 {
         self.0 ^= self.0 << 13;
         self.0 ^= self.0 >> 7;
         self.0 ^= self.0 << 17;
@@ -20,7 +20,7 @@ impl Rng {
 }
 
 /// SIGKILL, then reap.
-fn kill9(mut child: Child) {
+pub(crate) fn kill9(mut child: Child) {
     child.kill().expect("kill -9");
     let _ = child.wait();
 }

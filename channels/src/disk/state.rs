@@ -109,7 +109,11 @@ impl State {
     /// or of the active segment.
     pub fn commits_floor(&self) -> u64 {
         let oldest = self.records.keys().next().copied().unwrap_or(u64::MAX);
-        let oldest = self.segments.keys().next().map_or(oldest, |&s| s.min(oldest));
+        let oldest = self
+            .segments
+            .keys()
+            .next()
+            .map_or(oldest, |&s| s.min(oldest));
         oldest.min(self.active.unwrap_or(u64::MAX))
     }
 }
