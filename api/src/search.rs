@@ -72,55 +72,72 @@ pub fn store_sinks(snapshot: &Snapshot) -> Vec<StoreSink> {
         .collect()
 }
 
-/// An error answer: `{"error": message, ...extra}`.
-fn error(status: StatusCode, message: impl Into<String>, extra: serde_json::Value) -> Response {
-    let mut body = serde_json::json!({ "error": message.into() });
-    if let (Some(body), serde_json::Value::Object(extra)) = (body.as_object_mut(), extra) {
-        body.extend(extra);
-    }
-    (status, Json(body)).into_response()
+/// A request the search refuses: its status and `{"error", "stores"?}`.
+struct Refusal {
+    status: StatusCode,
+    message: String,
+    /// The ids of the store sinks, when they help choose one.
+    stores: Option<Vec<String>>,
 }
 
-fn bad_request(message: impl Into<String>) -> Response {
-    error(StatusCode::BAD_REQUEST, message, serde_json::Value::Null)
+impl Refusal {
+    fn new(status: StatusCode, message: impl Into<String>) -> Refusal {
+        Refusal {
+            status,
+            message: message.into(),
+            stores: None,
+        }
+    }
+
+    fn bad(message: impl Into<String>) -> Refusal {
+        Refusal::new(StatusCode::BAD_REQUEST, message)
+    }
+}
+
+impl IntoResponse for Refusal {
+    fn into_response(self) -> Response {
+        let mut body = serde_json::json!({ "error": self.message });
+        if let (Some(stores), Some(body)) = (self.stores, body.as_object_mut()) {
+            body.insert("stores".into(), serde_json::json!(stores));
+        }
+        (self.status, Json(body)).into_response()
+    }
 }
 
 /// Picks the sink `wanted` names, or the only one.
-fn pick(stores: Vec<StoreSink>, wanted: Option<&str>) -> Result<StoreSink, Response> {
-    let ids = || serde_json::json!({ "stores": stores.iter().map(|s| &s.id).collect::<Vec<_>>() });
+fn pick(stores: Vec<StoreSink>, wanted: Option<&str>) -> Result<StoreSink, Refusal> {
+    let listed = |r: Refusal| Refusal {
+        stores: Some(stores.iter().map(|s| s.id.clone()).collect()),
+        ..r
+    };
     match wanted {
-        Some(id) => match stores.iter().find(|s| s.id == id) {
-            Some(s) => Ok(s.clone()),
-            None => Err(error(
+        Some(id) => stores.iter().find(|s| s.id == id).cloned().ok_or_else(|| {
+            listed(Refusal::new(
                 StatusCode::NOT_FOUND,
                 format!("no store sink `{id}`"),
-                ids(),
-            )),
-        },
+            ))
+        }),
         None => match stores.as_slice() {
-            [] => Err(error(
+            [] => Err(Refusal::new(
                 StatusCode::NOT_FOUND,
                 "the pipeline has no store sink",
-                serde_json::Value::Null,
             )),
             [only] => Ok(only.clone()),
-            _ => Err(error(
-                StatusCode::BAD_REQUEST,
+            _ => Err(listed(Refusal::bad(
                 "the pipeline has several store sinks: name one with store=ID",
-                ids(),
-            )),
+            ))),
         },
     }
 }
 
 /// The search options `params` ask for.
-fn options(params: &Params) -> Result<SearchOptions, Response> {
+fn options(params: &Params) -> Result<SearchOptions, Refusal> {
     let now = Timestamp::now();
     let time = |s: &Option<String>, name: &str| {
         s.as_deref()
             .map(|s| {
                 sluice_store::search::parse_time(s, now)
-                    .map_err(|e| bad_request(format!("{name}: {e}")))
+                    .map_err(|e| Refusal::bad(format!("{name}: {e}")))
             })
             .transpose()
     };
@@ -129,7 +146,7 @@ fn options(params: &Params) -> Result<SearchOptions, Response> {
         Some(s) => match s.trim().parse::<usize>() {
             Ok(n) if n <= MAX_LIMIT => n,
             _ => {
-                return Err(bad_request(format!(
+                return Err(Refusal::bad(format!(
                     "limit: `{s}` is not a number from 0 to {MAX_LIMIT}"
                 )))
             }
@@ -140,8 +157,10 @@ fn options(params: &Params) -> Result<SearchOptions, Response> {
         .as_deref()
         .map(|s| match sluice_core::config::Duration::parse(s) {
             Ok(d) if !d.get().is_zero() => Ok(d.get()),
-            Ok(_) => Err(bad_request("count_by: must be longer than 0, such as `1m`")),
-            Err(e) => Err(bad_request(format!("count_by: {e}"))),
+            Ok(_) => Err(Refusal::bad(
+                "count_by: must be longer than 0, such as `1m`",
+            )),
+            Err(e) => Err(Refusal::bad(format!("count_by: {e}"))),
         })
         .transpose()?;
     Ok(SearchOptions {
@@ -157,40 +176,109 @@ pub(crate) async fn search(
     State(state): State<Arc<ApiState>>,
     params: Result<Query<Params>, QueryRejection>,
 ) -> Response {
-    let params = match params {
-        Ok(Query(p)) => p,
-        Err(e) => return bad_request(e.body_text()),
-    };
-    let opts = match options(&params) {
-        Ok(o) => o,
-        Err(r) => return r,
-    };
-    let store = match pick(store_sinks(&state.snapshot()), params.store.as_deref()) {
-        Ok(s) => s,
-        Err(r) => return r,
-    };
+    match run(&state, params).await {
+        Ok(result) => Json(result).into_response(),
+        Err(refusal) => refusal.into_response(),
+    }
+}
+
+async fn run(
+    state: &ApiState,
+    params: Result<Query<Params>, QueryRejection>,
+) -> Result<sluice_store::SearchResult, Refusal> {
+    let Query(params) = params.map_err(|e| Refusal::bad(e.body_text()))?;
+    let opts = options(&params)?;
+    let store = pick(store_sinks(&state.snapshot()), params.store.as_deref())?;
     let query = params.q.unwrap_or_else(|| "*".to_string());
-    let run = move || StoreReader::open(&store.path)?.search(&query, &opts);
-    match tokio::task::spawn_blocking(run).await {
-        Ok(Ok(result)) => Json(result).into_response(),
-        Ok(Err(e @ StoreError::Query(_))) => bad_request(e.to_string()),
-        Ok(Err(e @ StoreError::Open(_))) => error(
-            StatusCode::SERVICE_UNAVAILABLE,
-            e.to_string(),
-            serde_json::Value::Null,
-        ),
-        Ok(Err(e)) => error(
+    let search = move || StoreReader::open(&store.path)?.search(&query, &opts);
+    match tokio::task::spawn_blocking(search).await {
+        Ok(Ok(result)) => Ok(result),
+        Ok(Err(e @ StoreError::Query(_))) => Err(Refusal::bad(e.to_string())),
+        Ok(Err(e @ StoreError::Open(_))) => {
+            Err(Refusal::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string()))
+        }
+        Ok(Err(e)) => Err(Refusal::new(
             StatusCode::INTERNAL_SERVER_ERROR,
             e.to_string(),
-            serde_json::Value::Null,
-        ),
+        )),
         Err(e) => {
             tracing::error!("search failed: {e}");
-            error(
+            Err(Refusal::new(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "the search failed",
-                serde_json::Value::Null,
-            )
+            ))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sink(id: &str) -> StoreSink {
+        StoreSink {
+            id: id.into(),
+            path: PathBuf::from(format!("./{id}")),
+        }
+    }
+
+    #[test]
+    fn the_only_store_is_the_default_and_an_id_picks_one_of_several() {
+        assert_eq!(pick(vec![sink("a")], None).ok(), Some(sink("a")));
+        assert_eq!(
+            pick(vec![sink("a"), sink("b")], Some("b")).ok(),
+            Some(sink("b"))
+        );
+        let r = pick(vec![sink("a"), sink("b")], None).expect_err("ambiguous");
+        assert_eq!(r.status, StatusCode::BAD_REQUEST);
+        assert_eq!(r.stores, Some(vec!["a".to_string(), "b".to_string()]));
+        let r = pick(vec![sink("a")], Some("c")).expect_err("unknown");
+        assert_eq!(r.status, StatusCode::NOT_FOUND);
+        assert_eq!(r.stores, Some(vec!["a".to_string()]));
+        let r = pick(Vec::new(), None).expect_err("none");
+        assert_eq!(r.status, StatusCode::NOT_FOUND);
+        assert_eq!(r.message, "the pipeline has no store sink");
+    }
+
+    #[test]
+    fn options_parse_like_the_command_and_refuse_bad_values() {
+        let p = |q: &str| -> Params {
+            let mut p = Params::default();
+            for pair in q.split('&') {
+                let (k, v) = pair.split_once('=').expect("k=v");
+                let v = Some(v.to_string());
+                match k {
+                    "q" => p.q = v,
+                    "from" => p.from = v,
+                    "to" => p.to = v,
+                    "limit" => p.limit = v,
+                    "count_by" => p.count_by = v,
+                    _ => p.store = v,
+                }
+            }
+            p
+        };
+        let o = options(&p("q=x")).ok().expect("defaults");
+        assert_eq!(o.limit, DEFAULT_LIMIT);
+        assert!(o.from.is_none() && o.to.is_none() && o.count_by.is_none());
+        let o = options(&p("limit=0&count_by=1m&from=2026-11-26&to=now"))
+            .ok()
+            .expect("all set");
+        assert_eq!(o.limit, 0);
+        assert_eq!(o.count_by, Some(std::time::Duration::from_secs(60)));
+        assert!(o.from.is_some_and(|f| o.to.is_some_and(|t| f < t)));
+        for bad in [
+            "limit=-1",
+            "limit=10001",
+            "count_by=0s",
+            "count_by=often",
+            "from=soon",
+            "to=x",
+        ] {
+            let r = options(&p(bad))
+                .err()
+                .unwrap_or_else(|| panic!("{bad} accepted"));
+            assert_eq!(r.status, StatusCode::BAD_REQUEST, "{bad}");
         }
     }
 }
