@@ -13,6 +13,6 @@ pub(super) fn bind(
         return Ok(None);
     };
     let listener = sluice_api::bind(spec.address)?;
-    tracing::info!(address = %listener.address, "api listening: /health, /metrics, /api/components, /");
+    tracing::info!(address = %listener.address, "api listening: /health, /metrics, /api/components, /search, /");
     Ok(Some(listener))
 }
