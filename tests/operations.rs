@@ -616,3 +616,87 @@ fn the_api_follows_a_reload() {
     assert_eq!(get(&url, "/health").expect("health").0, 200);
     stop_agent(child);
 }
+
+#[test]
+fn a_failing_group_member_degrades_health_while_the_group_delivers() {
+    let d = Dir::new();
+    let port = free_port();
+    let url = format!("http://127.0.0.1:{port}");
+    d.write(
+        "p.yaml",
+        &format!("api:\n  address: 127.0.0.1:{port}\nsources:\n  src: {{type: file, include: [\"./in/*.log\"], read_from: beginning, follow: true, poll_interval: 50ms, channels: [main]}}\nchannels:\n  main: {{type: memory, capacity: 500}}\nsinks:\n  primary: {{type: file, channel: main, path: ./out/primary.log, batch_size: 100}}\n  secondary: {{type: file, channel: main, path: ./out/secondary.log, batch_size: 100}}\nsink_groups:\n  out:\n    strategy: failover\n    sinks: [primary, secondary]\n    priorities: {{primary: 10, secondary: 5}}\n    penalty: 100ms\n    max_penalty: 300ms\n"),
+    );
+    d.write("in/a.log", &numbered_lines(0, 300));
+    // Both members' files are directories: every write fails.
+    for f in ["out/primary.log", "out/secondary.log"] {
+        std::fs::create_dir_all(d.join(f)).expect("mkdir");
+    }
+    let child = start_agent(&d, &url);
+    let health = || -> (u16, serde_json::Value) {
+        let (status, body) = get(&url, "/health").expect("health");
+        (status, serde_json::from_str(&body).expect("json"))
+    };
+    let healthy = |v: &serde_json::Value, id: &str| {
+        v["components"]
+            .as_array()
+            .expect("components")
+            .iter()
+            .find(|c| c["id"] == id)
+            .map(|c| c["healthy"] == true)
+    };
+
+    // 1. The whole group fails: unhealthy.
+    wait_for(WAIT, "/health to report both members failing", || {
+        let (_, v) = health();
+        healthy(&v, "primary") == Some(false) && healthy(&v, "secondary") == Some(false)
+    });
+    let (status, v) = health();
+    assert_eq!(
+        (status, v["status"].as_str()),
+        (503, Some("unhealthy")),
+        "{v}"
+    );
+    assert_eq!(v["groups"][0]["healthy"], false, "{v}");
+
+    // 2. The secondary comes back: the group delivers, the agent is degraded
+    // but answers 200.
+    std::fs::remove_dir(d.join("out/secondary.log")).expect("rmdir");
+    wait_for(WAIT, "every line at the secondary", || {
+        d.lines("out/secondary.log").len() == 300
+    });
+    wait_for(WAIT, "/health to report degraded", || {
+        health().1["status"] == "degraded"
+    });
+    let (status, v) = health();
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(
+        (healthy(&v, "primary"), healthy(&v, "secondary")),
+        (Some(false), Some(true)),
+        "{v}"
+    );
+    assert_eq!(v["groups"][0]["id"], "out", "{v}");
+    assert_eq!(v["groups"][0]["healthy"], true, "{v}");
+    let view: serde_json::Value =
+        serde_json::from_str(&get(&url, "/api/components").expect("components").1).expect("json");
+    assert_eq!(view["status"], "degraded");
+
+    // 3. The primary comes back: the group fails back and all is well.
+    // Once its penalty (at most `max_penalty`) has passed, the next batch
+    // tries it first.
+    std::fs::remove_dir(d.join("out/primary.log")).expect("rmdir");
+    std::thread::sleep(Duration::from_millis(600));
+    d.write("in/b.log", &numbered_lines(300, 400));
+    wait_for(WAIT, "the new lines at the primary", || {
+        d.lines("out/primary.log").len() == 100
+    });
+    wait_for(WAIT, "/health to report ok", || {
+        health().1["status"] == "ok"
+    });
+    assert_eq!(health().0, 200);
+    stop_agent(child);
+    let mut all = d.lines("out/primary.log");
+    all.extend(d.lines("out/secondary.log"));
+    all.sort_by_key(|l| l[5..].parse::<usize>().expect("a number"));
+    let want: Vec<String> = (0..400).map(|i| format!("line {i}")).collect();
+    assert_eq!(all, want);
+}
