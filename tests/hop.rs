@@ -158,73 +158,167 @@ fn numbers(lines: &[String]) -> Vec<usize> {
     lines.iter().map(|l| l.parse().expect("a number")).collect()
 }
 
+/// The aggregators' file sink reads up to this many events per batch.
+const AGG_BATCH: usize = 1000;
+/// The edge's group sends batches of up to this many events.
+const EDGE_BATCH: usize = 500;
+
+/// An aggregator as [`aggregator`] with a `disk` channel kept under its
+/// `data_dir`, so that a restart finds what a `kill -9` left in it.
+fn durable_aggregator(d: &Dir, name: &str, port: u16) -> Child {
+    d.write(
+        &format!("{name}.yaml"),
+        &format!("data_dir: ./state/{name}\nsources:\n  edge: {{type: sluice, address: '127.0.0.1:{port}', channels: [main]}}\nchannels:\n  main: {{type: disk}}\nsinks:\n  out: {{type: file, channel: main, path: ./out/{name}.log, batch_size: {AGG_BATCH}}}\n"),
+    );
+    let mut child = start_logged(d, &format!("{name}.yaml"));
+    wait_listening(port, &mut child);
+    child
+}
+
+fn file_len(d: &Dir, name: &str) -> u64 {
+    std::fs::metadata(d.join(name))
+        .map(|m| m.len())
+        .unwrap_or(0)
+}
+
+/// The numbers in `out/NAME.log` (partial last line left out).
+fn numbers_in(d: &Dir, name: &str) -> Vec<usize> {
+    let text = std::fs::read_to_string(d.join(&format!("out/{name}.log"))).unwrap_or_default();
+    let whole = text.rfind('\n').map_or("", |end| &text[..end]);
+    whole
+        .lines()
+        .map(|l| {
+            l.parse()
+                .unwrap_or_else(|_| panic!("{name}: bad line {l:?}"))
+        })
+        .collect()
+}
+
+/// How many of `0..n` are in `a` or `b`.
+fn covered(a: &[usize], b: &[usize], n: usize) -> usize {
+    let mut seen = vec![false; n];
+    for &x in a.iter().chain(b) {
+        if x < n {
+            seen[x] = true;
+        }
+    }
+    seen.iter().filter(|s| **s).count()
+}
+
 #[test]
 fn a_failover_group_switches_when_the_primary_dies_and_fails_back() {
+    const N: usize = 250_000;
+    const MORE: usize = 50_000;
     let d = Dir::new();
     let (p1, p2, input) = (free_port(), free_port(), free_port());
-    let agg1 = aggregator(&d, "agg1", p1, "", "text");
-    let agg2 = aggregator(&d, "agg2", p2, "", "text");
+    let agg1 = durable_aggregator(&d, "agg1", p1);
+    let agg2 = durable_aggregator(&d, "agg2", p2);
     d.write(
         "edge.yaml",
-        &format!("data_dir: ./state/edge\nsources:\n  in: {{type: tcp, address: '127.0.0.1:{input}', channels: [main]}}\nchannels:\n  main: {{type: memory, capacity: 10000}}\nsinks:\n  primary: {{type: sluice, channel: main, address: '127.0.0.1:{p1}', batch_size: 500, connect_timeout: 1s}}\n  secondary: {{type: sluice, channel: main, address: '127.0.0.1:{p2}', batch_size: 500}}\nsink_groups:\n  aggregators:\n    strategy: failover\n    sinks: [primary, secondary]\n    priorities: {{primary: 10, secondary: 5}}\n    penalty: 300ms\n    max_penalty: 1s\n"),
+        &format!("data_dir: ./state/edge\nsources:\n  in: {{type: tcp, address: '127.0.0.1:{input}', channels: [main]}}\nchannels:\n  main: {{type: disk}}\nsinks:\n  primary: {{type: sluice, channel: main, address: '127.0.0.1:{p1}', batch_size: {EDGE_BATCH}, connect_timeout: 1s}}\n  secondary: {{type: sluice, channel: main, address: '127.0.0.1:{p2}', batch_size: {EDGE_BATCH}}}\nsink_groups:\n  aggregators:\n    strategy: failover\n    sinks: [primary, secondary]\n    priorities: {{primary: 10, secondary: 5}}\n    penalty: 300ms\n    max_penalty: 1s\n"),
     );
     let mut edge = start_logged(&d, "edge.yaml");
     wait_listening(input, &mut edge);
-    // 1. The primary takes everything.
-    feed(input, 0, 50_000);
-    wait_for(Duration::from_secs(60), "50000 at the primary", || {
-        d.lines("out/agg1.log").len() >= 50_000
-    });
-    assert!(
-        d.lines("out/agg2.log").is_empty(),
-        "the secondary stays idle"
+    // 1. Lines flow in steadily from a thread while the primary takes them.
+    let fed = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let feeder = {
+        let fed = fed.clone();
+        std::thread::spawn(move || {
+            let mut s = TcpStream::connect(("127.0.0.1", input)).expect("connect");
+            for from in (0..N).step_by(1000) {
+                s.write_all(lines_text(from, from + 1000).as_bytes())
+                    .expect("send");
+                fed.store(from + 1000, std::sync::atomic::Ordering::Relaxed);
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        })
+    };
+    // 2. kill -9 the primary at some moment after it wrote 20% to 60% of
+    // the lines: mid-batch, with a batch in flight from the edge.
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|t| t.subsec_nanos() as usize)
+        .unwrap_or(0);
+    let at = N / 5 + nanos % (N * 2 / 5);
+    wait_size(
+        &d.join("out/agg1.log"),
+        sequence_bytes(at),
+        "the primary to write",
     );
-    // 2. kill -9 the primary. Its channel is a memory channel, so it is
-    // killed once it has written out what it acknowledged (with a disk
-    // channel on the aggregators it can be killed at any moment). What the
-    // edge sends from here on reaches the dead primary's socket without an
-    // acknowledgement: nothing is lost because the edge commits its take
-    // only on an acknowledgement and resends the batch to the secondary.
+    assert_eq!(file_len(&d, "out/agg2.log"), 0, "the secondary stays idle");
     let mut agg1 = agg1;
     agg1.kill().expect("kill -9");
     let _ = agg1.wait();
-    feed(input, 50_000, 150_000);
-    let total = |d: &Dir| d.lines("out/agg1.log").len() + d.lines("out/agg2.log").len();
-    wait_for(Duration::from_secs(60), "150000 in all", || {
-        total(&d) >= 150_000
-    });
-    assert!(
-        !d.lines("out/agg2.log").is_empty(),
-        "the edge switched to the secondary"
+    let fed_at_kill = fed.load(std::sync::atomic::Ordering::Relaxed);
+    let written_at_kill = numbers_in(&d, "agg1").len();
+    // The edge goes on with the secondary.
+    wait_for(
+        Duration::from_secs(60),
+        "the secondary to take over",
+        || file_len(&d, "out/agg2.log") > 0,
     );
-    // 3. The primary comes back: after its penalty the group fails back.
-    let before = d.lines("out/agg1.log").len();
-    let agg1 = aggregator(&d, "agg1", p1, "", "text");
+    // 3. The primary comes back on its own disk channel: it delivers what
+    // it had accepted, and after its penalty the group fails back to it.
+    let agg1 = durable_aggregator(&d, "agg1", p1);
+    feeder.join().expect("feeder");
+    wait_for(
+        Duration::from_secs(120),
+        "every line of the first part",
+        || covered(&numbers_in(&d, "agg1"), &numbers_in(&d, "agg2"), N) == N,
+    );
     std::thread::sleep(Duration::from_millis(1200));
-    feed(input, 150_000, 200_000);
-    wait_for(Duration::from_secs(60), "200000 in all", || {
-        total(&d) >= 200_000
+    feed(input, N, N + MORE);
+    wait_for(Duration::from_secs(120), "every line", || {
+        covered(&numbers_in(&d, "agg1"), &numbers_in(&d, "agg2"), N + MORE) == N + MORE
     });
-    assert!(
-        d.lines("out/agg1.log").len() > before,
-        "the group failed back to the primary"
-    );
     let o = stop(edge);
     assert!(o.status.success(), "{}", stderr(&o));
     for a in [agg1, agg2] {
         let o = stop(a);
         assert!(o.status.success(), "{}", stderr(&o));
     }
-    let mut all = numbers(&d.lines("out/agg1.log"));
-    all.extend(numbers(&d.lines("out/agg2.log")));
+    let (one, two) = (
+        numbers(&d.lines("out/agg1.log")),
+        numbers(&d.lines("out/agg2.log")),
+    );
+    assert!(
+        one.iter().any(|&x| x >= N),
+        "the group failed back to the primary"
+    );
+    let mut all = one.clone();
+    all.extend(&two);
     all.sort_unstable();
     let n = all.len();
     all.dedup();
-    assert_eq!(all, (0..200_000).collect::<Vec<_>>(), "nothing lost");
-    // A batch sent to the dead primary may have been written before the
-    // kill without its acknowledgement reaching the edge: at most one batch
-    // is duplicated.
-    assert!(n - all.len() <= 500, "{} duplicates", n - all.len());
+    assert_eq!(all, (0..N + MORE).collect::<Vec<_>>(), "nothing lost");
+    // Duplicates, as docs/network.md bounds them for one aggregator crash:
+    // within the primary, the sink batch it had written but not committed
+    // (delivered again from its disk channel after the restart); between
+    // the two, the edge batch the primary accepted whose acknowledgement
+    // the kill lost (sent again to the secondary). The secondary, never
+    // killed, holds no duplicate.
+    let dups = |v: &[usize]| {
+        let mut s = v.to_vec();
+        s.sort_unstable();
+        let n = s.len();
+        s.dedup();
+        n - s.len()
+    };
+    let (in_one, in_two) = (dups(&one), dups(&two));
+    let between = n - all.len() - in_one - in_two;
+    eprintln!(
+        "killed with {fed_at_kill} lines fed, {written_at_kill} written: {} duplicates ({in_one} within the primary, {between} between the two)",
+        n - all.len()
+    );
+    assert!(
+        in_one <= AGG_BATCH,
+        "{in_one} duplicates within the primary"
+    );
+    assert_eq!(in_two, 0, "duplicates within the secondary");
+    assert!(
+        between <= EDGE_BATCH,
+        "{between} duplicates between the two"
+    );
 }
 
 #[test]
