@@ -1,7 +1,7 @@
 //! Two tiers of agents joined by the acknowledged `sluice` hop: fields
 //! intact, tokens and TLS, failover and load-balancing sink groups.
 
-use std::io::Write;
+use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::process::Child;
 use std::time::Duration;
@@ -126,7 +126,7 @@ fn the_hop_over_tls_requires_a_trusted_client_certificate() {
         &d,
         "agg",
         port,
-        "    tls: {cert: ./server.pem, key: ./server.key, ca: ./ca.pem}\n",
+        "    tls: {cert: ./server.pem, key: ./server.key, ca: ./ca.pem, client_auth: required}\n",
         "text",
     );
     for client in ["", "    tls: {ca: ./ca.pem, server_name: localhost}\n", "    tls: {ca: ./ca.pem, server_name: localhost, cert: ./other-client.pem, key: ./other-client.key}\n"] {
@@ -146,6 +146,77 @@ fn the_hop_over_tls_requires_a_trusted_client_certificate() {
     let o = stop(agg);
     assert!(o.status.success());
     assert_sequence(&d.lines("out/agg.log"), 1000);
+}
+
+#[test]
+fn optional_client_certificates_let_clients_without_one_in_but_check_any_presented() {
+    let d = Dir::new();
+    make_certs(&d);
+    // Misconfigurations name the file, line and column.
+    let one = |tls: &str| {
+        format!("sources:\n  raw: {{type: tcp, address: '127.0.0.1:1', channels: [c], tls: {tls}}}\nchannels:\n  c: {{type: memory}}\nsinks:\n  s: {{type: \"null\", channel: c}}\n")
+    };
+    for (tls, expected) in [
+        (
+            "{cert: ./server.pem, key: ./server.key, client_auth: optional}",
+            "bad.yaml:2:64: source `raw`: `client_auth` needs `ca`",
+        ),
+        (
+            "{cert: ./server.pem, key: ./server.key, ca: ./ca.pem, client_auth: sometimes}",
+            "bad.yaml:2:131: source `raw`: unknown value `sometimes`, expected one of `required`, `optional`",
+        ),
+    ] {
+        d.write("bad.yaml", &one(tls));
+        let o = d.run(&["validate", "bad.yaml"], Duration::from_secs(30));
+        assert!(!o.status.success(), "{tls}");
+        assert!(stderr(&o).contains(expected), "{tls}: {}", stderr(&o));
+    }
+
+    let (hop, raw) = (free_port(), free_port());
+    let tls = "{cert: ./server.pem, key: ./server.key, ca: ./ca.pem, client_auth: optional}";
+    d.write(
+        "agg.yaml",
+        &format!("sources:\n  edge: {{type: sluice, address: '127.0.0.1:{hop}', tls: {tls}, channels: [main]}}\n  raw: {{type: tcp, address: '127.0.0.1:{raw}', tls: {tls}, channels: [main]}}\nchannels:\n  main: {{type: memory}}\nsinks:\n  out: {{type: file, channel: main, path: ./out/agg.log}}\n"),
+    );
+    let mut agg = start_logged(&d, "agg.yaml");
+    wait_listening(hop, &mut agg);
+    wait_listening(raw, &mut agg);
+    // A certificate from another CA is refused during the handshake, over
+    // the hop and over plain TCP alike: nothing of theirs is ingested.
+    let err = edge_refused(
+        &d,
+        &edge_sink(hop, "    tls: {ca: ./ca.pem, server_name: localhost, cert: ./other-client.pem, key: ./other-client.key}\n"),
+    );
+    assert!(err.contains("write failed"), "{err}");
+    let mut t = tls_connect(&d, raw, Some("other-client"));
+    let _ = t.write_all(b"intruder\n");
+    let _ = t.flush();
+    let mut buf = [0u8; 16];
+    assert!(
+        t.read(&mut buf).is_err() || t.read(&mut buf).ok() == Some(0),
+        "an untrusted certificate was accepted"
+    );
+    // Without a certificate a client gets in.
+    d.write(
+        "edge.yaml",
+        &edge_sink(hop, "    tls: {ca: ./ca.pem, server_name: localhost}\n"),
+    );
+    let o = d.run(&["run", "edge.yaml"], Duration::from_secs(60));
+    assert!(o.status.success(), "{}", stderr(&o));
+    let mut t = tls_connect(&d, raw, None);
+    t.write_all(b"1000\n").expect("send");
+    t.flush().expect("flush");
+    t.conn.send_close_notify();
+    let _ = t.flush();
+    drop(t);
+    wait_for(Duration::from_secs(30), "1001 lines", || {
+        d.lines("out/agg.log").len() >= 1001
+    });
+    let o = stop(agg);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let mut lines = numbers(&d.lines("out/agg.log"));
+    lines.sort_unstable();
+    assert_eq!(lines, (0..1001).collect::<Vec<_>>(), "no intruder line");
 }
 
 /// Feeds lines `from..to` to the edge's tcp source.

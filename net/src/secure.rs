@@ -91,9 +91,22 @@ impl Token {
     }
 }
 
-/// TLS options. A server needs `cert` and `key`, and with `ca` it requires
-/// client certificates signed by that CA. A client needs `ca` (the servers'
-/// CA) and may present `cert` and `key` as its own certificate.
+/// Whether a server with `ca` requires client certificates.
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum ClientAuth {
+    /// A client must present a certificate signed by `ca`.
+    #[default]
+    Required,
+    /// A client may connect without a certificate; one it presents must be
+    /// signed by `ca`.
+    Optional,
+}
+
+/// TLS options. A server needs `cert` and `key`, and with `ca` it checks
+/// client certificates against that CA: required by default, or only when
+/// presented with `client_auth: optional`. A client needs `ca` (the
+/// servers' CA) and may present `cert` and `key` as its own certificate.
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TlsConfig {
@@ -107,6 +120,9 @@ pub struct TlsConfig {
     /// Client only: the name the server's certificate must carry (default:
     /// the host part of `address`).
     pub server_name: Option<String>,
+    /// Server only, with `ca`: `required` (default) refuses clients without
+    /// a certificate, `optional` lets them in.
+    pub client_auth: Option<ClientAuth>,
 }
 
 fn provider() -> Arc<rustls::crypto::CryptoProvider> {
@@ -172,6 +188,12 @@ impl TlsConfig {
                 "`server_name` applies only to a client (a `sluice` sink)",
             ));
         }
+        if self.client_auth.is_some() && self.ca.is_none() {
+            p.push(Problem::at(
+                "tls",
+                "`client_auth` needs `ca`: the CA that client certificates are checked against",
+            ));
+        }
         p
     }
 
@@ -188,6 +210,12 @@ impl TlsConfig {
             p.push(Problem::at(
                 "tls",
                 "a client certificate needs both `cert` and `key`",
+            ));
+        }
+        if self.client_auth.is_some() {
+            p.push(Problem::at(
+                "tls",
+                "`client_auth` applies only to a server (a source)",
             ));
         }
         p
@@ -208,9 +236,14 @@ impl TlsConfig {
                 let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
                     Arc::new(roots(ca)?),
                     provider(),
-                )
-                .build()
-                .map_err(|e| BuildError::Other(format!("TLS client verification: {e}")))?;
+                );
+                let verifier = match self.client_auth.unwrap_or_default() {
+                    ClientAuth::Required => verifier,
+                    ClientAuth::Optional => verifier.allow_unauthenticated(),
+                };
+                let verifier = verifier
+                    .build()
+                    .map_err(|e| BuildError::Other(format!("TLS client verification: {e}")))?;
                 builder.with_client_cert_verifier(verifier)
             }
             None => builder.with_no_client_auth(),
