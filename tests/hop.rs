@@ -219,12 +219,6 @@ fn optional_client_certificates_let_clients_without_one_in_but_check_any_present
     assert_eq!(lines, (0..1001).collect::<Vec<_>>(), "no intruder line");
 }
 
-/// Feeds lines `from..to` to the edge's tcp source.
-fn feed(port: u16, from: usize, to: usize) {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect");
-    s.write_all(lines_text(from, to).as_bytes()).expect("send");
-}
-
 fn numbers(lines: &[String]) -> Vec<usize> {
     lines.iter().map(|l| l.parse().expect("a number")).collect()
 }
@@ -252,15 +246,27 @@ fn file_len(d: &Dir, name: &str) -> u64 {
         .unwrap_or(0)
 }
 
-/// The numbers in `out/NAME.log` (partial last line left out).
+/// `from..to` as lines of six digits, so that a line cut short and
+/// continued by another cannot pass for a number of its own.
+fn padded(from: usize, to: usize) -> String {
+    (from..to).map(|i| format!("{i:06}\n")).collect()
+}
+
+/// Sends [`padded`] lines `from..to` over `s`.
+fn feed_padded(s: &mut TcpStream, from: usize, to: usize) {
+    s.write_all(padded(from, to).as_bytes()).expect("send");
+}
+
+/// The numbers of the [`padded`] lines in `out/NAME.log` (a partial last
+/// line, still being written, left out).
 fn numbers_in(d: &Dir, name: &str) -> Vec<usize> {
     let text = std::fs::read_to_string(d.join(&format!("out/{name}.log"))).unwrap_or_default();
     let whole = text.rfind('\n').map_or("", |end| &text[..end]);
     whole
         .lines()
-        .map(|l| {
-            l.parse()
-                .unwrap_or_else(|_| panic!("{name}: bad line {l:?}"))
+        .map(|l| match l.parse() {
+            Ok(n) if l.len() == 6 => n,
+            _ => panic!("{name}: torn or foreign line {l:?}"),
         })
         .collect()
 }
@@ -297,15 +303,15 @@ fn a_failover_group_switches_when_the_primary_dies_and_fails_back() {
         std::thread::spawn(move || {
             let mut s = TcpStream::connect(("127.0.0.1", input)).expect("connect");
             for from in (0..N).step_by(1000) {
-                s.write_all(lines_text(from, from + 1000).as_bytes())
-                    .expect("send");
+                feed_padded(&mut s, from, from + 1000);
                 fed.store(from + 1000, std::sync::atomic::Ordering::Relaxed);
                 std::thread::sleep(Duration::from_millis(10));
             }
         })
     };
     // 2. kill -9 the primary at some moment after it wrote 20% to 60% of
-    // the lines: mid-batch, with a batch in flight from the edge.
+    // the lines (and up to 10ms more, not to hit it always just after a
+    // write): while batches are in flight from the edge and in its sink.
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|t| t.subsec_nanos() as usize)
@@ -313,9 +319,10 @@ fn a_failover_group_switches_when_the_primary_dies_and_fails_back() {
     let at = N / 5 + nanos % (N * 2 / 5);
     wait_size(
         &d.join("out/agg1.log"),
-        sequence_bytes(at),
+        7 * at as u64,
         "the primary to write",
     );
+    std::thread::sleep(Duration::from_micros((nanos / 7 % 10_000) as u64));
     assert_eq!(file_len(&d, "out/agg2.log"), 0, "the secondary stays idle");
     let mut agg1 = agg1;
     agg1.kill().expect("kill -9");
@@ -338,7 +345,9 @@ fn a_failover_group_switches_when_the_primary_dies_and_fails_back() {
         || covered(&numbers_in(&d, "agg1"), &numbers_in(&d, "agg2"), N) == N,
     );
     std::thread::sleep(Duration::from_millis(1200));
-    feed(input, N, N + MORE);
+    let mut s = TcpStream::connect(("127.0.0.1", input)).expect("connect");
+    feed_padded(&mut s, N, N + MORE);
+    drop(s);
     wait_for(Duration::from_secs(120), "every line", || {
         covered(&numbers_in(&d, "agg1"), &numbers_in(&d, "agg2"), N + MORE) == N + MORE
     });
@@ -348,10 +357,7 @@ fn a_failover_group_switches_when_the_primary_dies_and_fails_back() {
         let o = stop(a);
         assert!(o.status.success(), "{}", stderr(&o));
     }
-    let (one, two) = (
-        numbers(&d.lines("out/agg1.log")),
-        numbers(&d.lines("out/agg2.log")),
-    );
+    let (one, two) = (numbers_in(&d, "agg1"), numbers_in(&d, "agg2"));
     assert!(
         one.iter().any(|&x| x >= N),
         "the group failed back to the primary"
