@@ -287,3 +287,33 @@ pub fn bind(address: &str) -> Result<std::net::TcpListener, BuildError> {
     l.set_nonblocking(true)?;
     Ok(l)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tls(ca: bool, client_auth: Option<ClientAuth>) -> TlsConfig {
+        TlsConfig {
+            cert: Some("c.pem".into()),
+            key: Some("k.pem".into()),
+            ca: ca.then(|| "ca.pem".into()),
+            server_name: None,
+            client_auth,
+        }
+    }
+
+    #[test]
+    fn client_auth_belongs_to_a_server_with_a_ca() {
+        assert!(tls(true, Some(ClientAuth::Optional))
+            .server_problems()
+            .is_empty());
+        assert!(tls(true, None).server_problems().is_empty());
+        let p = tls(false, Some(ClientAuth::Required)).server_problems();
+        assert_eq!(p.len(), 1);
+        assert!(p[0].message.contains("`client_auth` needs `ca`"), "{p:?}");
+        let p = tls(true, Some(ClientAuth::Optional)).client_problems();
+        assert_eq!(p.len(), 1);
+        assert!(p[0].message.contains("only to a server"), "{p:?}");
+        assert!(tls(true, None).client_problems().is_empty());
+    }
+}
