@@ -67,6 +67,16 @@ fn parse_metrics(text: &str) -> HashMap<(String, String), f64> {
     out
 }
 
+/// The entry of component `id` in the `components` list of an API answer.
+fn component_entry<'a>(v: &'a serde_json::Value, id: &str) -> &'a serde_json::Value {
+    v["components"]
+        .as_array()
+        .expect("components")
+        .iter()
+        .find(|c| c["id"] == id)
+        .unwrap_or_else(|| panic!("no component `{id}` in {v}"))
+}
+
 fn component(id: &str, kind: &str, ty: &str) -> String {
     format!("component_id={id},component_kind={kind},component_type={ty}")
 }
@@ -191,12 +201,7 @@ fn metrics_parse_as_prometheus_text_and_count_the_events_sent() {
     let (status, body) = get(&url, "/api/components").expect("components");
     assert_eq!(status, 200);
     let v: serde_json::Value = serde_json::from_str(&body).expect("json");
-    let out = v["components"]
-        .as_array()
-        .expect("components")
-        .iter()
-        .find(|c| c["id"] == "out")
-        .expect("sink out");
+    let out = component_entry(&v, "out");
     assert_eq!(out["metrics"]["events_out"], 6500);
     assert_eq!(out["inputs"], serde_json::json!(["main"]));
     assert_eq!(v["channels"][0]["committed_events"], 6500);
@@ -219,12 +224,7 @@ fn health_turns_503_while_a_sink_fails_and_200_when_it_recovers() {
     });
     let v: serde_json::Value = serde_json::from_str(&body).expect("json");
     assert_eq!(v["status"], "unhealthy");
-    let out = v["components"]
-        .as_array()
-        .expect("components")
-        .iter()
-        .find(|c| c["id"] == "out")
-        .expect("sink out");
+    let out = component_entry(&v, "out");
     assert_eq!(out["healthy"], false, "{body}");
     assert!(
         out["error"]
@@ -372,19 +372,18 @@ fn api_section_errors_name_file_line_and_column() {
         "good.yaml",
         &format!("api:\n  address: 127.0.0.1:8686\n{base}"),
     );
-    let o = d.run(&["validate", "bad.yaml"], WAIT);
-    assert_eq!(o.status.code(), Some(2));
-    assert!(
-        stderr(&o).contains("bad.yaml:2:12: api: `address` must be IP:PORT, e.g. 127.0.0.1:8686 or [::1]:8686, found `nowhere`"),
-        "{}",
-        stderr(&o)
+    let refused = |file: &str, problem: &str| {
+        let o = d.run(&["validate", file], WAIT);
+        assert_eq!(o.status.code(), Some(2));
+        assert!(stderr(&o).contains(problem), "{}", stderr(&o));
+    };
+    refused(
+        "bad.yaml",
+        "bad.yaml:2:12: api: `address` must be IP:PORT, e.g. 127.0.0.1:8686 or [::1]:8686, found `nowhere`",
     );
-    let o = d.run(&["validate", "typo.yaml"], WAIT);
-    assert_eq!(o.status.code(), Some(2));
-    assert!(
-        stderr(&o).contains("typo.yaml:2:3: api: unknown option `adress`: did you mean `address`?"),
-        "{}",
-        stderr(&o)
+    refused(
+        "typo.yaml",
+        "typo.yaml:2:3: api: unknown option `adress`: did you mean `address`?",
     );
     let o = d.run(&["validate", "good.yaml"], WAIT);
     assert!(o.status.success(), "{}", stderr(&o));

@@ -113,7 +113,19 @@ struct Reloaded {
     log: String,
 }
 
-impl Reload<'_> {
+impl<'a> Reload<'a> {
+    /// `first` and `more` 500 lines, and the reload expected to succeed.
+    fn new(before: &'a str, after: &'a str, trigger: Trigger) -> Self {
+        Reload {
+            before,
+            after,
+            trigger,
+            first: 500,
+            outcome: "reload complete",
+            more: 500,
+        }
+    }
+
     /// Once `first` lines arrived, replaces the pipeline with `after`, tells
     /// the agent and waits for `outcome`; lets `more` lines be written,
     /// stops the writer, waits until `caught_up(lines written)` and stops the
@@ -161,12 +173,8 @@ fn adding_a_sink_loses_nothing(trigger: Trigger) {
         "  a: {type: memory, capacity: 64}\n  b: {type: memory, capacity: 64}\n",
     ) + "  two: {type: file, channel: b, path: ./out/b.log}\n";
     let reload = Reload {
-        before: FOLLOW,
-        after: &grown,
-        trigger,
-        first: 500,
-        outcome: "reload complete",
         more: 1000,
+        ..Reload::new(FOLLOW, &grown, trigger)
     };
     let Reloaded {
         at_reload,
@@ -210,12 +218,9 @@ fn an_invalid_file_on_reload_keeps_the_pipeline_running_and_names_every_problem(
         .replace("path: ./out/a.log", "pathh: ./out/a.log")
         .replace("channels: [a]", "channels: [a, nope]");
     let reload = Reload {
-        before: FOLLOW,
-        after: &broken,
-        trigger: Trigger::Sighup,
         first: 200,
         outcome: "reload refused",
-        more: 500,
+        ..Reload::new(FOLLOW, &broken, Trigger::Sighup)
     };
     let Reloaded {
         written: n, log, ..
@@ -284,14 +289,8 @@ fn changing_only_a_sink_restarts_only_that_sink() {
 #[test]
 fn changing_a_channel_drains_it_and_rebuilds_it_without_loss() {
     let d = Dir::new();
-    let reload = Reload {
-        before: FOLLOW,
-        after: &FOLLOW.replace("capacity: 64", "capacity: 200"),
-        trigger: Trigger::Sighup,
-        first: 500,
-        outcome: "reload complete",
-        more: 500,
-    };
+    let bigger = FOLLOW.replace("capacity: 64", "capacity: 200");
+    let reload = Reload::new(FOLLOW, &bigger, Trigger::Sighup);
     let Reloaded {
         written: n, log, ..
     } = reload.run(&d, |n| ends_at(&d, "out/a.log", n));
@@ -309,14 +308,8 @@ fn a_changed_stage_switches_between_two_batches_without_loss() {
             "processors:\n  tag: {type: add_fields, input: raw, channels: [a], fields: {v: one}}\nchannels:\n  raw: {type: memory, capacity: 64}\n  a: {type: memory, capacity: 64}\n",
         )
         .replace("path: ./out/a.log}", "path: ./out/a.log, format: json}");
-    let reload = Reload {
-        before: &yaml,
-        after: &yaml.replace("v: one", "v: two"),
-        trigger: Trigger::Watch,
-        first: 500,
-        outcome: "reload complete",
-        more: 500,
-    };
+    let two = yaml.replace("v: one", "v: two");
+    let reload = Reload::new(&yaml, &two, Trigger::Watch);
     let Reloaded {
         at_reload,
         written: n,
