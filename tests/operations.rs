@@ -612,18 +612,14 @@ fn the_api_follows_a_reload() {
 #[test]
 fn a_failing_group_member_degrades_health_while_the_group_delivers() {
     let d = Dir::new();
-    let port = free_port();
-    let url = format!("http://127.0.0.1:{port}");
-    d.write(
-        "p.yaml",
-        &format!("api:\n  address: 127.0.0.1:{port}\nsources:\n  src: {{type: file, include: [\"./in/*.log\"], read_from: beginning, follow: true, poll_interval: 50ms, channels: [main]}}\nchannels:\n  main: {{type: memory, capacity: 500}}\nsinks:\n  primary: {{type: file, channel: main, path: ./out/primary.log, batch_size: 100}}\n  secondary: {{type: file, channel: main, path: ./out/secondary.log, batch_size: 100}}\nsink_groups:\n  out:\n    strategy: failover\n    sinks: [primary, secondary]\n    priorities: {{primary: 10, secondary: 5}}\n    penalty: 100ms\n    max_penalty: 300ms\n"),
-    );
     d.write("in/a.log", &numbered_lines(0, 300));
     // Both members' files are directories: every write fails.
     for f in ["out/primary.log", "out/secondary.log"] {
         std::fs::create_dir_all(d.join(f)).expect("mkdir");
     }
-    let child = start_agent(&d, &url);
+    let Running { child, url, .. } = start_on_free_port(&d, |port| {
+        format!("api:\n  address: 127.0.0.1:{port}\nsources:\n  src: {{type: file, include: [\"./in/*.log\"], read_from: beginning, follow: true, poll_interval: 50ms, channels: [main]}}\nchannels:\n  main: {{type: memory, capacity: 500}}\nsinks:\n  primary: {{type: file, channel: main, path: ./out/primary.log, batch_size: 100}}\n  secondary: {{type: file, channel: main, path: ./out/secondary.log, batch_size: 100}}\nsink_groups:\n  out:\n    strategy: failover\n    sinks: [primary, secondary]\n    priorities: {{primary: 10, secondary: 5}}\n    penalty: 100ms\n    max_penalty: 300ms\n")
+    });
     let health = || -> (u16, serde_json::Value) {
         let (status, body) = get(&url, "/health").expect("health");
         (status, serde_json::from_str(&body).expect("json"))
@@ -685,7 +681,7 @@ fn a_failing_group_member_degrades_health_while_the_group_delivers() {
         health().1["status"] == "ok"
     });
     assert_eq!(health().0, 200);
-    stop_agent(child);
+    stop_cleanly(child, WAIT);
     let mut all = d.lines("out/primary.log");
     all.extend(d.lines("out/secondary.log"));
     all.sort_by_key(|l| l[5..].parse::<usize>().expect("a number"));
