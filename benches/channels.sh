@@ -11,36 +11,21 @@
 # Works in a temporary directory: the disk channel writes there (choose the
 # disk with TMPDIR=...).
 set -euo pipefail
-cd "$(dirname "$0")/.."
+. "$(dirname "$0")/lib.sh"
 N=${1:-10000000}
 FORMAT=${2:-sequence}
 RUNS=${3:-3}
-cargo build --release --quiet
-BIN=$PWD/target/release/sluice
-WORK=$(mktemp -d)
-trap 'rm -rf "$WORK"' EXIT
+bench_build
+bench_workdir
 
 LABELS=("memory" "disk, sync: always" "disk, sync: interval" "disk, sync: never" "disk, interval, cache_bytes: 0")
 CHANNELS=("{type: memory, capacity: 10000}" "{type: disk, sync: always}" "{type: disk, sync: interval}" "{type: disk, sync: never}" "{type: disk, sync: interval, cache_bytes: 0}")
 
-run() { # channel yaml: prints "wall_seconds cpu_seconds rss_kib"
-  rm -rf "$WORK/.sluice"
-  cat > "$WORK/p.yaml" <<YAML
-data_dir: $WORK/.sluice
-sources:
-  gen: {type: generator, count: $N, format: $FORMAT, channels: [c]}
-channels:
-  c: $1
-sinks:
-  out: {type: "null", channel: c}
-YAML
-  local start end
-  start=$(date +%s.%N)
-  /usr/bin/time -f "%U %S %M" -o "$WORK/time" "$BIN" run "$WORK/p.yaml" --log-level warn
-  end=$(date +%s.%N)
-  read -r user sys rss < "$WORK/time"
-  awk -v s="$start" -v e="$end" -v u="$user" -v y="$sys" -v r="$rss" \
-    'BEGIN { printf "%.3f %.2f %d\n", e - s, u + y, r }'
+run() { # channel yaml: prints "wall_seconds cpu_seconds rss_mib"
+  rm -rf "$WORK/.sluice-p"
+  null_pipeline "$WORK/p.yaml" "gen: {type: generator, count: $N, format: $FORMAT, channels: [main]}" "$1"
+  timed "$BIN" run "$WORK/p.yaml" --log-level warn
+  echo "$SECS $CPU $RSS_MIB"
 }
 
 declare -A BEST
@@ -56,11 +41,10 @@ done
 
 echo "generator ($FORMAT) -> channel -> null, $N events, best of $RUNS, $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg)"
 echo
-echo "| channel | seconds | CPU seconds | events/s | peak RSS MiB | events/s vs memory |"
-echo "|---|---|---|---|---|---|"
+table_head channel seconds "CPU seconds" events/s "peak RSS MiB" "events/s vs memory"
 base=${BEST[0]%% *}
 for i in "${!LABELS[@]}"; do
   read -r secs cpu rss <<< "${BEST[$i]}"
-  awk -v l="${LABELS[$i]}" -v s="$secs" -v c="$cpu" -v r="$rss" -v n="$N" -v b="$base" \
-    'BEGIN { printf "| %s | %.2f | %.2f | %.0f | %.1f | %.0f%% |\n", l, s, c, n/s, r/1024, 100*b/s }'
+  table_row "${LABELS[$i]}" "$(fixed2 "$secs")" "$cpu" "$(per_sec "$N" "$secs")" "$rss" \
+    "$(awk -v s="$secs" -v b="$base" 'BEGIN { printf "%.0f%%", 100 * b / s }')"
 done

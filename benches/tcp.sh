@@ -15,17 +15,10 @@
 #    run ends once every batch was acknowledged. Events/s and MiB/s.
 # Works in a temporary directory; prints Markdown tables.
 set -euo pipefail
-cd "$(dirname "$0")/.."
+. "$(dirname "$0")/lib.sh"
 SIZE_MIB=${1:-1024}
-cargo build --release --quiet --bin sluice
-BIN=$PWD/target/release/sluice
-WORK=$(mktemp -d)
-PIDS=()
-cleanup() {
-  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-  rm -rf "$WORK"
-}
-trap cleanup EXIT
+bench_build --bin sluice
+bench_workdir
 
 free_port() {
   python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
@@ -40,29 +33,7 @@ wait_port() {
   exit 1
 }
 
-echo "generating ${SIZE_MIB} MiB of ~160-byte lines..." >&2
-python3 - "$WORK/in.log" "$SIZE_MIB" <<'PY'
-import sys
-path, mib = sys.argv[1], int(sys.argv[2])
-target = mib << 20
-levels = ["INFO", "WARN", "ERROR", "DEBUG"]
-paths = ["/api/v1/users", "/api/v1/orders", "/static/app.js", "/healthz"]
-with open(path, "w") as f:
-    written, i, chunk = 0, 0, []
-    while written < target:
-        line = (f"2026-11-26T04:43:{i % 60:02d}.{i % 1000:03d}Z {levels[i % 4]:<5} "
-                f"req={i:012d} host=web-{i % 16:02d} path={paths[i % 4]:<16} status={200 + (i % 5) * 100} "
-                f"latency_ms={i % 997:4d} user=u{i % 10007:05d} msg=\"request handled ok\"\n")
-        line = line[:-1].ljust(159) + "\n"
-        chunk.append(line)
-        written += len(line)
-        i += 1
-        if len(chunk) == 10000:
-            f.write("".join(chunk)); chunk = []
-    f.write("".join(chunk))
-PY
-LINES=$(wc -l < "$WORK/in.log")
-BYTES=$(stat -c %s "$WORK/in.log")
+gen_log "$WORK/in.log" "$SIZE_MIB"
 
 cat > "$WORK/send.py" <<'PY'
 import socket, sys, time
@@ -101,15 +72,13 @@ print(lines, file=sys.stderr)
 PY
 
 row() { # name, seconds
-  awk -v n="$1" -v s="$2" -v b="$BYTES" -v l="$LINES" \
-    'BEGIN { if (s == 0) s = 0.001; printf "| %s | %.2f | %.0f | %.0f |\n", n, s, b/1048576/s, l/s }'
+  table_row "$1" "$(fixed2 "$2")" "$(mib_per_sec "$BYTES" "$2")" "$(per_sec "$LINES" "$2")"
 }
 
 echo
 echo "tcp -> null, $LINES lines, $((BYTES >> 20)) MiB, one connection:"
 echo
-echo "| receiver | seconds | MiB/s | events/s |"
-echo "|---|---|---|---|"
+table_head receiver seconds MiB/s events/s
 for round in 1 2; do
   port=$(free_port)
   python3 "$WORK/receive.py" "$port" 2>"$WORK/baseline.count" &
@@ -124,15 +93,7 @@ for round in 1 2; do
   row "minimal receiver (Python, count newlines), run $round" "$secs"
 
   port=$(free_port)
-  cat > "$WORK/tcp.yaml" <<YAML
-data_dir: $WORK/.sluice-tcp
-sources:
-  in: {type: tcp, address: '127.0.0.1:$port', channels: [main]}
-channels:
-  main: {type: memory, capacity: 10000}
-sinks:
-  out: {type: "null", channel: main}
-YAML
+  null_pipeline "$WORK/tcp.yaml" "in: {type: tcp, address: '127.0.0.1:$port', channels: [main]}"
   SLUICE_LOG_FORMAT=json "$BIN" run "$WORK/tcp.yaml" 2>"$WORK/sluice.log" &
   sluice=$!
   PIDS+=("$sluice")
@@ -140,7 +101,7 @@ YAML
   secs=$(python3 "$WORK/send.py" "$WORK/in.log" "$port")
   kill -TERM "$sluice"
   wait "$sluice"
-  got=$(grep '"final counts"' "$WORK/sluice.log" | grep '"id":"out"' | grep -o '"events_out":[0-9]*' | cut -d: -f2)
+  got=$(final_events "$WORK/sluice.log" out)
   if [ "$got" != "$LINES" ]; then
     echo "sluice delivered $got of $LINES events" >&2
     exit 1
@@ -150,15 +111,7 @@ done
 
 EVENTS=${HOP_EVENTS:-5000000}
 port=$(free_port)
-cat > "$WORK/agg.yaml" <<YAML
-data_dir: $WORK/.sluice-agg
-sources:
-  edges: {type: sluice, address: '127.0.0.1:$port', channels: [main]}
-channels:
-  main: {type: memory, capacity: 10000}
-sinks:
-  out: {type: "null", channel: main}
-YAML
+null_pipeline "$WORK/agg.yaml" "edges: {type: sluice, address: '127.0.0.1:$port', channels: [main]}"
 cat > "$WORK/edge.yaml" <<YAML
 data_dir: $WORK/.sluice-edge
 sources:
@@ -190,7 +143,7 @@ YAML
 "$BIN" run "$WORK/size.yaml" --log-level warn
 avg=$(awk -v b="$(stat -c %s "$WORK/sample.log")" 'BEGIN { printf "%.1f", b / 100000 - 1 }')
 bytes=$(awk -v a="$avg" -v n="$EVENTS" 'BEGIN { printf "%.0f", a * n }')
-got=$(grep '"final counts"' "$WORK/agg.log" | grep '"id":"out"' | grep -o '"events_out":[0-9]*' | cut -d: -f2)
+got=$(final_events "$WORK/agg.log" out)
 echo
 echo "the hop: generator (JSON) -> sluice sink -> sluice source -> null, $EVENTS events:"
 echo

@@ -1,7 +1,7 @@
 //! Two tiers of agents joined by the acknowledged `sluice` hop: fields
 //! intact, tokens and TLS, failover and load-balancing sink groups.
 
-use std::io::Write;
+use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::process::Child;
 use std::time::Duration;
@@ -126,7 +126,7 @@ fn the_hop_over_tls_requires_a_trusted_client_certificate() {
         &d,
         "agg",
         port,
-        "    tls: {cert: ./server.pem, key: ./server.key, ca: ./ca.pem}\n",
+        "    tls: {cert: ./server.pem, key: ./server.key, ca: ./ca.pem, client_auth: required}\n",
         "text",
     );
     for client in ["", "    tls: {ca: ./ca.pem, server_name: localhost}\n", "    tls: {ca: ./ca.pem, server_name: localhost, cert: ./other-client.pem, key: ./other-client.key}\n"] {
@@ -148,83 +148,254 @@ fn the_hop_over_tls_requires_a_trusted_client_certificate() {
     assert_sequence(&d.lines("out/agg.log"), 1000);
 }
 
-/// Feeds lines `from..to` to the edge's tcp source.
-fn feed(port: u16, from: usize, to: usize) {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect");
-    s.write_all(lines_text(from, to).as_bytes()).expect("send");
+#[test]
+fn optional_client_certificates_let_clients_without_one_in_but_check_any_presented() {
+    let d = Dir::new();
+    make_certs(&d);
+    // Misconfigurations name the file, line and column.
+    let one = |tls: &str| {
+        format!("sources:\n  raw: {{type: tcp, address: '127.0.0.1:1', channels: [c], tls: {tls}}}\nchannels:\n  c: {{type: memory}}\nsinks:\n  s: {{type: \"null\", channel: c}}\n")
+    };
+    for (tls, expected) in [
+        (
+            "{cert: ./server.pem, key: ./server.key, client_auth: optional}",
+            "bad.yaml:2:64: source `raw`: `client_auth` needs `ca`",
+        ),
+        (
+            "{cert: ./server.pem, key: ./server.key, ca: ./ca.pem, client_auth: sometimes}",
+            "bad.yaml:2:131: source `raw`: unknown value `sometimes`, expected one of `required`, `optional`",
+        ),
+    ] {
+        d.write("bad.yaml", &one(tls));
+        let o = d.run(&["validate", "bad.yaml"], Duration::from_secs(30));
+        assert!(!o.status.success(), "{tls}");
+        assert!(stderr(&o).contains(expected), "{tls}: {}", stderr(&o));
+    }
+
+    let (hop, raw) = (free_port(), free_port());
+    let tls = "{cert: ./server.pem, key: ./server.key, ca: ./ca.pem, client_auth: optional}";
+    d.write(
+        "agg.yaml",
+        &format!("sources:\n  edge: {{type: sluice, address: '127.0.0.1:{hop}', tls: {tls}, channels: [main]}}\n  raw: {{type: tcp, address: '127.0.0.1:{raw}', tls: {tls}, channels: [main]}}\nchannels:\n  main: {{type: memory}}\nsinks:\n  out: {{type: file, channel: main, path: ./out/agg.log}}\n"),
+    );
+    let mut agg = start_logged(&d, "agg.yaml");
+    wait_listening(hop, &mut agg);
+    wait_listening(raw, &mut agg);
+    // A certificate from another CA is refused during the handshake, over
+    // the hop and over plain TCP alike: nothing of theirs is ingested.
+    let err = edge_refused(
+        &d,
+        &edge_sink(hop, "    tls: {ca: ./ca.pem, server_name: localhost, cert: ./other-client.pem, key: ./other-client.key}\n"),
+    );
+    assert!(err.contains("write failed"), "{err}");
+    let mut t = tls_connect(&d, raw, Some("other-client"));
+    let _ = t.write_all(b"intruder\n");
+    let _ = t.flush();
+    let mut buf = [0u8; 16];
+    assert!(
+        t.read(&mut buf).is_err() || t.read(&mut buf).ok() == Some(0),
+        "an untrusted certificate was accepted"
+    );
+    // Without a certificate a client gets in.
+    d.write(
+        "edge.yaml",
+        &edge_sink(hop, "    tls: {ca: ./ca.pem, server_name: localhost}\n"),
+    );
+    let o = d.run(&["run", "edge.yaml"], Duration::from_secs(60));
+    assert!(o.status.success(), "{}", stderr(&o));
+    let mut t = tls_connect(&d, raw, None);
+    t.write_all(b"1000\n").expect("send");
+    t.flush().expect("flush");
+    t.conn.send_close_notify();
+    let _ = t.flush();
+    drop(t);
+    wait_for(Duration::from_secs(30), "1001 lines", || {
+        d.lines("out/agg.log").len() >= 1001
+    });
+    let o = stop(agg);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let mut lines = numbers(&d.lines("out/agg.log"));
+    lines.sort_unstable();
+    assert_eq!(lines, (0..1001).collect::<Vec<_>>(), "no intruder line");
 }
 
 fn numbers(lines: &[String]) -> Vec<usize> {
     lines.iter().map(|l| l.parse().expect("a number")).collect()
 }
 
+/// The aggregators' file sink reads up to this many events per batch.
+const AGG_BATCH: usize = 1000;
+/// The edge's group sends batches of up to this many events.
+const EDGE_BATCH: usize = 500;
+
+/// An aggregator as [`aggregator`] with a `disk` channel kept under its
+/// `data_dir`, so that a restart finds what a `kill -9` left in it.
+fn durable_aggregator(d: &Dir, name: &str, port: u16) -> Child {
+    d.write(
+        &format!("{name}.yaml"),
+        &format!("data_dir: ./state/{name}\nsources:\n  edge: {{type: sluice, address: '127.0.0.1:{port}', channels: [main]}}\nchannels:\n  main: {{type: disk}}\nsinks:\n  out: {{type: file, channel: main, path: ./out/{name}.log, batch_size: {AGG_BATCH}}}\n"),
+    );
+    let mut child = start_logged(d, &format!("{name}.yaml"));
+    wait_listening(port, &mut child);
+    child
+}
+
+fn file_len(d: &Dir, name: &str) -> u64 {
+    std::fs::metadata(d.join(name))
+        .map(|m| m.len())
+        .unwrap_or(0)
+}
+
+/// `from..to` as lines of six digits, so that a line cut short and
+/// continued by another cannot pass for a number of its own.
+fn padded(from: usize, to: usize) -> String {
+    (from..to).map(|i| format!("{i:06}\n")).collect()
+}
+
+/// Sends [`padded`] lines `from..to` over `s`.
+fn feed_padded(s: &mut TcpStream, from: usize, to: usize) {
+    s.write_all(padded(from, to).as_bytes()).expect("send");
+}
+
+/// The numbers of the [`padded`] lines in `out/NAME.log` (a partial last
+/// line, still being written, left out).
+fn numbers_in(d: &Dir, name: &str) -> Vec<usize> {
+    let text = std::fs::read_to_string(d.join(&format!("out/{name}.log"))).unwrap_or_default();
+    let whole = text.rfind('\n').map_or("", |end| &text[..end]);
+    whole
+        .lines()
+        .map(|l| match l.parse() {
+            Ok(n) if l.len() == 6 => n,
+            _ => panic!("{name}: torn or foreign line {l:?}"),
+        })
+        .collect()
+}
+
+/// How many of `0..n` are in `a` or `b`.
+fn covered(a: &[usize], b: &[usize], n: usize) -> usize {
+    let mut seen = vec![false; n];
+    for &x in a.iter().chain(b) {
+        if x < n {
+            seen[x] = true;
+        }
+    }
+    seen.iter().filter(|s| **s).count()
+}
+
 #[test]
 fn a_failover_group_switches_when_the_primary_dies_and_fails_back() {
+    const N: usize = 250_000;
+    const MORE: usize = 50_000;
     let d = Dir::new();
     let (p1, p2, input) = (free_port(), free_port(), free_port());
-    let agg1 = aggregator(&d, "agg1", p1, "", "text");
-    let agg2 = aggregator(&d, "agg2", p2, "", "text");
+    let agg1 = durable_aggregator(&d, "agg1", p1);
+    let agg2 = durable_aggregator(&d, "agg2", p2);
     d.write(
         "edge.yaml",
-        &format!("data_dir: ./state/edge\nsources:\n  in: {{type: tcp, address: '127.0.0.1:{input}', channels: [main]}}\nchannels:\n  main: {{type: memory, capacity: 10000}}\nsinks:\n  primary: {{type: sluice, channel: main, address: '127.0.0.1:{p1}', batch_size: 500, connect_timeout: 1s}}\n  secondary: {{type: sluice, channel: main, address: '127.0.0.1:{p2}', batch_size: 500}}\nsink_groups:\n  aggregators:\n    strategy: failover\n    sinks: [primary, secondary]\n    priorities: {{primary: 10, secondary: 5}}\n    penalty: 300ms\n    max_penalty: 1s\n"),
+        &format!("data_dir: ./state/edge\nsources:\n  in: {{type: tcp, address: '127.0.0.1:{input}', channels: [main]}}\nchannels:\n  main: {{type: disk}}\nsinks:\n  primary: {{type: sluice, channel: main, address: '127.0.0.1:{p1}', batch_size: {EDGE_BATCH}, connect_timeout: 1s}}\n  secondary: {{type: sluice, channel: main, address: '127.0.0.1:{p2}', batch_size: {EDGE_BATCH}}}\nsink_groups:\n  aggregators:\n    strategy: failover\n    sinks: [primary, secondary]\n    priorities: {{primary: 10, secondary: 5}}\n    penalty: 300ms\n    max_penalty: 1s\n"),
     );
     let mut edge = start_logged(&d, "edge.yaml");
     wait_listening(input, &mut edge);
-    // 1. The primary takes everything.
-    feed(input, 0, 50_000);
-    wait_for(Duration::from_secs(60), "50000 at the primary", || {
-        d.lines("out/agg1.log").len() >= 50_000
-    });
-    assert!(
-        d.lines("out/agg2.log").is_empty(),
-        "the secondary stays idle"
+    // 1. Lines flow in steadily from a thread while the primary takes them.
+    let fed = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let feeder = {
+        let fed = fed.clone();
+        std::thread::spawn(move || {
+            let mut s = TcpStream::connect(("127.0.0.1", input)).expect("connect");
+            for from in (0..N).step_by(1000) {
+                feed_padded(&mut s, from, from + 1000);
+                fed.store(from + 1000, std::sync::atomic::Ordering::Relaxed);
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        })
+    };
+    // 2. kill -9 the primary at some moment after it wrote 20% to 60% of
+    // the lines (and up to 10ms more, not to hit it always just after a
+    // write): while batches are in flight from the edge and in its sink.
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|t| t.subsec_nanos() as usize)
+        .unwrap_or(0);
+    let at = N / 5 + nanos % (N * 2 / 5);
+    wait_size(
+        &d.join("out/agg1.log"),
+        7 * at as u64,
+        "the primary to write",
     );
-    // 2. kill -9 the primary. Its channel is a memory channel, so it is
-    // killed once it has written out what it acknowledged (with a disk
-    // channel on the aggregators it can be killed at any moment). What the
-    // edge sends from here on reaches the dead primary's socket without an
-    // acknowledgement: nothing is lost because the edge commits its take
-    // only on an acknowledgement and resends the batch to the secondary.
+    std::thread::sleep(Duration::from_micros((nanos / 7 % 10_000) as u64));
+    assert_eq!(file_len(&d, "out/agg2.log"), 0, "the secondary stays idle");
     let mut agg1 = agg1;
     agg1.kill().expect("kill -9");
     let _ = agg1.wait();
-    feed(input, 50_000, 150_000);
-    let total = |d: &Dir| d.lines("out/agg1.log").len() + d.lines("out/agg2.log").len();
-    wait_for(Duration::from_secs(60), "150000 in all", || {
-        total(&d) >= 150_000
-    });
-    assert!(
-        !d.lines("out/agg2.log").is_empty(),
-        "the edge switched to the secondary"
+    let fed_at_kill = fed.load(std::sync::atomic::Ordering::Relaxed);
+    let written_at_kill = numbers_in(&d, "agg1").len();
+    // The edge goes on with the secondary.
+    wait_for(
+        Duration::from_secs(60),
+        "the secondary to take over",
+        || file_len(&d, "out/agg2.log") > 0,
     );
-    // 3. The primary comes back: after its penalty the group fails back.
-    let before = d.lines("out/agg1.log").len();
-    let agg1 = aggregator(&d, "agg1", p1, "", "text");
+    // 3. The primary comes back on its own disk channel: it delivers what
+    // it had accepted, and after its penalty the group fails back to it.
+    let agg1 = durable_aggregator(&d, "agg1", p1);
+    feeder.join().expect("feeder");
+    wait_for(
+        Duration::from_secs(120),
+        "every line of the first part",
+        || covered(&numbers_in(&d, "agg1"), &numbers_in(&d, "agg2"), N) == N,
+    );
     std::thread::sleep(Duration::from_millis(1200));
-    feed(input, 150_000, 200_000);
-    wait_for(Duration::from_secs(60), "200000 in all", || {
-        total(&d) >= 200_000
+    let mut s = TcpStream::connect(("127.0.0.1", input)).expect("connect");
+    feed_padded(&mut s, N, N + MORE);
+    drop(s);
+    wait_for(Duration::from_secs(120), "every line", || {
+        covered(&numbers_in(&d, "agg1"), &numbers_in(&d, "agg2"), N + MORE) == N + MORE
     });
-    assert!(
-        d.lines("out/agg1.log").len() > before,
-        "the group failed back to the primary"
-    );
     let o = stop(edge);
     assert!(o.status.success(), "{}", stderr(&o));
     for a in [agg1, agg2] {
         let o = stop(a);
         assert!(o.status.success(), "{}", stderr(&o));
     }
-    let mut all = numbers(&d.lines("out/agg1.log"));
-    all.extend(numbers(&d.lines("out/agg2.log")));
+    let (one, two) = (numbers_in(&d, "agg1"), numbers_in(&d, "agg2"));
+    assert!(
+        one.iter().any(|&x| x >= N),
+        "the group failed back to the primary"
+    );
+    let mut all = one.clone();
+    all.extend(&two);
     all.sort_unstable();
     let n = all.len();
     all.dedup();
-    assert_eq!(all, (0..200_000).collect::<Vec<_>>(), "nothing lost");
-    // A batch sent to the dead primary may have been written before the
-    // kill without its acknowledgement reaching the edge: at most one batch
-    // is duplicated.
-    assert!(n - all.len() <= 500, "{} duplicates", n - all.len());
+    assert_eq!(all, (0..N + MORE).collect::<Vec<_>>(), "nothing lost");
+    // Duplicates, as docs/network.md bounds them for one aggregator crash:
+    // within the primary, the sink batch it had written but not committed
+    // (delivered again from its disk channel after the restart); between
+    // the two, the edge batch the primary accepted whose acknowledgement
+    // the kill lost (sent again to the secondary). The secondary, never
+    // killed, holds no duplicate.
+    let dups = |v: &[usize]| {
+        let mut s = v.to_vec();
+        s.sort_unstable();
+        let n = s.len();
+        s.dedup();
+        n - s.len()
+    };
+    let (in_one, in_two) = (dups(&one), dups(&two));
+    let between = n - all.len() - in_one - in_two;
+    eprintln!(
+        "killed with {fed_at_kill} lines fed, {written_at_kill} written: {} duplicates ({in_one} within the primary, {between} between the two)",
+        n - all.len()
+    );
+    assert!(
+        in_one <= AGG_BATCH,
+        "{in_one} duplicates within the primary"
+    );
+    assert_eq!(in_two, 0, "duplicates within the secondary");
+    assert!(
+        between <= EDGE_BATCH,
+        "{between} duplicates between the two"
+    );
 }
 
 #[test]

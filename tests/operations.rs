@@ -38,13 +38,6 @@ pub(crate) fn start_agent(d: &Dir, url: &str) -> Child {
     child
 }
 
-/// Stops the agent with SIGTERM and checks that it stopped cleanly.
-pub(crate) fn stop_agent(child: Child) {
-    signal(&child, libc::SIGTERM);
-    let o = wait_output(child, WAIT);
-    assert!(o.status.success(), "{}", stderr(&o));
-}
-
 /// Metric samples by name and labels (sorted `k=v` pairs joined by `,`).
 fn parse_metrics(text: &str) -> HashMap<(String, String), f64> {
     let lines = text.lines().map(|l| Ok(l.to_string()));
@@ -74,6 +67,16 @@ fn parse_metrics(text: &str) -> HashMap<(String, String), f64> {
     out
 }
 
+/// The entry of component `id` in the `components` list of an API answer.
+fn component_entry<'a>(v: &'a serde_json::Value, id: &str) -> &'a serde_json::Value {
+    v["components"]
+        .as_array()
+        .expect("components")
+        .iter()
+        .find(|c| c["id"] == id)
+        .unwrap_or_else(|| panic!("no component `{id}` in {v}"))
+}
+
 fn component(id: &str, kind: &str, ty: &str) -> String {
     format!("component_id={id},component_kind={kind},component_type={ty}")
 }
@@ -89,15 +92,35 @@ fn numbered_lines(from: usize, to: usize) -> String {
     (from..to).map(|i| format!("line {i}\n")).collect()
 }
 
+/// An agent with its API on a free port.
+struct Running {
+    child: Child,
+    port: u16,
+    url: String,
+}
+
+/// Writes `p.yaml` from `pipeline(port)`, `port` being a free one for the
+/// API, and starts the agent on it.
+fn start_on_free_port(d: &Dir, pipeline: impl FnOnce(u16) -> String) -> Running {
+    let port = free_port();
+    let url = format!("http://127.0.0.1:{port}");
+    d.write("p.yaml", &pipeline(port));
+    let child = start_agent(d, &url);
+    Running { child, port, url }
+}
+
+/// Writes `in/a.log` with `lines` numbered lines and starts an agent
+/// following it ([`follow_pipeline`]).
+fn start_following(d: &Dir, lines: usize) -> Running {
+    d.write("in/a.log", &numbered_lines(0, lines));
+    start_on_free_port(d, |port| follow_pipeline(port, ""))
+}
+
 #[test]
 fn metrics_parse_as_prometheus_text_and_count_the_events_sent() {
     let d = Dir::new();
-    let port = free_port();
-    let url = format!("http://127.0.0.1:{port}");
-    d.write("p.yaml", &follow_pipeline(port, ""));
+    let Running { child, url, .. } = start_following(&d, 5000);
     let first = numbered_lines(0, 5000);
-    d.write("in/a.log", &first);
-    let child = start_agent(&d, &url);
 
     let metric = |text: &str, name: &str, labels: &str| -> f64 {
         *parse_metrics(text)
@@ -178,29 +201,20 @@ fn metrics_parse_as_prometheus_text_and_count_the_events_sent() {
     let (status, body) = get(&url, "/api/components").expect("components");
     assert_eq!(status, 200);
     let v: serde_json::Value = serde_json::from_str(&body).expect("json");
-    let out = v["components"]
-        .as_array()
-        .expect("components")
-        .iter()
-        .find(|c| c["id"] == "out")
-        .expect("sink out");
+    let out = component_entry(&v, "out");
     assert_eq!(out["metrics"]["events_out"], 6500);
     assert_eq!(out["inputs"], serde_json::json!(["main"]));
     assert_eq!(v["channels"][0]["committed_events"], 6500);
-    stop_agent(child);
+    stop_cleanly(child, WAIT);
     assert_eq!(d.lines("out/lines.log").len(), 6500);
 }
 
 #[test]
 fn health_turns_503_while_a_sink_fails_and_200_when_it_recovers() {
     let d = Dir::new();
-    let port = free_port();
-    let url = format!("http://127.0.0.1:{port}");
-    d.write("p.yaml", &follow_pipeline(port, ""));
-    d.write("in/a.log", &numbered_lines(0, 300));
     // The sink's file is a directory: every write fails and is retried.
     std::fs::create_dir_all(d.join("out/lines.log")).expect("mkdir");
-    let child = start_agent(&d, &url);
+    let Running { child, url, .. } = start_following(&d, 300);
 
     let mut body = String::new();
     wait_for(WAIT, "/health to report the failing sink", || {
@@ -210,12 +224,7 @@ fn health_turns_503_while_a_sink_fails_and_200_when_it_recovers() {
     });
     let v: serde_json::Value = serde_json::from_str(&body).expect("json");
     assert_eq!(v["status"], "unhealthy");
-    let out = v["components"]
-        .as_array()
-        .expect("components")
-        .iter()
-        .find(|c| c["id"] == "out")
-        .expect("sink out");
+    let out = component_entry(&v, "out");
     assert_eq!(out["healthy"], false, "{body}");
     assert!(
         out["error"]
@@ -245,7 +254,7 @@ fn health_turns_503_while_a_sink_fails_and_200_when_it_recovers() {
     wait_for(WAIT, "every line to arrive", || {
         d.lines("out/lines.log").len() == 300
     });
-    stop_agent(child);
+    stop_cleanly(child, WAIT);
     let lines = d.lines("out/lines.log");
     let want: Vec<String> = (0..300).map(|i| format!("line {i}")).collect();
     assert_eq!(lines, want);
@@ -254,11 +263,8 @@ fn health_turns_503_while_a_sink_fails_and_200_when_it_recovers() {
 #[test]
 fn tap_streams_events_leaving_the_named_component() {
     let d = Dir::new();
-    let port = free_port();
-    let url = format!("http://127.0.0.1:{port}");
-    d.write(
-        "p.yaml",
-        &format!(
+    let Running { child, url, .. } = start_on_free_port(&d, |port| {
+        format!(
             r#"api: {{address: "127.0.0.1:{port}"}}
 sources:
   gen: {{type: generator, rate: 500, format: json, processors: [parse], channels: [raw]}}
@@ -275,9 +281,8 @@ channels:
 sinks:
   out: {{type: file, channel: labelled, path: ./out/x.json, format: json}}
 "#
-        ),
-    );
-    let child = start_agent(&d, &url);
+        )
+    });
     let tap = |id: &str| {
         let o = d.run(&["tap", id, "--api", &url, "-n", "5"], WAIT);
         assert!(o.status.success(), "{}", stderr(&o));
@@ -310,17 +315,13 @@ sinks:
     assert_eq!(o.status.code(), Some(1));
     assert!(stderr(&o).contains("no component `nope`"), "{}", stderr(&o));
     assert!(stdout(&o).is_empty());
-    stop_agent(child);
+    stop_cleanly(child, WAIT);
 }
 
 #[test]
 fn top_once_prints_components_counts_and_channel_fill() {
     let d = Dir::new();
-    let port = free_port();
-    let url = format!("http://127.0.0.1:{port}");
-    d.write("p.yaml", &follow_pipeline(port, ""));
-    d.write("in/a.log", &numbered_lines(0, 1234));
-    let child = start_agent(&d, &url);
+    let Running { child, port, url } = start_following(&d, 1234);
     wait_for(WAIT, "every line to arrive", || {
         d.lines("out/lines.log").len() == 1234
     });
@@ -350,7 +351,7 @@ fn top_once_prints_components_counts_and_channel_fill() {
         .find(|l| l.contains("main") && l.contains("memory"))
         .unwrap_or_else(|| panic!("no channel row in\n{text}"));
     assert!(main.contains("0%") && main.contains("500"), "{main}");
-    stop_agent(child);
+    stop_cleanly(child, WAIT);
 
     let o = d.run(&["top", "--once", "--api", &url], WAIT);
     assert_eq!(o.status.code(), Some(1), "no agent: an error");
@@ -371,19 +372,18 @@ fn api_section_errors_name_file_line_and_column() {
         "good.yaml",
         &format!("api:\n  address: 127.0.0.1:8686\n{base}"),
     );
-    let o = d.run(&["validate", "bad.yaml"], WAIT);
-    assert_eq!(o.status.code(), Some(2));
-    assert!(
-        stderr(&o).contains("bad.yaml:2:12: api: `address` must be IP:PORT, e.g. 127.0.0.1:8686 or [::1]:8686, found `nowhere`"),
-        "{}",
-        stderr(&o)
+    let refused = |file: &str, problem: &str| {
+        let o = d.run(&["validate", file], WAIT);
+        assert_eq!(o.status.code(), Some(2));
+        assert!(stderr(&o).contains(problem), "{}", stderr(&o));
+    };
+    refused(
+        "bad.yaml",
+        "bad.yaml:2:12: api: `address` must be IP:PORT, e.g. 127.0.0.1:8686 or [::1]:8686, found `nowhere`",
     );
-    let o = d.run(&["validate", "typo.yaml"], WAIT);
-    assert_eq!(o.status.code(), Some(2));
-    assert!(
-        stderr(&o).contains("typo.yaml:2:3: api: unknown option `adress`: did you mean `address`?"),
-        "{}",
-        stderr(&o)
+    refused(
+        "typo.yaml",
+        "typo.yaml:2:3: api: unknown option `adress`: did you mean `address`?",
     );
     let o = d.run(&["validate", "good.yaml"], WAIT);
     assert!(o.status.success(), "{}", stderr(&o));
@@ -435,17 +435,13 @@ fn text_of(dom: &str, id: &str) -> Option<String> {
 #[test]
 fn dashboard_shows_graph_rates_health_and_channel_fill() {
     let d = Dir::new();
-    let port = free_port();
-    let url = format!("http://127.0.0.1:{port}");
     // `fast` flows; `stuck` cannot write, so its channel fills up.
-    d.write(
-        "p.yaml",
-        &format!(
-            "api: {{address: \"127.0.0.1:{port}\"}}\nsources:\n  gen: {{type: generator, rate: 1000, channels: [flow]}}\n  gen2: {{type: generator, rate: 1000, channels: [blocked]}}\nchannels:\n  flow: {{type: memory, capacity: 1000}}\n  blocked: {{type: memory, capacity: 50}}\nsinks:\n  fast: {{type: file, channel: flow, path: ./out/fast.log}}\n  stuck: {{type: file, channel: blocked, path: ./out/stuck.log}}\n"
-        ),
-    );
     std::fs::create_dir_all(d.join("out/stuck.log")).expect("mkdir");
-    let child = start_agent(&d, &url);
+    let Running { child, url, .. } = start_on_free_port(&d, |port| {
+        format!(
+            "api: {{address: \"127.0.0.1:{port}\"}}\nsources:\n  gen: {{type: generator, rate: 1000, channels: [flow]}}\n  gen2: {{type: generator, rate: 1000, channels: [blocked]}}\nchannels:\n  flow: {{type: memory, capacity: 1000}}\n  blocked: {{type: memory, capacity: 50}}\nsinks:\n  fast: {{type: file, channel: flow, path: ./out/fast.log}}\n  stuck: {{type: file, channel: blocked, path: ./out/stuck.log}}\n"
+        )
+    });
     wait_for(WAIT, "the blocked channel to fill", || {
         get(&url, "/metrics")
             .expect("metrics")
@@ -455,7 +451,7 @@ fn dashboard_shows_graph_rates_health_and_channel_fill() {
     let dom = dump_dom(&format!("{url}/"));
     // Let the stuck sink recover so that the stop can drain.
     std::fs::remove_dir(d.join("out/stuck.log")).expect("rmdir");
-    stop_agent(child);
+    stop_cleanly(child, WAIT);
 
     let polls: u32 = dom
         .split("data-polls=\"")
@@ -568,12 +564,8 @@ fn dashboard_plots_the_gauges_a_component_reports() {
 #[test]
 fn the_api_follows_a_reload() {
     let d = Dir::new();
-    let port = free_port();
-    let url = format!("http://127.0.0.1:{port}");
+    let Running { child, port, url } = start_following(&d, 100);
     let before = follow_pipeline(port, "");
-    d.write("p.yaml", &before);
-    d.write("in/a.log", &numbered_lines(0, 100));
-    let child = start_agent(&d, &url);
     wait_for(WAIT, "every line to arrive", || {
         d.lines("out/lines.log").len() == 100
     });
@@ -614,5 +606,85 @@ fn the_api_follows_a_reload() {
         "channel_id=copy,channel_type=memory".to_string()
     )));
     assert_eq!(get(&url, "/health").expect("health").0, 200);
-    stop_agent(child);
+    stop_cleanly(child, WAIT);
+}
+
+#[test]
+fn a_failing_group_member_degrades_health_while_the_group_delivers() {
+    let d = Dir::new();
+    d.write("in/a.log", &numbered_lines(0, 300));
+    // Both members' files are directories: every write fails.
+    for f in ["out/primary.log", "out/secondary.log"] {
+        std::fs::create_dir_all(d.join(f)).expect("mkdir");
+    }
+    let Running { child, url, .. } = start_on_free_port(&d, |port| {
+        format!("api:\n  address: 127.0.0.1:{port}\nsources:\n  src: {{type: file, include: [\"./in/*.log\"], read_from: beginning, follow: true, poll_interval: 50ms, channels: [main]}}\nchannels:\n  main: {{type: memory, capacity: 500}}\nsinks:\n  primary: {{type: file, channel: main, path: ./out/primary.log, batch_size: 100}}\n  secondary: {{type: file, channel: main, path: ./out/secondary.log, batch_size: 100}}\nsink_groups:\n  out:\n    strategy: failover\n    sinks: [primary, secondary]\n    priorities: {{primary: 10, secondary: 5}}\n    penalty: 100ms\n    max_penalty: 300ms\n")
+    });
+    let health = || -> (u16, serde_json::Value) {
+        let (status, body) = get(&url, "/health").expect("health");
+        (status, serde_json::from_str(&body).expect("json"))
+    };
+    let healthy = |v: &serde_json::Value, id: &str| {
+        v["components"]
+            .as_array()
+            .expect("components")
+            .iter()
+            .find(|c| c["id"] == id)
+            .map(|c| c["healthy"] == true)
+    };
+
+    // 1. The whole group fails: unhealthy.
+    wait_for(WAIT, "/health to report both members failing", || {
+        let (_, v) = health();
+        healthy(&v, "primary") == Some(false) && healthy(&v, "secondary") == Some(false)
+    });
+    let (status, v) = health();
+    assert_eq!(
+        (status, v["status"].as_str()),
+        (503, Some("unhealthy")),
+        "{v}"
+    );
+    assert_eq!(v["groups"][0]["healthy"], false, "{v}");
+
+    // 2. The secondary comes back: the group delivers, the agent is degraded
+    // but answers 200.
+    std::fs::remove_dir(d.join("out/secondary.log")).expect("rmdir");
+    wait_for(WAIT, "every line at the secondary", || {
+        d.lines("out/secondary.log").len() == 300
+    });
+    wait_for(WAIT, "/health to report degraded", || {
+        health().1["status"] == "degraded"
+    });
+    let (status, v) = health();
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(
+        (healthy(&v, "primary"), healthy(&v, "secondary")),
+        (Some(false), Some(true)),
+        "{v}"
+    );
+    assert_eq!(v["groups"][0]["id"], "out", "{v}");
+    assert_eq!(v["groups"][0]["healthy"], true, "{v}");
+    let view: serde_json::Value =
+        serde_json::from_str(&get(&url, "/api/components").expect("components").1).expect("json");
+    assert_eq!(view["status"], "degraded");
+
+    // 3. The primary comes back: the group fails back and all is well.
+    // Once its penalty (at most `max_penalty`) has passed, the next batch
+    // tries it first.
+    std::fs::remove_dir(d.join("out/primary.log")).expect("rmdir");
+    std::thread::sleep(Duration::from_millis(600));
+    d.write("in/b.log", &numbered_lines(300, 400));
+    wait_for(WAIT, "the new lines at the primary", || {
+        d.lines("out/primary.log").len() == 100
+    });
+    wait_for(WAIT, "/health to report ok", || {
+        health().1["status"] == "ok"
+    });
+    assert_eq!(health().0, 200);
+    stop_cleanly(child, WAIT);
+    let mut all = d.lines("out/primary.log");
+    all.extend(d.lines("out/secondary.log"));
+    all.sort_by_key(|l| l[5..].parse::<usize>().expect("a number"));
+    let want: Vec<String> = (0..400).map(|i| format!("line {i}")).collect();
+    assert_eq!(all, want);
 }

@@ -1,88 +1,14 @@
 //! Hot reload (SIGHUP and `--watch`) and the progress bar of bounded runs.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, ExitStatus, Stdio};
+use std::process::Stdio;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
 use crate::util::*;
 
 const LIMIT: Duration = Duration::from_secs(60);
-
-/// The agent running in the background, its log collected as it comes.
-struct Agent {
-    child: Child,
-    log: Arc<Mutex<String>>,
-    reader: Option<JoinHandle<()>>,
-}
-
-impl Agent {
-    fn start(d: &Dir, args: &[&str]) -> Agent {
-        let mut child = d
-            .sluice(args)
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn sluice");
-        let log = Arc::new(Mutex::new(String::new()));
-        let err = child.stderr.take().expect("stderr");
-        let sink = log.clone();
-        let reader = std::thread::spawn(move || {
-            for line in BufReader::new(err).lines() {
-                let Ok(line) = line else { break };
-                let mut log = sink.lock().expect("log");
-                log.push_str(&line);
-                log.push('\n');
-            }
-        });
-        Agent {
-            child,
-            log,
-            reader: Some(reader),
-        }
-    }
-
-    fn log(&self) -> String {
-        self.log.lock().expect("log").clone()
-    }
-
-    /// Waits until the log contains `what` `n` times in all.
-    fn wait_log(&self, what: &str, n: usize) {
-        wait_for(LIMIT, what, || self.log().matches(what).count() >= n);
-    }
-
-    /// SIGTERM, then the exit status and the whole log.
-    fn stop(mut self) -> (ExitStatus, String) {
-        signal(&self.child, libc::SIGTERM);
-        let start = std::time::Instant::now();
-        let status = loop {
-            if let Some(s) = self.child.try_wait().expect("wait") {
-                break s;
-            }
-            assert!(
-                start.elapsed() < LIMIT,
-                "the agent did not stop:\n{}",
-                self.log()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        };
-        if let Some(r) = self.reader.take() {
-            let _ = r.join();
-        }
-        (status, self.log())
-    }
-}
-
-impl Drop for Agent {
-    fn drop(&mut self) {
-        if self.reader.is_some() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
-}
 
 /// Appends numbered lines to `logs/app.log`, 20 every few milliseconds,
 /// until stopped.
@@ -153,42 +79,110 @@ fn assert_range(lines: &[String], from: usize, to: usize) {
     }
 }
 
+/// How the agent learns of its new pipeline file.
+#[derive(Clone, Copy)]
+enum Trigger {
+    /// SIGHUP after the file was replaced.
+    Sighup,
+    /// `run --watch` sees the file change.
+    Watch,
+}
+
+/// A reload while lines are written: the agent follows `logs/app.log`
+/// (empty at first) with the pipeline `before`, whose sink writes
+/// `out/a.log`, while a [`Writer`] appends to it.
+struct Reload<'a> {
+    before: &'a str,
+    after: &'a str,
+    trigger: Trigger,
+    /// Lines in `out/a.log` before the pipeline is replaced.
+    first: usize,
+    /// What the log says once the new file was taken (or refused).
+    outcome: &'a str,
+    /// Lines written after that.
+    more: usize,
+}
+
+/// What a [`Reload`] saw.
+struct Reloaded {
+    /// Lines written when the log said `outcome`.
+    at_reload: usize,
+    /// Lines written in all.
+    written: usize,
+    /// The agent's whole log.
+    log: String,
+}
+
+impl<'a> Reload<'a> {
+    /// `first` and `more` 500 lines, and the reload expected to succeed.
+    fn new(before: &'a str, after: &'a str, trigger: Trigger) -> Self {
+        Reload {
+            before,
+            after,
+            trigger,
+            first: 500,
+            outcome: "reload complete",
+            more: 500,
+        }
+    }
+
+    /// Once `first` lines arrived, replaces the pipeline with `after`, tells
+    /// the agent and waits for `outcome`; lets `more` lines be written,
+    /// stops the writer, waits until `caught_up(lines written)` and stops the
+    /// agent, which must exit cleanly.
+    fn run(&self, d: &Dir, caught_up: impl Fn(usize) -> bool) -> Reloaded {
+        d.write("logs/app.log", "");
+        d.write("p.yaml", self.before);
+        let args: &[&str] = match self.trigger {
+            Trigger::Sighup => &["run", "p.yaml"],
+            Trigger::Watch => &["run", "p.yaml", "--watch"],
+        };
+        let agent = Agent::start(d, args);
+        let writer = Writer::start(d);
+        wait_for(LIMIT, "the first lines", || {
+            d.lines("out/a.log").len() >= self.first
+        });
+        replace(d, "p.yaml", self.after);
+        if let Trigger::Sighup = self.trigger {
+            signal(&agent.child, libc::SIGHUP);
+        }
+        agent.wait_log(self.outcome, 1);
+        let at_reload = writer.written();
+        wait_for(LIMIT, "lines after the reload", || {
+            writer.written() >= at_reload + self.more
+        });
+        let written = writer.stop();
+        wait_for(LIMIT, "the sinks to catch up", || caught_up(written));
+        let (status, log) = agent.stop();
+        assert!(status.success(), "{log}");
+        Reloaded {
+            at_reload,
+            written,
+            log,
+        }
+    }
+}
+
 /// A file followed while it grows, to sink `one`; the reload adds channel
 /// `b` and sink `two` fed by the same source. Sink `one` gets every line
 /// once, sink `two` every line from the reload on.
-fn adding_a_sink_loses_nothing(watch: bool) {
+fn adding_a_sink_loses_nothing(trigger: Trigger) {
     let d = Dir::new();
-    d.write("logs/app.log", "");
-    d.write("p.yaml", FOLLOW);
-    let args: &[&str] = if watch {
-        &["run", "p.yaml", "--watch"]
-    } else {
-        &["run", "p.yaml"]
-    };
-    let agent = Agent::start(&d, args);
-    let writer = Writer::start(&d);
-    wait_for(LIMIT, "the first lines", || {
-        d.lines("out/a.log").len() >= 500
-    });
     let grown = FOLLOW.replace("channels: [a]", "channels: [a, b]").replace(
         "  a: {type: memory, capacity: 64}\n",
         "  a: {type: memory, capacity: 64}\n  b: {type: memory, capacity: 64}\n",
     ) + "  two: {type: file, channel: b, path: ./out/b.log}\n";
-    replace(&d, "p.yaml", &grown);
-    if !watch {
-        signal(&agent.child, libc::SIGHUP);
-    }
-    agent.wait_log("reload complete", 1);
-    let at_reload = writer.written();
-    wait_for(LIMIT, "lines after the reload", || {
-        writer.written() >= at_reload + 1000
-    });
-    let n = writer.stop();
-    wait_for(LIMIT, "both sinks to catch up", || {
+    let reload = Reload {
+        more: 1000,
+        ..Reload::new(FOLLOW, &grown, trigger)
+    };
+    let Reloaded {
+        at_reload,
+        written: n,
+        log,
+    } = reload.run(&d, |n| {
         ends_at(&d, "out/a.log", n) && ends_at(&d, "out/b.log", n)
     });
-    let (status, log) = agent.stop();
-    assert!(status.success(), "{log}");
     assert_sequence(&d.lines("out/a.log"), n);
     let b = d.lines("out/b.log");
     let first: usize = b[0].parse().expect("a number");
@@ -208,41 +202,29 @@ fn adding_a_sink_loses_nothing(watch: bool) {
 
 #[test]
 fn a_reload_on_sighup_that_adds_a_sink_loses_no_event() {
-    adding_a_sink_loses_nothing(false);
+    adding_a_sink_loses_nothing(Trigger::Sighup);
 }
 
 #[test]
 fn a_watched_file_that_adds_a_sink_is_applied_without_losing_an_event() {
-    adding_a_sink_loses_nothing(true);
+    adding_a_sink_loses_nothing(Trigger::Watch);
 }
 
 #[test]
 fn an_invalid_file_on_reload_keeps_the_pipeline_running_and_names_every_problem() {
     let d = Dir::new();
-    d.write("logs/app.log", "");
-    d.write("p.yaml", FOLLOW);
-    let agent = Agent::start(&d, &["run", "p.yaml"]);
-    let writer = Writer::start(&d);
-    wait_for(LIMIT, "the first lines", || {
-        d.lines("out/a.log").len() >= 200
-    });
     // Two mistakes: a misspelt sink option and a channel nobody declared.
     let broken = FOLLOW
         .replace("path: ./out/a.log", "pathh: ./out/a.log")
         .replace("channels: [a]", "channels: [a, nope]");
-    replace(&d, "p.yaml", &broken);
-    signal(&agent.child, libc::SIGHUP);
-    agent.wait_log("reload refused", 1);
-    let at_refusal = writer.written();
-    wait_for(LIMIT, "lines after the refused reload", || {
-        writer.written() >= at_refusal + 500
-    });
-    let n = writer.stop();
-    wait_for(LIMIT, "the sink to catch up", || {
-        ends_at(&d, "out/a.log", n)
-    });
-    let (status, log) = agent.stop();
-    assert!(status.success(), "{log}");
+    let reload = Reload {
+        first: 200,
+        outcome: "reload refused",
+        ..Reload::new(FOLLOW, &broken, Trigger::Sighup)
+    };
+    let Reloaded {
+        written: n, log, ..
+    } = reload.run(&d, |n| ends_at(&d, "out/a.log", n));
     assert_sequence(&d.lines("out/a.log"), n);
     // The same problems, at the same places, as `sluice validate` names them.
     let o = d.run(&["validate", "p.yaml"], LIMIT);
@@ -307,30 +289,11 @@ fn changing_only_a_sink_restarts_only_that_sink() {
 #[test]
 fn changing_a_channel_drains_it_and_rebuilds_it_without_loss() {
     let d = Dir::new();
-    d.write("logs/app.log", "");
-    d.write("p.yaml", FOLLOW);
-    let agent = Agent::start(&d, &["run", "p.yaml"]);
-    let writer = Writer::start(&d);
-    wait_for(LIMIT, "the first lines", || {
-        d.lines("out/a.log").len() >= 500
-    });
-    replace(
-        &d,
-        "p.yaml",
-        &FOLLOW.replace("capacity: 64", "capacity: 200"),
-    );
-    signal(&agent.child, libc::SIGHUP);
-    agent.wait_log("reload complete", 1);
-    let at_reload = writer.written();
-    wait_for(LIMIT, "lines after the reload", || {
-        writer.written() >= at_reload + 500
-    });
-    let n = writer.stop();
-    wait_for(LIMIT, "the sink to catch up", || {
-        ends_at(&d, "out/a.log", n)
-    });
-    let (status, log) = agent.stop();
-    assert!(status.success(), "{log}");
+    let bigger = FOLLOW.replace("capacity: 64", "capacity: 200");
+    let reload = Reload::new(FOLLOW, &bigger, Trigger::Sighup);
+    let Reloaded {
+        written: n, log, ..
+    } = reload.run(&d, |n| ends_at(&d, "out/a.log", n));
     assert_sequence(&d.lines("out/a.log"), n);
     assert!(log.contains("reload: channel rebuilt channel=a"), "{log}");
 }
@@ -338,7 +301,6 @@ fn changing_a_channel_drains_it_and_rebuilds_it_without_loss() {
 #[test]
 fn a_changed_stage_switches_between_two_batches_without_loss() {
     let d = Dir::new();
-    d.write("logs/app.log", "");
     let yaml = FOLLOW
         .replace("channels: [a]", "channels: [raw]")
         .replace(
@@ -346,24 +308,13 @@ fn a_changed_stage_switches_between_two_batches_without_loss() {
             "processors:\n  tag: {type: add_fields, input: raw, channels: [a], fields: {v: one}}\nchannels:\n  raw: {type: memory, capacity: 64}\n  a: {type: memory, capacity: 64}\n",
         )
         .replace("path: ./out/a.log}", "path: ./out/a.log, format: json}");
-    d.write("p.yaml", &yaml);
-    let agent = Agent::start(&d, &["run", "p.yaml", "--watch"]);
-    let writer = Writer::start(&d);
-    wait_for(LIMIT, "the first lines", || {
-        d.lines("out/a.log").len() >= 500
-    });
-    replace(&d, "p.yaml", &yaml.replace("v: one", "v: two"));
-    agent.wait_log("reload complete", 1);
-    let at_reload = writer.written();
-    wait_for(LIMIT, "lines after the reload", || {
-        writer.written() >= at_reload + 500
-    });
-    let n = writer.stop();
-    wait_for(LIMIT, "the sink to catch up", || {
-        d.lines("out/a.log").len() >= n
-    });
-    let (status, log) = agent.stop();
-    assert!(status.success(), "{log}");
+    let two = yaml.replace("v: one", "v: two");
+    let reload = Reload::new(&yaml, &two, Trigger::Watch);
+    let Reloaded {
+        at_reload,
+        written: n,
+        log,
+    } = reload.run(&d, |n| d.lines("out/a.log").len() >= n);
     let lines = d.lines("out/a.log");
     assert_eq!(lines.len(), n);
     // Every line once, in order; tagged `one` up to some line, `two` after.

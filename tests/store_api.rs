@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use crate::operations::{free_port, get, start_agent, stop_agent};
+use crate::operations::{free_port, get, start_agent};
 use crate::util::*;
 
 const WAIT: Duration = Duration::from_secs(300);
@@ -206,7 +206,7 @@ fn http_search_answers_as_sluice_search_and_follows_the_store_sinks_of_a_reload(
     // The first store is untouched by the reload (which restarts the
     // finished generator, on closed channels: it resumes at its count).
     assert_eq!(total(&url, "q=status:404&store=store&limit=0"), not_found);
-    stop_agent(child);
+    stop_cleanly(child, WAIT);
 }
 
 #[test]
@@ -224,5 +224,5 @@ fn http_search_without_a_store_sink_is_not_found() {
     let (code, v) = search(&url, "q=*");
     assert_eq!(code, 404, "{v}");
     assert_eq!(v["error"], "the pipeline has no store sink");
-    stop_agent(child);
+    stop_cleanly(child, WAIT);
 }

@@ -98,17 +98,31 @@ fn write_lines(f: &mut std::fs::File, from: usize, to: usize) {
     }
 }
 
+/// Lines a rotation test writes, and about how many between rotations.
+const TOTAL: usize = 30_000;
+const EVERY: usize = 3_000;
+
+/// Runs `pipeline`, following `logs/app.log` (empty at first) into
+/// `out/lines.log`, while `write(logs, out)` writes the numbers
+/// `0..TOTAL` to it and rotates it its own way; then waits for every line,
+/// stops the agent, asserts that each line arrived exactly once and returns
+/// the agent's output.
+fn rotate_while_following(d: &Dir, pipeline: &str, write: impl FnOnce(&Path, &Path)) -> Output {
+    d.write("logs/app.log", "");
+    d.write("p.yaml", pipeline);
+    let agent = start_json(d);
+    write(&d.join("logs"), &d.join("out/lines.log"));
+    wait_until(WAIT, || d.lines("out/lines.log").len() >= TOTAL);
+    let o = stop(agent);
+    assert_exactly_once(d.lines("out/lines.log"), TOTAL);
+    o
+}
+
 #[test]
 fn rename_rotation_loses_and_doubles_nothing() {
     let d = Dir::new();
-    d.write("logs/app.log", "");
-    d.write("p.yaml", &follow_pipeline("    rotate_wait: 1s\n"));
-    let agent = start_json(&d);
-    let logs = d.join("logs");
-    let out = d.join("out/lines.log");
-    const TOTAL: usize = 30_000;
-    const EVERY: usize = 3_000;
-    let writer = std::thread::spawn(move || {
+    let pipeline = follow_pipeline("    rotate_wait: 1s\n");
+    let o = rotate_while_following(&d, &pipeline, |logs, out| {
         let path = logs.join("app.log");
         let mut f = open_append(&path);
         let mut next = 0;
@@ -121,7 +135,7 @@ fn rename_rotation_loses_and_doubles_nothing() {
             // found (real rotations are minutes apart, these milliseconds):
             // rotate once the agent has read from this one.
             wait_for(WAIT, "the agent to find the file", || {
-                std::fs::read_to_string(&out).is_ok_and(|s| s.lines().any(|l| l == first))
+                std::fs::read_to_string(out).is_ok_and(|s| s.lines().any(|l| l == first))
             });
             // Rotate by rename; the writer still holds the old file and adds
             // its last lines there, for a while (longer than the agent's
@@ -135,10 +149,6 @@ fn rename_rotation_loses_and_doubles_nothing() {
             f = open_append(&path);
         }
     });
-    writer.join().expect("writer");
-    wait_until(WAIT, || d.lines("out/lines.log").len() >= TOTAL);
-    let o = stop(agent);
-    assert_exactly_once(d.lines("out/lines.log"), TOTAL);
     let counts = final_counts(&stderr(&o));
     assert_eq!(counts["app"]["events_out"].as_u64(), Some(TOTAL as u64));
 }
@@ -146,17 +156,9 @@ fn rename_rotation_loses_and_doubles_nothing() {
 #[test]
 fn copytruncate_rotation_loses_and_doubles_nothing() {
     let d = Dir::new();
-    d.write("logs/app.log", "");
-    d.write(
-        "p.yaml",
-        &follow_pipeline("    poll_interval: 200ms\n").replace("    poll_interval: 20ms\n", ""),
-    );
-    let agent = start_json(&d);
-    let logs = d.join("logs");
-    let out = d.join("out/lines.log");
-    const TOTAL: usize = 30_000;
-    const EVERY: usize = 3_000;
-    let writer = std::thread::spawn(move || {
+    let pipeline =
+        follow_pipeline("    poll_interval: 200ms\n").replace("    poll_interval: 20ms\n", "");
+    rotate_while_following(&d, &pipeline, |logs, out| {
         let path = logs.join("app.log");
         let mut f = open_append(&path);
         let mut next = 0;
@@ -175,7 +177,7 @@ fn copytruncate_rotation_loses_and_doubles_nothing() {
             // copytruncate itself.
             let written = next;
             wait_for(WAIT, "the agent to catch up", || {
-                std::fs::read_to_string(&out).map_or(0, |s| s.lines().count()) >= written
+                std::fs::read_to_string(out).map_or(0, |s| s.lines().count()) >= written
             });
             round += 1;
             std::fs::copy(&path, logs.join(format!("app.log.{round}"))).expect("copy");
@@ -186,10 +188,6 @@ fn copytruncate_rotation_loses_and_doubles_nothing() {
                 .expect("truncate");
         }
     });
-    writer.join().expect("writer");
-    wait_until(WAIT, || d.lines("out/lines.log").len() >= TOTAL);
-    stop(agent);
-    assert_exactly_once(d.lines("out/lines.log"), TOTAL);
 }
 
 #[test]

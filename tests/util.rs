@@ -211,3 +211,92 @@ pub fn final_counts(stderr: &str) -> std::collections::HashMap<String, serde_jso
         })
         .collect()
 }
+
+/// Stops a child with SIGTERM, waits for it (at most `limit`) and asserts
+/// that it exited cleanly; returns its output.
+pub fn stop_cleanly(child: Child, limit: Duration) -> Output {
+    signal(&child, libc::SIGTERM);
+    let o = wait_output(child, limit);
+    assert!(o.status.success(), "{}", stderr(&o));
+    o
+}
+
+/// How long an [`Agent`] waits for a log line or for its own stop.
+pub const AGENT_LIMIT: Duration = Duration::from_secs(60);
+
+/// `sluice ARGS` running in the background, its log collected as it comes
+/// (so a test can wait for a line while the agent runs). Killed when dropped
+/// without [`Agent::stop`].
+pub struct Agent {
+    pub child: Child,
+    log: std::sync::Arc<std::sync::Mutex<String>>,
+    reader: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Agent {
+    pub fn start(d: &Dir, args: &[&str]) -> Agent {
+        use std::io::BufRead;
+        let mut child = d
+            .sluice(args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn sluice");
+        let log = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        let err = child.stderr.take().expect("stderr");
+        let sink = log.clone();
+        let reader = std::thread::spawn(move || {
+            for line in std::io::BufReader::new(err).lines() {
+                let Ok(line) = line else { break };
+                let mut log = sink.lock().expect("log");
+                log.push_str(&line);
+                log.push('\n');
+            }
+        });
+        Agent {
+            child,
+            log,
+            reader: Some(reader),
+        }
+    }
+
+    /// The log so far.
+    pub fn log(&self) -> String {
+        self.log.lock().expect("log").clone()
+    }
+
+    /// Waits until the log contains `what` `n` times in all.
+    pub fn wait_log(&self, what: &str, n: usize) {
+        wait_for(AGENT_LIMIT, what, || self.log().matches(what).count() >= n);
+    }
+
+    /// SIGTERM, then the exit status and the whole log.
+    pub fn stop(mut self) -> (std::process::ExitStatus, String) {
+        signal(&self.child, libc::SIGTERM);
+        let start = Instant::now();
+        let status = loop {
+            if let Some(s) = self.child.try_wait().expect("wait") {
+                break s;
+            }
+            assert!(
+                start.elapsed() < AGENT_LIMIT,
+                "the agent did not stop:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        if let Some(r) = self.reader.take() {
+            let _ = r.join();
+        }
+        (status, self.log())
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        if self.reader.is_some() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}

@@ -98,6 +98,17 @@ enum Node {
     Leaf(Vec<usize>),
 }
 
+impl Node {
+    /// A new, empty node: a leaf when `leaf`, else an inner node.
+    fn empty(leaf: bool) -> Node {
+        if leaf {
+            Node::Leaf(Vec::new())
+        } else {
+            Node::Inner(HashMap::new())
+        }
+    }
+}
+
 /// What [`Drain::add`] did with a line.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Outcome {
@@ -243,13 +254,10 @@ impl Drain {
     fn insert(&mut self, tokens: &[Option<Box<[u8]>>], levels: usize, ci: usize) -> Vec<Box<[u8]>> {
         let max = self.params.max_children;
         let first_leaf = levels == 0;
-        let mut node = self.root.entry(tokens.len()).or_insert_with(|| {
-            if first_leaf {
-                Node::Leaf(Vec::new())
-            } else {
-                Node::Inner(HashMap::new())
-            }
-        });
+        let mut node = self
+            .root
+            .entry(tokens.len())
+            .or_insert_with(|| Node::empty(first_leaf));
         let mut path = Vec::with_capacity(levels);
         for (level, t) in tokens[..levels].iter().enumerate() {
             let t = t.as_deref().unwrap_or(WILDCARD);
@@ -273,13 +281,9 @@ impl Drain {
             };
             path.push(Box::<[u8]>::from(key));
             let leaf_next = level + 1 == levels;
-            node = children.entry(key.into()).or_insert_with(|| {
-                if leaf_next {
-                    Node::Leaf(Vec::new())
-                } else {
-                    Node::Inner(HashMap::new())
-                }
-            });
+            node = children
+                .entry(key.into())
+                .or_insert_with(|| Node::empty(leaf_next));
         }
         if let Node::Leaf(ids) = node {
             ids.push(ci);
@@ -350,26 +354,19 @@ impl Drain {
                 .collect();
             // Follow the saved path exactly.
             let first_leaf = levels == 0;
-            let mut node = d.root.entry(tokens.len()).or_insert_with(|| {
-                if first_leaf {
-                    Node::Leaf(Vec::new())
-                } else {
-                    Node::Inner(HashMap::new())
-                }
-            });
+            let mut node = d
+                .root
+                .entry(tokens.len())
+                .or_insert_with(|| Node::empty(first_leaf));
             for (level, key) in path.iter().enumerate() {
                 let key = key.as_deref().unwrap_or(WILDCARD);
                 let Node::Inner(children) = node else {
                     return Err(format!("cluster {}: bad tree path", c.id));
                 };
                 let leaf_next = level + 1 == levels;
-                node = children.entry(key.into()).or_insert_with(|| {
-                    if leaf_next {
-                        Node::Leaf(Vec::new())
-                    } else {
-                        Node::Inner(HashMap::new())
-                    }
-                });
+                node = children
+                    .entry(key.into())
+                    .or_insert_with(|| Node::empty(leaf_next));
             }
             match node {
                 Node::Leaf(ids) => ids.push(i),

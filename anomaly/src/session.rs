@@ -385,6 +385,17 @@ impl Grouper {
         }
     }
 
+    /// Adds `e` to the open group `id` of `key`, which `e` starts when there
+    /// is none; returns the group.
+    fn add_to(&mut self, id: &(Bytes, i64), key: &Bytes, e: &Event, now: Instant) -> &mut Group {
+        let g = self
+            .groups
+            .entry(id.clone())
+            .or_insert_with(|| Group::new(key.clone(), e.timestamp, &self.ex));
+        g.add(e, &self.ex, now, self.seq);
+        g
+    }
+
     fn add(&mut self, e: &Event, now: Instant, out: &mut Vec<Event>) {
         self.seq += 1;
         if e.timestamp > self.watermark {
@@ -410,11 +421,7 @@ impl Grouper {
                         self.closing.push(id.clone());
                         self.close_listed(out);
                     }
-                    let g = self
-                        .groups
-                        .entry(id.clone())
-                        .or_insert_with(|| Group::new(key.clone(), e.timestamp, &self.ex));
-                    g.add(e, &self.ex, now, self.seq);
+                    let g = self.add_to(&id, key, e, now);
                     if max_events.is_some_and(|m| g.events >= m)
                         || max_duration.is_some_and(|d| g.end.0.saturating_sub(g.start.0) >= d)
                     {
@@ -468,11 +475,7 @@ impl Grouper {
         let mut s = (i / slide) * slide;
         loop {
             let id = (key.clone(), s as i64);
-            let g = self
-                .groups
-                .entry(id.clone())
-                .or_insert_with(|| Group::new(key.clone(), e.timestamp, &self.ex));
-            g.add(e, &self.ex, now, self.seq);
+            self.add_to(&id, key, e, now);
             if i + 1 == s + size {
                 self.closing.push(id);
             }

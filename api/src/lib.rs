@@ -5,7 +5,8 @@
 //!
 //! * `GET /health`: 200 while every component runs (or finished cleanly) and
 //!   no sink fails to write, else 503; the body says which component is not
-//!   healthy and why.
+//!   healthy and why. A failing member of a sink group leaves the agent
+//!   `degraded` (still 200) while another member of its group is healthy.
 //! * `GET /metrics`: every counter, channel fill and sink latency in the
 //!   Prometheus text format ([`prometheus`]).
 //! * `GET /api/components`: the same as JSON, with the pipeline graph
@@ -164,15 +165,28 @@ async fn health(State(state): State<Arc<ApiState>>) -> Response {
             })
         })
         .collect();
-    let healthy = components.iter().all(|c| c["healthy"] == true);
-    let status = if healthy {
-        StatusCode::OK
-    } else {
+    let groups: Vec<serde_json::Value> = state
+        .groups
+        .iter()
+        .map(|(id, members)| {
+            let healthy = members.iter().any(|m| {
+                state
+                    .component(m)
+                    .is_some_and(|c| state.health_of(c).healthy)
+            });
+            serde_json::json!({ "id": id, "members": members, "healthy": healthy })
+        })
+        .collect();
+    let overall = state.status();
+    let status = if overall == state::Status::Unhealthy {
         StatusCode::SERVICE_UNAVAILABLE
+    } else {
+        StatusCode::OK
     };
     let body = serde_json::json!({
-        "status": if healthy { "ok" } else { "unhealthy" },
+        "status": overall,
         "components": components,
+        "groups": groups,
     });
     (status, Json(body)).into_response()
 }

@@ -77,8 +77,23 @@ pub struct Current {
     pub components: Vec<Component>,
     /// Channels in pipeline order.
     pub channels: Vec<ChannelEntry>,
+    /// Sink groups: id and member sinks.
+    pub groups: Vec<(String, Vec<String>)>,
     /// When the agent started.
     pub started: std::time::Instant,
+}
+
+/// The agent's health as a whole.
+#[derive(Serialize, Clone, Copy, Debug, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    /// Every component is healthy.
+    Ok,
+    /// Only members of sink groups fail, and each such group still has a
+    /// healthy member delivering its events.
+    Degraded,
+    /// A component outside a group fails, or every member of a group does.
+    Unhealthy,
 }
 
 impl Current {
@@ -142,9 +157,15 @@ impl Current {
                 channel: ch.clone(),
             })
             .collect();
+        let groups = pipeline
+            .sink_groups
+            .iter()
+            .map(|g| (g.id.clone(), g.sinks.clone()))
+            .collect();
         Current {
             components,
             channels,
+            groups,
             started,
         }
     }
@@ -173,10 +194,41 @@ impl Current {
             .unwrap_or(own)
     }
 
+    /// Whether the agent as a whole works: a failing member of a sink group
+    /// is covered while another member of its group is healthy.
+    pub fn status(&self) -> Status {
+        let healthy = |id: &str| {
+            self.component(id)
+                .is_some_and(|c| self.health_of(c).healthy)
+        };
+        let mut status = Status::Ok;
+        for c in self
+            .components
+            .iter()
+            .filter(|c| !self.health_of(c).healthy)
+        {
+            let group = (c.kind == "sink")
+                .then(|| {
+                    self.groups
+                        .iter()
+                        .find(|(_, members)| members.contains(&c.id))
+                })
+                .flatten();
+            match group {
+                Some((_, members)) if members.iter().any(|m| healthy(m)) => {
+                    status = Status::Degraded
+                }
+                _ => return Status::Unhealthy,
+            }
+        }
+        status
+    }
+
     /// The JSON of `/api/components`.
     pub fn view(&self) -> StateView {
         StateView {
             uptime_seconds: self.started.elapsed().as_secs_f64(),
+            status: self.status(),
             components: self
                 .components
                 .iter()
@@ -219,6 +271,8 @@ impl Current {
 pub struct StateView {
     /// Seconds since the agent started.
     pub uptime_seconds: f64,
+    /// The agent's health as a whole, as `/health` reports it.
+    pub status: Status,
     /// Every component.
     pub components: Vec<ComponentView>,
     /// Every channel.

@@ -20,6 +20,8 @@
 
 pub mod disk;
 pub mod memory;
+#[cfg(test)]
+mod testing;
 
 use sluice_core::registry::{DuplicateType, Registry};
 

@@ -337,6 +337,7 @@ impl TransactionHandle for MemoryTxn {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testing::{one_writer_one_reader, Rng, Run};
     use std::time::Duration;
 
     fn batch(range: std::ops::Range<u32>) -> Batch {
@@ -479,15 +480,10 @@ mod tests {
         assert!(reader.await.unwrap().unwrap());
     }
 
-    /// A small deterministic generator (xorshift), so failures reproduce.
-    struct Rng(u64);
-    impl Rng {
-        fn below(&mut self, n: u64) -> u64 {
-            self.0 ^= self.0 << 13;
-            self.0 ^= self.0 >> 7;
-            self.0 ^= self.0 << 17;
-            self.0 % n
-        }
+    fn numbers(b: &Batch) -> Vec<u32> {
+        b.iter()
+            .map(|e| std::str::from_utf8(&e.body).unwrap().parse().unwrap())
+            .collect()
     }
 
     /// A writer puts 0..N in random batch sizes while one reader takes
@@ -499,7 +495,6 @@ mod tests {
         for seed in 1..=40u64 {
             let mut rng = Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15));
             let capacity = 1 + rng.below(50) as usize;
-            let total = 2_000u32;
             // Odd seeds also bound bytes (bodies are 1 to 4 bytes; an event
             // over the bound still passes alone).
             let max_bytes = (seed % 2 == 1).then(|| 1 + rng.below(40));
@@ -507,57 +502,33 @@ mod tests {
                 Some(m) => format!("capacity: {capacity}\nmax_bytes: {m}"),
                 None => format!("capacity: {capacity}"),
             };
-            let ch = Arc::new(chan(&config));
-            let writer = {
-                let ch = ch.clone();
-                let mut rng = Rng(seed);
-                tokio::spawn(async move {
-                    let mut next = 0;
-                    while next < total {
-                        let n = (1 + rng.below(3 * capacity as u64) as u32).min(total - next);
-                        ch.put(batch(next..next + n)).await.unwrap();
-                        next += n;
-                    }
-                    ch.close();
-                })
+            let run = Run {
+                seed,
+                total: 2_000,
+                max_put: 3 * capacity as u64,
+                max_take: 2 * capacity as u64,
+                rollback_without_batch: false,
             };
-            let mut committed: Vec<u32> = Vec::with_capacity(total as usize);
-            while let Some(t) = ch
-                .take(1 + rng.below(2 * capacity as u64) as usize)
-                .await
-                .unwrap()
-            {
-                let stats = ch.stats();
-                assert!(
-                    stats.events <= capacity as u64,
-                    "seed {seed}: {stats:?} over capacity {capacity}"
-                );
-                if let Some(m) = max_bytes {
+            one_writer_one_reader(
+                Arc::new(chan(&config)),
+                &mut rng,
+                &run,
+                batch,
+                numbers,
+                |stats| {
                     assert!(
-                        stats.bytes <= m.max(4),
-                        "seed {seed}: {stats:?} over max_bytes {m}"
+                        stats.events <= capacity as u64,
+                        "seed {seed}: {stats:?} over capacity {capacity}"
                     );
-                }
-                if rng.below(4) == 0 {
-                    t.rollback();
-                    continue;
-                }
-                committed.extend(t.batch().iter().map(|e| {
-                    std::str::from_utf8(&e.body)
-                        .unwrap()
-                        .parse::<u32>()
-                        .unwrap()
-                }));
-                t.commit().await.unwrap();
-            }
-            writer.await.unwrap();
-            assert_eq!(
-                committed,
-                (0..total).collect::<Vec<_>>(),
-                "seed {seed}, capacity {capacity}"
-            );
-            assert_eq!(ch.stats().events, 0);
-            assert_eq!(ch.stats().bytes, 0, "seed {seed}: byte accounting drifted");
+                    if let Some(m) = max_bytes {
+                        assert!(
+                            stats.bytes <= m.max(4),
+                            "seed {seed}: {stats:?} over max_bytes {m}"
+                        );
+                    }
+                },
+            )
+            .await;
         }
     }
 }

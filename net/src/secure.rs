@@ -91,9 +91,22 @@ impl Token {
     }
 }
 
-/// TLS options. A server needs `cert` and `key`, and with `ca` it requires
-/// client certificates signed by that CA. A client needs `ca` (the servers'
-/// CA) and may present `cert` and `key` as its own certificate.
+/// Whether a server with `ca` requires client certificates.
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum ClientAuth {
+    /// A client must present a certificate signed by `ca`.
+    #[default]
+    Required,
+    /// A client may connect without a certificate; one it presents must be
+    /// signed by `ca`.
+    Optional,
+}
+
+/// TLS options. A server needs `cert` and `key`, and with `ca` it checks
+/// client certificates against that CA: required by default, or only when
+/// presented with `client_auth: optional`. A client needs `ca` (the
+/// servers' CA) and may present `cert` and `key` as its own certificate.
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TlsConfig {
@@ -107,6 +120,9 @@ pub struct TlsConfig {
     /// Client only: the name the server's certificate must carry (default:
     /// the host part of `address`).
     pub server_name: Option<String>,
+    /// Server only, with `ca`: `required` (default) refuses clients without
+    /// a certificate, `optional` lets them in.
+    pub client_auth: Option<ClientAuth>,
 }
 
 fn provider() -> Arc<rustls::crypto::CryptoProvider> {
@@ -172,6 +188,12 @@ impl TlsConfig {
                 "`server_name` applies only to a client (a `sluice` sink)",
             ));
         }
+        if self.client_auth.is_some() && self.ca.is_none() {
+            p.push(Problem::at(
+                "tls",
+                "`client_auth` needs `ca`: the CA that client certificates are checked against",
+            ));
+        }
         p
     }
 
@@ -188,6 +210,12 @@ impl TlsConfig {
             p.push(Problem::at(
                 "tls",
                 "a client certificate needs both `cert` and `key`",
+            ));
+        }
+        if self.client_auth.is_some() {
+            p.push(Problem::at(
+                "tls",
+                "`client_auth` applies only to a server (a source)",
             ));
         }
         p
@@ -208,9 +236,14 @@ impl TlsConfig {
                 let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
                     Arc::new(roots(ca)?),
                     provider(),
-                )
-                .build()
-                .map_err(|e| BuildError::Other(format!("TLS client verification: {e}")))?;
+                );
+                let verifier = match self.client_auth.unwrap_or_default() {
+                    ClientAuth::Required => verifier,
+                    ClientAuth::Optional => verifier.allow_unauthenticated(),
+                };
+                let verifier = verifier
+                    .build()
+                    .map_err(|e| BuildError::Other(format!("TLS client verification: {e}")))?;
                 builder.with_client_cert_verifier(verifier)
             }
             None => builder.with_no_client_auth(),
@@ -253,4 +286,34 @@ pub fn bind(address: &str) -> Result<std::net::TcpListener, BuildError> {
         .map_err(|e| BuildError::Other(format!("cannot listen on {address}: {e}")))?;
     l.set_nonblocking(true)?;
     Ok(l)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tls(ca: bool, client_auth: Option<ClientAuth>) -> TlsConfig {
+        TlsConfig {
+            cert: Some("c.pem".into()),
+            key: Some("k.pem".into()),
+            ca: ca.then(|| "ca.pem".into()),
+            server_name: None,
+            client_auth,
+        }
+    }
+
+    #[test]
+    fn client_auth_belongs_to_a_server_with_a_ca() {
+        assert!(tls(true, Some(ClientAuth::Optional))
+            .server_problems()
+            .is_empty());
+        assert!(tls(true, None).server_problems().is_empty());
+        let p = tls(false, Some(ClientAuth::Required)).server_problems();
+        assert_eq!(p.len(), 1);
+        assert!(p[0].message.contains("`client_auth` needs `ca`"), "{p:?}");
+        let p = tls(true, Some(ClientAuth::Optional)).client_problems();
+        assert_eq!(p.len(), 1);
+        assert!(p[0].message.contains("only to a server"), "{p:?}");
+        assert!(tls(true, None).client_problems().is_empty());
+    }
 }

@@ -3,6 +3,7 @@ use std::sync::Arc;
 use std::time::Duration as StdDuration;
 
 use super::*;
+use crate::testing::{one_writer_one_reader, Rng, Run};
 
 fn batch(range: std::ops::Range<u32>) -> Batch {
     range
@@ -296,17 +297,6 @@ async fn garbage_headers_are_skipped_by_resynchronising() {
     assert_eq!(seen, (0..10).chain(20..40).collect::<Vec<_>>());
 }
 
-/// A small deterministic generator (xorshift), so failures reproduce.
-struct Rng(u64);
-impl Rng {
-    fn below(&mut self, n: u64) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0 % n
-    }
-}
-
 /// Two writers put their own numbers in random batch sizes while two
 /// readers take random amounts, randomly commit or roll back (with or
 /// without the batch), and the channel is reopened now and then with taken
@@ -467,42 +457,17 @@ async fn one_reader_sees_everything_in_order_through_rollbacks() {
                 rng.below(2000)
             ),
         ));
-        let total = 3000u32;
-        let writer = {
-            let ch = ch.clone();
-            let mut rng = Rng(seed);
-            tokio::spawn(async move {
-                let mut i = 0;
-                while i < total {
-                    let n = (1 + rng.below(30) as u32).min(total - i);
-                    ch.put(batch(i..i + n)).await.unwrap();
-                    i += n;
-                }
-                ch.close();
-            })
+        let run = Run {
+            seed,
+            total: 3000,
+            max_put: 30,
+            max_take: 50,
+            rollback_without_batch: true,
         };
-        let mut committed = Vec::new();
-        while let Some(mut t) = ch.take(1 + rng.below(50) as usize).await.unwrap() {
+        one_writer_one_reader(ch, &mut rng, &run, batch, numbers, |stats| {
             // A record is at most 30 events of at most 16 bytes plus its header.
-            assert!(
-                ch.stats().bytes <= max_bytes + 600,
-                "seed {seed}: {:?}",
-                ch.stats()
-            );
-            match rng.below(4) {
-                0 => t.rollback(),
-                1 => {
-                    let _ = t.take_batch();
-                    t.rollback();
-                }
-                _ => {
-                    committed.extend(numbers(t.batch()));
-                    t.commit().await.unwrap();
-                }
-            }
-        }
-        writer.await.unwrap();
-        assert_eq!(committed, (0..total).collect::<Vec<_>>(), "seed {seed}");
-        assert_eq!((ch.stats().events, ch.stats().bytes), (0, 0), "seed {seed}");
+            assert!(stats.bytes <= max_bytes + 600, "seed {seed}: {stats:?}");
+        })
+        .await;
     }
 }

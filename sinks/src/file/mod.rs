@@ -22,7 +22,10 @@
 //! On an I/O error the sink stops at that file, cuts the file back to its
 //! size before the failed write, and returns [`SinkError::Retry`]; files
 //! written before it in the same batch then get the batch again on retry
-//! (at-least-once).
+//! (at-least-once). A `kill -9` in the middle of a write can leave a torn
+//! last line: when this run first opens an uncompressed file that does not
+//! end with a newline, it cuts the file back to its last newline (the torn
+//! batch was not acknowledged and is written again) and logs how much it cut.
 //!
 //! # Compression
 //!

@@ -68,6 +68,25 @@ async fn text_output_is_exact_and_appends() {
 }
 
 #[tokio::test]
+async fn a_torn_last_line_left_by_a_crash_is_cut_before_appending() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = tmp_path(&dir, "out.log");
+    // A write cut short by a kill: the batch holding `three` was not
+    // acknowledged and is written again.
+    std::fs::write(&path, "one\ntwo\nthr").unwrap();
+    let mut s = sink(&path, Format::Text);
+    s.write(&Batch::from(vec![ev("three", 2)])).await.unwrap();
+    s.flush().await.unwrap();
+    assert_eq!(read(&path), "one\ntwo\nthree\n");
+    // Not a single whole line: nothing is kept.
+    let path = tmp_path(&dir, "torn.log");
+    std::fs::write(&path, "half a li").unwrap();
+    let mut s = sink(&path, Format::Text);
+    s.write(&Batch::from(vec![ev("whole", 2)])).await.unwrap();
+    assert_eq!(read(&path), "whole\n");
+}
+
+#[tokio::test]
 async fn json_output_is_exact_and_parses_back() {
     let dir = tempfile::tempdir().unwrap();
     let path = tmp_path(&dir, "out.json");

@@ -199,6 +199,21 @@ impl Files {
             file = open_append(Path::new(path))?;
             meta = file.metadata()?;
         }
+        if first_time && meta.len() > 0 && self.settings.compression == Compression::None {
+            let kept = whole_lines_len(&file, meta.len())?;
+            if kept < meta.len() {
+                // A crash cut the last write short: that batch was not
+                // acknowledged and comes again, so drop its torn line
+                // instead of gluing the next line onto it.
+                file.set_len(kept)?;
+                tracing::warn!(
+                    path,
+                    cut = meta.len() - kept,
+                    "cut a torn last line left by a crash"
+                );
+                meta = file.metadata()?;
+            }
+        }
         let born = if meta.len() == 0 {
             SystemTime::now()
         } else {
@@ -211,6 +226,24 @@ impl Files {
             born,
         })
     }
+}
+
+/// The length of `file` up to and including its last newline (`len` when
+/// it ends with one, 0 when it has none).
+fn whole_lines_len(file: &File, len: u64) -> std::io::Result<u64> {
+    use std::os::unix::fs::FileExt as _;
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut end = len;
+    while end > 0 {
+        let start = end.saturating_sub(buf.len() as u64);
+        let chunk = &mut buf[..(end - start) as usize];
+        file.read_exact_at(chunk, start)?;
+        if let Some(i) = memchr::memrchr(b'\n', chunk) {
+            return Ok(start + i as u64 + 1);
+        }
+        end = start;
+    }
+    Ok(0)
 }
 
 /// Whether the open file must be rotated before `more` bytes go in.
@@ -274,7 +307,7 @@ fn sync_dir(path: &Path) -> std::io::Result<()> {
 /// Opens `path` for appending, creating it and its parent directories.
 fn open_append(path: &Path) -> std::io::Result<File> {
     let mut options = OpenOptions::new();
-    options.create(true).append(true);
+    options.create(true).read(true).append(true);
     match options.open(path) {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {

@@ -1,7 +1,8 @@
 use super::*;
 use sluice_core::testing::{source_context, Collector};
 use std::io::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration as StdDuration;
 use tokio_util::sync::CancellationToken;
 
@@ -38,6 +39,56 @@ fn append(path: &Path, text: &str) {
     f.write_all(text.as_bytes()).unwrap();
 }
 
+/// A temporary root with an empty `logs/` directory; returns both.
+fn with_logs() -> (tempfile::TempDir, PathBuf) {
+    let root = tempfile::tempdir().unwrap();
+    let logs = root.path().join("logs");
+    std::fs::create_dir(&logs).unwrap();
+    (root, logs)
+}
+
+/// A file source built from `yaml`, running in the background with its data
+/// under `root/data`.
+struct Running {
+    out: Arc<Collector>,
+    shutdown: CancellationToken,
+    metrics: Arc<ComponentMetrics>,
+    task: tokio::task::JoinHandle<Result<(), ComponentError>>,
+}
+
+fn start(root: &Path, yaml: &str) -> Running {
+    let out = Collector::new();
+    let shutdown = CancellationToken::new();
+    let cx = source_context("logs", root.join("data"), out.clone(), shutdown.clone());
+    let metrics = cx.metrics.clone();
+    let task = tokio::spawn(config(yaml).build(&build_cx()).unwrap().run(cx));
+    Running {
+        out,
+        shutdown,
+        metrics,
+        task,
+    }
+}
+
+impl Running {
+    /// Waits (at most 10 s) for a bounded run to end; returns what it emitted.
+    async fn finish(self) -> Vec<Event> {
+        tokio::time::timeout(StdDuration::from_secs(10), self.task)
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        self.out.events()
+    }
+
+    /// Stops a following run; returns what it emitted and its error count.
+    async fn stop(self) -> (Vec<Event>, u64) {
+        self.shutdown.cancel();
+        self.task.await.unwrap().unwrap();
+        (self.out.events(), self.metrics.snapshot().errors)
+    }
+}
+
 /// A bounded run (`follow: false`) over `logs/*.log`, from the beginning.
 async fn run_once(root: &Path, extra: &str) -> Vec<Event> {
     let mut yaml = format!(
@@ -47,19 +98,7 @@ async fn run_once(root: &Path, extra: &str) -> Vec<Event> {
     if !extra.contains("read_from") {
         yaml.push_str("read_from: beginning\n");
     }
-    let out = Collector::new();
-    let cx = source_context(
-        "logs",
-        root.join("data"),
-        out.clone(),
-        CancellationToken::new(),
-    );
-    let source = config(&yaml).build(&build_cx()).unwrap();
-    tokio::time::timeout(StdDuration::from_secs(10), source.run(cx))
-        .await
-        .unwrap()
-        .unwrap();
-    out.events()
+    start(root, &yaml).finish().await
 }
 
 fn bodies(events: &[Event]) -> Vec<String> {
@@ -108,9 +147,7 @@ fn config_parses_validates_and_rejects_unknown_keys() {
 
 #[tokio::test]
 async fn bounded_run_reads_every_line_of_every_file_once() {
-    let root = tempfile::tempdir().unwrap();
-    let logs = root.path().join("logs");
-    std::fs::create_dir(&logs).unwrap();
+    let (root, logs) = with_logs();
     let mut expected = Vec::new();
     for f in 0..3 {
         let mut text = String::new();
@@ -154,9 +191,7 @@ async fn bounded_run_reads_every_line_of_every_file_once() {
 
 #[tokio::test]
 async fn exclude_and_read_from_end() {
-    let root = tempfile::tempdir().unwrap();
-    let logs = root.path().join("logs");
-    std::fs::create_dir(&logs).unwrap();
+    let (root, logs) = with_logs();
     append(&logs.join("a.log"), "a1\n");
     append(&logs.join("debug.log"), "d1\n");
     let excl = format!("exclude: [\"{}/logs/debug*\"]\n", root.path().display());
@@ -164,8 +199,7 @@ async fn exclude_and_read_from_end() {
     assert_eq!(bodies(&events), ["a1"]);
 
     // `read_from: end` skips what is there, for files without a checkpoint.
-    let other = tempfile::tempdir().unwrap();
-    std::fs::create_dir(other.path().join("logs")).unwrap();
+    let (other, _) = with_logs();
     append(&other.path().join("logs/b.log"), "old\n");
     assert!(run_once(other.path(), "read_from: end\n").await.is_empty());
     append(&other.path().join("logs/b.log"), "new\n");
@@ -177,9 +211,7 @@ async fn exclude_and_read_from_end() {
 
 #[tokio::test]
 async fn restart_resumes_after_the_last_line() {
-    let root = tempfile::tempdir().unwrap();
-    let logs = root.path().join("logs");
-    std::fs::create_dir(&logs).unwrap();
+    let (root, logs) = with_logs();
     append(&logs.join("a.log"), "a1\na2\n");
     append(&logs.join("b.log"), "b1\nb2 part");
     assert_eq!(
@@ -204,9 +236,7 @@ async fn restart_resumes_after_the_last_line() {
 
 #[tokio::test]
 async fn truncated_or_replaced_file_starts_again_at_zero() {
-    let root = tempfile::tempdir().unwrap();
-    let logs = root.path().join("logs");
-    std::fs::create_dir(&logs).unwrap();
+    let (root, logs) = with_logs();
     append(&logs.join("a.log"), "first line is long\nsecond\n");
     append(&logs.join("b.log"), "b1\n");
     assert_eq!(run_once(root.path(), "").await.len(), 3);
@@ -228,23 +258,18 @@ async fn truncated_or_replaced_file_starts_again_at_zero() {
 
 #[tokio::test]
 async fn follow_reads_appends_and_new_files_and_stops_on_shutdown() {
-    let root = tempfile::tempdir().unwrap();
-    let logs = root.path().join("logs");
-    std::fs::create_dir(&logs).unwrap();
+    let (root, logs) = with_logs();
     append(&logs.join("a.log"), "old\n");
     let yaml = format!(
         "include: [\"{}/logs/*.log\"]\npoll_interval: 20ms\n",
         logs.parent().unwrap().display()
     );
-    let out = Collector::new();
-    let shutdown = CancellationToken::new();
-    let cx = source_context(
-        "logs",
-        root.path().join("data"),
-        out.clone(),
-        shutdown.clone(),
-    );
-    let task = tokio::spawn(config(&yaml).build(&build_cx()).unwrap().run(cx));
+    let Running {
+        out,
+        shutdown,
+        task,
+        ..
+    } = start(root.path(), &yaml);
     // Default `read_from: end`: "old" is not read; appended lines are.
     tokio::time::sleep(StdDuration::from_millis(50)).await;
     append(&logs.join("a.log"), "a1\na2 ");
@@ -269,41 +294,20 @@ async fn follow_reads_appends_and_new_files_and_stops_on_shutdown() {
     append(&logs.join("a.log"), " line\n");
     append(&logs.join("new.log"), "n2\n");
     let bounded = format!("{yaml}follow: false\n");
-    let out = Collector::new();
-    let cx = source_context(
-        "logs",
-        root.path().join("data"),
-        out.clone(),
-        CancellationToken::new(),
-    );
-    config(&bounded)
-        .build(&build_cx())
-        .unwrap()
-        .run(cx)
-        .await
-        .unwrap();
-    assert_eq!(sorted(out.bodies()), ["n2", "pending partial line"]);
+    let events = start(root.path(), &bounded).finish().await;
+    assert_eq!(sorted(bodies(&events)), ["n2", "pending partial line"]);
 }
 
 #[tokio::test]
 async fn follow_handles_rotation_and_truncation() {
-    let root = tempfile::tempdir().unwrap();
-    let logs = root.path().join("logs");
-    std::fs::create_dir(&logs).unwrap();
+    let (root, logs) = with_logs();
     append(&logs.join("app.log"), "");
     let yaml = format!(
         "include: [\"{}/*.log\"]\npoll_interval: 10ms\nread_from: beginning\nrotate_wait: 30ms\n",
         logs.display()
     );
-    let out = Collector::new();
-    let shutdown = CancellationToken::new();
-    let cx = source_context(
-        "logs",
-        root.path().join("data"),
-        out.clone(),
-        shutdown.clone(),
-    );
-    let task = tokio::spawn(config(&yaml).build(&build_cx()).unwrap().run(cx));
+    let running = start(root.path(), &yaml);
+    let out = running.out.clone();
     append(&logs.join("app.log"), "one\ntwo\n");
     wait_for(&out, 2).await;
     // Rotate: the old file gets a last line (without newline) after the
@@ -321,10 +325,9 @@ async fn follow_handles_rotation_and_truncation() {
     tokio::time::sleep(StdDuration::from_millis(50)).await;
     append(&logs.join("app.log"), "x\n");
     wait_for(&out, 5).await;
-    shutdown.cancel();
-    task.await.unwrap().unwrap();
+    let (events, _) = running.stop().await;
     // Order holds within a file, not across the old and the new one.
-    let bodies = out.bodies();
+    let bodies = bodies(&events);
     assert_eq!(bodies[..2], ["one", "two"]);
     assert_eq!(sorted(bodies[2..4].to_vec()), ["new one", "three"]);
     assert_eq!(bodies[4], "x");
@@ -341,16 +344,9 @@ async fn follow_until(
         "include: [\"{}/logs/*.log\"]\npoll_interval: 10ms\nread_from: beginning\n{extra}",
         root.display()
     );
-    let out = Collector::new();
-    let shutdown = CancellationToken::new();
-    let cx = source_context("logs", root.join("data"), out.clone(), shutdown.clone());
-    let metrics = cx.metrics.clone();
-    let task = tokio::spawn(config(&yaml).build(&build_cx()).unwrap().run(cx));
-    until(&out).await;
-    shutdown.cancel();
-    task.await.unwrap().unwrap();
-    let errors = metrics.snapshot().errors;
-    (out.events(), errors)
+    let running = start(root, &yaml);
+    until(&running.out).await;
+    running.stop().await
 }
 
 const JAVA: &str = "2026-11-26 10:00:00 INFO start\n\
@@ -364,9 +360,7 @@ Caused by: java.io.IOException: disk\n\
 
 #[tokio::test]
 async fn multiline_joins_stack_traces_and_resumes_at_a_pending_event() {
-    let root = tempfile::tempdir().unwrap();
-    let logs = root.path().join("logs");
-    std::fs::create_dir(&logs).unwrap();
+    let (root, logs) = with_logs();
     append(&logs.join("app.log"), JAVA);
     let ml = "multiline:\n  start_pattern: '^\\d{4}-\\d{2}-\\d{2} '\n  timeout: 10s\n";
     // Following: the last event waits for a next start line (timeout 10 s),
@@ -392,8 +386,7 @@ async fn multiline_joins_stack_traces_and_resumes_at_a_pending_event() {
     );
 
     // `continuation_pattern`, and the timeout while following.
-    let other = tempfile::tempdir().unwrap();
-    std::fs::create_dir(other.path().join("logs")).unwrap();
+    let (other, _) = with_logs();
     append(&other.path().join("logs/app.log"), JAVA);
     let ml = "multiline:\n  continuation_pattern: '^(\\s|Caused by:|java\\.)'\n  timeout: 30ms\n";
     let (events, _) = follow_until(other.path(), ml, async |out: &Collector| {
@@ -406,9 +399,7 @@ async fn multiline_joins_stack_traces_and_resumes_at_a_pending_event() {
 
 #[tokio::test]
 async fn partial_line_is_emitted_after_the_timeout_only() {
-    let root = tempfile::tempdir().unwrap();
-    let logs = root.path().join("logs");
-    std::fs::create_dir(&logs).unwrap();
+    let (root, logs) = with_logs();
     append(&logs.join("a.log"), "whole\nhalf a li");
     let (events, _) = follow_until(
         root.path(),
@@ -429,9 +420,7 @@ async fn partial_line_is_emitted_after_the_timeout_only() {
 
 #[tokio::test]
 async fn over_long_lines_are_counted_as_errors() {
-    let root = tempfile::tempdir().unwrap();
-    let logs = root.path().join("logs");
-    std::fs::create_dir(&logs).unwrap();
+    let (root, logs) = with_logs();
     let long = "z".repeat(300);
     append(
         &logs.join("a.log"),
@@ -451,9 +440,7 @@ async fn over_long_lines_are_counted_as_errors() {
 
 #[tokio::test]
 async fn same_inode_with_new_content_is_read_from_zero_and_old_checkpoints_load() {
-    let root = tempfile::tempdir().unwrap();
-    let logs = root.path().join("logs");
-    std::fs::create_dir(&logs).unwrap();
+    let (root, logs) = with_logs();
     append(&logs.join("a.log"), "old 1\nold 2\n");
     assert_eq!(run_once(root.path(), "").await.len(), 2);
     // Rewritten in place (same inode), longer than the old offset.
@@ -480,9 +467,7 @@ async fn same_inode_with_new_content_is_read_from_zero_and_old_checkpoints_load(
 
 #[tokio::test]
 async fn a_file_renamed_to_another_matched_path_is_not_read_twice() {
-    let root = tempfile::tempdir().unwrap();
-    let logs = root.path().join("logs");
-    std::fs::create_dir(&logs).unwrap();
+    let (root, logs) = with_logs();
     append(&logs.join("app.log"), "1\n2\n");
     let (events, _) = follow_until(root.path(), "", async |out: &Collector| {
         wait_for(out, 2).await;
