@@ -24,6 +24,8 @@ use super::SyncPolicy;
 
 /// The commit log is compacted once it grows past this.
 const COMPACT_COMMITS_AT: u64 = 4 << 20;
+/// How long the writer thread looks for the next command before it sleeps.
+const SPIN: Duration = Duration::from_micros(50);
 /// Commands handled in one group at most.
 const MAX_GROUP: usize = 1024;
 
@@ -115,7 +117,9 @@ impl Writer {
     /// Serves commands until every sender is gone, then syncs and returns.
     pub fn run(mut self) {
         loop {
-            let first = if self.dirty && self.sync == SyncPolicy::Interval {
+            let first = if let Some(c) = self.spin_for_next() {
+                c
+            } else if self.dirty && self.sync == SyncPolicy::Interval {
                 let due = self.last_sync + self.sync_interval;
                 match self
                     .rx
@@ -158,6 +162,23 @@ impl Writer {
         }
         if self.sync != SyncPolicy::Never {
             self.sync_now();
+        }
+    }
+
+    /// The next command if one comes within [`SPIN`]: a put waits for its
+    /// reply, and waking a parked thread costs more than the write itself,
+    /// so the thread looks again for a moment before it sleeps.
+    fn spin_for_next(&self) -> Option<Cmd> {
+        let until = Instant::now() + SPIN;
+        loop {
+            match self.rx.try_recv() {
+                Ok(c) => return Some(c),
+                Err(std::sync::mpsc::TryRecvError::Disconnected) => return None,
+                Err(std::sync::mpsc::TryRecvError::Empty) if Instant::now() < until => {
+                    std::thread::yield_now()
+                }
+                Err(std::sync::mpsc::TryRecvError::Empty) => return None,
+            }
         }
     }
 
