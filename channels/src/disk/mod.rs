@@ -1,10 +1,10 @@
 //! The `disk` channel: a durable, segmented write-ahead log.
 //!
-//! * A put encodes its batch ([`codec`]) into one record and hands it to the
-//!   channel's writer thread ([`writer`]), which appends it to the active
-//!   segment (several puts waiting at once share one `write` and one sync)
-//!   and replies once the record is in the file, synced per the `sync`
-//!   policy. Put returns then.
+//! * A put encodes its batch ([`codec`]) into one record and appends it to
+//!   the active segment: itself when the writer is free and the append is
+//!   quick, else through the channel's writer thread ([`writer`]), where
+//!   several puts waiting at once share one `write` and one sync. Put
+//!   returns once the record is in the file, synced per the `sync` policy.
 //! * Records are also kept in memory for readers while a small cache
 //!   (`cache_bytes`) has room, so a reader that keeps up never reads the
 //!   disk; others are read back from their segment off the executor
@@ -130,6 +130,10 @@ struct Core {
     shared: Arc<Shared>,
     /// To the writer thread; `None` once the channel is dropped.
     tx: Mutex<Option<mpsc::Sender<Cmd>>>,
+    /// The writer, shared with its thread: a put or commit that finds it
+    /// free runs it itself ([`Writer::inline`]).
+    writer: Arc<Mutex<Writer>>,
+    inline: bool,
     /// Joined on drop, so that the last commit entries are written and
     /// synced before the process exits.
     thread: Mutex<Option<std::thread::JoinHandle<()>>>,
@@ -141,6 +145,23 @@ struct Core {
 }
 
 impl Core {
+    /// Runs `cmd` on this thread when the writer is free and may run
+    /// inline, else sends it to the writer thread.
+    fn submit(&self, cmd: Cmd) -> Result<(), ChannelError> {
+        if self.inline {
+            let free = match self.writer.try_lock() {
+                Ok(w) => Some(w),
+                Err(std::sync::TryLockError::Poisoned(p)) => Some(p.into_inner()),
+                Err(std::sync::TryLockError::WouldBlock) => None,
+            };
+            if let Some(mut w) = free.filter(|w| w.quick(&cmd)) {
+                w.handle_inline(cmd);
+                return Ok(());
+            }
+        }
+        self.send(cmd)
+    }
+
     fn send(&self, cmd: Cmd) -> Result<(), ChannelError> {
         let tx = self.tx.lock().unwrap_or_else(|p| p.into_inner());
         tx.as_ref()
@@ -168,7 +189,7 @@ impl Core {
         self.shared.writers.notify_waiters();
         self.shared.readers.notify_waiters();
         let (reply, rx) = oneshot::channel();
-        self.send(Cmd::Commit {
+        self.submit(Cmd::Commit {
             parts,
             delete,
             reply: Some(reply),
@@ -243,14 +264,22 @@ impl DiskChannel {
             cache_budget: config.cache_bytes.0 as usize,
         });
         let (tx, rx) = mpsc::channel();
-        let writer = Writer::new(dir.clone(), shared.clone(), rx, config, &recovered);
+        let writer = Arc::new(Mutex::new(Writer::new(
+            dir.clone(),
+            shared.clone(),
+            config,
+            &recovered,
+        )));
+        let thread_writer = writer.clone();
         let thread = std::thread::Builder::new()
             .name("sluice-disk-writer".into())
-            .spawn(move || writer.run())?;
+            .spawn(move || Writer::run(&thread_writer, &rx))?;
         Ok(DiskChannel {
             core: Arc::new(Core {
                 shared,
                 tx: Mutex::new(Some(tx)),
+                writer,
+                inline: Writer::inline(config.sync),
                 thread: Mutex::new(Some(thread)),
                 dir,
                 _lock: recovered.lock,
@@ -372,7 +401,7 @@ impl Channel for DiskChannel {
         }
         let (reply, rx) = oneshot::channel();
         let events = batch.len() as u32;
-        if let Err(e) = core.send(Cmd::Append {
+        if let Err(e) = core.submit(Cmd::Append {
             payload,
             events,
             batch,

@@ -1,18 +1,25 @@
-//! The writer thread: the only code that writes a disk channel's files.
+//! The writer: the only code that writes a disk channel's files, behind one
+//! mutex, served by its own thread.
 //!
-//! Puts and commits are sent to it as commands and wait for its reply. It
-//! takes every command that is waiting at once (group commit): the records
-//! of all of them go to the segment in one `write`, their commit entries to
-//! the commit log in another, then one `fdatasync` when the policy says so.
-//! Only then does it publish the new records to readers and reply, so a put
-//! returns after its record is in the file (and synced with `sync: always`).
-//! Blocking file I/O thus never runs on the async executor's threads.
+//! Puts and commits are commands that wait for their reply. With `sync:
+//! interval` or `never`, a command that finds the writer free and is quick
+//! (an append that fits the active segment, a commit that deletes nothing;
+//! see [`Writer::quick`]) runs on the caller's thread: one `write` to the
+//! page cache costs less than two thread wake-ups. Everything else is sent
+//! to the writer thread, which takes every command waiting at once (group
+//! commit): the records of all of them go to the segment in one `write`,
+//! their commit entries to the commit log in another, then one `fdatasync`
+//! when the policy says so. Either way the new records are published to
+//! readers and the reply sent only after the `write`, so a put returns
+//! after its record is in the file (and synced with `sync: always`).
+//! `fdatasync`, segment rolls, deletions and compaction never run on the
+//! executor's threads.
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
 use std::path::PathBuf;
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use sluice_core::event::Batch;
@@ -51,6 +58,23 @@ pub enum Cmd {
     },
 }
 
+/// The next command if one comes within [`SPIN`]: a command's sender
+/// waits for its reply, and waking a parked thread costs more than the
+/// write itself, so the thread looks again for a moment before it sleeps.
+fn spin_for_next(rx: &Receiver<Cmd>) -> Option<Cmd> {
+    let until = Instant::now() + SPIN;
+    loop {
+        match rx.try_recv() {
+            Ok(c) => return Some(c),
+            Err(std::sync::mpsc::TryRecvError::Disconnected) => return None,
+            Err(std::sync::mpsc::TryRecvError::Empty) if Instant::now() < until => {
+                std::thread::yield_now()
+            }
+            Err(std::sync::mpsc::TryRecvError::Empty) => return None,
+        }
+    }
+}
+
 /// A record written to the file, to be published.
 struct Written {
     rid: u64,
@@ -63,7 +87,6 @@ struct Written {
 pub struct Writer {
     pub dir: PathBuf,
     pub shared: Arc<Shared>,
-    pub rx: Receiver<Cmd>,
     pub sync: SyncPolicy,
     pub sync_interval: Duration,
     pub max_segment: u64,
@@ -89,14 +112,12 @@ impl Writer {
     pub fn new(
         dir: PathBuf,
         shared: Arc<Shared>,
-        rx: Receiver<Cmd>,
         config: &super::DiskConfig,
         recovered: &super::recover::Recovered,
     ) -> Self {
         Writer {
             dir,
             shared,
-            rx,
             sync: config.sync,
             sync_interval: config.sync_interval.get(),
             max_segment: config.max_segment_bytes.0,
@@ -114,71 +135,106 @@ impl Writer {
         }
     }
 
-    /// Serves commands until every sender is gone, then syncs and returns.
-    pub fn run(mut self) {
+    /// Serves the commands of `rx` until every sender is gone, then syncs
+    /// and returns. Puts and commits may also run the writer themselves
+    /// while it is free (see [`Writer::inline`]); the thread keeps the
+    /// interval syncs going in any case.
+    pub fn run(writer: &Mutex<Writer>, rx: &Receiver<Cmd>) {
+        let lock = || writer.lock().unwrap_or_else(|p| p.into_inner());
         loop {
-            let first = if let Some(c) = self.spin_for_next() {
+            let first = if let Some(c) = spin_for_next(rx) {
                 c
-            } else if self.dirty && self.sync == SyncPolicy::Interval {
-                let due = self.last_sync + self.sync_interval;
-                match self
-                    .rx
-                    .recv_timeout(due.saturating_duration_since(Instant::now()))
-                {
+            } else {
+                let wait = {
+                    let w = lock();
+                    (w.sync == SyncPolicy::Interval).then(|| {
+                        if w.dirty {
+                            (w.last_sync + w.sync_interval)
+                                .saturating_duration_since(Instant::now())
+                        } else {
+                            w.sync_interval
+                        }
+                    })
+                };
+                let received = match wait {
+                    Some(timeout) => rx.recv_timeout(timeout),
+                    None => rx.recv().map_err(|_| RecvTimeoutError::Disconnected),
+                };
+                match received {
                     Ok(c) => c,
                     Err(RecvTimeoutError::Timeout) => {
-                        self.sync_background();
+                        lock().sync_if_due();
                         continue;
                     }
                     Err(RecvTimeoutError::Disconnected) => break,
                 }
-            } else {
-                match self.rx.recv() {
-                    Ok(c) => c,
-                    Err(_) => break,
-                }
             };
             let mut group = vec![first];
             while group.len() < MAX_GROUP {
-                match self.rx.try_recv() {
+                match rx.try_recv() {
                     Ok(c) => group.push(c),
                     Err(_) => break,
                 }
             }
-            self.handle(group);
-            if self.dirty
-                && self.sync == SyncPolicy::Interval
-                && self.last_sync.elapsed() >= self.sync_interval
-            {
-                self.sync_background();
-            }
+            let mut w = lock();
+            w.handle(group);
+            w.sync_if_due();
         }
+        let mut w = lock();
         // Everything committed: the active segment goes too, and there is
         // nothing left worth syncing but the commit log.
-        if self.shared.lock().records.is_empty() {
-            self.seal_active();
-            self.unsynced.clear();
-            self.unsynced_sealed = 0;
+        if w.shared.lock().records.is_empty() {
+            w.seal_active();
+            w.unsynced.clear();
+            w.unsynced_sealed = 0;
         }
-        if self.sync != SyncPolicy::Never {
-            self.sync_now();
+        if w.sync != SyncPolicy::Never {
+            w.sync_now();
         }
     }
 
-    /// The next command if one comes within [`SPIN`]: a put waits for its
-    /// reply, and waking a parked thread costs more than the write itself,
-    /// so the thread looks again for a moment before it sleeps.
-    fn spin_for_next(&self) -> Option<Cmd> {
-        let until = Instant::now() + SPIN;
-        loop {
-            match self.rx.try_recv() {
-                Ok(c) => return Some(c),
-                Err(std::sync::mpsc::TryRecvError::Disconnected) => return None,
-                Err(std::sync::mpsc::TryRecvError::Empty) if Instant::now() < until => {
-                    std::thread::yield_now()
-                }
-                Err(std::sync::mpsc::TryRecvError::Empty) => return None,
+    /// Whether puts and commits may write themselves, on the caller's
+    /// thread, when the writer is free: a write to the page cache costs
+    /// less than waking the writer thread and being woken by it. Not with
+    /// `sync: always`, whose `fdatasync` must stay off the executor.
+    pub fn inline(sync: SyncPolicy) -> bool {
+        sync != SyncPolicy::Always
+    }
+
+    /// Whether `cmd` is quick enough to run on an executor thread: an
+    /// append that fits the active segment, a commit that deletes no
+    /// segment and does not compact the commit log. Rolling a segment
+    /// (which syncs the directory), deleting one, compacting and syncs stay
+    /// on the writer thread.
+    pub fn quick(&self, cmd: &Cmd) -> bool {
+        match cmd {
+            Cmd::Append { payload, .. } => self.file.as_ref().is_some_and(|(_, _, size)| {
+                *size + (HEADER_LEN + payload.len()) as u64 <= self.max_segment
+            }),
+            Cmd::Commit { parts, delete, .. } => {
+                delete.is_empty()
+                    && self.commits_len + (parts.len() * log::COMMIT_LEN) as u64
+                        <= COMPACT_COMMITS_AT
             }
+            Cmd::Sync { .. } => false,
+        }
+    }
+
+    /// Handles one command on the caller's thread, then starts an interval
+    /// sync when one is due.
+    pub fn handle_inline(&mut self, cmd: Cmd) {
+        self.handle(vec![cmd]);
+        self.sync_if_due();
+    }
+
+    /// With `sync: interval`, starts a sync once the interval has passed
+    /// since the last one and something was written.
+    fn sync_if_due(&mut self) {
+        if self.dirty
+            && self.sync == SyncPolicy::Interval
+            && self.last_sync.elapsed() >= self.sync_interval
+        {
+            self.sync_background();
         }
     }
 
