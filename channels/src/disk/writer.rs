@@ -208,9 +208,12 @@ impl Writer {
     /// on the writer thread.
     pub fn quick(&self, cmd: &Cmd) -> bool {
         match cmd {
-            Cmd::Append { payload, .. } => self.file.as_ref().is_some_and(|(_, _, size)| {
-                *size + (HEADER_LEN + payload.len()) as u64 <= self.max_segment
-            }),
+            Cmd::Append { payload, .. } => {
+                self.commits_len <= COMPACT_COMMITS_AT
+                    && self.file.as_ref().is_some_and(|(_, _, size)| {
+                        *size + (HEADER_LEN + payload.len()) as u64 <= self.max_segment
+                    })
+            }
             Cmd::Commit { parts, delete, .. } => {
                 delete.is_empty()
                     && self.commits_len + (parts.len() * log::COMMIT_LEN) as u64
