@@ -122,16 +122,8 @@ impl Source for HttpSource {
         let (tls, opts, metrics) = (self.tls, self.opts, cx.metrics.clone());
         let acceptor = tokio::spawn(async move {
             loop {
-                let (tcp, peer) = tokio::select! {
-                    r = listener.accept() => match r {
-                        Ok(x) => x,
-                        Err(e) => {
-                            tracing::warn!("accept failed: {e}");
-                            tokio::time::sleep(Duration::from_millis(100)).await;
-                            continue;
-                        }
-                    },
-                    _ = shutdown.cancelled() => break,
+                let Some((tcp, peer)) = crate::listen::accept(&listener, &shutdown).await else {
+                    break;
                 };
                 let (ingest, opts, tls, shutdown, metrics) = (
                     ingest.clone(),

@@ -82,6 +82,27 @@ fn decode(
 }
 
 /// A TCP server that frames streams into events.
+/// The next connection of `listener`, or `None` once `shutdown` is
+/// cancelled. A failed accept (out of file descriptors, a connection reset
+/// before it was taken) is logged and retried after a short pause.
+pub(crate) async fn accept(
+    listener: &TcpListener,
+    shutdown: &CancellationToken,
+) -> Option<(tokio::net::TcpStream, std::net::SocketAddr)> {
+    loop {
+        tokio::select! {
+            r = listener.accept() => match r {
+                Ok(x) => return Some(x),
+                Err(e) => {
+                    tracing::warn!("accept failed: {e}");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            },
+            _ = shutdown.cancelled() => return None,
+        }
+    }
+}
+
 pub(crate) struct StreamServer {
     pub listener: std::net::TcpListener,
     pub tls: Option<TlsAcceptor>,
@@ -106,16 +127,8 @@ impl StreamServer {
         ));
         let acceptor = tokio::spawn(async move {
             loop {
-                let (stream, peer) = tokio::select! {
-                    r = listener.accept() => match r {
-                        Ok(x) => x,
-                        Err(e) => {
-                            tracing::warn!("accept failed: {e}");
-                            tokio::time::sleep(Duration::from_millis(100)).await;
-                            continue;
-                        }
-                    },
-                    _ = shutdown.cancelled() => break,
+                let Some((stream, peer)) = crate::listen::accept(&listener, &shutdown).await else {
+                    break;
                 };
                 let _ = stream.set_nodelay(true);
                 let (ingest, shutdown, opts) = (ingest.clone(), shutdown.clone(), opts.clone());

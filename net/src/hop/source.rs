@@ -84,16 +84,8 @@ impl Source for HopSource {
         let shared = Arc::new((self.token, self.tls, self.max_frame));
         let acceptor = tokio::spawn(async move {
             loop {
-                let (tcp, peer) = tokio::select! {
-                    r = listener.accept() => match r {
-                        Ok(x) => x,
-                        Err(e) => {
-                            tracing::warn!("accept failed: {e}");
-                            tokio::time::sleep(Duration::from_millis(100)).await;
-                            continue;
-                        }
-                    },
-                    _ = shutdown.cancelled() => break,
+                let Some((tcp, peer)) = crate::listen::accept(&listener, &shutdown).await else {
+                    break;
                 };
                 let _ = tcp.set_nodelay(true);
                 let (ingest, shutdown, shared, metrics) = (
