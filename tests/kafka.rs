@@ -7,9 +7,8 @@
 //! not stall another.
 
 use std::collections::{BTreeMap, HashMap};
-use std::io::BufRead;
-use std::process::{Child, Stdio};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::process::Stdio;
+use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
 use crate::util::*;
@@ -148,60 +147,6 @@ fn assert_complete(seen: &[u64], total: u64) -> usize {
     counts.iter().map(|&c| c as usize - 1).sum()
 }
 
-/// Captures a child's stderr in the background.
-struct Agent {
-    child: Child,
-    log: Arc<Mutex<String>>,
-}
-
-impl Agent {
-    fn start(d: &Dir, pipeline: &str) -> Agent {
-        let mut child = d
-            .sluice(&["run", pipeline])
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn sluice");
-        let log = Arc::new(Mutex::new(String::new()));
-        let err = child.stderr.take().expect("stderr");
-        let sink = log.clone();
-        std::thread::spawn(move || {
-            for line in std::io::BufReader::new(err).lines().map_while(Result::ok) {
-                let mut s = sink.lock().unwrap_or_else(|p| p.into_inner());
-                s.push_str(&line);
-                s.push('\n');
-            }
-        });
-        Agent { child, log }
-    }
-
-    fn log(&self) -> String {
-        self.log.lock().unwrap_or_else(|p| p.into_inner()).clone()
-    }
-
-    /// Stops it with SIGTERM and asserts a clean exit.
-    fn stop(mut self) {
-        signal(&self.child, libc::SIGTERM);
-        let start = std::time::Instant::now();
-        loop {
-            if let Some(status) = self.child.try_wait().expect("wait") {
-                assert!(status.success(), "agent failed: {}", self.log());
-                return;
-            }
-            if start.elapsed() > Duration::from_secs(60) {
-                let _ = self.child.kill();
-                panic!("agent did not stop: {}", self.log());
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-
-    fn kill9(mut self) {
-        signal(&self.child, libc::SIGKILL);
-        let _ = self.child.wait();
-    }
-}
-
 fn ok(o: &std::process::Output) {
     assert!(o.status.success(), "sluice failed: {}", stderr(o));
 }
@@ -217,11 +162,11 @@ fn generator_to_a_six_partition_topic_and_back_delivers_every_event_once() {
         "consume.yaml",
         &consumer_yaml(&topic, &unique("g"), "{type: memory, capacity: 20000}"),
     );
-    let agent = Agent::start(&d, "consume.yaml");
+    let agent = Agent::start(&d, &["run", "consume.yaml"]);
     wait_for(LIMIT, "200,000 events to arrive", || {
         count_lines(&d) >= 200_000
     });
-    agent.stop();
+    agent.stop_ok();
     let seen = read_json(&d);
     let numbers: Vec<u64> = seen.iter().map(|s| s.n).collect();
     assert_eq!(
@@ -267,7 +212,7 @@ fn three_agents_in_one_group_share_a_topic_and_survive_a_kill_9() {
     }
     let mut agents: Vec<Option<Agent>> = dirs
         .iter()
-        .map(|d| Some(Agent::start(d, "agent.yaml")))
+        .map(|d| Some(Agent::start(d, &["run", "agent.yaml"])))
         .collect();
     // Everyone has joined before the events come.
     wait_for(LIMIT, "all three agents to hold partitions", || {
@@ -286,7 +231,7 @@ fn three_agents_in_one_group_share_a_topic_and_survive_a_kill_9() {
         a.kill9();
     }
     std::thread::sleep(Duration::from_secs(2));
-    agents[1] = Some(Agent::start(&dirs[1], "agent.yaml"));
+    agents[1] = Some(Agent::start(&dirs[1], &["run", "agent.yaml"]));
     producer.join().expect("producer");
     let union = || -> Vec<u64> {
         dirs.iter()
@@ -314,7 +259,7 @@ fn three_agents_in_one_group_share_a_topic_and_survive_a_kill_9() {
     }
     for a in agents.iter_mut() {
         if let Some(a) = a.take() {
-            a.stop();
+            a.stop_ok();
         }
     }
     let all = union();
@@ -385,8 +330,8 @@ fn a_stopped_and_a_restarted_broker_lose_nothing() {
         "consume.yaml",
         &consumer_yaml(&topic, &unique("g"), "{type: memory, capacity: 2000}"),
     );
-    let consumer = Agent::start(&consumer_dir, "consume.yaml");
-    let producer = Agent::start(&producer_dir, "produce.yaml");
+    let consumer = Agent::start(&consumer_dir, &["run", "consume.yaml"]);
+    let producer = Agent::start(&producer_dir, &["run", "produce.yaml"]);
     wait_for(LIMIT, "the first events", || {
         count_lines(&consumer_dir) >= 5_000
     });
@@ -402,9 +347,7 @@ fn a_stopped_and_a_restarted_broker_lose_nothing() {
     });
     // The broker restarts; the consumer resumes from its committed offsets.
     restart_broker();
-    let o = producer.child;
-    let o = wait_output(o, LIMIT);
-    ok(&o);
+    producer.finish_ok(LIMIT);
     // Redelivery after the outage brings duplicates, so the line count can
     // reach TOTAL early: wait until every number is there.
     wait_for(LIMIT, "every event", || {
@@ -419,7 +362,7 @@ fn a_stopped_and_a_restarted_broker_lose_nothing() {
             numbers.len() >= TOTAL as usize
         }
     });
-    consumer.stop();
+    consumer.stop_ok();
     let numbers: Vec<u64> = read_json(&consumer_dir).iter().map(|s| s.n).collect();
     let duplicates = assert_complete(&numbers, TOTAL);
     eprintln!("outage: {TOTAL} events, {duplicates} duplicates");
@@ -545,9 +488,9 @@ fn the_sink_routes_by_a_templated_topic_and_keys_by_a_field() {
             unique("g")
         ),
     );
-    let agent = Agent::start(&d, "consume.yaml");
+    let agent = Agent::start(&d, &["run", "consume.yaml"]);
     wait_for(LIMIT, "10,000 events", || count_lines(&d) >= 10_000);
-    agent.stop();
+    agent.stop_ok();
     let mut partition_of: BTreeMap<(String, String), i64> = BTreeMap::new();
     let mut numbers = Vec::new();
     for l in d.lines("out/events.json") {

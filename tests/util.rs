@@ -290,6 +290,38 @@ impl Agent {
         }
         (status, self.log())
     }
+
+    /// SIGTERM, and asserts a clean exit.
+    pub fn stop_ok(self) {
+        let (status, log) = self.stop();
+        assert!(status.success(), "agent failed: {log}");
+    }
+
+    /// Waits for it to exit by itself (a bounded pipeline) and asserts a
+    /// clean exit.
+    pub fn finish_ok(mut self, limit: Duration) {
+        let start = Instant::now();
+        let status = loop {
+            if let Some(s) = self.child.try_wait().expect("wait") {
+                break s;
+            }
+            assert!(
+                start.elapsed() < limit,
+                "the agent did not finish:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        if let Some(r) = self.reader.take() {
+            let _ = r.join();
+        }
+        assert!(status.success(), "agent failed: {}", self.log());
+    }
+
+    /// SIGKILL, then reaps it.
+    pub fn kill9(self) {
+        drop(self);
+    }
 }
 
 impl Drop for Agent {
