@@ -73,6 +73,9 @@ pub struct DiskConfig {
     /// Bytes of records not yet fully committed, at most.
     #[serde(default = "default_max_bytes")]
     pub max_bytes: ByteSize,
+    /// Events not yet committed, at most (no bound when absent).
+    #[serde(default)]
+    pub capacity: Option<u64>,
     /// A segment is closed and a new one started past this size.
     #[serde(default = "default_max_segment_bytes")]
     pub max_segment_bytes: ByteSize,
@@ -109,6 +112,9 @@ impl ChannelConfig for DiskConfig {
         if self.max_bytes.0 == 0 {
             p.push(Problem::at("max_bytes", "must be greater than 0"));
         }
+        if self.capacity == Some(0) {
+            p.push(Problem::at("capacity", "must be greater than 0"));
+        }
         if self.max_segment_bytes.0 < 4096 {
             p.push(Problem::at("max_segment_bytes", "must be at least 4KiB"));
         }
@@ -139,6 +145,8 @@ struct Core {
     thread: Mutex<Option<std::thread::JoinHandle<()>>>,
     dir: PathBuf,
     max_bytes: u64,
+    /// Events not yet committed, at most (`u64::MAX`: no bound).
+    capacity: u64,
     when_full: WhenFull,
     /// Released after the writer thread ended (fields drop after `drop`).
     _lock: log::DirLock,
@@ -180,6 +188,7 @@ impl Core {
             for &(rid, s, e) in &parts {
                 let n = e.saturating_sub(s);
                 st.in_flight = st.in_flight.saturating_sub(u64::from(n));
+                st.used_events = st.used_events.saturating_sub(u64::from(n));
                 st.committed_events += u64::from(n);
                 if let Some(p) = st.commit_events(rid, n) {
                     delete.push(p);
@@ -284,6 +293,7 @@ impl DiskChannel {
                 dir,
                 _lock: recovered.lock,
                 max_bytes: config.max_bytes.0,
+                capacity: config.capacity.unwrap_or(u64::MAX),
                 when_full: config.when_full,
             }),
         })
@@ -378,6 +388,7 @@ impl Channel for DiskChannel {
         let mut payload = Vec::with_capacity(codec::encoded_len_hint(&batch.events));
         codec::encode(&batch.events, &mut payload);
         let len = (log::HEADER_LEN + payload.len()) as u64;
+        let n = batch.len() as u64;
         loop {
             let notified = core.shared.writers.notified();
             tokio::pin!(notified);
@@ -387,8 +398,11 @@ impl Channel for DiskChannel {
                     return Err(ChannelError::Closed(batch));
                 }
                 // A record larger than the whole bound passes alone.
-                if st.used_bytes + len <= core.max_bytes || st.used_bytes == 0 {
+                let bytes_fit = st.used_bytes + len <= core.max_bytes || st.used_bytes == 0;
+                let events_fit = st.used_events + n <= core.capacity || st.used_events == 0;
+                if bytes_fit && events_fit {
                     st.used_bytes += len;
+                    st.used_events += n;
                     break;
                 }
                 if core.when_full == WhenFull::DropNewest {
@@ -409,6 +423,7 @@ impl Channel for DiskChannel {
         }) {
             let mut st = core.shared.lock();
             st.used_bytes = st.used_bytes.saturating_sub(len);
+            st.used_events = st.used_events.saturating_sub(n);
             return Err(e);
         }
         match rx.await {
@@ -581,7 +596,7 @@ impl Channel for DiskChannel {
         ChannelStats {
             events: st.queued + st.in_flight,
             bytes: st.used_bytes,
-            capacity: u64::MAX,
+            capacity: self.core.capacity,
             max_bytes: Some(self.core.max_bytes),
             put_events: st.put_events,
             committed_events: st.committed_events,

@@ -144,6 +144,7 @@ pub fn open(dir: &Path) -> io::Result<Recovered> {
             state.used_bytes += r.total_len();
             for (start, end) in ranges {
                 state.queued += u64::from(end - start);
+                state.used_events += u64::from(end - start);
                 state.units.push_back(Unit {
                     rid,
                     start,

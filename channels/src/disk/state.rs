@@ -75,6 +75,9 @@ pub struct State {
     pub in_flight: u64,
     /// Bytes of pending records, plus bytes reserved by puts being written.
     pub used_bytes: u64,
+    /// Events not yet committed, plus events reserved by puts being
+    /// written (what `capacity` bounds).
+    pub used_events: u64,
     /// Bytes of cached batches in `units`.
     pub cached_bytes: usize,
     pub closed: bool,

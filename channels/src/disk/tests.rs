@@ -217,6 +217,47 @@ async fn full_channel_blocks_until_commit_and_drop_newest_discards() {
     assert_eq!((s.events, s.discarded_events), (20, 20));
 }
 
+#[tokio::test]
+async fn capacity_bounds_events_until_commit_and_across_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let ch = Arc::new(open(dir.path(), "capacity: 30"));
+        assert_eq!(ch.stats().capacity, 30);
+        ch.put(batch(0..20)).await.unwrap();
+        let c2 = ch.clone();
+        let writer = tokio::spawn(async move { c2.put(batch(20..40)).await });
+        tokio::time::sleep(StdDuration::from_millis(50)).await;
+        assert!(!writer.is_finished(), "40 events do not fit in 30");
+        let t = ch.take(5).await.unwrap().unwrap();
+        t.commit().await.unwrap();
+        tokio::time::sleep(StdDuration::from_millis(20)).await;
+        assert!(!writer.is_finished(), "35 events do not fit either");
+        let t = ch.take(10).await.unwrap().unwrap();
+        t.commit().await.unwrap();
+        writer.await.unwrap().unwrap();
+        assert_eq!(ch.stats().events, 25);
+        ch.sync().await.unwrap();
+    }
+    // The 25 pending events still count after a restart.
+    let ch = open(
+        dir.path(),
+        "capacity: 30
+when_full: drop_newest",
+    );
+    ch.put(batch(40..50)).await.unwrap();
+    let s = ch.stats();
+    assert_eq!((s.events, s.discarded_events), (25, 10));
+    ch.close();
+    let mut seen = Vec::new();
+    while let Some(t) = ch.take(100).await.unwrap() {
+        seen.extend(numbers(t.batch()));
+        t.commit().await.unwrap();
+    }
+    assert_eq!(seen, (15..40).collect::<Vec<_>>());
+    let e = config(dir.path(), "capacity: 0").validate();
+    assert_eq!(e.len(), 1);
+}
+
 /// Flips a byte inside the second record's payload and cuts the segment in
 /// the middle of the last one: both are skipped and counted, all else is
 /// delivered, and `repair` leaves a channel that opens cleanly.

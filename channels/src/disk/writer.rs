@@ -326,7 +326,7 @@ impl Writer {
                         self.publish(std::mem::take(&mut written));
                         if let Err(e) = self.roll() {
                             tracing::error!("disk channel: cannot start a segment: {e}");
-                            self.release(len);
+                            self.release(len, events);
                             let _ = reply.send(Err(e));
                             continue;
                         }
@@ -410,16 +410,17 @@ impl Writer {
         if let Err(e) = f.sync_data() {
             tracing::error!("disk channel: fdatasync failed: {e}");
             for w in written.drain(..) {
-                self.release(w.rec.len);
+                self.release(w.rec.len, w.rec.events);
                 let _ = w.reply.send(Err(io::Error::new(e.kind(), e.to_string())));
             }
         }
     }
 
-    /// Gives back bytes reserved by a put that failed.
-    fn release(&self, len: u64) {
+    /// Gives back the bytes and events reserved by a put that failed.
+    fn release(&self, len: u64, events: u32) {
         let mut st = self.shared.lock();
         st.used_bytes = st.used_bytes.saturating_sub(len);
+        st.used_events = st.used_events.saturating_sub(u64::from(events));
         drop(st);
         self.shared.writers.notify_waiters();
     }
@@ -443,7 +444,7 @@ impl Writer {
             Err(e) => {
                 tracing::error!("disk channel: write failed: {e}");
                 for w in pending.drain(..) {
-                    self.release(w.rec.len);
+                    self.release(w.rec.len, w.rec.events);
                     let _ = w.reply.send(Err(io::Error::new(e.kind(), e.to_string())));
                 }
                 self.seal_active();
