@@ -2,28 +2,10 @@
 //! SIGKILL at random moments, fed damaged segments, and held at its cap.
 
 use std::collections::HashMap;
-use std::process::{Child, Stdio};
+use std::process::Stdio;
 use std::time::Duration;
 
 use crate::util::*;
-
-/// A small deterministic generator (xorshift), so a failing run reproduces.
-pub(crate) struct Rng(pub(crate) u64);
-
-impl Rng {
-    pub(crate) fn below(&mut self, n: u64) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0 % n
-    }
-}
-
-/// SIGKILL, then reap.
-pub(crate) fn kill9(mut child: Child) {
-    child.kill().expect("kill -9");
-    let _ = child.wait();
-}
 
 /// Tallies the numbers in `lines`: how often each appears, and how many
 /// lines are not a number below `n` (a line cut by a kill in the middle of

@@ -92,6 +92,23 @@ fn rfc3339(secs: i64) -> String {
     )
 }
 
+/// The status code of an `apache_common` line.
+fn status(line: &str) -> &str {
+    line.rsplit(' ').nth(1).unwrap_or_default()
+}
+
+/// Of generated `apache_common` lines: how many have status 404, and how
+/// many are a `POST /api/v1/orders` (what the status and phrase queries of
+/// the store tests must find).
+pub(crate) fn not_found_and_orders(lines: &[String]) -> (u64, u64) {
+    let not_found = lines.iter().filter(|l| status(l) == "404").count() as u64;
+    let orders = lines
+        .iter()
+        .filter(|l| l.contains("\"POST /api/v1/orders HTTP/1.1\""))
+        .count() as u64;
+    (not_found, orders)
+}
+
 #[test]
 fn a_million_apache_events_are_found_by_status_phrase_and_time() {
     let d = Dir::new();
@@ -127,12 +144,7 @@ sinks:
     // What was generated, from the copy the file sink wrote.
     let lines = d.lines("out/access.log");
     assert_eq!(lines.len(), 1_000_000);
-    let status = |l: &str| l.rsplit(' ').nth(1).map(str::to_string).unwrap_or_default();
-    let not_found = lines.iter().filter(|l| status(l) == "404").count() as u64;
-    let orders = lines
-        .iter()
-        .filter(|l| l.contains("\"POST /api/v1/orders HTTP/1.1\""))
-        .count() as u64;
+    let (not_found, orders) = not_found_and_orders(&lines);
     let mut per_second: HashMap<i64, u64> = HashMap::new();
     for l in &lines {
         *per_second.entry(apache_seconds(l)).or_default() += 1;
@@ -229,6 +241,17 @@ sinks:
     let o = d.run(&["search", "store", "status:[1 TO"], LIMIT);
     assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
     assert!(stderr(&o).contains("bad query"), "{}", stderr(&o));
+    // So does a bad option, named as the flag.
+    let o = d.run(&["search", "store", "*", "--count-by", "0s"], LIMIT);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("--count-by: must be longer than 0"),
+        "{}",
+        stderr(&o)
+    );
+    let o = d.run(&["search", "store", "*", "--from", "soon"], LIMIT);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("--from:"), "{}", stderr(&o));
 }
 
 /// The `seq` field of every event of `store`, sorted.
@@ -290,7 +313,7 @@ sinks:
     // Each run is killed at a random moment once its store has committed
     // something new; at most 25,000 events a second, the kills fall in the
     // middle of the ingest, and a last run finishes it.
-    let mut rng = crate::durability::Rng(0x5709_E4D1);
+    let mut rng = Rng(0x5709_E4D1);
     let mut seen = 0;
     for kill in 1..=KILLS {
         let child = d.start(&["run", "p.yaml"]);
@@ -305,7 +328,7 @@ sinks:
                 .is_ok_and(|n| n > seen)
         });
         std::thread::sleep(Duration::from_millis(rng.below(500)));
-        crate::durability::kill9(child);
+        kill9(child);
         // The index opens at its last commit; what it had stays.
         let now = count(&d, &["store", "*"]);
         assert!(now >= seen, "kill {kill}: {now} events, {seen} before");

@@ -107,12 +107,7 @@ fn http_search_answers_as_sluice_search_and_follows_the_store_sinks_of_a_reload(
 
     // What was generated, from the copy the file sink wrote.
     let lines = d.lines("out/access.log");
-    let status = |l: &str| l.rsplit(' ').nth(1).map(str::to_string).unwrap_or_default();
-    let not_found = lines.iter().filter(|l| status(l) == "404").count() as u64;
-    let orders = lines
-        .iter()
-        .filter(|l| l.contains("\"POST /api/v1/orders HTTP/1.1\""))
-        .count() as u64;
+    let (not_found, orders) = crate::store::not_found_and_orders(&lines);
     assert!(not_found > 0 && orders > 0);
 
     // Term, phrase and boolean queries: as generated, and as the CLI says.

@@ -273,14 +273,20 @@ impl Agent {
     /// SIGTERM, then the exit status and the whole log.
     pub fn stop(mut self) -> (std::process::ExitStatus, String) {
         signal(&self.child, libc::SIGTERM);
+        let status = self.wait_exit(AGENT_LIMIT, "stop");
+        (status, self.log())
+    }
+
+    /// Waits up to `limit` for the process to exit, then for its log.
+    fn wait_exit(&mut self, limit: Duration, what: &str) -> std::process::ExitStatus {
         let start = Instant::now();
         let status = loop {
             if let Some(s) = self.child.try_wait().expect("wait") {
                 break s;
             }
             assert!(
-                start.elapsed() < AGENT_LIMIT,
-                "the agent did not stop:\n{}",
+                start.elapsed() < limit,
+                "the agent did not {what}:\n{}",
                 self.log()
             );
             std::thread::sleep(Duration::from_millis(20));
@@ -288,7 +294,7 @@ impl Agent {
         if let Some(r) = self.reader.take() {
             let _ = r.join();
         }
-        (status, self.log())
+        status
     }
 
     /// SIGTERM, and asserts a clean exit.
@@ -300,21 +306,7 @@ impl Agent {
     /// Waits for it to exit by itself (a bounded pipeline) and asserts a
     /// clean exit.
     pub fn finish_ok(mut self, limit: Duration) {
-        let start = Instant::now();
-        let status = loop {
-            if let Some(s) = self.child.try_wait().expect("wait") {
-                break s;
-            }
-            assert!(
-                start.elapsed() < limit,
-                "the agent did not finish:\n{}",
-                self.log()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        };
-        if let Some(r) = self.reader.take() {
-            let _ = r.join();
-        }
+        let status = self.wait_exit(limit, "finish");
         assert!(status.success(), "agent failed: {}", self.log());
     }
 
@@ -331,4 +323,23 @@ impl Drop for Agent {
             let _ = self.child.wait();
         }
     }
+}
+
+/// A small deterministic generator (xorshift), so a failing run reproduces.
+pub struct Rng(pub u64);
+
+impl Rng {
+    /// A number in `0..n`.
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0 % n
+    }
+}
+
+/// SIGKILL, then reap.
+pub fn kill9(mut child: Child) {
+    child.kill().expect("kill -9");
+    let _ = child.wait();
 }

@@ -169,11 +169,7 @@ async fn health(State(state): State<Arc<ApiState>>) -> Response {
         .groups
         .iter()
         .map(|(id, members)| {
-            let healthy = members.iter().any(|m| {
-                state
-                    .component(m)
-                    .is_some_and(|c| state.health_of(c).healthy)
-            });
+            let healthy = state.group_healthy(members);
             serde_json::json!({ "id": id, "members": members, "healthy": healthy })
         })
         .collect();

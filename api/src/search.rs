@@ -132,15 +132,6 @@ fn pick(stores: Vec<StoreSink>, wanted: Option<&str>) -> Result<StoreSink, Refus
 
 /// The search options `params` ask for.
 fn options(params: &Params) -> Result<SearchOptions, Refusal> {
-    let now = Timestamp::now();
-    let time = |s: &Option<String>, name: &str| {
-        s.as_deref()
-            .map(|s| {
-                sluice_store::search::parse_time(s, now)
-                    .map_err(|e| Refusal::bad(format!("{name}: {e}")))
-            })
-            .transpose()
-    };
     let limit = match params.limit.as_deref() {
         None => DEFAULT_LIMIT,
         Some(s) => match s.trim().parse::<usize>() {
@@ -152,23 +143,14 @@ fn options(params: &Params) -> Result<SearchOptions, Refusal> {
             }
         },
     };
-    let count_by = params
-        .count_by
-        .as_deref()
-        .map(|s| match sluice_core::config::Duration::parse(s) {
-            Ok(d) if !d.get().is_zero() => Ok(d.get()),
-            Ok(_) => Err(Refusal::bad(
-                "count_by: must be longer than 0, such as `1m`",
-            )),
-            Err(e) => Err(Refusal::bad(format!("count_by: {e}"))),
-        })
-        .transpose()?;
-    Ok(SearchOptions {
-        from: time(&params.from, "from")?,
-        to: time(&params.to, "to")?,
+    SearchOptions::from_text(
+        params.from.as_deref(),
+        params.to.as_deref(),
+        params.count_by.as_deref(),
         limit,
-        count_by,
-    })
+        Timestamp::now(),
+    )
+    .map_err(|e| Refusal::bad(e.to_string()))
 }
 
 /// `GET /search`.

@@ -194,32 +194,32 @@ impl Current {
             .unwrap_or(own)
     }
 
+    /// Whether a sink group still delivers: one of its members is healthy.
+    pub fn group_healthy(&self, members: &[String]) -> bool {
+        members
+            .iter()
+            .any(|m| self.component(m).is_some_and(|c| self.health_of(c).healthy))
+    }
+
     /// Whether the agent as a whole works: a failing member of a sink group
     /// is covered while another member of its group is healthy.
     pub fn status(&self) -> Status {
-        let healthy = |id: &str| {
-            self.component(id)
-                .is_some_and(|c| self.health_of(c).healthy)
-        };
         let mut status = Status::Ok;
         for c in self
             .components
             .iter()
             .filter(|c| !self.health_of(c).healthy)
         {
-            let group = (c.kind == "sink")
-                .then(|| {
-                    self.groups
-                        .iter()
-                        .find(|(_, members)| members.contains(&c.id))
-                })
-                .flatten();
-            match group {
-                Some((_, members)) if members.iter().any(|m| healthy(m)) => {
-                    status = Status::Degraded
-                }
-                _ => return Status::Unhealthy,
+            let covered = c.kind == "sink"
+                && self
+                    .groups
+                    .iter()
+                    .find(|(_, members)| members.contains(&c.id))
+                    .is_some_and(|(_, members)| self.group_healthy(members));
+            if !covered {
+                return Status::Unhealthy;
             }
+            status = Status::Degraded;
         }
         status
     }

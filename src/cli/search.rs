@@ -49,30 +49,14 @@ pub fn run(args: &Args) -> i32 {
 
 fn search(args: &Args) -> Result<(), (i32, String)> {
     let usage = |e: String| (EXIT_CONFIG, e);
-    let now = Timestamp::now();
-    let time = |s: &Option<String>, flag: &str| -> Result<Option<Timestamp>, (i32, String)> {
-        s.as_deref()
-            .map(|s| {
-                sluice_store::search::parse_time(s, now)
-                    .map_err(|e| usage(format!("--{flag}: {e}")))
-            })
-            .transpose()
-    };
-    let count_by = args
-        .count_by
-        .as_deref()
-        .map(|s| {
-            sluice_core::config::Duration::parse(s)
-                .map(|d| d.get())
-                .map_err(|e| usage(format!("--count-by: {e}")))
-        })
-        .transpose()?;
-    let opts = SearchOptions {
-        from: time(&args.from, "from")?,
-        to: time(&args.to, "to")?,
-        limit: if args.count { 0 } else { args.limit },
-        count_by,
-    };
+    let opts = SearchOptions::from_text(
+        args.from.as_deref(),
+        args.to.as_deref(),
+        args.count_by.as_deref(),
+        if args.count { 0 } else { args.limit },
+        Timestamp::now(),
+    )
+    .map_err(|e| usage(format!("--{}: {}", e.option.replace('_', "-"), e.message)))?;
     let reader = StoreReader::open(&args.path).map_err(|e| (EXIT_FAILED, e.to_string()))?;
     let result = reader.search(&args.query, &opts).map_err(|e| match e {
         StoreError::Query(_) => (EXIT_CONFIG, e.to_string()),

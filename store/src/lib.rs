@@ -25,7 +25,7 @@ pub mod schema;
 pub mod search;
 pub mod sink;
 
-pub use search::{search, Bucket, Hit, SearchOptions, SearchResult, StoreReader};
+pub use search::{search, Bucket, Hit, OptionError, SearchOptions, SearchResult, StoreReader};
 
 #[cfg(test)]
 mod tests;

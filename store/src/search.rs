@@ -41,6 +41,55 @@ pub struct SearchOptions {
     pub count_by: Option<std::time::Duration>,
 }
 
+/// A search option given as text that does not parse.
+#[derive(Debug, thiserror::Error)]
+#[error("{option}: {message}")]
+pub struct OptionError {
+    /// `from`, `to` or `count_by`.
+    pub option: &'static str,
+    /// What is wrong with it.
+    pub message: String,
+}
+
+impl SearchOptions {
+    /// The options as `sluice search` and the API's `GET /search` take
+    /// them, as text: times as [`parse_time`] reads them (relative to
+    /// `now`), `count_by` a duration longer than 0 (`1m`, `30s`).
+    ///
+    /// # Errors
+    ///
+    /// The first option that does not parse.
+    pub fn from_text(
+        from: Option<&str>,
+        to: Option<&str>,
+        count_by: Option<&str>,
+        limit: usize,
+        now: Timestamp,
+    ) -> Result<SearchOptions, OptionError> {
+        let fail = |option, message| OptionError { option, message };
+        let time = |s: Option<&str>, option| {
+            s.map(|s| parse_time(s, now).map_err(|e| fail(option, e)))
+                .transpose()
+        };
+        let count_by = count_by
+            .map(|s| match sluice_core::config::Duration::parse(s) {
+                Ok(d) if !d.get().is_zero() => Ok(d.get()),
+                Ok(_) => Err(fail(
+                    "count_by",
+                    "must be longer than 0, such as `1m`".into(),
+                )),
+                Err(e) => Err(fail("count_by", e.to_string())),
+            })
+            .transpose()?;
+        Ok(SearchOptions {
+            from: time(from, "from")?,
+            to: time(to, "to")?,
+            limit,
+            count_by,
+        })
+    }
+}
+
 /// One matching event, as the `file` sink's `json` format writes it.
 #[derive(Clone, Debug, Serialize, PartialEq)]
 pub struct Hit {
