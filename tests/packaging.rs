@@ -53,8 +53,8 @@ fn the_stated_rust_version_covers_every_locked_dependency() {
         "rust-version {ours} is below what locked dependencies need: {too_new:?}"
     );
 
-    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md"))
-        .expect("README");
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).expect("README");
     let stated = format!("Rust toolchain ({ours} or newer)");
     assert!(readme.contains(&stated), "README must say `{stated}`");
 
