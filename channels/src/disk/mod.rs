@@ -37,6 +37,8 @@ mod writer;
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod hostile_tests;
 
 use std::path::PathBuf;
 use std::sync::mpsc;
