@@ -181,7 +181,9 @@ async fn health(State(state): State<Arc<ApiState>>) -> Response {
         .iter()
         .filter_map(|c| {
             let why = c.channel.degraded()?;
-            Some(serde_json::json!({ "id": c.id, "healthy": false, "degraded": true, "error": why }))
+            Some(
+                serde_json::json!({ "id": c.id, "healthy": false, "degraded": true, "error": why }),
+            )
         })
         .collect();
     let overall = state.status();

@@ -97,7 +97,10 @@ async fn a_closed_channel_is_taken_over_and_its_end_keeps_the_new_ones_lock() {
     // rebuilds), but closed: the new channel takes the directory over.
     old.close();
     let new = open(dir.path()).unwrap();
-    assert!(old.take(10).await.unwrap().is_none(), "the old one hands out nothing");
+    assert!(
+        old.take(10).await.unwrap().is_none(),
+        "the old one hands out nothing"
+    );
     assert!(old.put(Batch::from(events(9, 1))).await.is_err());
     new.put(Batch::from(events(2, 2))).await.unwrap();
     // The old one going must not release the new one's lock.
@@ -178,10 +181,7 @@ async fn records_that_pass_their_checksum_but_do_not_decode_are_corrupt() {
     let (repaired, _) = recover::repair(dir.path()).unwrap();
     assert_eq!(repaired[0].removed.len(), 4);
     let ch = open(dir.path()).unwrap();
-    assert_eq!(
-        drain(&ch).await,
-        ["1-0", "1-1", "2-0", "2-1", "2-2"]
-    );
+    assert_eq!(drain(&ch).await, ["1-0", "1-1", "2-0", "2-1", "2-2"]);
 }
 
 /// A piece of a generated segment.
@@ -217,7 +217,12 @@ fn build(pieces: &[Piece]) -> (Vec<u8>, Vec<(u64, Vec<String>)>) {
             Piece::Record(n) => {
                 let ev = events(tag, *n);
                 seg.extend_from_slice(&record(rid, *n, &encoded(&ev)));
-                intact.push((rid, ev.iter().map(|e| bodies(&Batch::from(vec![e.clone()]))[0].clone()).collect()));
+                intact.push((
+                    rid,
+                    ev.iter()
+                        .map(|e| bodies(&Batch::from(vec![e.clone()]))[0].clone())
+                        .collect(),
+                ));
             }
             Piece::Damaged(n, at) => {
                 let mut r = record(rid, *n, &encoded(&events(tag, *n)));

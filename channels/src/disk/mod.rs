@@ -36,9 +36,9 @@ mod state;
 mod writer;
 
 #[cfg(test)]
-mod tests;
-#[cfg(test)]
 mod hostile_tests;
+#[cfg(test)]
+mod tests;
 
 use std::path::PathBuf;
 use std::sync::mpsc;

@@ -15,18 +15,7 @@
 //! `fdatasync`, segment rolls, deletions and compaction never run on the
 //! executor's threads.
 //!
-//! # A full disk
-//!
-//! When a write, an `fdatasync`, a segment's creation or the commit log
-//! fails with `ENOSPC` or `EDQUOT`, nothing fails: what was being written
-//! is cut back from the file and kept in memory, the writer is *full*, and
-//! its thread tries again with a growing pause (up to
-//! [`MAX_RETRY_PAUSE`]). Meanwhile appends and syncs wait in order behind
-//! what was being written (their puts wait: backpressure), commits go on
-//! (their segments are deleted, which may free the space) and the channel
-//! reports itself degraded (`disk full`). Once a retry succeeds, the
-//! waiting records are published and the waiting commands run, in order:
-//! nothing accepted is lost or written twice.
+//! On a full disk the writer waits for room instead of failing ([`full`]).
 
 use std::collections::VecDeque;
 use std::fs::{File, OpenOptions};
@@ -44,19 +33,15 @@ use super::log::{self, Header, COMMITS, HEADER_LEN};
 use super::state::{Rec, Seg, Shared, Unit};
 use super::SyncPolicy;
 
+mod full;
+use full::Full;
+
 /// The commit log is compacted once it grows past this.
 const COMPACT_COMMITS_AT: u64 = 4 << 20;
 /// How long the writer thread looks for the next command before it sleeps.
 const SPIN: Duration = Duration::from_micros(50);
 /// Commands handled in one group at most.
 const MAX_GROUP: usize = 1024;
-/// First pause before a write that failed on a full disk is tried again;
-/// it doubles up to [`MAX_RETRY_PAUSE`].
-const FIRST_RETRY_PAUSE: Duration = Duration::from_millis(20);
-/// Longest pause between two tries on a full disk.
-pub const MAX_RETRY_PAUSE: Duration = Duration::from_secs(1);
-/// How often a writer waiting on a full disk says so again in the log.
-const FULL_LOG_EVERY: Duration = Duration::from_secs(30);
 
 /// A request to the writer thread.
 pub enum Cmd {
@@ -141,18 +126,9 @@ pub struct Writer {
     commit_replies: Vec<oneshot::Sender<()>>,
     /// Bytes of the open commit log, to cut a failed write back.
     commits_size: u64,
-}
-
-/// A writer waiting for room on a full disk.
-struct Full {
-    /// When the disk was found full.
-    since: Instant,
-    /// The next try.
-    next_try: Instant,
-    /// The pause before the try after it.
-    pause: Duration,
-    /// When it was last logged.
-    logged: Instant,
+    /// Writes that found the disk full, in all (to tell whether a try
+    /// found it full again).
+    stalls: u64,
 }
 
 impl Writer {
@@ -185,66 +161,8 @@ impl Writer {
             deferred: VecDeque::new(),
             commit_replies: Vec::new(),
             commits_size: 0,
+            stalls: 0,
         }
-    }
-
-    /// Whether it waits for room on a full disk.
-    pub fn is_full(&self) -> bool {
-        self.full.is_some()
-    }
-
-    /// Records that the disk is full: logs it (rate limited), reports the
-    /// channel degraded, and schedules a try.
-    fn stall(&mut self, e: &io::Error) {
-        let now = Instant::now();
-        if self.full.is_none() {
-            tracing::warn!(dir = %self.dir.display(), "disk channel: the disk is full ({e}); writers wait until there is room again");
-            self.full = Some(Full {
-                since: now,
-                next_try: now + FIRST_RETRY_PAUSE,
-                pause: FIRST_RETRY_PAUSE,
-                logged: now,
-            });
-        }
-        self.shared.lock().full = Some(format!("disk full: {e}; writers wait for room"));
-    }
-
-    /// Tries again what waits for room: the commit entries, then the
-    /// stalled records. Returns whether everything went through.
-    fn retry_full(&mut self) -> bool {
-        let Some(mut was) = self.full.take() else {
-            return true;
-        };
-        self.flush_commits();
-        let mut pending = std::mem::take(&mut self.stalled);
-        let mut written = Vec::new();
-        if self.full.is_none() {
-            self.flush_segment(&mut pending, &mut written);
-        } else {
-            self.stalled = pending;
-        }
-        self.publish(written);
-        let now = Instant::now();
-        if self.full.is_some() {
-            was.pause = (was.pause * 2).min(MAX_RETRY_PAUSE);
-            was.next_try = now + was.pause;
-            if now.duration_since(was.logged) >= FULL_LOG_EVERY {
-                was.logged = now;
-                tracing::warn!(dir = %self.dir.display(), waiting_secs = was.since.elapsed().as_secs(), "disk channel: the disk is still full; writers wait");
-            }
-            self.full = Some(was);
-            return false;
-        }
-        tracing::info!(dir = %self.dir.display(), waited_secs = format!("{:.1}", was.since.elapsed().as_secs_f64()), "disk channel: room on the disk again; writing resumed");
-        self.shared.lock().full = None;
-        true
-    }
-
-    /// How long the thread may sleep before it must try a full disk again.
-    fn retry_in(&self) -> Option<Duration> {
-        self.full
-            .as_ref()
-            .map(|f| f.next_try.saturating_duration_since(Instant::now()))
     }
 
     /// Serves the commands of `rx` until every sender is gone, then syncs
@@ -748,8 +666,12 @@ impl Writer {
 
     /// Seals the active segment and starts a new one at the next record id.
     fn roll(&mut self) -> io::Result<()> {
+        self.roll_at(self.next_rid)
+    }
+
+    /// Seals the active segment and starts a new one named after record `id`.
+    fn roll_at(&mut self, id: u64) -> io::Result<()> {
         self.seal_active();
-        let id = self.next_rid;
         let path = log::segment_path(&self.dir, id);
         let f = OpenOptions::new()
             .create(true)
