@@ -105,7 +105,7 @@ async fn a_closed_channel_is_taken_over_and_its_end_keeps_the_new_ones_lock() {
     new.put(Batch::from(events(2, 2))).await.unwrap();
     // The old one going must not release the new one's lock.
     drop(old);
-    let e = log::lock_dir(dir.path()).err().expect("still locked");
+    let e = log::lock_dir(dir.path()).expect_err("still locked");
     assert_eq!(e.kind(), std::io::ErrorKind::WouldBlock);
     assert!(open(dir.path()).is_err());
     assert_eq!(
