@@ -296,3 +296,97 @@ proptest! {
         prop_assert_eq!(got, want);
     }
 }
+
+/// A tmpfs of `size` on `path` while it lives. Needs root: where mounting
+/// is impossible the test fails and says so instead of passing unrun.
+struct SmallFs(std::path::PathBuf);
+
+impl SmallFs {
+    fn mount(path: &Path, size: &str) -> SmallFs {
+        std::fs::create_dir_all(path).unwrap();
+        let o = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(path)
+            .output()
+            .expect("run mount(8)");
+        assert!(
+            o.status.success(),
+            "this test needs a small file system that can fill up: `mount -t tmpfs` failed (run the tests as root): {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        SmallFs(path.to_path_buf())
+    }
+
+    /// Fills the file system with `name`.
+    fn fill(&self, name: &str) {
+        use std::io::Write;
+        let mut f = std::fs::File::create(self.0.join(name)).unwrap();
+        let chunk = [0u8; 4096];
+        while f.write(&chunk).is_ok_and(|n| n > 0) {}
+    }
+}
+
+impl Drop for SmallFs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&self.0)
+            .status();
+    }
+}
+
+#[tokio::test]
+async fn with_sync_always_a_put_on_a_full_disk_waits_and_completes_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let fs = SmallFs::mount(&dir.path().join("small"), "256k");
+    let path = fs.0.join("ch");
+    let cfg: DiskConfig = sluice_core::config::from_yaml_str(&format!(
+        "path: {}\nsync: always\nmax_segment_bytes: 4MiB\n",
+        path.display()
+    ))
+    .unwrap();
+    let ch = Arc::new(DiskChannel::open(&cfg, Path::new("/nonexistent")).unwrap());
+    ch.put(Batch::from(events(1, 2))).await.unwrap();
+    fs.fill("filler");
+    // Three pages' worth: more than the room left in the file's last page.
+    let mut big = events(2, 3);
+    for e in &mut big {
+        let mut body = e.body.to_vec();
+        body.resize(4096, b'.');
+        e.body = Bytes::from(body);
+    }
+    let put = tokio::spawn({
+        let ch = ch.clone();
+        async move { ch.put(Batch::from(big)).await }
+    });
+    // It waits, and the channel says why.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while ch.degraded().is_none() {
+        assert!(std::time::Instant::now() < deadline, "never reported full");
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    let why = ch.degraded().unwrap_or_default();
+    assert!(
+        why.starts_with("disk full: cannot write") && why.contains("ch/"),
+        "{why}"
+    );
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    assert!(!put.is_finished(), "a put on a full disk must wait");
+    // Readers still get what is on disk meanwhile.
+    let t = ch.take(10).await.unwrap().unwrap();
+    assert_eq!(bodies(t.batch()), ["1-0", "1-1"]);
+    t.commit().await.unwrap();
+    std::fs::remove_file(fs.0.join("filler")).unwrap();
+    put.await.unwrap().unwrap();
+    assert!(ch.degraded().is_none());
+    let rest: Vec<String> = drain(&ch)
+        .await
+        .iter()
+        .map(|b| b.trim_end_matches('.').to_string())
+        .collect();
+    assert_eq!(rest, ["2-0", "2-1", "2-2"]);
+    // Synced and whole: a restart finds nothing pending and no damage.
+    drop(ch);
+    let (_, _, s) = recover::inspect(&path, |_, d| panic!("damage: {d:?}")).unwrap();
+    assert_eq!(s.pending_events, 0);
+}

@@ -70,11 +70,10 @@ impl Writer {
         if self.stalls == stalls {
             self.make_room();
         }
+        let mut written = Vec::new();
         if self.stalls == stalls {
             let mut pending = std::mem::take(&mut self.stalled);
-            let mut written = Vec::new();
             self.flush_segment(&mut pending, &mut written);
-            self.publish(written);
         }
         let now = Instant::now();
         if self.stalls != stalls {
@@ -88,10 +87,12 @@ impl Writer {
             }
             return false;
         }
+        // Not degraded any more before the waiting puts return.
+        self.shared.lock().full = None;
+        self.publish(written);
         if let Some(was) = self.full.take() {
             tracing::info!(dir = %self.dir.display(), waited_secs = format!("{:.1}", was.since.elapsed().as_secs_f64()), "disk channel: room on the disk again; writing resumed");
         }
-        self.shared.lock().full = None;
         true
     }
 
