@@ -370,14 +370,20 @@ async fn with_sync_always_a_put_on_a_full_disk_waits_and_completes_once() {
         why.starts_with("disk full: cannot write") && why.contains("ch/"),
         "{why}"
     );
+    let sync = tokio::spawn({
+        let ch = ch.clone();
+        async move { ch.sync().await }
+    });
     tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     assert!(!put.is_finished(), "a put on a full disk must wait");
+    assert!(!sync.is_finished(), "so must a sync behind it");
     // Readers still get what is on disk meanwhile.
     let t = ch.take(10).await.unwrap().unwrap();
     assert_eq!(bodies(t.batch()), ["1-0", "1-1"]);
     t.commit().await.unwrap();
     std::fs::remove_file(fs.0.join("filler")).unwrap();
     put.await.unwrap().unwrap();
+    sync.await.unwrap().unwrap();
     assert!(ch.degraded().is_none());
     let rest: Vec<String> = drain(&ch)
         .await

@@ -458,6 +458,12 @@ impl Writer {
         }
         self.flush_commits();
         self.publish(written);
+        if self.full.is_some() {
+            // Records before them wait: so do they, ahead of what came after.
+            for reply in synced.drain(..).rev() {
+                self.deferred.push_front(Cmd::Sync { reply });
+            }
+        }
         if !synced.is_empty() {
             self.sync_now();
             for r in synced {
