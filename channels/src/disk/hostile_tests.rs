@@ -396,3 +396,79 @@ async fn with_sync_always_a_put_on_a_full_disk_waits_and_completes_once() {
     let (_, _, s) = recover::inspect(&path, |_, d| panic!("damage: {d:?}")).unwrap();
     assert_eq!(s.pending_events, 0);
 }
+
+#[tokio::test]
+async fn a_segment_that_cannot_be_created_makes_the_put_wait() {
+    let dir = tempfile::tempdir().unwrap();
+    let fs = SmallFs::mount(&dir.path().join("small"), "4m,nr_inodes=64");
+    let path = fs.0.join("ch");
+    let cfg: DiskConfig = sluice_core::config::from_yaml_str(&format!(
+        "path: {}\nmax_segment_bytes: 4KiB\n",
+        path.display()
+    ))
+    .unwrap();
+    let ch = Arc::new(DiskChannel::open(&cfg, Path::new("/nonexistent")).unwrap());
+    // Every put fills a segment of its own.
+    let page = |tag: u32| {
+        let mut e = events(tag, 1);
+        let mut body = e[0].body.to_vec();
+        body.resize(5000, b'.');
+        e[0].body = Bytes::from(body);
+        Batch::from(e)
+    };
+    ch.put(page(1)).await.unwrap();
+    // No inode left: the next segment cannot be created.
+    let mut fillers = Vec::new();
+    for i in 0.. {
+        let f = fs.0.join(format!("filler-{i}"));
+        if std::fs::write(&f, "").is_err() {
+            break;
+        }
+        fillers.push(f);
+    }
+    let put = tokio::spawn({
+        let ch = ch.clone();
+        async move { ch.put(page(2)).await }
+    });
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while ch.degraded().is_none() {
+        assert!(std::time::Instant::now() < deadline, "never reported full");
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    let why = ch.degraded().unwrap_or_default();
+    assert!(
+        why.contains("cannot create") && why.contains(".seg"),
+        "{why}"
+    );
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    assert!(!put.is_finished(), "a put that needs a segment must wait");
+    std::fs::remove_file(fillers.pop().unwrap()).unwrap();
+    put.await.unwrap().unwrap();
+    let got: Vec<String> = drain(&ch)
+        .await
+        .iter()
+        .map(|b| b.trim_end_matches('.').to_string())
+        .collect();
+    assert_eq!(got, ["1-0", "2-0"]);
+}
+
+#[tokio::test]
+async fn a_channel_opens_on_a_full_disk() {
+    let dir = tempfile::tempdir().unwrap();
+    let fs = SmallFs::mount(&dir.path().join("small"), "256k");
+    let path = fs.0.join("ch");
+    {
+        let ch = open(&path).unwrap();
+        for tag in 1..=3 {
+            ch.put(Batch::from(events(tag, 2))).await.unwrap();
+        }
+        let t = ch.take(2).await.unwrap().unwrap();
+        t.commit().await.unwrap();
+        ch.sync().await.unwrap();
+    }
+    fs.fill("filler");
+    // The commit log cannot be compacted (that needs room for a copy): it
+    // is kept as it is, and the rest is delivered.
+    let ch = open(&path).unwrap();
+    assert_eq!(drain(&ch).await, ["2-0", "2-1", "3-0", "3-1"]);
+}

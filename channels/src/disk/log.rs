@@ -45,8 +45,13 @@ pub fn at<'a>(what: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> i
 /// Whether `e` says the file system is full (`ENOSPC`) or the user's quota
 /// is used up (`EDQUOT`): conditions that pass once space is freed, so the
 /// channel waits and tries again rather than failing.
+/// Also after [`at`] added context (which keeps the kind, not the code).
 pub fn is_full(e: &io::Error) -> bool {
     matches!(e.raw_os_error(), Some(libc::ENOSPC) | Some(libc::EDQUOT))
+        || matches!(
+            e.kind(),
+            io::ErrorKind::StorageFull | io::ErrorKind::QuotaExceeded
+        )
 }
 
 /// Bytes of a record header.
