@@ -88,8 +88,8 @@ fn a_nearly_full_disk_is_enough_for_a_channel_whose_sink_keeps_up() {
     let d = Dir::new();
     let fs = SmallFs::mount(d.join("small"), "2m");
     let port = free_port();
-    // About 3 MiB of records through 256 KiB of room.
-    let n = 30_000;
+    // About 1.2 MiB of records through 256 KiB of room.
+    let n = 12_000;
     pipeline(&d, port, n);
     let room = fs.fill("filler");
     std::fs::remove_file(fs.path.join("filler")).expect("rm");
