@@ -146,8 +146,30 @@ pub fn main(registry: Registry) -> i32 {
     }
 }
 
+/// [`load_pipeline`], then the checks that span components of types the
+/// loader does not know: disk channels sharing a directory.
+pub(super) fn load_checked(
+    file: &Path,
+    registry: &Registry,
+) -> Result<sluice_core::config::Pipeline, Vec<sluice_core::config::Diagnostic>> {
+    let pipeline = load_pipeline(file, registry)?;
+    let problems: Vec<_> = sluice_channels::disk::shared_directories(&pipeline)
+        .into_iter()
+        .map(|(pos, message)| sluice_core::config::Diagnostic {
+            file: file.to_path_buf(),
+            pos,
+            message,
+        })
+        .collect();
+    if problems.is_empty() {
+        Ok(pipeline)
+    } else {
+        Err(problems)
+    }
+}
+
 fn load(registry: &Registry, file: &Path) -> Result<sluice_core::config::Pipeline, i32> {
-    load_pipeline(file, registry).map_err(|diags| {
+    load_checked(file, registry).map_err(|diags| {
         for d in &diags {
             eprintln!("{d}");
         }
