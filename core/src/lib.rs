@@ -37,6 +37,7 @@ pub mod event;
 pub mod metrics;
 pub mod processor;
 pub mod registry;
+pub mod resource;
 pub mod sink;
 pub mod source;
 pub mod template;
@@ -52,8 +53,8 @@ pub mod prelude {
     pub use crate::metrics::ComponentMetrics;
     pub use crate::processor::{ProcessContext, Processor};
     pub use crate::registry::{
-        BuildContext, BuildError, ChannelConfig, Problem, ProcessorConfig, Registry, SinkConfig,
-        SourceConfig,
+        BuildContext, BuildError, ChannelConfig, Problem, ProcessorConfig, Registry, Resource,
+        SinkConfig, SourceConfig,
     };
     pub use crate::sink::{Sink, SinkError};
     pub use crate::source::{ComponentError, Source, SourceContext};

@@ -107,6 +107,10 @@ fn default_cache_bytes() -> ByteSize {
 }
 
 impl ChannelConfig for DiskConfig {
+    /// The channel's directory, which one channel at a time may use.
+    fn resources(&self, cx: &BuildContext) -> Vec<Resource> {
+        vec![Resource::path(self.path.as_ref().unwrap_or(&cx.data_dir))]
+    }
     fn validate(&self) -> Vec<Problem> {
         let mut p = Vec::new();
         if self.max_bytes.0 == 0 {
@@ -174,7 +178,7 @@ impl Core {
         let tx = self.tx.lock().unwrap_or_else(|p| p.into_inner());
         tx.as_ref()
             .and_then(|tx| tx.send(cmd).ok())
-            .ok_or_else(|| ChannelError::Other("disk channel: the writer thread is gone".into()))
+            .ok_or_else(|| ChannelError::Broken("disk channel: the writer thread is gone".into()))
     }
 
     /// Commits taken parts: they leave the channel at once (room is freed,
@@ -314,7 +318,7 @@ impl DiskChannel {
         let (reply, rx) = oneshot::channel();
         self.core.send(Cmd::Sync { reply })?;
         rx.await
-            .map_err(|_| ChannelError::Other("disk channel: the writer thread is gone".into()))
+            .map_err(|_| ChannelError::Broken("disk channel: the writer thread is gone".into()))
     }
 
     /// Records found damaged since the channel opened (skipped).
@@ -428,7 +432,7 @@ impl Channel for DiskChannel {
         }
         match rx.await {
             Ok(r) => r.map_err(ChannelError::Io),
-            Err(_) => Err(ChannelError::Other(
+            Err(_) => Err(ChannelError::Broken(
                 "disk channel: the writer thread is gone".into(),
             )),
         }
@@ -624,7 +628,7 @@ impl TransactionHandle for DiskTxn {
         let written = self.core.commit(self.parts)?;
         written
             .await
-            .map_err(|_| ChannelError::Other("disk channel: the writer thread is gone".into()))
+            .map_err(|_| ChannelError::Broken("disk channel: the writer thread is gone".into()))
     }
 
     fn rollback(self: Box<Self>, batch: Option<Batch>) {
