@@ -11,6 +11,7 @@ mod network;
 mod operations;
 mod postgres;
 mod reload;
+mod reload_stops;
 mod store;
 mod store_api;
 mod tailing;

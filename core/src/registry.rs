@@ -217,7 +217,12 @@ erased!(
     Box<dyn Processor>,
     |_: &C, _: &BuildContext| Vec::new()
 );
-erased!(AnySinkConfig, SinkConfig, Box<dyn Sink>, SinkConfig::resources);
+erased!(
+    AnySinkConfig,
+    SinkConfig,
+    Box<dyn Sink>,
+    SinkConfig::resources
+);
 
 /// Turns a component's YAML mapping (its common keys removed) into its config.
 pub type Parser<T> = fn(&Node) -> Result<Arc<T>, ConfigError>;

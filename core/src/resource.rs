@@ -125,8 +125,7 @@ mod tests {
         assert!(p("data/store").conflicts(&p("./data/store/")));
         assert!(p("data/store").conflicts(&p("data/x/../store/index")));
         assert!(!p("data/store").conflicts(&p("data/store2")));
-        assert!(Resource::ConsumerGroup("g".into())
-            .conflicts(&Resource::ConsumerGroup("g".into())));
+        assert!(Resource::ConsumerGroup("g".into()).conflicts(&Resource::ConsumerGroup("g".into())));
         assert!(!p("g").conflicts(&Resource::ConsumerGroup("g".into())));
     }
 }

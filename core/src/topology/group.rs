@@ -59,10 +59,7 @@ struct GroupRunner {
 
 /// The group tasks of `pipeline`, built from the runners of their members
 /// (taken out of `runners`).
-pub(super) fn tasks(
-    pipeline: &Pipeline,
-    runners: &mut HashMap<String, SinkRunner>,
-) -> Vec<Spawn> {
+pub(super) fn tasks(pipeline: &Pipeline, runners: &mut HashMap<String, SinkRunner>) -> Vec<Spawn> {
     let mut out = Vec::new();
     for g in &pipeline.sink_groups {
         let members: Vec<Member> = g

@@ -41,8 +41,8 @@ use crate::channel::{Channel, ChannelStats};
 use crate::config::pipeline::Pipeline;
 use crate::metrics::{ComponentMetrics, MetricsSnapshot};
 use crate::registry::BuildError;
-pub use plan::TaskKey;
 use plan::context;
+pub use plan::TaskKey;
 use runner::StopHandle;
 use start::Spawn;
 

@@ -61,6 +61,9 @@ pub(crate) struct TaskPlan {
     pub reads: Option<String>,
     /// What its components will hold exclusively once built.
     pub resources: Vec<Resource>,
+    /// The sinks it runs (one, or a group's members): a sink that moves
+    /// into or out of a group is the same component in another task.
+    pub sinks: BTreeSet<String>,
 }
 
 /// What `component` of kind `kind` is given at build time.
@@ -101,6 +104,7 @@ pub(crate) fn plan(p: &Pipeline) -> BTreeMap<TaskKey, TaskPlan> {
             touches,
             reads: None,
             resources,
+            sinks: BTreeSet::new(),
         };
         out.insert(TaskKey::Source(s.id.clone()), task);
     }
@@ -113,6 +117,7 @@ pub(crate) fn plan(p: &Pipeline) -> BTreeMap<TaskKey, TaskPlan> {
             touches,
             reads: st.input.clone(),
             resources: Vec::new(),
+            sinks: BTreeSet::new(),
         };
         out.insert(TaskKey::Stage(st.id.clone()), task);
     }
@@ -124,6 +129,7 @@ pub(crate) fn plan(p: &Pipeline) -> BTreeMap<TaskKey, TaskPlan> {
             touches,
             reads: Some(s.channel.clone()),
             resources: s.config.resources(&context(p, "sink", &s.id)),
+            sinks: BTreeSet::from([s.id.clone()]),
         };
         out.insert(TaskKey::Sink(s.id.clone()), task);
     }
@@ -134,6 +140,7 @@ pub(crate) fn plan(p: &Pipeline) -> BTreeMap<TaskKey, TaskPlan> {
             touches: BTreeSet::new(),
             reads: Some(g.channel.clone()),
             resources: Vec::new(),
+            sinks: BTreeSet::new(),
         };
         for id in &g.sinks {
             if let Some(member) = out.remove(&TaskKey::Sink(id.clone())) {
@@ -141,6 +148,7 @@ pub(crate) fn plan(p: &Pipeline) -> BTreeMap<TaskKey, TaskPlan> {
                 group.print.push_str(&member.print);
                 group.touches.extend(member.touches);
                 group.resources.extend(member.resources);
+                group.sinks.extend(member.sinks);
             }
         }
         out.insert(TaskKey::Group(g.id.clone()), group);

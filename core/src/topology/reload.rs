@@ -490,23 +490,23 @@ impl Reloader {
                 (c.clone(), on)
             })
             .collect();
-        // A task starts once its old version and the old holders of the
+        // A task starts once its old version (also: the old task of a sink
+        // that moves into or out of a group) and the old holders of the
         // resources it claims have ended, and its rebuilt channels are there.
         let start = diff
             .starting
             .iter()
             .map(|key| {
                 let new = diff.new.get(key);
-                let claims = new.map(|t| t.resources.as_slice()).unwrap_or_default();
+                let waits_for = |old: &TaskPlan| {
+                    new.is_some_and(|n| {
+                        any_conflict(&n.resources, &old.resources)
+                            || !n.sinks.is_disjoint(&old.sinks)
+                    })
+                };
                 let wait = ending
                     .iter()
-                    .filter(|old| {
-                        *old == key
-                            || diff
-                                .old
-                                .get(*old)
-                                .is_some_and(|o| any_conflict(claims, &o.resources))
-                    })
+                    .filter(|old| *old == key || diff.old.get(*old).is_some_and(waits_for))
                     .cloned()
                     .collect();
                 let channels = new

@@ -119,10 +119,7 @@ pub(crate) async fn run_source(
 }
 
 /// `Ok` for a put abandoned on a stop.
-fn stopped_ok(
-    r: Result<(), ChannelError>,
-    stop: &CancellationToken,
-) -> Result<(), ChannelError> {
+fn stopped_ok(r: Result<(), ChannelError>, stop: &CancellationToken) -> Result<(), ChannelError> {
     match r {
         Err(ChannelError::Stopped) if stop.is_cancelled() => Ok(()),
         r => r,
@@ -433,8 +430,9 @@ mod tests {
     impl TransactionHandle for Handle {
         fn commit<'a>(
             self: Box<Self>,
-        ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), ChannelError>> + Send + 'a>>
-        {
+        ) -> std::pin::Pin<
+            Box<dyn std::future::Future<Output = Result<(), ChannelError>> + Send + 'a>,
+        > {
             self.owner.commits.fetch_add(1, Ordering::SeqCst);
             Box::pin(async { Ok(()) })
         }

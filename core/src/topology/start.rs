@@ -92,7 +92,8 @@ pub(crate) fn start(
     let wanted = |pid: &str| {
         keys.contains(&TaskKey::Stage(pid.to_string()))
             || pipeline.sources.iter().any(|s| {
-                s.processors.iter().any(|p| p == pid) && keys.contains(&TaskKey::Source(s.id.clone()))
+                s.processors.iter().any(|p| p == pid)
+                    && keys.contains(&TaskKey::Source(s.id.clone()))
             })
     };
     for p in pipeline.processors.iter().filter(|p| wanted(&p.id)) {
