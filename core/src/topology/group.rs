@@ -317,6 +317,34 @@ mod tests {
         }
     }
 
+    #[tokio::test]
+    async fn a_stop_ends_the_wait_when_every_member_is_penalised() {
+        use crate::topology::runner::tests::{Held, HeldChannel, Refusing};
+        let held = Held::one();
+        let input: Arc<dyn Channel> = Arc::new(HeldChannel(held.clone()));
+        let mut g = group(
+            GroupStrategy::LoadBalance {
+                selector: Balance::RoundRobin,
+            },
+            &[0, 0],
+        );
+        g.input = input;
+        // Penalties far longer than the test: only the stop ends the wait.
+        g.base_penalty = Duration::from_secs(600);
+        g.max_penalty = Duration::from_secs(600);
+        for m in &mut g.members {
+            m.runner.sink = Box::new(Refusing);
+        }
+        let stop = g.stop.clone();
+        let task = tokio::spawn(g.deliver());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        stop.cancel();
+        let ended = tokio::time::timeout(Duration::from_secs(5), task).await;
+        assert!(matches!(ended, Ok(Ok(Ok(())))), "{ended:?}");
+        assert_eq!(held.rollbacks.load(std::sync::atomic::Ordering::SeqCst), 1);
+        assert_eq!(held.held(), Some(1));
+    }
+
     #[test]
     fn failover_prefers_priority_skips_penalised_and_fails_back() {
         let mut g = group(

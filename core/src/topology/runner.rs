@@ -403,7 +403,7 @@ pub(crate) async fn rejected_events(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use std::sync::atomic::AtomicUsize;
     use std::sync::Mutex;
 
@@ -414,13 +414,28 @@ mod tests {
     use crate::event::Event;
 
     /// Hands out its batch until committed; counts rollbacks; fails every
-    /// take with `error` when set.
+    /// take with a permanent error when `broken`.
     #[derive(Default)]
-    struct Held {
-        batch: Mutex<Option<Batch>>,
-        rollbacks: Arc<AtomicUsize>,
-        commits: Arc<AtomicUsize>,
-        broken: bool,
+    pub(crate) struct Held {
+        pub batch: Mutex<Option<Batch>>,
+        pub rollbacks: Arc<AtomicUsize>,
+        pub commits: Arc<AtomicUsize>,
+        pub broken: bool,
+    }
+
+    impl Held {
+        /// Holding one batch of one event.
+        pub fn one() -> Arc<Held> {
+            let held = Held::default();
+            *held.batch.lock().unwrap() =
+                Some(Batch::from(vec![Event::new("x", Default::default())]));
+            Arc::new(held)
+        }
+
+        /// The events it holds (given back by a rollback).
+        pub fn held(&self) -> Option<usize> {
+            self.batch.lock().unwrap().as_ref().map(Batch::len)
+        }
     }
 
     struct Handle {
@@ -442,7 +457,7 @@ mod tests {
         }
     }
 
-    struct HeldChannel(Arc<Held>);
+    pub(crate) struct HeldChannel(pub Arc<Held>);
 
     #[async_trait]
     impl Channel for HeldChannel {
@@ -470,7 +485,7 @@ mod tests {
         }
     }
 
-    struct Refusing;
+    pub(crate) struct Refusing;
 
     #[async_trait]
     impl Sink for Refusing {
@@ -496,8 +511,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_sink_stuck_retrying_stops_at_once_and_rolls_its_batch_back() {
-        let held = Arc::new(Held::default());
-        *held.batch.lock().unwrap() = Some(Batch::from(vec![Event::new("x", Default::default())]));
+        let held = Held::one();
         let stop = CancellationToken::new();
         let task = tokio::spawn(runner(held.clone(), stop.clone()).run());
         // Let it fail and back off a few times (100, 200, 400 ms ...).
@@ -509,7 +523,56 @@ mod tests {
         assert!(asked.elapsed() < Duration::from_millis(500));
         assert_eq!(held.rollbacks.load(Ordering::SeqCst), 1);
         assert_eq!(held.commits.load(Ordering::SeqCst), 0);
-        assert_eq!(held.batch.lock().unwrap().as_ref().map(Batch::len), Some(1));
+        assert_eq!(held.held(), Some(1));
+    }
+
+    /// Never has room.
+    struct Full;
+
+    #[async_trait]
+    impl Channel for Full {
+        async fn put(&self, _batch: Batch) -> Result<(), ChannelError> {
+            std::future::pending().await
+        }
+        async fn take(&self, _max: usize) -> Result<Option<Transaction>, ChannelError> {
+            std::future::pending().await
+        }
+        fn close(&self) {}
+        fn stats(&self) -> ChannelStats {
+            ChannelStats::default()
+        }
+    }
+
+    #[tokio::test]
+    async fn a_stage_stopped_while_its_output_is_full_gives_its_batch_back() {
+        let held = Held::one();
+        let stop = CancellationToken::new();
+        let metrics: Arc<ComponentMetrics> = Arc::default();
+        let mut emitter = Emitter::new(
+            "s",
+            Vec::new(),
+            super::super::emit::Route::Replicating,
+            vec![Arc::new(Full)],
+            metrics.clone(),
+        );
+        emitter.stop = Some(stop.clone());
+        let input = Arc::new(HeldChannel(held.clone()));
+        let stage = tokio::spawn(run_stage(
+            input,
+            emitter,
+            metrics,
+            10,
+            Vec::new(),
+            stop.clone(),
+        ));
+        tokio::task::yield_now().await;
+        stop.cancel();
+        let ended = tokio::time::timeout(ABANDON_AFTER * 3, stage).await;
+        assert!(matches!(ended, Ok(Ok(Ok(())))), "{ended:?}");
+        assert_eq!(held.rollbacks.load(Ordering::SeqCst), 1);
+        assert_eq!(held.commits.load(Ordering::SeqCst), 0);
+        // A memory input cannot re-read: the copy kept aside went back.
+        assert_eq!(held.held(), Some(1));
     }
 
     #[tokio::test]
