@@ -252,6 +252,7 @@ impl Topology {
                     names: &mut names,
                     components: &mut components,
                     channels: &mut channels,
+                    view: &view,
                 }
             };
         }

@@ -71,6 +71,9 @@ pub(crate) struct Live<'a> {
     pub names: &'a mut HashMap<tokio::task::Id, TaskKey>,
     pub components: &'a mut Vec<ComponentInfo>,
     pub channels: &'a mut Vec<(String, Arc<dyn Channel>)>,
+    /// What observers see: published again before an old channel is
+    /// dropped, so that the view holds no handle on it.
+    pub view: &'a super::view::LiveView,
 }
 
 /// Spawns `tasks` into `set`, remembering their keys.
@@ -545,6 +548,8 @@ impl Reloader {
             // same files.
             let old = self.slots.remove(&id).map(|s| s.channel);
             live.channels.retain(|(c, _)| *c != id);
+            live.view
+                .publish(&self.pipeline, live.components, live.channels);
             match build_channel(&plan.target, &id, old).await {
                 Ok(channel) => {
                     let slot = ChannelSlot::new(channel.clone());
@@ -610,6 +615,8 @@ impl Reloader {
             gone.extend(self.slots.remove(id).map(|s| s.channel));
             live.channels.retain(|(c, _)| c != id);
         }
+        live.view
+            .publish(&plan.target, live.components, live.channels);
         drop_channels(gone).await;
         let keep = super::plan::plan(&plan.target);
         live.components.retain(|c| {

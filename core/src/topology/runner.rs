@@ -17,8 +17,10 @@
 //!   recording its checkpoint, so the next version reads the batch again.
 //!
 //! A `write` in progress is never cancelled: the task ends after it.
-//! Nothing is lost; a rolled back batch may be delivered twice (at least
-//! once, as after any failed write).
+//! Nothing taken from a channel is lost; a rolled back batch may be
+//! delivered twice (at least once, as after any failed write). What
+//! processors emit as they finish (`Processor::finish`) is put like any
+//! batch, and so given up too when the put stays blocked after the stop.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -541,6 +543,54 @@ pub(crate) mod tests {
         fn stats(&self) -> ChannelStats {
             ChannelStats::default()
         }
+    }
+
+    /// Emits one batch, then counts it as saved, as a source records its
+    /// checkpoint after `emit` returned.
+    struct OneBatch(Arc<AtomicUsize>);
+
+    #[async_trait]
+    impl Source for OneBatch {
+        async fn run(self: Box<Self>, mut cx: SourceContext) -> Result<(), ComponentError> {
+            cx.emit(Batch::from(vec![Event::new("x", Default::default())]))
+                .await?;
+            self.0.fetch_add(1, Ordering::SeqCst);
+            Ok(())
+        }
+    }
+
+    #[tokio::test]
+    async fn a_source_stopped_while_its_channel_is_full_ends_cleanly_without_saving() {
+        let stop = StopHandle {
+            stop: CancellationToken::new(),
+            source: Some(CancellationToken::new()),
+        };
+        let cx = crate::testing::source_context(
+            "s",
+            std::env::temp_dir(),
+            Arc::new(Full),
+            stop.source.clone().unwrap_or_default(),
+        );
+        let emitter = cx.emitter.clone();
+        emitter.lock().await.stop = Some(stop.stop.clone());
+        let saved = Arc::new(AtomicUsize::new(0));
+        let source = Box::new(OneBatch(saved.clone()));
+        let task = tokio::spawn(run_source(
+            source,
+            cx,
+            emitter,
+            Vec::new(),
+            stop.stop.clone(),
+        ));
+        tokio::task::yield_now().await;
+        stop.cancel();
+        let ended = tokio::time::timeout(ABANDON_AFTER * 3, task).await;
+        assert!(matches!(ended, Ok(Ok(Ok(())))), "{ended:?}");
+        assert_eq!(
+            saved.load(Ordering::SeqCst),
+            0,
+            "nothing recorded as emitted"
+        );
     }
 
     #[tokio::test]
