@@ -14,10 +14,19 @@
 //!   from there the drain is the same as above. If the drain takes longer
 //!   than the drain timeout, the remaining tasks are aborted and the run
 //!   reports how many events were left in which channel.
-//! * A reload ([`Topology::run_reloading`]) stops only the components whose
-//!   declaration changed, each on its own (a source through a child of the
-//!   shutdown token, a stage or sink between two batches), and starts their
-//!   new versions on the same channels: see [`reload`].
+//! * A reload ([`Topology::run_reloading`]) stops only the tasks whose
+//!   declaration changed, each through its own stop handle (see
+//!   `runner.rs`: a source stops reading; a stage, sink or group ends
+//!   between two batches or at once while it waits to retry), and starts
+//!   their new versions on the same channels: see [`reload`].
+//!
+//! # Layout
+//!
+//! [`plan`] (pure: which tasks, keyed by [`TaskKey`], what each touches and
+//! holds) → `start.rs` (builds the components of chosen tasks) →
+//! `runner.rs`, `group.rs`, `emit.rs` (the task loops) → this file (the run
+//! loop: spawn, join, stop, drain) and [`reload`] (compare plans, stop,
+//! start).
 
 pub(crate) mod emit;
 mod group;
