@@ -146,7 +146,15 @@ impl<'a> Reload<'a> {
         if let Trigger::Sighup = self.trigger {
             signal(&agent.child, libc::SIGHUP);
         }
-        agent.wait_log(self.outcome, 1);
+        // A refused reload fails at once when a complete one is expected.
+        wait_for(LIMIT, self.outcome, || {
+            let log = agent.log();
+            assert!(
+                self.outcome == "reload refused" || !log.contains("reload refused"),
+                "{log}"
+            );
+            log.contains(self.outcome)
+        });
         let at_reload = writer.written();
         wait_for(LIMIT, "lines after the reload", || {
             writer.written() >= at_reload + self.more

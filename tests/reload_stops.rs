@@ -177,7 +177,11 @@ fn a_listening_source_reloaded_on_the_same_port_loses_nothing() {
         &yaml.replace("busy_timeout: 1s", "busy_timeout: 2s"),
     );
     signal(&agent.child, libc::SIGHUP);
-    agent.wait_log("reload complete", 1);
+    wait_for(LIMIT, "reload complete", || {
+        let log = agent.log();
+        assert!(!log.contains("reload refused"), "{log}");
+        log.contains("reload complete")
+    });
     let at_reload = poster.acked();
     wait_for(LIMIT, "lines after the reload", || {
         poster.acked() >= at_reload + 1000
