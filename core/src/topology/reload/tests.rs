@@ -15,6 +15,9 @@ struct Opts {
     #[serde(default)]
     #[allow(dead_code)]
     n: Option<u64>,
+    /// A port it would listen on.
+    #[serde(default)]
+    port: Option<u16>,
 }
 struct Nop;
 #[async_trait]
@@ -35,6 +38,12 @@ impl Sink for Nop {
 impl SourceConfig for Opts {
     fn build(&self, _cx: &BuildContext) -> Result<Box<dyn Source>, BuildError> {
         Ok(Box::new(Nop))
+    }
+    fn resources(&self, _cx: &BuildContext) -> Vec<Resource> {
+        self.port
+            .and_then(|p| Resource::tcp(&format!("0.0.0.0:{p}")))
+            .into_iter()
+            .collect()
     }
 }
 impl ProcessorConfig for Opts {
@@ -190,4 +199,45 @@ fn every_task_started_has_its_stop_handle_under_its_own_key() {
     assert_eq!(tasks, keys);
     assert!(keys.contains(&TaskKey::Group("g".into())));
     assert!(!keys.contains(&TaskKey::Sink("x".into())));
+}
+
+/// Problems of going from `from` to `to`.
+fn resource_problems(from: &str, to: &str) -> Vec<String> {
+    let r = Reloader::new(
+        pipeline(from),
+        HashMap::new(),
+        HashMap::new(),
+        CancellationToken::new(),
+    );
+    let target = pipeline(to);
+    let d = r.diff(&target);
+    r.resource_problems(&target, &d)
+}
+
+#[test]
+fn a_port_held_by_a_source_that_keeps_running_refuses_the_reload() {
+    let base = BASE.replace(
+        "b: {type: gen, channels: [e]}",
+        "b: {type: gen, channels: [e], port: 80}",
+    );
+    // A new source on the same port beside the old one: refused.
+    let both = base.replace(
+        "processors:\n",
+        "  q: {type: gen, channels: [e], port: 80}\nprocessors:\n",
+    );
+    let problems = resource_problems(&base, &both);
+    assert_eq!(problems.len(), 1, "{problems:?}");
+    assert!(
+        problems[0].contains("source `q` claims tcp port 0.0.0.0:80, which source `b` holds"),
+        "{problems:?}"
+    );
+    // The same port, taken over from a source that goes or changes: fine
+    // (the new one waits for the old one to end).
+    let moved = base.replace(
+        "  b: {type: gen, channels: [e], port: 80}\n",
+        "  q: {type: gen, channels: [e], port: 80}\n",
+    );
+    assert_eq!(resource_problems(&base, &moved), Vec::<String>::new());
+    let changed = base.replace("port: 80}", "port: 80, n: 1}");
+    assert_eq!(resource_problems(&base, &changed), Vec::<String>::new());
 }
