@@ -385,12 +385,29 @@ impl Reloader {
         for s in trial.values() {
             s.writers.fetch_add(1, Ordering::AcqRel);
         }
-        let keys: BTreeSet<TaskKey> = diff
+        let (keys, holders): (BTreeSet<TaskKey>, BTreeSet<TaskKey>) = diff
             .starting
             .iter()
-            .filter(|k| diff.new.get(*k).is_some_and(|t| t.resources.is_empty()))
             .cloned()
-            .collect();
+            .partition(|k| diff.new.get(k).is_some_and(|t| t.resources.is_empty()));
+        // A source that holds resources is not built on trial; its inline
+        // processors are.
+        let mut errors = Vec::new();
+        for s in target
+            .sources
+            .iter()
+            .filter(|s| holders.contains(&TaskKey::Source(s.id.clone())))
+        {
+            for spec in s.processors.iter().filter_map(|pid| target.processor(pid)) {
+                if let Err(e) = spec.config.build(&context(target, "processor", &spec.id)) {
+                    errors.push(format!("processor `{}`: {e}", spec.id));
+                }
+            }
+        }
+        if !errors.is_empty() {
+            drop_channels(fresh.into_values().map(|s| s.channel).collect()).await;
+            return Err(errors);
+        }
         match start_blocking(target, &trial, &CancellationToken::new(), keys).await {
             Ok(_) => Ok(fresh),
             Err(failed) => {
