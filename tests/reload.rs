@@ -8,18 +8,18 @@ use std::time::Duration;
 
 use crate::util::*;
 
-const LIMIT: Duration = Duration::from_secs(60);
+pub(crate) const LIMIT: Duration = Duration::from_secs(60);
 
 /// Appends numbered lines to `logs/app.log`, 20 every few milliseconds,
 /// until stopped.
-struct Writer {
+pub(crate) struct Writer {
     written: Arc<AtomicUsize>,
     stop: Arc<AtomicBool>,
     thread: JoinHandle<()>,
 }
 
 impl Writer {
-    fn start(d: &Dir) -> Writer {
+    pub(crate) fn start(d: &Dir) -> Writer {
         let written = Arc::new(AtomicUsize::new(0));
         let stop = Arc::new(AtomicBool::new(false));
         let path = d.join("logs/app.log");
@@ -45,12 +45,12 @@ impl Writer {
         }
     }
 
-    fn written(&self) -> usize {
+    pub(crate) fn written(&self) -> usize {
         self.written.load(Ordering::Relaxed)
     }
 
     /// Stops and returns how many lines were written.
-    fn stop(self) -> usize {
+    pub(crate) fn stop(self) -> usize {
         self.stop.store(true, Ordering::Relaxed);
         let written = self.written.clone();
         let _ = self.thread.join();
@@ -59,15 +59,15 @@ impl Writer {
 }
 
 /// Replaces the pipeline file in one step, as editors and deploy tools do.
-fn replace(d: &Dir, name: &str, text: &str) {
+pub(crate) fn replace(d: &Dir, name: &str, text: &str) {
     let tmp = d.write(&format!("{name}.tmp"), text);
     std::fs::rename(tmp, d.join(name)).expect("rename");
 }
 
-const FOLLOW: &str = "sources:\n  app:\n    type: file\n    include: [./logs/app.log]\n    read_from: beginning\n    poll_interval: 20ms\n    channels: [a]\nchannels:\n  a: {type: memory, capacity: 64}\nsinks:\n  one: {type: file, channel: a, path: ./out/a.log}\n";
+pub(crate) const FOLLOW: &str = "sources:\n  app:\n    type: file\n    include: [./logs/app.log]\n    read_from: beginning\n    poll_interval: 20ms\n    channels: [a]\nchannels:\n  a: {type: memory, capacity: 64}\nsinks:\n  one: {type: file, channel: a, path: ./out/a.log}\n";
 
 /// Whether the last line of `name` is `n - 1`.
-fn ends_at(d: &Dir, name: &str, n: usize) -> bool {
+pub(crate) fn ends_at(d: &Dir, name: &str, n: usize) -> bool {
     d.lines(name).last() == Some(&(n - 1).to_string())
 }
 
@@ -81,7 +81,7 @@ fn assert_range(lines: &[String], from: usize, to: usize) {
 
 /// How the agent learns of its new pipeline file.
 #[derive(Clone, Copy)]
-enum Trigger {
+pub(crate) enum Trigger {
     /// SIGHUP after the file was replaced.
     Sighup,
     /// `run --watch` sees the file change.
@@ -91,31 +91,31 @@ enum Trigger {
 /// A reload while lines are written: the agent follows `logs/app.log`
 /// (empty at first) with the pipeline `before`, whose sink writes
 /// `out/a.log`, while a [`Writer`] appends to it.
-struct Reload<'a> {
-    before: &'a str,
-    after: &'a str,
-    trigger: Trigger,
+pub(crate) struct Reload<'a> {
+    pub before: &'a str,
+    pub after: &'a str,
+    pub trigger: Trigger,
     /// Lines in `out/a.log` before the pipeline is replaced.
-    first: usize,
+    pub first: usize,
     /// What the log says once the new file was taken (or refused).
-    outcome: &'a str,
+    pub outcome: &'a str,
     /// Lines written after that.
-    more: usize,
+    pub more: usize,
 }
 
 /// What a [`Reload`] saw.
-struct Reloaded {
+pub(crate) struct Reloaded {
     /// Lines written when the log said `outcome`.
-    at_reload: usize,
+    pub at_reload: usize,
     /// Lines written in all.
-    written: usize,
+    pub written: usize,
     /// The agent's whole log.
-    log: String,
+    pub log: String,
 }
 
 impl<'a> Reload<'a> {
     /// `first` and `more` 500 lines, and the reload expected to succeed.
-    fn new(before: &'a str, after: &'a str, trigger: Trigger) -> Self {
+    pub(crate) fn new(before: &'a str, after: &'a str, trigger: Trigger) -> Self {
         Reload {
             before,
             after,
@@ -130,7 +130,7 @@ impl<'a> Reload<'a> {
     /// the agent and waits for `outcome`; lets `more` lines be written,
     /// stops the writer, waits until `caught_up(lines written)` and stops the
     /// agent, which must exit cleanly.
-    fn run(&self, d: &Dir, caught_up: impl Fn(usize) -> bool) -> Reloaded {
+    pub(crate) fn run(&self, d: &Dir, caught_up: impl Fn(usize) -> bool) -> Reloaded {
         d.write("logs/app.log", "");
         d.write("p.yaml", self.before);
         let args: &[&str] = match self.trigger {
@@ -146,7 +146,15 @@ impl<'a> Reload<'a> {
         if let Trigger::Sighup = self.trigger {
             signal(&agent.child, libc::SIGHUP);
         }
-        agent.wait_log(self.outcome, 1);
+        // A refused reload fails at once when a complete one is expected.
+        wait_for(LIMIT, self.outcome, || {
+            let log = agent.log();
+            assert!(
+                self.outcome == "reload refused" || !log.contains("reload refused"),
+                "{log}"
+            );
+            log.contains(self.outcome)
+        });
         let at_reload = writer.written();
         wait_for(LIMIT, "lines after the reload", || {
             writer.written() >= at_reload + self.more

@@ -13,6 +13,7 @@ mod operations;
 mod packaging;
 mod postgres;
 mod reload;
+mod reload_stops;
 mod store;
 mod store_api;
 mod tailing;

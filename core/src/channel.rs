@@ -21,9 +21,30 @@ pub enum ChannelError {
     /// An I/O error of a durable channel. Retrying may help.
     #[error("channel I/O error: {0}")]
     Io(#[from] std::io::Error),
-    /// Anything else a channel implementation reports.
+    /// The put was abandoned because a reload is stopping the task that
+    /// made it (see the cancel safety of [`Channel`]); nothing is handed
+    /// back. The caller ends without recording progress for the batch.
+    #[error("the put was abandoned: the component is being stopped by a reload")]
+    Stopped,
+    /// The channel cannot work any more (a durable channel's writer thread
+    /// is gone): no retry can help. A task that meets it fails at once with
+    /// this error instead of retrying.
+    #[error("{0}")]
+    Broken(String),
+    /// Anything else a channel implementation reports. Retrying may help.
     #[error("{0}")]
     Other(String),
+}
+
+impl ChannelError {
+    /// Whether no retry of the same call can succeed: the channel is
+    /// [`Broken`](Self::Broken) (or [`Closed`](Self::Closed), for a put).
+    pub fn is_permanent(&self) -> bool {
+        matches!(
+            self,
+            ChannelError::Broken(_) | ChannelError::Closed(_) | ChannelError::Stopped
+        )
+    }
 }
 
 /// What a channel reports about itself (for metrics and `sluice top`).
@@ -63,8 +84,17 @@ pub struct ChannelStats {
 ///
 /// # Cancel safety
 ///
-/// `put` and `take` must be cancel safe: a cancelled `put` has put nothing,
-/// a cancelled `take` has taken nothing.
+/// * `take` is cancel safe: a cancelled `take` has taken nothing.
+/// * `put` is not all-or-nothing when cancelled, and its caller cannot tell
+///   how much went in. A cancelled `put` may have put none of the batch,
+///   part of it (the memory channel admits a batch larger than its whole
+///   capacity in pieces as room appears), or all of it (the disk channel
+///   hands the batch to its writer thread, which appends it even when the
+///   waiting caller is gone). Only the batch is lost to the caller, as with
+///   tokio's `Sender::send`. The runtime cancels a put only when a reload
+///   stops the task, and then rolls the input back (a stage) or lets the
+///   source read again from its checkpoint: the events are delivered again,
+///   at least once, never lost.
 #[async_trait]
 pub trait Channel: Send + Sync + 'static {
     /// Puts a batch, waiting while the channel is full.
@@ -153,6 +183,12 @@ impl Transaction {
             Some(h) => h.commit().await,
             None => Ok(()),
         }
+    }
+
+    /// Hands the events back after [`take_batch`](Self::take_batch) moved
+    /// them out (a copy kept aside), so that a rollback returns them.
+    pub fn restore(&mut self, batch: Batch) {
+        self.batch = Some(batch);
     }
 
     /// Rolls back: the events become available again.

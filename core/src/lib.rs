@@ -16,9 +16,13 @@
 //!   delivery.
 //! * [`Registry`](registry::Registry) maps the YAML `type` of each component to
 //!   its typed config ([`SourceConfig`](registry::SourceConfig) and friends).
+//! * [`Resource`](resource::Resource) is what a component declares it holds
+//!   exclusively (a port, a locked directory), so that a reload stops the
+//!   old holder before it builds the new one.
 //! * [`config`] reads and validates the pipeline file, keeping line and column
-//!   for every error; [`topology`] builds the graph and runs every component as
-//!   a tokio task, with channels as the only edges.
+//!   for every error; [`topology`] plans the tasks of a pipeline (one
+//!   [`TaskKey`](topology::TaskKey) each), builds them and runs every one as
+//!   a tokio task, with channels as the only edges, and applies reloads.
 //!
 //! ```
 //! use sluice_core::prelude::*;
@@ -37,6 +41,7 @@ pub mod event;
 pub mod metrics;
 pub mod processor;
 pub mod registry;
+pub mod resource;
 pub mod sink;
 pub mod source;
 pub mod template;
@@ -52,8 +57,8 @@ pub mod prelude {
     pub use crate::metrics::ComponentMetrics;
     pub use crate::processor::{ProcessContext, Processor};
     pub use crate::registry::{
-        BuildContext, BuildError, ChannelConfig, Problem, ProcessorConfig, Registry, SinkConfig,
-        SourceConfig,
+        BuildContext, BuildError, ChannelConfig, Problem, ProcessorConfig, Registry, Resource,
+        SinkConfig, SourceConfig,
     };
     pub use crate::sink::{Sink, SinkError};
     pub use crate::source::{ComponentError, Source, SourceContext};

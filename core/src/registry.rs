@@ -45,6 +45,7 @@ use crate::channel::Channel;
 use crate::config::node::Node;
 use crate::config::{from_node, ConfigError};
 use crate::processor::Processor;
+pub use crate::resource::Resource;
 use crate::sink::Sink;
 use crate::source::Source;
 
@@ -110,6 +111,14 @@ pub trait SourceConfig: DeserializeOwned + Send + Sync + 'static {
         Vec::new()
     }
     /// Builds the source (may do I/O: open files, bind sockets).
+    /// What the built component will hold exclusively (a listening port,
+    /// a locked directory), computed without I/O. The runtime never builds
+    /// a component that declares resources while another one holds them:
+    /// on reload the old holder stops and ends first, and such a component
+    /// is not built on trial (see `docs/extending.md`). Default: nothing.
+    fn resources(&self, _cx: &BuildContext) -> Vec<Resource> {
+        Vec::new()
+    }
     fn build(&self, cx: &BuildContext) -> Result<Box<dyn Source>, BuildError>;
 }
 
@@ -120,6 +129,14 @@ pub trait ChannelConfig: DeserializeOwned + Send + Sync + 'static {
         Vec::new()
     }
     /// Builds the channel.
+    /// What the built component will hold exclusively (a listening port,
+    /// a locked directory), computed without I/O. The runtime never builds
+    /// a component that declares resources while another one holds them:
+    /// on reload the old holder stops and ends first, and such a component
+    /// is not built on trial (see `docs/extending.md`). Default: nothing.
+    fn resources(&self, _cx: &BuildContext) -> Vec<Resource> {
+        Vec::new()
+    }
     fn build(&self, cx: &BuildContext) -> Result<Arc<dyn Channel>, BuildError>;
 }
 
@@ -141,17 +158,27 @@ pub trait SinkConfig: DeserializeOwned + Send + Sync + 'static {
         Vec::new()
     }
     /// Builds the sink.
+    /// What the built component will hold exclusively (a listening port,
+    /// a locked directory), computed without I/O. The runtime never builds
+    /// a component that declares resources while another one holds them:
+    /// on reload the old holder stops and ends first, and such a component
+    /// is not built on trial (see `docs/extending.md`). Default: nothing.
+    fn resources(&self, _cx: &BuildContext) -> Vec<Resource> {
+        Vec::new()
+    }
     fn build(&self, cx: &BuildContext) -> Result<Box<dyn Sink>, BuildError>;
 }
 
 macro_rules! erased {
-    ($erased:ident, $typed:ident, $out:ty) => {
+    ($erased:ident, $typed:ident, $out:ty, $resources:expr) => {
         /// A parsed config of some component type, its type erased.
         pub trait $erased: Send + Sync {
             /// See the typed trait's `validate`.
             fn validate(&self) -> Vec<Problem>;
             /// See the typed trait's `build`.
             fn build(&self, cx: &BuildContext) -> Result<$out, BuildError>;
+            /// See the typed trait's `resources` (none for a processor).
+            fn resources(&self, cx: &BuildContext) -> Vec<Resource>;
             /// The typed config, for readers that know its type (the API
             /// finds the `store` sinks' paths through it).
             fn as_any(&self) -> &dyn std::any::Any;
@@ -163,16 +190,39 @@ macro_rules! erased {
             fn build(&self, cx: &BuildContext) -> Result<$out, BuildError> {
                 $typed::build(self, cx)
             }
+            fn resources(&self, cx: &BuildContext) -> Vec<Resource> {
+                $resources(self, cx)
+            }
             fn as_any(&self) -> &dyn std::any::Any {
                 self
             }
         }
     };
 }
-erased!(AnySourceConfig, SourceConfig, Box<dyn Source>);
-erased!(AnyChannelConfig, ChannelConfig, Arc<dyn Channel>);
-erased!(AnyProcessorConfig, ProcessorConfig, Box<dyn Processor>);
-erased!(AnySinkConfig, SinkConfig, Box<dyn Sink>);
+erased!(
+    AnySourceConfig,
+    SourceConfig,
+    Box<dyn Source>,
+    SourceConfig::resources
+);
+erased!(
+    AnyChannelConfig,
+    ChannelConfig,
+    Arc<dyn Channel>,
+    ChannelConfig::resources
+);
+erased!(
+    AnyProcessorConfig,
+    ProcessorConfig,
+    Box<dyn Processor>,
+    |_: &C, _: &BuildContext| Vec::new()
+);
+erased!(
+    AnySinkConfig,
+    SinkConfig,
+    Box<dyn Sink>,
+    SinkConfig::resources
+);
 
 /// Turns a component's YAML mapping (its common keys removed) into its config.
 pub type Parser<T> = fn(&Node) -> Result<Arc<T>, ConfigError>;

@@ -50,7 +50,8 @@ pub trait Source: Send + 'static {
 pub struct SourceContext {
     /// The source's id in the pipeline file.
     pub id: Arc<str>,
-    /// Cancelled when the pipeline is asked to stop.
+    /// Cancelled when the pipeline is asked to stop, or when a reload
+    /// stops this source (its declaration changed or it was removed).
     pub shutdown: CancellationToken,
     /// Where to keep offsets across restarts.
     pub checkpoints: CheckpointStore,
@@ -68,7 +69,10 @@ impl SourceContext {
     /// # Errors
     ///
     /// [`ChannelError::Closed`] when the pipeline is being torn down and the
-    /// channels no longer accept events; the source should return.
+    /// channels no longer accept events; [`ChannelError::Stopped`] when a
+    /// reload stops this source and a channel stayed full for a second
+    /// after the stop (the batch may have been put in part). Either way the
+    /// source should return without recording a checkpoint for the batch.
     pub async fn emit(&mut self, batch: Batch) -> Result<(), ChannelError> {
         if batch.is_empty() {
             return Ok(());

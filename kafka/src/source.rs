@@ -110,6 +110,11 @@ pub(crate) fn consumer_defaults(group_id: &str, start_from: &str) -> Vec<(&'stat
 }
 
 impl SourceConfig for Config {
+    /// Its consumer group membership: a reload lets the old member leave
+    /// before the new one joins, and never builds a consumer on trial.
+    fn resources(&self, _cx: &BuildContext) -> Vec<Resource> {
+        vec![Resource::ConsumerGroup(self.group_id.clone())]
+    }
     fn validate(&self) -> Vec<Problem> {
         let mut problems = Vec::new();
         self.brokers.validate(&mut problems);

@@ -71,6 +71,11 @@ fn default_busy_timeout() -> sluice_core::config::Duration {
 }
 
 impl SourceConfig for Config {
+    /// The port it listens on, so that a reload stops the old listener
+    /// before the new one binds.
+    fn resources(&self, _cx: &BuildContext) -> Vec<Resource> {
+        Resource::tcp(&self.address).into_iter().collect()
+    }
     fn validate(&self) -> Vec<Problem> {
         let mut p = Vec::new();
         if let Some(tls) = &self.tls {

@@ -71,6 +71,14 @@ fn auto() -> Framing {
 }
 
 impl SourceConfig for Config {
+    /// The port it listens on (see the `tcp` source).
+    fn resources(&self, _cx: &BuildContext) -> Vec<Resource> {
+        let port = match self.mode {
+            Mode::Tcp => Resource::tcp(&self.address),
+            Mode::Udp => Resource::udp(&self.address),
+        };
+        port.into_iter().collect()
+    }
     fn validate(&self) -> Vec<Problem> {
         let mut p = Vec::new();
         if self.max_line_bytes.0 == 0 {

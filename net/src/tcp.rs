@@ -52,6 +52,11 @@ pub(crate) fn default_batch_size() -> NonZeroUsize {
 }
 
 impl SourceConfig for Config {
+    /// The port it listens on, so that a reload stops the old listener
+    /// before the new one binds.
+    fn resources(&self, _cx: &BuildContext) -> Vec<Resource> {
+        Resource::tcp(&self.address).into_iter().collect()
+    }
     fn validate(&self) -> Vec<Problem> {
         let mut p = Vec::new();
         if self.max_line_bytes.0 == 0 {

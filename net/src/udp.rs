@@ -43,6 +43,11 @@ pub(crate) fn bind_udp(address: &str) -> Result<std::net::UdpSocket, BuildError>
 }
 
 impl SourceConfig for Config {
+    /// The port it listens on, so that a reload stops the old listener
+    /// before the new one binds.
+    fn resources(&self, _cx: &BuildContext) -> Vec<Resource> {
+        Resource::udp(&self.address).into_iter().collect()
+    }
     fn validate(&self) -> Vec<Problem> {
         if self.max_line_bytes.0 == 0 {
             return vec![Problem::at("max_line_bytes", "must be at least 1 byte")];

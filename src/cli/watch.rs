@@ -57,7 +57,9 @@ pub(super) async fn run_pipeline(
 ) -> Result<RunReport, Vec<ComponentBuildError>> {
     // Listen before anything runs: from here on SIGHUP no longer ends the process.
     let hangup = hangup();
-    let topology = Topology::build(pipeline)?;
+    // Channels and components may open files and take locks as they are built.
+    let built = tokio::task::block_in_place(|| Topology::build(pipeline));
+    let topology = built?;
     // Serves until dropped at the end of the run.
     let _api = api.and_then(|l| {
         l.serve(&topology)
@@ -117,6 +119,15 @@ async fn next_hangup(hangup: &mut Hangup) {
     std::future::pending().await
 }
 
+/// The contents of `file`, read on a blocking thread.
+async fn read(file: &Path) -> Option<Vec<u8>> {
+    let file = file.to_path_buf();
+    tokio::task::spawn_blocking(move || std::fs::read(file).ok())
+        .await
+        .ok()
+        .flatten()
+}
+
 /// Loads the file on each SIGHUP, and with `watch` each time its contents
 /// change, and sends every valid version to the topology.
 async fn reload_requests(
@@ -127,19 +138,20 @@ async fn reload_requests(
     mut hangup: Hangup,
     tx: mpsc::Sender<Pipeline>,
 ) {
-    let mut seen = std::fs::read(file).ok();
+    // The file is read on a blocking thread, off the executor.
+    let mut seen = read(file).await;
     let mut ticker = tokio::time::interval(WATCH_EVERY);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
             () = next_hangup(&mut hangup) => {
                 tracing::info!(pipeline = %file.display(), "SIGHUP: reloading");
-                seen = std::fs::read(file).ok().or(seen);
+                seen = read(file).await.or(seen);
             }
             _ = ticker.tick(), if watch => {
                 // A file that is briefly missing (an editor replacing it) is
                 // looked at again on the next tick.
-                let Some(now) = std::fs::read(file).ok() else { continue };
+                let Some(now) = read(file).await else { continue };
                 if seen.as_ref() == Some(&now) {
                     continue;
                 }
@@ -147,7 +159,7 @@ async fn reload_requests(
                 tracing::info!(pipeline = %file.display(), "the pipeline file changed: reloading");
             }
         }
-        match super::load_checked(file, registry) {
+        match tokio::task::block_in_place(|| super::load_checked(file, registry)) {
             Ok(mut pipeline) => {
                 place_data_dir(&mut pipeline, file, settings);
                 if tx.send(pipeline).await.is_err() {

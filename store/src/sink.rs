@@ -85,6 +85,11 @@ fn default_writer_memory() -> ByteSize {
 const MIN_WRITER_MEMORY: u64 = 15 << 20;
 
 impl SinkConfig for Config {
+    /// The index directory: its writer lock admits one writer, so a reload
+    /// stops the old sink before the new one opens it.
+    fn resources(&self, _cx: &BuildContext) -> Vec<Resource> {
+        vec![Resource::path(&self.path)]
+    }
     fn validate(&self) -> Vec<Problem> {
         let mut problems = Vec::new();
         if self.path.as_os_str().is_empty() {

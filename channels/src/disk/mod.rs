@@ -115,6 +115,10 @@ fn default_cache_bytes() -> ByteSize {
 }
 
 impl ChannelConfig for DiskConfig {
+    /// The channel's directory, which one channel at a time may use.
+    fn resources(&self, cx: &BuildContext) -> Vec<Resource> {
+        vec![Resource::path(self.path.as_ref().unwrap_or(&cx.data_dir))]
+    }
     fn validate(&self) -> Vec<Problem> {
         let mut p = Vec::new();
         if self.max_bytes.0 == 0 {
@@ -292,7 +296,7 @@ impl Core {
 }
 
 fn gone() -> ChannelError {
-    ChannelError::Other("disk channel: the writer thread is gone".into())
+    ChannelError::Broken("disk channel: the writer thread is gone".into())
 }
 
 impl Drop for Core {

@@ -46,6 +46,10 @@ pub(crate) struct Emitter {
     pub cx: ProcessContext,
     /// Reused for the text of a non-string routing field.
     pub key: String,
+    /// The task's stop token: once cancelled, a put still blocked after
+    /// [`ABANDON_AFTER`](super::runner::ABANDON_AFTER) is abandoned with
+    /// [`ChannelError::Stopped`].
+    pub stop: Option<tokio_util::sync::CancellationToken>,
 }
 
 impl Emitter {
@@ -65,6 +69,21 @@ impl Emitter {
             metrics,
             cx: ProcessContext::new(),
             key: String::new(),
+            stop: None,
+        }
+    }
+
+    /// Puts `batch` into output `i`, abandoning a put that blocks too long
+    /// after the stop (see [`Emitter::stop`]).
+    async fn put(&mut self, i: usize, batch: Batch) -> Result<(), ChannelError> {
+        let ch = &self.outputs[i];
+        let Some(stop) = &self.stop else {
+            return ch.put(batch).await;
+        };
+        tokio::select! {
+            biased;
+            put = ch.put(batch) => put,
+            _ = super::runner::abandon(stop) => Err(ChannelError::Stopped),
         }
     }
 
@@ -170,11 +189,11 @@ impl Emitter {
             Route::Replicating => {
                 let n = self.outputs.len();
                 self.metrics.record_out(&batch);
-                for (i, ch) in self.outputs.iter().enumerate() {
+                for i in 0..n {
                     if i + 1 == n {
-                        return ch.put(batch).await;
+                        return self.put(i, batch).await;
                     }
-                    ch.put(batch.clone()).await?;
+                    self.put(i, batch.clone()).await?;
                 }
                 Ok(())
             }
@@ -226,7 +245,7 @@ impl Emitter {
                 }
                 for (i, events) in per.into_iter().enumerate() {
                     if !events.is_empty() {
-                        self.outputs[i].put(Batch::from(events)).await?;
+                        self.put(i, Batch::from(events)).await?;
                     }
                 }
                 Ok(())

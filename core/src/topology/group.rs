@@ -12,7 +12,8 @@
 //!
 //! When every member is penalised the group waits for the first penalty to
 //! pass: the channel fills and its writers wait (backpressure), nothing is
-//! dropped.
+//! dropped. A stop (a reload) ends that wait: the batch is rolled back and
+//! the group flushes its members and ends.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -21,7 +22,8 @@ use std::time::Duration;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::{rejected_events, take_retrying, Backoff, SinkRunner, Task};
+use super::runner::{rejected_events, take, Backoff, SinkRunner, Taken};
+use super::{Spawn, TaskKey};
 use crate::channel::Channel;
 use crate::config::pipeline::{Balance, GroupStrategy, Pipeline, SinkGroupSpec};
 use crate::sink::SinkError;
@@ -47,6 +49,8 @@ struct GroupRunner {
     base_penalty: Duration,
     max_penalty: Duration,
     shutdown: CancellationToken,
+    /// The group task's stop (a reload).
+    stop: CancellationToken,
     /// The member that starts the next round-robin turn.
     turn: usize,
     /// State of a small xorshift generator for `random`.
@@ -55,10 +59,7 @@ struct GroupRunner {
 
 /// The group tasks of `pipeline`, built from the runners of their members
 /// (taken out of `runners`).
-pub(super) fn tasks(
-    pipeline: &Pipeline,
-    runners: &mut HashMap<String, SinkRunner>,
-) -> Vec<(String, tracing::Span, Task)> {
+pub(super) fn tasks(pipeline: &Pipeline, runners: &mut HashMap<String, SinkRunner>) -> Vec<Spawn> {
     let mut out = Vec::new();
     for g in &pipeline.sink_groups {
         let members: Vec<Member> = g
@@ -89,6 +90,7 @@ pub(super) fn tasks(
             input: first.runner.input.clone(),
             batch_size: first.runner.batch_size,
             shutdown: first.runner.shutdown.clone(),
+            stop: first.runner.stop.clone(),
             members,
             strategy: g.strategy.clone(),
             base_penalty: g.penalty,
@@ -97,14 +99,13 @@ pub(super) fn tasks(
             rng: seed(g),
         };
         let span = tracing::info_span!("sink_group", id = %g.id);
-        out.push((task_name(&g.id), span, Box::pin(runner.run()) as Task));
+        out.push(Spawn {
+            key: TaskKey::Group(g.id.clone()),
+            span,
+            task: Box::pin(runner.run()),
+        });
     }
     out
-}
-
-/// The name of a group's task (as a reload sees it).
-pub(super) fn task_name(id: &str) -> String {
-    format!("sink group `{id}`")
 }
 
 fn seed(g: &SinkGroupSpec) -> u64 {
@@ -189,12 +190,26 @@ impl GroupRunner {
     async fn deliver(mut self) -> Result<(), String> {
         let mut backoff = Backoff::new();
         tracing::debug!(group = %self.id, members = self.members.len(), "started");
-        while let Some(txn) = take_retrying(&*self.input, self.batch_size, &mut backoff).await {
+        'batches: while let Taken::Batch(txn) =
+            take(&*self.input, self.batch_size, &mut backoff, &self.stop).await?
+        {
             'deliver: loop {
                 let order = self.order(Instant::now());
                 if order.is_empty() {
                     let next = self.members.iter().filter_map(|m| m.until).min();
-                    tokio::time::sleep_until(next.unwrap_or_else(Instant::now)).await;
+                    let next = next.unwrap_or_else(Instant::now);
+                    tokio::select! {
+                        biased;
+                        _ = self.stop.cancelled() => {
+                            tracing::info!(
+                                events = txn.len(),
+                                "stopped while every sink is penalised: the batch is rolled back"
+                            );
+                            txn.rollback();
+                            break 'batches;
+                        }
+                        _ = tokio::time::sleep_until(next) => {}
+                    }
                     continue;
                 }
                 for i in order {
@@ -278,6 +293,7 @@ mod tests {
                     metrics: Arc::default(),
                     batch_size: 10,
                     shutdown: CancellationToken::new(),
+                    stop: CancellationToken::new(),
                     warn: Default::default(),
                     _guards: Vec::new(),
                 },
@@ -295,9 +311,38 @@ mod tests {
             base_penalty: Duration::from_secs(1),
             max_penalty: Duration::from_secs(4),
             shutdown: CancellationToken::new(),
+            stop: CancellationToken::new(),
             turn: 0,
             rng: 7,
         }
+    }
+
+    #[tokio::test]
+    async fn a_stop_ends_the_wait_when_every_member_is_penalised() {
+        use crate::topology::runner::tests::{Held, HeldChannel, Refusing};
+        let held = Held::one();
+        let input: Arc<dyn Channel> = Arc::new(HeldChannel(held.clone()));
+        let mut g = group(
+            GroupStrategy::LoadBalance {
+                selector: Balance::RoundRobin,
+            },
+            &[0, 0],
+        );
+        g.input = input;
+        // Penalties far longer than the test: only the stop ends the wait.
+        g.base_penalty = Duration::from_secs(600);
+        g.max_penalty = Duration::from_secs(600);
+        for m in &mut g.members {
+            m.runner.sink = Box::new(Refusing);
+        }
+        let stop = g.stop.clone();
+        let task = tokio::spawn(g.deliver());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        stop.cancel();
+        let ended = tokio::time::timeout(Duration::from_secs(5), task).await;
+        assert!(matches!(ended, Ok(Ok(Ok(())))), "{ended:?}");
+        assert_eq!(held.rollbacks.load(std::sync::atomic::Ordering::SeqCst), 1);
+        assert_eq!(held.held(), Some(1));
     }
 
     #[test]

@@ -3,20 +3,25 @@
 //!
 //! # What counts as a change
 //!
-//! Every source, processor stage and sink is one task, named `source `id``,
-//! `processor `id`` or `sink `id``. A task is compared by the canonical form
-//! of its declaration (options and wiring: `channels`, `input`, `selector`,
-//! `dead_letter`, `batch_size`) and, for a source, of its inline
-//! processors. A channel is compared by its own declaration.
+//! Every source, processor stage, sink and sink group is one task, known by
+//! its [`TaskKey`] (the sinks of a group run in the group's task). A task is
+//! compared by the canonical form of its declaration (options and wiring:
+//! `channels`, `input`, `selector`, `dead_letter`, `batch_size`) and, for a
+//! source, of its inline processors, for a group, of its member sinks (see
+//! [`plan`](super::plan)). A channel is compared by its own declaration.
 //!
 //! * An unchanged task keeps running untouched, on the same channel objects.
-//! * A removed or changed task is stopped gracefully: a source through its
-//!   own shutdown token (a child of the pipeline's), so it emits what it has
-//!   read and saves its checkpoint; a stage or sink between two batches (its
-//!   input stops handing out batches; a take is cancel safe), so it commits
-//!   what it took, finishes its processors and flushes. Its new version
-//!   starts once the old one has ended, on the same channels, and resumes
-//!   from the same checkpoints.
+//! * A removed or changed task is stopped through its own stop handle: a
+//!   source stops reading, emits what it has read and saves its checkpoint;
+//!   a stage, sink or group ends between two batches, or, when it is
+//!   waiting to retry a failed write (or every member of a group is
+//!   penalised), at once, rolling its batch back into the channel (see
+//!   [`runner`](super::runner)). It then finishes its processors and
+//!   flushes. Its new version starts once the old one has ended, on the
+//!   same channels, and resumes from the same checkpoints.
+//! * A task whose components declare [`Resource`]s (a listening port, a
+//!   locked directory) starts only once every old task holding a
+//!   conflicting resource has ended: then its `build` may bind and lock.
 //! * An unchanged channel keeps its object, so a memory channel keeps what it
 //!   holds and a disk channel its files. While the writers of a kept channel
 //!   are swapped, the reload holds a writer guard on it, so it does not close
@@ -25,9 +30,17 @@
 //!   attached to it is restarted; its writers are stopped, its readers drain
 //!   it to the end and stop, then it is built anew (or dropped) and the new
 //!   versions of those tasks start on it.
-//! * Before anything is stopped, every component to start is built once on
-//!   trial: when one fails, the reload is refused, every problem is logged,
-//!   and the running pipeline stays as it is.
+//! * Before anything is stopped, the new version is checked: the file
+//!   parsed and every component's pure `validate` passed (before the
+//!   reloader sees it); the added channels are built; every task to start
+//!   whose components declare no resources is built once on trial and
+//!   dropped. A component that declares resources is not built on trial
+//!   (it would find them taken by its running version). A new task that
+//!   claims a resource a task that keeps running holds, or a new channel
+//!   that claims one an old channel holds, is refused. When anything
+//!   fails, the reload is refused, every problem is logged, and the running
+//!   pipeline stays as it is. A component with resources whose `build`
+//!   then fails when it starts stays stopped, and the error is logged.
 //! * A channel that is closed because all its writers ended (a bounded
 //!   source finished) is treated as changed, so that new writers get an
 //!   open channel.
@@ -37,36 +50,41 @@
 //! (only the latest waiting one is kept).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use async_trait::async_trait;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use super::{context, ChannelSlot, ComponentInfo, Task, Topology, WriterGuard};
-use crate::channel::{Channel, ChannelError, ChannelStats, Transaction};
-use crate::config::pipeline::{Pipeline, ProcessorSpec};
-use crate::event::Batch;
+use super::plan::{channel_resources, context, plan, TaskKey, TaskPlan};
+use super::runner::StopHandle;
+use super::start::{start, Spawn, Started};
+use super::{ChannelSlot, ComponentInfo, WriterGuard};
+use crate::channel::Channel;
+use crate::config::pipeline::Pipeline;
+use crate::resource::{any_conflict, Resource};
 
 /// The running part of a topology that a reload changes.
 pub(crate) struct Live<'a> {
     pub set: &'a mut JoinSet<Result<(), String>>,
-    pub names: &'a mut HashMap<tokio::task::Id, String>,
+    pub names: &'a mut HashMap<tokio::task::Id, TaskKey>,
     pub components: &'a mut Vec<ComponentInfo>,
     pub channels: &'a mut Vec<(String, Arc<dyn Channel>)>,
+    /// What observers see: published again before an old channel is
+    /// dropped, so that the view holds no handle on it.
+    pub view: &'a super::view::LiveView,
 }
 
-/// Spawns `tasks` into `set`, remembering their names.
+/// Spawns `tasks` into `set`, remembering their keys.
 pub(super) fn spawn(
     set: &mut JoinSet<Result<(), String>>,
-    names: &mut HashMap<tokio::task::Id, String>,
-    tasks: Vec<(String, tracing::Span, Task)>,
+    names: &mut HashMap<tokio::task::Id, TaskKey>,
+    tasks: Vec<Spawn>,
 ) {
-    for (name, span, task) in tasks {
+    for Spawn { key, span, task } in tasks {
         let handle = set.spawn(task.instrument(span));
-        names.insert(handle.id(), name);
+        names.insert(handle.id(), key);
     }
 }
 
@@ -84,152 +102,59 @@ pub(super) async fn next(
     std::future::pending().await
 }
 
-/// A source's shutdown token: a child of the pipeline's, kept under `name`.
-pub(super) fn source_stop(
-    stops: &mut HashMap<String, CancellationToken>,
-    name: &str,
-    shutdown: &CancellationToken,
-) -> CancellationToken {
-    let token = shutdown.child_token();
-    stops.insert(name.to_string(), token.clone());
-    token
-}
-
-/// A stage's or sink's input, which stops handing out batches once the
-/// token kept under `name` is cancelled.
-pub(super) fn stoppable(
-    stops: &mut HashMap<String, CancellationToken>,
-    name: &str,
-    input: Arc<dyn Channel>,
-) -> Arc<dyn Channel> {
-    let stop = CancellationToken::new();
-    stops.insert(name.to_string(), stop.clone());
-    Arc::new(Stoppable { inner: input, stop })
-}
-
-/// Whether processor `p` belongs to a build limited to `wanted` tasks: as
-/// a stage of its own, or inline in a wanted source.
-pub(super) fn processor_wanted(
+/// Builds `keys` of `pipeline` on a blocking thread: a component's `build`
+/// may open files and take locks.
+async fn start_blocking(
     pipeline: &Pipeline,
-    p: &ProcessorSpec,
-    wanted: &dyn Fn(&str) -> bool,
-) -> bool {
-    wanted(&format!("processor `{}`", p.id))
-        || pipeline
-            .sources
-            .iter()
-            .any(|s| s.processors.contains(&p.id) && wanted(&format!("source `{}`", s.id)))
-}
-
-/// A reader's view of a channel that ends (`take` gives `None`) once `stop`
-/// is cancelled; everything else goes to the channel itself.
-struct Stoppable {
-    inner: Arc<dyn Channel>,
-    stop: CancellationToken,
-}
-
-#[async_trait]
-impl Channel for Stoppable {
-    async fn put(&self, batch: Batch) -> Result<(), ChannelError> {
-        self.inner.put(batch).await
-    }
-
-    async fn take(&self, max: usize) -> Result<Option<Transaction>, ChannelError> {
-        tokio::select! {
-            biased;
-            _ = self.stop.cancelled() => Ok(None),
-            taken = self.inner.take(max) => taken,
-        }
-    }
-
-    fn close(&self) {
-        self.inner.close();
-    }
-
-    fn stats(&self) -> ChannelStats {
-        self.inner.stats()
-    }
-
-    fn is_durable(&self) -> bool {
-        self.inner.is_durable()
+    slots: &HashMap<String, ChannelSlot>,
+    shutdown: &CancellationToken,
+    keys: BTreeSet<TaskKey>,
+) -> Result<Started, Vec<String>> {
+    let (p, sl, sh) = (pipeline.clone(), slots.clone(), shutdown.clone());
+    match tokio::task::spawn_blocking(move || start(&p, &sl, &sh, &keys)).await {
+        Ok(Ok(started)) => Ok(started),
+        Ok(Err(errors)) => Err(errors.iter().map(ToString::to_string).collect()),
+        Err(e) => Err(vec![format!("building panicked: {e}")]),
     }
 }
 
-/// What one task is, for comparing two versions of a pipeline.
-struct Wiring {
-    /// Its declaration (with its inline processors) in canonical form.
-    print: String,
-    /// Every channel it reads or writes.
-    touches: BTreeSet<String>,
-    /// The channel it reads (stages and sinks).
-    reads: Option<String>,
+/// Builds channel `id` of `pipeline` on a blocking thread, after dropping
+/// `old` there (a durable channel's writer thread is joined and its files
+/// synced and unlocked before the new one opens them).
+async fn build_channel(
+    pipeline: &Pipeline,
+    id: &str,
+    old: Option<Arc<dyn Channel>>,
+) -> Result<Arc<dyn Channel>, String> {
+    let Some(spec) = pipeline.channels.iter().find(|c| c.id == id) else {
+        return Err(format!("channel `{id}` is not declared"));
+    };
+    let (config, cx) = (spec.config.clone(), context(pipeline, "channel", id));
+    let built = tokio::task::spawn_blocking(move || {
+        drop(old);
+        config.build(&cx)
+    })
+    .await;
+    match built {
+        Ok(Ok(channel)) => Ok(channel),
+        Ok(Err(e)) => Err(format!("channel `{id}`: {e}")),
+        Err(e) => Err(format!("channel `{id}`: building panicked: {e}")),
+    }
 }
 
-fn wirings(p: &Pipeline) -> BTreeMap<String, Wiring> {
-    let mut out = BTreeMap::new();
-    for s in &p.sources {
-        let mut print = s.fingerprint.clone();
-        let mut touches: BTreeSet<String> = s.channels.iter().cloned().collect();
-        for pid in &s.processors {
-            if let Some(proc) = p.processor(pid) {
-                print.push('|');
-                print.push_str(&proc.fingerprint);
-                touches.extend(proc.dead_letter.iter().cloned());
-            }
-        }
-        let w = Wiring {
-            print,
-            touches,
-            reads: None,
-        };
-        out.insert(format!("source `{}`", s.id), w);
+/// Drops channels on a blocking thread (see [`build_channel`]).
+async fn drop_channels(channels: Vec<Arc<dyn Channel>>) {
+    if !channels.is_empty() {
+        let _ = tokio::task::spawn_blocking(move || drop(channels)).await;
     }
-    for st in p.processors.iter().filter(|st| st.input.is_some()) {
-        let mut touches: BTreeSet<String> = st.channels.iter().cloned().collect();
-        touches.extend(st.input.iter().cloned());
-        touches.extend(st.dead_letter.iter().cloned());
-        let w = Wiring {
-            print: st.fingerprint.clone(),
-            touches,
-            reads: st.input.clone(),
-        };
-        out.insert(format!("processor `{}`", st.id), w);
-    }
-    for s in &p.sinks {
-        let mut touches = BTreeSet::from([s.channel.clone()]);
-        touches.extend(s.dead_letter.iter().cloned());
-        let w = Wiring {
-            print: s.fingerprint.clone(),
-            touches,
-            reads: Some(s.channel.clone()),
-        };
-        out.insert(format!("sink `{}`", s.id), w);
-    }
-    // A group and its sinks are one task: any change to one restarts it.
-    for g in &p.sink_groups {
-        let mut group = Wiring {
-            print: format!("{g:?}"),
-            touches: BTreeSet::new(),
-            reads: Some(g.channel.clone()),
-        };
-        for id in &g.sinks {
-            if let Some(w) = out.remove(&format!("sink `{id}`")) {
-                group.print.push('|');
-                group.print.push_str(&w.print);
-                group.touches.extend(w.touches);
-            }
-        }
-        out.insert(super::group::task_name(&g.id), group);
-    }
-    out
 }
 
 /// What differs between two versions of a pipeline.
 struct Diff {
     /// Every task of the running version.
-    old: BTreeMap<String, Wiring>,
+    old: BTreeMap<TaskKey, TaskPlan>,
     /// Every task of the new version.
-    new: BTreeMap<String, Wiring>,
+    new: BTreeMap<TaskKey, TaskPlan>,
     /// Channels in both whose declaration changed (or that are closed).
     changed: BTreeSet<String>,
     /// Channels only in the running version.
@@ -239,21 +164,22 @@ struct Diff {
     /// Channels in both, unchanged.
     kept: BTreeSet<String>,
     /// Old tasks to stop: removed, changed, or on a changed or removed channel.
-    stopping: BTreeSet<String>,
+    stopping: BTreeSet<TaskKey>,
     /// New tasks to start: added, or the new versions of stopped ones.
-    starting: BTreeSet<String>,
+    starting: BTreeSet<TaskKey>,
 }
 
 /// A reload being applied.
 struct Plan {
     target: Pipeline,
     /// Old tasks that must end before the reload is complete.
-    ending: BTreeSet<String>,
+    ending: BTreeSet<TaskKey>,
     /// Channels to build anew, with the old tasks on them still running.
-    rebuild: BTreeMap<String, BTreeSet<String>>,
+    rebuild: BTreeMap<String, BTreeSet<TaskKey>>,
     /// Tasks to start, with the old tasks they wait for (their own old
-    /// version) and the channels they wait for (rebuilt ones).
-    start: BTreeMap<String, (BTreeSet<String>, BTreeSet<String>)>,
+    /// version, and holders of resources they claim) and the channels they
+    /// wait for (rebuilt ones).
+    start: BTreeMap<TaskKey, (BTreeSet<TaskKey>, BTreeSet<String>)>,
     /// Channels that failed to build anew: their tasks cannot start.
     failed: BTreeSet<String>,
     /// Channels that go away once the reload is complete.
@@ -267,7 +193,7 @@ pub(crate) struct Reloader {
     /// The pipeline now running (the last one applied in full).
     pipeline: Pipeline,
     slots: HashMap<String, ChannelSlot>,
-    stops: HashMap<String, CancellationToken>,
+    stops: HashMap<TaskKey, StopHandle>,
     shutdown: CancellationToken,
     plan: Option<Plan>,
     queued: Option<Pipeline>,
@@ -282,7 +208,7 @@ impl Reloader {
     pub(super) fn new(
         pipeline: Pipeline,
         slots: HashMap<String, ChannelSlot>,
-        stops: HashMap<String, CancellationToken>,
+        stops: HashMap<TaskKey, StopHandle>,
         shutdown: CancellationToken,
     ) -> Self {
         Reloader {
@@ -296,7 +222,7 @@ impl Reloader {
     }
 
     /// A new version of the pipeline arrived.
-    pub(crate) fn request(&mut self, target: Pipeline, live: &mut Live<'_>) {
+    pub(crate) async fn request(&mut self, target: Pipeline, live: &mut Live<'_>) {
         if self.plan.is_some() {
             tracing::info!(
                 "reload: the previous reload is still being applied; this one follows it"
@@ -304,20 +230,20 @@ impl Reloader {
             self.queued = Some(target);
             return;
         }
-        self.begin(target, live);
+        self.begin(target, live).await;
     }
 
-    /// Task `name` ended.
-    pub(crate) fn ended(&mut self, name: &str, live: &mut Live<'_>) {
-        self.stops.remove(name);
+    /// Task `key` ended.
+    pub(crate) async fn ended(&mut self, key: &TaskKey, live: &mut Live<'_>) {
+        self.stops.remove(key);
         let Some(plan) = self.plan.as_mut() else {
             return;
         };
-        plan.ending.remove(name);
+        plan.ending.remove(key);
         for waiting in plan.rebuild.values_mut() {
-            waiting.remove(name);
+            waiting.remove(key);
         }
-        self.advance(live);
+        self.advance(live).await;
     }
 
     /// What differs between the running pipeline and `target`.
@@ -354,21 +280,21 @@ impl Reloader {
             .filter(|id| old_ch.contains_key(*id) && !changed.contains(*id))
             .cloned()
             .collect();
-        let old = wirings(&self.pipeline);
-        let new = wirings(target);
-        let gone = |w: &Wiring| {
-            w.touches
+        let old = plan(&self.pipeline);
+        let new = plan(target);
+        let gone = |t: &TaskPlan| {
+            t.touches
                 .iter()
                 .any(|c| changed.contains(c) || removed.contains(c))
         };
-        let stopping: BTreeSet<String> = old
+        let stopping: BTreeSet<TaskKey> = old
             .iter()
-            .filter(|(name, w)| new.get(*name).is_none_or(|n| n.print != w.print) || gone(w))
-            .map(|(name, _)| name.clone())
+            .filter(|(key, t)| new.get(*key).is_none_or(|n| n.print != t.print) || gone(t))
+            .map(|(key, _)| key.clone())
             .collect();
         let starting = new
             .keys()
-            .filter(|name| !old.contains_key(*name) || stopping.contains(*name))
+            .filter(|key| !old.contains_key(*key) || stopping.contains(*key))
             .cloned()
             .collect();
         Diff {
@@ -383,52 +309,115 @@ impl Reloader {
         }
     }
 
-    /// Builds the added channels, then every component to start on trial
-    /// (with writer counts of their own, so that the trial closes nothing).
-    /// The added channels, or every problem.
-    fn trial(
+    /// Resources the new version claims that the old one keeps holding.
+    fn resource_problems(&self, target: &Pipeline, diff: &Diff) -> Vec<String> {
+        let mut problems = Vec::new();
+        for key in &diff.starting {
+            let Some(new) = diff.new.get(key) else {
+                continue;
+            };
+            // Members of one consumer group may be many; ports and paths not.
+            let exclusive: Vec<Resource> = new
+                .resources
+                .iter()
+                .filter(|r| !matches!(r, Resource::ConsumerGroup(_)))
+                .cloned()
+                .collect();
+            for (old_key, old) in diff.old.iter().filter(|(k, _)| !diff.stopping.contains(*k)) {
+                if let Some(r) = conflict(&exclusive, &old.resources) {
+                    problems.push(format!(
+                        "{key} claims {r}, which {old_key} holds and keeps running"
+                    ));
+                }
+            }
+        }
+        // A channel built by this reload against every old channel other
+        // than its own old version.
+        for id in diff.added.iter().chain(&diff.changed) {
+            let new = channel_resources(target, id);
+            for old_id in self.pipeline.channels.iter().map(|c| &c.id) {
+                if old_id == id {
+                    continue;
+                }
+                if let Some(r) = conflict(&new, &channel_resources(&self.pipeline, old_id)) {
+                    problems.push(format!(
+                        "channel `{id}` claims {r}, which channel `{old_id}` holds until the reload is complete: move it in two reloads, or restart"
+                    ));
+                }
+            }
+        }
+        problems
+    }
+
+    /// Checks the new version: resources, the added channels (built for
+    /// good), and every task to start that declares no resources (built on
+    /// trial and dropped). The added channels, or every problem.
+    async fn trial(
         &self,
         target: &Pipeline,
         diff: &Diff,
     ) -> Result<HashMap<String, ChannelSlot>, Vec<String>> {
-        let mut errors = Vec::new();
-        let mut fresh = HashMap::new();
-        for spec in target
-            .channels
-            .iter()
-            .filter(|c| diff.added.contains(&c.id))
-        {
-            match spec.config.build(&context(target, "channel", &spec.id)) {
-                Ok(channel) => {
-                    let writers = Arc::new(AtomicUsize::new(0));
-                    fresh.insert(spec.id.clone(), ChannelSlot { channel, writers });
-                }
-                Err(e) => errors.push(format!("channel `{}`: {e}", spec.id)),
-            }
-        }
+        let errors = self.resource_problems(target, diff);
         if !errors.is_empty() {
             return Err(errors);
         }
+        let mut errors = Vec::new();
+        let mut fresh = HashMap::new();
+        for id in &diff.added {
+            match build_channel(target, id, None).await {
+                Ok(channel) => {
+                    fresh.insert(id.clone(), ChannelSlot::new(channel));
+                }
+                Err(e) => errors.push(e),
+            }
+        }
+        if !errors.is_empty() {
+            drop_channels(fresh.into_values().map(|s| s.channel).collect()).await;
+            return Err(errors);
+        }
+        // Writer counts of their own, so that the trial closes nothing.
         let trial: HashMap<String, ChannelSlot> = self
             .slots
             .iter()
             .chain(fresh.iter())
-            .map(|(id, s)| {
-                let slot = ChannelSlot {
-                    channel: s.channel.clone(),
-                    writers: Arc::new(AtomicUsize::new(1)),
-                };
-                (id.clone(), slot)
-            })
+            .map(|(id, s)| (id.clone(), ChannelSlot::new(s.channel.clone())))
             .collect();
-        let wanted = |n: &str| diff.starting.contains(n);
-        match Topology::assemble(target, &trial, CancellationToken::new(), &wanted) {
+        for s in trial.values() {
+            s.writers.fetch_add(1, Ordering::AcqRel);
+        }
+        let (keys, holders): (BTreeSet<TaskKey>, BTreeSet<TaskKey>) = diff
+            .starting
+            .iter()
+            .cloned()
+            .partition(|k| diff.new.get(k).is_some_and(|t| t.resources.is_empty()));
+        // A source that holds resources is not built on trial; its inline
+        // processors are.
+        let mut errors = Vec::new();
+        for s in target
+            .sources
+            .iter()
+            .filter(|s| holders.contains(&TaskKey::Source(s.id.clone())))
+        {
+            for spec in s.processors.iter().filter_map(|pid| target.processor(pid)) {
+                if let Err(e) = spec.config.build(&context(target, "processor", &spec.id)) {
+                    errors.push(format!("processor `{}`: {e}", spec.id));
+                }
+            }
+        }
+        if !errors.is_empty() {
+            drop_channels(fresh.into_values().map(|s| s.channel).collect()).await;
+            return Err(errors);
+        }
+        match start_blocking(target, &trial, &CancellationToken::new(), keys).await {
             Ok(_) => Ok(fresh),
-            Err(failed) => Err(failed.iter().map(ToString::to_string).collect()),
+            Err(failed) => {
+                drop_channels(fresh.into_values().map(|s| s.channel).collect()).await;
+                Err(failed)
+            }
         }
     }
 
-    fn begin(&mut self, target: Pipeline, live: &mut Live<'_>) {
+    async fn begin(&mut self, target: Pipeline, live: &mut Live<'_>) {
         if target.data_dir != self.pipeline.data_dir {
             tracing::error!(
                 old = %self.pipeline.data_dir.display(),
@@ -447,8 +436,8 @@ impl Reloader {
             self.pipeline = target;
             return;
         }
-        // Build what is new on trial first: a failure leaves everything as is.
-        let fresh = match self.trial(&target, &diff) {
+        // Check what is new first: a failure leaves everything as is.
+        let fresh = match self.trial(&target, &diff).await {
             Ok(fresh) => fresh,
             Err(errors) => {
                 for e in &errors {
@@ -471,35 +460,35 @@ impl Reloader {
             self.slots.insert(id, slot);
         }
 
-        let running: BTreeSet<&String> = live.names.values().collect();
+        let running: BTreeSet<&TaskKey> = live.names.values().collect();
         let mut ending = BTreeSet::new();
-        for (name, w) in diff.old.iter().filter(|(n, _)| diff.stopping.contains(*n)) {
-            let action = if diff.starting.contains(name) {
+        for (key, t) in diff.old.iter().filter(|(k, _)| diff.stopping.contains(*k)) {
+            let action = if diff.starting.contains(key) {
                 "restarting"
             } else {
                 "removing"
             };
-            if !running.contains(name) {
-                tracing::info!(component = %name, "reload: {action} (it had already ended)");
+            if !running.contains(key) {
+                tracing::info!(component = %key, "reload: {action} (it had already ended)");
                 continue;
             }
-            ending.insert(name.clone());
-            let input_goes = w
+            ending.insert(key.clone());
+            let input_goes = t
                 .reads
                 .as_ref()
                 .is_some_and(|c| diff.changed.contains(c) || diff.removed.contains(c));
             if input_goes {
                 // It reads its input to the end first.
-                tracing::info!(component = %name, "reload: {action} once its input channel is drained");
+                tracing::info!(component = %key, "reload: {action} once its input channel is drained");
             } else {
-                tracing::info!(component = %name, "reload: {action}");
-                if let Some(stop) = self.stops.get(name) {
+                tracing::info!(component = %key, "reload: {action}");
+                if let Some(stop) = self.stops.get(key) {
                     stop.cancel();
                 }
             }
         }
-        for name in diff.starting.difference(&diff.stopping) {
-            tracing::info!(component = %name, "reload: adding");
+        for key in diff.starting.difference(&diff.stopping) {
+            tracing::info!(component = %key, "reload: adding");
         }
         for id in &diff.changed {
             tracing::info!(channel = %id, "reload: channel changed: it is rebuilt once drained");
@@ -515,25 +504,35 @@ impl Reloader {
                 let on = diff
                     .old
                     .iter()
-                    .filter(|(name, w)| w.touches.contains(c) && ending.contains(*name))
-                    .map(|(name, _)| name.clone())
+                    .filter(|(key, t)| t.touches.contains(c) && ending.contains(*key))
+                    .map(|(key, _)| key.clone())
                     .collect();
                 (c.clone(), on)
             })
             .collect();
-        // A task starts once its old version has ended and its rebuilt
-        // channels are there.
+        // A task starts once its old version (also: the old task of a sink
+        // that moves into or out of a group) and the old holders of the
+        // resources it claims have ended, and its rebuilt channels are there.
         let start = diff
             .starting
             .iter()
-            .map(|name| {
-                let own = ending.iter().filter(|n| *n == name).cloned().collect();
-                let channels = diff
-                    .new
-                    .get(name)
-                    .map(|w| w.touches.intersection(&diff.changed).cloned().collect())
+            .map(|key| {
+                let new = diff.new.get(key);
+                let waits_for = |old: &TaskPlan| {
+                    new.is_some_and(|n| {
+                        any_conflict(&n.resources, &old.resources)
+                            || !n.sinks.is_disjoint(&old.sinks)
+                    })
+                };
+                let wait = ending
+                    .iter()
+                    .filter(|old| *old == key || diff.old.get(*old).is_some_and(waits_for))
+                    .cloned()
+                    .collect();
+                let channels = new
+                    .map(|t| t.touches.intersection(&diff.changed).cloned().collect())
                     .unwrap_or_default();
-                (name.clone(), (own, channels))
+                (key.clone(), (wait, channels))
             })
             .collect();
         self.plan = Some(Plan {
@@ -545,12 +544,12 @@ impl Reloader {
             removed: diff.removed,
             hold,
         });
-        self.advance(live);
+        self.advance(live).await;
     }
 
     /// Rebuilds the channels and starts the tasks whose wait is over;
     /// completes the reload when nothing is left to do.
-    fn advance(&mut self, live: &mut Live<'_>) {
+    async fn advance(&mut self, live: &mut Live<'_>) {
         let Some(plan) = self.plan.as_mut() else {
             return;
         };
@@ -562,52 +561,47 @@ impl Reloader {
             .collect();
         for id in drained {
             plan.rebuild.remove(&id);
-            let Some(spec) = plan.target.channels.iter().find(|c| c.id == id) else {
-                continue;
-            };
             // Let go of the old one first: a durable channel may open the
             // same files.
-            self.slots.remove(&id);
+            let old = self.slots.remove(&id).map(|s| s.channel);
             live.channels.retain(|(c, _)| *c != id);
-            match spec.config.build(&context(&plan.target, "channel", &id)) {
+            live.view
+                .publish(&self.pipeline, live.components, live.channels);
+            match build_channel(&plan.target, &id, old).await {
                 Ok(channel) => {
-                    let slot = ChannelSlot {
-                        channel: channel.clone(),
-                        writers: Arc::new(AtomicUsize::new(0)),
-                    };
+                    let slot = ChannelSlot::new(channel.clone());
                     plan.hold.push(slot.guard());
                     self.slots.insert(id.clone(), slot);
                     live.channels.push((id.clone(), channel));
                     tracing::info!(channel = %id, "reload: channel rebuilt");
                 }
                 Err(e) => {
-                    tracing::error!(channel = %id, "reload: cannot build channel `{id}` anew: {e}; the components on it stay stopped");
+                    tracing::error!(channel = %id, "reload: cannot build {e}; the components on it stay stopped");
                     plan.failed.insert(id);
                 }
             }
         }
-        let ready: BTreeSet<String> = plan
+        let ready: BTreeSet<TaskKey> = plan
             .start
             .iter()
-            .filter(|(_, (own, channels))| {
-                own.iter().all(|n| !plan.ending.contains(n))
+            .filter(|(_, (wait, channels))| {
+                wait.iter().all(|k| !plan.ending.contains(k))
                     && channels.iter().all(|c| !plan.rebuild.contains_key(c))
             })
-            .map(|(name, _)| name.clone())
+            .map(|(key, _)| key.clone())
             .collect();
         let mut now = BTreeSet::new();
-        for name in ready {
-            if let Some((_, channels)) = plan.start.remove(&name) {
+        for key in ready {
+            if let Some((_, channels)) = plan.start.remove(&key) {
                 if let Some(c) = channels.iter().find(|c| plan.failed.contains(*c)) {
-                    tracing::error!(component = %name, "reload: not started: channel `{c}` could not be built");
+                    tracing::error!(component = %key, "reload: not started: channel `{c}` could not be built");
                 } else {
-                    now.insert(name);
+                    now.insert(key);
                 }
             }
         }
         if !now.is_empty() {
-            let wanted = |n: &str| now.contains(n);
-            match Topology::assemble(&plan.target, &self.slots, self.shutdown.clone(), &wanted) {
+            match start_blocking(&plan.target, &self.slots, &self.shutdown, now).await {
                 Ok(built) => {
                     for c in built.components {
                         live.components
@@ -615,8 +609,8 @@ impl Reloader {
                         live.components.push(c);
                     }
                     self.stops.extend(built.stops);
-                    for (name, _, _) in &built.tasks {
-                        tracing::info!(component = %name, "reload: started");
+                    for t in &built.tasks {
+                        tracing::info!(component = %t.key, "reload: started");
                     }
                     spawn(live.set, live.names, built.tasks);
                 }
@@ -633,21 +627,34 @@ impl Reloader {
         let Some(plan) = self.plan.take() else {
             return;
         };
+        let mut gone = Vec::new();
         for id in &plan.removed {
-            self.slots.remove(id);
+            gone.extend(self.slots.remove(id).map(|s| s.channel));
             live.channels.retain(|(c, _)| c != id);
         }
-        let keep = wirings(&plan.target);
+        live.view
+            .publish(&plan.target, live.components, live.channels);
+        drop_channels(gone).await;
+        let keep = super::plan::plan(&plan.target);
         live.components.retain(|c| {
-            (c.kind == "processor" && plan.target.processor(&c.id).is_some())
-                || keep.contains_key(&format!("{} `{}`", c.kind, c.id))
+            let target = &plan.target;
+            match c.kind {
+                "processor" => target.processor(&c.id).is_some(),
+                "source" => keep.contains_key(&TaskKey::Source(c.id.clone())),
+                _ => target.sinks.iter().any(|s| s.id == c.id),
+            }
         });
         self.pipeline = plan.target;
         tracing::info!("reload complete: {}", self.pipeline.summary());
         if let Some(next) = self.queued.take() {
-            self.begin(next, live);
+            Box::pin(self.begin(next, live)).await;
         }
     }
+}
+
+/// The first resource of `a` that conflicts with one of `b`.
+fn conflict<'r>(a: &'r [Resource], b: &[Resource]) -> Option<&'r Resource> {
+    a.iter().find(|x| b.iter().any(|y| x.conflicts(y)))
 }
 
 #[cfg(test)]

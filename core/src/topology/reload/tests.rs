@@ -2,6 +2,7 @@
 
 use std::path::Path;
 
+use async_trait::async_trait;
 use serde::Deserialize;
 
 use super::*;
@@ -14,6 +15,9 @@ struct Opts {
     #[serde(default)]
     #[allow(dead_code)]
     n: Option<u64>,
+    /// A port it would listen on.
+    #[serde(default)]
+    port: Option<u16>,
 }
 struct Nop;
 #[async_trait]
@@ -34,6 +38,12 @@ impl Sink for Nop {
 impl SourceConfig for Opts {
     fn build(&self, _cx: &BuildContext) -> Result<Box<dyn Source>, BuildError> {
         Ok(Box::new(Nop))
+    }
+    fn resources(&self, _cx: &BuildContext) -> Vec<Resource> {
+        self.port
+            .and_then(|p| Resource::tcp(&format!("0.0.0.0:{p}")))
+            .into_iter()
+            .collect()
     }
 }
 impl ProcessorConfig for Opts {
@@ -85,10 +95,12 @@ fn plan(yaml: &str) -> (Vec<String>, Vec<String>) {
         CancellationToken::new(),
     );
     let d = r.diff(&pipeline(yaml));
-    (
-        d.stopping.into_iter().collect(),
-        d.starting.into_iter().collect(),
-    )
+    let sorted = |keys: &BTreeSet<TaskKey>| {
+        let mut names: Vec<String> = keys.iter().map(ToString::to_string).collect();
+        names.sort();
+        names
+    };
+    (sorted(&d.stopping), sorted(&d.starting))
 }
 
 fn names(n: &[&str]) -> Vec<String> {
@@ -138,4 +150,94 @@ fn added_and_removed_components() {
     let (stopping, starting) = plan(&y);
     assert_eq!(stopping, names(&["sink `x`", "source `b`"]));
     assert_eq!(starting, names(&["sink `y`"]));
+}
+
+#[test]
+fn a_group_member_option_restarts_the_group_task() {
+    let y = format!(
+        "{BASE}  z: {{type: out, channel: e}}\nsink_groups:\n  g: {{strategy: failover, sinks: [x, z]}}\n"
+    );
+    let changed = y.replace(
+        "z: {type: out, channel: e}",
+        "z: {type: out, channel: e, n: 3}",
+    );
+    let r = Reloader::new(
+        pipeline(&y),
+        HashMap::new(),
+        HashMap::new(),
+        CancellationToken::new(),
+    );
+    let d = r.diff(&pipeline(&changed));
+    let group = BTreeSet::from([TaskKey::Group("g".into())]);
+    assert_eq!(d.stopping, group);
+    assert_eq!(d.starting, group);
+    // The stop handle a group's task is started with is found under the
+    // same key the reload looks up.
+    let p = pipeline(&y);
+    assert!(super::super::plan::plan(&p).contains_key(&TaskKey::Group("g".into())));
+}
+
+#[test]
+fn every_task_started_has_its_stop_handle_under_its_own_key() {
+    let y = format!(
+        "{BASE}  z: {{type: out, channel: e}}\nsink_groups:\n  g: {{strategy: failover, sinks: [x, z]}}\n"
+    );
+    let p = pipeline(&y);
+    let slots: HashMap<String, ChannelSlot> = p
+        .channels
+        .iter()
+        .map(|c| {
+            let ch: Arc<dyn Channel> = crate::testing::Collector::new();
+            (c.id.clone(), ChannelSlot::new(ch))
+        })
+        .collect();
+    let keys: BTreeSet<TaskKey> = super::super::plan::plan(&p).into_keys().collect();
+    let started = start(&p, &slots, &CancellationToken::new(), &keys).expect("builds");
+    let stops: BTreeSet<TaskKey> = started.stops.keys().cloned().collect();
+    let tasks: BTreeSet<TaskKey> = started.tasks.iter().map(|t| t.key.clone()).collect();
+    assert_eq!(stops, keys);
+    assert_eq!(tasks, keys);
+    assert!(keys.contains(&TaskKey::Group("g".into())));
+    assert!(!keys.contains(&TaskKey::Sink("x".into())));
+}
+
+/// Problems of going from `from` to `to`.
+fn resource_problems(from: &str, to: &str) -> Vec<String> {
+    let r = Reloader::new(
+        pipeline(from),
+        HashMap::new(),
+        HashMap::new(),
+        CancellationToken::new(),
+    );
+    let target = pipeline(to);
+    let d = r.diff(&target);
+    r.resource_problems(&target, &d)
+}
+
+#[test]
+fn a_port_held_by_a_source_that_keeps_running_refuses_the_reload() {
+    let base = BASE.replace(
+        "b: {type: gen, channels: [e]}",
+        "b: {type: gen, channels: [e], port: 80}",
+    );
+    // A new source on the same port beside the old one: refused.
+    let both = base.replace(
+        "processors:\n",
+        "  q: {type: gen, channels: [e], port: 80}\nprocessors:\n",
+    );
+    let problems = resource_problems(&base, &both);
+    assert_eq!(problems.len(), 1, "{problems:?}");
+    assert!(
+        problems[0].contains("source `q` claims tcp port 0.0.0.0:80, which source `b` holds"),
+        "{problems:?}"
+    );
+    // The same port, taken over from a source that goes or changes: fine
+    // (the new one waits for the old one to end).
+    let moved = base.replace(
+        "  b: {type: gen, channels: [e], port: 80}\n",
+        "  q: {type: gen, channels: [e], port: 80}\n",
+    );
+    assert_eq!(resource_problems(&base, &moved), Vec::<String>::new());
+    let changed = base.replace("port: 80}", "port: 80, n: 1}");
+    assert_eq!(resource_problems(&base, &changed), Vec::<String>::new());
 }

@@ -1,0 +1,639 @@
+//! The loops of the tasks: a source's run, a processor stage's take-emit-
+//! commit loop, a sink's take-write-commit loop (groups: [`group`](super::group)).
+//!
+//! # Stopping
+//!
+//! Each task owns its stop token (kept by the runtime under its
+//! [`TaskKey`](super::TaskKey), cancelled by a reload) and looks at it at
+//! every wait:
+//!
+//! * waiting for a batch (`take`): the task ends between two batches;
+//! * backing off after a failed take, write or flush, and in a group's
+//!   penalty wait: the batch in hand is rolled back (it stays in the channel
+//!   for the next version) and the task ends;
+//! * putting into a full channel (a source's or stage's emit): once the
+//!   stop was asked for, a put still blocked after [`ABANDON_AFTER`] is
+//!   abandoned. A stage rolls its input back; a source returns without
+//!   recording its checkpoint, so the next version reads the batch again.
+//!
+//! A `write` in progress is never cancelled: the task ends after it.
+//! Nothing taken from a channel is lost; a rolled back batch may be
+//! delivered twice (at least once, as after any failed write). What
+//! processors emit as they finish (`Processor::finish`) is put like any
+//! batch, and so given up too when the put stays blocked after the stop.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+
+use super::emit::{handle_failures, Emitter, WarnLimiter};
+use super::WriterGuard;
+use crate::channel::{Channel, ChannelError, Transaction};
+use crate::event::Batch;
+use crate::metrics::ComponentMetrics;
+use crate::sink::{Sink, SinkError};
+use crate::source::{ComponentError, Source, SourceContext};
+
+/// How long a put blocked on a full channel may go on once its task was
+/// asked to stop, before it is abandoned. Long enough for a healthy reader
+/// to make room (so an ordinary reload abandons nothing), short enough that
+/// a reader stuck in retries does not hold a reload up.
+pub(crate) const ABANDON_AFTER: Duration = Duration::from_secs(1);
+
+/// Resolves [`ABANDON_AFTER`] after `stop` was cancelled.
+pub(crate) async fn abandon(stop: &CancellationToken) {
+    stop.cancelled().await;
+    tokio::time::sleep(ABANDON_AFTER).await;
+}
+
+/// What a reload cancels to stop one task.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct StopHandle {
+    /// The task's own stop token.
+    pub stop: CancellationToken,
+    /// A source's shutdown token (a child of the pipeline's): cancelled
+    /// with `stop`, so that the source stops reading.
+    pub source: Option<CancellationToken>,
+}
+
+impl StopHandle {
+    /// Asks the task to stop.
+    pub fn cancel(&self) {
+        self.stop.cancel();
+        if let Some(s) = &self.source {
+            s.cancel();
+        }
+    }
+}
+
+pub(crate) async fn run_source(
+    source: Box<dyn Source>,
+    cx: SourceContext,
+    emitter: Arc<tokio::sync::Mutex<Emitter>>,
+    guards: Vec<WriterGuard>,
+    stop: CancellationToken,
+) -> Result<(), String> {
+    tracing::debug!("started");
+    // A put abandoned on a reload's stop ends the source cleanly.
+    let ran = |r: Result<(), ComponentError>| match r {
+        Err(ComponentError::Channel(ChannelError::Stopped)) => Ok(()),
+        Err(e) if stop.is_cancelled() && matches!(e, ComponentError::Channel(_)) => {
+            tracing::info!("stopped while emitting: {e}");
+            Ok(())
+        }
+        r => r.map_err(|e| e.to_string()),
+    };
+    let interval = emitter.lock().await.tick_interval();
+    let result = match interval {
+        None => ran(source.run(cx).await),
+        Some(every) => {
+            // Ticks for the inline processors, stopped (between ticks, never
+            // in the middle of one) once the source has returned.
+            let done = CancellationToken::new();
+            let ticks = async {
+                let mut ticker = tokio::time::interval(every);
+                ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                ticker.tick().await;
+                loop {
+                    tokio::select! {
+                        _ = done.cancelled() => return Ok(()),
+                        _ = ticker.tick() => {}
+                    }
+                    emitter.lock().await.tick().await?;
+                }
+            };
+            let run = async {
+                let r = ran(source.run(cx).await);
+                done.cancel();
+                r
+            };
+            let (result, ticked): (_, Result<(), ChannelError>) = tokio::join!(run, ticks);
+            result.and(stopped_ok(ticked, &stop).map_err(|e| e.to_string()))
+        }
+    };
+    let finish = emitter.lock().await.finish().await;
+    let finish = stopped_ok(finish, &stop).map_err(|e| e.to_string());
+    drop(guards);
+    tracing::debug!("finished");
+    result.and(finish)
+}
+
+/// `Ok` for a put abandoned on a stop.
+fn stopped_ok(r: Result<(), ChannelError>, stop: &CancellationToken) -> Result<(), ChannelError> {
+    match r {
+        Err(ChannelError::Stopped) if stop.is_cancelled() => Ok(()),
+        r => r,
+    }
+}
+
+/// What a take gave.
+pub(crate) enum Taken {
+    Batch(Transaction),
+    /// Closed and drained, or stopped.
+    End,
+}
+
+/// Takes up to `max` events, retrying failed takes after a back-off, until
+/// `stop`. A permanent failure ([`ChannelError::is_permanent`]) ends the
+/// task with an error: no retry can fix it.
+pub(crate) async fn take(
+    input: &dyn Channel,
+    max: usize,
+    backoff: &mut Backoff,
+    stop: &CancellationToken,
+) -> Result<Taken, String> {
+    loop {
+        let taken = tokio::select! {
+            biased;
+            _ = stop.cancelled() => return Ok(Taken::End),
+            taken = input.take(max) => taken,
+        };
+        match taken {
+            Ok(Some(txn)) => return Ok(Taken::Batch(txn)),
+            Ok(None) => return Ok(Taken::End),
+            Err(e) if e.is_permanent() => {
+                return Err(format!("cannot take from the input channel: {e}"))
+            }
+            Err(e) => {
+                tracing::warn!("take failed: {e}; retrying");
+                if !backoff.wait(stop).await {
+                    return Ok(Taken::End);
+                }
+            }
+        }
+    }
+}
+
+pub(crate) async fn run_stage(
+    input: Arc<dyn Channel>,
+    mut emitter: Emitter,
+    metrics: Arc<ComponentMetrics>,
+    batch_size: usize,
+    guards: Vec<WriterGuard>,
+    stop: CancellationToken,
+) -> Result<(), String> {
+    let mut backoff = Backoff::new();
+    let mut ticker = emitter.tick_interval().map(|every| {
+        let mut t = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+        t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        t
+    });
+    // A memory channel cannot give back events moved out of a transaction:
+    // a copy is kept for a rollback while the emit may be abandoned.
+    let keep_copy = !input.is_durable();
+    let closed = || "an output channel closed while the stage was running".to_string();
+    loop {
+        // Take is cancel safe: a tick that wins the race loses no event.
+        let taken = match ticker.as_mut() {
+            None => take(&*input, batch_size, &mut backoff, &stop).await?,
+            Some(t) => tokio::select! {
+                taken = take(&*input, batch_size, &mut backoff, &stop) => taken?,
+                _ = t.tick() => {
+                    match stopped_ok(emitter.tick().await, &stop) {
+                        Ok(()) => continue,
+                        Err(ChannelError::Closed(_)) => return Err(closed()),
+                        Err(e) => return Err(e.to_string()),
+                    }
+                }
+            },
+        };
+        let Taken::Batch(mut txn) = taken else {
+            break;
+        };
+        let copy = keep_copy.then(|| txn.batch().clone());
+        let batch = txn.take_batch();
+        metrics.record_in(&batch);
+        match emitter.emit(batch).await {
+            Ok(()) => {}
+            Err(ChannelError::Stopped) => {
+                if let Some(copy) = copy {
+                    txn.restore(copy);
+                }
+                txn.rollback();
+                tracing::info!("stopped while emitting: the batch is rolled back");
+                break;
+            }
+            Err(ChannelError::Closed(_)) => return Err(closed()),
+            Err(e) => return Err(e.to_string()),
+        }
+        if let Err(e) = txn.commit().await {
+            tracing::warn!("commit failed: {e}");
+        }
+        backoff.reset();
+    }
+    stopped_ok(emitter.finish().await, &stop).map_err(|e| e.to_string())?;
+    drop(guards);
+    Ok(())
+}
+
+/// Exponential back-off between retries: 100 ms doubling up to 30 s.
+pub(crate) struct Backoff {
+    next: Duration,
+}
+
+impl Backoff {
+    pub fn new() -> Self {
+        Backoff {
+            next: Duration::from_millis(100),
+        }
+    }
+
+    /// Waits the next back-off; `false` (at once) when `stop` comes first.
+    pub async fn wait(&mut self, stop: &CancellationToken) -> bool {
+        let waited = tokio::select! {
+            biased;
+            _ = stop.cancelled() => false,
+            _ = tokio::time::sleep(self.next) => true,
+        };
+        self.next = (self.next * 2).min(Duration::from_secs(30));
+        waited
+    }
+
+    pub fn reset(&mut self) {
+        self.next = Duration::from_millis(100);
+    }
+}
+
+pub(crate) struct SinkRunner {
+    pub id: String,
+    pub input: Arc<dyn Channel>,
+    pub sink: Box<dyn Sink>,
+    pub dead_letter: Option<Arc<dyn Channel>>,
+    pub metrics: Arc<ComponentMetrics>,
+    pub batch_size: usize,
+    /// The pipeline's shutdown, cancelled on a fatal error.
+    pub shutdown: CancellationToken,
+    /// This task's stop (a reload).
+    pub stop: CancellationToken,
+    /// Keeps rejection warnings to one a second.
+    pub warn: WarnLimiter,
+    pub _guards: Vec<WriterGuard>,
+}
+
+impl SinkRunner {
+    pub async fn run(mut self) -> Result<(), String> {
+        let mut backoff = Backoff::new();
+        'batches: loop {
+            let Taken::Batch(txn) =
+                take(&*self.input, self.batch_size, &mut backoff, &self.stop).await?
+            else {
+                break;
+            };
+            self.metrics.record_in(txn.batch());
+            loop {
+                let started = std::time::Instant::now();
+                let written = self.sink.write(txn.batch()).await;
+                self.observe_write(&written, started, txn.batch());
+                match written {
+                    Ok(()) => {
+                        self.metrics.record_out(txn.batch());
+                        break;
+                    }
+                    Err(SinkError::Retry(e)) => {
+                        tracing::warn!(events = txn.len(), "write failed: {e}; retrying the batch");
+                        if !backoff.wait(&self.stop).await {
+                            tracing::info!(
+                                events = txn.len(),
+                                "stopped while retrying: the batch is rolled back"
+                            );
+                            txn.rollback();
+                            break 'batches;
+                        }
+                    }
+                    Err(SinkError::Rejected(rejected)) => {
+                        rejected_events(
+                            &self.id,
+                            &self.metrics,
+                            self.dead_letter.as_ref(),
+                            &mut self.warn,
+                            txn.batch(),
+                            rejected,
+                        )
+                        .await?;
+                        break;
+                    }
+                    Err(SinkError::Fatal(e)) => {
+                        txn.rollback();
+                        self.shutdown.cancel();
+                        return Err(e);
+                    }
+                }
+            }
+            backoff.reset();
+            if let Err(e) = txn.commit().await {
+                tracing::warn!("commit failed: {e}");
+            }
+        }
+        loop {
+            match self.sink.flush().await {
+                Ok(()) => {
+                    self.metrics.health.write_succeeded();
+                    return Ok(());
+                }
+                Err(SinkError::Retry(e)) => {
+                    self.metrics.health.write_failed(&e);
+                    tracing::warn!("flush failed: {e}; retrying");
+                    if !backoff.wait(&self.stop).await {
+                        // Everything committed was delivered already.
+                        tracing::warn!("stopped while retrying the flush");
+                        return Ok(());
+                    }
+                }
+                Err(e) => return Err(e.to_string()),
+            }
+        }
+    }
+
+    /// Keeps the latency histogram, the health and the tap of one write.
+    pub fn observe_write(
+        &self,
+        result: &Result<(), SinkError>,
+        started: std::time::Instant,
+        batch: &Batch,
+    ) {
+        match result {
+            Err(SinkError::Retry(e)) => self.metrics.health.write_failed(e),
+            Err(SinkError::Fatal(_)) => {}
+            Ok(()) | Err(SinkError::Rejected(_)) => {
+                self.metrics.batch_latency.observe(started.elapsed());
+                self.metrics.health.write_succeeded();
+                self.metrics.tap.offer(batch);
+            }
+        }
+    }
+}
+
+/// Handles the events a sink rejected for good: counts what was delivered,
+/// and sends the rejected ones to the dead-letter channel or logs them.
+pub(crate) async fn rejected_events(
+    id: &str,
+    metrics: &ComponentMetrics,
+    dead_letter: Option<&Arc<dyn Channel>>,
+    warn: &mut WarnLimiter,
+    batch: &Batch,
+    mut rejected: Vec<(usize, String)>,
+) -> Result<(), String> {
+    rejected.sort_by_key(|(i, _)| *i);
+    rejected.dedup_by_key(|(i, _)| *i);
+    rejected.retain(|(i, _)| *i < batch.len());
+    let delivered = batch.len() - rejected.len();
+    metrics
+        .events_out
+        .fetch_add(delivered as u64, Ordering::Relaxed);
+    if rejected.is_empty() {
+        return Ok(());
+    }
+    let mut dead = Batch::with_capacity(rejected.len());
+    let mut failures = Vec::with_capacity(rejected.len());
+    for (i, (idx, reason)) in rejected.into_iter().enumerate() {
+        dead.push(batch.events[idx].clone());
+        failures.push((i, reason));
+    }
+    handle_failures(
+        id,
+        metrics,
+        dead_letter,
+        warn,
+        "the destination refused them: they are dropped",
+        &mut dead,
+        failures,
+    )
+    .await
+    .map_err(|e| format!("dead-letter channel refused events: {e}"))
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use std::sync::atomic::AtomicUsize;
+    use std::sync::Mutex;
+
+    use async_trait::async_trait;
+
+    use super::*;
+    use crate::channel::{ChannelStats, TransactionHandle};
+    use crate::event::Event;
+
+    /// Hands out its batch until committed; counts rollbacks; fails every
+    /// take with a permanent error when `broken`.
+    #[derive(Default)]
+    pub(crate) struct Held {
+        pub batch: Mutex<Option<Batch>>,
+        pub rollbacks: Arc<AtomicUsize>,
+        pub commits: Arc<AtomicUsize>,
+        pub broken: bool,
+    }
+
+    impl Held {
+        /// Holding one batch of one event.
+        pub fn one() -> Arc<Held> {
+            let held = Held::default();
+            *held.batch.lock().unwrap() =
+                Some(Batch::from(vec![Event::new("x", Default::default())]));
+            Arc::new(held)
+        }
+
+        /// The events it holds (given back by a rollback).
+        pub fn held(&self) -> Option<usize> {
+            self.batch.lock().unwrap().as_ref().map(Batch::len)
+        }
+    }
+
+    struct Handle {
+        owner: Arc<Held>,
+    }
+
+    impl TransactionHandle for Handle {
+        fn commit<'a>(
+            self: Box<Self>,
+        ) -> std::pin::Pin<
+            Box<dyn std::future::Future<Output = Result<(), ChannelError>> + Send + 'a>,
+        > {
+            self.owner.commits.fetch_add(1, Ordering::SeqCst);
+            Box::pin(async { Ok(()) })
+        }
+        fn rollback(self: Box<Self>, batch: Option<Batch>) {
+            self.owner.rollbacks.fetch_add(1, Ordering::SeqCst);
+            *self.owner.batch.lock().unwrap() = batch;
+        }
+    }
+
+    pub(crate) struct HeldChannel(pub Arc<Held>);
+
+    #[async_trait]
+    impl Channel for HeldChannel {
+        async fn put(&self, _batch: Batch) -> Result<(), ChannelError> {
+            Ok(())
+        }
+        async fn take(&self, _max: usize) -> Result<Option<Transaction>, ChannelError> {
+            if self.0.broken {
+                return Err(ChannelError::Broken("the writer thread is gone".into()));
+            }
+            let taken = self.0.batch.lock().unwrap().take();
+            match taken {
+                Some(b) => Ok(Some(Transaction::new(
+                    b,
+                    Box::new(Handle {
+                        owner: self.0.clone(),
+                    }),
+                ))),
+                None => std::future::pending().await,
+            }
+        }
+        fn close(&self) {}
+        fn stats(&self) -> ChannelStats {
+            ChannelStats::default()
+        }
+    }
+
+    pub(crate) struct Refusing;
+
+    #[async_trait]
+    impl Sink for Refusing {
+        async fn write(&mut self, _b: &Batch) -> Result<(), SinkError> {
+            Err(SinkError::Retry("connection refused".into()))
+        }
+    }
+
+    fn runner(held: Arc<Held>, stop: CancellationToken) -> SinkRunner {
+        SinkRunner {
+            id: "s".into(),
+            input: Arc::new(HeldChannel(held)),
+            sink: Box::new(Refusing),
+            dead_letter: None,
+            metrics: Arc::default(),
+            batch_size: 10,
+            shutdown: CancellationToken::new(),
+            stop,
+            warn: WarnLimiter::default(),
+            _guards: Vec::new(),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_sink_stuck_retrying_stops_at_once_and_rolls_its_batch_back() {
+        let held = Held::one();
+        let stop = CancellationToken::new();
+        let task = tokio::spawn(runner(held.clone(), stop.clone()).run());
+        // Let it fail and back off a few times (100, 200, 400 ms ...).
+        tokio::time::sleep(Duration::from_millis(350)).await;
+        let asked = std::time::Instant::now();
+        stop.cancel();
+        let ended = tokio::time::timeout(Duration::from_secs(5), task).await;
+        assert!(matches!(ended, Ok(Ok(Ok(())))), "{ended:?}");
+        assert!(asked.elapsed() < Duration::from_millis(500));
+        assert_eq!(held.rollbacks.load(Ordering::SeqCst), 1);
+        assert_eq!(held.commits.load(Ordering::SeqCst), 0);
+        assert_eq!(held.held(), Some(1));
+    }
+
+    /// Never has room.
+    struct Full;
+
+    #[async_trait]
+    impl Channel for Full {
+        async fn put(&self, _batch: Batch) -> Result<(), ChannelError> {
+            std::future::pending().await
+        }
+        async fn take(&self, _max: usize) -> Result<Option<Transaction>, ChannelError> {
+            std::future::pending().await
+        }
+        fn close(&self) {}
+        fn stats(&self) -> ChannelStats {
+            ChannelStats::default()
+        }
+    }
+
+    /// Emits one batch, then counts it as saved, as a source records its
+    /// checkpoint after `emit` returned.
+    struct OneBatch(Arc<AtomicUsize>);
+
+    #[async_trait]
+    impl Source for OneBatch {
+        async fn run(self: Box<Self>, mut cx: SourceContext) -> Result<(), ComponentError> {
+            cx.emit(Batch::from(vec![Event::new("x", Default::default())]))
+                .await?;
+            self.0.fetch_add(1, Ordering::SeqCst);
+            Ok(())
+        }
+    }
+
+    #[tokio::test]
+    async fn a_source_stopped_while_its_channel_is_full_ends_cleanly_without_saving() {
+        let stop = StopHandle {
+            stop: CancellationToken::new(),
+            source: Some(CancellationToken::new()),
+        };
+        let cx = crate::testing::source_context(
+            "s",
+            std::env::temp_dir(),
+            Arc::new(Full),
+            stop.source.clone().unwrap_or_default(),
+        );
+        let emitter = cx.emitter.clone();
+        emitter.lock().await.stop = Some(stop.stop.clone());
+        let saved = Arc::new(AtomicUsize::new(0));
+        let source = Box::new(OneBatch(saved.clone()));
+        let task = tokio::spawn(run_source(
+            source,
+            cx,
+            emitter,
+            Vec::new(),
+            stop.stop.clone(),
+        ));
+        tokio::task::yield_now().await;
+        stop.cancel();
+        let ended = tokio::time::timeout(ABANDON_AFTER * 3, task).await;
+        assert!(matches!(ended, Ok(Ok(Ok(())))), "{ended:?}");
+        assert_eq!(
+            saved.load(Ordering::SeqCst),
+            0,
+            "nothing recorded as emitted"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_stage_stopped_while_its_output_is_full_gives_its_batch_back() {
+        let held = Held::one();
+        let stop = CancellationToken::new();
+        let metrics: Arc<ComponentMetrics> = Arc::default();
+        let mut emitter = Emitter::new(
+            "s",
+            Vec::new(),
+            super::super::emit::Route::Replicating,
+            vec![Arc::new(Full)],
+            metrics.clone(),
+        );
+        emitter.stop = Some(stop.clone());
+        let input = Arc::new(HeldChannel(held.clone()));
+        let stage = tokio::spawn(run_stage(
+            input,
+            emitter,
+            metrics,
+            10,
+            Vec::new(),
+            stop.clone(),
+        ));
+        tokio::task::yield_now().await;
+        stop.cancel();
+        let ended = tokio::time::timeout(ABANDON_AFTER * 3, stage).await;
+        assert!(matches!(ended, Ok(Ok(Ok(())))), "{ended:?}");
+        assert_eq!(held.rollbacks.load(Ordering::SeqCst), 1);
+        assert_eq!(held.commits.load(Ordering::SeqCst), 0);
+        // A memory input cannot re-read: the copy kept aside went back.
+        assert_eq!(held.held(), Some(1));
+    }
+
+    #[tokio::test]
+    async fn a_broken_input_fails_the_task_instead_of_retrying() {
+        let held = Arc::new(Held {
+            broken: true,
+            ..Held::default()
+        });
+        let task = runner(held, CancellationToken::new()).run();
+        let ended = tokio::time::timeout(Duration::from_secs(5), task).await;
+        let err = ended.expect("ends at once").expect_err("fails");
+        assert!(err.contains("writer thread is gone"), "{err}");
+    }
+}
