@@ -36,6 +36,7 @@ pub mod config;
 pub mod event;
 pub mod metrics;
 pub mod processor;
+pub mod quote;
 pub mod registry;
 pub mod sink;
 pub mod source;

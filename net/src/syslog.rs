@@ -25,6 +25,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use chrono::{Datelike, NaiveDateTime};
 use serde::Deserialize;
+use sluice_core::config::{address_problem, AddressUse};
 use sluice_core::prelude::*;
 
 use crate::framing::Framing;
@@ -72,7 +73,9 @@ fn auto() -> Framing {
 
 impl SourceConfig for Config {
     fn validate(&self) -> Vec<Problem> {
-        let mut p = Vec::new();
+        let mut p: Vec<Problem> = address_problem("address", &self.address, AddressUse::Listen)
+            .into_iter()
+            .collect();
         if self.max_line_bytes.0 == 0 {
             p.push(Problem::at("max_line_bytes", "must be at least 1 byte"));
         }

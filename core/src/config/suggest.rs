@@ -16,11 +16,26 @@ pub fn distance(a: &str, b: &str) -> usize {
     prev[b.len()]
 }
 
+/// Words longer than this get no suggestion: the distance costs the
+/// product of the lengths.
+const LONGEST: usize = 64;
+
+/// Candidates compared with a word: a pipeline with more names than this
+/// gets suggestions from the first ones only, so that many misspelt
+/// references cost time linear in the file, not quadratic.
+const CANDIDATES: usize = 5_000;
+
 /// The candidate closest to `word`, if it is close enough to be a typo.
 pub fn nearest<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
-    let limit = (word.chars().count() / 3).max(2);
+    let len = word.chars().count();
+    if len > LONGEST {
+        return None;
+    }
+    let limit = (len / 3).max(2);
     candidates
         .into_iter()
+        .take(CANDIDATES)
+        .filter(|c| c.len() <= 4 * (len + limit) && c.chars().count().abs_diff(len) <= limit)
         .map(|c| (distance(word, c), c))
         .filter(|(d, c)| *d <= limit && *d < word.chars().count() && *d < c.chars().count())
         .min_by_key(|(d, _)| *d)

@@ -286,16 +286,13 @@ pub fn parse_pipeline(
     let root = match node::parse(text, env) {
         Ok(root) => root,
         Err(problems) => {
+            // An unset variable still lets the rest be checked; a syntax
+            // error or a refused limit does not.
+            let fatal = problems.iter().any(|p| p.fatal);
             for p in problems {
                 cx.err(p.pos, p.message);
             }
-            // An unset variable still lets the rest be checked; a syntax
-            // error does not.
-            if cx
-                .diags
-                .iter()
-                .any(|d| d.message.starts_with("YAML syntax error"))
-            {
+            if fatal {
                 return Err(cx.diags);
             }
             match node::parse(text, &|name| env(name).or_else(|| Some(String::new()))) {
