@@ -442,3 +442,53 @@ mod tests {
         assert!(!parse_syslog(&mut bad));
     }
 }
+
+#[cfg(test)]
+mod fuzz {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// Bytes that look like syslog often enough to reach every branch.
+    fn syslogish() -> impl Strategy<Value = Vec<u8>> {
+        let piece = prop_oneof![
+            Just(b"<34>".to_vec()),
+            Just(b"<165>1 ".to_vec()),
+            Just(b"<".to_vec()),
+            Just(b">".to_vec()),
+            Just(b"- ".to_vec()),
+            Just(b"[".to_vec()),
+            Just(b"]".to_vec()),
+            Just(b"=\"".to_vec()),
+            Just(b"\\".to_vec()),
+            Just(b"\"".to_vec()),
+            Just(b" ".to_vec()),
+            Just(b"2003-10-11T22:14:15.003Z ".to_vec()),
+            Just(b"Oct 11 22:14:15 ".to_vec()),
+            Just(b"host app[1]: ".to_vec()),
+            Just("\u{feff}".as_bytes().to_vec()),
+            prop::collection::vec(any::<u8>(), 0..8),
+        ];
+        prop::collection::vec(piece, 0..20).prop_map(|p| p.concat())
+    }
+
+    fn parses_or_leaves_no_fields(bytes: Vec<u8>) {
+        let mut e = Event::new(bytes, Timestamp(7));
+        if !parse_syslog(&mut e) {
+            assert!(e.fields.is_empty());
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(512))]
+
+        #[test]
+        fn arbitrary_bytes_never_panic(bytes in prop::collection::vec(any::<u8>(), 0..300)) {
+            parses_or_leaves_no_fields(bytes);
+        }
+
+        #[test]
+        fn syslog_like_bytes_never_panic(bytes in syslogish()) {
+            parses_or_leaves_no_fields(bytes);
+        }
+    }
+}

@@ -6,7 +6,6 @@ use std::collections::{BTreeSet, HashMap, HashSet};
 use super::keys::list;
 use super::{Ctx, Pipeline, ProcessorSpec, SelectorSpec};
 use crate::config::node::{Node, NodeKind, Pos};
-use crate::config::suggest::nearest;
 
 /// The declarations of one section by id: the key node and the component.
 /// Looked up by id, so that checking a pipeline stays linear in its size
@@ -67,7 +66,7 @@ pub(super) fn check_graph(cx: &mut Ctx, root: &Node, p: &Pipeline) {
         if declared.contains(id) {
             return true;
         }
-        let msg = match nearest(id, channel_ids.iter().copied()) {
+        let msg = match cx.nearest(id, &channel_ids) {
             Some(s) => format!("{what} refers to channel `{id}`, which is not declared: did you mean `{s}`?"),
             None if channel_ids.is_empty() => format!("{what} refers to channel `{id}`, but no channels are declared (add it under `channels:`)"),
             None => format!("{what} refers to channel `{id}`, which is not declared (declared: {})", list(&channel_ids)),
@@ -89,8 +88,8 @@ pub(super) fn check_graph(cx: &mut Ctx, root: &Node, p: &Pipeline) {
             let pos = || pos_of_item(&sources, &s.id, "processors", proc_id);
             match procs.get(proc_id.as_str()) {
                 None => {
-                    let ids = p.processors.iter().map(|p| p.id.as_str());
-                    let msg = match nearest(proc_id, ids) {
+                    let ids: Vec<&str> = p.processors.iter().map(|p| p.id.as_str()).collect();
+                    let msg = match cx.nearest(proc_id, &ids) {
                         Some(n) => format!("{what} uses processor `{proc_id}`, which is not declared: did you mean `{n}`?"),
                         None => format!("{what} uses processor `{proc_id}`, which is not declared under `processors:`"),
                     };

@@ -11,7 +11,6 @@ use serde::Deserialize;
 use super::keys::section;
 use super::{Ctx, SinkSpec};
 use crate::config::node::{Node, Pos};
-use crate::config::suggest::nearest;
 use crate::config::{from_node, Duration};
 
 /// How a group chooses the sink that writes a batch.
@@ -138,7 +137,8 @@ pub(super) fn sink_groups(cx: &mut Ctx, root: &Node, sinks: &[SinkSpec]) -> Vec<
                 continue;
             }
             let Some(spec) = by_id.get(s.as_str()) else {
-                let msg = match nearest(s, sinks.iter().map(|k| k.id.as_str())) {
+                let ids: Vec<&str> = sinks.iter().map(|k| k.id.as_str()).collect();
+                let msg = match cx.nearest(s, &ids) {
                     Some(n) => format!("{what}: sink `{s}` is not declared: did you mean `{n}`?"),
                     None => format!("{what}: sink `{s}` is not declared under `sinks:`"),
                 };
