@@ -45,7 +45,7 @@ const GIB: u64 = 1 << 30;
 
 /// The "billion laughs": nine levels of nine aliases, 9^9 nodes expanded.
 fn alias_bomb() -> String {
-    let lol = vec!["\"lol\""; 9].join(", ");
+    let lol = ["\"lol\""; 9].join(", ");
     let mut t = format!("a: &a [{lol}]\n");
     let names = ["a", "b", "c", "d", "e", "f", "g", "h", "i"];
     for w in names.windows(2) {
