@@ -19,6 +19,8 @@
 //! * [`config`] reads and validates the pipeline file, keeping line and column
 //!   for every error; [`topology`] builds the graph and runs every component as
 //!   a tokio task, with channels as the only edges.
+//! * [`quote::quoted`] shows received data in a log line with its control
+//!   characters escaped, so that a peer cannot forge log lines.
 //!
 //! ```
 //! use sluice_core::prelude::*;
