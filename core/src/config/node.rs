@@ -182,9 +182,10 @@ fn pos_of(span: &Span) -> Pos {
 /// unbounded stack; no pipeline needs more than a handful of levels.
 pub const MAX_DEPTH: usize = 64;
 
-/// Nodes that aliases may add on top of those written in the file: this
-/// many, plus one per byte of the file. A string counts as one node plus
-/// one per 64 bytes of its text.
+/// Nodes that anchors and aliases may copy (each anchored node is kept
+/// apart to be copied, and each alias copies it): this many, plus one per
+/// byte of the file. A string counts as one node plus one per 64 bytes of
+/// its text.
 pub const ALIAS_BUDGET: u64 = 100_000;
 
 /// A string counts as one node plus one per this many bytes of text, so
@@ -212,8 +213,8 @@ struct Open {
 /// (syntax error, unset variable) is returned at once; a fatal one stops
 /// the parse, so it is the last one.
 ///
-/// Hostile input is refused, each with its position: aliases that would
-/// expand beyond [`ALIAS_BUDGET`] plus one node per byte of `text` (an
+/// Hostile input is refused, each with its position: anchors and aliases
+/// that would copy more than [`ALIAS_BUDGET`] plus one node per byte of `text` (an
 /// "alias bomb" otherwise takes gigabytes from a few hundred bytes),
 /// nesting deeper than [`MAX_DEPTH`], and a second document in the same
 /// text (it would otherwise be ignored without a word). A leading UTF-8
@@ -227,7 +228,8 @@ pub fn parse(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Node, V
     let mut root: Option<Node> = None;
     let mut documents = 0usize;
     let budget = ALIAS_BUDGET.saturating_add(text.len() as u64);
-    let mut expanded = 0u64;
+    // Nodes copied so far: into an anchor's table entry, or for an alias.
+    let mut copied = 0u64;
 
     let fatal = |problems: &mut Vec<ParseProblem>, pos: Pos, message: String| {
         problems.push(ParseProblem {
@@ -235,6 +237,17 @@ pub fn parse(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Node, V
             message,
             fatal: true,
         });
+    };
+    // Charges a copy of `weight` nodes; `false` (reported) past the budget.
+    let mut charge = |problems: &mut Vec<ParseProblem>, weight: u64, pos: Pos| {
+        copied = copied.saturating_add(weight);
+        if copied > budget {
+            fatal(problems, pos, format!(
+                "anchors and aliases copy more than {budget} nodes ({ALIAS_BUDGET} plus one per byte of the file): refused, as an alias bomb would take unbounded memory"
+            ));
+            return false;
+        }
+        true
     };
 
     // Pushes a finished node into its parent (or makes it the root).
@@ -290,6 +303,9 @@ pub fn parse(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Node, V
                 let node = scalar(&value, style, pos, env, &mut problems);
                 let w = own_weight(&node.kind);
                 if anchor > 0 {
+                    if !charge(&mut problems, w, pos) {
+                        return Err(problems);
+                    }
                     anchors.insert(anchor, (node.clone(), w));
                 }
                 attach(&mut stack, &mut root, node, w);
@@ -318,6 +334,9 @@ pub fn parse(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Node, V
             Event::SequenceEnd | Event::MappingEnd => {
                 if let Some(open) = stack.pop() {
                     if open.anchor > 0 {
+                        if !charge(&mut problems, open.weight, open.node.pos) {
+                            return Err(problems);
+                        }
                         anchors.insert(open.anchor, (open.node.clone(), open.weight));
                     }
                     attach(&mut stack, &mut root, open.node, open.weight);
@@ -338,11 +357,7 @@ pub fn parse(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Node, V
                     continue;
                 };
                 let w = *w;
-                expanded = expanded.saturating_add(w);
-                if expanded > budget {
-                    fatal(&mut problems, pos, format!(
-                        "aliases expand to more than {budget} nodes ({ALIAS_BUDGET} plus one per byte of the file): refused, as an alias bomb would take unbounded memory"
-                    ));
+                if !charge(&mut problems, w, pos) {
                     return Err(problems);
                 }
                 let node = anchored.clone();
@@ -564,17 +579,37 @@ mod tests {
         assert_eq!(err.len(), 1);
         assert!(err[0].fatal);
         assert!(
-            err[0].message.starts_with("aliases expand to more than"),
+            err[0]
+                .message
+                .starts_with("anchors and aliases copy more than"),
             "{}",
             err[0].message
         );
-        // The budget runs out in the line of `f` (9^5 nodes so far).
-        assert_eq!(err[0].pos.line, 6, "{:?}", err[0]);
+        // The budget runs out at the anchor of `e`: 9^4 nodes copied by its
+        // aliases, as many again to keep it.
+        assert_eq!(err[0].pos.line, 5, "{:?}", err[0]);
         // A long string aliased many times counts by its length.
         let long = "x".repeat(100_000);
         let many = vec!["*s"; 200].join(", ");
         let err = parse(&format!("s: &s {long}\nl: [{many}]\n"), &env).unwrap_err();
-        assert!(err[0].message.starts_with("aliases expand"), "{:?}", err[0]);
+        assert!(
+            err[0].message.starts_with("anchors and aliases copy"),
+            "{:?}",
+            err[0]
+        );
+        // Anchors nested around a large list copy it once per level, with
+        // no alias at all: charged too.
+        let items = vec!["x"; 3000].join(", ");
+        let nested: String = (0..60)
+            .map(|i| format!("{}k{i}: &k{i}\n", " ".repeat(2 * i)))
+            .collect();
+        let text = format!("{nested}{}l: [{items}]\n", " ".repeat(120));
+        let err = parse(&text, &env).unwrap_err();
+        assert!(
+            err[0].message.starts_with("anchors and aliases copy"),
+            "{:?}",
+            err[0]
+        );
         // Ordinary reuse is fine.
         let many = vec!["*t"; 200].join(", ");
         assert!(parse(
