@@ -7,6 +7,7 @@ mod disk_channel;
 mod durability;
 mod examples;
 mod hop;
+mod hostile;
 mod kafka;
 mod network;
 mod operations;

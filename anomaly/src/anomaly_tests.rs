@@ -114,3 +114,56 @@ fn a_model_file_is_loaded_and_retraining_swaps_a_model_in() {
     let bad: Config = config("threshold: 1\ncontamination: 0.1\ntrees: 0");
     assert_eq!(bad.validate().len(), 2);
 }
+
+#[test]
+fn a_model_file_whose_trees_are_not_trees_is_refused_with_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let c: Config = config("contamination: 0.01");
+    let m = Model::train(&c.spec(), &sessions()).unwrap();
+    let path = dir.path().join("m.json");
+    m.save(&path).unwrap();
+    let good: serde_json::Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    // Rewrites the root split of the first tree and loads the result.
+    let load_with = |edit: &dyn Fn(&mut serde_json::Value)| {
+        let mut v = good.clone();
+        edit(&mut v["detector"]["trees"][0]["nodes"][0]["Split"]);
+        std::fs::write(&path, serde_json::to_vec(&v).unwrap()).unwrap();
+        Model::load(&path).unwrap_err()
+    };
+    // A child that is the root: a cycle, which used to overflow the stack.
+    let e = load_with(&|s| s["left"] = 0.into());
+    assert!(
+        e.contains("not a usable model: tree 0: node 0 has child 0, which is already in the tree"),
+        "{e}"
+    );
+    let e = load_with(&|s| s["right"] = 4_000_000_000u32.into());
+    assert!(
+        e.contains("tree 0: node 0 has child 4000000000, but the tree has"),
+        "{e}"
+    );
+    let e = load_with(&|s| s["feature"] = 4_000_000_000u32.into());
+    assert!(e.contains("tree 0: node 0 tests feature 4000000000"), "{e}");
+    // A deep chain: split `i` goes left to split `i + 1`, right to a leaf.
+    let mut v = good.clone();
+    let n = 1000u32;
+    let chain: Vec<serde_json::Value> = (0..n)
+        .map(|i| {
+            serde_json::json!({"Split": {"feature": 0, "threshold": 0.5, "left": i + 1, "right": n + 1 + i}})
+        })
+        .chain((0..=n).map(|_| serde_json::json!({"Leaf": {"size": 1}})))
+        .collect();
+    v["detector"]["trees"][0]["nodes"] = chain.into();
+    std::fs::write(&path, serde_json::to_vec(&v).unwrap()).unwrap();
+    let e = Model::load(&path).unwrap_err();
+    assert!(
+        e.contains("tree 0: node 64 is deeper than 64 levels"),
+        "{e}"
+    );
+    // The processor does not start on it, and says why.
+    let c: Config = config(&format!("model_path: {}", path.display()));
+    let err = c.detector().err().expect("refused").to_string();
+    assert!(err.contains("not a usable model"), "{err}");
+    // The file as trained still loads.
+    std::fs::write(&path, serde_json::to_vec(&good).unwrap()).unwrap();
+    assert!(Model::load(&path).is_ok());
+}

@@ -219,6 +219,74 @@ fn add_path_lengths(tree: &FlatTree, rows: &[f64], dims: usize, acc: &mut [f64])
     }
 }
 
+/// Leaf sizes whose `c(n)` is kept in a table.
+const C_TABLE_MAX: usize = 1 << 16;
+
+/// The tallest tree a model file may hold. Grown trees are at most
+/// `ceil(log2(sample_size))` tall, so 64 for any sample size; laying a tree
+/// out for scoring recurses once per level.
+pub const MAX_HEIGHT: usize = 64;
+
+impl Tree {
+    /// Checks that the nodes form a tree rooted at node 0 that scoring can
+    /// walk: every child index names a node, no node is reached twice (so
+    /// there is no cycle and no shared subtree), it is at most
+    /// [`MAX_HEIGHT`] tall, and splits test features below `dims`. A model
+    /// file is read from disk: without this a cycle would make laying the
+    /// tree out recurse until the stack overflows.
+    ///
+    /// # Errors
+    ///
+    /// The first fault, naming the node.
+    pub fn check(&self, dims: usize) -> Result<(), String> {
+        if self.nodes.is_empty() {
+            return Err("the tree has no nodes".into());
+        }
+        let mut reached = vec![false; self.nodes.len()];
+        reached[0] = true;
+        // Iterative: (node, depth).
+        let mut todo = vec![(0usize, 0usize)];
+        while let Some((i, depth)) = todo.pop() {
+            let Some(Node::Split {
+                feature,
+                left,
+                right,
+                ..
+            }) = self.nodes.get(i)
+            else {
+                continue;
+            };
+            if *feature as usize >= dims {
+                return Err(format!(
+                    "node {i} tests feature {feature}, but vectors have {dims}"
+                ));
+            }
+            if depth + 1 > MAX_HEIGHT {
+                return Err(format!("node {i} is deeper than {MAX_HEIGHT} levels"));
+            }
+            for child in [*left, *right] {
+                let c = child as usize;
+                match reached.get_mut(c) {
+                    None => {
+                        return Err(format!(
+                            "node {i} has child {c}, but the tree has {} nodes",
+                            self.nodes.len()
+                        ))
+                    }
+                    Some(true) => {
+                        return Err(format!(
+                            "node {i} has child {c}, which is already in the tree (a cycle or a shared subtree)"
+                        ))
+                    }
+                    Some(seen) => *seen = true,
+                }
+                todo.push((c, depth + 1));
+            }
+        }
+        Ok(())
+    }
+}
+
 /// Growing parameters.
 #[derive(Clone, Copy, Debug)]
 pub struct ForestParams {
@@ -265,6 +333,18 @@ impl IsolationForest {
             trees.push(Tree { nodes });
         }
         IsolationForest::new(trees, psi)
+    }
+
+    /// Checks every tree (see [`Tree::check`]) for vectors of `dims` values.
+    ///
+    /// # Errors
+    ///
+    /// The first fault, naming the tree and node.
+    pub fn check(&self, dims: usize) -> Result<(), String> {
+        for (t, tree) in self.trees.iter().enumerate() {
+            tree.check(dims).map_err(|e| format!("tree {t}: {e}"))?;
+        }
+        Ok(())
     }
 
     /// A forest of given trees grown on `sample_size` rows.
@@ -324,8 +404,10 @@ impl IsolationForest {
         if self.trees.is_empty() {
             return 0.0;
         }
+        // Bounded: a model file may name any sample size; larger leaves
+        // (there are few) are computed when met.
         let table = self.c_table.get_or_init(|| {
-            (0..=self.sample_size)
+            (0..=self.sample_size.min(C_TABLE_MAX))
                 .map(|n| average_path_length(n as f64))
                 .collect()
         });

@@ -186,7 +186,29 @@ impl Model {
         let mut m: Model = serde_json::from_str(&text)
             .map_err(|e| format!("{}: not a model file: {e}", path.display()))?;
         m.vectorizer.reindex();
+        m.check()
+            .map_err(|e| format!("{}: not a usable model: {e}", path.display()))?;
         Ok(m)
+    }
+
+    /// Checks that the detector fits the vectorizer and, for a forest, that
+    /// its trees are trees (see [`crate::iforest::Tree::check`]).
+    ///
+    /// # Errors
+    ///
+    /// What is wrong.
+    pub fn check(&self) -> Result<(), String> {
+        let dims = self.vectorizer.dims();
+        match &self.detector {
+            Detector::IsolationForest(f) => f.check(dims),
+            Detector::Kmeans(c) => match c.centroids.iter().position(|x| x.len() != dims) {
+                Some(i) => Err(format!(
+                    "centroid {i} has {} values, but vectors have {dims}",
+                    c.centroids[i].len()
+                )),
+                None => Ok(()),
+            },
+        }
     }
 
     /// Writes the model file.

@@ -23,6 +23,8 @@
 //!   for every error; [`topology`] plans the tasks of a pipeline (one
 //!   [`TaskKey`](topology::TaskKey) each), builds them and runs every one as
 //!   a tokio task, with channels as the only edges, and applies reloads.
+//! * [`quote::quoted`] shows received data in a log line with its control
+//!   characters escaped, so that a peer cannot forge log lines.
 //!
 //! ```
 //! use sluice_core::prelude::*;
@@ -40,6 +42,7 @@ pub mod config;
 pub mod event;
 pub mod metrics;
 pub mod processor;
+pub mod quote;
 pub mod registry;
 pub mod resource;
 pub mod sink;

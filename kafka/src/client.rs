@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 
 use rdkafka::ClientConfig;
 use serde::Deserialize;
+use sluice_core::config::{address_problem, AddressUse};
 use sluice_core::prelude::*;
 
 /// One or more bootstrap brokers, `host:port`, written as a list or as one
@@ -38,9 +39,7 @@ impl Brokers {
             ));
         }
         for b in &self.0 {
-            if b.is_empty() || !b.contains(':') {
-                problems.push(Problem::at("brokers", format!("`{b}` is not `host:port`")));
-            }
+            problems.extend(address_problem("brokers", b, AddressUse::Connect));
         }
     }
 }

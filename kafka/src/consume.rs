@@ -90,7 +90,9 @@ impl GroupContext {
 
     pub(crate) fn warn(&self, what: std::fmt::Arguments<'_>) {
         if let Some(held) = lock(&self.warn).ready() {
-            tracing::warn!(id = %self.id, held_back_warnings = held, "{what}");
+            // Errors may quote what the broker or a record held.
+            let what = what.to_string();
+            tracing::warn!(id = %self.id, held_back_warnings = held, "{}", sluice_core::quote::quoted(&what).max(1000));
         }
     }
 }

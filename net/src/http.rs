@@ -35,6 +35,7 @@ use hyper::header::{HeaderValue, AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE, RE
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use serde::Deserialize;
+use sluice_core::config::{address_problem, AddressUse};
 use sluice_core::prelude::*;
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
@@ -77,7 +78,9 @@ impl SourceConfig for Config {
         Resource::tcp(&self.address).into_iter().collect()
     }
     fn validate(&self) -> Vec<Problem> {
-        let mut p = Vec::new();
+        let mut p: Vec<Problem> = address_problem("address", &self.address, AddressUse::Listen)
+            .into_iter()
+            .collect();
         if let Some(tls) = &self.tls {
             p.extend(tls.server_problems());
         }

@@ -58,7 +58,7 @@ impl Faults {
         }
         self.metrics.record_errors(n);
         if let Some(held) = self.warn.allow() {
-            let sample = String::from_utf8_lossy(&sample[..sample.len().min(120)]);
+            let sample = sluice_core::quote::quoted(sample).max(120);
             tracing::warn!(peer = %self.peer, events = n, held_back = held, sample = %sample, "not a syslog message (RFC 3164 or 5424): passed on with its body only");
         }
     }

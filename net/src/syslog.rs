@@ -25,6 +25,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use chrono::{Datelike, NaiveDateTime};
 use serde::Deserialize;
+use sluice_core::config::{address_problem, AddressUse};
 use sluice_core::prelude::*;
 
 use crate::framing::Framing;
@@ -80,7 +81,9 @@ impl SourceConfig for Config {
         port.into_iter().collect()
     }
     fn validate(&self) -> Vec<Problem> {
-        let mut p = Vec::new();
+        let mut p: Vec<Problem> = address_problem("address", &self.address, AddressUse::Listen)
+            .into_iter()
+            .collect();
         if self.max_line_bytes.0 == 0 {
             p.push(Problem::at("max_line_bytes", "must be at least 1 byte"));
         }
@@ -445,5 +448,55 @@ mod tests {
         assert!(bad.fields.is_empty());
         let mut bad = Event::new("<999>x", Timestamp(0));
         assert!(!parse_syslog(&mut bad));
+    }
+}
+
+#[cfg(test)]
+mod fuzz {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// Bytes that look like syslog often enough to reach every branch.
+    fn syslogish() -> impl Strategy<Value = Vec<u8>> {
+        let piece = prop_oneof![
+            Just(b"<34>".to_vec()),
+            Just(b"<165>1 ".to_vec()),
+            Just(b"<".to_vec()),
+            Just(b">".to_vec()),
+            Just(b"- ".to_vec()),
+            Just(b"[".to_vec()),
+            Just(b"]".to_vec()),
+            Just(b"=\"".to_vec()),
+            Just(b"\\".to_vec()),
+            Just(b"\"".to_vec()),
+            Just(b" ".to_vec()),
+            Just(b"2003-10-11T22:14:15.003Z ".to_vec()),
+            Just(b"Oct 11 22:14:15 ".to_vec()),
+            Just(b"host app[1]: ".to_vec()),
+            Just("\u{feff}".as_bytes().to_vec()),
+            prop::collection::vec(any::<u8>(), 0..8),
+        ];
+        prop::collection::vec(piece, 0..20).prop_map(|p| p.concat())
+    }
+
+    fn parses_or_leaves_no_fields(bytes: Vec<u8>) {
+        let mut e = Event::new(bytes, Timestamp(7));
+        if !parse_syslog(&mut e) {
+            assert!(e.fields.is_empty());
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(512))]
+
+        #[test]
+        fn arbitrary_bytes_never_panic(bytes in prop::collection::vec(any::<u8>(), 0..300)) {
+            parses_or_leaves_no_fields(bytes);
+        }
+
+        #[test]
+        fn syslog_like_bytes_never_panic(bytes in syslogish()) {
+            parses_or_leaves_no_fields(bytes);
+        }
     }
 }

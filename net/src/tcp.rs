@@ -17,6 +17,7 @@ use std::num::NonZeroUsize;
 
 use async_trait::async_trait;
 use serde::Deserialize;
+use sluice_core::config::{address_problem, AddressUse};
 use sluice_core::prelude::*;
 
 use crate::framing::Framing;
@@ -58,7 +59,9 @@ impl SourceConfig for Config {
         Resource::tcp(&self.address).into_iter().collect()
     }
     fn validate(&self) -> Vec<Problem> {
-        let mut p = Vec::new();
+        let mut p: Vec<Problem> = address_problem("address", &self.address, AddressUse::Listen)
+            .into_iter()
+            .collect();
         if self.max_line_bytes.0 == 0 {
             p.push(Problem::at("max_line_bytes", "must be at least 1 byte"));
         }

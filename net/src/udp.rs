@@ -15,6 +15,7 @@ use std::num::NonZeroUsize;
 
 use async_trait::async_trait;
 use serde::Deserialize;
+use sluice_core::config::{address_problem, AddressUse};
 use sluice_core::prelude::*;
 
 use crate::listen::{DatagramServer, Decoder};
@@ -49,10 +50,13 @@ impl SourceConfig for Config {
         Resource::udp(&self.address).into_iter().collect()
     }
     fn validate(&self) -> Vec<Problem> {
+        let mut p: Vec<Problem> = address_problem("address", &self.address, AddressUse::Listen)
+            .into_iter()
+            .collect();
         if self.max_line_bytes.0 == 0 {
-            return vec![Problem::at("max_line_bytes", "must be at least 1 byte")];
+            p.push(Problem::at("max_line_bytes", "must be at least 1 byte"));
         }
-        Vec::new()
+        p
     }
 
     fn build(&self, _cx: &BuildContext) -> Result<Box<dyn Source>, BuildError> {

@@ -213,7 +213,7 @@ impl LineFramer {
         }
         self.last_warning = Some(now);
         tracing::warn!(
-            input = %self.label,
+            input = %sluice_core::quote::quoted(&self.label).max(4096),
             offset,
             max_line_bytes = self.max_line_bytes,
             skipped_so_far = self.long_lines,

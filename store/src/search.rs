@@ -415,9 +415,7 @@ impl SegmentCollector for SegmentBuckets {
 
     fn collect(&mut self, doc: DocId, _score: Score) {
         if let Some(t) = self.column.first(doc) {
-            let ns = t.into_timestamp_nanos();
-            let start =
-                self.origin + (ns.saturating_sub(self.origin)).div_euclid(self.width) * self.width;
+            let start = bucket_start(t.into_timestamp_nanos(), self.origin, self.width);
             *self.counts.entry(start).or_insert(0) += 1;
         }
     }
@@ -425,6 +423,18 @@ impl SegmentCollector for SegmentBuckets {
     fn harvest(self) -> Self::Fruit {
         self.counts
     }
+}
+
+/// The start of the bucket of `width` nanoseconds, aligned on `origin`,
+/// that holds `ns`. Worked out in 128 bits: near the ends of the time range
+/// 64-bit arithmetic overflows (an event at the earliest time landed in
+/// the year 2262). A bucket that would start before the earliest time a
+/// timestamp can hold (1677-09-21) starts at that time.
+pub(crate) fn bucket_start(ns: i64, origin: i64, width: i64) -> i64 {
+    let (ns, origin, width) = (i128::from(ns), i128::from(origin), i128::from(width.max(1)));
+    let start = origin + (ns - origin).div_euclid(width) * width;
+    // `start <= ns`, so only the low end can be out of range.
+    i64::try_from(start).unwrap_or(i64::MIN)
 }
 
 /// Parses a time bound as `--from`/`--to` take it: RFC 3339

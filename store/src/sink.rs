@@ -318,7 +318,10 @@ fn oldest_cutoff(searcher: &tantivy::Searcher, n: u64) -> tantivy::Result<Option
     if lo > hi {
         return Ok(None);
     }
-    let width = ((hi - lo) / 1000).max(1);
+    // In 128 bits: the span from the earliest to the latest time does not fit in 64.
+    let width = i64::try_from((i128::from(hi) - i128::from(lo)) / 1000)
+        .unwrap_or(i64::MAX)
+        .max(1);
     let buckets = bucket_counts(searcher, &tantivy::query::AllQuery, width, lo)?;
     let mut seen = 0u64;
     for (start, count) in buckets {

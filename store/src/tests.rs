@@ -195,6 +195,62 @@ async fn the_query_language_finds_what_it_says() {
 }
 
 #[tokio::test]
+async fn buckets_at_the_ends_of_the_time_range_do_not_wrap() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut sink = config(dir.path(), "").build(&cx()).unwrap();
+    write(
+        &mut sink,
+        vec![
+            event("earliest", i64::MIN, &[]),
+            event("epoch", 0, &[]),
+            event("latest", i64::MAX, &[]),
+        ],
+    )
+    .await;
+    let r = StoreReader::open(dir.path()).unwrap();
+    for width in [1, 60, 86_400] {
+        let res = r
+            .search(
+                "*",
+                &SearchOptions {
+                    count_by: Some(StdDuration::from_secs(width)),
+                    ..Default::default()
+                },
+            )
+            .unwrap();
+        let buckets: Vec<(&str, u64)> = res
+            .buckets
+            .iter()
+            .map(|b| (&b.start[..4], b.count))
+            .collect();
+        // Oldest first: each event in its own year, none wrapped to 2262.
+        assert_eq!(buckets, [("1677", 1), ("1970", 1), ("2262", 1)], "{width}s");
+        assert_eq!(res.total, 3);
+    }
+    let earliest = r
+        .search(
+            "earliest",
+            &SearchOptions {
+                count_by: Some(StdDuration::from_secs(60)),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    assert_eq!(earliest.buckets.len(), 1);
+    assert_eq!(earliest.buckets[0].start, "1677-09-21T00:12:43.145224192Z");
+    // The arithmetic itself, at the edges.
+    use crate::search::bucket_start;
+    assert_eq!(bucket_start(i64::MIN, 0, 60 * SECOND), i64::MIN);
+    assert_eq!(
+        bucket_start(i64::MAX, 0, 60 * SECOND),
+        i64::MAX - i64::MAX % (60 * SECOND)
+    );
+    assert_eq!(bucket_start(-1, 0, SECOND), -SECOND);
+    assert_eq!(bucket_start(5, i64::MIN, i64::MAX), -1);
+    assert_eq!(bucket_start(i64::MAX, i64::MIN, 1), i64::MAX);
+}
+
+#[tokio::test]
 async fn dedupe_by_makes_a_second_delivery_replace_the_first() {
     let dir = tempfile::tempdir().unwrap();
     let mut sink = config(dir.path(), "dedupe_by: [file, message]\n")

@@ -8,12 +8,14 @@
 //! so semantic errors found later (a missing channel, a cycle) point at the
 //! exact place too.
 
+pub mod address;
 pub mod de;
 pub mod node;
 pub mod pipeline;
 pub mod suggest;
 pub mod types;
 
+pub use address::{address_problem, check_address, AddressUse};
 pub use de::{field_names, from_node, ConfigError};
 pub use node::{Node, NodeKind, Pos};
 pub use pipeline::{load_pipeline, Diagnostic, Pipeline};

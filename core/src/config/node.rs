@@ -165,6 +165,9 @@ pub struct ParseProblem {
     pub pos: Pos,
     /// What.
     pub message: String,
+    /// Whether reading stopped here (a syntax error, a limit): nothing
+    /// after it was read, so no further check can run.
+    pub fatal: bool,
 }
 
 fn pos_of(span: &Span) -> Pos {
@@ -174,33 +177,98 @@ fn pos_of(span: &Span) -> Pos {
     }
 }
 
+/// How deeply sequences and mappings may nest. Deeper trees would make
+/// the recursive walks over them (drop, canonical form, deserializing) use
+/// unbounded stack; no pipeline needs more than a handful of levels.
+pub const MAX_DEPTH: usize = 64;
+
+/// Nodes that anchors and aliases may copy (each anchored node is kept
+/// apart to be copied, and each alias copies it): this many, plus one per
+/// byte of the file. A string counts as one node plus one per 64 bytes of
+/// its text.
+pub const ALIAS_BUDGET: u64 = 100_000;
+
+/// A string counts as one node plus one per this many bytes of text, so
+/// that aliasing a long string many times is bounded too.
+const BYTES_PER_NODE: u64 = 64;
+
+/// What a node costs against the alias budget, itself only (its children
+/// are counted as they are attached).
+fn own_weight(kind: &NodeKind) -> u64 {
+    match kind {
+        NodeKind::Str(s) => 1 + s.len() as u64 / BYTES_PER_NODE,
+        _ => 1,
+    }
+}
+
+/// A sequence or mapping being read, with its weight so far.
+struct Open {
+    node: Node,
+    pending_key: Option<Node>,
+    anchor: usize,
+    weight: u64,
+}
+
 /// Parses one YAML document. `env` looks up `${VAR}`s. Every problem found
-/// (syntax error, unset variable) is returned at once; a syntax error stops
+/// (syntax error, unset variable) is returned at once; a fatal one stops
 /// the parse, so it is the last one.
+///
+/// Hostile input is refused, each with its position: anchors and aliases
+/// that would copy more than [`ALIAS_BUDGET`] plus one node per byte of `text` (an
+/// "alias bomb" otherwise takes gigabytes from a few hundred bytes),
+/// nesting deeper than [`MAX_DEPTH`], and a second document in the same
+/// text (it would otherwise be ignored without a word). A leading UTF-8
+/// byte order mark is skipped.
 pub fn parse(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Node, Vec<ParseProblem>> {
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     let mut parser = Parser::new_from_str(text);
     let mut problems = Vec::new();
-    let mut stack: Vec<(Node, Option<Node>)> = Vec::new();
-    let mut anchors: std::collections::HashMap<usize, Node> = Default::default();
-    let mut anchor_ids: Vec<usize> = Vec::new();
+    let mut stack: Vec<Open> = Vec::new();
+    let mut anchors: std::collections::HashMap<usize, (Node, u64)> = Default::default();
     let mut root: Option<Node> = None;
+    let mut documents = 0usize;
+    let budget = ALIAS_BUDGET.saturating_add(text.len() as u64);
+    // Nodes copied so far: into an anchor's table entry, or for an alias.
+    let mut copied = 0u64;
+
+    let fatal = |problems: &mut Vec<ParseProblem>, pos: Pos, message: String| {
+        problems.push(ParseProblem {
+            pos,
+            message,
+            fatal: true,
+        });
+    };
+    // Charges a copy of `weight` nodes; `false` (reported) past the budget.
+    let mut charge = |problems: &mut Vec<ParseProblem>, weight: u64, pos: Pos| {
+        copied = copied.saturating_add(weight);
+        if copied > budget {
+            fatal(problems, pos, format!(
+                "anchors and aliases copy more than {budget} nodes ({ALIAS_BUDGET} plus one per byte of the file): refused, as an alias bomb would take unbounded memory"
+            ));
+            return false;
+        }
+        true
+    };
 
     // Pushes a finished node into its parent (or makes it the root).
-    fn attach(stack: &mut [(Node, Option<Node>)], root: &mut Option<Node>, node: Node) {
+    fn attach(stack: &mut [Open], root: &mut Option<Node>, node: Node, weight: u64) {
         match stack.last_mut() {
             None => {
                 if root.is_none() {
                     *root = Some(node);
                 }
             }
-            Some((parent, pending_key)) => match &mut parent.kind {
-                NodeKind::Seq(items) => items.push(node),
-                NodeKind::Map(entries) => match pending_key.take() {
-                    None => *pending_key = Some(node),
-                    Some(k) => entries.push((k, node)),
-                },
-                _ => {}
-            },
+            Some(open) => {
+                open.weight = open.weight.saturating_add(weight);
+                match &mut open.node.kind {
+                    NodeKind::Seq(items) => items.push(node),
+                    NodeKind::Map(entries) => match open.pending_key.take() {
+                        None => open.pending_key = Some(node),
+                        Some(k) => entries.push((k, node)),
+                    },
+                    _ => {}
+                }
+            }
         }
     }
 
@@ -209,70 +277,91 @@ pub fn parse(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Node, V
             Ok(ev) => ev,
             Err(e) => {
                 let m = e.marker();
-                problems.push(ParseProblem {
-                    pos: Pos {
-                        line: m.line(),
-                        col: m.col() + 1,
-                    },
-                    message: format!("YAML syntax error: {}", e.info()),
-                });
+                let pos = Pos {
+                    line: m.line(),
+                    col: m.col() + 1,
+                };
+                fatal(
+                    &mut problems,
+                    pos,
+                    format!("YAML syntax error: {}", e.info()),
+                );
                 return Err(problems);
             }
         };
         let pos = pos_of(&span);
         match event {
             Event::StreamEnd => break,
+            Event::DocumentStart(_) => {
+                documents += 1;
+                if documents > 1 {
+                    fatal(&mut problems, pos, "a second YAML document starts here: a pipeline file holds one document (remove the `---` and what follows, or merge it into the first)".into());
+                    return Err(problems);
+                }
+            }
             Event::Scalar(value, style, anchor, _tag) => {
                 let node = scalar(&value, style, pos, env, &mut problems);
+                let w = own_weight(&node.kind);
                 if anchor > 0 {
-                    anchors.insert(anchor, node.clone());
+                    if !charge(&mut problems, w, pos) {
+                        return Err(problems);
+                    }
+                    anchors.insert(anchor, (node.clone(), w));
                 }
-                attach(&mut stack, &mut root, node);
+                attach(&mut stack, &mut root, node, w);
             }
-            Event::SequenceStart(anchor, _) => {
-                anchor_ids.push(anchor);
-                stack.push((
-                    Node {
-                        kind: NodeKind::Seq(Vec::new()),
+            Event::SequenceStart(anchor, _) | Event::MappingStart(anchor, _) => {
+                if stack.len() >= MAX_DEPTH {
+                    fatal(
+                        &mut problems,
                         pos,
-                    },
-                    None,
-                ));
-            }
-            Event::MappingStart(anchor, _) => {
-                anchor_ids.push(anchor);
-                stack.push((
-                    Node {
-                        kind: NodeKind::Map(Vec::new()),
-                        pos,
-                    },
-                    None,
-                ));
+                        format!("lists and mappings nest deeper than {MAX_DEPTH} levels here"),
+                    );
+                    return Err(problems);
+                }
+                let kind = if matches!(event, Event::SequenceStart(..)) {
+                    NodeKind::Seq(Vec::new())
+                } else {
+                    NodeKind::Map(Vec::new())
+                };
+                stack.push(Open {
+                    node: Node { kind, pos },
+                    pending_key: None,
+                    anchor,
+                    weight: 1,
+                });
             }
             Event::SequenceEnd | Event::MappingEnd => {
-                let anchor = anchor_ids.pop().unwrap_or(0);
-                if let Some((node, _)) = stack.pop() {
-                    if anchor > 0 {
-                        anchors.insert(anchor, node.clone());
+                if let Some(open) = stack.pop() {
+                    if open.anchor > 0 {
+                        if !charge(&mut problems, open.weight, open.node.pos) {
+                            return Err(problems);
+                        }
+                        anchors.insert(open.anchor, (open.node.clone(), open.weight));
                     }
-                    attach(&mut stack, &mut root, node);
+                    attach(&mut stack, &mut root, open.node, open.weight);
                 }
             }
             Event::Alias(id) => {
-                let node = match anchors.get(&id) {
-                    Some(n) => n.clone(),
-                    None => {
-                        problems.push(ParseProblem {
-                            pos,
-                            message: "unknown alias".into(),
-                        });
-                        Node {
-                            kind: NodeKind::Null,
-                            pos,
-                        }
-                    }
+                let Some((anchored, w)) = anchors.get(&id) else {
+                    problems.push(ParseProblem {
+                        pos,
+                        message: "unknown alias".into(),
+                        fatal: false,
+                    });
+                    let null = Node {
+                        kind: NodeKind::Null,
+                        pos,
+                    };
+                    attach(&mut stack, &mut root, null, 1);
+                    continue;
                 };
-                attach(&mut stack, &mut root, node);
+                let w = *w;
+                if !charge(&mut problems, w, pos) {
+                    return Err(problems);
+                }
+                let node = anchored.clone();
+                attach(&mut stack, &mut root, node, w);
             }
             _ => {}
         }
@@ -296,7 +385,11 @@ fn scalar(
     let text: Cow<str> = match substitute(raw, env) {
         Ok(t) => t,
         Err(msg) => {
-            problems.push(ParseProblem { pos, message: msg });
+            problems.push(ParseProblem {
+                pos,
+                message: msg,
+                fatal: false,
+            });
             Cow::Borrowed(raw)
         }
     };
@@ -460,6 +553,107 @@ mod tests {
             n.get("one").unwrap().get("capacity").unwrap().kind,
             NodeKind::Int(5)
         );
+    }
+
+    /// Nine levels of nine aliases: 9^9 nodes if expanded.
+    pub(crate) fn alias_bomb() -> String {
+        let mut t = String::from(
+            "a: &a [\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\"]\n",
+        );
+        for (prev, name) in ["a", "b", "c", "d", "e", "f", "g", "h"]
+            .iter()
+            .zip(["b", "c", "d", "e", "f", "g", "h", "i"])
+        {
+            let refs = vec![format!("*{prev}"); 9].join(",");
+            t.push_str(&format!("{name}: &{name} [{refs}]\n"));
+        }
+        t
+    }
+
+    #[test]
+    fn an_alias_bomb_is_refused_quickly_at_the_alias_that_exceeds_the_budget() {
+        let text = alias_bomb();
+        let start = std::time::Instant::now();
+        let err = parse(&text, &env).unwrap_err();
+        assert!(start.elapsed() < std::time::Duration::from_secs(2));
+        assert_eq!(err.len(), 1);
+        assert!(err[0].fatal);
+        assert!(
+            err[0]
+                .message
+                .starts_with("anchors and aliases copy more than"),
+            "{}",
+            err[0].message
+        );
+        // The budget runs out at the anchor of `e`: 9^4 nodes copied by its
+        // aliases, as many again to keep it.
+        assert_eq!(err[0].pos.line, 5, "{:?}", err[0]);
+        // A long string aliased many times counts by its length.
+        let long = "x".repeat(100_000);
+        let many = vec!["*s"; 200].join(", ");
+        let err = parse(&format!("s: &s {long}\nl: [{many}]\n"), &env).unwrap_err();
+        assert!(
+            err[0].message.starts_with("anchors and aliases copy"),
+            "{:?}",
+            err[0]
+        );
+        // Anchors nested around a large list copy it once per level, with
+        // no alias at all: charged too.
+        let items = vec!["x"; 3000].join(", ");
+        let nested: String = (0..60)
+            .map(|i| format!("{}k{i}: &k{i}\n", " ".repeat(2 * i)))
+            .collect();
+        let text = format!("{nested}{}l: [{items}]\n", " ".repeat(120));
+        let err = parse(&text, &env).unwrap_err();
+        assert!(
+            err[0].message.starts_with("anchors and aliases copy"),
+            "{:?}",
+            err[0]
+        );
+        // Ordinary reuse is fine.
+        let many = vec!["*t"; 200].join(", ");
+        assert!(parse(
+            &format!("t: &t {{cert: a.pem, key: b.pem}}\nl: [{many}]\n"),
+            &env
+        )
+        .is_ok());
+    }
+
+    #[test]
+    fn a_byte_order_mark_is_skipped() {
+        let n = parse("\u{feff}a: 1\n", &env).unwrap();
+        assert_eq!(n.get("a").unwrap().kind, NodeKind::Int(1));
+    }
+
+    #[test]
+    fn a_second_document_is_refused_where_it_starts() {
+        let err = parse("a: 1\n---\nb: 2\n", &env).unwrap_err();
+        assert_eq!(err.len(), 1);
+        assert_eq!(err[0].pos, Pos { line: 2, col: 1 });
+        assert!(
+            err[0].message.contains("second YAML document"),
+            "{}",
+            err[0].message
+        );
+        // One document with explicit markers is fine.
+        assert!(parse("---\na: 1\n...\n", &env).is_ok());
+    }
+
+    #[test]
+    fn nesting_is_bounded() {
+        let ok = format!("{}{}", "[".repeat(MAX_DEPTH), "]".repeat(MAX_DEPTH));
+        assert!(parse(&ok, &env).is_ok());
+        let block: String = (0..MAX_DEPTH + 10)
+            .map(|i| format!("{}k{i}:\n", " ".repeat(i)))
+            .collect();
+        let err = parse(&block, &env).unwrap_err();
+        assert_eq!(err[0].pos.line, MAX_DEPTH + 1, "{:?}", err[0]);
+        assert!(err[0].message.contains("deeper than"), "{}", err[0].message);
+        // Deep flow nesting stops the parse too (the parser's own limit
+        // may come first).
+        let deep = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
+        let err = parse(&deep, &env).unwrap_err();
+        assert!(err[0].fatal && err[0].pos.col <= 1000, "{:?}", err[0]);
     }
 
     #[test]

@@ -298,16 +298,12 @@ pub(crate) async fn handle_failures(
         let (Some((idx, reason)), Some(held_back)) = (failures.first(), warn.allow()) else {
             return Ok(());
         };
-        let sample = batch
-            .events
-            .get(*idx)
-            .map(|e| String::from_utf8_lossy(&e.body[..e.body.len().min(200)]).into_owned())
-            .unwrap_or_default();
+        let body = batch.events.get(*idx).map_or(&[][..], |e| &e.body[..]);
         tracing::warn!(
             component,
             failed = failures.len(),
-            first_error = %reason,
-            first_event = %sample,
+            first_error = %crate::quote::quoted(reason).max(500),
+            first_event = %crate::quote::quoted(body),
             warnings_held_back = held_back,
             "events failed; {outcome} (configure `dead_letter` to keep them apart)"
         );

@@ -163,7 +163,7 @@ impl GroupRunner {
             (m.penalty * 2).min(max)
         };
         m.until = Some(Instant::now() + m.penalty);
-        tracing::warn!(sink = %m.runner.id, penalty = ?m.penalty, "write failed: {error}; trying the next sink of the group");
+        tracing::warn!(sink = %m.runner.id, penalty = ?m.penalty, "write failed: {}; trying the next sink of the group", crate::quote::quoted(error).max(1000));
     }
 
     fn recovered(&mut self, i: usize) {

@@ -292,7 +292,12 @@ impl SinkRunner {
                         break;
                     }
                     Err(SinkError::Retry(e)) => {
-                        tracing::warn!(events = txn.len(), "write failed: {e}; retrying the batch");
+                        // The error may quote what the far end answered.
+                        tracing::warn!(
+                            events = txn.len(),
+                            "write failed: {}; retrying the batch",
+                            crate::quote::quoted(&e).max(1000)
+                        );
                         if !backoff.wait(&self.stop).await {
                             tracing::info!(
                                 events = txn.len(),

@@ -19,6 +19,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use bytes::BytesMut;
 use serde::Deserialize;
+use sluice_core::config::{address_problem, AddressUse};
 use sluice_core::prelude::*;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
@@ -62,10 +63,9 @@ fn host_of(address: &str) -> &str {
 
 impl SinkConfig for Config {
     fn validate(&self) -> Vec<Problem> {
-        let mut p = Vec::new();
-        if !self.address.contains(':') {
-            p.push(Problem::at("address", "must be `host:port`"));
-        }
+        let mut p: Vec<Problem> = address_problem("address", &self.address, AddressUse::Connect)
+            .into_iter()
+            .collect();
         if let Some(tls) = &self.tls {
             p.extend(tls.client_problems());
         }

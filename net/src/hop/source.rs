@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use serde::Deserialize;
+use sluice_core::config::{address_problem, AddressUse};
 use sluice_core::prelude::*;
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
@@ -49,7 +50,9 @@ impl SourceConfig for Config {
         Resource::tcp(&self.address).into_iter().collect()
     }
     fn validate(&self) -> Vec<Problem> {
-        let mut p = Vec::new();
+        let mut p: Vec<Problem> = address_problem("address", &self.address, AddressUse::Listen)
+            .into_iter()
+            .collect();
         if let Some(tls) = &self.tls {
             p.extend(tls.server_problems());
         }

@@ -139,7 +139,7 @@ impl Reader {
                 f.partial_since = None;
             }
             ReadOutcome::Truncated => {
-                tracing::info!(path = %f.key, "file truncated: reading it again from the start");
+                tracing::info!(path = %sluice_core::quote::quoted(&f.key).max(4096), "file truncated: reading it again from the start");
                 // What was read of the old content is complete now.
                 self.finish_file(i, cx);
                 let f = &mut self.files[i];
@@ -333,7 +333,7 @@ impl Reader {
                 .map_err(join_error)?;
         for (path, err) in failed {
             if self.warned.insert(path.clone()) {
-                tracing::warn!(path = %path.display(), error = %err, "cannot read matched file");
+                tracing::warn!(path = %sluice_core::quote::quoted(path.as_os_str().as_encoded_bytes()).max(4096), error = %err, "cannot read matched file");
             }
         }
         // Where each file (by identity) is matched now.

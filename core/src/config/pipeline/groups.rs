@@ -3,7 +3,7 @@
 //! against the sinks: every member exists, all read the same channel, and a
 //! sink belongs to at most one group.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::Duration as StdDuration;
 
 use serde::Deserialize;
@@ -11,7 +11,6 @@ use serde::Deserialize;
 use super::keys::section;
 use super::{Ctx, SinkSpec};
 use crate::config::node::{Node, Pos};
-use crate::config::suggest::nearest;
 use crate::config::{from_node, Duration};
 
 /// How a group chooses the sink that writes a batch.
@@ -111,6 +110,7 @@ fn item_pos(node: &Node, key: &str, value: &str) -> Pos {
 pub(super) fn sink_groups(cx: &mut Ctx, root: &Node, sinks: &[SinkSpec]) -> Vec<SinkGroupSpec> {
     let mut groups = Vec::new();
     let mut owner: HashMap<String, String> = HashMap::new();
+    let by_id: HashMap<&str, &SinkSpec> = sinks.iter().map(|s| (s.id.as_str(), s)).collect();
     for (id, node, pos) in section(cx, root, "sink_groups") {
         let what = format!("sink group `{id}`");
         let config: GroupConfig = match from_node(node) {
@@ -128,26 +128,29 @@ pub(super) fn sink_groups(cx: &mut Ctx, root: &Node, sinks: &[SinkSpec]) -> Vec<
             );
         }
         let mut channel: Option<(String, String)> = None;
-        for (i, s) in config.sinks.iter().enumerate() {
-            let p = item_pos(node, "sinks", s);
-            if config.sinks[..i].contains(s) {
-                cx.err(p, format!("{what}: sink `{s}` is listed twice"));
+        let mut listed = HashSet::new();
+        for s in &config.sinks {
+            // Positions are looked for only to report a problem.
+            let p = || item_pos(node, "sinks", s);
+            if !listed.insert(s.as_str()) {
+                cx.err(p(), format!("{what}: sink `{s}` is listed twice"));
                 continue;
             }
-            let Some(spec) = sinks.iter().find(|k| &k.id == s) else {
-                let msg = match nearest(s, sinks.iter().map(|k| k.id.as_str())) {
+            let Some(spec) = by_id.get(s.as_str()) else {
+                let ids: Vec<&str> = sinks.iter().map(|k| k.id.as_str()).collect();
+                let msg = match cx.nearest(s, &ids) {
                     Some(n) => format!("{what}: sink `{s}` is not declared: did you mean `{n}`?"),
                     None => format!("{what}: sink `{s}` is not declared under `sinks:`"),
                 };
-                cx.err(p, msg);
+                cx.err(p(), msg);
                 continue;
             };
             if let Some(other) = owner.insert(s.clone(), id.clone()) {
-                cx.err(p, format!("{what}: sink `{s}` already belongs to sink group `{other}`; a sink belongs to at most one group"));
+                cx.err(p(), format!("{what}: sink `{s}` already belongs to sink group `{other}`; a sink belongs to at most one group"));
             }
             match &channel {
                 None => channel = Some((s.clone(), spec.channel.clone())),
-                Some((first, ch)) if *ch != spec.channel => cx.err(p, format!("{what}: sink `{s}` reads channel `{}` but `{first}` reads `{ch}`; the sinks of a group drain one channel", spec.channel)),
+                Some((first, ch)) if *ch != spec.channel => cx.err(p(), format!("{what}: sink `{s}` reads channel `{}` but `{first}` reads `{ch}`; the sinks of a group drain one channel", spec.channel)),
                 Some(_) => {}
             }
         }
@@ -160,7 +163,7 @@ pub(super) fn sink_groups(cx: &mut Ctx, root: &Node, sinks: &[SinkSpec]) -> Vec<
                     );
                 }
                 for k in config.priorities.keys() {
-                    if !config.sinks.contains(k) {
+                    if !listed.contains(k.as_str()) {
                         cx.err(
                             at("priorities"),
                             format!(

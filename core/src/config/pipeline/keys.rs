@@ -8,11 +8,20 @@ use crate::config::node::{Node, NodeKind, Pos};
 use crate::config::suggest::nearest;
 use crate::registry::Problem;
 
+/// Names listed in a message before the rest is only counted.
+const LISTED: usize = 20;
+
 pub(super) fn list(keys: &[&str]) -> String {
-    keys.iter()
+    let mut out = keys
+        .iter()
+        .take(LISTED)
         .map(|k| format!("`{k}`"))
         .collect::<Vec<_>>()
-        .join(", ")
+        .join(", ");
+    if keys.len() > LISTED {
+        out.push_str(&format!(" and {} more", keys.len() - LISTED));
+    }
+    out
 }
 
 /// Reports keys of `entries` that are neither common keys nor options.

@@ -238,9 +238,28 @@ struct Ctx<'a> {
     /// Channels named by components whose own options are broken: they
     /// still count as written or read, so that one mistake is reported once.
     loose_refs: BTreeSet<String>,
+    /// Candidates that "did you mean" may still compare words with: a file
+    /// with thousands of misspelt references among thousands of names
+    /// would otherwise take time quadratic in its size. Suggestions stop
+    /// when it runs out; the errors are reported all the same.
+    suggest_budget: usize,
 }
 
+/// Comparisons "did you mean" may make in one file.
+const SUGGEST_BUDGET: usize = 500_000;
+
 impl Ctx<'_> {
+    /// The name among `candidates` closest to `word`, while the budget
+    /// for suggestions lasts.
+    fn nearest<'a>(&mut self, word: &str, candidates: &[&'a str]) -> Option<&'a str> {
+        if candidates.len() > self.suggest_budget {
+            self.suggest_budget = 0;
+            return None;
+        }
+        self.suggest_budget -= candidates.len();
+        super::suggest::nearest(word, candidates.iter().copied())
+    }
+
     fn err(&mut self, pos: Pos, message: impl Into<String>) {
         self.diags.push(Diagnostic {
             file: self.file.to_path_buf(),
@@ -282,20 +301,18 @@ pub fn parse_pipeline(
         file: path,
         diags: Vec::new(),
         loose_refs: BTreeSet::new(),
+        suggest_budget: SUGGEST_BUDGET,
     };
     let root = match node::parse(text, env) {
         Ok(root) => root,
         Err(problems) => {
+            // An unset variable still lets the rest be checked; a syntax
+            // error or a refused limit does not.
+            let fatal = problems.iter().any(|p| p.fatal);
             for p in problems {
                 cx.err(p.pos, p.message);
             }
-            // An unset variable still lets the rest be checked; a syntax
-            // error does not.
-            if cx
-                .diags
-                .iter()
-                .any(|d| d.message.starts_with("YAML syntax error"))
-            {
+            if fatal {
                 return Err(cx.diags);
             }
             match node::parse(text, &|name| env(name).or_else(|| Some(String::new()))) {

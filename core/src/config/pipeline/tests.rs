@@ -165,3 +165,170 @@ fn sink_groups_are_parsed_and_checked() {
         "{errs:#?}"
     );
 }
+
+/// A chain of `n` stages from channel `c0` to `c{n}`, closed into a cycle
+/// when `cycle`.
+fn chain(n: usize, cycle: bool) -> String {
+    use std::fmt::Write;
+    let mut y = String::from("sources:\n  a: {type: gen, channels: [c0]}\nprocessors:\n");
+    for i in 0..n {
+        let _ = writeln!(
+            y,
+            "  p{i}: {{type: proc, input: c{i}, channels: [c{}]}}",
+            i + 1
+        );
+    }
+    if cycle {
+        let _ = writeln!(y, "  back: {{type: proc, input: c{n}, channels: [c0]}}");
+    }
+    y.push_str("channels:\n");
+    for i in 0..=n {
+        let _ = writeln!(y, "  c{i}: {{type: mem}}");
+    }
+    let _ = writeln!(y, "sinks:\n  o: {{type: out, channel: c{n}}}");
+    y
+}
+
+#[test]
+fn a_long_chain_of_stages_is_checked_without_deep_recursion() {
+    // The cycle search recursed once per stage: 10,000 overflowed the
+    // stack of a test thread.
+    let p = check(&chain(10_000, false)).unwrap();
+    assert_eq!(p.processors.len(), 10_000);
+    let err = check(&chain(10_000, true)).unwrap_err();
+    assert_eq!(err.len(), 1, "{:?}", &err[..err.len().min(3)]);
+    assert!(
+        err[0].starts_with("p.yaml:4:41: processor stages form a cycle: `p0` → `c1`, `p1` → `c2`"),
+        "{}",
+        &err[0][..err[0].len().min(300)]
+    );
+    assert!(err[0].ends_with("`back` → `c0`; events would loop forever"));
+}
+
+#[test]
+fn many_misspelt_references_among_many_names_stay_fast() {
+    use std::fmt::Write;
+    let n = 5_000;
+    let mut y = String::from("sources:\n");
+    for i in 0..n {
+        let _ = writeln!(y, "  s{i}: {{type: gen, channels: [x{i}]}}");
+    }
+    y.push_str("channels:\n");
+    for i in 0..n {
+        let _ = writeln!(y, "  c{i}: {{type: mem}}");
+    }
+    y.push_str("sinks:\n");
+    for i in 0..n {
+        let _ = writeln!(y, "  o{i}: {{type: out, channel: c{i}}}");
+    }
+    let start = std::time::Instant::now();
+    let err = check(&y).unwrap_err();
+    assert!(start.elapsed() < std::time::Duration::from_secs(10));
+    // Every problem is reported: each source's reference, each channel unwritten.
+    assert_eq!(err.len(), 2 * n);
+    assert!(
+        err[0].ends_with("which is not declared: did you mean `c0`?"),
+        "{}",
+        err[0]
+    );
+}
+
+mod fuzz {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// Text made of the characters that matter to YAML, in lines.
+    fn yamlish() -> impl Strategy<Value = String> {
+        let piece = prop_oneof![
+            Just("sources:".to_string()),
+            Just("channels:".to_string()),
+            Just("sinks:".to_string()),
+            Just("processors:".to_string()),
+            Just("type: gen".to_string()),
+            Just("channels: [c]".to_string()),
+            Just("&a".to_string()),
+            Just("*a".to_string()),
+            Just("<<: *a".to_string()),
+            Just("---".to_string()),
+            Just("...".to_string()),
+            Just("\u{feff}".to_string()),
+            Just("${X}".to_string()),
+            Just("${SET:-d}".to_string()),
+            "[a-z0-9 :{}\\[\\],&*!|>'\"#%@`?.\\-$\\\\]{0,12}",
+            "\\PC{0,8}",
+        ];
+        prop::collection::vec((0usize..6, prop::collection::vec(piece, 0..5)), 0..30).prop_map(
+            |lines| {
+                lines
+                    .into_iter()
+                    .map(|(indent, parts)| format!("{}{}\n", "  ".repeat(indent), parts.join(" ")))
+                    .collect()
+            },
+        )
+    }
+
+    /// Anchors that each alias the previous one `fanout` times.
+    fn bombs() -> impl Strategy<Value = String> {
+        (1usize..14, 1usize..30, any::<bool>()).prop_map(|(levels, fanout, flow)| {
+            let mut t = String::from("l0: &l0 [x, y]\n");
+            for i in 1..levels {
+                let refs = vec![format!("*l{}", i - 1); fanout];
+                if flow {
+                    t.push_str(&format!("l{i}: &l{i} [{}]\n", refs.join(", ")));
+                } else {
+                    t.push_str(&format!("l{i}: &l{i}\n"));
+                    for r in refs {
+                        t.push_str(&format!("  - {r}\n"));
+                    }
+                }
+            }
+            t
+        })
+    }
+
+    fn checked_quickly(text: &str) {
+        let start = std::time::Instant::now();
+        let lines = text.lines().count().max(1);
+        if let Err(diags) = parse_pipeline(Path::new("p.yaml"), text, &registry(), &|v| {
+            (v == "SET").then(|| "5".into())
+        }) {
+            assert!(!diags.is_empty());
+            for d in &diags {
+                assert!(
+                    d.pos.line >= 1 && d.pos.line <= lines + 1,
+                    "{d} in {text:?}"
+                );
+                assert!(d.pos.col >= 1, "{d}");
+            }
+        }
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(2),
+            "{:?} for {text:?}",
+            start.elapsed()
+        );
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(128))]
+
+        #[test]
+        fn yamlish_text_never_panics(text in yamlish()) {
+            checked_quickly(&text);
+        }
+
+        #[test]
+        fn arbitrary_text_never_panics(text in "\\PC{0,300}") {
+            checked_quickly(&text);
+        }
+    }
+
+    proptest! {
+        // Each case may expand to the whole alias budget: fewer cases.
+        #![proptest_config(ProptestConfig::with_cases(24))]
+
+        #[test]
+        fn alias_bombs_of_any_shape_are_bounded(text in bombs()) {
+            checked_quickly(&text);
+        }
+    }
+}
