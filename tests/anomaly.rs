@@ -40,21 +40,20 @@ fn json_lines(d: &Dir, path: &str) -> Vec<serde_json::Value> {
 }
 
 /// Grouping accuracy floors: the published Drain figure on each sample,
-/// raised to what these pipelines reach where they beat it (OpenSSH,
-/// Linux); see the comments in pipelines/loghub/*.yaml.
-const FLOORS: [(&str, f64, f64); 6] = [
-    ("HDFS", 0.9975, 0.9975),
-    ("BGL", 0.9625, 0.9625),
-    ("Thunderbird", 0.955, 0.955),
-    ("OpenSSH", 0.7875, 0.9945),
-    ("Apache", 1.0, 1.0),
-    ("Linux", 0.69, 0.6925),
+/// which the pipelines (published settings, reference Drain rule) reach.
+const FLOORS: [(&str, f64); 6] = [
+    ("HDFS", 0.9975),
+    ("BGL", 0.9625),
+    ("Thunderbird", 0.955),
+    ("OpenSSH", 0.7875),
+    ("Apache", 1.0),
+    ("Linux", 0.69),
 ];
 
 #[test]
 fn template_mining_reaches_the_drain_grouping_accuracy_on_every_loghub_sample() {
     let mut report = Vec::new();
-    for (system, published, ours) in FLOORS {
+    for (system, published) in FLOORS {
         let d = Dir::new();
         let yaml = std::fs::read_to_string(repo(&format!("pipelines/loghub/{system}.yaml")))
             .expect("pipeline");
@@ -89,7 +88,6 @@ fn template_mining_reaches_the_drain_grouping_accuracy_on_every_loghub_sample() 
             ga + 1e-9 >= published,
             "{system}: GA {ga} under the published {published}"
         );
-        assert!(ga + 1e-9 >= ours, "{system}: GA {ga} under {ours}");
     }
     println!("{}", report.join("\n"));
 }
