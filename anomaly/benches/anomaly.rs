@@ -116,8 +116,9 @@ fn spec(algorithm: Algorithm) -> Spec {
     Spec {
         algorithm,
         input: Input::Sparse("features".into()),
-        tfidf: true,
-        normalize: Normalize::None,
+        log_counts: true,
+        tfidf: false,
+        normalize: Normalize::L2,
         trees: 100,
         sample_size: 256,
         clusters: 8,

@@ -28,6 +28,9 @@ use crate::vectorize::{Input, Normalize};
 fn default_algorithm() -> Algorithm {
     Algorithm::IsolationForest
 }
+fn default_log_counts() -> bool {
+    true
+}
 fn default_trees() -> usize {
     100
 }
@@ -71,12 +74,18 @@ pub struct Config {
     /// Numeric fields (dotted paths) forming the vector, instead of a map.
     #[serde(default)]
     pub fields: Vec<String>,
+    /// Each count `n` of the map becomes `ln(1 + n)`: a template seen 300
+    /// times weighs about twice one seen 15 times, not twenty times.
+    #[serde(default = "default_log_counts")]
+    pub log_counts: bool,
     /// Weight counts by inverse document frequency.
     #[serde(default)]
     pub tfidf: bool,
-    /// `none`, `l2` (unit length) or `zscore` (per dimension).
+    /// `none`, `l2` (unit length) or `zscore` (per dimension). Default:
+    /// `none` with the isolation forest; with k-means, `l2` for a map of
+    /// counts and `zscore` for numeric `fields`.
     #[serde(default)]
-    pub normalize: Normalize,
+    pub normalize: Option<Normalize>,
     /// Isolation forest: number of trees.
     #[serde(default = "default_trees")]
     pub trees: usize,
@@ -120,6 +129,21 @@ pub struct Config {
 }
 
 impl Config {
+    /// The scaling, explicit or by default: `none` for the isolation forest
+    /// (each split looks at one dimension, so scale does not matter to it,
+    /// and unit length would make short sessions look odd); for k-means,
+    /// `l2` on a map of counts (the mix of templates matters, not the
+    /// session's length) and `zscore` on numeric fields (distances across
+    /// units).
+    pub fn normalize(&self) -> Normalize {
+        match (self.normalize, self.algorithm, self.fields.is_empty()) {
+            (Some(n), _, _) => n,
+            (None, Algorithm::IsolationForest, _) => Normalize::None,
+            (None, Algorithm::Kmeans, true) => Normalize::L2,
+            (None, Algorithm::Kmeans, false) => Normalize::Zscore,
+        }
+    }
+
     /// The training spec these options describe.
     pub fn spec(&self) -> Spec {
         let input = if self.fields.is_empty() {
@@ -129,9 +153,10 @@ impl Config {
         };
         Spec {
             algorithm: self.algorithm,
+            log_counts: self.log_counts && self.fields.is_empty(),
             input,
             tfidf: self.tfidf,
-            normalize: self.normalize,
+            normalize: self.normalize(),
             trees: self.trees,
             sample_size: self.sample_size,
             clusters: self.clusters,
@@ -152,6 +177,23 @@ impl ProcessorConfig for Config {
             p.push(Problem::new(
                 "set `features` (a map of counts) or `fields`, not both",
             ));
+        }
+        if self.algorithm == Algorithm::IsolationForest {
+            // A forest splits one dimension at a time at a uniform point
+            // between its least and greatest value: scaling a dimension by
+            // a positive factor or shifting it grows the same trees.
+            if self.normalize == Some(Normalize::Zscore) {
+                p.push(Problem::at(
+                    "normalize",
+                    "zscore scales each dimension on its own, which cannot change an isolation forest's result (it splits one dimension at a time): remove it, or use l2",
+                ));
+            }
+            if self.tfidf && self.normalize() != Normalize::L2 {
+                p.push(Problem::at(
+                    "tfidf",
+                    "tf-idf weighs each dimension by a constant, which cannot change an isolation forest's result unless `normalize: l2` follows it: remove it, or use l2",
+                ));
+            }
         }
         if self.threshold.is_some() && self.contamination.is_some() {
             p.push(Problem::new("set `threshold` or `contamination`, not both"));

@@ -38,6 +38,7 @@ pub mod mask;
 pub mod model;
 pub mod session;
 pub mod template;
+pub mod threshold;
 pub mod vectorize;
 
 /// Registers `template`, `session`, `window` and `anomaly`.

@@ -116,4 +116,3 @@ fn loghub_grouping_accuracy() {
     }
     println!("{}", report.join("\n"));
 }
-

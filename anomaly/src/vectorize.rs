@@ -42,6 +42,9 @@ pub struct Vectorizer {
     pub input: Input,
     /// Sparse keys, by dimension.
     pub vocabulary: Vec<String>,
+    /// Whether each count `n` of a sparse map becomes `ln(1 + n)`.
+    #[serde(default)]
+    pub log_counts: bool,
     /// Inverse document frequency per dimension, when tf-idf is on.
     pub idf: Option<Vec<f64>>,
     /// The scaling.
@@ -64,9 +67,16 @@ pub enum VectorError {
 
 impl Vectorizer {
     /// Learns the vocabulary (and idf, mean, std) from `events`.
-    pub fn fit(input: Input, tfidf: bool, normalize: Normalize, events: &[Event]) -> Self {
+    pub fn fit(
+        input: Input,
+        log_counts: bool,
+        tfidf: bool,
+        normalize: Normalize,
+        events: &[Event],
+    ) -> Self {
         let mut v = Vectorizer {
             input,
+            log_counts,
             vocabulary: Vec::new(),
             idf: None,
             normalize,
@@ -159,6 +169,11 @@ impl Vectorizer {
                         None => out[unseen] += n,
                     }
                 }
+                if self.log_counts {
+                    for x in out.iter_mut() {
+                        *x = x.max(0.0).ln_1p();
+                    }
+                }
             }
             Input::Fields(fields) => {
                 for (slot, f) in out.iter_mut().zip(fields) {
@@ -226,6 +241,7 @@ mod tests {
         let train = [fe(&[("1", 2), ("2", 1)]), fe(&[("1", 1)])];
         let v = Vectorizer::fit(
             Input::Sparse("features".into()),
+            false,
             true,
             Normalize::None,
             &train,
@@ -238,6 +254,7 @@ mod tests {
         assert!((out[2] - 3.0 * (3f64.ln() + 1.0)).abs() < 1e-12);
         let l2 = Vectorizer::fit(
             Input::Sparse("features".into()),
+            false,
             false,
             Normalize::L2,
             &train,
