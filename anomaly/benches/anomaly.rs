@@ -125,6 +125,7 @@ fn spec(algorithm: Algorithm) -> Spec {
         max_iterations: 100,
         seed: 1,
         threshold: Threshold::Contamination(0.05),
+        texts_field: None,
     }
 }
 

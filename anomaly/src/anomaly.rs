@@ -22,6 +22,7 @@ use rand_xoshiro::Xoshiro256PlusPlus;
 use serde::Deserialize;
 use sluice_core::prelude::*;
 
+use crate::explain;
 use crate::model::{Algorithm, Model, Spec, Threshold};
 use crate::vectorize::{Input, Normalize};
 
@@ -57,6 +58,15 @@ fn default_score_field() -> String {
 }
 fn default_flag_field() -> String {
     "anomaly".into()
+}
+fn default_explain_field() -> Option<String> {
+    Some("anomaly_drivers".into())
+}
+fn default_explain_top() -> usize {
+    3
+}
+fn default_texts_field() -> String {
+    "templates".into()
 }
 
 /// Options of the `anomaly` processor.
@@ -126,6 +136,17 @@ pub struct Config {
     /// Field that gets the flag.
     #[serde(default = "default_flag_field")]
     pub flag_field: String,
+    /// Field that gets, on flagged events only, the templates that drove
+    /// the score with their text (see docs/anomaly.md); `null` turns it off.
+    #[serde(default = "default_explain_field")]
+    pub explain_field: Option<String>,
+    /// Drivers listed at most.
+    #[serde(default = "default_explain_top")]
+    pub explain_top: usize,
+    /// The field of feature events that maps template ids to their text
+    /// (a `session` or `window` writes `templates`).
+    #[serde(default = "default_texts_field")]
+    pub texts_field: String,
 }
 
 impl Config {
@@ -166,6 +187,7 @@ impl Config {
                 Some(t) => Threshold::Fixed(t),
                 None => Threshold::Contamination(self.contamination.unwrap_or(0.05)),
             },
+            texts_field: Some(self.texts_field.clone()),
         }
     }
 }
@@ -210,6 +232,7 @@ impl ProcessorConfig for Config {
             ("clusters", self.clusters),
             ("training_size", self.training_size),
             ("reservoir_size", self.reservoir_size),
+            ("explain_top", self.explain_top),
         ] {
             if v == 0 {
                 p.push(Problem::at(key, "must be at least 1"));
@@ -262,6 +285,9 @@ impl Config {
             pending: None,
             score_field: self.score_field.clone(),
             flag_field: self.flag_field.clone(),
+            explain_field: self.explain_field.clone(),
+            explain_top: self.explain_top,
+            texts_field: self.texts_field.clone(),
             buf: Vec::new(),
             rows: Vec::new(),
             scored: Vec::new(),
@@ -288,6 +314,11 @@ pub struct Detector {
     pending: Option<Receiver<Result<Model, String>>>,
     score_field: String,
     flag_field: String,
+    /// Where flagged events get their drivers (none: not explained), how
+    /// many, and the field naming the templates' texts.
+    explain_field: Option<String>,
+    explain_top: usize,
+    texts_field: String,
     /// The vector of the event at hand, the batch's vectors, which events
     /// have one, and their scores: reused from batch to batch.
     buf: Vec<f64>,
@@ -328,6 +359,9 @@ impl Detector {
             pending: None,
             score_field: c.score_field,
             flag_field: c.flag_field,
+            explain_field: c.explain_field,
+            explain_top: c.explain_top,
+            texts_field: c.texts_field,
             buf: Vec::new(),
             rows: Vec::new(),
             scored: Vec::new(),
@@ -368,10 +402,16 @@ impl Detector {
         model
             .detector
             .score_many(&self.rows, dims, &mut self.scores);
-        for (&i, &s) in self.scored.iter().zip(&self.scores) {
+        for (k, (&i, &s)) in self.scored.iter().zip(&self.scores).enumerate() {
             let e = &mut events[i];
+            let flagged = s > model.threshold;
             e.insert(&self.score_field, Value::Float(s));
-            e.insert(&self.flag_field, Value::Bool(s > model.threshold));
+            e.insert(&self.flag_field, Value::Bool(flagged));
+            if let (true, Some(f)) = (flagged, &self.explain_field) {
+                let x = &self.rows[k * dims..(k + 1) * dims];
+                let why = explain::drivers(&model, e, x, &self.texts_field, self.explain_top);
+                e.insert(f, why);
+            }
         }
     }
 

@@ -234,3 +234,99 @@ fn scaling_that_cannot_change_a_forest_is_refused() {
     );
     assert!(msgs("algorithm: kmeans\ntfidf: true\nnormalize: zscore").is_empty());
 }
+
+/// `fe` with the texts of its templates, as a session writes them.
+fn named(counts: &[(&str, i64)]) -> Event {
+    let mut e = fe(counts);
+    let texts: Fields = counts
+        .iter()
+        .map(|(k, _)| (k.to_string(), Value::from(format!("text of {k} <*>"))))
+        .collect();
+    e.insert("templates", Value::Map(texts));
+    e
+}
+
+fn drivers(e: &Event) -> Vec<(String, Option<String>)> {
+    match e.get("anomaly_drivers") {
+        Some(Value::Array(a)) => a
+            .iter()
+            .map(|d| {
+                let Value::Map(m) = d else {
+                    panic!("a driver is a map: {d:?}")
+                };
+                (
+                    m.get("id")
+                        .and_then(Value::as_str)
+                        .unwrap_or("")
+                        .to_string(),
+                    m.get("text").and_then(Value::as_str).map(str::to_string),
+                )
+            })
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
+#[test]
+fn flagged_events_name_the_templates_that_drove_the_score() {
+    // Ordinary: 1, 2 (1-3 times), 3. Odd: 1, 2 and a template 9 never seen
+    // in any other session.
+    let mut events: Vec<Event> = (0..200)
+        .map(|i| named(&[("1", 1), ("2", 1 + i % 3), ("3", 1)]))
+        .collect();
+    events.insert(50, named(&[("1", 1), ("2", 2), ("9", 4)]));
+    let mut p = build::<Config>("training_size: 201\ncontamination: 0.01");
+    let mut b: Batch = events.clone().into();
+    run(p.as_mut(), &mut b);
+    assert!(flags(&b)[50]);
+    let d = drivers(&b.events[50]);
+    assert_eq!(
+        d[0],
+        ("9".to_string(), Some("text of 9 <*>".to_string())),
+        "the rarest template first: {d:?}"
+    );
+    for (i, e) in b.events.iter().enumerate() {
+        let flagged = flags(&b)[i];
+        assert_eq!(
+            e.get("anomaly_drivers").is_some(),
+            flagged,
+            "only flagged events"
+        );
+    }
+    // k-means: the odd session lacks template 3, which every other holds:
+    // the driver is the missing template, with its text from training.
+    // Trained on the ordinary sessions only: with more centroids than
+    // shapes, an odd session in training would get a centroid of its own.
+    let odd = events.remove(50);
+    events.push(odd);
+    let mut p = build::<Config>("algorithm: kmeans\ntraining_size: 200\ncontamination: 0.01");
+    let mut b: Batch = events.into();
+    run(p.as_mut(), &mut b);
+    assert!(flags(&b)[200]);
+    let Some(Value::Array(a)) = b.events[200].get("anomaly_drivers") else {
+        panic!("drivers: {:?}", b.events[200]);
+    };
+    let ids: Vec<_> = drivers(&b.events[200]).into_iter().map(|d| d.0).collect();
+    assert!(ids.contains(&"9".to_string()), "{ids:?}");
+    let three = a
+        .iter()
+        .find_map(|d| match d {
+            Value::Map(m) if m.get("id").and_then(Value::as_str) == Some("3") => Some(m.clone()),
+            _ => None,
+        })
+        .expect("the missing template is a driver");
+    assert!(three.get("deviation").and_then(Value::as_f64).unwrap() < 0.0);
+    assert_eq!(three.get("count"), Some(&Value::Integer(0)));
+    assert_eq!(
+        three.get("text").and_then(Value::as_str),
+        Some("text of 3 <*>")
+    );
+    // Turned off.
+    let mut p = build::<Config>("training_size: 201\ncontamination: 0.01\nexplain_field: null");
+    let mut b: Batch = (0..201)
+        .map(|i| named(&[("1", 1 + i % 2)]))
+        .collect::<Vec<_>>()
+        .into();
+    run(p.as_mut(), &mut b);
+    assert!(b.events.iter().all(|e| e.get("anomaly_drivers").is_none()));
+}

@@ -310,6 +310,7 @@ impl Drain {
                 .map(|c| ClusterState {
                     id: c.id,
                     count: c.count,
+                    text: String::from_utf8_lossy(&c.text).into_owned(),
                     template: c
                         .tokens
                         .iter()
@@ -402,6 +403,22 @@ pub struct DrainState {
     pub clusters: Vec<ClusterState>,
 }
 
+impl ClusterState {
+    /// The template as text: `text` when saved, else made from the tokens
+    /// (a state saved before `text` existed).
+    pub fn text(&self) -> String {
+        if !self.text.is_empty() || self.template.is_empty() {
+            return self.text.clone();
+        }
+        let words: Vec<&str> = self
+            .template
+            .iter()
+            .map(|t| t.as_deref().unwrap_or("<*>"))
+            .collect();
+        words.join(" ")
+    }
+}
+
 /// The saved form of a cluster.
 #[derive(Debug, Serialize, Deserialize)]
 pub struct ClusterState {
@@ -409,6 +426,10 @@ pub struct ClusterState {
     pub id: u64,
     /// Lines that joined it.
     pub count: u64,
+    /// The template as text (`<*>` for each wildcard), for people and
+    /// tools; the tokens below are what a restart reads.
+    #[serde(default)]
+    pub text: String,
     /// Template tokens; `null` is the wildcard.
     pub template: Vec<Option<String>>,
     /// Its path in the tree.
@@ -497,6 +518,7 @@ mod tests {
             add(&mut d, l);
         }
         let json = serde_json::to_string(&d.state()).unwrap();
+        assert!(json.contains(r#""text":"x <*> y""#), "{json}");
         let mut e = Drain::from_state(DrainParams::default(), serde_json::from_str(&json).unwrap())
             .unwrap();
         assert_eq!(add(&mut e, "open file c"), (2, Outcome::Matched));

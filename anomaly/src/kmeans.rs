@@ -72,6 +72,18 @@ impl Centroids {
         least.is_finite().then_some(least / 2.0)
     }
 
+    /// The centroid nearest to `x`.
+    pub fn nearest(&self, x: &[f64]) -> Option<&[f64]> {
+        self.centroids
+            .iter()
+            .map(|c| {
+                let d = c.iter().zip(x).map(|(a, b)| (a - b) * (a - b)).sum::<f64>();
+                (d, c)
+            })
+            .min_by(|a, b| a.0.total_cmp(&b.0))
+            .map(|(_, c)| c.as_slice())
+    }
+
     /// Distance from `x` to the nearest centroid.
     pub fn score(&self, x: &[f64]) -> f64 {
         self.centroids

@@ -31,6 +31,7 @@ use sluice_core::registry::{DuplicateType, Registry};
 pub mod anomaly;
 pub mod drain;
 pub mod eval;
+pub mod explain;
 pub mod features;
 pub mod iforest;
 pub mod kmeans;

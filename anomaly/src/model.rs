@@ -54,6 +54,8 @@ pub struct Spec {
     pub seed: u64,
     /// Threshold.
     pub threshold: Threshold,
+    /// The field of feature events that maps template ids to their text.
+    pub texts_field: Option<String>,
 }
 
 /// The fitted detector.
@@ -107,13 +109,16 @@ impl Model {
     ///
     /// When no event has a vector, or k-means fails.
     pub fn train(spec: &Spec, events: &[Event]) -> Result<Model, String> {
-        let vectorizer = Vectorizer::fit(
+        let mut vectorizer = Vectorizer::fit(
             spec.input.clone(),
             spec.log_counts,
             spec.tfidf,
             spec.normalize,
             events,
         );
+        if let Some(f) = &spec.texts_field {
+            vectorizer.learn_texts(f, events);
+        }
         let dims = vectorizer.dims();
         let mut rows = Vec::with_capacity(events.len() * dims);
         let mut v = Vec::with_capacity(dims);

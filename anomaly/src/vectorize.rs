@@ -49,6 +49,14 @@ pub struct Vectorizer {
     pub idf: Option<Vec<f64>>,
     /// The scaling.
     pub normalize: Normalize,
+    /// Per dimension, the share of training vectors where it is above 0:
+    /// how common a template is (explanations name the rarest).
+    #[serde(default)]
+    pub share: Vec<f64>,
+    /// Per sparse key, its text (a template's) when training events named
+    /// it, else empty: explanations show it.
+    #[serde(default)]
+    pub texts: Vec<String>,
     /// Per-dimension mean and standard deviation (z-score).
     pub mean: Vec<f64>,
     /// See `mean`.
@@ -80,6 +88,8 @@ impl Vectorizer {
             vocabulary: Vec::new(),
             idf: None,
             normalize,
+            share: Vec::new(),
+            texts: Vec::new(),
             mean: Vec::new(),
             std: Vec::new(),
             index: HashMap::new(),
@@ -101,6 +111,10 @@ impl Vectorizer {
         let rows: Vec<Vec<f64>> = events
             .iter()
             .filter_map(|e| v.raw(e, &mut raw).ok().map(|()| raw.clone()))
+            .collect();
+        let n = rows.len().max(1) as f64;
+        v.share = (0..dims)
+            .map(|j| rows.iter().filter(|r| r[j] > 0.0).count() as f64 / n)
             .collect();
         if tfidf {
             let n = rows.len() as f64;
@@ -133,6 +147,26 @@ impl Vectorizer {
             v.std = sq;
         }
         v
+    }
+
+    /// Learns the text of each sparse key from the maps of id to text in
+    /// the field `field` of `events` (a session's `templates`).
+    pub fn learn_texts(&mut self, field: &str, events: &[Event]) {
+        self.texts = vec![String::new(); self.vocabulary.len()];
+        for e in events {
+            if let Some(Value::Map(m)) = e.get(field) {
+                for (k, t) in m.iter() {
+                    if let (Some(&j), Some(t)) = (self.index.get(k.as_str()), t.as_str()) {
+                        self.texts[j] = t.to_string();
+                    }
+                }
+            }
+        }
+    }
+
+    /// The dimension of sparse key `k`: `None` outside the vocabulary.
+    pub fn dimension(&self, k: &str) -> Option<usize> {
+        self.index.get(k).copied()
     }
 
     /// Rebuilds the lookup index after deserializing.
