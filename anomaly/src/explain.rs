@@ -4,7 +4,8 @@
 //! * Isolation forest: the event's templates, rarest first: a template
 //!   seen in few training sessions (or none: never seen) is what a random
 //!   split isolates quickly. Each driver gives `seen_in`, the share of
-//!   training vectors holding that template.
+//!   training vectors holding that template; one held by every training
+//!   vector is not listed.
 //! * k-means: the dimensions furthest from the nearest centroid, largest
 //!   squared difference first. Each driver gives `deviation`, the vector's
 //!   value minus the centroid's: positive when the template occurs more
@@ -50,6 +51,10 @@ pub fn drivers(model: &Model, e: &Event, x: &[f64], texts_field: &str, top: usiz
                     .dimension(k.as_str())
                     .and_then(|j| v.share.get(j).copied())
                     .unwrap_or(0.0);
+                if seen >= 1.0 {
+                    // In every training vector: it isolates nothing.
+                    continue;
+                }
                 found.push(Driver {
                     id: k.to_string(),
                     count,
