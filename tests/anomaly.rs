@@ -40,21 +40,20 @@ fn json_lines(d: &Dir, path: &str) -> Vec<serde_json::Value> {
 }
 
 /// Grouping accuracy floors: the published Drain figure on each sample,
-/// raised to what these pipelines reach where they beat it (OpenSSH,
-/// Linux); see the comments in pipelines/loghub/*.yaml.
-const FLOORS: [(&str, f64, f64); 6] = [
-    ("HDFS", 0.9975, 0.9975),
-    ("BGL", 0.9625, 0.9625),
-    ("Thunderbird", 0.955, 0.955),
-    ("OpenSSH", 0.7875, 0.9945),
-    ("Apache", 1.0, 1.0),
-    ("Linux", 0.69, 0.6925),
+/// which the pipelines (published settings, reference Drain rule) reach.
+const FLOORS: [(&str, f64); 6] = [
+    ("HDFS", 0.9975),
+    ("BGL", 0.9625),
+    ("Thunderbird", 0.955),
+    ("OpenSSH", 0.7875),
+    ("Apache", 1.0),
+    ("Linux", 0.69),
 ];
 
 #[test]
 fn template_mining_reaches_the_drain_grouping_accuracy_on_every_loghub_sample() {
     let mut report = Vec::new();
-    for (system, published, ours) in FLOORS {
+    for (system, published) in FLOORS {
         let d = Dir::new();
         let yaml = std::fs::read_to_string(repo(&format!("pipelines/loghub/{system}.yaml")))
             .expect("pipeline");
@@ -89,7 +88,6 @@ fn template_mining_reaches_the_drain_grouping_accuracy_on_every_loghub_sample() 
             ga + 1e-9 >= published,
             "{system}: GA {ga} under the published {published}"
         );
-        assert!(ga + 1e-9 >= ours, "{system}: GA {ga} under {ours}");
     }
     println!("{}", report.join("\n"));
 }
@@ -397,4 +395,110 @@ fn the_loghub_pipelines_validate() {
         "{}",
         stderr(&o)
     );
+}
+
+/// Thirty blocks written the same way, except `blk_17`, whose writes fail.
+fn blocks_log() -> String {
+    let mut log = String::new();
+    for b in 1..=30 {
+        log += &format!("allocate blk_{b} on 10.0.0.{}\n", b % 4);
+        for r in 0..3 {
+            log += &format!("receiving blk_{b} from 10.0.1.{r}:50010\n");
+        }
+        if b == 17 {
+            log += "exception writing blk_17: connection reset by peer\n";
+            log += "exception writing blk_17: connection reset by peer\n";
+        } else {
+            log += &format!("blk_{b} stored size 67108864\n");
+        }
+    }
+    log
+}
+
+#[test]
+fn a_flagged_session_shows_its_template_texts_and_sluice_templates_lists_them() {
+    let d = Dir::new();
+    d.write("app.log", &blocks_log());
+    d.write(
+        "p.yaml",
+        r#"data_dir: ./state
+sources:
+  app:
+    type: file
+    include: [./app.log]
+    read_from: beginning
+    follow: false
+    processors: [templates, blocks, detect]
+    channels: [all, flagged]
+    selector: {type: multiplexing, field: anomaly, mapping: {"true": [all, flagged]}, default: [all]}
+processors:
+  templates: {type: template, masks: [ipv4], mask_patterns: ['blk_-?\d+']}
+  blocks: {type: session, key_pattern: 'blk_-?\d+'}
+  detect: {type: anomaly, training_size: 30}
+channels:
+  all: {type: memory}
+  flagged: {type: memory}
+sinks:
+  sessions: {type: file, channel: all, path: ./out/sessions.json, format: json}
+  anomalies: {type: file, channel: flagged, path: ./out/anomalies.json, format: json}
+"#,
+    );
+    run_ok(&d, &["run", "p.yaml"]);
+    assert_eq!(json_lines(&d, "out/sessions.json").len(), 30);
+    let flagged = json_lines(&d, "out/anomalies.json");
+    assert_eq!(flagged.len(), 1, "{flagged:?}");
+    let f = &flagged[0]["fields"];
+    assert_eq!(f["key"], "blk_17");
+    let error = "exception writing <*>: connection reset by peer";
+    // Every template of the session, by id, with its text.
+    let texts = f["templates"].as_object().expect("templates");
+    let mut shown: Vec<&str> = texts.values().filter_map(|v| v.as_str()).collect();
+    shown.sort();
+    assert_eq!(
+        shown,
+        vec!["allocate <*> on <*>", error, "receiving <*> from <*>"]
+    );
+    // What drove the score: the template no other session has, first.
+    let top = &f["anomaly_drivers"][0];
+    assert_eq!(top["text"], error, "{f}");
+    assert_eq!(top["count"], 2);
+    // Trained on all 30 sessions: this one alone holds it.
+    let seen = top["seen_in"].as_f64().expect("seen_in");
+    assert!((seen - 1.0 / 30.0).abs() < 1e-9, "{top}");
+    let error_id = top["id"].as_str().expect("id").to_string();
+    assert_eq!(f["features"][&error_id], 2);
+
+    // `sluice templates DIR` lists ids, counts and texts.
+    let o = run_ok(&d, &["templates", "state"]);
+    let out = stdout(&o);
+    let rows: Vec<Vec<String>> = out
+        .lines()
+        .skip(2)
+        .map(|l| {
+            let mut it = l.split_whitespace();
+            let id = it.next().unwrap_or_default().to_string();
+            let count = it.next().unwrap_or_default().to_string();
+            vec![id, count, it.collect::<Vec<_>>().join(" ")]
+        })
+        .collect();
+    let want = |id: &str, count: &str, text: &str| -> Vec<String> {
+        vec![id.into(), count.into(), text.into()]
+    };
+    assert_eq!(
+        rows,
+        vec![
+            want("1", "30", "allocate <*> on <*>"),
+            want("2", "90", "receiving <*> from <*>"),
+            want("3", "29", "<*> stored size 67108864"),
+            want(&error_id, "2", error),
+        ],
+        "{out}"
+    );
+    assert!(
+        out.starts_with("state/processors/templates/templates.json: 4 templates, 151 lines"),
+        "{out}"
+    );
+    let o = d.sluice(&["templates", "nowhere"]).output().expect("run");
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("no templates.json"), "{}", stderr(&o));
 }

@@ -12,6 +12,14 @@
 //!   with a trained isolation forest (100 trees of 256 rows) or k-means (8
 //!   centroids). `score/baseline_vectorize` only builds the vectors;
 //!   `score/forest_only` only runs the forest over prepared vectors.
+//! * `hdfs/mine_group_score`: the HDFS sample's 2,000 content strings
+//!   through `template`, `session` (one per block id in the line) and
+//!   `anomaly` (defaults, a model trained on the same sessions), as the
+//!   stages of a pipeline behind the header parser; sessions close at the
+//!   end of each pass. Throughput is in lines. The sample names 2,200
+//!   blocks in 2,000 lines (nearly a session per line, the worst case);
+//!   `hdfs/mine_group_score_15` renames the blocks so that each holds 15
+//!   consecutive lines, as in a full log.
 //!
 //! Run: `cargo bench -p sluice-anomaly --bench anomaly -- --warm-up-time 1 --measurement-time 3`
 
@@ -116,14 +124,16 @@ fn spec(algorithm: Algorithm) -> Spec {
     Spec {
         algorithm,
         input: Input::Sparse("features".into()),
-        tfidf: true,
-        normalize: Normalize::None,
+        log_counts: true,
+        tfidf: false,
+        normalize: Normalize::L2,
         trees: 100,
         sample_size: 256,
         clusters: 8,
         max_iterations: 100,
         seed: 1,
         threshold: Threshold::Contamination(0.05),
+        texts_field: None,
     }
 }
 
@@ -182,5 +192,70 @@ fn score(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, template, score);
+fn hdfs(c: &mut Criterion) {
+    use sluice_anomaly::anomaly::Config as AnomalyConfig;
+    use sluice_anomaly::session::SessionConfig;
+    use sluice_core::testing::processor::{build, config};
+
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../testdata/loghub_2k");
+    let csv =
+        std::fs::read_to_string(format!("{dir}/HDFS_2k.log_structured.csv")).expect("testdata");
+    let lines = sluice_anomaly::eval::csv_column(&csv, "Content").expect("Content");
+    // The sample's lines, and the same lines with the block ids renamed so
+    // that each block holds 15 consecutive lines, as in a full log.
+    let re = regex::Regex::new(r"blk_-?\d+").expect("regex");
+    let grouped: Vec<String> = lines
+        .iter()
+        .enumerate()
+        .map(|(i, l)| re.replace_all(l, format!("blk_{}", i / 15)).into_owned())
+        .collect();
+    let mut g = c.benchmark_group("hdfs");
+    g.throughput(Throughput::Elements(lines.len() as u64));
+    for (name, lines) in [
+        ("mine_group_score", &lines),
+        ("mine_group_score_15", &grouped),
+    ] {
+        let batches: Vec<Batch> = lines
+            .chunks(1000)
+            .map(|chunk| {
+                chunk
+                    .iter()
+                    .map(|l| Event::new(l.clone(), Timestamp(0)))
+                    .collect::<Vec<_>>()
+                    .into()
+            })
+            .collect();
+        let mut miner = TemplateMiner::new(Drain::new(DrainParams::default()), masker());
+        let mut cx = ProcessContext::new();
+        // One pass to warm the miner and to train the model on its sessions.
+        let pass = |miner: &mut TemplateMiner, cx: &mut ProcessContext| -> Vec<Event> {
+            let mut blocks = build::<SessionConfig>("key_pattern: 'blk_-?\\d+'");
+            let mut sessions = Vec::new();
+            for batch in &batches {
+                let mut b = batch.clone();
+                miner.process(&mut b, cx);
+                blocks.process(&mut b, cx);
+                sessions.append(&mut b.events);
+            }
+            let mut rest = Batch::new();
+            blocks.finish(&mut rest);
+            sessions.append(&mut rest.events);
+            sessions
+        };
+        let sessions = pass(&mut miner, &mut cx);
+        let options: AnomalyConfig = config("{}");
+        let model = Model::train(&options.spec(), &sessions).expect("train");
+        let mut detect = Detector::with_model(model);
+        g.bench_function(name, |b| {
+            b.iter(|| {
+                let mut scored: Batch = pass(&mut miner, &mut cx).into();
+                detect.process(&mut scored, &mut cx);
+                black_box(scored.len())
+            })
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(benches, template, score, hdfs);
 criterion_main!(benches);

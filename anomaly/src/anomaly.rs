@@ -22,11 +22,15 @@ use rand_xoshiro::Xoshiro256PlusPlus;
 use serde::Deserialize;
 use sluice_core::prelude::*;
 
+use crate::explain;
 use crate::model::{Algorithm, Model, Spec, Threshold};
 use crate::vectorize::{Input, Normalize};
 
 fn default_algorithm() -> Algorithm {
     Algorithm::IsolationForest
+}
+fn default_log_counts() -> bool {
+    true
 }
 fn default_trees() -> usize {
     100
@@ -55,6 +59,15 @@ fn default_score_field() -> String {
 fn default_flag_field() -> String {
     "anomaly".into()
 }
+fn default_explain_field() -> Option<String> {
+    Some("anomaly_drivers".into())
+}
+fn default_explain_top() -> usize {
+    3
+}
+fn default_texts_field() -> String {
+    "templates".into()
+}
 
 /// Options of the `anomaly` processor.
 #[derive(Debug, Deserialize)]
@@ -71,12 +84,18 @@ pub struct Config {
     /// Numeric fields (dotted paths) forming the vector, instead of a map.
     #[serde(default)]
     pub fields: Vec<String>,
+    /// Each count `n` of the map becomes `ln(1 + n)`: a template seen 300
+    /// times weighs about twice one seen 15 times, not twenty times.
+    #[serde(default = "default_log_counts")]
+    pub log_counts: bool,
     /// Weight counts by inverse document frequency.
     #[serde(default)]
     pub tfidf: bool,
-    /// `none`, `l2` (unit length) or `zscore` (per dimension).
+    /// `none`, `l2` (unit length) or `zscore` (per dimension). Default:
+    /// `none` with the isolation forest; with k-means, `l2` for a map of
+    /// counts and `zscore` for numeric `fields`.
     #[serde(default)]
-    pub normalize: Normalize,
+    pub normalize: Option<Normalize>,
     /// Isolation forest: number of trees.
     #[serde(default = "default_trees")]
     pub trees: usize,
@@ -117,9 +136,35 @@ pub struct Config {
     /// Field that gets the flag.
     #[serde(default = "default_flag_field")]
     pub flag_field: String,
+    /// Field that gets, on flagged events only, the templates that drove
+    /// the score with their text (see docs/anomaly.md); `null` turns it off.
+    #[serde(default = "default_explain_field")]
+    pub explain_field: Option<String>,
+    /// Drivers listed at most.
+    #[serde(default = "default_explain_top")]
+    pub explain_top: usize,
+    /// The field of feature events that maps template ids to their text
+    /// (a `session` or `window` writes `templates`).
+    #[serde(default = "default_texts_field")]
+    pub texts_field: String,
 }
 
 impl Config {
+    /// The scaling, explicit or by default: `none` for the isolation forest
+    /// (each split looks at one dimension, so scale does not matter to it,
+    /// and unit length would make short sessions look odd); for k-means,
+    /// `l2` on a map of counts (the mix of templates matters, not the
+    /// session's length) and `zscore` on numeric fields (distances across
+    /// units).
+    pub fn normalize(&self) -> Normalize {
+        match (self.normalize, self.algorithm, self.fields.is_empty()) {
+            (Some(n), _, _) => n,
+            (None, Algorithm::IsolationForest, _) => Normalize::None,
+            (None, Algorithm::Kmeans, true) => Normalize::L2,
+            (None, Algorithm::Kmeans, false) => Normalize::Zscore,
+        }
+    }
+
     /// The training spec these options describe.
     pub fn spec(&self) -> Spec {
         let input = if self.fields.is_empty() {
@@ -129,9 +174,10 @@ impl Config {
         };
         Spec {
             algorithm: self.algorithm,
+            log_counts: self.log_counts && self.fields.is_empty(),
             input,
             tfidf: self.tfidf,
-            normalize: self.normalize,
+            normalize: self.normalize(),
             trees: self.trees,
             sample_size: self.sample_size,
             clusters: self.clusters,
@@ -141,6 +187,7 @@ impl Config {
                 Some(t) => Threshold::Fixed(t),
                 None => Threshold::Contamination(self.contamination.unwrap_or(0.05)),
             },
+            texts_field: Some(self.texts_field.clone()),
         }
     }
 }
@@ -152,6 +199,23 @@ impl ProcessorConfig for Config {
             p.push(Problem::new(
                 "set `features` (a map of counts) or `fields`, not both",
             ));
+        }
+        if self.algorithm == Algorithm::IsolationForest {
+            // A forest splits one dimension at a time at a uniform point
+            // between its least and greatest value: scaling a dimension by
+            // a positive factor or shifting it grows the same trees.
+            if self.normalize == Some(Normalize::Zscore) {
+                p.push(Problem::at(
+                    "normalize",
+                    "zscore scales each dimension on its own, which cannot change an isolation forest's result (it splits one dimension at a time): remove it, or use l2",
+                ));
+            }
+            if self.tfidf && self.normalize() != Normalize::L2 {
+                p.push(Problem::at(
+                    "tfidf",
+                    "tf-idf weighs each dimension by a constant, which cannot change an isolation forest's result unless `normalize: l2` follows it: remove it, or use l2",
+                ));
+            }
         }
         if self.threshold.is_some() && self.contamination.is_some() {
             p.push(Problem::new("set `threshold` or `contamination`, not both"));
@@ -168,6 +232,7 @@ impl ProcessorConfig for Config {
             ("clusters", self.clusters),
             ("training_size", self.training_size),
             ("reservoir_size", self.reservoir_size),
+            ("explain_top", self.explain_top),
         ] {
             if v == 0 {
                 p.push(Problem::at(key, "must be at least 1"));
@@ -220,6 +285,9 @@ impl Config {
             pending: None,
             score_field: self.score_field.clone(),
             flag_field: self.flag_field.clone(),
+            explain_field: self.explain_field.clone(),
+            explain_top: self.explain_top,
+            texts_field: self.texts_field.clone(),
             buf: Vec::new(),
             rows: Vec::new(),
             scored: Vec::new(),
@@ -246,6 +314,11 @@ pub struct Detector {
     pending: Option<Receiver<Result<Model, String>>>,
     score_field: String,
     flag_field: String,
+    /// Where flagged events get their drivers (none: not explained), how
+    /// many, and the field naming the templates' texts.
+    explain_field: Option<String>,
+    explain_top: usize,
+    texts_field: String,
     /// The vector of the event at hand, the batch's vectors, which events
     /// have one, and their scores: reused from batch to batch.
     buf: Vec<f64>,
@@ -286,6 +359,9 @@ impl Detector {
             pending: None,
             score_field: c.score_field,
             flag_field: c.flag_field,
+            explain_field: c.explain_field,
+            explain_top: c.explain_top,
+            texts_field: c.texts_field,
             buf: Vec::new(),
             rows: Vec::new(),
             scored: Vec::new(),
@@ -326,10 +402,16 @@ impl Detector {
         model
             .detector
             .score_many(&self.rows, dims, &mut self.scores);
-        for (&i, &s) in self.scored.iter().zip(&self.scores) {
+        for (k, (&i, &s)) in self.scored.iter().zip(&self.scores).enumerate() {
             let e = &mut events[i];
+            let flagged = s > model.threshold;
             e.insert(&self.score_field, Value::Float(s));
-            e.insert(&self.flag_field, Value::Bool(s > model.threshold));
+            e.insert(&self.flag_field, Value::Bool(flagged));
+            if let (true, Some(f)) = (flagged, &self.explain_field) {
+                let x = &self.rows[k * dims..(k + 1) * dims];
+                let why = explain::drivers(&model, e, x, &self.texts_field, self.explain_top);
+                e.insert(f, why);
+            }
         }
     }
 

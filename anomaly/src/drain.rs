@@ -16,13 +16,16 @@
 //! more general. [`Drain::state`] and [`Drain::from_state`] save and restore
 //! the whole miner, ids included.
 //!
-//! Two details go beyond the reference description: a line shorter than
-//! the tree's depth is still filed under its own leaf, so short lines group
-//! as well; and a position masked (`<*>`) in both the template and the line
-//! counts as equal in the similarity, while a position that became `<*>` by
-//! a merge counts for neither side. With the published settings this gives
-//! the published grouping accuracy on the Loghub samples, and lets a higher
-//! similarity keep apart templates that differ in a few words.
+//! The similarity is the reference one: a template position that is `<*>`
+//! (masked in the line that made it, or made so by a merge) never counts
+//! as equal. [`DrainParams::match_masked`] turns on a variant where a
+//! position masked in both the template and the line counts as equal: it
+//! helps where masks hide the only variable parts of short messages that
+//! must still group (`<*> closed`, `<*> opened`), and harms where messages
+//! differ only in words that are masked (two different errors, each with an
+//! address and a number, become one template). One more detail goes beyond
+//! the reference description: a line shorter than the tree's depth is still
+//! filed under its own leaf, so short lines group as well.
 
 use std::collections::HashMap;
 
@@ -42,6 +45,9 @@ pub struct DrainParams {
     pub similarity: f64,
     /// Children of an inner node before new tokens share the wildcard child.
     pub max_children: usize,
+    /// Whether a position masked (`<*>`) in both the template and the line
+    /// counts as equal in the similarity. Off in reference Drain.
+    pub match_masked: bool,
 }
 
 impl Default for DrainParams {
@@ -50,6 +56,7 @@ impl Default for DrainParams {
             depth: 4,
             similarity: 0.5,
             max_children: 100,
+            match_masked: false,
         }
     }
 }
@@ -228,12 +235,14 @@ impl Drain {
             return None;
         };
         let mut best: Option<(usize, f64, usize)> = None;
+        let match_masked = self.params.match_masked;
         for &ci in ids {
             let c = &self.clusters[ci];
             let (mut same, mut wild) = (0usize, 0usize);
             for (t, r) in c.tokens.iter().zip(ranges) {
                 match t {
                     None => wild += 1,
+                    Some(t) if !match_masked && **t == *WILDCARD => wild += 1,
                     Some(t) if **t == line[r.0 as usize..r.1 as usize] => same += 1,
                     Some(_) => {}
                 }
@@ -301,6 +310,7 @@ impl Drain {
                 .map(|c| ClusterState {
                     id: c.id,
                     count: c.count,
+                    text: String::from_utf8_lossy(&c.text).into_owned(),
                     template: c
                         .tokens
                         .iter()
@@ -393,6 +403,22 @@ pub struct DrainState {
     pub clusters: Vec<ClusterState>,
 }
 
+impl ClusterState {
+    /// The template as text: `text` when saved, else made from the tokens
+    /// (a state saved before `text` existed).
+    pub fn text(&self) -> String {
+        if !self.text.is_empty() || self.template.is_empty() {
+            return self.text.clone();
+        }
+        let words: Vec<&str> = self
+            .template
+            .iter()
+            .map(|t| t.as_deref().unwrap_or("<*>"))
+            .collect();
+        words.join(" ")
+    }
+}
+
 /// The saved form of a cluster.
 #[derive(Debug, Serialize, Deserialize)]
 pub struct ClusterState {
@@ -400,6 +426,10 @@ pub struct ClusterState {
     pub id: u64,
     /// Lines that joined it.
     pub count: u64,
+    /// The template as text (`<*>` for each wildcard), for people and
+    /// tools; the tokens below are what a restart reads.
+    #[serde(default)]
+    pub text: String,
     /// Template tokens; `null` is the wildcard.
     pub template: Vec<Option<String>>,
     /// Its path in the tree.
@@ -440,6 +470,30 @@ mod tests {
     }
 
     #[test]
+    fn masked_positions_count_only_in_the_variant() {
+        // Two messages that differ only where the masks did not reach.
+        let lines = [
+            "<*> connect to <*> <*> via SOCKS5",
+            "<*> connect to <*> <*> via HTTPS",
+        ];
+        let mut reference = Drain::new(DrainParams::default());
+        let ids: Vec<u64> = lines.iter().map(|l| add(&mut reference, l).0).collect();
+        // 3 equal words of 7 (`connect`, `to`, `via`): under 0.5.
+        assert_eq!(ids, vec![1, 2], "reference Drain keeps them apart");
+        let mut variant = Drain::new(DrainParams {
+            match_masked: true,
+            ..DrainParams::default()
+        });
+        let ids: Vec<u64> = lines.iter().map(|l| add(&mut variant, l).0).collect();
+        // 6 of 7 with the masked positions counted: merged.
+        assert_eq!(ids, vec![1, 1], "the variant merges them");
+        assert_eq!(
+            &variant.clusters()[0].text[..],
+            b"<*> connect to <*> <*> via <*>"
+        );
+    }
+
+    #[test]
     fn short_lines_group_too() {
         let mut d = Drain::new(DrainParams {
             depth: 6,
@@ -464,6 +518,7 @@ mod tests {
             add(&mut d, l);
         }
         let json = serde_json::to_string(&d.state()).unwrap();
+        assert!(json.contains(r#""text":"x <*> y""#), "{json}");
         let mut e = Drain::from_state(DrainParams::default(), serde_json::from_str(&json).unwrap())
             .unwrap();
         assert_eq!(add(&mut e, "open file c"), (2, Outcome::Matched));

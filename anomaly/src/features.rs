@@ -8,6 +8,7 @@
 //! | `window_start`, `window_end` | timestamps of the first and last event (a time window: its bounds) |
 //! | `event_count` | events in the group |
 //! | `features` | a map from template id (as text) to its count: the sparse vector |
+//! | `templates` | a map from template id to its text, when the counted events carried one |
 //! | `stats` | per numeric field: `count`, `sum`, `min`, `max`, `mean` |
 //! | carried fields | the last value seen of each `carry_fields` entry |
 //!
@@ -56,13 +57,82 @@ impl Stat {
 pub struct Extract {
     /// The field whose value is counted (the template id).
     pub count_field: String,
+    /// The field holding the text of the counted value (the template's
+    /// text); none when unset.
+    pub text_field: Option<String>,
     /// Numeric fields to summarise.
     pub numeric_fields: Vec<String>,
     /// Fields whose last value is carried to the feature event.
     pub carry_fields: Vec<String>,
 }
 
+/// Most texts remembered (one per distinct counted value); past it new
+/// values get no text.
+pub const MAX_TEXTS: usize = 100_000;
+
+/// The latest text of each counted value, shared by all groups of a
+/// processor: a template's text is kept once, not once per session.
+#[derive(Debug, Default)]
+pub struct Texts {
+    by_id: HashMap<i64, Bytes>,
+}
+
+impl Texts {
+    /// Remembers the text `e` carries for its counted value.
+    pub fn note(&mut self, e: &Event, ex: &Extract) {
+        let Some(tf) = &ex.text_field else {
+            return;
+        };
+        let (Some(Value::Integer(id)), Some(Value::String(text))) =
+            (e.get(&ex.count_field), e.get(tf))
+        else {
+            return;
+        };
+        let full = self.by_id.len() >= MAX_TEXTS;
+        match self.by_id.get_mut(id) {
+            // Equal bytes: nothing to do.
+            Some(old) if old[..] == text[..] => {}
+            // A text that is a slice of a larger buffer (a read chunk) is
+            // copied, so that it does not keep the buffer alive.
+            Some(old) => *old = own(text),
+            None if !full => {
+                self.by_id.insert(*id, own(text));
+            }
+            None => {}
+        }
+    }
+
+    /// The text of `id`, if known.
+    pub fn get(&self, id: i64) -> Option<&Bytes> {
+        self.by_id.get(&id)
+    }
+}
+
+/// A copy of `b` that owns its bytes: `Bytes` cannot tell whether it is a
+/// slice of something larger, and a slice could keep a whole read chunk
+/// alive. Done once per template (and when its text changes).
+fn own(b: &Bytes) -> Bytes {
+    Bytes::copy_from_slice(b)
+}
+
+/// A deep copy of `v` whose strings own their bytes: a value parsed out of
+/// an event's body may be a slice of a whole read chunk, which a group kept
+/// open for minutes must not hold on to.
+pub fn owned(v: &Value) -> Value {
+    match v {
+        Value::String(b) => Value::String(Bytes::copy_from_slice(b)),
+        Value::Array(a) => Value::Array(a.iter().map(owned).collect()),
+        Value::Map(m) => Value::Map(m.iter().map(|(k, v)| (k.clone(), owned(v))).collect()),
+        other => other.clone(),
+    }
+}
+
 /// One open session or window.
+///
+/// Kept small, since many may be open (`max_open`, 100,000 by default):
+/// counts are a sorted vector (a session holds a handful of templates),
+/// and the key and carried values own their bytes instead of pointing into
+/// the read chunk their event came from.
 #[derive(Clone, Debug)]
 pub struct Group {
     /// The key (empty for an unkeyed window).
@@ -80,18 +150,18 @@ pub struct Group {
     pub last_seq: u64,
     /// Events added.
     pub events: u64,
-    /// Counts per value of the counted field.
-    pub counts: HashMap<i64, u32>,
-    /// Counts of values that are not integers, by text.
-    pub text_counts: HashMap<Bytes, u32>,
+    /// Counts per value of the counted field, sorted by value.
+    pub counts: Vec<(i64, u32)>,
+    /// Counts of values that are not integers, by text, sorted.
+    pub text_counts: Vec<(Bytes, u32)>,
     /// Per numeric field (same order as `Extract::numeric_fields`).
-    pub stats: Vec<Stat>,
+    pub stats: Box<[Stat]>,
     /// Last carried values (same order as `Extract::carry_fields`).
-    pub carried: Vec<Option<Value>>,
+    pub carried: Box<[Option<Value>]>,
 }
 
 impl Group {
-    /// An empty group.
+    /// An empty group; `key` should own its bytes (see [`Group`]).
     pub fn new(key: Bytes, start: Timestamp, ex: &Extract) -> Self {
         Group {
             key,
@@ -101,10 +171,17 @@ impl Group {
             last_arrival: std::time::Instant::now(),
             last_seq: 0,
             events: 0,
-            counts: HashMap::new(),
-            text_counts: HashMap::new(),
-            stats: vec![Stat::default(); ex.numeric_fields.len()],
-            carried: vec![None; ex.carry_fields.len()],
+            counts: Vec::new(),
+            text_counts: Vec::new(),
+            stats: vec![Stat::default(); ex.numeric_fields.len()].into(),
+            carried: vec![None; ex.carry_fields.len()].into(),
+        }
+    }
+
+    fn count_text(&mut self, t: &[u8]) {
+        match self.text_counts.binary_search_by(|x| x.0[..].cmp(t)) {
+            Ok(i) => self.text_counts[i].1 += 1,
+            Err(i) => self.text_counts.insert(i, (Bytes::copy_from_slice(t), 1)),
         }
     }
 
@@ -122,12 +199,15 @@ impl Group {
             }
         }
         match e.get(&ex.count_field) {
-            Some(Value::Integer(i)) => *self.counts.entry(*i).or_default() += 1,
-            Some(Value::String(s)) => *self.text_counts.entry(s.clone()).or_default() += 1,
+            Some(Value::Integer(id)) => match self.counts.binary_search_by_key(id, |x| x.0) {
+                Ok(i) => self.counts[i].1 += 1,
+                Err(i) => self.counts.insert(i, (*id, 1)),
+            },
+            Some(Value::String(s)) => self.count_text(s),
             Some(other) => {
                 let mut s = String::new();
                 other.write_text(&mut s);
-                *self.text_counts.entry(Bytes::from(s)).or_default() += 1;
+                self.count_text(s.as_bytes());
             }
             None => {}
         }
@@ -138,13 +218,13 @@ impl Group {
         }
         for (slot, f) in self.carried.iter_mut().zip(&ex.carry_fields) {
             if let Some(v) = e.get(f) {
-                *slot = Some(v.clone());
+                *slot = Some(owned(v));
             }
         }
     }
 
-    /// The feature event of this group.
-    pub fn into_event(self, ex: &Extract, keyed: bool) -> Event {
+    /// The feature event of this group; `texts` gives the templates' text.
+    pub fn into_event(self, ex: &Extract, keyed: bool, texts: &Texts) -> Event {
         let mut e = Event::new(self.key.clone(), self.end);
         if keyed {
             e.insert("key", Value::String(self.key));
@@ -153,20 +233,24 @@ impl Group {
         e.insert("window_end", Value::Timestamp(self.end));
         e.insert("event_count", Value::Integer(self.events as i64));
         let mut features = Fields::with_capacity(self.counts.len() + self.text_counts.len());
-        let mut ids: Vec<_> = self.counts.into_iter().collect();
-        ids.sort_unstable();
-        for (id, n) in ids {
-            features.insert(id.to_string(), Value::Integer(n as i64));
+        let mut named = Fields::new();
+        for (id, n) in self.counts {
+            let k = id.to_string();
+            if let Some(t) = texts.get(id) {
+                named.insert(k.as_str(), Value::String(t.clone()));
+            }
+            features.insert(k, Value::Integer(n as i64));
         }
-        let mut texts: Vec<_> = self.text_counts.into_iter().collect();
-        texts.sort_unstable();
-        for (t, n) in texts {
+        for (t, n) in self.text_counts {
             features.insert(
                 String::from_utf8_lossy(&t).into_owned(),
                 Value::Integer(n as i64),
             );
         }
         e.insert("features", Value::Map(features));
+        if !named.is_empty() {
+            e.insert("templates", Value::Map(named));
+        }
         if !ex.numeric_fields.is_empty() {
             let mut stats = Fields::with_capacity(ex.numeric_fields.len());
             for (s, f) in self.stats.iter().zip(&ex.numeric_fields) {
@@ -182,7 +266,7 @@ impl Group {
             }
             e.insert("stats", Value::Map(stats));
         }
-        for (v, f) in self.carried.into_iter().zip(&ex.carry_fields) {
+        for (v, f) in self.carried.into_vec().into_iter().zip(&ex.carry_fields) {
             if let Some(v) = v {
                 e.insert(f, v);
             }

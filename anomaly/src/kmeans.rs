@@ -48,6 +48,42 @@ impl Centroids {
         })
     }
 
+    /// Half the least distance between two distinct centroids: a point
+    /// closer than that to a centroid is nearer to it than to any other.
+    /// Centroids within rounding error of each other (more clusters than
+    /// distinct points) count as one. `None` with fewer than two distinct
+    /// centroids.
+    pub fn half_least_separation(&self) -> Option<f64> {
+        let mut least = f64::INFINITY;
+        for (i, a) in self.centroids.iter().enumerate() {
+            let scale = a.iter().map(|x| x * x).sum::<f64>().sqrt().max(1.0);
+            for b in &self.centroids[i + 1..] {
+                let d = a
+                    .iter()
+                    .zip(b)
+                    .map(|(x, y)| (x - y) * (x - y))
+                    .sum::<f64>()
+                    .sqrt();
+                if d > 1e-9 * scale {
+                    least = least.min(d);
+                }
+            }
+        }
+        least.is_finite().then_some(least / 2.0)
+    }
+
+    /// The centroid nearest to `x`.
+    pub fn nearest(&self, x: &[f64]) -> Option<&[f64]> {
+        self.centroids
+            .iter()
+            .map(|c| {
+                let d = c.iter().zip(x).map(|(a, b)| (a - b) * (a - b)).sum::<f64>();
+                (d, c)
+            })
+            .min_by(|a, b| a.0.total_cmp(&b.0))
+            .map(|(_, c)| c.as_slice())
+    }
+
     /// Distance from `x` to the nearest centroid.
     pub fn score(&self, x: &[f64]) -> f64 {
         self.centroids
@@ -80,5 +116,11 @@ mod tests {
         assert!(c.score(&[0.2, -0.1]) < 0.5);
         assert!(c.score(&[10.2, 9.9]) < 0.5);
         assert!(c.score(&[5.0, 5.0]) > 5.0);
+        let half = c.half_least_separation().unwrap();
+        assert!((half - 10.0 * 2f64.sqrt() / 2.0).abs() < 0.3, "{half}");
+        let one = Centroids {
+            centroids: vec![vec![1.0, 2.0]; 2],
+        };
+        assert_eq!(one.half_least_separation(), None);
     }
 }

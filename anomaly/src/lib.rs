@@ -13,7 +13,9 @@
 //! * `anomaly` ([`anomaly`]): turns feature events into vectors
 //!   ([`vectorize`]), learns a model ([`iforest`]: isolation forest;
 //!   [`kmeans`]: k-means from linfa) from the first vectors or from a model
-//!   file, and adds `anomaly_score` and `anomaly` to each event.
+//!   file, and adds `anomaly_score` and `anomaly` to each event; the
+//!   threshold comes from [`threshold`], and [`explain`] names the
+//!   templates that drove a flagged event's score.
 //!
 //! [`eval`] holds the measures (grouping accuracy, precision and recall) the
 //! tests and the `sluice evaluate` command use.
@@ -31,6 +33,7 @@ use sluice_core::registry::{DuplicateType, Registry};
 pub mod anomaly;
 pub mod drain;
 pub mod eval;
+pub mod explain;
 pub mod features;
 pub mod iforest;
 pub mod kmeans;
@@ -38,6 +41,7 @@ pub mod mask;
 pub mod model;
 pub mod session;
 pub mod template;
+pub mod threshold;
 pub mod vectorize;
 
 /// Registers `template`, `session`, `window` and `anomaly`.

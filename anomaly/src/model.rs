@@ -36,6 +36,8 @@ pub struct Spec {
     pub algorithm: Algorithm,
     /// Where vectors come from.
     pub input: Input,
+    /// Sparse counts `n` become `ln(1 + n)`.
+    pub log_counts: bool,
     /// Weight sparse counts by inverse document frequency.
     pub tfidf: bool,
     /// Scaling.
@@ -52,6 +54,8 @@ pub struct Spec {
     pub seed: u64,
     /// Threshold.
     pub threshold: Threshold,
+    /// The field of feature events that maps template ids to their text.
+    pub texts_field: Option<String>,
 }
 
 /// The fitted detector.
@@ -105,7 +109,16 @@ impl Model {
     ///
     /// When no event has a vector, or k-means fails.
     pub fn train(spec: &Spec, events: &[Event]) -> Result<Model, String> {
-        let vectorizer = Vectorizer::fit(spec.input.clone(), spec.tfidf, spec.normalize, events);
+        let mut vectorizer = Vectorizer::fit(
+            spec.input.clone(),
+            spec.log_counts,
+            spec.tfidf,
+            spec.normalize,
+            events,
+        );
+        if let Some(f) = &spec.texts_field {
+            vectorizer.learn_texts(f, events);
+        }
         let dims = vectorizer.dims();
         let mut rows = Vec::with_capacity(events.len() * dims);
         let mut v = Vec::with_capacity(dims);
@@ -147,8 +160,15 @@ impl Model {
         let threshold = match spec.threshold {
             Threshold::Fixed(t) => t,
             Threshold::Contamination(c) => {
-                let keep = ((1.0 - c) * n as f64).ceil() as usize;
-                scores[keep.clamp(1, n) - 1]
+                let all_tied = match &detector {
+                    Detector::Kmeans(k) => k.half_least_separation(),
+                    Detector::IsolationForest(_) => None,
+                };
+                let chosen = crate::threshold::from_contamination(&scores, c, all_tied);
+                if let Some(w) = &chosen.warning {
+                    tracing::warn!("anomaly threshold: {w}");
+                }
+                chosen.value
             }
         };
         let flagged = scores.iter().filter(|s| **s > threshold).count();

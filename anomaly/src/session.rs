@@ -25,10 +25,13 @@ use regex::bytes::Regex;
 use serde::Deserialize;
 use sluice_core::prelude::*;
 
-use crate::features::{Extract, Group};
+use crate::features::{Extract, Group, Texts};
 
 fn default_count_field() -> String {
     "template_id".into()
+}
+fn default_text_field() -> Option<String> {
+    Some("template".into())
 }
 fn default_inactivity() -> Duration {
     Duration(std::time::Duration::from_secs(30))
@@ -53,6 +56,10 @@ pub struct SessionConfig {
     /// The field counted per value: the sparse vector's dimensions.
     #[serde(default = "default_count_field")]
     pub count_field: String,
+    /// The field holding the text of the counted value (the template): the
+    /// feature event gets `templates`, id to text. `null` turns it off.
+    #[serde(default = "default_text_field")]
+    pub text_field: Option<String>,
     /// Numeric fields summarised in `stats`.
     #[serde(default)]
     pub numeric_fields: Vec<String>,
@@ -105,6 +112,10 @@ pub struct WindowConfig {
     /// The field counted per value: the sparse vector's dimensions.
     #[serde(default = "default_count_field")]
     pub count_field: String,
+    /// The field holding the text of the counted value (the template): the
+    /// feature event gets `templates`, id to text. `null` turns it off.
+    #[serde(default = "default_text_field")]
+    pub text_field: Option<String>,
     /// Numeric fields summarised in `stats`.
     #[serde(default)]
     pub numeric_fields: Vec<String>,
@@ -171,6 +182,7 @@ impl ProcessorConfig for SessionConfig {
             key_by,
             Extract {
                 count_field: self.count_field.clone(),
+                text_field: self.text_field.clone(),
                 numeric_fields: self.numeric_fields.clone(),
                 carry_fields: self.carry_fields.clone(),
             },
@@ -258,6 +270,7 @@ impl ProcessorConfig for WindowConfig {
             key_by,
             Extract {
                 count_field: self.count_field.clone(),
+                text_field: self.text_field.clone(),
                 numeric_fields: self.numeric_fields.clone(),
                 carry_fields: self.carry_fields.clone(),
             },
@@ -299,6 +312,8 @@ pub struct Grouper {
     ex: Extract,
     /// Open groups by key and window start (0 for sessions).
     groups: HashMap<(Bytes, i64), Group>,
+    /// The latest text of each counted value.
+    texts: Texts,
     /// Wall-clock inactivity after which a tick closes a group.
     idle: Option<std::time::Duration>,
     max_open: usize,
@@ -331,6 +346,7 @@ impl Grouper {
             key_by,
             ex,
             groups: HashMap::new(),
+            texts: Texts::default(),
             idle,
             max_open,
             min_events,
@@ -380,19 +396,40 @@ impl Grouper {
         let keyed = self.keyed();
         for g in closed {
             if g.events >= self.min_events {
-                out.push(g.into_event(&self.ex, keyed));
+                out.push(g.into_event(&self.ex, keyed, &self.texts));
             }
+        }
+    }
+
+    /// The open group of `key` starting at `start`, which is made when
+    /// there is none by `make` (given the key as an owned copy: a key is
+    /// often a slice of a read chunk, which an open group must not keep
+    /// alive).
+    fn group<'a>(
+        groups: &'a mut HashMap<(Bytes, i64), Group>,
+        key: &Bytes,
+        start: i64,
+        make: impl FnOnce(Bytes) -> Group,
+    ) -> &'a mut Group {
+        let id = (key.clone(), start);
+        if !groups.contains_key(&id) {
+            let owned = Bytes::copy_from_slice(key);
+            groups.insert((owned.clone(), start), make(owned));
+        }
+        match groups.get_mut(&id) {
+            Some(g) => g,
+            None => unreachable!("inserted just above"),
         }
     }
 
     /// Adds `e` to the open group `id` of `key`, which `e` starts when there
     /// is none; returns the group.
     fn add_to(&mut self, id: &(Bytes, i64), key: &Bytes, e: &Event, now: Instant) -> &mut Group {
-        let g = self
-            .groups
-            .entry(id.clone())
-            .or_insert_with(|| Group::new(key.clone(), e.timestamp, &self.ex));
-        g.add(e, &self.ex, now, self.seq);
+        let ex = &self.ex;
+        let g = Self::group(&mut self.groups, key, id.1, |k| {
+            Group::new(k, e.timestamp, ex)
+        });
+        g.add(e, ex, now, self.seq);
         g
     }
 
@@ -401,6 +438,7 @@ impl Grouper {
         if e.timestamp > self.watermark {
             self.watermark = e.timestamp;
         }
+        self.texts.note(e, &self.ex);
         self.keys_of(e);
         let keys = std::mem::take(&mut self.keys);
         for key in &keys {
@@ -434,8 +472,9 @@ impl Grouper {
                     let t = e.timestamp.0;
                     let mut start = t.div_euclid(slide) * slide;
                     while start > t.saturating_sub(size) {
-                        let g = self.groups.entry((key.clone(), start)).or_insert_with(|| {
-                            let mut g = Group::new(key.clone(), Timestamp(start), &self.ex);
+                        let ex = &self.ex;
+                        let g = Self::group(&mut self.groups, key, start, |k| {
+                            let mut g = Group::new(k, Timestamp(start), ex);
                             g.fixed_bounds = true;
                             g.end = Timestamp(start.saturating_add(size));
                             g
@@ -446,9 +485,16 @@ impl Grouper {
                 }
                 Mode::Count { size, slide, seen } => {
                     let (size, slide) = (*size, *slide);
-                    let n = seen.entry(key.clone()).or_insert(0);
-                    let i = *n;
-                    *n += 1;
+                    let i = match seen.get_mut(key) {
+                        Some(n) => {
+                            *n += 1;
+                            *n - 1
+                        }
+                        None => {
+                            seen.insert(Bytes::copy_from_slice(key), 1);
+                            0
+                        }
+                    };
                     self.count_add(key, e, now, i, size, slide, out);
                 }
             }

@@ -181,3 +181,41 @@ fn max_open_closes_the_least_recently_active_session() {
     assert_eq!(b.len(), 1);
     assert_eq!(b.events[0].get("key").and_then(Value::as_str), Some("b"));
 }
+
+#[test]
+fn feature_events_name_their_templates() {
+    let with_text = |body: &str, id: i64, text: &str| {
+        let mut e = ev(body, 0, id);
+        e.insert("template", text);
+        e
+    };
+    let events = || -> Batch {
+        vec![
+            with_text("open blk_1", 1, "open <*>"),
+            with_text("write blk_1", 2, "write <*>"),
+            // The template became more general: the latest text is shown.
+            with_text("open blk_1 again", 1, "open <*> <*>"),
+        ]
+        .into()
+    };
+    let mut p = build::<SessionConfig>("key_pattern: 'blk_\\d+'");
+    let mut b = events();
+    run(p.as_mut(), &mut b);
+    let mut out = Batch::new();
+    p.finish(&mut out);
+    let named = out.events[0].get("templates").cloned();
+    let mut want = Fields::new();
+    want.insert("1", Value::from("open <*> <*>"));
+    want.insert("2", Value::from("write <*>"));
+    assert_eq!(named, Some(Value::Map(want)));
+    let mut p = build::<SessionConfig>("key_pattern: 'blk_\\d+'\ntext_field: null");
+    let mut b = events();
+    run(p.as_mut(), &mut b);
+    let mut out = Batch::new();
+    p.finish(&mut out);
+    assert_eq!(out.events[0].get("templates"), None);
+    assert_eq!(
+        features(&out.events[0]),
+        vec![("1".into(), 2), ("2".into(), 1)]
+    );
+}

@@ -72,6 +72,11 @@ pub struct Config {
     /// Children per tree node before new tokens share the wildcard.
     #[serde(default = "default_max_children")]
     pub max_children: usize,
+    /// Count a position masked (`<*>`) in both the template and the line as
+    /// equal in the similarity. Off: reference Drain, where a `<*>` never
+    /// counts (see docs/anomaly.md for when the variant helps).
+    #[serde(default)]
+    pub match_masked: bool,
     /// Built-in masks: `ipv4` (with `:port`), `hex` (`0x..`), `uuid`,
     /// `number` (a number standing alone).
     #[serde(default = "default_masks")]
@@ -102,6 +107,7 @@ impl Config {
             depth: self.depth,
             similarity: self.similarity,
             max_children: self.max_children,
+            match_masked: self.match_masked,
         }
     }
 }

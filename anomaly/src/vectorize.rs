@@ -42,10 +42,21 @@ pub struct Vectorizer {
     pub input: Input,
     /// Sparse keys, by dimension.
     pub vocabulary: Vec<String>,
+    /// Whether each count `n` of a sparse map becomes `ln(1 + n)`.
+    #[serde(default)]
+    pub log_counts: bool,
     /// Inverse document frequency per dimension, when tf-idf is on.
     pub idf: Option<Vec<f64>>,
     /// The scaling.
     pub normalize: Normalize,
+    /// Per dimension, the share of training vectors where it is above 0:
+    /// how common a template is (explanations name the rarest).
+    #[serde(default)]
+    pub share: Vec<f64>,
+    /// Per sparse key, its text (a template's) when training events named
+    /// it, else empty: explanations show it.
+    #[serde(default)]
+    pub texts: Vec<String>,
     /// Per-dimension mean and standard deviation (z-score).
     pub mean: Vec<f64>,
     /// See `mean`.
@@ -64,12 +75,21 @@ pub enum VectorError {
 
 impl Vectorizer {
     /// Learns the vocabulary (and idf, mean, std) from `events`.
-    pub fn fit(input: Input, tfidf: bool, normalize: Normalize, events: &[Event]) -> Self {
+    pub fn fit(
+        input: Input,
+        log_counts: bool,
+        tfidf: bool,
+        normalize: Normalize,
+        events: &[Event],
+    ) -> Self {
         let mut v = Vectorizer {
             input,
+            log_counts,
             vocabulary: Vec::new(),
             idf: None,
             normalize,
+            share: Vec::new(),
+            texts: Vec::new(),
             mean: Vec::new(),
             std: Vec::new(),
             index: HashMap::new(),
@@ -91,6 +111,10 @@ impl Vectorizer {
         let rows: Vec<Vec<f64>> = events
             .iter()
             .filter_map(|e| v.raw(e, &mut raw).ok().map(|()| raw.clone()))
+            .collect();
+        let n = rows.len().max(1) as f64;
+        v.share = (0..dims)
+            .map(|j| rows.iter().filter(|r| r[j] > 0.0).count() as f64 / n)
             .collect();
         if tfidf {
             let n = rows.len() as f64;
@@ -125,6 +149,26 @@ impl Vectorizer {
         v
     }
 
+    /// Learns the text of each sparse key from the maps of id to text in
+    /// the field `field` of `events` (a session's `templates`).
+    pub fn learn_texts(&mut self, field: &str, events: &[Event]) {
+        self.texts = vec![String::new(); self.vocabulary.len()];
+        for e in events {
+            if let Some(Value::Map(m)) = e.get(field) {
+                for (k, t) in m.iter() {
+                    if let (Some(&j), Some(t)) = (self.index.get(k.as_str()), t.as_str()) {
+                        self.texts[j] = t.to_string();
+                    }
+                }
+            }
+        }
+    }
+
+    /// The dimension of sparse key `k`: `None` outside the vocabulary.
+    pub fn dimension(&self, k: &str) -> Option<usize> {
+        self.index.get(k).copied()
+    }
+
     /// Rebuilds the lookup index after deserializing.
     pub fn reindex(&mut self) {
         self.index = self
@@ -157,6 +201,11 @@ impl Vectorizer {
                     match self.index.get(k.as_str()) {
                         Some(&j) => out[j] += n,
                         None => out[unseen] += n,
+                    }
+                }
+                if self.log_counts {
+                    for x in out.iter_mut() {
+                        *x = x.max(0.0).ln_1p();
                     }
                 }
             }
@@ -226,6 +275,7 @@ mod tests {
         let train = [fe(&[("1", 2), ("2", 1)]), fe(&[("1", 1)])];
         let v = Vectorizer::fit(
             Input::Sparse("features".into()),
+            false,
             true,
             Normalize::None,
             &train,
@@ -238,6 +288,7 @@ mod tests {
         assert!((out[2] - 3.0 * (3f64.ln() + 1.0)).abs() < 1e-12);
         let l2 = Vectorizer::fit(
             Input::Sparse("features".into()),
+            false,
             false,
             Normalize::L2,
             &train,

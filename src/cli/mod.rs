@@ -6,6 +6,7 @@ mod channel;
 mod progress;
 mod search;
 mod tap;
+mod templates;
 mod top;
 mod watch;
 
@@ -85,6 +86,8 @@ enum Command {
     Train(anomaly::TrainArgs),
     /// Prints precision, recall and F1 of anomaly flags against labels in a JSON-lines file.
     Evaluate(anomaly::EvaluateArgs),
+    /// Lists the templates a `template` processor mined (ids, line counts, text) from a data_dir.
+    Templates(templates::TemplatesArgs),
     /// Searches the index a `store` sink writes; prints matching events, newest first.
     Search(search::Args),
     /// Shows a running agent's components live: rates, channel fill, errors.
@@ -128,6 +131,7 @@ pub fn main(registry: Registry) -> i32 {
         Command::Channel { command } => channel::main(command),
         Command::Train(args) => anomaly::train(&args),
         Command::Evaluate(args) => anomaly::evaluate(&args),
+        Command::Templates(args) => templates::run(&args),
         Command::Run {
             file,
             drain_timeout,
