@@ -9,6 +9,7 @@ mod hop;
 mod kafka;
 mod network;
 mod operations;
+mod poison;
 mod postgres;
 mod reload;
 mod store;

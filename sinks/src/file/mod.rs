@@ -19,10 +19,24 @@
 //! (`sync_data`) before `write` returns, since the take is committed right
 //! after; otherwise there is no `fsync`: a crash of the process loses nothing
 //! written, a crash of the machine may lose what the OS had not yet synced.
-//! On an I/O error the sink stops at that file, cuts the file back to its
-//! size before the failed write, and returns [`SinkError::Retry`]; files
-//! written before it in the same batch then get the batch again on retry
-//! (at-least-once). A `kill -9` in the middle of a write can leave a torn
+//!
+//! # Errors
+//!
+//! Each file of a batch (each group) is written on its own. An I/O error
+//! that no retry can fix ([`writer::permanent`]: `ENAMETOOLONG`, `EINVAL`,
+//! `EILSEQ`, `EISDIR`, `ENOTDIR`, `EFBIG`) rejects that group's events
+//! ([`SinkError::Rejected`]); so does a rendered path that is empty, ends in
+//! `/`, holds a NUL or, past the template's fixed leading directories, has an
+//! empty, `.` or `..` component (checked before anything is written). Any
+//! other error is transient: the file is cut back to its size before the
+//! failed write (or sync), the other groups are still written, and `write`
+//! returns [`SinkError::Retry`] after remembering which groups were written
+//! ([`Pending`]). The runtime then writes the same batch again, and only the
+//! groups not yet written are written: a partial failure never appends an
+//! event twice. (If the agent stops during the retries, the batch is written
+//! whole after the restart: at-least-once.)
+//!
+//! A `kill -9` in the middle of a write can leave a torn
 //! last line: when this run first opens an uncompressed file that does not
 //! end with a newline, it cuts the file back to its last newline (the torn
 //! batch was not acknowledged and is written again) and logs how much it cut.
@@ -50,10 +64,6 @@
 //! number counts the rotations within that second, so rotated files sort by
 //! name in the order they were written. A file is never rotated empty, so a
 //! batch larger than `max_bytes` still goes whole into one file.
-//!
-//! An event whose path renders empty or ending in `/` (say `./out/{app}` and
-//! the event has no `app`) is rejected ([`SinkError::Rejected`]): it goes to the dead-letter channel
-//! when there is one.
 //!
 //! # Open files
 //!

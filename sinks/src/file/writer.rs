@@ -67,6 +67,10 @@ pub(super) fn permanent(e: &std::io::Error) -> bool {
 /// Cuts `file` back to `len` after a failed write or sync, logging when
 /// that fails too.
 fn cut_back(file: &File, len: u64, path: &str) {
+    if file.metadata().is_ok_and(|m| m.len() <= len) {
+        // Nothing of it landed (or not a regular file, as `/dev/full`).
+        return;
+    }
     if let Err(undo) = file.set_len(len) {
         tracing::warn!(path, error = %undo, "cannot cut a failed write back");
     }
