@@ -61,11 +61,16 @@ fn seen(d: &Dir, files: &[&str]) -> BTreeMap<u64, usize> {
     seen
 }
 
-/// Runs the pipeline to its end with JSON logs, failing when it does not
+/// Runs `p.yaml` to its end with JSON logs, failing when it does not
 /// finish (a sink stuck on the poison event).
 fn run(d: &Dir) -> std::process::Output {
+    run_file(d, "p.yaml")
+}
+
+/// [`run`] for another pipeline file.
+fn run_file(d: &Dir, file: &str) -> std::process::Output {
     let child = d
-        .sluice(&["run", "p.yaml"])
+        .sluice(&["run", file])
         .env("SLUICE_LOG_FORMAT", "json")
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::piped())
@@ -160,4 +165,49 @@ fn a_disk_full_for_one_file_is_retried_without_writing_the_other_files_twice() {
     let full = seen(&d, &["out/full.log"]);
     assert_eq!(a, (0..200).step_by(2).map(|n| (n, 1)).collect());
     assert_eq!(full, (1..200).step_by(2).map(|n| (n, 1)).collect());
+}
+
+/// A line of the hop test: its number, padded to about 100 bytes; line
+/// [`POISON`] is 10,000 bytes, more than a frame may hold.
+fn hop_line(n: u64) -> String {
+    let pad = if n == POISON { 10_000 } else { 94 };
+    format!("{n:05} {}", "x".repeat(pad))
+}
+
+#[test]
+fn an_event_larger_than_the_receivers_frame_limit_is_rejected_and_the_rest_cross_once() {
+    use crate::network::{free_port, start_logged, stop, wait_listening};
+    let d = Dir::new();
+    let port = free_port();
+    d.write(
+        "agg.yaml",
+        &format!("data_dir: ./state/agg\nsources:\n  edge:\n    type: sluice\n    address: 127.0.0.1:{port}\n    max_frame_bytes: 4KiB\n    channels: [main]\nchannels:\n  main: {{type: memory}}\nsinks:\n  out: {{type: file, channel: main, path: ./out/agg.log}}\n"),
+    );
+    let mut agg = start_logged(&d, "agg.yaml");
+    wait_listening(port, &mut agg);
+    let text: String = (0..300).map(|n| hop_line(n) + "\n").collect();
+    d.write("logs/app.log", &text);
+    // Batches of 100 events (about 12 KiB) are three times the frame limit.
+    d.write(
+        "edge.yaml",
+        &format!("data_dir: ./state/edge\nsources:\n  app:\n    type: file\n    include: [./logs/app.log]\n    read_from: beginning\n    follow: false\n    batch_size: 100\n    channels: [main]\nchannels:\n  main: {{type: memory}}\n  dead: {{type: memory}}\nsinks:\n  up:\n    type: sluice\n    channel: main\n    address: '127.0.0.1:{port}'\n    max_frame_bytes: 4KiB\n    batch_size: 100\n    dead_letter: dead\n  dead: {{type: file, channel: dead, path: ./out/dead.json, format: json}}\n"),
+    );
+    let o = run_file(&d, "edge.yaml");
+    let counts = final_counts(&stderr(&o));
+    assert_eq!(counts["up"]["events_out"].as_u64(), Some(299));
+    assert_eq!(counts["up"]["errors"].as_u64(), Some(1));
+    let want: Vec<String> = (0..300).filter(|&n| n != POISON).map(hop_line).collect();
+    wait_for(LIMIT, "299 events at the receiver", || {
+        d.lines("out/agg.log").len() >= want.len()
+    });
+    let o = stop(agg);
+    assert!(o.status.success(), "{}", stderr(&o));
+    // Every other event once, in order.
+    assert_eq!(d.lines("out/agg.log"), want);
+    let dead = d.lines("out/dead.json");
+    assert_eq!(dead.len(), 1);
+    let v: serde_json::Value = serde_json::from_str(&dead[0]).expect("json");
+    assert_eq!(v["message"].as_str(), Some(hop_line(POISON).as_str()));
+    let error = v["fields"]["error"].as_str().unwrap_or_default();
+    assert!(error.contains("max_frame_bytes"), "{error}");
 }
