@@ -211,3 +211,81 @@ fn an_event_larger_than_the_receivers_frame_limit_is_rejected_and_the_rest_cross
     let error = v["fields"]["error"].as_str().unwrap_or_default();
     assert!(error.contains("max_frame_bytes"), "{error}");
 }
+
+#[test]
+fn an_oversize_record_and_a_bad_topic_are_rejected_and_the_rest_reach_kafka_once() {
+    use crate::kafka::{broker_lock, brokers, create_topic, unique};
+    let _lock = broker_lock();
+    let prefix = unique("poison");
+    let topic = format!("{prefix}-ok");
+    create_topic(&topic, 1);
+    // Line POISON is 20 KB, over the producer's limit set below; line 60
+    // routes to a topic name with a space, which Kafka refuses.
+    let text: String = (0..100u64)
+        .map(|n| {
+            let (t, pad) = match n {
+                POISON => ("ok", 20_000),
+                60 => ("not ok", 0),
+                _ => ("ok", 10),
+            };
+            format!(
+                "{{\"n\":{n},\"t\":\"{t}\",\"pad\":\"{}\"}}\n",
+                "p".repeat(pad)
+            )
+        })
+        .collect();
+    let d = Dir::new();
+    d.write("logs/app.log", &text);
+    d.write(
+        "p.yaml",
+        &format!(
+            "sources:\n  app:\n    type: file\n    include: [./logs/app.log]\n    read_from: beginning\n    follow: false\n    processors: [json]\n    channels: [main]\nprocessors:\n  json: {{type: parse_json}}\nchannels:\n  main: {{type: memory}}\n  dead: {{type: memory}}\nsinks:\n  k:\n    type: kafka\n    channel: main\n    brokers: {}\n    topic: '{prefix}-{{t}}'\n    dead_letter: dead\n    options: {{message.max.bytes: \"10000\"}}\n  dead: {{type: file, channel: dead, path: ./out/dead.json, format: json}}\n",
+            brokers()
+        ),
+    );
+    let o = run(&d);
+    let counts = final_counts(&stderr(&o));
+    assert_eq!(counts["k"]["events_out"].as_u64(), Some(98));
+    assert_eq!(counts["k"]["errors"].as_u64(), Some(2));
+    let mut dead: Vec<(u64, String)> = d
+        .lines("out/dead.json")
+        .iter()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).expect("json");
+            (
+                v["fields"]["n"].as_u64().expect("n"),
+                v["fields"]["error"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string(),
+            )
+        })
+        .collect();
+    dead.sort();
+    assert_eq!(dead.len(), 2, "{dead:?}");
+    assert_eq!(dead[0].0, POISON);
+    assert!(
+        dead[0].1.to_lowercase().contains("too large"),
+        "{}",
+        dead[0].1
+    );
+    assert_eq!(dead[1].0, 60);
+    assert!(dead[1].1.contains("topic"), "{}", dead[1].1);
+    // Read the topic back: every other event once.
+    d.write(
+        "consume.yaml",
+        &format!(
+            "sources:\n  k:\n    type: kafka\n    brokers: {}\n    topics: [{topic}]\n    group_id: {}\n    channels: [main]\nchannels:\n  main: {{type: memory}}\nsinks:\n  out: {{type: file, channel: main, path: ./out/read.log}}\n",
+            brokers(),
+            unique("g")
+        ),
+    );
+    let agent = Agent::start(&d, &["run", "consume.yaml"]);
+    wait_for(LIMIT, "98 records", || d.lines("out/read.log").len() >= 98);
+    agent.stop_ok();
+    let want: BTreeMap<u64, usize> = (0..100)
+        .filter(|&n| n != POISON && n != 60)
+        .map(|n| (n, 1))
+        .collect();
+    assert_eq!(seen(&d, &["out/read.log"]), want);
+}
