@@ -286,31 +286,39 @@ impl Sink for HopSink {
             return Ok(());
         }
         let plan = frames::plan(batch, self.max_frame);
-        let mut first = 0;
-        if let Some(p) = self.pending.take() {
-            if fingerprint(batch, &mut self.out) == p.fingerprint {
-                first = p.acked;
-            }
-        }
+        // Frames of this very batch acknowledged before a failure.
+        let pending = self
+            .pending
+            .take()
+            .filter(|p| fingerprint(batch, &mut self.out) == p.fingerprint);
+        let first = pending.as_ref().map_or(0, |p| p.acked);
         if first < plan.frames.len() {
             let mut stream = match self.conn.take() {
                 Some(s) => s,
-                None => self.connect().await?,
+                None => match self.connect().await {
+                    Ok(s) => s,
+                    Err(e) => {
+                        self.pending = pending;
+                        return Err(e);
+                    }
+                },
             };
             match self.send_frames(&mut stream, batch, &plan, first).await {
                 (_, Ok(())) => self.conn = Some(stream),
                 // The connection is dropped: its state is unknown.
                 (acked, Err(e)) => {
-                    if acked > 0 {
-                        self.pending = Some(Pending {
-                            fingerprint: fingerprint(batch, &mut self.out),
-                            acked,
-                        });
+                    let total = plan.frames.len();
+                    if acked == 0 {
+                        return Err(SinkError::Retry(format!("{}: {e}", self.address)));
                     }
+                    self.pending = Some(Pending {
+                        fingerprint: pending
+                            .map_or_else(|| fingerprint(batch, &mut self.out), |p| p.fingerprint),
+                        acked,
+                    });
                     return Err(SinkError::Retry(format!(
-                        "{}: {e} ({acked} of {} frames of this batch acknowledged; the retry sends only the others)",
+                        "{}: {e} ({acked} of {total} frames of this batch acknowledged; the retry sends only the others)",
                         self.address,
-                        plan.frames.len()
                     )));
                 }
             }
@@ -341,16 +349,20 @@ mod tests {
 
     /// The receiving end of the protocol, scripted: on its first connection
     /// it acknowledges `ack_first` batch frames, then hangs up on the next
-    /// one without an acknowledgement (a receiver restarting); afterwards it
-    /// acknowledges everything. It keeps the bodies it acknowledged.
+    /// one without an acknowledgement (a receiver restarting); it refuses
+    /// the second connection's hello; afterwards it acknowledges everything.
+    /// It keeps the bodies it acknowledged.
     async fn receiver(listener: TcpListener, ack_first: usize, taken: Arc<Mutex<Vec<Bytes>>>) {
-        let mut first = true;
+        let mut connection = 0;
         while let Ok((mut s, _)) = listener.accept().await {
+            connection += 1;
+            let first = connection == 1;
             let Ok(Some((proto::HELLO, _))) = proto::read_frame(&mut s, MAX_CONTROL).await else {
                 return;
             };
-            if proto::write_control(&mut s, WELCOME, &[]).await.is_err() {
-                return;
+            let answer = if connection == 2 { REFUSED } else { WELCOME };
+            if proto::write_control(&mut s, answer, &[]).await.is_err() || answer == REFUSED {
+                continue;
             }
             let mut acked = 0;
             while let Ok(Some((_, payload))) = proto::read_frame(&mut s, 1 << 20).await {
@@ -371,7 +383,6 @@ mod tests {
                 }
                 acked += 1;
             }
-            first = false;
         }
     }
 
@@ -410,6 +421,12 @@ mod tests {
         assert!(frames > 3, "{frames} frames");
         match s.write(&b).await {
             Err(SinkError::Retry(e)) => assert!(e.contains("2 of"), "{e}"),
+            other => panic!("expected a retry, got {other:?}"),
+        }
+        // The receiver refuses the next connection: what it acknowledged
+        // before is still known.
+        match s.write(&b).await {
+            Err(SinkError::Retry(e)) => assert!(e.contains("refused"), "{e}"),
             other => panic!("expected a retry, got {other:?}"),
         }
         s.write(&b).await.unwrap();
