@@ -126,6 +126,18 @@ impl Deliverer {
         let (mut rejected, suspects) = self
             .deliver_some(topics, records, (0..records.len()).collect(), false)
             .await;
+        if !suspects.is_empty() {
+            if let Some(held) = self.warn.ready() {
+                tracing::warn!(
+                    id = %self.id,
+                    records = suspects.len(),
+                    held_back_warnings = held,
+                    "the broker refused records as too large or invalid with their record batch; \
+                     sending them again one at a time (if this repeats, set max_batch_bytes \
+                     below the broker's message.max.bytes)"
+                );
+            }
+        }
         for i in suspects {
             let (refused, _) = self.deliver_some(topics, records, vec![i], true).await;
             rejected.extend(refused);
