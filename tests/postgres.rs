@@ -293,5 +293,154 @@ sinks:
     }
     let counts = final_counts(&stderr(&o));
     assert_eq!(counts["db"]["events_out"].as_u64(), Some(990));
+    // Each good row once: the refused row made nothing go in twice.
+    assert_eq!(
+        number(&format!("SELECT count(DISTINCT message) FROM {table}")),
+        990
+    );
+    psql(&format!("DROP TABLE {table}"));
+}
+
+#[test]
+fn a_nul_in_a_body_or_a_field_rejects_that_row_only_and_stores_the_others_once() {
+    let _one_at_a_time = server();
+    let table = fresh_table("nul");
+    let d = Dir::new();
+    let mut input = String::new();
+    for n in 0..500 {
+        match n {
+            // Not JSON (a raw NUL): parse_json passes it on unchanged, and
+            // PostgreSQL text cannot hold it.
+            123 => input.push_str(&format!("{{\"n\":{n}}} \u{0}\n")),
+            // A NUL inside a field: jsonb cannot hold it either.
+            321 => input.push_str(&format!("{{\"n\":{n},\"user\":\"a\\u0000b\"}}\n")),
+            _ => input.push_str(&format!("{{\"n\":{n},\"user\":\"u{}\"}}\n", n % 7)),
+        }
+    }
+    d.write("logs/app.log", &input);
+    d.write(
+        "p.yaml",
+        &format!(
+            r#"sources:
+  app:
+    type: file
+    include: [./logs/app.log]
+    read_from: beginning
+    follow: false
+    batch_size: 500
+    processors: [json]
+    channels: [main]
+processors:
+  json: {{type: parse_json}}
+channels:
+  main: {{type: memory, capacity: 1000}}
+sinks:
+  db:
+    type: postgres
+    channel: main
+    url: ${{SLUICE_TEST_POSTGRES_URL}}
+    table: {table}
+    batch_size: 500
+"#
+        ),
+    );
+    let o = d.run_logged(&["run", "p.yaml"]);
+    ok(&o);
+    assert_eq!(number(&format!("SELECT count(*) FROM {table}")), 498);
+    // Every good event exactly once.
+    assert_eq!(
+        number(&format!(
+            "SELECT count(DISTINCT (fields->>'n')::int) FROM {table} \
+             WHERE (fields->>'n')::int NOT IN (123, 321)"
+        )),
+        498
+    );
+    let err = stderr(&o);
+    let counts = final_counts(&err);
+    assert_eq!(counts["db"]["events_out"].as_u64(), Some(498));
+    assert_eq!(counts["db"]["errors"].as_u64(), Some(2));
+    // Logged with the server's reason.
+    assert!(
+        err.lines().any(|l| {
+            serde_json::from_str::<serde_json::Value>(l).is_ok_and(|v| {
+                v["fields"]["component"] == "db"
+                    && v["fields"]["first_error"]
+                        .as_str()
+                        .is_some_and(|e| e.contains("22021") || e.contains("22P05"))
+            })
+        }),
+        "{err}"
+    );
+    psql(&format!("DROP TABLE {table}"));
+}
+
+#[test]
+fn a_deferred_constraint_refusing_one_row_rejects_that_row_only() {
+    let _one_at_a_time = server();
+    let table = fresh_table("deferred");
+    // A table of the user's own: messages unique, checked at COMMIT.
+    psql(&format!(
+        "CREATE TABLE {table} (\"timestamp\" timestamptz NOT NULL, message text NOT NULL, \
+         fields jsonb NOT NULL DEFAULT '{{}}'::jsonb, \
+         CONSTRAINT {table}_once UNIQUE (message) DEFERRABLE INITIALLY DEFERRED)"
+    ));
+    let d = Dir::new();
+    // Line 100 repeats line 50: the table refuses the second copy.
+    let input: String = (0..200)
+        .map(|i| format!("line {}\n", if i == 100 { 50 } else { i }))
+        .collect();
+    d.write("logs/app.log", &input);
+    d.write(
+        "p.yaml",
+        &format!(
+            r#"sources:
+  app:
+    type: file
+    include: [./logs/app.log]
+    read_from: beginning
+    follow: false
+    batch_size: 500
+    channels: [main]
+channels:
+  main: {{type: memory}}
+  bad: {{type: memory}}
+sinks:
+  db:
+    type: postgres
+    channel: main
+    dead_letter: bad
+    url: ${{SLUICE_TEST_POSTGRES_URL}}
+    table: {table}
+    batch_size: 500
+  bad: {{type: file, channel: bad, path: ./out/bad.json, format: json}}
+"#
+        ),
+    );
+    // Without finding the row, the COMMIT fails for the whole batch, again
+    // and again: the run would never end.
+    let child = d
+        .sluice(&["run", "p.yaml"])
+        .env("SLUICE_LOG_FORMAT", "json")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let o = wait_output(child, Duration::from_secs(30));
+    ok(&o);
+    assert_eq!(number(&format!("SELECT count(*) FROM {table}")), 199);
+    let bad = d.lines("out/bad.json");
+    assert_eq!(bad.len(), 1, "{bad:?}");
+    let v: serde_json::Value = serde_json::from_str(&bad[0]).expect("json");
+    assert_eq!(v["message"], "line 50");
+    assert!(
+        v["fields"]["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("23505")),
+        "{v}"
+    );
+    assert_eq!(
+        final_counts(&stderr(&o))["db"]["events_out"].as_u64(),
+        Some(199)
+    );
     psql(&format!("DROP TABLE {table}"));
 }

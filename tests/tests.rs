@@ -12,6 +12,7 @@ mod kafka;
 mod network;
 mod operations;
 mod packaging;
+mod poison;
 mod postgres;
 mod reload;
 mod reload_stops;

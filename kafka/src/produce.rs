@@ -85,6 +85,19 @@ fn is_permanent(e: &KafkaError) -> bool {
     )
 }
 
+/// Whether a broker may have refused a record for another record of the
+/// same record batch: too large or invalid applies to the whole batch.
+fn shared_fate(e: &KafkaError) -> bool {
+    matches!(
+        e.rdkafka_error_code(),
+        Some(
+            RDKafkaErrorCode::MessageSizeTooLarge
+                | RDKafkaErrorCode::InvalidMessage
+                | RDKafkaErrorCode::InvalidRecord
+        )
+    )
+}
+
 impl Deliverer {
     /// A deliverer with the given librdkafka configuration.
     pub(crate) fn new(id: &str, config: ClientConfig) -> Result<Self, KafkaError> {
@@ -98,13 +111,54 @@ impl Deliverer {
 
     /// Delivers every record (see the module docs). Returns the records the
     /// broker refused for good, by index, with the reason.
+    ///
+    /// A broker refuses a whole record batch for one record too large (or
+    /// invalid), and librdkafka then fails every record of that batch with
+    /// the same error. So records failed that way are sent again one at a
+    /// time, after the others; only a record refused on its own is
+    /// rejected. (Those records may then land after later records of their
+    /// batch in the same partition.)
     pub(crate) async fn deliver(
         &mut self,
         topics: &[String],
         records: &[Record],
     ) -> Vec<(usize, String)> {
-        let mut pending: Vec<usize> = (0..records.len()).collect();
+        let (mut rejected, suspects) = self
+            .deliver_some(topics, records, (0..records.len()).collect(), false)
+            .await;
+        if !suspects.is_empty() {
+            if let Some(held) = self.warn.ready() {
+                tracing::warn!(
+                    id = %self.id,
+                    records = suspects.len(),
+                    held_back_warnings = held,
+                    "the broker refused records as too large or invalid with their record batch; \
+                     sending them again one at a time (if this repeats, set max_batch_bytes \
+                     below the broker's message.max.bytes)"
+                );
+            }
+        }
+        for i in suspects {
+            let (refused, _) = self.deliver_some(topics, records, vec![i], true).await;
+            rejected.extend(refused);
+        }
+        rejected.sort_unstable_by_key(|(i, _)| *i);
+        rejected
+    }
+
+    /// Delivers the records `pending`, all in flight at once (`alone`: a
+    /// single record, sent by itself). Returns the records refused for good
+    /// and, unless `alone`, the records refused with an error a batch-mate
+    /// may have caused ([`shared_fate`]), to be sent again alone.
+    async fn deliver_some(
+        &mut self,
+        topics: &[String],
+        records: &[Record],
+        mut pending: Vec<usize>,
+        alone: bool,
+    ) -> (Vec<(usize, String)>, Vec<usize>) {
         let mut rejected = Vec::new();
+        let mut suspects = Vec::new();
         let mut backoff = Backoff::new();
         let mut attempt = 0u32;
         while !pending.is_empty() {
@@ -159,6 +213,7 @@ impl Deliverer {
             for (i, f) in in_flight {
                 match f.await {
                     Ok(Ok(_)) => {}
+                    Ok(Err((e, _))) if !alone && shared_fate(&e) => suspects.push(i),
                     Ok(Err((e, _))) if is_permanent(&e) => rejected.push((i, e.to_string())),
                     Ok(Err((e, _))) => {
                         last_error = Some(e.to_string());
@@ -190,8 +245,7 @@ impl Deliverer {
             backoff.wait().await;
             pending = failed;
         }
-        rejected.sort_unstable_by_key(|(i, _)| *i);
-        rejected
+        (rejected, suspects)
     }
 
     /// Replaces a producer that hit a fatal error with a new one.

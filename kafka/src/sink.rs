@@ -70,6 +70,10 @@ impl SinkConfig for Config {
         self.brokers.validate(&mut problems);
         if self.topic.as_str().is_empty() {
             problems.push(Problem::at("topic", "name a topic"));
+        } else if self.topic.is_static() {
+            if let Some(why) = invalid_topic(self.topic.as_str()) {
+                problems.push(Problem::at("topic", why));
+            }
         }
         if self.key.as_deref() == Some("") {
             problems.push(Problem::at("key", "name a field, or leave `key` out"));
@@ -139,8 +143,8 @@ impl KafkaSink {
         i
     }
 
-    /// Builds this batch's records; events whose topic renders empty are
-    /// returned as rejected.
+    /// Builds this batch's records; events whose topic renders to a name
+    /// Kafka refuses ([`invalid_topic`]) are returned as rejected.
     fn records(&mut self, batch: &Batch) -> Vec<(usize, String)> {
         self.topics.clear();
         self.topic_index.clear();
@@ -169,8 +173,14 @@ impl KafkaSink {
         let fields_buf = Bytes::from(fields_buf);
         for (i, e) in batch.iter().enumerate() {
             let topic = self.topic_of(e);
-            if self.topics[topic].is_empty() {
-                rejected.push((i, "the topic renders empty for this event".to_string()));
+            if let Some(why) = invalid_topic(&self.topics[topic]) {
+                rejected.push((
+                    i,
+                    format!(
+                        "the topic template `{}` renders `{}` for this event: {why}",
+                        self.topic, self.topics[topic]
+                    ),
+                ));
                 continue;
             }
             let key = self.key.as_deref().and_then(|k| e.get(k)).map(|v| match v {
@@ -202,6 +212,29 @@ impl KafkaSink {
         }
         rejected
     }
+}
+
+/// Why Kafka would refuse `topic` as a topic name, if it would: a name is
+/// 1 to 249 characters from `a-z A-Z 0-9 . _ -`, and not `.` or `..`. A
+/// broker refuses any other name whatever the retries, so an event whose
+/// topic renders so is rejected before it is produced.
+fn invalid_topic(topic: &str) -> Option<&'static str> {
+    if topic.is_empty() {
+        return Some("an empty topic name");
+    }
+    if topic.len() > 249 {
+        return Some("a topic name is at most 249 characters");
+    }
+    if topic == "." || topic == ".." {
+        return Some("`.` and `..` are not topic names");
+    }
+    if !topic
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+    {
+        return Some("a topic name holds only letters, digits, `.`, `_` and `-`");
+    }
+    None
 }
 
 /// One JSON object: `timestamp` (RFC 3339), `message` (the body, lossily
@@ -252,5 +285,36 @@ impl Sink for KafkaSink {
             .flush()
             .await
             .map_err(|e| SinkError::Retry(format!("flushing the producer: {e}")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn topic_names_kafka_refuses_are_found_before_producing() {
+        for ok in ["logs", "logs-web.v2_x", &"a".repeat(249)] {
+            assert_eq!(invalid_topic(ok), None, "{ok}");
+        }
+        for bad in [
+            "",
+            ".",
+            "..",
+            "logs web",
+            "logs/web",
+            "lögs",
+            &"a".repeat(250),
+        ] {
+            assert!(invalid_topic(bad).is_some(), "{bad}");
+        }
+        let c: Config =
+            sluice_core::config::from_yaml_str("brokers: [localhost:9092]\ntopic: 'a b'\n")
+                .unwrap();
+        assert_eq!(c.validate().len(), 1);
+        let c: Config =
+            sluice_core::config::from_yaml_str("brokers: [localhost:9092]\ntopic: 'logs-{app}'\n")
+                .unwrap();
+        assert!(c.validate().is_empty());
     }
 }

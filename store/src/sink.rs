@@ -401,3 +401,86 @@ impl Sink for StoreSink {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sluice_core::event::Fields as EventFields;
+
+    /// Events with what an index could choke on: tantivy takes them all
+    /// (tokens over 65,530 bytes are left out of the index, the event is
+    /// still stored), so the store sink has no event to reject and a batch
+    /// holding them commits whole, once.
+    #[test]
+    fn hostile_events_are_stored_with_the_rest_of_their_batch() {
+        let dir = tempfile::tempdir().unwrap();
+        let meta = StoreMeta {
+            version: StoreMeta::VERSION,
+            text_fields: vec!["t".into()],
+        };
+        let mut state = State::open(dir.path(), &meta, MIN_WRITER_MEMORY).unwrap();
+        let settings = Settings {
+            text_fields: vec!["t".into()],
+            dedupe_by: vec!["message".into()],
+            max_age: None,
+            max_bytes: None,
+            retention_interval: std::time::Duration::from_secs(60),
+        };
+        let hostile = |i: usize| {
+            let mut e = Event::new(format!("event {i}"), Timestamp(i as i64));
+            match i {
+                0 => {
+                    e.insert("k", "v".repeat(100_000));
+                }
+                1 => {
+                    e.insert("t", "w".repeat(100_000));
+                }
+                2 => {
+                    e.fields.insert("a\u{0}b\u{1}c", Value::from("v"));
+                }
+                3 => {
+                    e.fields.insert("", Value::from("v"));
+                }
+                4 => {
+                    e.fields
+                        .insert("k".repeat(70_000).as_str(), Value::from("v"));
+                }
+                5 => {
+                    e.insert("f", f64::NAN);
+                }
+                6 => {
+                    e.insert("ts", Timestamp(i64::MIN));
+                }
+                7 => e.timestamp = Timestamp(i64::MAX),
+                8 => {
+                    let mut v = Value::from("leaf");
+                    for depth in 0..300 {
+                        v = if depth % 2 == 0 {
+                            let mut m = EventFields::new();
+                            m.insert("k", v);
+                            Value::Map(m)
+                        } else {
+                            Value::Array(vec![v])
+                        };
+                    }
+                    e.fields.insert("deep", v);
+                }
+                9 => e.body = "b".repeat(200_000).into(),
+                10 => {
+                    e.fields
+                        .insert("s", Value::String(b"\xff\xfe".to_vec().into()));
+                }
+                _ => {}
+            }
+            e
+        };
+        let batch = Batch::from((0..20).map(hostile).collect::<Vec<_>>());
+        let docs = state.documents(&batch, &settings);
+        state.write(docs).unwrap();
+        let docs = state.documents(&batch, &settings);
+        state.write(docs).unwrap();
+        let reader = state.index.reader().unwrap();
+        // Written twice, deduplicated by message: each once.
+        assert_eq!(reader.searcher().num_docs(), 20);
+    }
+}

@@ -6,6 +6,12 @@
 //! write fails and the batch is sent again, or to another member of a sink
 //! group.
 //!
+//! Before sending, [`frames::plan`] rejects the events a receiver would
+//! refuse whatever the retries (too large for a frame, not encodable, nested
+//! too deeply) and cuts the rest into frames of at most `max_frame_bytes`.
+//! A batch sent in several frames that fails part-way is remembered
+//! ([`Pending`]): its retry sends only the frames not acknowledged.
+//!
 //! ```yaml
 //! sinks:
 //!   upstream:
@@ -25,6 +31,7 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 
+use super::frames::{self, Plan};
 use super::proto::{self, ACK, NACK, REFUSED, WELCOME};
 use crate::secure::{Io, Secret, TlsConfig, Token};
 
@@ -45,6 +52,15 @@ pub struct Config {
     /// How long to wait for a batch's acknowledgement.
     #[serde(default = "default_ack_timeout")]
     pub ack_timeout: sluice_core::config::Duration,
+    /// The largest frame sent: no more than the receiver's
+    /// `max_frame_bytes`. A larger batch is sent as several frames; an event
+    /// that alone is larger is rejected.
+    #[serde(default = "default_max_frame_bytes")]
+    pub max_frame_bytes: ByteSize,
+}
+
+fn default_max_frame_bytes() -> ByteSize {
+    ByteSize(64 << 20)
 }
 
 fn default_connect_timeout() -> sluice_core::config::Duration {
@@ -72,6 +88,12 @@ impl SinkConfig for Config {
         if self.ack_timeout.get().is_zero() {
             p.push(Problem::at("ack_timeout", "must be more than zero"));
         }
+        if self.max_frame_bytes.0 < 1024 || self.max_frame_bytes.0 > u64::from(u32::MAX) - 1 {
+            p.push(Problem::at(
+                "max_frame_bytes",
+                "must be between 1KiB and 4GiB, and no more than the receiver's",
+            ));
+        }
         p
     }
 
@@ -86,9 +108,11 @@ impl SinkConfig for Config {
             tls,
             connect_timeout: self.connect_timeout.get(),
             ack_timeout: self.ack_timeout.get(),
+            max_frame: usize::try_from(self.max_frame_bytes.0).unwrap_or(usize::MAX),
             conn: None,
             seq: 0,
             out: BytesMut::new(),
+            pending: None,
         }))
     }
 }
@@ -106,6 +130,21 @@ pub struct HopSink {
     seq: u64,
     /// Reused encoding buffer.
     out: BytesMut,
+    /// The largest frame payload sent.
+    max_frame: usize,
+    /// The last batch, when it was sent in several frames, some were
+    /// acknowledged and then one failed.
+    pending: Option<Pending>,
+}
+
+/// How far a batch sent in several frames got before a failure, so that the
+/// retry of the same batch sends only the frames not acknowledged.
+#[derive(Debug)]
+struct Pending {
+    /// Identifies the batch (see [`fingerprint`]).
+    fingerprint: u64,
+    /// How many of its frames the receiver acknowledged.
+    acked: usize,
 }
 
 /// Control frames are small.
@@ -163,6 +202,7 @@ impl HopSink {
         }
     }
 
+    /// Sends one frame holding `batch` and waits for its acknowledgement.
     async fn send(&mut self, stream: &mut Box<dyn Io>, batch: &Batch) -> Result<(), String> {
         self.seq += 1;
         let seq = self.seq;
@@ -191,23 +231,102 @@ impl HopSink {
     }
 }
 
+impl HopSink {
+    /// Sends the frames of `plan` from `first` on; returns how many frames
+    /// were acknowledged in all, and the error that stopped it, if any.
+    async fn send_frames(
+        &mut self,
+        stream: &mut Box<dyn Io>,
+        batch: &Batch,
+        plan: &Plan,
+        first: usize,
+    ) -> (usize, Result<(), String>) {
+        if plan.is_whole(batch) {
+            // The usual case: the batch as it is, without copying events.
+            return match self.send(stream, batch).await {
+                Ok(()) => (1, Ok(())),
+                Err(e) => (0, Err(e)),
+            };
+        }
+        for (n, frame) in plan.frames.iter().enumerate().skip(first) {
+            let part = Batch::from(
+                frame
+                    .iter()
+                    .map(|&i| batch.events[i].clone())
+                    .collect::<Vec<_>>(),
+            );
+            if let Err(e) = self.send(stream, &part).await {
+                return (n, Err(e));
+            }
+        }
+        (plan.frames.len(), Ok(()))
+    }
+}
+
+/// Identifies a batch between a failed write and its retry: its address,
+/// its length and a hash of every event's timestamp, body and encoded
+/// fields. The runtime retries the very same batch; a different batch
+/// matching all of this would be the same events.
+fn fingerprint(batch: &Batch, scratch: &mut BytesMut) -> u64 {
+    use std::hash::{Hash as _, Hasher as _};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    (batch.events.as_ptr() as usize).hash(&mut h);
+    batch.len().hash(&mut h);
+    scratch.clear();
+    proto::encode_batch(scratch, 0, batch);
+    scratch[..].hash(&mut h);
+    scratch.clear();
+    h.finish()
+}
+
 #[async_trait]
 impl Sink for HopSink {
     async fn write(&mut self, batch: &Batch) -> Result<(), SinkError> {
         if batch.is_empty() {
             return Ok(());
         }
-        let mut stream = match self.conn.take() {
-            Some(s) => s,
-            None => self.connect().await?,
-        };
-        match self.send(&mut stream, batch).await {
-            Ok(()) => {
-                self.conn = Some(stream);
-                Ok(())
+        let plan = frames::plan(batch, self.max_frame);
+        // Frames of this very batch acknowledged before a failure.
+        let pending = self
+            .pending
+            .take()
+            .filter(|p| fingerprint(batch, &mut self.out) == p.fingerprint);
+        let first = pending.as_ref().map_or(0, |p| p.acked);
+        if first < plan.frames.len() {
+            let mut stream = match self.conn.take() {
+                Some(s) => s,
+                None => match self.connect().await {
+                    Ok(s) => s,
+                    Err(e) => {
+                        self.pending = pending;
+                        return Err(e);
+                    }
+                },
+            };
+            match self.send_frames(&mut stream, batch, &plan, first).await {
+                (_, Ok(())) => self.conn = Some(stream),
+                // The connection is dropped: its state is unknown.
+                (acked, Err(e)) => {
+                    let total = plan.frames.len();
+                    if acked == 0 {
+                        return Err(SinkError::Retry(format!("{}: {e}", self.address)));
+                    }
+                    self.pending = Some(Pending {
+                        fingerprint: pending
+                            .map_or_else(|| fingerprint(batch, &mut self.out), |p| p.fingerprint),
+                        acked,
+                    });
+                    return Err(SinkError::Retry(format!(
+                        "{}: {e} ({acked} of {total} frames of this batch acknowledged; the retry sends only the others)",
+                        self.address,
+                    )));
+                }
             }
-            // The connection is dropped: its state is unknown.
-            Err(e) => Err(SinkError::Retry(format!("{}: {e}", self.address))),
+        }
+        if plan.rejected.is_empty() {
+            Ok(())
+        } else {
+            Err(SinkError::Rejected(plan.rejected))
         }
     }
 
@@ -216,5 +335,110 @@ impl Sink for HopSink {
             let _ = s.shutdown().await;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use bytes::Bytes;
+    use tokio::net::TcpListener;
+
+    use super::*;
+
+    /// The receiving end of the protocol, scripted: on its first connection
+    /// it acknowledges `ack_first` batch frames, then hangs up on the next
+    /// one without an acknowledgement (a receiver restarting); it refuses
+    /// the second connection's hello; afterwards it acknowledges everything.
+    /// It keeps the bodies it acknowledged.
+    async fn receiver(listener: TcpListener, ack_first: usize, taken: Arc<Mutex<Vec<Bytes>>>) {
+        let mut connection = 0;
+        while let Ok((mut s, _)) = listener.accept().await {
+            connection += 1;
+            let first = connection == 1;
+            let Ok(Some((proto::HELLO, _))) = proto::read_frame(&mut s, MAX_CONTROL).await else {
+                return;
+            };
+            let answer = if connection == 2 { REFUSED } else { WELCOME };
+            if proto::write_control(&mut s, answer, &[]).await.is_err() || answer == REFUSED {
+                continue;
+            }
+            let mut acked = 0;
+            while let Ok(Some((_, payload))) = proto::read_frame(&mut s, 1 << 20).await {
+                if first && acked == ack_first {
+                    break;
+                }
+                let Ok((seq, batch)) = proto::decode_batch(payload) else {
+                    return;
+                };
+                if let Ok(mut t) = taken.lock() {
+                    t.extend(batch.events.iter().map(|e| e.body.clone()));
+                }
+                if proto::write_control(&mut s, ACK, &seq.to_be_bytes())
+                    .await
+                    .is_err()
+                {
+                    break;
+                }
+                acked += 1;
+            }
+        }
+    }
+
+    fn sink(port: u16, max_frame: usize) -> HopSink {
+        HopSink {
+            address: format!("127.0.0.1:{port}"),
+            token: None,
+            tls: None,
+            connect_timeout: Duration::from_secs(5),
+            ack_timeout: Duration::from_secs(5),
+            conn: None,
+            seq: 0,
+            out: BytesMut::new(),
+            max_frame,
+            pending: None,
+        }
+    }
+
+    fn batch(from: usize, to: usize) -> Batch {
+        Batch::from(
+            (from..to)
+                .map(|i| Event::new(format!("{i:05} {}", "x".repeat(90)), Timestamp(i as i64)))
+                .collect::<Vec<_>>(),
+        )
+    }
+
+    #[tokio::test]
+    async fn a_retry_sends_only_the_frames_not_acknowledged() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let taken = Arc::new(Mutex::new(Vec::new()));
+        tokio::spawn(receiver(listener, 2, taken.clone()));
+        let mut s = sink(port, 1024);
+        let b = batch(0, 50);
+        let frames = frames::plan(&b, 1024).frames.len();
+        assert!(frames > 3, "{frames} frames");
+        match s.write(&b).await {
+            Err(SinkError::Retry(e)) => assert!(e.contains("2 of"), "{e}"),
+            other => panic!("expected a retry, got {other:?}"),
+        }
+        // The receiver refuses the next connection: what it acknowledged
+        // before is still known.
+        match s.write(&b).await {
+            Err(SinkError::Retry(e)) => assert!(e.contains("refused"), "{e}"),
+            other => panic!("expected a retry, got {other:?}"),
+        }
+        s.write(&b).await.unwrap();
+        // A different batch afterwards is sent whole.
+        let c = batch(50, 60);
+        s.write(&c).await.unwrap();
+        let want: Vec<Bytes> = b
+            .events
+            .iter()
+            .chain(&c.events)
+            .map(|e| e.body.clone())
+            .collect();
+        assert_eq!(*taken.lock().unwrap(), want);
     }
 }

@@ -19,10 +19,24 @@
 //! (`sync_data`) before `write` returns, since the take is committed right
 //! after; otherwise there is no `fsync`: a crash of the process loses nothing
 //! written, a crash of the machine may lose what the OS had not yet synced.
-//! On an I/O error the sink stops at that file, cuts the file back to its
-//! size before the failed write, and returns [`SinkError::Retry`]; files
-//! written before it in the same batch then get the batch again on retry
-//! (at-least-once). A `kill -9` in the middle of a write can leave a torn
+//!
+//! # Errors
+//!
+//! Each file of a batch (each group) is written on its own. An I/O error
+//! that no retry can fix ([`writer::permanent`]: `ENAMETOOLONG`, `EINVAL`,
+//! `EILSEQ`, `EISDIR`, `ENOTDIR`, `EFBIG`) rejects that group's events
+//! ([`SinkError::Rejected`]); so does a rendered path that is empty, ends in
+//! `/`, holds a NUL or, past the template's fixed leading directories, has an
+//! empty, `.` or `..` component (checked before anything is written). Any
+//! other error is transient: the file is cut back to its size before the
+//! failed write (or sync), the other groups are still written, and `write`
+//! returns [`SinkError::Retry`] after remembering which groups were written
+//! ([`Pending`]). The runtime then writes the same batch again, and only the
+//! groups not yet written are written: a partial failure never appends an
+//! event twice. (If the agent stops during the retries, the batch is written
+//! whole after the restart: at-least-once.)
+//!
+//! A `kill -9` in the middle of a write can leave a torn
 //! last line: when this run first opens an uncompressed file that does not
 //! end with a newline, it cuts the file back to its last newline (the torn
 //! batch was not acknowledged and is written again) and logs how much it cut.
@@ -51,10 +65,6 @@
 //! name in the order they were written. A file is never rotated empty, so a
 //! batch larger than `max_bytes` still goes whole into one file.
 //!
-//! An event whose path renders empty or ending in `/` (say `./out/{app}` and
-//! the event has no `app`) is rejected ([`SinkError::Rejected`]): it goes to the dead-letter channel
-//! when there is one.
-//!
 //! # Open files
 //!
 //! Open files are kept in a map keyed by rendered path. A file not written
@@ -75,7 +85,7 @@ use crate::encode::{Encoder, Format};
 
 mod writer;
 
-use writer::{Files, Settings};
+use writer::{Files, Outcome, Settings};
 
 /// The `file` sink's options.
 #[derive(Debug, Deserialize)]
@@ -153,6 +163,19 @@ impl SinkConfig for Config {
                 "path",
                 format!("`{path}` names a directory: add a file name"),
             ));
+        } else if path.contains('\0') {
+            problems.push(Problem::at("path", "a path cannot hold a NUL byte"));
+        } else if path[fixed_prefix(path)..]
+            .split('/')
+            .any(|c| matches!(c, "" | "." | ".."))
+        {
+            problems.push(Problem::at(
+                "path",
+                format!(
+                    "`{path}` has an empty, `.` or `..` directory after its first placeholder, \
+                     so every event would be rejected: write such directories before the placeholders"
+                ),
+            ));
         }
         if self.idle_timeout.get().is_zero() {
             problems.push(Problem::at(
@@ -201,6 +224,20 @@ impl SinkConfig for Config {
 struct Group {
     path: String,
     buf: Vec<u8>,
+    /// The indices in the batch of the events encoded in `buf`, for
+    /// rejecting them when the path cannot be written.
+    events: Vec<usize>,
+}
+
+/// What is known of a batch whose write failed with a transient error: the
+/// groups already written (and synced) or refused, so that the retry of the
+/// same batch writes only the others and no event lands twice.
+#[derive(Debug)]
+struct Pending {
+    /// Identifies the batch (see [`FileSink::fingerprint`]).
+    fingerprint: u64,
+    /// One entry per group, in the order `encode` builds them.
+    outcomes: Vec<Option<Outcome>>,
 }
 
 /// The `file` sink (see the [module docs](self)).
@@ -228,6 +265,11 @@ pub struct FileSink {
     scratch: String,
     /// The writer's options, kept to rebuild `files` after a failed writer task.
     settings: Settings,
+    /// Bytes at the start of every rendered path that come from the
+    /// template as written (its leading directories without placeholders).
+    fixed_prefix: usize,
+    /// The last batch, when its write failed with a transient error.
+    pending: Option<Pending>,
 }
 
 /// Buffers larger than this are not kept for reuse (a burst should not pin
@@ -257,6 +299,7 @@ impl FileSink {
 
     fn with_settings(id: &str, template: Template, format: Format, mut settings: Settings) -> Self {
         settings.max_open = settings.max_open.max(1);
+        let fixed_prefix = fixed_prefix(template.as_str());
         FileSink {
             id: id.to_string(),
             cache_by_second: !template.has_fields() && !template.has_subsecond(),
@@ -267,7 +310,9 @@ impl FileSink {
             group_index: HashMap::new(),
             spare: Vec::new(),
             scratch: String::new(),
+            fixed_prefix,
             settings,
+            pending: None,
         }
     }
 
@@ -280,6 +325,7 @@ impl FileSink {
         self.groups.push(Group {
             path: self.scratch.clone(),
             buf: self.spare.pop().unwrap_or_default(),
+            events: Vec::new(),
         });
         self.group_index.insert(self.scratch.clone(), i);
         i
@@ -298,12 +344,11 @@ impl FileSink {
                 _ => {
                     self.scratch.clear();
                     self.template.render_path(event, &mut self.scratch);
-                    if self.scratch.is_empty() || self.scratch.ends_with('/') {
+                    if let Some(why) = invalid_path(&self.scratch, self.fixed_prefix) {
                         rejected.push((
                             i,
                             format!(
-                                "the path template `{}` rendered `{}` for this event, \
-                                 which names no file (a field it uses is missing?)",
+                                "the path template `{}` rendered `{}` for this event: {why}",
                                 self.template, self.scratch
                             ),
                         ));
@@ -314,17 +359,34 @@ impl FileSink {
                 }
             };
             last = Some((second, g));
-            if let Err(e) = self.encoder.encode(event, &mut self.groups[g].buf) {
-                rejected.push((i, e));
+            let group = &mut self.groups[g];
+            match self.encoder.encode(event, &mut group.buf) {
+                Ok(()) => group.events.push(i),
+                Err(e) => rejected.push((i, e)),
             }
         }
         rejected
+    }
+
+    /// The outcomes to start this batch's write from: those of the failed
+    /// write before, when this is the same batch again, else none.
+    fn resume(&mut self, batch: &Batch, groups: &[Group], rejected: usize) -> Vec<Option<Outcome>> {
+        match self.pending.take() {
+            Some(p)
+                if p.outcomes.len() == groups.len()
+                    && p.fingerprint == fingerprint(batch, groups, rejected) =>
+            {
+                p.outcomes
+            }
+            _ => vec![None; groups.len()],
+        }
     }
 
     /// Returns the group buffers to the spare pool.
     fn recycle(&mut self, groups: Vec<Group>) {
         self.group_index.clear();
         for mut g in groups {
+            g.events = Vec::new();
             if g.buf.capacity() <= MAX_SPARE_CAPACITY {
                 g.buf.clear();
                 self.spare.push(g.buf);
@@ -337,21 +399,25 @@ impl FileSink {
 #[async_trait]
 impl Sink for FileSink {
     async fn write(&mut self, batch: &Batch) -> Result<(), SinkError> {
-        let rejected = self.encode(batch);
+        let mut rejected = self.encode(batch);
         let groups = std::mem::take(&mut self.groups);
+        let mut outcomes = self.resume(batch, &groups, rejected.len());
         let mut files = self
             .files
             .take()
             .unwrap_or_else(|| Files::new(self.settings.clone()));
         let joined = tokio::task::spawn_blocking(move || {
-            let result = files.write_groups(&groups);
-            (files, groups, result)
+            let transient = files.write_groups(&groups, &mut outcomes);
+            (files, groups, outcomes, transient)
         })
         .await;
-        let (files, groups, result) = match joined {
+        let (files, groups, outcomes, transient) = match joined {
             Ok(r) => r,
             Err(e) => {
+                // What the task wrote before it failed is unknown: the
+                // retry writes the whole batch (at-least-once).
                 self.group_index.clear();
+                self.pending = None;
                 return Err(SinkError::Retry(format!(
                     "sink `{}`: the file writer task failed: {e}",
                     self.id
@@ -359,11 +425,28 @@ impl Sink for FileSink {
             }
         };
         self.files = Some(files);
+        if let Some(e) = transient {
+            let written = outcomes.iter().filter(|o| o.is_some()).count();
+            let total = outcomes.len();
+            self.pending = Some(Pending {
+                fingerprint: fingerprint(batch, &groups, rejected.len()),
+                outcomes,
+            });
+            self.recycle(groups);
+            return Err(SinkError::Retry(format!(
+                "{e} ({written} of {total} files of this batch done; the retry writes only the others)"
+            )));
+        }
+        for (g, outcome) in groups.iter().zip(&outcomes) {
+            if let Some(Outcome::Refused(why)) = outcome {
+                rejected.extend(g.events.iter().map(|&i| (i, why.clone())));
+            }
+        }
         self.recycle(groups);
-        result?;
         if rejected.is_empty() {
             Ok(())
         } else {
+            rejected.sort_by_key(|(i, _)| *i);
             Err(SinkError::Rejected(rejected))
         }
     }
@@ -376,6 +459,59 @@ impl Sink for FileSink {
         }
         Ok(())
     }
+}
+
+/// Identifies a batch between a failed write and its retry: the runtime
+/// retries the very same batch (same allocation, same events), so its
+/// address, its length and a hash of what it encodes to must all match. A
+/// different batch matching all three would have to be byte for byte the
+/// same, sit at the same address, and come right after a failure.
+fn fingerprint(batch: &Batch, groups: &[Group], rejected: usize) -> u64 {
+    use std::hash::{Hash as _, Hasher as _};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    (batch.events.as_ptr() as usize).hash(&mut h);
+    batch.len().hash(&mut h);
+    rejected.hash(&mut h);
+    for g in groups {
+        g.path.hash(&mut h);
+        g.buf.hash(&mut h);
+        g.events.hash(&mut h);
+    }
+    h.finish()
+}
+
+/// The length of the part of `template` before its first placeholder, cut
+/// back to the last `/`: the directories every rendered path starts with,
+/// exactly as written (`./out/` of `./out/{app}/%Y.log`).
+fn fixed_prefix(template: &str) -> usize {
+    let first = template.find(['{', '%']).unwrap_or(template.len());
+    template[..first].rfind('/').map_or(0, |i| i + 1)
+}
+
+/// Why a rendered path cannot be used, if it cannot: it is empty or ends in
+/// `/` (names no file), holds a NUL byte, or, after the template's fixed
+/// leading directories, has an empty, `.` or `..` component (a missing
+/// field between two `/`, or values that together climb out of the
+/// template's directory). Length limits are left to the file system
+/// (`ENAMETOOLONG` rejects the events too).
+fn invalid_path(path: &str, fixed_prefix: usize) -> Option<&'static str> {
+    if path.is_empty() || path.ends_with('/') {
+        return Some("that names no file (a field it uses is missing?)");
+    }
+    if path.contains('\0') {
+        return Some("a path cannot hold a NUL byte");
+    }
+    let rest = path.get(fixed_prefix..).unwrap_or(path);
+    for component in rest.split('/') {
+        match component {
+            "" => return Some("an empty directory name (a field it uses is missing?)"),
+            "." | ".." => {
+                return Some("a `.` or `..` directory made of field values is not allowed")
+            }
+            _ => {}
+        }
+    }
+    None
 }
 
 #[cfg(test)]

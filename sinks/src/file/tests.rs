@@ -229,15 +229,133 @@ async fn idle_files_are_closed() {
     assert!(open.keys().all(|p| p.ends_with("b.log")));
 }
 
+fn named(body: &str, field: &str, value: &str) -> Event {
+    let mut e = ev(body, 0);
+    e.insert(field, value);
+    e
+}
+
+fn rejected_indices(r: Result<(), SinkError>) -> Vec<(usize, String)> {
+    match r {
+        Err(SinkError::Rejected(r)) => r,
+        other => panic!("expected Rejected, got {other:?}"),
+    }
+}
+
 #[tokio::test]
-async fn unwritable_path_is_a_retry() {
+async fn a_path_through_a_regular_file_rejects_its_events_only() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("file"), "").unwrap();
-    let mut s = sink(&tmp_path(&dir, "file/out.log"), Format::Text);
-    match s.write(&Batch::from(vec![ev("x", 0)])).await {
-        Err(SinkError::Retry(m)) => assert!(m.contains("file/out.log"), "{m}"),
-        other => panic!("expected Retry, got {other:?}"),
+    let mut s = sink(&tmp_path(&dir, "{d}/out.log"), Format::Text);
+    let batch = Batch::from(vec![named("x", "d", "file"), named("y", "d", "dir")]);
+    let r = rejected_indices(s.write(&batch).await);
+    assert_eq!(r.len(), 1);
+    assert_eq!(r[0].0, 0);
+    assert!(r[0].1.contains("file/out.log"), "{}", r[0].1);
+    assert_eq!(read(dir.path().join("dir/out.log")), "y\n");
+}
+
+#[tokio::test]
+async fn a_file_name_too_long_rejects_its_events_and_the_rest_are_written_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = sink(&tmp_path(&dir, "out/{app}/x.log"), Format::Text);
+    let long = "a".repeat(300);
+    let batch = Batch::from(vec![
+        named("one", "app", "web"),
+        named("poison", "app", &long),
+        named("two", "app", "db"),
+        named("three", "app", "web"),
+        named("poison again", "app", &long),
+    ]);
+    let r = rejected_indices(s.write(&batch).await);
+    let indices: Vec<usize> = r.iter().map(|(i, _)| *i).collect();
+    assert_eq!(indices, [1, 4]);
+    assert!(r[0].1.contains("too long"), "{}", r[0].1);
+    assert_eq!(read(dir.path().join("out/web/x.log")), "one\nthree\n");
+    assert_eq!(read(dir.path().join("out/db/x.log")), "two\n");
+    // The next batch goes on normally.
+    s.write(&Batch::from(vec![named("four", "app", "web")]))
+        .await
+        .unwrap();
+    assert_eq!(read(dir.path().join("out/web/x.log")), "one\nthree\nfour\n");
+}
+
+#[tokio::test]
+async fn paths_that_fields_make_invalid_are_rejected() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = sink(&tmp_path(&dir, "out/{a}.{b}/{c}/x.log"), Format::Text);
+    // Both `a` and `b` missing: the directory renders as `.`.
+    let mut dot = ev("dot", 0);
+    dot.insert("c", "x");
+    // `c` missing: `out/p.q//x.log`.
+    let mut empty = ev("empty", 0);
+    empty.insert("a", "p");
+    empty.insert("b", "q");
+    let mut good = ev("good", 0);
+    good.insert("a", "p");
+    good.insert("b", "q");
+    good.insert("c", "x");
+    let r = rejected_indices(s.write(&Batch::from(vec![dot, empty, good])).await);
+    let indices: Vec<usize> = r.iter().map(|(i, _)| *i).collect();
+    assert_eq!(indices, [0, 1]);
+    assert!(r[0].1.contains("`..`"), "{}", r[0].1);
+    assert!(r[1].1.contains("empty directory"), "{}", r[1].1);
+    assert_eq!(read(dir.path().join("out/p.q/x/x.log")), "good\n");
+    assert!(!dir.path().join("out/x").exists());
+    assert!(!dir.path().join("out/p.q/x.log").exists());
+}
+
+#[test]
+fn templates_that_would_reject_every_event_are_config_errors() {
+    for bad in ["./out/{app}//x.log", "./out/%Y/../x.log", "{app}/./x.log"] {
+        let c: Config = from_yaml_str(&format!("path: '{bad}'\n")).unwrap();
+        assert_eq!(c.validate().len(), 1, "{bad}");
     }
+    for good in [
+        "../out/{app}.log",
+        ".//out/{app}.log",
+        "/var/log/../x/%Y.log",
+    ] {
+        let c: Config = from_yaml_str(&format!("path: '{good}'\n")).unwrap();
+        assert!(c.validate().is_empty(), "{good}: {:?}", c.validate());
+    }
+}
+
+#[tokio::test]
+async fn a_retry_after_a_partial_write_writes_only_what_was_not_written() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("out")).unwrap();
+    // Writing to /dev/full fails with ENOSPC: a full disk, for one file.
+    std::os::unix::fs::symlink("/dev/full", dir.path().join("out/full.log")).unwrap();
+    let mut s = sink(&tmp_path(&dir, "out/{f}.log"), Format::Text);
+    let batch = Batch::from(vec![
+        named("a1", "f", "a"),
+        named("full1", "f", "full"),
+        named("b1", "f", "b"),
+        named("a2", "f", "a"),
+    ]);
+    for _ in 0..3 {
+        match s.write(&batch).await {
+            Err(SinkError::Retry(m)) => assert!(m.contains("full.log"), "{m}"),
+            other => panic!("expected Retry, got {other:?}"),
+        }
+    }
+    assert_eq!(read(dir.path().join("out/a.log")), "a1\na2\n");
+    assert_eq!(read(dir.path().join("out/b.log")), "b1\n");
+    // Space is back: the retry writes the one file left, once.
+    std::fs::remove_file(dir.path().join("out/full.log")).unwrap();
+    s.write(&batch).await.unwrap();
+    assert_eq!(read(dir.path().join("out/a.log")), "a1\na2\n");
+    assert_eq!(read(dir.path().join("out/b.log")), "b1\n");
+    assert_eq!(read(dir.path().join("out/full.log")), "full1\n");
+    // A different batch is written whole, even right after a failure.
+    std::os::unix::fs::symlink("/dev/full", dir.path().join("out/c.log")).unwrap();
+    let failing = Batch::from(vec![named("a3", "f", "a"), named("c1", "f", "c")]);
+    assert!(matches!(s.write(&failing).await, Err(SinkError::Retry(_))));
+    let next = Batch::from(vec![named("a3", "f", "a"), named("b2", "f", "b")]);
+    s.write(&next).await.unwrap();
+    assert_eq!(read(dir.path().join("out/a.log")), "a1\na2\na3\na3\n");
+    assert_eq!(read(dir.path().join("out/b.log")), "b1\nb2\n");
 }
 
 /// `cargo test --release -p sluice-sinks -- --ignored --nocapture throughput`

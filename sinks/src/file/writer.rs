@@ -8,9 +8,73 @@ use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::time::{Instant, SystemTime};
 
-use sluice_core::prelude::SinkError;
-
 use super::{Compression, Group};
+
+/// What became of one group (one file's share of a batch).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(super) enum Outcome {
+    /// Written (and synced when the input is durable): never written again
+    /// for this batch.
+    Written,
+    /// Failed for good: its events are rejected with this reason.
+    Refused(String),
+}
+
+/// Why a group could not be written.
+#[derive(Debug)]
+pub(super) enum Failure {
+    /// No retry can fix it (see [`permanent`]).
+    Permanent(String),
+    /// Worth retrying after a back-off.
+    Transient(String),
+}
+
+impl Failure {
+    /// The failure to `what` (`open`, `write to`...) `path`, classified.
+    fn of(what: &str, path: &str, e: std::io::Error) -> Failure {
+        if permanent(&e) {
+            Failure::Permanent(format!(
+                "cannot {what} `{path}`: {e} (the path rendered for this event cannot be written; retrying would not help)"
+            ))
+        } else {
+            Failure::Transient(format!("cannot {what} `{path}`: {e}"))
+        }
+    }
+}
+
+/// Whether an I/O error is one that no retry can fix, because it is about
+/// the path or the data rather than the state of the machine: a name or
+/// path too long (`ENAMETOOLONG`), a name the file system refuses
+/// (`EINVAL`, `EILSEQ`), a path naming a directory (`EISDIR`) or going
+/// through a regular file (`ENOTDIR`), a file at the file system's size
+/// limit (`EFBIG`). Everything else (`ENOSPC`, `EDQUOT`, `EIO`, `EACCES`,
+/// `EPERM`, `EROFS`, `EMFILE`...) may clear up (space freed, permissions
+/// fixed, a disk remounted) and is retried.
+pub(super) fn permanent(e: &std::io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(
+            libc::ENAMETOOLONG
+                | libc::EINVAL
+                | libc::EILSEQ
+                | libc::EISDIR
+                | libc::ENOTDIR
+                | libc::EFBIG
+        )
+    )
+}
+
+/// Cuts `file` back to `len` after a failed write or sync, logging when
+/// that fails too.
+fn cut_back(file: &File, len: u64, path: &str) {
+    if file.metadata().is_ok_and(|m| m.len() <= len) {
+        // Nothing of it landed (or not a regular file, as `/dev/full`).
+        return;
+    }
+    if let Err(undo) = file.set_len(len) {
+        tracing::warn!(path, error = %undo, "cannot cut a failed write back");
+    }
+}
 
 /// What the writer needs from the config.
 #[derive(Clone, Debug)]
@@ -65,25 +129,46 @@ impl Files {
         }
     }
 
-    /// Writes each group with one `write_all` (compressed into one gzip
-    /// member or zstd frame when compressing), rotating first when due, and
-    /// syncs when the input is durable; stops at the first error.
-    pub(super) fn write_groups(&mut self, groups: &[Group]) -> Result<(), SinkError> {
+    /// Writes each group not yet settled in `outcomes` (one entry per
+    /// group) with one `write_all` (compressed into one gzip member or zstd
+    /// frame when compressing), rotating first when due, and syncing when the
+    /// input is durable. A group written (and synced) becomes
+    /// [`Outcome::Written`]; one that failed for good becomes
+    /// [`Outcome::Refused`] and its file is left as it was. A transient
+    /// failure leaves the group unsettled, the file cut back to its size
+    /// before the write, and the other groups are still tried. Returns the
+    /// first transient error, if any.
+    pub(super) fn write_groups(
+        &mut self,
+        groups: &[Group],
+        outcomes: &mut [Option<Outcome>],
+    ) -> Option<String> {
         let now = Instant::now();
         let idle = self.settings.idle_timeout;
         self.open
             .retain(|_, f| now.duration_since(f.last_used) < idle);
-        for g in groups {
+        let mut first_transient = None;
+        for (g, outcome) in groups.iter().zip(outcomes.iter_mut()) {
+            if outcome.is_some() {
+                continue;
+            }
             if g.buf.is_empty() {
+                *outcome = Some(Outcome::Written);
                 continue;
             }
             let mut compressed = std::mem::take(&mut self.compressed);
             let result = self.write_group(g, &mut compressed, now);
             compressed.clear();
             self.compressed = compressed;
-            result?;
+            match result {
+                Ok(()) => *outcome = Some(Outcome::Written),
+                Err(Failure::Permanent(why)) => *outcome = Some(Outcome::Refused(why)),
+                Err(Failure::Transient(why)) => {
+                    first_transient.get_or_insert(why);
+                }
+            }
         }
-        Ok(())
+        first_transient
     }
 
     fn write_group(
@@ -91,44 +176,44 @@ impl Files {
         g: &Group,
         compressed: &mut Vec<u8>,
         now: Instant,
-    ) -> Result<(), SinkError> {
+    ) -> Result<(), Failure> {
         let data: &[u8] = match self.settings.compression {
             Compression::None => &g.buf,
             c => {
                 compress(c, &g.buf, compressed).map_err(|e| {
-                    SinkError::Retry(format!("cannot compress for `{}`: {e}", g.path))
+                    Failure::Transient(format!("cannot compress for `{}`: {e}", g.path))
                 })?;
                 compressed
             }
         };
-        let retry = |what: &str, e: std::io::Error| {
-            SinkError::Retry(format!("cannot {what} `{}`: {e}", g.path))
-        };
+        let fail = |what: &str, e: std::io::Error| Failure::of(what, &g.path, e);
         let settings = self.settings.clone();
         let due = {
             let file = self.get(&g.path, now)?;
             due(&settings, file, data.len() as u64)
         };
         if due {
-            self.rotate(&g.path).map_err(|e| retry("rotate", e))?;
+            self.rotate(&g.path).map_err(|e| fail("rotate", e))?;
         }
         let file = self.get(&g.path, now)?;
         let before = file.size;
         if let Err(e) = file.file.write_all(data) {
             // Take back what part of it was written, so that the file holds
-            // whole lines (and whole compressed members); then reopen next
-            // time: the handle may be what is broken.
-            if let Err(undo) = file.file.set_len(before) {
-                tracing::warn!(path = %g.path, error = %undo, "cannot cut a failed write back");
-            }
+            // whole lines (and whole compressed members) and a retry does
+            // not append the same events twice; then reopen next time: the
+            // handle may be what is broken.
+            cut_back(&file.file, before, &g.path);
             self.open.remove(&g.path);
-            return Err(retry("write to", e));
+            return Err(fail("write to", e));
         }
         file.size += data.len() as u64;
         if settings.durable {
             if let Err(e) = file.file.sync_data() {
+                // Whether the bytes reached the disk is unknown: take them
+                // back, so that the retry writes them once.
+                cut_back(&file.file, before, &g.path);
                 self.open.remove(&g.path);
-                return Err(retry("sync", e));
+                return Err(fail("sync", e));
             }
         }
         Ok(())
@@ -158,7 +243,7 @@ impl Files {
     }
 
     /// The open file for `path`, opened (and its directory created) if needed.
-    fn get(&mut self, path: &str, now: Instant) -> Result<&mut OpenFile, SinkError> {
+    fn get(&mut self, path: &str, now: Instant) -> Result<&mut OpenFile, Failure> {
         if !self.open.contains_key(path) {
             while self.open.len() >= self.settings.max_open {
                 let oldest = self
@@ -171,15 +256,15 @@ impl Files {
                     None => break,
                 };
             }
-            let opened = self.open_new(path);
-            let file =
-                opened.map_err(|e| SinkError::Retry(format!("cannot open `{path}`: {e}")))?;
+            let file = self
+                .open_new(path)
+                .map_err(|e| Failure::of("open", path, e))?;
             self.open.insert(path.to_string(), file);
         }
         let f = self
             .open
             .get_mut(path)
-            .ok_or_else(|| SinkError::Retry(format!("`{path}` was not opened")))?;
+            .ok_or_else(|| Failure::Transient(format!("`{path}` was not opened")))?;
         f.last_used = now;
         Ok(f)
     }
