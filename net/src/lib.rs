@@ -27,6 +27,7 @@
 use sluice_core::registry::{DuplicateType, Registry};
 
 mod framing;
+mod http_body;
 mod ingest;
 mod listen;
 mod warn;

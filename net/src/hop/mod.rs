@@ -2,6 +2,7 @@
 //! source receives them; each batch is acknowledged once the receiver's
 //! channels accepted it. The wire format is in [`proto`].
 
+pub mod frame;
 pub mod proto;
 pub mod sink;
 pub mod source;

@@ -24,7 +24,7 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 
-use super::proto::{self, ACK, NACK, REFUSED, WELCOME};
+use super::proto::{self, ACK, NACK, REFUSED, REJECT, WELCOME};
 use crate::secure::{Io, Secret, TlsConfig, Token};
 
 /// The `sluice` sink's options.
@@ -108,8 +108,8 @@ pub struct HopSink {
     out: BytesMut,
 }
 
-/// Control frames are small.
-const MAX_CONTROL: usize = 64 << 10;
+/// Control frames are small; a `REJECT` lists 4 bytes per refused event.
+const MAX_CONTROL: usize = 1 << 20;
 
 impl HopSink {
     async fn connect(&mut self) -> Result<Box<dyn Io>, SinkError> {
@@ -163,7 +163,13 @@ impl HopSink {
         }
     }
 
-    async fn send(&mut self, stream: &mut Box<dyn Io>, batch: &Batch) -> Result<(), String> {
+    /// Sends a batch and waits for its answer: the events the receiver
+    /// refused for good (usually none), or why the batch must be resent.
+    async fn send(
+        &mut self,
+        stream: &mut Box<dyn Io>,
+        batch: &Batch,
+    ) -> Result<Vec<(usize, String)>, String> {
         self.seq += 1;
         let seq = self.seq;
         self.out.clear();
@@ -178,7 +184,18 @@ impl HopSink {
             .map_err(|_| format!("no acknowledgement within {:?}", self.ack_timeout))?
             .map_err(|e| e.to_string())?;
         match answer {
-            Some((ACK, p)) if p.len() == 8 && p[..] == seq.to_be_bytes() => Ok(()),
+            Some((ACK, p)) if p.len() == 8 && p[..] == seq.to_be_bytes() => Ok(Vec::new()),
+            Some((REJECT, p)) => {
+                let (got, why, indexes) = proto::decode_reject(p).map_err(|e| e.to_string())?;
+                if got != seq || indexes.iter().any(|&i| i as usize >= batch.len()) {
+                    return Err("a refusal that does not match the batch".into());
+                }
+                let why = format!("refused by {}: {why}", self.address);
+                Ok(indexes
+                    .into_iter()
+                    .map(|i| (i as usize, why.clone()))
+                    .collect())
+            }
             Some((NACK, p)) => Err(format!(
                 "the receiver did not take the batch: {}",
                 String::from_utf8_lossy(p.get(8..).unwrap_or_default())
@@ -202,9 +219,13 @@ impl Sink for HopSink {
             None => self.connect().await?,
         };
         match self.send(&mut stream, batch).await {
-            Ok(()) => {
+            Ok(refused) => {
                 self.conn = Some(stream);
-                Ok(())
+                if refused.is_empty() {
+                    Ok(())
+                } else {
+                    Err(SinkError::Rejected(refused))
+                }
             }
             // The connection is dropped: its state is unknown.
             Err(e) => Err(SinkError::Retry(format!("{}: {e}", self.address))),

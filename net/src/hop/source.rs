@@ -9,6 +9,7 @@
 //!     channels: [main]
 //! ```
 
+use std::num::NonZeroUsize;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -19,9 +20,10 @@ use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 
-use super::proto::{self, ACK, BATCH, HELLO, NACK, REFUSED, WELCOME};
+use super::proto::{self, FrameBudget, ACK, BATCH, HELLO, NACK, REFUSED, REJECT, WELCOME};
 use crate::ingest::{pump, Ingest};
 use crate::secure::{bind, Io, Secret, TlsConfig, Token};
+use crate::warn::WarnLimiter;
 
 /// The `sluice` source's options.
 #[derive(Clone, Debug, Deserialize)]
@@ -36,10 +38,35 @@ pub struct Config {
     /// The largest batch frame accepted.
     #[serde(default = "default_max_frame_bytes")]
     pub max_frame_bytes: ByteSize,
+    /// Memory that unfinished frames of all connections may hold together
+    /// (from their first byte until their batch is in the channels); at
+    /// least `max_frame_bytes`.
+    #[serde(default = "default_max_buffered_bytes")]
+    pub max_buffered_bytes: ByteSize,
+    /// How long a started frame may go without a new byte or without memory
+    /// from `max_buffered_bytes` before its connection is closed.
+    #[serde(default = "default_frame_timeout")]
+    pub frame_timeout: sluice_core::config::Duration,
+    /// The most fields an event may have, nested ones included; an event
+    /// with more is refused for good and the sender told so.
+    #[serde(default = "default_max_fields")]
+    pub max_fields: NonZeroUsize,
 }
 
 fn default_max_frame_bytes() -> ByteSize {
     ByteSize(64 << 20)
+}
+
+fn default_max_buffered_bytes() -> ByteSize {
+    ByteSize(256 << 20)
+}
+
+fn default_frame_timeout() -> sluice_core::config::Duration {
+    Duration::from_secs(10).into()
+}
+
+fn default_max_fields() -> NonZeroUsize {
+    NonZeroUsize::new(sluice_core::event::DEFAULT_MAX_FIELDS).unwrap_or(NonZeroUsize::MIN)
 }
 
 impl SourceConfig for Config {
@@ -51,6 +78,18 @@ impl SourceConfig for Config {
         if self.max_frame_bytes.0 < 1024 {
             p.push(Problem::at("max_frame_bytes", "must be at least 1KiB"));
         }
+        if self.max_frame_bytes.0 > u64::from(u32::MAX) - 1 {
+            p.push(Problem::at("max_frame_bytes", "must be less than 4GiB"));
+        }
+        if self.max_buffered_bytes.0 < self.max_frame_bytes.0 {
+            p.push(Problem::at(
+                "max_buffered_bytes",
+                "must be at least max_frame_bytes, or a frame of that size could never be read",
+            ));
+        }
+        if self.frame_timeout.get().is_zero() {
+            p.push(Problem::at("frame_timeout", "must be more than zero"));
+        }
         p
     }
 
@@ -59,7 +98,14 @@ impl SourceConfig for Config {
             listener: bind(&self.address)?,
             token: self.token.as_ref().map(Secret::load).transpose()?,
             tls: self.tls.as_ref().map(TlsConfig::acceptor).transpose()?,
-            max_frame: usize::try_from(self.max_frame_bytes.0).unwrap_or(usize::MAX),
+            limits: Limits {
+                max_frame: usize::try_from(self.max_frame_bytes.0).unwrap_or(usize::MAX),
+                budget: FrameBudget::new(
+                    usize::try_from(self.max_buffered_bytes.0).unwrap_or(usize::MAX),
+                ),
+                frame_timeout: self.frame_timeout.get(),
+                max_fields: self.max_fields.get(),
+            },
         }))
     }
 }
@@ -69,7 +115,16 @@ pub struct HopSource {
     listener: std::net::TcpListener,
     token: Option<Token>,
     tls: Option<TlsAcceptor>,
+    limits: Limits,
+}
+
+/// What one connection may send; shared by all connections of a source.
+struct Limits {
     max_frame: usize,
+    /// The memory all unfinished frames share.
+    budget: FrameBudget,
+    frame_timeout: Duration,
+    max_fields: usize,
 }
 
 const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
@@ -81,7 +136,7 @@ impl Source for HopSource {
         let (ingest, rx) = Ingest::new();
         let shutdown = cx.shutdown.clone();
         let metrics = cx.metrics.clone();
-        let shared = Arc::new((self.token, self.tls, self.max_frame));
+        let shared = Arc::new((self.token, self.tls, self.limits));
         let acceptor = tokio::spawn(async move {
             loop {
                 let Some((tcp, peer)) = crate::listen::accept(&listener, &shutdown).await else {
@@ -95,7 +150,7 @@ impl Source for HopSource {
                     metrics.clone(),
                 );
                 tokio::spawn(async move {
-                    let (token, tls, max_frame) = &*shared;
+                    let (token, tls, limits) = &*shared;
                     let stream: Box<dyn Io> = match tls {
                         None => Box::new(tcp),
                         Some(tls) => {
@@ -109,15 +164,8 @@ impl Source for HopSource {
                             }
                         }
                     };
-                    if let Err(e) = serve(
-                        stream,
-                        token.as_ref(),
-                        *max_frame,
-                        ingest,
-                        shutdown,
-                        &metrics,
-                    )
-                    .await
+                    if let Err(e) =
+                        serve(stream, token.as_ref(), limits, ingest, shutdown, &metrics).await
                     {
                         tracing::warn!(%peer, "hop connection closed: {e}");
                     }
@@ -140,7 +188,7 @@ async fn refuse(stream: &mut Box<dyn Io>, code: u16, msg: &str) -> String {
 async fn serve(
     mut stream: Box<dyn Io>,
     token: Option<&Token>,
-    max_frame: usize,
+    limits: &Limits,
     ingest: Ingest,
     shutdown: CancellationToken,
     metrics: &ComponentMetrics,
@@ -165,18 +213,21 @@ async fn serve(
     proto::write_control(&mut stream, WELCOME, &[])
         .await
         .map_err(|e| e.to_string())?;
+    let mut warn = WarnLimiter::default();
     loop {
         let frame = tokio::select! {
-            f = proto::read_frame(&mut stream, max_frame) => f.map_err(|e| e.to_string())?,
+            f = proto::read_budgeted(&mut stream, limits.max_frame, &limits.budget, limits.frame_timeout) => {
+                f.map_err(|e| e.to_string())?
+            }
             _ = shutdown.cancelled() => return Ok(()),
         };
-        let Some((kind, payload)) = frame else {
+        let Some(frame) = frame else {
             return Ok(());
         };
-        if kind != BATCH {
-            return Err(format!("unexpected frame {kind}"));
+        if frame.kind != BATCH {
+            return Err(format!("unexpected frame {}", frame.kind));
         }
-        let (seq, batch) = match proto::decode_batch(payload) {
+        let decoded = match proto::decode_batch(frame.payload, limits.max_fields) {
             Ok(x) => x,
             Err(e) => {
                 metrics.record_errors(1);
@@ -184,9 +235,35 @@ async fn serve(
             }
         };
         // Once the batch is queued it is emitted even if the source is
-        // stopping: wait for the answer, then acknowledge.
-        match ingest.deliver(batch, None).await {
-            Ok(()) => proto::write_control(&mut stream, ACK, &seq.to_be_bytes()).await,
+        // stopping: wait for the answer, then acknowledge. The frame's
+        // memory counts against the budget until then.
+        let delivered = if decoded.batch.is_empty() {
+            Ok(())
+        } else {
+            ingest.deliver(decoded.batch, None).await
+        };
+        drop(frame.held);
+        let seq = decoded.seq;
+        match delivered {
+            Ok(()) if decoded.refused.is_empty() => {
+                proto::write_control(&mut stream, ACK, &seq.to_be_bytes()).await
+            }
+            Ok(()) => {
+                let n = decoded.refused.len();
+                metrics.record_errors(n);
+                let why = format!(
+                    "more than max_fields ({}) fields in an event",
+                    limits.max_fields
+                );
+                if let Some(held_back) = warn.allow() {
+                    tracing::warn!(
+                        held_back,
+                        "refused {n} event(s) of a batch: {why}; the sender is told not to resend them"
+                    );
+                }
+                let p = proto::encode_reject(seq, &why, &decoded.refused);
+                proto::write_control(&mut stream, REJECT, &p).await
+            }
             Err(_) => {
                 let mut p = seq.to_be_bytes().to_vec();
                 p.extend_from_slice(b"the receiver is stopping");
