@@ -6,6 +6,7 @@ mod dead_letter;
 mod durability;
 mod examples;
 mod hop;
+mod hostile_fields;
 mod kafka;
 mod network;
 mod operations;
