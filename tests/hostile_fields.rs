@@ -52,7 +52,9 @@ fn http_refuses_an_object_over_max_fields_and_parses_it_when_allowed() {
     let (status, _, body) = http_post(&mut s, &json, wide_object(99, 20_000).as_bytes());
     assert_eq!(status, 400, "{body}");
     assert!(
-        body.contains("an object of 20001 fields (nested ones included) is more than max_fields (1000)"),
+        body.contains(
+            "an object of 20001 fields (nested ones included) is more than max_fields (1000)"
+        ),
         "{body}"
     );
     // Allowed on the other source: two clients post three each while
@@ -146,7 +148,11 @@ fn a_hop_event_over_max_fields_is_refused_and_the_sender_reports_it() {
     let ids: Vec<u64> = d
         .lines("out/agg.json")
         .iter()
-        .map(|l| serde_json::from_str::<serde_json::Value>(l).expect("json")["fields"]["id"].as_u64().expect("id"))
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).expect("json")["fields"]["id"]
+                .as_u64()
+                .expect("id")
+        })
         .collect();
     let want: Vec<u64> = (0..100).filter(|i| *i != 17 && *i != 60).collect();
     assert_eq!(ids, want);
@@ -231,20 +237,28 @@ fn unfinished_hop_frames_share_a_bounded_budget_and_a_normal_hop_goes_on() {
     let mut peak = before;
     let start = Instant::now();
     while attackers.iter().any(|a| !a.is_finished()) {
-        assert!(start.elapsed() < Duration::from_secs(60), "attackers still connected");
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "attackers still connected"
+        );
         peak = peak.max(rss_kib(pid).unwrap_or(0));
         std::thread::sleep(Duration::from_millis(10));
     }
     for a in attackers {
-        assert!(a.join().expect("attacker"), "the agent closed every attacker");
+        assert!(
+            a.join().expect("attacker"),
+            "the agent closed every attacker"
+        );
     }
     assert!(
         peak < before + 40 * 1024,
         "RSS went from {before} KiB to {peak} KiB with a budget of 16 MiB"
     );
-    wait_for(Duration::from_secs(60), "the normal hop's 2000 events", || {
-        d.lines("out/agg.log").len() >= 2000
-    });
+    wait_for(
+        Duration::from_secs(60),
+        "the normal hop's 2000 events",
+        || d.lines("out/agg.log").len() >= 2000,
+    );
     edge.finish_ok(Duration::from_secs(60));
     let o = stop(agg);
     assert!(o.status.success(), "{}", stderr(&o));
@@ -256,5 +270,8 @@ fn unfinished_hop_frames_share_a_bounded_budget_and_a_normal_hop_goes_on() {
     );
     assert!(!log.contains("larger than the limit"), "{log}");
     assert!(log.contains("no memory for a hop frame within 1s"), "{log}");
-    assert!(log.contains("no byte of a started hop frame for 1s"), "{log}");
+    assert!(
+        log.contains("no byte of a started hop frame for 1s"),
+        "{log}"
+    );
 }

@@ -27,6 +27,8 @@
 use sluice_core::registry::{DuplicateType, Registry};
 
 mod framing;
+#[cfg(test)]
+mod fuzz_tests;
 mod http_body;
 mod ingest;
 mod listen;
