@@ -1,8 +1,8 @@
 //! Cost of building an event's fields: small events (the hot path) and
 //! hostile ones with tens of thousands of keys, which must cost linear time.
 //!
-//! * `insert/N`: `N` fields set one by one with `Fields::insert` (32: past
-//!   the size where a map starts keeping an index);
+//! * `insert/N`: `N` fields set one by one with `Fields::insert` (32: where
+//!   a map starts keeping an index);
 //! * `json/N`: a JSON object of `N` keys parsed into `Fields` (what
 //!   `parse_json` and the `http` source do);
 //! * `get/8`: every field of an 8-field event looked up once.

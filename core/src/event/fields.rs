@@ -29,7 +29,7 @@ pub type FieldName = smol_str::SmolStr;
 pub const DEFAULT_MAX_FIELDS: usize = 1000;
 
 /// From this many fields on, a map keeps a hash index of its names.
-pub const INDEXED_FROM: usize = 16;
+pub const INDEXED_FROM: usize = 32;
 
 /// An event's fields (or a nested map), in insertion order, names unique.
 #[derive(Clone, Default)]
@@ -83,19 +83,23 @@ impl Fields {
 
     fn position(&self, name: &str) -> Option<usize> {
         match &self.index {
-            Some(index) => index.get(name).copied(),
             None => self.entries.iter().position(|(k, _)| k.as_str() == name),
+            Some(index) => index.get(name).copied(),
         }
     }
 
     /// Rebuilds the index after entries moved, or drops it when the map
-    /// became small.
+    /// became small. Out of line: the small-map paths stay compact.
+    #[inline(never)]
     fn reindex(&mut self) {
         if self.entries.len() < INDEXED_FROM {
             self.index = None;
             return;
         }
-        let index = self.index.get_or_insert_with(Default::default);
+        let cap = self.entries.capacity();
+        let index = self
+            .index
+            .get_or_insert_with(|| Box::new(HashMap::with_capacity(cap)));
         index.clear();
         index.extend(
             self.entries
@@ -108,16 +112,13 @@ impl Fields {
     /// Appends a field known to be new.
     fn push(&mut self, name: FieldName, value: Value) -> usize {
         let i = self.entries.len();
-        match &mut self.index {
-            Some(index) => {
-                index.insert(name.clone(), i);
-                self.entries.push((name, value));
-            }
-            None => {
-                self.entries.push((name, value));
-                if self.entries.len() >= INDEXED_FROM {
-                    self.reindex();
-                }
+        if let Some(index) = &mut self.index {
+            index.insert(name.clone(), i);
+            self.entries.push((name, value));
+        } else {
+            self.entries.push((name, value));
+            if self.entries.len() >= INDEXED_FROM {
+                self.reindex();
             }
         }
         i
@@ -125,12 +126,32 @@ impl Fields {
 
     /// The value of field `name` (not a dotted path: see [`get_path`](super::get_path)).
     pub fn get(&self, name: &str) -> Option<&Value> {
-        self.position(name).map(|i| &self.entries[i].1)
+        match &self.index {
+            None => self
+                .entries
+                .iter()
+                .find(|(k, _)| k.as_str() == name)
+                .map(|(_, v)| v),
+            Some(index) => index
+                .get(name)
+                .and_then(|&i| self.entries.get(i))
+                .map(|(_, v)| v),
+        }
     }
 
     /// The value of field `name`, mutably.
     pub fn get_mut(&mut self, name: &str) -> Option<&mut Value> {
-        self.position(name).map(|i| &mut self.entries[i].1)
+        match &self.index {
+            None => self
+                .entries
+                .iter_mut()
+                .find(|(k, _)| k.as_str() == name)
+                .map(|(_, v)| v),
+            Some(index) => {
+                let i = *index.get(name)?;
+                self.entries.get_mut(i).map(|(_, v)| v)
+            }
+        }
     }
 
     /// Whether field `name` exists.
@@ -142,6 +163,25 @@ impl Fields {
     /// existing one keeps its place.
     pub fn insert(&mut self, name: impl Into<FieldName>, value: Value) -> Option<Value> {
         let name = name.into();
+        if self.index.is_some() {
+            return self.insert_indexed(name, value);
+        }
+        let found = self
+            .entries
+            .iter()
+            .position(|(k, _)| k.as_str() == name.as_str());
+        if let Some(i) = found {
+            return Some(std::mem::replace(&mut self.entries[i].1, value));
+        }
+        self.entries.push((name, value));
+        if self.entries.len() >= INDEXED_FROM {
+            self.reindex();
+        }
+        None
+    }
+
+    #[inline(never)]
+    fn insert_indexed(&mut self, name: FieldName, value: Value) -> Option<Value> {
         match self.position(&name) {
             Some(i) => Some(std::mem::replace(&mut self.entries[i].1, value)),
             None => {
@@ -322,11 +362,12 @@ mod tests {
         let mut f = Fields::new();
         let mut model: Vec<(String, i64)> = Vec::new();
         let mut x = 7u64;
+        let mut indexed_steps = 0;
         for step in 0..4000i64 {
             x ^= x << 13;
             x ^= x >> 7;
             x ^= x << 17;
-            let name = format!("k{}", x % 60);
+            let name = format!("k{}", x % 80);
             let found = model.iter().position(|(k, _)| *k == name);
             match x % 5 {
                 0 => {
@@ -355,7 +396,9 @@ mod tests {
             }
             assert_eq!(f.get("absent"), None);
             assert_eq!(f.index.is_some(), f.len() >= INDEXED_FROM, "step {step}");
+            indexed_steps += usize::from(f.index.is_some());
         }
+        assert!((100..3900).contains(&indexed_steps), "{indexed_steps}");
     }
 
     #[test]
