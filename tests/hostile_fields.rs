@@ -275,3 +275,44 @@ fn unfinished_hop_frames_share_a_bounded_budget_and_a_normal_hop_goes_on() {
         "{log}"
     );
 }
+
+#[test]
+fn parse_json_sends_an_object_over_max_fields_to_the_dead_letter_channel() {
+    let d = Dir::new();
+    let input = format!(
+        "{{\"id\":0}}\n{}\n{{\"id\":2,\"tags\":{{\"a\":1}}}}\n",
+        wide_object(1, 20_000)
+    );
+    d.write("in.ndjson", &input);
+    d.write(
+        "p.yaml",
+        "sources:\n  in: {type: file, include: [./in.ndjson], read_from: beginning, follow: false, processors: [json], channels: [main]}\nprocessors:\n  json: {type: parse_json, dead_letter: bad}\nchannels:\n  main: {type: memory}\n  bad: {type: memory}\nsinks:\n  out: {type: file, channel: main, path: ./out/good.json, format: json}\n  bad: {type: file, channel: bad, path: ./out/bad.json, format: json}\n",
+    );
+    let o = d.run_logged(&["run", "p.yaml"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let counts = final_counts(&stderr(&o));
+    assert_eq!(counts["json"]["errors"].as_u64(), Some(1));
+    let good: Vec<serde_json::Value> = d
+        .lines("out/good.json")
+        .iter()
+        .map(|l| serde_json::from_str(l).expect("json"))
+        .collect();
+    assert_eq!(good.len(), 2);
+    assert_eq!(
+        (&good[0]["fields"]["id"], &good[1]["fields"]["tags"]["a"]),
+        (&0.into(), &1.into())
+    );
+    let bad = d.lines("out/bad.json");
+    assert_eq!(bad.len(), 1);
+    let v: serde_json::Value = serde_json::from_str(&bad[0]).expect("json");
+    // The body is kept whole, the fields are not added.
+    assert_eq!(
+        v["message"].as_str().map(str::len),
+        Some(wide_object(1, 20_000).len())
+    );
+    assert_eq!(
+        v["fields"]["error"],
+        "an object of 20001 fields (nested ones included) is more than max_fields (1000)"
+    );
+    assert!(v["fields"].get("k0").is_none());
+}
