@@ -95,12 +95,12 @@ pub enum FrameError {
         max: usize,
     },
     /// No new byte of a started frame arrived in time.
-    #[error("no byte of a started hop frame for {0:?} ({1} of {2} bytes received)")]
+    #[error("no byte of a started hop frame for {0:?}; {1} of its {2} bytes received")]
     Stalled(Duration, usize, usize),
     /// The shared budget had no room for the frame in time.
     #[error(
-        "no memory for a hop frame within {0:?}: unfinished frames hold the whole \
-         max_buffered_bytes ({1} bytes) ({2} of {3} bytes received)"
+        "no memory for a hop frame within {0:?}: other unfinished frames hold the \
+         max_buffered_bytes budget of {1} bytes; {2} of its {3} bytes received"
     )]
     NoBudget(Duration, usize, usize, usize),
 }
@@ -312,7 +312,8 @@ mod tests {
             .unwrap_err();
         assert!(matches!(e, FrameError::NoBudget(..)), "{e}");
         assert!(
-            e.to_string().contains("max_buffered_bytes (65536 bytes)"),
+            e.to_string()
+                .contains("max_buffered_bytes budget of 65536 bytes; 0 of its 10 bytes"),
             "{e}"
         );
         drop(hold);
