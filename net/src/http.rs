@@ -40,7 +40,7 @@ use sluice_core::prelude::*;
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 
-use crate::http_body::{decode, Kind};
+use crate::http_body::{decode_off_thread, Kind};
 use crate::ingest::{pump, Ingest, Refused};
 use crate::secure::{bind, Secret, TlsConfig, Token};
 
@@ -274,7 +274,7 @@ async fn handle_inner(
             )
         }
     };
-    let batch = match decode(body, kind, opts.max_fields) {
+    let batch = match decode_off_thread(body, kind, opts.max_fields).await {
         Ok(b) => b,
         Err(msg) => {
             metrics.record_errors(1);

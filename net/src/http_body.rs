@@ -64,6 +64,25 @@ fn kind_name(v: &Value) -> &'static str {
     }
 }
 
+/// Bodies from this size on are decoded on tokio's blocking pool, so that a
+/// large one does not hold up the other requests (and `/health`) of the
+/// worker thread for the milliseconds its parsing takes.
+const OFF_THREAD_FROM: usize = 256 << 10;
+
+/// [`decode`], on the blocking pool for a large body.
+pub(crate) async fn decode_off_thread(
+    body: Bytes,
+    kind: Kind,
+    max_fields: usize,
+) -> Result<Batch, String> {
+    if body.len() < OFF_THREAD_FROM {
+        return decode(body, kind, max_fields);
+    }
+    tokio::task::spawn_blocking(move || decode(body, kind, max_fields))
+        .await
+        .unwrap_or_else(|e| Err(format!("the body could not be decoded: {e}")))
+}
+
 /// Turns a request body into events; an error message for a malformed one
 /// (then no event of it is taken).
 pub(crate) fn decode(body: Bytes, kind: Kind, max_fields: usize) -> Result<Batch, String> {

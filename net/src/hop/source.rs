@@ -20,7 +20,7 @@ use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 
-use super::proto::{self, FrameBudget, ACK, BATCH, HELLO, NACK, REFUSED, REJECT, WELCOME};
+use super::proto::{self, Decoded, FrameBudget, ACK, BATCH, HELLO, NACK, REFUSED, REJECT, WELCOME};
 use crate::ingest::{pump, Ingest};
 use crate::secure::{bind, Io, Secret, TlsConfig, Token};
 use crate::warn::WarnLimiter;
@@ -227,11 +227,11 @@ async fn serve(
         if frame.kind != BATCH {
             return Err(format!("unexpected frame {}", frame.kind));
         }
-        let decoded = match proto::decode_batch(frame.payload, limits.max_fields) {
+        let decoded = match decode_off_thread(frame.payload, limits.max_fields).await {
             Ok(x) => x,
             Err(e) => {
                 metrics.record_errors(1);
-                return Err(e.to_string());
+                return Err(e);
             }
         };
         // Once the batch is queued it is emitted even if the source is
@@ -273,4 +273,18 @@ async fn serve(
         }
         .map_err(|e| e.to_string())?;
     }
+}
+
+/// Frames from this size on are decoded on tokio's blocking pool, so that a
+/// large one does not hold up the other connections of the worker thread.
+const OFF_THREAD_FROM: usize = 1 << 20;
+
+async fn decode_off_thread(payload: bytes::Bytes, max_fields: usize) -> Result<Decoded, String> {
+    if payload.len() < OFF_THREAD_FROM {
+        return proto::decode_batch(payload, max_fields).map_err(|e| e.to_string());
+    }
+    tokio::task::spawn_blocking(move || proto::decode_batch(payload, max_fields))
+        .await
+        .map_err(|e| format!("the batch could not be decoded: {e}"))?
+        .map_err(|e| e.to_string())
 }
