@@ -20,7 +20,9 @@ use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 
-use super::proto::{self, Decoded, FrameBudget, ACK, BATCH, HELLO, NACK, REFUSED, REJECT, WELCOME};
+use super::proto::{
+    self, Decoded, FrameBudget, FrameError, ACK, BATCH, HELLO, NACK, REFUSED, REJECT, WELCOME,
+};
 use crate::ingest::{pump, Ingest};
 use crate::secure::{bind, Io, Secret, TlsConfig, Token};
 use crate::warn::WarnLimiter;
@@ -105,6 +107,7 @@ impl SourceConfig for Config {
                 ),
                 frame_timeout: self.frame_timeout.get(),
                 max_fields: self.max_fields.get(),
+                closed_warn: Default::default(),
             },
         }))
     }
@@ -125,6 +128,10 @@ struct Limits {
     budget: FrameBudget,
     frame_timeout: Duration,
     max_fields: usize,
+    /// Connections closed on an error are logged at most once a second (a
+    /// flood of bad peers must not flood the log); `held_back` says how
+    /// many were not.
+    closed_warn: std::sync::Mutex<WarnLimiter>,
 }
 
 const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
@@ -167,7 +174,10 @@ impl Source for HopSource {
                     if let Err(e) =
                         serve(stream, token.as_ref(), limits, ingest, shutdown, &metrics).await
                     {
-                        tracing::warn!(%peer, "hop connection closed: {e}");
+                        let allowed = limits.closed_warn.lock().map(|mut w| w.allow());
+                        if let Ok(Some(held_back)) = allowed {
+                            tracing::warn!(%peer, held_back, "hop connection closed: {e}");
+                        }
                     }
                 });
             }
@@ -197,9 +207,14 @@ async fn serve(
         .await
         .map_err(|_| "no hello".to_string())?
         .map_err(|e| e.to_string())?;
-    let Some((HELLO, p)) = hello else {
-        return Err(refuse(&mut stream, 400, "expected a hello").await);
+    let Some((kind, p)) = hello else {
+        // Closed before a byte: a port probe (a load balancer's health
+        // check, a test waiting for the port), not worth a warning.
+        return Ok(());
     };
+    if kind != HELLO {
+        return Err(refuse(&mut stream, 400, "expected a hello").await);
+    }
     if p.len() < 4 || u16::from_be_bytes([p[0], p[1]]) != proto::VERSION {
         return Err(refuse(&mut stream, 400, "unsupported protocol version").await);
     }
@@ -217,7 +232,14 @@ async fn serve(
     loop {
         let frame = tokio::select! {
             f = proto::read_budgeted(&mut stream, limits.max_frame, &limits.budget, limits.frame_timeout) => {
-                f.map_err(|e| e.to_string())?
+                f.map_err(|e| {
+                    // A frame refused or abandoned (not a broken connection)
+                    // is bad input: counted.
+                    if !matches!(e, FrameError::Io(_)) {
+                        metrics.record_errors(1);
+                    }
+                    e.to_string()
+                })?
             }
             _ = shutdown.cancelled() => return Ok(()),
         };
