@@ -8,6 +8,7 @@ mod durability;
 mod examples;
 mod hop;
 mod hostile;
+mod hostile_fields;
 mod kafka;
 mod network;
 mod operations;

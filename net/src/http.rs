@@ -9,7 +9,8 @@
 //! Answers:
 //!
 //! * `200` once every event of the request is in the channels;
-//! * `400` with a message when the body is malformed (nothing is ingested);
+//! * `400` with a message when the body is malformed or an object has more
+//!   than `max_fields` fields (nothing is ingested);
 //! * `401` without a valid `Authorization: Bearer TOKEN` when a token is set;
 //! * `413` when the body is larger than `max_body_bytes`;
 //! * `503` with `Retry-After` when the channels stayed full for `busy_timeout`
@@ -40,6 +41,7 @@ use sluice_core::prelude::*;
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 
+use crate::http_body::{decode_off_thread, Kind};
 use crate::ingest::{pump, Ingest, Refused};
 use crate::secure::{bind, Secret, TlsConfig, Token};
 
@@ -61,6 +63,15 @@ pub struct Config {
     pub token: Option<Secret>,
     /// TLS: `cert` and `key`, and `ca` to require client certificates.
     pub tls: Option<TlsConfig>,
+    /// The most fields one JSON object may have, nested ones included (400
+    /// above it).
+    #[serde(default = "default_max_fields")]
+    pub max_fields: std::num::NonZeroUsize,
+}
+
+fn default_max_fields() -> std::num::NonZeroUsize {
+    std::num::NonZeroUsize::new(sluice_core::event::DEFAULT_MAX_FIELDS)
+        .unwrap_or(std::num::NonZeroUsize::MIN)
 }
 
 fn default_max_body_bytes() -> ByteSize {
@@ -102,6 +113,7 @@ impl SourceConfig for Config {
                 max_body: usize::try_from(self.max_body_bytes.0).unwrap_or(usize::MAX),
                 busy: self.busy_timeout.get(),
                 token: self.token.as_ref().map(Secret::load).transpose()?,
+                max_fields: self.max_fields.get(),
             }),
         }))
     }
@@ -112,6 +124,7 @@ struct Opts {
     max_body: usize,
     busy: Duration,
     token: Option<Token>,
+    max_fields: usize,
 }
 
 /// A running `http` source.
@@ -254,17 +267,11 @@ async fn handle_inner(
     if declared.is_some_and(|n| n > opts.max_body as u64) {
         return too_large();
     }
-    let kind = match req
-        .headers()
-        .get(CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-    {
-        Some(t) if t.starts_with("application/x-ndjson") || t.starts_with("application/jsonl") => {
-            Kind::Ndjson
-        }
-        Some(t) if t.starts_with("application/json") => Kind::Json,
-        _ => Kind::Lines,
-    };
+    let kind = Kind::of(
+        req.headers()
+            .get(CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok()),
+    );
     let body = match Limited::new(req.into_body(), opts.max_body).collect().await {
         Ok(b) => b.to_bytes(),
         Err(e) if e.is::<http_body_util::LengthLimitError>() => return too_large(),
@@ -275,7 +282,7 @@ async fn handle_inner(
             )
         }
     };
-    let batch = match decode(body, kind) {
+    let batch = match decode_off_thread(body, kind, opts.max_fields).await {
         Ok(b) => b,
         Err(msg) => {
             metrics.record_errors(1);
@@ -303,109 +310,5 @@ async fn handle_inner(
                 .insert(RETRY_AFTER, HeaderValue::from_static("5"));
             r
         }
-    }
-}
-
-#[derive(Clone, Copy)]
-enum Kind {
-    Ndjson,
-    Json,
-    Lines,
-}
-
-fn object_event(body: Bytes, v: serde_json::Value, now: Timestamp) -> Result<Event, String> {
-    let serde_json::Value::Object(map) = v else {
-        return Err(format!("expected JSON objects, found {}", kind_name(&v)));
-    };
-    let mut e = Event::new(body, now);
-    e.fields = Fields::with_capacity(map.len());
-    for (k, v) in map {
-        e.fields.insert(k, Value::from(v));
-    }
-    Ok(e)
-}
-
-fn kind_name(v: &serde_json::Value) -> &'static str {
-    match v {
-        serde_json::Value::Null => "null",
-        serde_json::Value::Bool(_) => "a boolean",
-        serde_json::Value::Number(_) => "a number",
-        serde_json::Value::String(_) => "a string",
-        serde_json::Value::Array(_) => "an array",
-        serde_json::Value::Object(_) => "an object",
-    }
-}
-
-/// Turns a request body into events; an error message for a malformed one.
-fn decode(body: Bytes, kind: Kind) -> Result<Batch, String> {
-    let now = Timestamp::now();
-    let mut batch = Batch::new();
-    match kind {
-        Kind::Lines | Kind::Ndjson => {
-            let mut start = 0;
-            let mut line_no = 0;
-            while start < body.len() {
-                line_no += 1;
-                let end = memchr::memchr(b'\n', &body[start..]).map_or(body.len(), |i| start + i);
-                let mut line = body.slice(start..end);
-                start = end + 1;
-                if line.last() == Some(&b'\r') {
-                    line.truncate(line.len() - 1);
-                }
-                match kind {
-                    Kind::Ndjson => {
-                        if line.iter().all(u8::is_ascii_whitespace) {
-                            continue;
-                        }
-                        let v: serde_json::Value = serde_json::from_slice(&line)
-                            .map_err(|e| format!("line {line_no}: invalid JSON: {e}"))?;
-                        batch.push(
-                            object_event(line, v, now)
-                                .map_err(|e| format!("line {line_no}: {e}"))?,
-                        );
-                    }
-                    _ => batch.push(Event::new(line, now)),
-                }
-            }
-        }
-        Kind::Json => {
-            let v: serde_json::Value =
-                serde_json::from_slice(&body).map_err(|e| format!("invalid JSON: {e}"))?;
-            let items = match v {
-                serde_json::Value::Array(items) => items,
-                other => vec![other],
-            };
-            for (i, item) in items.into_iter().enumerate() {
-                let text = Bytes::from(serde_json::to_vec(&item).unwrap_or_default());
-                batch.push(object_event(text, item, now).map_err(|e| format!("item {i}: {e}"))?);
-            }
-        }
-    }
-    Ok(batch)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn bodies_decode_by_content_type() {
-        let b = decode(
-            Bytes::from_static(b"{\"a\":1}\n\n{\"a\":2,\"s\":\"x\"}\r\n"),
-            Kind::Ndjson,
-        )
-        .unwrap();
-        assert_eq!(b.len(), 2);
-        assert_eq!(b.events[1].get("s"), Some(&Value::from("x")));
-        assert_eq!(&b.events[0].body[..], b"{\"a\":1}");
-        let b = decode(Bytes::from_static(b"[{\"a\":1},{\"b\":[1,2]}]"), Kind::Json).unwrap();
-        assert_eq!(b.len(), 2);
-        let b = decode(Bytes::from_static(b"one\ntwo\r\nthree"), Kind::Lines).unwrap();
-        let bodies: Vec<_> = b.iter().map(|e| e.body.clone()).collect();
-        assert_eq!(bodies, ["one", "two", "three"]);
-        let e = decode(Bytes::from_static(b"{\"a\":1}\n{oops\n"), Kind::Ndjson).unwrap_err();
-        assert!(e.starts_with("line 2: invalid JSON"), "{e}");
-        let e = decode(Bytes::from_static(b"[1]"), Kind::Json).unwrap_err();
-        assert!(e.contains("expected JSON objects"), "{e}");
     }
 }

@@ -27,6 +27,9 @@
 use sluice_core::registry::{DuplicateType, Registry};
 
 mod framing;
+#[cfg(test)]
+mod fuzz_tests;
+mod http_body;
 mod ingest;
 mod listen;
 mod warn;

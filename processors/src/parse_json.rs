@@ -4,6 +4,10 @@
 //! `String` first). By default the object's top-level keys are merged into the
 //! event's fields, replacing fields of the same name; with `target` the whole
 //! object goes under that one field.
+//!
+//! An object with more than `max_fields` fields (nested ones included, as
+//! [`Fields::deep_len`] counts them) fails the event like malformed JSON:
+//! it goes to the dead-letter channel, or passes on unchanged, counted.
 
 use serde::Deserialize;
 use sluice_core::prelude::*;
@@ -19,6 +23,14 @@ pub struct Config {
     /// merging its keys into the event's fields.
     #[serde(default)]
     pub target: Option<String>,
+    /// The most fields the parsed object may have, nested ones included.
+    #[serde(default = "default_max_fields")]
+    pub max_fields: std::num::NonZeroUsize,
+}
+
+fn default_max_fields() -> std::num::NonZeroUsize {
+    std::num::NonZeroUsize::new(sluice_core::event::DEFAULT_MAX_FIELDS)
+        .unwrap_or(std::num::NonZeroUsize::MIN)
 }
 
 impl ProcessorConfig for Config {
@@ -33,6 +45,7 @@ impl ProcessorConfig for Config {
         Ok(Box::new(ParseJson {
             field: self.field.clone(),
             target: self.target.clone(),
+            max_fields: self.max_fields.get(),
         }))
     }
 }
@@ -41,6 +54,7 @@ impl ProcessorConfig for Config {
 struct ParseJson {
     field: Option<String>,
     target: Option<String>,
+    max_fields: usize,
 }
 
 impl ParseJson {
@@ -58,8 +72,16 @@ impl ParseJson {
                 None => return Err(format!("field `{f}` is missing")),
             },
         };
-        serde_json::from_slice::<Fields>(text)
-            .map_err(|err| format!("cannot read a JSON object: {err}"))
+        let obj = serde_json::from_slice::<Fields>(text)
+            .map_err(|err| format!("cannot read a JSON object: {err}"))?;
+        let n = obj.deep_len();
+        if n > self.max_fields {
+            return Err(format!(
+                "an object of {n} fields (nested ones included) is more than max_fields ({})",
+                self.max_fields
+            ));
+        }
+        Ok(obj)
     }
 }
 
@@ -118,6 +140,30 @@ mod tests {
         assert!(run(p.as_mut(), &mut b).is_empty());
         assert_eq!(b.events[0].get("doc.parsed.a"), Some(&Value::Integer(1)));
         assert_eq!(b.events[0].get("a"), None);
+    }
+
+    #[test]
+    fn an_object_over_max_fields_fails_the_event_only() {
+        let mut p = build::<Config>("max_fields: 3");
+        let mut b = batch(&[r#"{"a":1,"b":{"c":2}}"#, r#"{"a":1,"b":{"c":2,"d":3}}"#]);
+        let f = run(p.as_mut(), &mut b);
+        assert_eq!(f.len(), 1);
+        assert_eq!(f[0].0, 1);
+        assert_eq!(
+            f[0].1,
+            "an object of 4 fields (nested ones included) is more than max_fields (3)"
+        );
+        assert_eq!(b.events[0].get("b.c"), Some(&Value::Integer(2)));
+        assert_eq!(b.events[1].get("a"), None);
+        let wide: String = (0..20_000).map(|i| format!(",\"k{i}\":{i}")).collect();
+        let wide = format!("{{\"first\":0{wide}}}");
+        let mut b = batch(&[wide.as_str()]);
+        let f = run(build::<Config>("{}").as_mut(), &mut b);
+        assert!(f[0].1.contains("20001 fields"), "{f:?}");
+        let mut b = batch(&[wide.as_str()]);
+        assert!(run(build::<Config>("max_fields: 20001").as_mut(), &mut b).is_empty());
+        assert_eq!(b.events[0].fields.len(), 20_001);
+        assert!(unknown_key::<Config>("max_fields: 0").contains("nonzero"));
     }
 
     #[test]

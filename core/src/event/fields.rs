@@ -8,7 +8,14 @@
 //! 23 bytes live inline, so a processor that adds the same names to every
 //! event clones them without allocating. Lookups are linear, which beats
 //! hashing or tree walks at these sizes.
+//!
+//! Past [`INDEXED_FROM`] fields a linear lookup would make building a map
+//! cost the square of its size (a hostile JSON object of 20,000 keys took
+//! seconds), so a larger map also keeps a hash index from name to position
+//! (std's `HashMap` with its randomly keyed hasher, so that chosen names
+//! cannot make it slow either). Small maps never allocate one.
 
+use std::collections::HashMap;
 use std::fmt;
 
 use super::Value;
@@ -16,10 +23,24 @@ use super::Value;
 /// A field name: inline up to 23 bytes, cheap to clone.
 pub type FieldName = smol_str::SmolStr;
 
+/// The default `max_fields` of the components that build events from
+/// outside input (`http`, `sluice` sources, `parse_json`): the most fields,
+/// counted by [`Fields::deep_len`], one event may have.
+pub const DEFAULT_MAX_FIELDS: usize = 1000;
+
+/// From this many fields on, a map keeps a hash index of its names.
+pub const INDEXED_FROM: usize = 32;
+
 /// An event's fields (or a nested map), in insertion order, names unique.
-#[derive(Clone, Default, PartialEq)]
+#[derive(Clone, Default)]
 pub struct Fields {
     entries: Vec<(FieldName, Value)>,
+    /// Position of each name in `entries`, kept only while the map has at
+    /// least [`INDEXED_FROM`] fields. Boxed so that small maps pay one word
+    /// (a `HashMap` itself is six): `Fields` stays 32 bytes and `Value`, which
+    /// holds one inline, does not grow.
+    #[allow(clippy::box_collection)]
+    index: Option<Box<HashMap<FieldName, usize>>>,
 }
 
 impl Fields {
@@ -27,6 +48,7 @@ impl Fields {
     pub const fn new() -> Self {
         Fields {
             entries: Vec::new(),
+            index: None,
         }
     }
 
@@ -34,6 +56,7 @@ impl Fields {
     pub fn with_capacity(n: usize) -> Self {
         Fields {
             entries: Vec::with_capacity(n),
+            index: None,
         }
     }
 
@@ -47,24 +70,88 @@ impl Fields {
         self.entries.is_empty()
     }
 
+    /// Number of fields at every depth: each field of this map counts once,
+    /// and so does each field of every map nested in it, including maps
+    /// inside arrays. `{"a": 1, "b": {"c": 2, "d": [{"e": 3}]}}` has 5.
+    /// Other array elements do not count. This is what `max_fields` limits.
+    pub fn deep_len(&self) -> usize {
+        self.entries
+            .iter()
+            .map(|(_, v)| 1 + v.deep_len())
+            .sum::<usize>()
+    }
+
     fn position(&self, name: &str) -> Option<usize> {
-        self.entries.iter().position(|(k, _)| k.as_str() == name)
+        match &self.index {
+            None => self.entries.iter().position(|(k, _)| k.as_str() == name),
+            Some(index) => index.get(name).copied(),
+        }
+    }
+
+    /// Rebuilds the index after entries moved, or drops it when the map
+    /// became small. Out of line: the small-map paths stay compact.
+    #[inline(never)]
+    fn reindex(&mut self) {
+        if self.entries.len() < INDEXED_FROM {
+            self.index = None;
+            return;
+        }
+        let cap = self.entries.capacity();
+        let index = self
+            .index
+            .get_or_insert_with(|| Box::new(HashMap::with_capacity(cap)));
+        index.clear();
+        index.extend(
+            self.entries
+                .iter()
+                .enumerate()
+                .map(|(i, (k, _))| (k.clone(), i)),
+        );
+    }
+
+    /// Appends a field known to be new.
+    fn push(&mut self, name: FieldName, value: Value) -> usize {
+        let i = self.entries.len();
+        if let Some(index) = &mut self.index {
+            index.insert(name.clone(), i);
+            self.entries.push((name, value));
+        } else {
+            self.entries.push((name, value));
+            if self.entries.len() >= INDEXED_FROM {
+                self.reindex();
+            }
+        }
+        i
     }
 
     /// The value of field `name` (not a dotted path: see [`get_path`](super::get_path)).
     pub fn get(&self, name: &str) -> Option<&Value> {
-        self.entries
-            .iter()
-            .find(|(k, _)| k.as_str() == name)
-            .map(|(_, v)| v)
+        match &self.index {
+            None => self
+                .entries
+                .iter()
+                .find(|(k, _)| k.as_str() == name)
+                .map(|(_, v)| v),
+            Some(index) => index
+                .get(name)
+                .and_then(|&i| self.entries.get(i))
+                .map(|(_, v)| v),
+        }
     }
 
     /// The value of field `name`, mutably.
     pub fn get_mut(&mut self, name: &str) -> Option<&mut Value> {
-        self.entries
-            .iter_mut()
-            .find(|(k, _)| k.as_str() == name)
-            .map(|(_, v)| v)
+        match &self.index {
+            None => self
+                .entries
+                .iter_mut()
+                .find(|(k, _)| k.as_str() == name)
+                .map(|(_, v)| v),
+            Some(index) => {
+                let i = *index.get(name)?;
+                self.entries.get_mut(i).map(|(_, v)| v)
+            }
+        }
     }
 
     /// Whether field `name` exists.
@@ -76,10 +163,29 @@ impl Fields {
     /// existing one keeps its place.
     pub fn insert(&mut self, name: impl Into<FieldName>, value: Value) -> Option<Value> {
         let name = name.into();
+        if self.index.is_some() {
+            return self.insert_indexed(name, value);
+        }
+        let found = self
+            .entries
+            .iter()
+            .position(|(k, _)| k.as_str() == name.as_str());
+        if let Some(i) = found {
+            return Some(std::mem::replace(&mut self.entries[i].1, value));
+        }
+        self.entries.push((name, value));
+        if self.entries.len() >= INDEXED_FROM {
+            self.reindex();
+        }
+        None
+    }
+
+    #[inline(never)]
+    fn insert_indexed(&mut self, name: FieldName, value: Value) -> Option<Value> {
         match self.position(&name) {
             Some(i) => Some(std::mem::replace(&mut self.entries[i].1, value)),
             None => {
-                self.entries.push((name, value));
+                self.push(name, value);
                 None
             }
         }
@@ -94,10 +200,7 @@ impl Fields {
         let name = name.into();
         let i = match self.position(&name) {
             Some(i) => i,
-            None => {
-                self.entries.push((name, make()));
-                self.entries.len() - 1
-            }
+            None => self.push(name, make()),
         };
         &mut self.entries[i].1
     }
@@ -105,12 +208,28 @@ impl Fields {
     /// Removes field `name`, keeping the order of the others.
     pub fn remove(&mut self, name: &str) -> Option<Value> {
         let i = self.position(name)?;
-        Some(self.entries.remove(i).1)
+        let (_, v) = self.entries.remove(i);
+        if let Some(index) = &mut self.index {
+            index.remove(name);
+            for at in index.values_mut() {
+                if *at > i {
+                    *at -= 1;
+                }
+            }
+            if self.entries.len() < INDEXED_FROM {
+                self.index = None;
+            }
+        }
+        Some(v)
     }
 
     /// Keeps the fields for which `keep` is true.
     pub fn retain(&mut self, mut keep: impl FnMut(&FieldName, &mut Value) -> bool) {
+        let before = self.entries.len();
         self.entries.retain_mut(|(k, v)| keep(k, v));
+        if self.index.is_some() && self.entries.len() != before {
+            self.reindex();
+        }
     }
 
     /// The fields in order.
@@ -131,6 +250,14 @@ impl Fields {
     /// The values in order.
     pub fn values(&self) -> impl ExactSizeIterator<Item = &Value> {
         self.entries.iter().map(|(_, v)| v)
+    }
+}
+
+/// Equal when the same fields are in the same order (the index is only a
+/// cache of the entries).
+impl PartialEq for Fields {
+    fn eq(&self, other: &Self) -> bool {
+        self.entries == other.entries
     }
 }
 
@@ -191,16 +318,22 @@ impl<'de> serde::Deserialize<'de> for Fields {
             fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
                 f.write_str("a map")
             }
-            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut a: A) -> Result<Fields, A::Error> {
-                let mut m = Fields::with_capacity(a.size_hint().unwrap_or(0).min(64));
-                while let Some((k, v)) = a.next_entry::<std::borrow::Cow<'de, str>, Value>()? {
-                    m.insert(FieldName::from(k.as_ref()), v);
-                }
-                Ok(m)
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, a: A) -> Result<Fields, A::Error> {
+                read_map(a)
             }
         }
         d.deserialize_map(V)
     }
+}
+
+/// Reads a serde map into `Fields`; a repeated name keeps its first place
+/// and its last value.
+pub(super) fn read_map<'de, A: serde::de::MapAccess<'de>>(mut a: A) -> Result<Fields, A::Error> {
+    let mut m = Fields::with_capacity(a.size_hint().unwrap_or(0).min(64));
+    while let Some((k, v)) = a.next_entry::<std::borrow::Cow<'de, str>, Value>()? {
+        m.insert(FieldName::from(k.as_ref()), v);
+    }
+    Ok(m)
 }
 
 #[cfg(test)]
@@ -220,5 +353,80 @@ mod tests {
         assert_eq!(serde_json::to_string(&f).unwrap(), r#"{"a":2}"#);
         let back: Fields = serde_json::from_str(r#"{"x":"y","n":[1,2]}"#).unwrap();
         assert_eq!(back.get("x").and_then(Value::as_str), Some("y"));
+    }
+
+    /// The indexed map behaves exactly like a plain list of pairs, across
+    /// the size where the index appears and disappears.
+    #[test]
+    fn a_large_map_agrees_with_a_linear_model() {
+        let mut f = Fields::new();
+        let mut model: Vec<(String, i64)> = Vec::new();
+        let mut x = 7u64;
+        let mut indexed_steps = 0;
+        for step in 0..4000i64 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let name = format!("k{}", x % 80);
+            let found = model.iter().position(|(k, _)| *k == name);
+            match x % 5 {
+                0 => {
+                    let got = f.remove(&name);
+                    let want = found.map(|i| model.remove(i).1);
+                    assert_eq!(got, want.map(Value::Integer));
+                }
+                1 => {
+                    f.retain(|k, _| !k.ends_with('3'));
+                    model.retain(|(k, _)| !k.ends_with('3'));
+                }
+                _ => {
+                    let old = f.insert(name.as_str(), Value::Integer(step));
+                    assert_eq!(old, found.map(|i| Value::Integer(model[i].1)));
+                    match found {
+                        Some(i) => model[i].1 = step,
+                        None => model.push((name, step)),
+                    }
+                }
+            }
+            let keys: Vec<&str> = f.keys().map(|k| k.as_str()).collect();
+            let want: Vec<&str> = model.iter().map(|(k, _)| k.as_str()).collect();
+            assert_eq!(keys, want, "step {step}");
+            for (k, v) in &model {
+                assert_eq!(f.get(k), Some(&Value::Integer(*v)), "step {step}");
+            }
+            assert_eq!(f.get("absent"), None);
+            assert_eq!(f.index.is_some(), f.len() >= INDEXED_FROM, "step {step}");
+            indexed_steps += usize::from(f.index.is_some());
+        }
+        assert!((100..3900).contains(&indexed_steps), "{indexed_steps}");
+    }
+
+    #[test]
+    fn twenty_thousand_fields_keep_their_order_and_the_last_duplicate() {
+        let mut text = String::from("{");
+        for i in 0..20_000 {
+            text.push_str(&format!("\"k{i}\":{i},"));
+        }
+        text.push_str("\"k5\":-1}");
+        let f: Fields = serde_json::from_str(&text).unwrap();
+        assert_eq!(f.len(), 20_000);
+        assert_eq!(f.get("k5"), Some(&Value::Integer(-1)));
+        assert_eq!(f.get("k19999"), Some(&Value::Integer(19_999)));
+        assert_eq!(f.keys().nth(6).map(|k| k.as_str()), Some("k6"));
+        assert_eq!(f.deep_len(), 20_000);
+    }
+
+    #[test]
+    fn the_index_does_not_grow_values() {
+        assert_eq!(std::mem::size_of::<Fields>(), 32);
+        assert!(std::mem::size_of::<Value>() <= 40);
+    }
+
+    #[test]
+    fn deep_len_counts_nested_map_fields() {
+        let f: Fields =
+            serde_json::from_str(r#"{"a":1,"b":{"c":2,"d":[{"e":3},4,[{"f":5}]]}}"#).unwrap();
+        assert_eq!(f.deep_len(), 6);
+        assert_eq!(Fields::new().deep_len(), 0);
     }
 }

@@ -11,7 +11,7 @@ use std::fmt;
 
 use bytes::Bytes;
 
-pub use fields::{FieldName, Fields};
+pub use fields::{FieldName, Fields, DEFAULT_MAX_FIELDS, INDEXED_FROM};
 
 /// Nanoseconds since the Unix epoch, UTC.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
@@ -155,6 +155,16 @@ impl Value {
             Value::Array(_) | Value::Map(_) => {
                 out.push_str(&serde_json::to_string(self).unwrap_or_default());
             }
+        }
+    }
+
+    /// Number of map fields in this value at every depth (see
+    /// [`Fields::deep_len`]): 0 for scalars.
+    pub fn deep_len(&self) -> usize {
+        match self {
+            Value::Map(m) => m.deep_len(),
+            Value::Array(a) => a.iter().map(Value::deep_len).sum(),
+            _ => 0,
         }
     }
 
@@ -445,12 +455,8 @@ impl<'de> serde::Deserialize<'de> for Value {
                 }
                 Ok(Value::Array(v))
             }
-            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut a: A) -> Result<Value, A::Error> {
-                let mut m = Fields::new();
-                while let Some((k, v)) = a.next_entry::<String, Value>()? {
-                    m.insert(k, v);
-                }
-                Ok(Value::Map(m))
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, a: A) -> Result<Value, A::Error> {
+                fields::read_map(a).map(Value::Map)
             }
         }
         d.deserialize_any(V)

@@ -3,6 +3,7 @@
 //! channels accepted it. The wire format is in [`proto`].
 
 pub mod frames;
+pub mod frame;
 pub mod proto;
 pub mod sink;
 pub mod source;

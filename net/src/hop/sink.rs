@@ -32,7 +32,7 @@ use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 
 use super::frames::{self, Plan};
-use super::proto::{self, ACK, NACK, REFUSED, WELCOME};
+use super::proto::{self, ACK, NACK, REFUSED, REJECT, WELCOME};
 use crate::secure::{Io, Secret, TlsConfig, Token};
 
 /// The `sluice` sink's options.
@@ -145,10 +145,12 @@ struct Pending {
     fingerprint: u64,
     /// How many of its frames the receiver acknowledged.
     acked: usize,
+    /// Events of the acknowledged frames the receiver refused for good.
+    refused: Vec<(usize, String)>,
 }
 
-/// Control frames are small.
-const MAX_CONTROL: usize = 64 << 10;
+/// Control frames are small; a `REJECT` lists 4 bytes per refused event.
+const MAX_CONTROL: usize = 1 << 20;
 
 impl HopSink {
     async fn connect(&mut self) -> Result<Box<dyn Io>, SinkError> {
@@ -202,8 +204,14 @@ impl HopSink {
         }
     }
 
-    /// Sends one frame holding `batch` and waits for its acknowledgement.
-    async fn send(&mut self, stream: &mut Box<dyn Io>, batch: &Batch) -> Result<(), String> {
+    /// Sends one frame holding `batch` and waits for its answer: the events
+    /// the receiver refused for good (usually none), or why the frame must
+    /// be sent again.
+    async fn send(
+        &mut self,
+        stream: &mut Box<dyn Io>,
+        batch: &Batch,
+    ) -> Result<Vec<(usize, String)>, String> {
         self.seq += 1;
         let seq = self.seq;
         self.out.clear();
@@ -218,7 +226,18 @@ impl HopSink {
             .map_err(|_| format!("no acknowledgement within {:?}", self.ack_timeout))?
             .map_err(|e| e.to_string())?;
         match answer {
-            Some((ACK, p)) if p.len() == 8 && p[..] == seq.to_be_bytes() => Ok(()),
+            Some((ACK, p)) if p.len() == 8 && p[..] == seq.to_be_bytes() => Ok(Vec::new()),
+            Some((REJECT, p)) => {
+                let (got, why, indexes) = proto::decode_reject(p).map_err(|e| e.to_string())?;
+                if got != seq || indexes.iter().any(|&i| i as usize >= batch.len()) {
+                    return Err("a refusal that does not match the batch".into());
+                }
+                let why = format!("refused by {}: {why}", self.address);
+                Ok(indexes
+                    .into_iter()
+                    .map(|i| (i as usize, why.clone()))
+                    .collect())
+            }
             Some((NACK, p)) => Err(format!(
                 "the receiver did not take the batch: {}",
                 String::from_utf8_lossy(p.get(8..).unwrap_or_default())
@@ -232,19 +251,25 @@ impl HopSink {
 }
 
 impl HopSink {
-    /// Sends the frames of `plan` from `first` on; returns how many frames
-    /// were acknowledged in all, and the error that stopped it, if any.
+    /// Sends the frames of `plan` from `first` on, adding the events the
+    /// receiver refused (as batch indices) to `refused`; returns how many
+    /// frames were acknowledged in all, and the error that stopped it, if
+    /// any.
     async fn send_frames(
         &mut self,
         stream: &mut Box<dyn Io>,
         batch: &Batch,
         plan: &Plan,
         first: usize,
+        refused: &mut Vec<(usize, String)>,
     ) -> (usize, Result<(), String>) {
         if plan.is_whole(batch) {
             // The usual case: the batch as it is, without copying events.
             return match self.send(stream, batch).await {
-                Ok(()) => (1, Ok(())),
+                Ok(r) => {
+                    refused.extend(r);
+                    (1, Ok(()))
+                }
                 Err(e) => (0, Err(e)),
             };
         }
@@ -255,8 +280,9 @@ impl HopSink {
                     .map(|&i| batch.events[i].clone())
                     .collect::<Vec<_>>(),
             );
-            if let Err(e) = self.send(stream, &part).await {
-                return (n, Err(e));
+            match self.send(stream, &part).await {
+                Ok(r) => refused.extend(r.into_iter().map(|(i, why)| (frame[i], why))),
+                Err(e) => return (n, Err(e)),
             }
         }
         (plan.frames.len(), Ok(()))
@@ -292,6 +318,7 @@ impl Sink for HopSink {
             .take()
             .filter(|p| fingerprint(batch, &mut self.out) == p.fingerprint);
         let first = pending.as_ref().map_or(0, |p| p.acked);
+        let mut refused = pending.as_ref().map_or_else(Vec::new, |p| p.refused.clone());
         if first < plan.frames.len() {
             let mut stream = match self.conn.take() {
                 Some(s) => s,
@@ -303,7 +330,10 @@ impl Sink for HopSink {
                     }
                 },
             };
-            match self.send_frames(&mut stream, batch, &plan, first).await {
+            match self
+                .send_frames(&mut stream, batch, &plan, first, &mut refused)
+                .await
+            {
                 (_, Ok(())) => self.conn = Some(stream),
                 // The connection is dropped: its state is unknown.
                 (acked, Err(e)) => {
@@ -315,6 +345,7 @@ impl Sink for HopSink {
                         fingerprint: pending
                             .map_or_else(|| fingerprint(batch, &mut self.out), |p| p.fingerprint),
                         acked,
+                        refused,
                     });
                     return Err(SinkError::Retry(format!(
                         "{}: {e} ({acked} of {total} frames of this batch acknowledged; the retry sends only the others)",
@@ -323,10 +354,13 @@ impl Sink for HopSink {
                 }
             }
         }
-        if plan.rejected.is_empty() {
+        let mut rejected = plan.rejected;
+        rejected.extend(refused);
+        if rejected.is_empty() {
             Ok(())
         } else {
-            Err(SinkError::Rejected(plan.rejected))
+            rejected.sort_by_key(|r| r.0);
+            Err(SinkError::Rejected(rejected))
         }
     }
 

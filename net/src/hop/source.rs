@@ -9,6 +9,7 @@
 //!     channels: [main]
 //! ```
 
+use std::num::NonZeroUsize;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -20,9 +21,12 @@ use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 
-use super::proto::{self, ACK, BATCH, HELLO, NACK, REFUSED, WELCOME};
+use super::proto::{
+    self, Decoded, FrameBudget, FrameError, ACK, BATCH, HELLO, NACK, REFUSED, REJECT, WELCOME,
+};
 use crate::ingest::{pump, Ingest};
 use crate::secure::{bind, Io, Secret, TlsConfig, Token};
+use crate::warn::WarnLimiter;
 
 /// The `sluice` source's options.
 #[derive(Clone, Debug, Deserialize)]
@@ -37,10 +41,35 @@ pub struct Config {
     /// The largest batch frame accepted.
     #[serde(default = "default_max_frame_bytes")]
     pub max_frame_bytes: ByteSize,
+    /// Memory that unfinished frames of all connections may hold together
+    /// (from their first byte until their batch is in the channels); at
+    /// least `max_frame_bytes`.
+    #[serde(default = "default_max_buffered_bytes")]
+    pub max_buffered_bytes: ByteSize,
+    /// How long a started frame may go without a new byte or without memory
+    /// from `max_buffered_bytes` before its connection is closed.
+    #[serde(default = "default_frame_timeout")]
+    pub frame_timeout: sluice_core::config::Duration,
+    /// The most fields an event may have, nested ones included; an event
+    /// with more is refused for good and the sender told so.
+    #[serde(default = "default_max_fields")]
+    pub max_fields: NonZeroUsize,
 }
 
 fn default_max_frame_bytes() -> ByteSize {
     ByteSize(64 << 20)
+}
+
+fn default_max_buffered_bytes() -> ByteSize {
+    ByteSize(256 << 20)
+}
+
+fn default_frame_timeout() -> sluice_core::config::Duration {
+    Duration::from_secs(10).into()
+}
+
+fn default_max_fields() -> NonZeroUsize {
+    NonZeroUsize::new(sluice_core::event::DEFAULT_MAX_FIELDS).unwrap_or(NonZeroUsize::MIN)
 }
 
 impl SourceConfig for Config {
@@ -59,6 +88,18 @@ impl SourceConfig for Config {
         if self.max_frame_bytes.0 < 1024 {
             p.push(Problem::at("max_frame_bytes", "must be at least 1KiB"));
         }
+        if self.max_frame_bytes.0 > u64::from(u32::MAX) - 1 {
+            p.push(Problem::at("max_frame_bytes", "must be less than 4GiB"));
+        }
+        if self.max_buffered_bytes.0 < self.max_frame_bytes.0 {
+            p.push(Problem::at(
+                "max_buffered_bytes",
+                "must be at least max_frame_bytes, or a frame of that size could never be read",
+            ));
+        }
+        if self.frame_timeout.get().is_zero() {
+            p.push(Problem::at("frame_timeout", "must be more than zero"));
+        }
         p
     }
 
@@ -67,7 +108,15 @@ impl SourceConfig for Config {
             listener: bind(&self.address)?,
             token: self.token.as_ref().map(Secret::load).transpose()?,
             tls: self.tls.as_ref().map(TlsConfig::acceptor).transpose()?,
-            max_frame: usize::try_from(self.max_frame_bytes.0).unwrap_or(usize::MAX),
+            limits: Limits {
+                max_frame: usize::try_from(self.max_frame_bytes.0).unwrap_or(usize::MAX),
+                budget: FrameBudget::new(
+                    usize::try_from(self.max_buffered_bytes.0).unwrap_or(usize::MAX),
+                ),
+                frame_timeout: self.frame_timeout.get(),
+                max_fields: self.max_fields.get(),
+                closed_warn: Default::default(),
+            },
         }))
     }
 }
@@ -77,7 +126,20 @@ pub struct HopSource {
     listener: std::net::TcpListener,
     token: Option<Token>,
     tls: Option<TlsAcceptor>,
+    limits: Limits,
+}
+
+/// What one connection may send; shared by all connections of a source.
+struct Limits {
     max_frame: usize,
+    /// The memory all unfinished frames share.
+    budget: FrameBudget,
+    frame_timeout: Duration,
+    max_fields: usize,
+    /// Connections closed on an error are logged at most once a second (a
+    /// flood of bad peers must not flood the log); `held_back` says how
+    /// many were not.
+    closed_warn: std::sync::Mutex<WarnLimiter>,
 }
 
 const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
@@ -89,7 +151,7 @@ impl Source for HopSource {
         let (ingest, rx) = Ingest::new();
         let shutdown = cx.shutdown.clone();
         let metrics = cx.metrics.clone();
-        let shared = Arc::new((self.token, self.tls, self.max_frame));
+        let shared = Arc::new((self.token, self.tls, self.limits));
         let acceptor = tokio::spawn(async move {
             loop {
                 let Some((tcp, peer)) = crate::listen::accept(&listener, &shutdown).await else {
@@ -103,7 +165,7 @@ impl Source for HopSource {
                     metrics.clone(),
                 );
                 tokio::spawn(async move {
-                    let (token, tls, max_frame) = &*shared;
+                    let (token, tls, limits) = &*shared;
                     let stream: Box<dyn Io> = match tls {
                         None => Box::new(tcp),
                         Some(tls) => {
@@ -117,17 +179,13 @@ impl Source for HopSource {
                             }
                         }
                     };
-                    if let Err(e) = serve(
-                        stream,
-                        token.as_ref(),
-                        *max_frame,
-                        ingest,
-                        shutdown,
-                        &metrics,
-                    )
-                    .await
+                    if let Err(e) =
+                        serve(stream, token.as_ref(), limits, ingest, shutdown, &metrics).await
                     {
-                        tracing::warn!(%peer, "hop connection closed: {e}");
+                        let allowed = limits.closed_warn.lock().map(|mut w| w.allow());
+                        if let Ok(Some(held_back)) = allowed {
+                            tracing::warn!(%peer, held_back, "hop connection closed: {e}");
+                        }
                     }
                 });
             }
@@ -148,7 +206,7 @@ async fn refuse(stream: &mut Box<dyn Io>, code: u16, msg: &str) -> String {
 async fn serve(
     mut stream: Box<dyn Io>,
     token: Option<&Token>,
-    max_frame: usize,
+    limits: &Limits,
     ingest: Ingest,
     shutdown: CancellationToken,
     metrics: &ComponentMetrics,
@@ -157,9 +215,14 @@ async fn serve(
         .await
         .map_err(|_| "no hello".to_string())?
         .map_err(|e| e.to_string())?;
-    let Some((HELLO, p)) = hello else {
-        return Err(refuse(&mut stream, 400, "expected a hello").await);
+    let Some((kind, p)) = hello else {
+        // Closed before a byte: a port probe (a load balancer's health
+        // check, a test waiting for the port), not worth a warning.
+        return Ok(());
     };
+    if kind != HELLO {
+        return Err(refuse(&mut stream, 400, "expected a hello").await);
+    }
     if p.len() < 4 || u16::from_be_bytes([p[0], p[1]]) != proto::VERSION {
         return Err(refuse(&mut stream, 400, "unsupported protocol version").await);
     }
@@ -173,28 +236,64 @@ async fn serve(
     proto::write_control(&mut stream, WELCOME, &[])
         .await
         .map_err(|e| e.to_string())?;
+    let mut warn = WarnLimiter::default();
     loop {
         let frame = tokio::select! {
-            f = proto::read_frame(&mut stream, max_frame) => f.map_err(|e| e.to_string())?,
+            f = proto::read_budgeted(&mut stream, limits.max_frame, &limits.budget, limits.frame_timeout) => {
+                f.map_err(|e| {
+                    // A frame refused or abandoned (not a broken connection)
+                    // is bad input: counted.
+                    if !matches!(e, FrameError::Io(_)) {
+                        metrics.record_errors(1);
+                    }
+                    e.to_string()
+                })?
+            }
             _ = shutdown.cancelled() => return Ok(()),
         };
-        let Some((kind, payload)) = frame else {
+        let Some(frame) = frame else {
             return Ok(());
         };
-        if kind != BATCH {
-            return Err(format!("unexpected frame {kind}"));
+        if frame.kind != BATCH {
+            return Err(format!("unexpected frame {}", frame.kind));
         }
-        let (seq, batch) = match proto::decode_batch(payload) {
+        let decoded = match decode_off_thread(frame.payload, limits.max_fields).await {
             Ok(x) => x,
             Err(e) => {
                 metrics.record_errors(1);
-                return Err(e.to_string());
+                return Err(e);
             }
         };
         // Once the batch is queued it is emitted even if the source is
-        // stopping: wait for the answer, then acknowledge.
-        match ingest.deliver(batch, None).await {
-            Ok(()) => proto::write_control(&mut stream, ACK, &seq.to_be_bytes()).await,
+        // stopping: wait for the answer, then acknowledge. The frame's
+        // memory counts against the budget until then.
+        let delivered = if decoded.batch.is_empty() {
+            Ok(())
+        } else {
+            ingest.deliver(decoded.batch, None).await
+        };
+        drop(frame.held);
+        let seq = decoded.seq;
+        match delivered {
+            Ok(()) if decoded.refused.is_empty() => {
+                proto::write_control(&mut stream, ACK, &seq.to_be_bytes()).await
+            }
+            Ok(()) => {
+                let n = decoded.refused.len();
+                metrics.record_errors(n);
+                let why = format!(
+                    "more than max_fields ({}) fields in an event",
+                    limits.max_fields
+                );
+                if let Some(held_back) = warn.allow() {
+                    tracing::warn!(
+                        held_back,
+                        "refused {n} event(s) of a batch: {why}; the sender is told not to resend them"
+                    );
+                }
+                let p = proto::encode_reject(seq, &why, &decoded.refused);
+                proto::write_control(&mut stream, REJECT, &p).await
+            }
             Err(_) => {
                 let mut p = seq.to_be_bytes().to_vec();
                 p.extend_from_slice(b"the receiver is stopping");
@@ -204,4 +303,18 @@ async fn serve(
         }
         .map_err(|e| e.to_string())?;
     }
+}
+
+/// Frames from this size on are decoded on tokio's blocking pool, so that a
+/// large one does not hold up the other connections of the worker thread.
+const OFF_THREAD_FROM: usize = 1 << 20;
+
+async fn decode_off_thread(payload: bytes::Bytes, max_fields: usize) -> Result<Decoded, String> {
+    if payload.len() < OFF_THREAD_FROM {
+        return proto::decode_batch(payload, max_fields).map_err(|e| e.to_string());
+    }
+    tokio::task::spawn_blocking(move || proto::decode_batch(payload, max_fields))
+        .await
+        .map_err(|e| format!("the batch could not be decoded: {e}"))?
+        .map_err(|e| e.to_string())
 }

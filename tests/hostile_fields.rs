@@ -1,0 +1,322 @@
+//! Hostile input against the real binary: events with tens of thousands of
+//! fields (`http`, the `sluice` hop, `parse_json`), and hop frames that
+//! declare far more than they send.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+use crate::network::*;
+use crate::util::*;
+
+/// A JSON object `{"id": ID, "k0": 0, ..., "k{n-1}": n-1}`.
+fn wide_object(id: usize, n: usize) -> String {
+    let mut s = format!("{{\"id\":{id}");
+    for i in 0..n {
+        s.push_str(&format!(",\"k{i}\":{i}"));
+    }
+    s.push('}');
+    s
+}
+
+/// The status of `GET path` on `port`, `None` when no answer came within
+/// `limit`.
+fn get_status(port: u16, path: &str, limit: Duration) -> Option<u16> {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(limit)).ok()?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut head = [0u8; 12];
+    s.read_exact(&mut head).ok()?;
+    std::str::from_utf8(&head[9..12]).ok()?.parse().ok()
+}
+
+#[test]
+fn http_refuses_an_object_over_max_fields_and_parses_it_when_allowed() {
+    let d = Dir::new();
+    let (api, strict, wide) = (free_port(), free_port(), free_port());
+    d.write(
+        "p.yaml",
+        &format!("api:\n  address: 127.0.0.1:{api}\nsources:\n  strict: {{type: http, address: '127.0.0.1:{strict}', channels: [main]}}\n  wide: {{type: http, address: '127.0.0.1:{wide}', max_fields: 50000, channels: [main]}}\nchannels:\n  main: {{type: memory}}\nsinks:\n  out: {{type: file, channel: main, path: ./out/o.json, format: json}}\n"),
+    );
+    let mut child = start_logged(&d, "p.yaml");
+    for port in [api, strict, wide] {
+        wait_listening(port, &mut child);
+    }
+    let json = [("Content-Type", "application/json")];
+    // 20,001 fields against the default limit: a 400 that says why.
+    let mut s = TcpStream::connect(("127.0.0.1", strict)).expect("connect");
+    let (status, _, body) = http_post(&mut s, &json, wide_object(99, 20_000).as_bytes());
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body.contains(
+            "an object of 20001 fields (nested ones included) is more than max_fields (1000)"
+        ),
+        "{body}"
+    );
+    // Allowed on the other source: two clients post three each while
+    // /health is asked again and again; it must keep answering.
+    let posters: Vec<_> = (0..2)
+        .map(|t| {
+            std::thread::spawn(move || {
+                let mut s = TcpStream::connect(("127.0.0.1", wide)).expect("connect");
+                for i in 0..3 {
+                    let obj = wide_object(t * 3 + i, 20_000);
+                    let (status, _, body) = http_post(&mut s, &json, obj.as_bytes());
+                    assert_eq!((status, body.trim()), (200, "1 events"));
+                }
+            })
+        })
+        .collect();
+    let mut answers = 0;
+    while answers == 0 || posters.iter().any(|p| !p.is_finished()) {
+        let status = get_status(api, "/health", Duration::from_secs(10));
+        assert_eq!(status, Some(200), "/health while large requests run");
+        answers += 1;
+    }
+    for p in posters {
+        p.join().expect("poster");
+    }
+    wait_for(Duration::from_secs(60), "6 wide events", || {
+        d.lines("out/o.json").len() >= 6
+    });
+    let o = stop(child);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let mut ids = Vec::new();
+    for l in d.lines("out/o.json") {
+        let v: serde_json::Value = serde_json::from_str(&l).expect("json");
+        let fields = v["fields"].as_object().expect("fields");
+        assert_eq!(fields.len(), 20_001);
+        assert_eq!(fields["k19999"], 19_999);
+        ids.push(fields["id"].as_u64().expect("id"));
+    }
+    ids.sort();
+    assert_eq!(ids, [0, 1, 2, 3, 4, 5]);
+    let counts = final_counts(&stderr(&o));
+    assert_eq!(counts["strict"]["errors"].as_u64(), Some(1));
+    assert_eq!(counts["wide"]["events_out"].as_u64(), Some(6));
+}
+
+#[test]
+fn a_hop_event_over_max_fields_is_refused_and_the_sender_reports_it() {
+    let d = Dir::new();
+    let port = free_port();
+    d.write(
+        "agg.yaml",
+        &format!("data_dir: ./state/agg\nsources:\n  edge: {{type: sluice, address: '127.0.0.1:{port}', channels: [main]}}\nchannels:\n  main: {{type: memory}}\nsinks:\n  out: {{type: file, channel: main, path: ./out/agg.json, format: json}}\n"),
+    );
+    let mut agg = start_logged(&d, "agg.yaml");
+    wait_listening(port, &mut agg);
+    // 100 events; two carry 5,001 fields (parse_json allows them on the
+    // edge, the aggregator's default max_fields does not).
+    let input: String = (0..100)
+        .map(|i| match i {
+            17 | 60 => wide_object(i, 5000) + "\n",
+            _ => format!("{{\"id\":{i}}}\n"),
+        })
+        .collect();
+    d.write("in.ndjson", &input);
+    d.write(
+        "edge.yaml",
+        &format!("data_dir: ./state/edge\nsources:\n  in: {{type: file, include: [./in.ndjson], read_from: beginning, follow: false, processors: [json], channels: [main]}}\nprocessors:\n  json: {{type: parse_json, max_fields: 50000}}\nchannels:\n  main: {{type: memory}}\nsinks:\n  up: {{type: sluice, channel: main, address: '127.0.0.1:{port}'}}\n"),
+    );
+    let o = d.run_logged(&["run", "edge.yaml"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let edge_log = stderr(&o);
+    assert!(
+        edge_log.contains(&format!(
+            "refused by 127.0.0.1:{port}: more than max_fields (1000) fields in an event"
+        )),
+        "{edge_log}"
+    );
+    let counts = final_counts(&edge_log);
+    assert_eq!(
+        (
+            counts["up"]["events_out"].as_u64(),
+            counts["up"]["errors"].as_u64()
+        ),
+        (Some(98), Some(2))
+    );
+    wait_for(Duration::from_secs(60), "98 events", || {
+        d.lines("out/agg.json").len() >= 98
+    });
+    let o = stop(agg);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let ids: Vec<u64> = d
+        .lines("out/agg.json")
+        .iter()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).expect("json")["fields"]["id"]
+                .as_u64()
+                .expect("id")
+        })
+        .collect();
+    let want: Vec<u64> = (0..100).filter(|i| *i != 17 && *i != 60).collect();
+    assert_eq!(ids, want);
+    let agg_log = stderr(&o);
+    assert_eq!(final_counts(&agg_log)["edge"]["errors"].as_u64(), Some(2));
+    assert!(
+        agg_log.contains("event(s) of a batch: more than max_fields (1000) fields in an event"),
+        "{agg_log}"
+    );
+}
+
+/// Connects to a `sluice` source and says hello (no token).
+fn hop_connect(port: u16) -> TcpStream {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    s.write_all(&[0, 0, 0, 5, 1, 0, 1, 0, 0]).expect("hello");
+    let mut welcome = [0u8; 5];
+    s.read_exact(&mut welcome).expect("welcome");
+    assert_eq!(welcome, [0, 0, 0, 1, 2]);
+    s
+}
+
+/// Reads until the peer closes (or `limit` passes).
+fn wait_closed(s: &mut TcpStream, limit: Duration) -> bool {
+    let _ = s.set_read_timeout(Some(limit));
+    let mut buf = [0u8; 64];
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) => return true,
+            Ok(_) => {}
+            Err(e) => {
+                return !matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                )
+            }
+        }
+    }
+}
+
+#[test]
+fn unfinished_hop_frames_share_a_bounded_budget_and_a_normal_hop_goes_on() {
+    let d = Dir::new();
+    let port = free_port();
+    d.write(
+        "agg.yaml",
+        &format!("data_dir: ./state/agg\nsources:\n  edge:\n    type: sluice\n    address: '127.0.0.1:{port}'\n    max_frame_bytes: 8MiB\n    max_buffered_bytes: 16MiB\n    frame_timeout: 1s\n    channels: [main]\nchannels:\n  main: {{type: memory}}\nsinks:\n  out: {{type: file, channel: main, path: ./out/agg.log}}\n"),
+    );
+    let mut agg = start_logged(&d, "agg.yaml");
+    wait_listening(port, &mut agg);
+    // A frame that declares a length of 0 is answered with what is wrong.
+    let mut s = hop_connect(port);
+    s.write_all(&[0, 0, 0, 0, 16]).expect("send");
+    assert!(wait_closed(&mut s, Duration::from_secs(10)));
+    let pid = agg.id();
+    let before = rss_kib(pid).expect("rss");
+    // Twelve connections each declare an 8 MiB frame and send 7 MiB of it:
+    // 84 MiB if all were held.
+    let attackers: Vec<_> = (0..12)
+        .map(|_| {
+            std::thread::spawn(move || {
+                let mut s = hop_connect(port);
+                let _ = s.set_write_timeout(Some(Duration::from_secs(5)));
+                let mut head = ((8u32 << 20) + 1).to_be_bytes().to_vec();
+                head.push(16);
+                let _ = s.write_all(&head);
+                let chunk = vec![0u8; 64 << 10];
+                for _ in 0..112 {
+                    if s.write_all(&chunk).is_err() {
+                        break;
+                    }
+                }
+                wait_closed(&mut s, Duration::from_secs(30))
+            })
+        })
+        .collect();
+    // A normal hop starts in the middle of it.
+    d.write(
+        "edge.yaml",
+        &format!("data_dir: ./state/edge\nsources:\n  gen: {{type: generator, count: 2000, channels: [main]}}\nchannels:\n  main: {{type: memory}}\nsinks:\n  up: {{type: sluice, channel: main, address: '127.0.0.1:{port}'}}\n"),
+    );
+    let edge = Agent::start(&d, &["run", "edge.yaml"]);
+    let mut peak = before;
+    let start = Instant::now();
+    while attackers.iter().any(|a| !a.is_finished()) {
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "attackers still connected"
+        );
+        peak = peak.max(rss_kib(pid).unwrap_or(0));
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    for a in attackers {
+        assert!(
+            a.join().expect("attacker"),
+            "the agent closed every attacker"
+        );
+    }
+    assert!(
+        peak < before + 40 * 1024,
+        "RSS went from {before} KiB to {peak} KiB with a budget of 16 MiB"
+    );
+    wait_for(
+        Duration::from_secs(60),
+        "the normal hop's 2000 events",
+        || d.lines("out/agg.log").len() >= 2000,
+    );
+    edge.finish_ok(Duration::from_secs(60));
+    let o = stop(agg);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_sequence(&d.lines("out/agg.log"), 2000);
+    let log = stderr(&o);
+    assert!(
+        log.contains("hop frame with a length of 0 (a frame holds at least its kind byte)"),
+        "{log}"
+    );
+    assert!(!log.contains("larger than the limit"), "{log}");
+    // Closed connections are logged at most once a second, all counted:
+    // the zero-length frame and every attacker at least.
+    assert!(
+        log.contains("no memory for a hop frame within 1s")
+            || log.contains("no byte of a started hop frame for 1s"),
+        "{log}"
+    );
+    let errors = final_counts(&log)["edge"]["errors"].as_u64();
+    assert!(errors.is_some_and(|n| n >= 13), "{errors:?} errors");
+}
+
+#[test]
+fn parse_json_sends_an_object_over_max_fields_to_the_dead_letter_channel() {
+    let d = Dir::new();
+    let input = format!(
+        "{{\"id\":0}}\n{}\n{{\"id\":2,\"tags\":{{\"a\":1}}}}\n",
+        wide_object(1, 20_000)
+    );
+    d.write("in.ndjson", &input);
+    d.write(
+        "p.yaml",
+        "sources:\n  in: {type: file, include: [./in.ndjson], read_from: beginning, follow: false, processors: [json], channels: [main]}\nprocessors:\n  json: {type: parse_json, dead_letter: bad}\nchannels:\n  main: {type: memory}\n  bad: {type: memory}\nsinks:\n  out: {type: file, channel: main, path: ./out/good.json, format: json}\n  bad: {type: file, channel: bad, path: ./out/bad.json, format: json}\n",
+    );
+    let o = d.run_logged(&["run", "p.yaml"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let counts = final_counts(&stderr(&o));
+    assert_eq!(counts["json"]["errors"].as_u64(), Some(1));
+    let good: Vec<serde_json::Value> = d
+        .lines("out/good.json")
+        .iter()
+        .map(|l| serde_json::from_str(l).expect("json"))
+        .collect();
+    assert_eq!(good.len(), 2);
+    assert_eq!(
+        (&good[0]["fields"]["id"], &good[1]["fields"]["tags"]["a"]),
+        (&0.into(), &1.into())
+    );
+    let bad = d.lines("out/bad.json");
+    assert_eq!(bad.len(), 1);
+    let v: serde_json::Value = serde_json::from_str(&bad[0]).expect("json");
+    // The body is kept whole, the fields are not added.
+    assert_eq!(
+        v["message"].as_str().map(str::len),
+        Some(wide_object(1, 20_000).len())
+    );
+    assert_eq!(
+        v["fields"]["error"],
+        "an object of 20001 fields (nested ones included) is more than max_fields (1000)"
+    );
+    assert!(v["fields"].get("k0").is_none());
+}
