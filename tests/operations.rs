@@ -22,7 +22,7 @@ pub(crate) fn get(url: &str, path: &str) -> Option<(u16, String)> {
         .enable_all()
         .build()
         .expect("runtime");
-    let r = rt.block_on(sluice_api::client::get(url, path)).ok()?;
+    let r = rt.block_on(sluice_api::client::get(url, path, None)).ok()?;
     Some((r.status, String::from_utf8_lossy(&r.body).into_owned()))
 }
 

@@ -245,6 +245,46 @@ pub fn fd_limit() -> Option<u64> {
     }
 }
 
+/// Raises the soft open-file limit (`RLIMIT_NOFILE`) to the hard limit, so
+/// that listeners at their `max_connections` leave room for the agent's own
+/// files (sink files, disk channel segments, checkpoints), and logs the
+/// limit in force. Called once at start-up, before any listener.
+pub fn raise_fd_limit() {
+    #[cfg(unix)]
+    {
+        let mut lim = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        // SAFETY: getrlimit writes into the struct it is given.
+        if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
+            return;
+        }
+        let before = lim.rlim_cur;
+        if lim.rlim_cur < lim.rlim_max {
+            let raised = libc::rlimit {
+                rlim_cur: lim.rlim_max,
+                rlim_max: lim.rlim_max,
+            };
+            // SAFETY: setrlimit reads the struct it is given.
+            if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } == 0 {
+                lim = raised;
+            }
+        }
+        let show = |v: libc::rlim_t| {
+            if v == libc::RLIM_INFINITY {
+                "unlimited".to_string()
+            } else {
+                v.to_string()
+            }
+        };
+        tracing::info!(
+            soft = %show(lim.rlim_cur), hard = %show(lim.rlim_max), was = %show(before),
+            "open-file limit"
+        );
+    }
+}
+
 /// A TLS handshake failure, reported at most once a second per listener.
 pub struct HandshakeLog(Mutex<WarnLimiter>);
 

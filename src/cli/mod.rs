@@ -147,7 +147,15 @@ pub fn main(registry: Registry) -> i32 {
 }
 
 fn load(registry: &Registry, file: &Path) -> Result<sluice_core::config::Pipeline, i32> {
-    load_pipeline(file, registry).map_err(|diags| {
+    let loaded = load_pipeline(file, registry).and_then(|p| {
+        let problems = api::problems(&p);
+        if problems.is_empty() {
+            Ok(p)
+        } else {
+            Err(problems)
+        }
+    });
+    loaded.map_err(|diags| {
         for d in &diags {
             eprintln!("{d}");
         }
@@ -208,12 +216,21 @@ fn run(
         Ok(p) => p,
         Err(code) => return code,
     };
+    // Listeners at their caps must leave room for the agent's own files.
+    sluice_net::conn::raise_fd_limit();
     watch::place_data_dir(&mut pipeline, file, settings);
     if let Some(address) = api {
-        pipeline.api = Some(sluice_core::config::pipeline::ApiSpec {
-            address,
-            pos: Default::default(),
-        });
+        // The file's token, TLS and limits stay; only the address changes.
+        match &mut pipeline.api {
+            Some(spec) => spec.address = address,
+            None => {
+                pipeline.api = Some(sluice_core::config::pipeline::ApiSpec {
+                    address,
+                    pos: Default::default(),
+                    node: None,
+                })
+            }
+        }
     }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
