@@ -7,6 +7,7 @@ mod durability;
 mod examples;
 mod hop;
 mod kafka;
+mod listeners;
 mod network;
 mod operations;
 mod postgres;
