@@ -14,7 +14,7 @@ const WAIT: Duration = Duration::from_secs(30);
 
 /// Whether the server has closed `s`: a read gives end of stream or a reset.
 /// `None` while it is open and has sent nothing.
-fn closed(s: &mut TcpStream) -> Option<bool> {
+fn closed(mut s: &TcpStream) -> Option<bool> {
     s.set_nonblocking(true).expect("nonblocking");
     let mut b = [0u8; 64];
     let r = match s.read(&mut b) {
@@ -54,35 +54,54 @@ fn connections_past_the_cap_are_closed_and_silent_ones_time_out_while_health_ans
     );
 
     let started = Instant::now();
-    let mut socks: Vec<TcpStream> = (0..50)
+    let socks: Vec<TcpStream> = (0..50)
         .map(|_| TcpStream::connect(("127.0.0.1", port)).expect("connect"))
         .collect();
     // The 30 past the cap are closed at once; the 20 first stay open.
     wait_for(WAIT, "30 connections closed", || {
-        socks.iter_mut().filter_map(closed).count() == 30
+        socks.iter().filter_map(closed).count() == 30
     });
-    let open = socks.iter_mut().filter(|s| closed(s).is_none()).count();
+    let open = socks.iter().filter(|s| closed(s).is_none()).count();
     assert_eq!(open, 20);
-    assert!(started.elapsed() < Duration::from_secs(2), "refusals took {:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "refusals took {:?}",
+        started.elapsed()
+    );
     let (status, _) = get(&url, "/health").expect("health at the cap");
     assert_eq!(status, 200);
-    assert_eq!(metric(&url, "sluice_component_connections_refused", "\"in\""), Some(30.0));
-    assert_eq!(metric(&url, "sluice_component_connections{", "\"in\""), Some(20.0));
+    assert_eq!(
+        metric(&url, "sluice_component_connections_refused", "\"in\""),
+        Some(30.0)
+    );
+    assert_eq!(
+        metric(&url, "sluice_component_connections{", "\"in\""),
+        Some(20.0)
+    );
     // One rate-limited line for the burst, not one per connection.
     let refusals = agent.log().matches("max_connections reached").count();
-    assert!((1..=3).contains(&refusals), "{refusals} lines:\n{}", agent.log());
+    assert!(
+        (1..=3).contains(&refusals),
+        "{refusals} lines:\n{}",
+        agent.log()
+    );
 
     // The idle ones are closed by the idle timeout...
     wait_for(WAIT, "the idle connections to be closed", || {
-        socks.iter_mut().all(|s| closed(s).is_some())
+        socks.iter().all(|s| closed(s).is_some())
     });
     assert!(started.elapsed() >= Duration::from_millis(1900));
-    assert_eq!(metric(&url, "sluice_component_connections{", "\"in\""), Some(0.0));
+    assert_eq!(
+        metric(&url, "sluice_component_connections{", "\"in\""),
+        Some(0.0)
+    );
     // ...and a normal client is served again, its last line kept.
     let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect");
     s.write_all(b"hello\nworld").expect("send");
     drop(s);
-    wait_for(WAIT, "the client's lines", || d.lines("out/o.log").len() == 2);
+    wait_for(WAIT, "the client's lines", || {
+        d.lines("out/o.log").len() == 2
+    });
     assert_eq!(d.lines("out/o.log"), ["hello", "world"]);
     assert_eq!(get(&url, "/health").expect("health").0, 200);
     agent.stop_ok();
@@ -147,7 +166,10 @@ fn https_get<S: Read + Write>(s: &mut S, path: &str, auth: Option<&str>) -> (u16
         .nth(1)
         .and_then(|c| c.parse().ok())
         .unwrap_or_else(|| panic!("no status in {text:?}"));
-    let body = text.split_once("\r\n\r\n").map_or("", |(_, b)| b).to_string();
+    let body = text
+        .split_once("\r\n\r\n")
+        .map_or("", |(_, b)| b)
+        .to_string();
     (status, body)
 }
 
@@ -170,7 +192,11 @@ fn the_api_wants_its_token_for_events_and_speaks_tls() {
     );
     let o = d.run(&["validate", "typo.yaml"], WAIT);
     assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
-    assert!(stderr(&o).contains("did you mean `token`"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("did you mean `token`"),
+        "{}",
+        stderr(&o)
+    );
 
     let agent = Agent::start(&d, &["run", "p.yaml"]);
     let ready = || {
@@ -182,13 +208,18 @@ fn the_api_wants_its_token_for_events_and_speaks_tls() {
     assert!(get(&format!("http://127.0.0.1:{api}"), "/health").is_none_or(|(s, _)| s != 200));
     agent.wait_log("TLS handshake failed", 1);
 
-    let ask = |path: &str, auth: Option<&str>| https_get(&mut tls_connect(&d, api, None), path, auth);
+    let ask =
+        |path: &str, auth: Option<&str>| https_get(&mut tls_connect(&d, api, None), path, auth);
     // Probes and scrapers need no token.
     assert_eq!(ask("/health", None).0, 200);
     assert_eq!(ask("/metrics", None).0, 200);
     assert_eq!(ask("/", None).0, 200);
     // Events do.
-    for path in ["/api/tap/gen?limit=1", "/search?q=*&limit=1", "/api/components"] {
+    for path in [
+        "/api/tap/gen?limit=1",
+        "/search?q=*&limit=1",
+        "/api/components",
+    ] {
         for auth in [None, Some("Bearer wrong"), Some("Basic t0ken")] {
             assert_eq!(ask(path, auth).0, 401, "{path} with {auth:?}");
         }

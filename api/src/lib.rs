@@ -146,12 +146,9 @@ fn spawn(
     security: Security,
 ) -> Server {
     let gate = sluice_net::conn::Gate::new("api", security.max_connections, None);
-    let app = router(state)
-        .layer(axum::Extension(gate.clone()))
-        .layer(axum::middleware::from_fn_with_state(
-            security.token.clone(),
-            serve::require_token,
-        ));
+    let app = router(state).layer(axum::Extension(gate.clone())).layer(
+        axum::middleware::from_fn_with_state(security.token.clone(), serve::require_token),
+    );
     let task = tokio::spawn(serve::accept_loop(listener, app, security, gate));
     Server { address, task }
 }

@@ -238,7 +238,13 @@ mod tests {
         for p in ["/", "/health", "/metrics"] {
             assert!(is_open(p), "{p}");
         }
-        for p in ["/api/tap/x", "/api/components", "/search", "/health/x", "//"] {
+        for p in [
+            "/api/tap/x",
+            "/api/components",
+            "/search",
+            "/health/x",
+            "//",
+        ] {
             assert!(!is_open(p), "{p}");
         }
     }

@@ -71,7 +71,8 @@ pub fn default_header_timeout() -> sluice_core::config::Duration {
 
 /// A problem when a timeout option is zero.
 pub fn timeout_problem(key: &str, d: Duration) -> Option<Problem> {
-    d.is_zero().then(|| Problem::at(key, "must be more than zero"))
+    d.is_zero()
+        .then(|| Problem::at(key, "must be more than zero"))
 }
 
 /// Counts the open connections of one listener; see the module docs.
@@ -85,6 +86,9 @@ struct Inner {
     permits: Arc<Semaphore>,
     refused: AtomicU64,
     warn: Mutex<WarnLimiter>,
+    /// Taken while the gauges are set, so that the last one set reads the
+    /// counts after every change before it.
+    publishing: Mutex<()>,
     /// Where the gauges `connections` and `connections_refused` go, for a
     /// source.
     metrics: Option<Arc<ComponentMetrics>>,
@@ -98,21 +102,25 @@ impl Drop for Inner {
 
 /// An admitted connection: it counts as open until this is dropped.
 pub struct Admitted {
-    _permit: OwnedSemaphorePermit,
+    permit: Option<OwnedSemaphorePermit>,
     gate: Gate,
 }
 
 impl Drop for Admitted {
     fn drop(&mut self) {
-        // The permit is released after this runs: one less than now.
-        self.gate.publish(self.gate.open().saturating_sub(1));
+        drop(self.permit.take());
+        self.gate.publish();
     }
 }
 
 impl Gate {
     /// A gate for `max` connections of the listener `name`, publishing its
     /// gauges to `metrics` when given.
-    pub fn new(name: impl Into<String>, max: usize, metrics: Option<Arc<ComponentMetrics>>) -> Gate {
+    pub fn new(
+        name: impl Into<String>,
+        max: usize,
+        metrics: Option<Arc<ComponentMetrics>>,
+    ) -> Gate {
         let name = name.into();
         let max = max.max(1);
         let total = CAPS.fetch_add(max, Ordering::Relaxed) + max;
@@ -130,9 +138,10 @@ impl Gate {
             permits: Arc::new(Semaphore::new(max)),
             refused: AtomicU64::new(0),
             warn: Mutex::new(WarnLimiter::default()),
+            publishing: Mutex::new(()),
             metrics,
         }));
-        gate.publish(0);
+        gate.publish();
         gate
     }
 
@@ -151,9 +160,10 @@ impl Gate {
         self.0.refused.load(Ordering::Relaxed)
     }
 
-    fn publish(&self, open: usize) {
+    fn publish(&self) {
         if let Some(m) = &self.0.metrics {
-            m.set_gauge("connections", open as f64);
+            let _serial = self.0.publishing.lock().unwrap_or_else(|e| e.into_inner());
+            m.set_gauge("connections", self.open() as f64);
             m.set_gauge("connections_refused", self.refused() as f64);
         }
     }
@@ -163,15 +173,15 @@ impl Gate {
     pub fn admit(&self, peer: SocketAddr) -> Option<Admitted> {
         match self.0.permits.clone().try_acquire_owned() {
             Ok(permit) => {
-                self.publish(self.open());
+                self.publish();
                 Some(Admitted {
-                    _permit: permit,
+                    permit: Some(permit),
                     gate: self.clone(),
                 })
             }
             Err(_) => {
                 self.0.refused.fetch_add(1, Ordering::Relaxed);
-                self.publish(self.open());
+                self.publish();
                 let allowed = self
                     .0
                     .warn
@@ -235,6 +245,8 @@ pub fn fd_limit() -> Option<u64> {
         if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } == 0
             && lim.rlim_cur != libc::RLIM_INFINITY
         {
+            // `rlim_t` is not `u64` on every platform.
+            #[allow(clippy::unnecessary_cast)]
             return Some(lim.rlim_cur as u64);
         }
         None

@@ -186,8 +186,12 @@ async fn serve<S: tokio::io::AsyncRead + Unpin>(
     shutdown: CancellationToken,
     mut faults: Faults,
 ) -> Result<(), Closed> {
-    let (framing, max, batch_size, decoder) =
-        (shared.framing, shared.max, shared.batch_size, shared.decoder);
+    let (framing, max, batch_size, decoder) = (
+        shared.framing,
+        shared.max,
+        shared.batch_size,
+        shared.decoder,
+    );
     let mut framer = StreamFramer::new(framing, max);
     let mut batch = Batch::with_capacity(batch_size);
     let (mut bad, mut last_bad) = (0, Bytes::new());

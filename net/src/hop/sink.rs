@@ -197,11 +197,19 @@ impl Sink for HopSink {
         if batch.is_empty() {
             return Ok(());
         }
-        let mut stream = match self.conn.take() {
-            Some(s) => s,
-            None => self.connect().await?,
+        // A kept connection may have been closed by the receiver while it
+        // was idle (its `idle_timeout`): that batch was not taken, so it
+        // goes again at once on a new connection, without a failed attempt.
+        let (mut stream, kept) = match self.conn.take() {
+            Some(s) => (s, true),
+            None => (self.connect().await?, false),
         };
-        match self.send(&mut stream, batch).await {
+        let mut sent = self.send(&mut stream, batch).await;
+        if sent.is_err() && kept {
+            stream = self.connect().await?;
+            sent = self.send(&mut stream, batch).await;
+        }
+        match sent {
             Ok(()) => {
                 self.conn = Some(stream);
                 Ok(())
