@@ -234,3 +234,30 @@ fn the_api_wants_its_token_for_events_and_speaks_tls() {
     }
     agent.stop_ok();
 }
+
+#[test]
+fn the_dashboard_asks_for_the_token_and_works_with_it() {
+    let d = Dir::new();
+    d.write("api-token", "t0ken\n");
+    let api = free_port();
+    let url = format!("http://127.0.0.1:{api}");
+    d.write(
+        "p.yaml",
+        &format!("api:\n  address: 127.0.0.1:{api}\n  token: {{file: ./api-token}}\nsources:\n  gen: {{type: generator, rate: 100, channels: [main]}}\nchannels:\n  main: {{type: memory}}\nsinks:\n  out: {{type: \"null\", channel: main}}\n"),
+    );
+    let agent = Agent::start(&d, &["run", "p.yaml"]);
+    wait_for(WAIT, "the API", || get(&url, "/health").is_some());
+    // Without the token the page shows no data and asks for it.
+    let dom = crate::operations::dump_dom(&format!("{url}/"));
+    assert!(dom.contains(">token needed<"), "{dom}");
+    assert!(
+        dom.contains("<form id=\"login\">"),
+        "the form is shown:\n{dom}"
+    );
+    assert!(!dom.contains("data-node=\"c:gen\""), "{dom}");
+    // Given the token (a fragment: never sent to the server), it polls.
+    let dom = crate::operations::dump_dom(&format!("{url}/#token=t0ken"));
+    assert!(dom.contains("data-node=\"c:gen\""), "{dom}");
+    assert!(dom.contains("<form id=\"login\" hidden"), "{dom}");
+    agent.stop_ok();
+}

@@ -397,7 +397,7 @@ fn chromium() -> String {
 }
 
 /// The page's DOM after a few seconds of (virtual) time in headless Chromium.
-fn dump_dom(url: &str) -> String {
+pub(crate) fn dump_dom(url: &str) -> String {
     let profile = tempfile::tempdir().expect("profile dir");
     let child = std::process::Command::new(chromium())
         .args([
