@@ -261,3 +261,46 @@ fn the_dashboard_asks_for_the_token_and_works_with_it() {
     assert!(dom.contains("<form id=\"login\" hidden"), "{dom}");
     agent.stop_ok();
 }
+
+#[test]
+fn a_hop_connection_closed_for_idleness_is_reopened_without_a_failed_write() {
+    let d = Dir::new();
+    let (hop, api, edge_in) = (free_port(), free_port(), free_port());
+    let url = format!("http://127.0.0.1:{api}");
+    d.write(
+        "agg.yaml",
+        &format!("data_dir: ./state/agg\napi:\n  address: 127.0.0.1:{api}\nsources:\n  edge:\n    type: sluice\n    address: 127.0.0.1:{hop}\n    idle_timeout: 1s\n    channels: [main]\nchannels:\n  main: {{type: memory}}\nsinks:\n  out: {{type: file, channel: main, path: ./out/agg.log}}\n"),
+    );
+    d.write(
+        "edge.yaml",
+        &format!("data_dir: ./state/edge\nsources:\n  in: {{type: tcp, address: 127.0.0.1:{edge_in}, channels: [main]}}\nchannels:\n  main: {{type: memory}}\nsinks:\n  up: {{type: sluice, channel: main, address: '127.0.0.1:{hop}'}}\n"),
+    );
+    let agg = Agent::start(&d, &["run", "agg.yaml"]);
+    wait_for(WAIT, "the aggregator", || get(&url, "/health").is_some());
+    let edge = Agent::start(&d, &["run", "edge.yaml"]);
+    wait_for(WAIT, "the edge", || {
+        TcpStream::connect(("127.0.0.1", edge_in)).is_ok()
+    });
+    let open = || metric(&url, "sluice_component_connections{", "\"edge\"");
+    let send = |text: &str| {
+        let mut s = TcpStream::connect(("127.0.0.1", edge_in)).expect("connect");
+        s.write_all(text.as_bytes()).expect("send");
+    };
+    send("1\n2\n");
+    wait_for(WAIT, "the first lines", || {
+        d.lines("out/agg.log").len() == 2
+    });
+    assert_eq!(open(), Some(1.0));
+    // The edge's kept connection goes silent and the aggregator closes it.
+    wait_for(WAIT, "the idle hop connection to close", || {
+        open() == Some(0.0)
+    });
+    send("3\n4\n");
+    wait_for(WAIT, "the later lines", || {
+        d.lines("out/agg.log").len() == 4
+    });
+    assert_eq!(d.lines("out/agg.log"), ["1", "2", "3", "4"]);
+    assert!(!edge.log().contains("write failed"), "{}", edge.log());
+    edge.stop_ok();
+    agg.stop_ok();
+}
