@@ -129,3 +129,59 @@ impl SourceContext {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::Ordering::Relaxed;
+    use std::time::Duration;
+
+    use async_trait::async_trait;
+
+    use super::*;
+    use crate::channel::{Channel, ChannelStats, Transaction};
+    use crate::event::{Event, Timestamp};
+    use crate::testing::{source_context, Collector};
+
+    /// A channel that stays full: `put` never finishes.
+    struct Full;
+
+    #[async_trait]
+    impl Channel for Full {
+        async fn put(&self, _batch: Batch) -> Result<(), ChannelError> {
+            std::future::pending().await
+        }
+        async fn take(&self, _max: usize) -> Result<Option<Transaction>, ChannelError> {
+            std::future::pending().await
+        }
+        fn close(&self) {}
+        fn stats(&self) -> ChannelStats {
+            ChannelStats::default()
+        }
+    }
+
+    fn batch(n: usize) -> Batch {
+        let mut b = Batch::new();
+        for i in 0..n {
+            b.push(Event::new(i.to_string(), Timestamp::now()));
+        }
+        b
+    }
+
+    #[tokio::test]
+    async fn emit_before_gives_up_a_put_into_a_full_channel_counting_nothing() {
+        let dir = std::env::temp_dir();
+        let mut cx = source_context("s", &dir, Arc::new(Full), CancellationToken::new());
+        let deadline = tokio::time::Instant::now() + Duration::from_millis(30);
+        assert!(!cx.emit_before(batch(3), deadline).await.expect("no error"));
+        assert_eq!(cx.metrics.events_in.load(Relaxed), 0);
+        assert_eq!(cx.metrics.events_out.load(Relaxed), 0);
+
+        let out = Collector::new();
+        let mut cx = source_context("s", &dir, out.clone(), CancellationToken::new());
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        assert!(cx.emit_before(batch(3), deadline).await.expect("no error"));
+        assert_eq!(out.events().len(), 3);
+        assert_eq!(cx.metrics.events_in.load(Relaxed), 3);
+        assert_eq!(cx.metrics.events_out.load(Relaxed), 3);
+    }
+}
