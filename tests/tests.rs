@@ -3,6 +3,7 @@
 mod anomaly;
 mod compliance;
 mod dead_letter;
+mod disk_channel;
 mod durability;
 mod examples;
 mod hop;
@@ -10,6 +11,7 @@ mod kafka;
 mod listeners;
 mod network;
 mod operations;
+mod packaging;
 mod postgres;
 mod reload;
 mod store;

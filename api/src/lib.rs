@@ -6,7 +6,9 @@
 //! * `GET /health`: 200 while every component runs (or finished cleanly) and
 //!   no sink fails to write, else 503; the body says which component is not
 //!   healthy and why. A failing member of a sink group leaves the agent
-//!   `degraded` (still 200) while another member of its group is healthy.
+//!   `degraded` (still 200) while another member of its group is healthy;
+//!   so does a channel that waits for room on a full disk (listed under
+//!   `channels` with its reason).
 //! * `GET /metrics`: every counter, channel fill and sink latency in the
 //!   Prometheus text format ([`prometheus`]).
 //! * `GET /api/components`: the same as JSON, with the pipeline graph
@@ -190,6 +192,17 @@ async fn health(State(state): State<Arc<ApiState>>) -> Response {
             serde_json::json!({ "id": id, "members": members, "healthy": healthy })
         })
         .collect();
+    // Only channels that cannot make progress (a full disk), with why.
+    let channels: Vec<serde_json::Value> = state
+        .channels
+        .iter()
+        .filter_map(|c| {
+            let why = c.channel.degraded()?;
+            Some(
+                serde_json::json!({ "id": c.id, "healthy": false, "degraded": true, "error": why }),
+            )
+        })
+        .collect();
     let overall = state.status();
     let status = if overall == state::Status::Unhealthy {
         StatusCode::SERVICE_UNAVAILABLE
@@ -200,6 +213,7 @@ async fn health(State(state): State<Arc<ApiState>>) -> Response {
         "status": overall,
         "components": components,
         "groups": groups,
+        "channels": channels,
     });
     (status, Json(body)).into_response()
 }

@@ -90,7 +90,9 @@ pub enum Status {
     /// Every component is healthy.
     Ok,
     /// Only members of sink groups fail, and each such group still has a
-    /// healthy member delivering its events.
+    /// healthy member delivering its events; or a channel cannot make
+    /// progress on its own for now (a disk channel waiting for room on a
+    /// full disk).
     Degraded,
     /// A component outside a group fails, or every member of a group does.
     Unhealthy,
@@ -219,6 +221,9 @@ impl Current {
             if !covered {
                 return Status::Unhealthy;
             }
+            status = Status::Degraded;
+        }
+        if self.channels.iter().any(|c| c.channel.degraded().is_some()) {
             status = Status::Degraded;
         }
         status

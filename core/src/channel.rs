@@ -85,6 +85,14 @@ pub trait Channel: Send + Sync + 'static {
     fn is_durable(&self) -> bool {
         false
     }
+
+    /// Why the channel cannot currently make progress on its own, while it
+    /// cannot: a disk channel on a full disk, whose writers wait for room
+    /// (`disk full: ...`). `None` while it works normally. The API reports
+    /// such a channel, and the agent as `degraded`.
+    fn degraded(&self) -> Option<String> {
+        None
+    }
 }
 
 /// The channel's side of a transaction: what commit and rollback do.

@@ -146,16 +146,32 @@ pub fn main(registry: Registry) -> i32 {
     }
 }
 
+/// [`load_pipeline`], then the checks that span components of types the
+/// loader does not know: disk channels sharing a directory, and the `api:`
+/// section's own options (token, TLS, limits).
+pub(super) fn load_checked(
+    file: &Path,
+    registry: &Registry,
+) -> Result<sluice_core::config::Pipeline, Vec<sluice_core::config::Diagnostic>> {
+    let pipeline = load_pipeline(file, registry)?;
+    let mut problems: Vec<_> = sluice_channels::disk::shared_directories(&pipeline)
+        .into_iter()
+        .map(|(pos, message)| sluice_core::config::Diagnostic {
+            file: file.to_path_buf(),
+            pos,
+            message,
+        })
+        .collect();
+    problems.extend(api::problems(&pipeline));
+    if problems.is_empty() {
+        Ok(pipeline)
+    } else {
+        Err(problems)
+    }
+}
+
 fn load(registry: &Registry, file: &Path) -> Result<sluice_core::config::Pipeline, i32> {
-    let loaded = load_pipeline(file, registry).and_then(|p| {
-        let problems = api::problems(&p);
-        if problems.is_empty() {
-            Ok(p)
-        } else {
-            Err(problems)
-        }
-    });
-    loaded.map_err(|diags| {
+    load_checked(file, registry).map_err(|diags| {
         for d in &diags {
             eprintln!("{d}");
         }

@@ -10,7 +10,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use sluice_core::config::pipeline::{load_pipeline, Pipeline};
+use sluice_core::config::pipeline::Pipeline;
 use sluice_core::registry::Registry;
 use sluice_core::topology::{ComponentBuildError, RunReport, Topology};
 use tokio::sync::mpsc;
@@ -147,7 +147,7 @@ async fn reload_requests(
                 tracing::info!(pipeline = %file.display(), "the pipeline file changed: reloading");
             }
         }
-        match load_pipeline(file, registry) {
+        match super::load_checked(file, registry) {
             Ok(mut pipeline) => {
                 place_data_dir(&mut pipeline, file, settings);
                 if tx.send(pipeline).await.is_err() {

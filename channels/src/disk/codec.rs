@@ -158,6 +158,28 @@ pub fn decode(
     Ok(batch)
 }
 
+/// Checks that `payload` holds exactly `count` well-formed events, as
+/// [`decode`] would read them, without building them (no allocation).
+///
+/// # Errors
+///
+/// As [`decode`].
+pub fn validate(payload: &Bytes, count: u32) -> Result<(), DecodeError> {
+    let mut r = Reader {
+        buf: payload,
+        at: 0,
+    };
+    for _ in 0..count {
+        r.skip_bytes()?;
+        r.varint()?;
+        r.skip_fields(0)?;
+    }
+    if r.at != payload.len() {
+        return Err(r.err("trailing bytes after the last event"));
+    }
+    Ok(())
+}
+
 struct Reader<'a> {
     buf: &'a Bytes,
     at: usize,
@@ -199,6 +221,49 @@ impl Reader<'_> {
         let b = self.buf.slice(self.at..self.at + n);
         self.at += n;
         Ok(b)
+    }
+
+    fn skip_bytes(&mut self) -> Result<(), DecodeError> {
+        let n = self.len()?;
+        self.at += n;
+        Ok(())
+    }
+
+    fn skip_fields(&mut self, depth: usize) -> Result<(), DecodeError> {
+        let n = self.len()?;
+        for _ in 0..n {
+            let len = self.len()?;
+            std::str::from_utf8(&self.buf[self.at..self.at + len])
+                .map_err(|_| self.err("field name is not UTF-8"))?;
+            self.at += len;
+            self.skip_value(depth)?;
+        }
+        Ok(())
+    }
+
+    fn skip_value(&mut self, depth: usize) -> Result<(), DecodeError> {
+        if depth > MAX_DEPTH {
+            return Err(self.err("nested too deep"));
+        }
+        match self.u8()? {
+            0..=2 => {}
+            3 => {
+                self.varint()?;
+            }
+            4 | 6 => {
+                self.i64()?;
+            }
+            5 => self.skip_bytes()?,
+            7 => {
+                let n = self.len()?;
+                for _ in 0..n {
+                    self.skip_value(depth + 1)?;
+                }
+            }
+            8 => self.skip_fields(depth + 1)?,
+            _ => return Err(self.err("unknown value tag")),
+        }
+        Ok(())
     }
 
     fn i64(&mut self) -> Result<i64, DecodeError> {
@@ -317,5 +382,37 @@ mod tests {
             let _ = decode(&Bytes::from(b), 4, 0..4);
         }
         assert!(decode(&Bytes::from_static(&[0xff; 12]), 1, 0..1).is_err());
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(256))]
+
+        /// `validate` accepts exactly what `decode` decodes, whatever the
+        /// bytes and the claimed count; neither panics.
+        #[test]
+        fn validate_agrees_with_decode(
+            bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..256),
+            count in 0u32..8,
+        ) {
+            let p = Bytes::from(bytes);
+            proptest::prop_assert_eq!(validate(&p, count).is_ok(), decode(&p, count, 0..count).is_ok());
+        }
+
+        /// Damage to an encoded batch is found by `validate` whenever
+        /// `decode` fails on it.
+        #[test]
+        fn damaged_encodings_validate_as_they_decode(
+            at in 0usize..4096,
+            with in 1u8..=255,
+            cut in 0usize..4096,
+        ) {
+            let mut buf = Vec::new();
+            encode(&sample(), &mut buf);
+            let i = at % buf.len();
+            buf[i] = buf[i].wrapping_add(with);
+            buf.truncate(buf.len() - cut % 8);
+            let p = Bytes::from(buf);
+            proptest::prop_assert_eq!(validate(&p, 4).is_ok(), decode(&p, 4, 0..4).is_ok());
+        }
     }
 }

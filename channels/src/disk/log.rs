@@ -23,7 +23,8 @@
 //! # Damage
 //!
 //! [`scan_segment`] reads a segment and never gives up: a record whose
-//! payload checksum fails is skipped by its length; a header that fails its
+//! payload checksum fails, or whose payload does not decode into as many
+//! events as its header says, is skipped by its length; a header that fails its
 //! checksum makes the scan look for the next valid header byte by byte; a
 //! record cut short by the end of the file is a torn tail. Each is reported
 //! with its offset.
@@ -32,6 +33,26 @@ use std::collections::BTreeMap;
 use std::fs::{self, File};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
+
+use bytes::Bytes;
+
+/// Adds what was done and to which file to an I/O error, so that every
+/// error of a disk channel names its path (`cannot read /x/1.seg: ...`).
+pub fn at<'a>(what: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> io::Error + 'a {
+    move |e| io::Error::new(e.kind(), format!("cannot {what} {}: {e}", path.display()))
+}
+
+/// Whether `e` says the file system is full (`ENOSPC`) or the user's quota
+/// is used up (`EDQUOT`): conditions that pass once space is freed, so the
+/// channel waits and tries again rather than failing.
+/// Also after [`at`] added context (which keeps the kind, not the code).
+pub fn is_full(e: &io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(libc::ENOSPC) | Some(libc::EDQUOT))
+        || matches!(
+            e.kind(),
+            io::ErrorKind::StorageFull | io::ErrorKind::QuotaExceeded
+        )
+}
 
 /// Bytes of a record header.
 pub const HEADER_LEN: usize = 28;
@@ -177,8 +198,8 @@ pub fn segment_path(dir: &Path, rid: u64) -> PathBuf {
 /// When the directory cannot be listed.
 pub fn list_segments(dir: &Path) -> io::Result<Vec<(u64, PathBuf)>> {
     let mut out = Vec::new();
-    for entry in fs::read_dir(dir)? {
-        let path = entry?.path();
+    for entry in fs::read_dir(dir).map_err(at("list", dir))? {
+        let path = entry.map_err(at("list", dir))?.path();
         if path.extension().and_then(|e| e.to_str()) != Some(SEGMENT_EXT) {
             continue;
         }
@@ -194,13 +215,20 @@ pub fn list_segments(dir: &Path) -> io::Result<Vec<(u64, PathBuf)>> {
     Ok(out)
 }
 
-/// Reads a segment, checking every record. See the module docs.
+/// Reads a segment, checking every record: its checksums, and that its
+/// payload decodes into the number of events its header gives. See the
+/// module docs.
 ///
 /// # Errors
 ///
 /// When the file cannot be read at all.
 pub fn scan_segment(path: &Path, first_rid: u64) -> io::Result<SegmentScan> {
-    let data = fs::read(path)?;
+    let data = fs::read(path).map_err(at("read", path))?;
+    Ok(scan_bytes(path, first_rid, Bytes::from(data)))
+}
+
+/// [`scan_segment`] on a segment's bytes.
+pub fn scan_bytes(path: &Path, first_rid: u64, data: Bytes) -> SegmentScan {
     let mut scan = SegmentScan {
         path: path.to_path_buf(),
         first_rid,
@@ -238,18 +266,26 @@ pub fn scan_segment(path: &Path, first_rid: u64) -> io::Result<SegmentScan> {
                     });
                     break;
                 }
-                if crc32fast::hash(&rest[HEADER_LEN..end]) == h.crc {
-                    scan.records.push(RecordInfo {
+                let reason = if crc32fast::hash(&rest[HEADER_LEN..end]) != h.crc {
+                    Some("payload checksum mismatch")
+                } else if super::codec::validate(&data.slice(at + HEADER_LEN..at + end), h.events)
+                    .is_err()
+                {
+                    Some("payload does not decode into the events its header counts")
+                } else {
+                    None
+                };
+                match reason {
+                    None => scan.records.push(RecordInfo {
                         header: h,
                         offset: at as u64,
-                    });
-                } else {
-                    scan.damage.push(Damage {
+                    }),
+                    Some(reason) => scan.damage.push(Damage {
                         kind: DamageKind::Corrupt,
                         offset: at as u64,
                         len: end as u64,
-                        reason: "payload checksum mismatch",
-                    });
+                        reason,
+                    }),
                 }
                 at += end;
             }
@@ -277,7 +313,7 @@ pub fn scan_segment(path: &Path, first_rid: u64) -> io::Result<SegmentScan> {
             }
         }
     }
-    Ok(scan)
+    scan
 }
 
 /// Committed event ranges by record id, read from the commit log. Entries
@@ -288,10 +324,11 @@ pub fn scan_segment(path: &Path, first_rid: u64) -> io::Result<SegmentScan> {
 ///
 /// When the file exists but cannot be read.
 pub fn read_commits(dir: &Path) -> io::Result<(Commits, u64)> {
-    let data = match fs::read(dir.join(COMMITS)) {
+    let path = dir.join(COMMITS);
+    let data = match fs::read(&path) {
         Ok(d) => d,
         Err(e) if e.kind() == io::ErrorKind::NotFound => Vec::new(),
-        Err(e) => return Err(e),
+        Err(e) => return Err(at("read", &path)(e)),
     };
     let mut out: BTreeMap<u64, Vec<(u32, u32)>> = BTreeMap::new();
     let mut bad = 0;
@@ -349,18 +386,33 @@ pub fn rewrite_commits(dir: &Path, entries: &[(u64, u32, u32)]) -> io::Result<()
     for &(rid, s, e) in entries {
         buf.extend_from_slice(&commit_entry(rid, s, e));
     }
-    let mut f = File::create(&tmp)?;
-    f.write_all(&buf)?;
-    f.sync_all()?;
-    fs::rename(&tmp, dir.join(COMMITS))?;
+    let written = File::create(&tmp).and_then(|mut f| {
+        f.write_all(&buf)?;
+        f.sync_all()
+    });
+    if let Err(e) = written {
+        // A full disk leaves a partial file: take it away again.
+        let _ = fs::remove_file(&tmp);
+        return Err(at("write", &tmp)(e));
+    }
+    let log = dir.join(COMMITS);
+    fs::rename(&tmp, &log).map_err(at("replace", &log))?;
     sync_dir(dir);
     Ok(())
 }
 
-/// An exclusive lock on a channel directory (a POSIX record lock on
-/// `DIR/lock`), held while the value lives: two agents, or `repair` and an
-/// agent, never work on one directory at once. The lock belongs to the
-/// process, so one process may open a directory again (tests do).
+/// An exclusive lock on a channel directory, held while the value lives:
+/// two agents, two channels of one agent, or `repair` and an agent never
+/// work on one directory at once.
+///
+/// It is an open file description lock (`F_OFD_SETLK`, Linux) on
+/// `DIR/lock`: it belongs to this open of the file, not to the process, so
+/// a second open in the same process is refused too, and closing some other
+/// descriptor of the file does not release it (a POSIX record lock would
+/// be released by the first `close` of any descriptor of the file in the
+/// process, and is shared by all its threads). Elsewhere, `flock`, which
+/// has the same semantics. Both conflict with a POSIX record lock taken
+/// on the same file by another process (older versions).
 #[derive(Debug)]
 pub struct DirLock {
     _file: File,
@@ -370,36 +422,57 @@ pub struct DirLock {
 ///
 /// # Errors
 ///
-/// `WouldBlock` when another process holds it; any I/O error opening it.
+/// `WouldBlock` when another open holds it (the message names `dir`); any
+/// I/O error opening the lock file.
 pub fn lock_dir(dir: &Path) -> io::Result<DirLock> {
-    use std::os::unix::io::AsRawFd;
+    let path = dir.join("lock");
     let file = fs::OpenOptions::new()
         .create(true)
         .truncate(false)
         .write(true)
-        .open(dir.join("lock"))?;
-    // SAFETY: an all-zero `struct flock` is a valid value (a lock of the
-    // whole file once the type is set).
-    let mut fl: libc::flock = unsafe { std::mem::zeroed() };
-    fl.l_type = libc::F_WRLCK as _;
-    fl.l_whence = libc::SEEK_SET as _;
-    // SAFETY: fcntl(2) F_SETLK on a descriptor we own and keep open, with a
-    // pointer to a live `struct flock`.
-    let rc = unsafe { libc::fcntl(file.as_raw_fd(), libc::F_SETLK, &fl) };
-    if rc != 0 {
-        let e = io::Error::last_os_error();
+        .open(&path)
+        .map_err(at("open the lock file", &path))?;
+    if let Err(e) = lock_file(&file) {
         if matches!(e.raw_os_error(), Some(libc::EACCES) | Some(libc::EAGAIN)) {
             return Err(io::Error::new(
                 io::ErrorKind::WouldBlock,
                 format!(
-                    "{} is in use by another process (a running agent?)",
+                    "{} is in use by another process (a running agent?) or by another disk channel of this one",
                     dir.display()
                 ),
             ));
         }
-        return Err(e);
+        return Err(at("lock", &path)(e));
     }
     Ok(DirLock { _file: file })
+}
+
+#[cfg(target_os = "linux")]
+fn lock_file(file: &File) -> io::Result<()> {
+    use std::os::unix::io::AsRawFd;
+    // SAFETY: an all-zero `struct flock` is a valid value (a lock of the
+    // whole file once the type is set; `l_pid` must be 0 for OFD locks).
+    let mut fl: libc::flock = unsafe { std::mem::zeroed() };
+    fl.l_type = libc::F_WRLCK as _;
+    fl.l_whence = libc::SEEK_SET as _;
+    // SAFETY: fcntl(2) F_OFD_SETLK on a descriptor we own and keep open,
+    // with a pointer to a live `struct flock`.
+    let rc = unsafe { libc::fcntl(file.as_raw_fd(), libc::F_OFD_SETLK, &fl) };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+#[cfg(not(target_os = "linux"))]
+fn lock_file(file: &File) -> io::Result<()> {
+    use std::os::unix::io::AsRawFd;
+    // SAFETY: flock(2) on a descriptor we own and keep open.
+    let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
 }
 
 /// Syncs a directory so that renames and new files in it survive an OS

@@ -23,13 +23,20 @@
 //! Start-up ([`recover`]) rebuilds the pending records from the files,
 //! skipping torn and corrupt records with a log line naming the segment and
 //! offset. The file format is described in [`log`].
+//!
+//! A directory holds one channel at a time: a lock keeps other processes
+//! out, and [`claim`] other channels of this process. On a full disk the
+//! writer waits for room (see [`writer`]) and [`Channel::degraded`] says so.
 
+mod claim;
 mod codec;
 pub mod log;
 pub mod recover;
 mod state;
 mod writer;
 
+#[cfg(test)]
+mod hostile_tests;
 #[cfg(test)]
 mod tests;
 
@@ -47,6 +54,7 @@ use crate::memory::WhenFull;
 use state::{Shared, Unit};
 use writer::{Cmd, Writer};
 
+pub use claim::shared_directories;
 pub use recover::{inspect, repair, Summary};
 
 /// When the channel calls `fdatasync` on what it wrote.
@@ -144,18 +152,25 @@ struct Core {
     /// synced before the process exits.
     thread: Mutex<Option<std::thread::JoinHandle<()>>>,
     dir: PathBuf,
+    /// `dir` resolved: its key in the table of [`claim`].
+    key: PathBuf,
+    /// Set once retired (see [`Core::retire`]): nothing is written any more.
+    retired: std::sync::atomic::AtomicBool,
     max_bytes: u64,
     /// Events not yet committed, at most (`u64::MAX`: no bound).
     capacity: u64,
     when_full: WhenFull,
-    /// Released after the writer thread ended (fields drop after `drop`).
-    _lock: log::DirLock,
+    /// Released once the writer thread ended.
+    lock: Mutex<Option<log::DirLock>>,
 }
 
 impl Core {
     /// Runs `cmd` on this thread when the writer is free and may run
     /// inline, else sends it to the writer thread.
     fn submit(&self, cmd: Cmd) -> Result<(), ChannelError> {
+        if self.retired.load(std::sync::atomic::Ordering::Acquire) {
+            return Err(gone());
+        }
         if self.inline {
             let free = match self.writer.try_lock() {
                 Ok(w) => Some(w),
@@ -164,6 +179,12 @@ impl Core {
             };
             if let Some(mut w) = free.filter(|w| w.quick(&cmd)) {
                 w.handle_inline(cmd);
+                let full = w.is_full();
+                drop(w);
+                if full {
+                    // The thread tries again; it may be asleep.
+                    let _ = self.send(Cmd::Wake);
+                }
                 return Ok(());
             }
         }
@@ -174,7 +195,40 @@ impl Core {
         let tx = self.tx.lock().unwrap_or_else(|p| p.into_inner());
         tx.as_ref()
             .and_then(|tx| tx.send(cmd).ok())
-            .ok_or_else(|| ChannelError::Other("disk channel: the writer thread is gone".into()))
+            .ok_or_else(gone)
+    }
+
+    /// Whether a new channel on the same directory may take it over: this
+    /// one is closed and nothing taken from it waits for a commit.
+    fn retirable(&self) -> bool {
+        let st = self.shared.lock();
+        st.closed && st.in_flight == 0
+    }
+
+    /// Stops writing for good: the writer thread writes what it was given
+    /// and syncs, the lock is released, and the channel hands out nothing
+    /// more (what it still held is on disk, for whoever opens the directory
+    /// next). Runs on drop, or earlier when a new channel takes the
+    /// directory over ([`claim`]).
+    fn retire(&self) {
+        self.retired
+            .store(true, std::sync::atomic::Ordering::Release);
+        drop(self.tx.lock().unwrap_or_else(|p| p.into_inner()).take());
+        let thread = self.thread.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(t) = thread {
+            let _ = t.join();
+        }
+        {
+            let mut st = self.shared.lock();
+            st.closed = true;
+            st.units.clear();
+            st.queued = 0;
+            st.cached_bytes = 0;
+        }
+        self.shared.readers.notify_waiters();
+        self.shared.writers.notify_waiters();
+        drop(self.lock.lock().unwrap_or_else(|p| p.into_inner()).take());
+        claim::release(&self.key, self);
     }
 
     /// Commits taken parts: they leave the channel at once (room is freed,
@@ -237,14 +291,13 @@ impl Core {
     }
 }
 
+fn gone() -> ChannelError {
+    ChannelError::Other("disk channel: the writer thread is gone".into())
+}
+
 impl Drop for Core {
     fn drop(&mut self) {
-        let tx = self.tx.get_mut().map(Option::take).unwrap_or_default();
-        drop(tx);
-        let thread = self.thread.get_mut().map(Option::take).unwrap_or_default();
-        if let Some(t) = thread {
-            let _ = t.join();
-        }
+        self.retire();
     }
 }
 
@@ -259,12 +312,16 @@ impl DiskChannel {
     ///
     /// # Errors
     ///
-    /// When the directory cannot be created or read.
+    /// When the directory cannot be created or read, or is in use by
+    /// another process or another disk channel of this one. Every error
+    /// names the file or directory at fault.
     pub fn open(config: &DiskConfig, default_dir: &std::path::Path) -> std::io::Result<Self> {
         let dir = config
             .path
             .clone()
             .unwrap_or_else(|| default_dir.to_path_buf());
+        std::fs::create_dir_all(&dir).map_err(log::at("create the directory", &dir))?;
+        let claim = claim::claim(&dir)?;
         let mut recovered = recover::open(&dir)?;
         let shared = Arc::new(Shared {
             state: Mutex::new(std::mem::take(&mut recovered.state)),
@@ -282,21 +339,24 @@ impl DiskChannel {
         let thread_writer = writer.clone();
         let thread = std::thread::Builder::new()
             .name("sluice-disk-writer".into())
-            .spawn(move || Writer::run(&thread_writer, &rx))?;
-        Ok(DiskChannel {
-            core: Arc::new(Core {
-                shared,
-                tx: Mutex::new(Some(tx)),
-                writer,
-                inline: Writer::inline(config.sync),
-                thread: Mutex::new(Some(thread)),
-                dir,
-                _lock: recovered.lock,
-                max_bytes: config.max_bytes.0,
-                capacity: config.capacity.unwrap_or(u64::MAX),
-                when_full: config.when_full,
-            }),
-        })
+            .spawn(move || Writer::run(&thread_writer, &rx))
+            .map_err(log::at("start the writer thread of", &dir))?;
+        let core = Arc::new(Core {
+            shared,
+            tx: Mutex::new(Some(tx)),
+            writer,
+            inline: Writer::inline(config.sync),
+            thread: Mutex::new(Some(thread)),
+            dir,
+            key: claim.key.clone(),
+            retired: std::sync::atomic::AtomicBool::new(false),
+            lock: Mutex::new(Some(recovered.lock)),
+            max_bytes: config.max_bytes.0,
+            capacity: config.capacity.unwrap_or(u64::MAX),
+            when_full: config.when_full,
+        });
+        claim.open(&core);
+        Ok(DiskChannel { core })
     }
 
     /// The channel's directory.
@@ -313,8 +373,15 @@ impl DiskChannel {
     pub async fn sync(&self) -> Result<(), ChannelError> {
         let (reply, rx) = oneshot::channel();
         self.core.send(Cmd::Sync { reply })?;
-        rx.await
-            .map_err(|_| ChannelError::Other("disk channel: the writer thread is gone".into()))
+        rx.await.map_err(|_| gone())
+    }
+
+    /// Lets go of the directory as the end of the process would, whatever
+    /// still holds the channel (a transaction leaked to play a crash): the
+    /// writer finishes what it was given, nothing more is written.
+    #[cfg(test)]
+    pub(crate) fn crash(&self) {
+        self.core.retire();
     }
 
     /// Records found damaged since the channel opened (skipped).
@@ -428,9 +495,7 @@ impl Channel for DiskChannel {
         }
         match rx.await {
             Ok(r) => r.map_err(ChannelError::Io),
-            Err(_) => Err(ChannelError::Other(
-                "disk channel: the writer thread is gone".into(),
-            )),
+            Err(_) => Err(gone()),
         }
     }
 
@@ -607,6 +672,10 @@ impl Channel for DiskChannel {
     fn is_durable(&self) -> bool {
         true
     }
+
+    fn degraded(&self) -> Option<String> {
+        self.core.shared.lock().full.clone()
+    }
 }
 
 struct DiskTxn {
@@ -622,9 +691,7 @@ impl TransactionHandle for DiskTxn {
         // Returns once the commit entries are written: a process crash
         // after that does not deliver these events again.
         let written = self.core.commit(self.parts)?;
-        written
-            .await
-            .map_err(|_| ChannelError::Other("disk channel: the writer thread is gone".into()))
+        written.await.map_err(|_| gone())
     }
 
     fn rollback(self: Box<Self>, batch: Option<Batch>) {

@@ -92,7 +92,7 @@ pub fn inspect(dir: &Path, mut report: impl FnMut(&Path, &log::Damage)) -> io::R
 /// When the directory cannot be created or read, or a file in it cannot
 /// be read or deleted.
 pub fn open(dir: &Path) -> io::Result<Recovered> {
-    std::fs::create_dir_all(dir)?;
+    std::fs::create_dir_all(dir).map_err(log::at("create the directory", dir))?;
     let lock = log::lock_dir(dir)?;
     let (scans, commits, summary) = inspect(dir, |path, d| {
         let what = match d.kind {
@@ -156,7 +156,7 @@ pub fn open(dir: &Path) -> io::Result<Recovered> {
             pending += 1;
         }
         if pending == 0 {
-            std::fs::remove_file(&scan.path)?;
+            std::fs::remove_file(&scan.path).map_err(log::at("delete", &scan.path))?;
         } else {
             kept.extend(scan.records.iter().map(|r| r.header.rid));
             state.segments.insert(
@@ -177,7 +177,16 @@ pub fn open(dir: &Path) -> io::Result<Recovered> {
         .filter(|(rid, _)| kept.contains(rid))
         .flat_map(|(&rid, ranges)| ranges.iter().map(move |&(s, e)| (rid, s, e)))
         .collect();
-    log::rewrite_commits(dir, &keep)?;
+    let commits_len = match log::rewrite_commits(dir, &keep) {
+        Ok(()) => (keep.len() * log::COMMIT_LEN) as u64,
+        // Compaction needs room for a copy; the log as it is serves as
+        // well, cut to whole entries (which frees room, never takes it).
+        Err(e) if log::is_full(&e) => {
+            tracing::warn!(dir = %dir.display(), "disk channel: the disk is full: the commit log is not compacted ({e})");
+            keep_commit_log(dir)?
+        }
+        Err(e) => return Err(e),
+    };
     if summary.pending_events > 0 || summary.corrupt + summary.torn > 0 {
         tracing::info!(
             dir = %dir.display(),
@@ -193,8 +202,25 @@ pub fn open(dir: &Path) -> io::Result<Recovered> {
         lock,
         state,
         next_rid,
-        commits_len: (keep.len() * log::COMMIT_LEN) as u64,
+        commits_len,
     })
+}
+
+/// Keeps the commit log as it is, cut to a whole number of entries;
+/// returns its length.
+fn keep_commit_log(dir: &Path) -> io::Result<u64> {
+    let path = dir.join(log::COMMITS);
+    let f = match std::fs::OpenOptions::new().write(true).open(&path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(0),
+        Err(e) => return Err(log::at("open", &path)(e)),
+    };
+    let len = f.metadata().map_err(log::at("read", &path))?.len();
+    let whole = len - len % log::COMMIT_LEN as u64;
+    if whole != len {
+        f.set_len(whole).map_err(log::at("cut", &path))?;
+    }
+    Ok(whole)
 }
 
 /// What [`repair`] removed from one segment.
@@ -223,7 +249,7 @@ pub fn repair(dir: &Path) -> io::Result<(Vec<Repaired>, u64)> {
         if scan.damage.is_empty() {
             continue;
         }
-        let data = std::fs::read(&scan.path)?;
+        let data = std::fs::read(&scan.path).map_err(log::at("read", &scan.path))?;
         let mut good = Vec::with_capacity(data.len());
         for r in &scan.records {
             let start = r.offset as usize;
@@ -233,13 +259,16 @@ pub fn repair(dir: &Path) -> io::Result<(Vec<Repaired>, u64)> {
             }
         }
         let tmp = scan.path.with_extension("tmp");
-        {
+        let written = std::fs::File::create(&tmp).and_then(|mut f| {
             use std::io::Write;
-            let mut f = std::fs::File::create(&tmp)?;
             f.write_all(&good)?;
-            f.sync_all()?;
+            f.sync_all()
+        });
+        if let Err(e) = written {
+            let _ = std::fs::remove_file(&tmp);
+            return Err(log::at("write", &tmp)(e));
         }
-        std::fs::rename(&tmp, &scan.path)?;
+        std::fs::rename(&tmp, &scan.path).map_err(log::at("replace", &scan.path))?;
         log::sync_dir(dir);
         out.push(Repaired {
             path: scan.path,

@@ -86,6 +86,8 @@ pub struct State {
     pub discarded_events: u64,
     /// Records found damaged (at start-up or when read back).
     pub corrupt_records: u64,
+    /// Why writers wait, while the disk is full (see the writer's docs).
+    pub full: Option<String>,
 }
 
 impl State {

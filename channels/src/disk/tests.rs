@@ -121,6 +121,7 @@ async fn uncommitted_events_come_back_after_a_restart() {
         // Taken, never committed: as if the process died here.
         let t = ch.take(3).await.unwrap().unwrap();
         std::mem::forget(t);
+        ch.crash();
     }
     let ch = open(dir.path(), "");
     assert_eq!(ch.stats().events, 15);
@@ -452,6 +453,7 @@ async fn random_puts_takes_rollbacks_and_restarts_lose_nothing() {
                 {
                     std::mem::forget(t);
                 }
+                ch.crash();
             }
         }
         let mut sorted = committed.clone();

@@ -14,9 +14,13 @@
 //! after its record is in the file (and synced with `sync: always`).
 //! `fdatasync`, segment rolls, deletions and compaction never run on the
 //! executor's threads.
+//!
+//! On a full disk the writer waits for room instead of failing ([`full`]).
 
+use std::collections::VecDeque;
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
+use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender};
 use std::sync::{Arc, Mutex};
@@ -28,6 +32,9 @@ use tokio::sync::oneshot;
 use super::log::{self, Header, COMMITS, HEADER_LEN};
 use super::state::{Rec, Seg, Shared, Unit};
 use super::SyncPolicy;
+
+mod full;
+use full::Full;
 
 /// The commit log is compacted once it grows past this.
 const COMPACT_COMMITS_AT: u64 = 4 << 20;
@@ -48,6 +55,9 @@ pub enum Cmd {
     },
     /// Reply once everything sent before is written and synced.
     Sync { reply: oneshot::Sender<()> },
+    /// Nothing: wakes the thread so that it tries again what waits for
+    /// room (sent after a put run inline found the disk full).
+    Wake,
     /// Write commit entries for these events, (record id, start, end),
     /// then delete the segments they finished.
     Commit {
@@ -105,6 +115,20 @@ pub struct Writer {
     unsynced_sealed: usize,
     /// To the thread that runs `sync: interval`'s syncs.
     syncer: SyncSender<Vec<File>>,
+    /// Set while the disk is full (see the module docs).
+    full: Option<Full>,
+    /// Records placed in the active segment whose bytes (all of `buf`) are
+    /// not written yet because the disk is full.
+    stalled: Vec<Written>,
+    /// Appends and syncs waiting for room, in order.
+    deferred: VecDeque<Cmd>,
+    /// Replies of commits whose entries (in `commit_buf`) wait for room.
+    commit_replies: Vec<oneshot::Sender<()>>,
+    /// Bytes of the open commit log, to cut a failed write back.
+    commits_size: u64,
+    /// Writes that found the disk full, in all (to tell whether a try
+    /// found it full again).
+    stalls: u64,
 }
 
 impl Writer {
@@ -132,6 +156,12 @@ impl Writer {
             unsynced: Vec::new(),
             unsynced_sealed: 0,
             syncer: spawn_syncer(),
+            full: None,
+            stalled: Vec::new(),
+            deferred: VecDeque::new(),
+            commit_replies: Vec::new(),
+            commits_size: 0,
+            stalls: 0,
         }
     }
 
@@ -147,14 +177,18 @@ impl Writer {
             } else {
                 let wait = {
                     let w = lock();
-                    (w.sync == SyncPolicy::Interval).then(|| {
+                    let sync = (w.sync == SyncPolicy::Interval).then(|| {
                         if w.dirty {
                             (w.last_sync + w.sync_interval)
                                 .saturating_duration_since(Instant::now())
                         } else {
                             w.sync_interval
                         }
-                    })
+                    });
+                    match (sync, w.retry_in()) {
+                        (Some(a), Some(b)) => Some(a.min(b)),
+                        (a, b) => a.or(b),
+                    }
                 };
                 let received = match wait {
                     Some(timeout) => rx.recv_timeout(timeout),
@@ -163,7 +197,11 @@ impl Writer {
                 match received {
                     Ok(c) => c,
                     Err(RecvTimeoutError::Timeout) => {
-                        lock().sync_if_due();
+                        let mut w = lock();
+                        if w.retry_in().is_some_and(|t| t.is_zero()) {
+                            w.handle(Vec::new());
+                        }
+                        w.sync_if_due();
                         continue;
                     }
                     Err(RecvTimeoutError::Disconnected) => break,
@@ -181,6 +219,16 @@ impl Writer {
             w.sync_if_due();
         }
         let mut w = lock();
+        // Still full: nobody waits for what was not written any more (the
+        // channel is gone); cut its partial bytes back.
+        if w.full.is_some() {
+            w.stalled.clear();
+            w.deferred.clear();
+            w.buf.clear();
+            if let Some((_, f, size)) = &w.file {
+                let _ = f.set_len(*size);
+            }
+        }
         // Everything committed: the active segment goes too, and there is
         // nothing left worth syncing but the commit log.
         if w.shared.lock().records.is_empty() {
@@ -207,6 +255,9 @@ impl Writer {
     /// (which syncs the directory), deleting one, compacting and syncs stay
     /// on the writer thread.
     pub fn quick(&self, cmd: &Cmd) -> bool {
+        if self.full.is_some() || !self.commit_buf.is_empty() {
+            return false;
+        }
         match cmd {
             Cmd::Append { payload, .. } => {
                 self.commits_len <= COMPACT_COMMITS_AT
@@ -219,7 +270,7 @@ impl Writer {
                     && self.commits_len + (parts.len() * log::COMMIT_LEN) as u64
                         <= COMPACT_COMMITS_AT
             }
-            Cmd::Sync { .. } => false,
+            Cmd::Sync { .. } | Cmd::Wake => false,
         }
     }
 
@@ -296,13 +347,31 @@ impl Writer {
     }
 
     fn handle(&mut self, group: Vec<Cmd>) {
+        let mut group: VecDeque<Cmd> = group.into();
+        if self.full.is_some() {
+            if self.retry_full() {
+                // What waited goes first.
+                let mut all = std::mem::take(&mut self.deferred);
+                all.extend(group);
+                group = all;
+            } else {
+                // Commits go on: deleting their segments may free room.
+                let (commits, wait): (VecDeque<Cmd>, VecDeque<Cmd>) = group
+                    .into_iter()
+                    .partition(|c| matches!(c, Cmd::Commit { .. }));
+                self.deferred.extend(wait);
+                group = commits;
+            }
+        }
         let mut pending: Vec<Written> = Vec::new();
         let mut written: Vec<Written> = Vec::new();
         let mut delete: Vec<PathBuf> = Vec::new();
         let mut synced: Vec<oneshot::Sender<()>> = Vec::new();
-        let mut synced_commits: Vec<oneshot::Sender<()>> = Vec::new();
         for cmd in group {
             match cmd {
+                cmd @ (Cmd::Append { .. } | Cmd::Sync { .. }) if self.full.is_some() => {
+                    self.deferred.push_back(cmd);
+                }
                 Cmd::Append {
                     payload,
                     events,
@@ -322,49 +391,58 @@ impl Writer {
                         // first: a sealed segment without pending records
                         // is deleted.
                         self.flush_segment(&mut pending, &mut written);
-                        self.sync_written(&mut written);
                         self.publish(std::mem::take(&mut written));
-                        if let Err(e) = self.roll() {
-                            tracing::error!("disk channel: cannot start a segment: {e}");
-                            self.release(len, events);
-                            let _ = reply.send(Err(e));
-                            continue;
-                        }
-                    }
-                    let Some((seg, _, size)) = &self.file else {
-                        continue;
-                    };
-                    let rid = self.next_rid;
-                    self.next_rid += 1;
-                    let offset = *size + self.buf.len() as u64;
-                    let header = Header {
-                        len: payload.len() as u32,
-                        rid,
-                        events,
-                        crc: crc32fast::hash(&payload),
-                    };
-                    self.buf.extend_from_slice(&header.encode());
-                    self.buf.extend_from_slice(&payload);
-                    pending.push(Written {
-                        rid,
-                        rec: Rec {
-                            seg: *seg,
-                            offset,
-                            len,
+                        let rolled = if self.full.is_some() {
+                            Ok(false)
+                        } else {
+                            self.roll().map(|()| true)
+                        };
+                        let cmd = Cmd::Append {
+                            payload,
                             events,
-                            committed: 0,
-                        },
-                        cache_size: super::state::cache_cost(&batch),
-                        batch,
-                        reply,
-                    });
+                            batch,
+                            reply,
+                        };
+                        match rolled {
+                            Ok(true) => {}
+                            Ok(false) => {
+                                self.deferred.push_back(cmd);
+                                continue;
+                            }
+                            Err(e) if log::is_full(&e) => {
+                                self.stall(&e);
+                                self.deferred.push_back(cmd);
+                                continue;
+                            }
+                            Err(e) => {
+                                tracing::error!("disk channel: cannot start a segment: {e}");
+                                self.release(len, events);
+                                if let Cmd::Append { reply, .. } = cmd {
+                                    let _ = reply.send(Err(e));
+                                }
+                                continue;
+                            }
+                        }
+                        let Cmd::Append {
+                            payload,
+                            events,
+                            batch,
+                            reply,
+                        } = cmd
+                        else {
+                            continue;
+                        };
+                        self.place(payload, events, batch, reply, &mut pending);
+                    } else {
+                        self.place(payload, events, batch, reply, &mut pending);
+                    }
                 }
                 Cmd::Commit {
                     parts,
                     delete: done,
                     reply,
                 } => {
-                    synced_commits.extend(reply);
+                    self.commit_replies.extend(reply);
                     for &(rid, s, e) in &parts {
                         self.commit_buf
                             .extend_from_slice(&log::commit_entry(rid, s, e));
@@ -372,15 +450,20 @@ impl Writer {
                     delete.extend(done);
                 }
                 Cmd::Sync { reply } => synced.push(reply),
+                Cmd::Wake => {}
             }
         }
-        self.flush_segment(&mut pending, &mut written);
-        self.flush_commits();
-        for r in synced_commits {
-            let _ = r.send(());
+        if self.full.is_none() {
+            self.flush_segment(&mut pending, &mut written);
         }
-        self.sync_written(&mut written);
+        self.flush_commits();
         self.publish(written);
+        if self.full.is_some() {
+            // Records before them wait: so do they, ahead of what came after.
+            for reply in synced.drain(..).rev() {
+                self.deferred.push_front(Cmd::Sync { reply });
+            }
+        }
         if !synced.is_empty() {
             self.sync_now();
             for r in synced {
@@ -389,31 +472,54 @@ impl Writer {
         }
         // After their commit entries: a segment deleted first would be
         // harmless too (its records are gone), but this keeps the log honest.
+        // On a full disk, whether the entries went through or not: that
+        // may be what frees the room.
         for p in delete {
             remove_segment(&p);
         }
-        if self.commits_len > COMPACT_COMMITS_AT {
+        if self.commits_len > COMPACT_COMMITS_AT && self.full.is_none() {
             let floor = self.shared.lock().commits_floor();
             self.compact_commits(floor);
         }
     }
 
-    /// With `sync: always`, syncs the active segment before its new records
-    /// are published; if that fails, their puts fail.
-    fn sync_written(&mut self, written: &mut Vec<Written>) {
-        if self.sync != SyncPolicy::Always || written.is_empty() {
-            return;
-        }
-        let Some((_, f, _)) = &self.file else {
+    /// Places a record at the end of the active segment's buffer.
+    fn place(
+        &mut self,
+        payload: Vec<u8>,
+        events: u32,
+        batch: Batch,
+        reply: oneshot::Sender<io::Result<()>>,
+        pending: &mut Vec<Written>,
+    ) {
+        let Some((seg, _, size)) = &self.file else {
             return;
         };
-        if let Err(e) = f.sync_data() {
-            tracing::error!("disk channel: fdatasync failed: {e}");
-            for w in written.drain(..) {
-                self.release(w.rec.len, w.rec.events);
-                let _ = w.reply.send(Err(io::Error::new(e.kind(), e.to_string())));
-            }
-        }
+        let len = (HEADER_LEN + payload.len()) as u64;
+        let rid = self.next_rid;
+        self.next_rid += 1;
+        let offset = *size + self.buf.len() as u64;
+        let header = Header {
+            len: payload.len() as u32,
+            rid,
+            events,
+            crc: crc32fast::hash(&payload),
+        };
+        self.buf.extend_from_slice(&header.encode());
+        self.buf.extend_from_slice(&payload);
+        pending.push(Written {
+            rid,
+            rec: Rec {
+                seg: *seg,
+                offset,
+                len,
+                events,
+                committed: 0,
+            },
+            cache_size: super::state::cache_cost(&batch),
+            batch,
+            reply,
+        });
     }
 
     /// Gives back the bytes and events reserved by a put that failed.
@@ -425,63 +531,109 @@ impl Writer {
         self.shared.writers.notify_waiters();
     }
 
-    /// Writes the buffered records to the active segment. On failure their
-    /// puts fail and the segment is sealed (what was partly written becomes
-    /// a damaged stretch that recovery skips).
+    /// Writes the buffered records (`buf`, those of `pending`) at the end
+    /// of the active segment, and syncs them with `sync: always`; moves
+    /// them to `written`. On a full disk they stay buffered, in `stalled`,
+    /// and the writer is full. On another failure their puts fail and the
+    /// segment is sealed (what was partly written becomes a damaged stretch
+    /// that recovery skips).
     fn flush_segment(&mut self, pending: &mut Vec<Written>, written: &mut Vec<Written>) {
         if self.buf.is_empty() {
             return;
         }
-        let Some((_, f, size)) = &mut self.file else {
+        let always = self.sync == SyncPolicy::Always;
+        let Some((id, f, size)) = &mut self.file else {
             return;
         };
-        match f.write_all(&self.buf) {
+        let (id, at) = (*id, *size);
+        // At the known end, not at the file position: a write the disk
+        // cut short is written again over its partial bytes.
+        let result =
+            f.write_all_at(&self.buf, at)
+                .and_then(|()| if always { f.sync_data() } else { Ok(()) });
+        match result {
             Ok(()) => {
                 *size += self.buf.len() as u64;
                 self.dirty = true;
                 written.append(pending);
+                self.buf.clear();
+            }
+            Err(e) if log::is_full(&e) => {
+                // Cut what got in back (it frees room; a crash meanwhile
+                // leaves a clean segment) and keep the records buffered.
+                let _ = f.set_len(at);
+                let e = log::at("write", &log::segment_path(&self.dir, id))(e);
+                self.stalled.append(pending);
+                self.stall(&e);
             }
             Err(e) => {
-                tracing::error!("disk channel: write failed: {e}");
+                tracing::error!(segment = %log::segment_path(&self.dir, id).display(), "disk channel: write failed: {e}");
                 for w in pending.drain(..) {
                     self.release(w.rec.len, w.rec.events);
                     let _ = w.reply.send(Err(io::Error::new(e.kind(), e.to_string())));
                 }
                 self.seal_active();
+                self.buf.clear();
             }
         }
-        self.buf.clear();
     }
 
+    /// Appends the buffered commit entries to the commit log and tells
+    /// their commits. On a full disk they stay buffered (their commits
+    /// wait) and the writer is full; on another failure they are dropped:
+    /// their events may be delivered again after a restart.
     fn flush_commits(&mut self) {
         if self.commit_buf.is_empty() {
+            for r in self.commit_replies.drain(..) {
+                let _ = r.send(());
+            }
             return;
         }
+        let path = self.dir.join(COMMITS);
         let result = (|| {
             if self.commits.is_none() {
-                self.commits = Some(
-                    OpenOptions::new()
-                        .create(true)
-                        .append(true)
-                        .open(self.dir.join(COMMITS))?,
-                );
+                let f = OpenOptions::new().create(true).append(true).open(&path)?;
+                self.commits_size = f.metadata()?.len();
+                self.commits = Some(f);
             }
             let Some(c) = self.commits.as_mut() else {
                 return Ok(());
             };
             c.write_all(&self.commit_buf)
         })();
-        match &result {
+        match result {
             Ok(()) => {
                 self.commits_len += self.commit_buf.len() as u64;
+                self.commits_size += self.commit_buf.len() as u64;
                 self.dirty = true;
+                self.commit_buf.clear();
+                for r in self.commit_replies.drain(..) {
+                    let _ = r.send(());
+                }
             }
             Err(e) => {
-                tracing::error!("disk channel: cannot write the commit log: {e}; committed events may be delivered again after a restart");
+                // Whole entries only: a partial one would shift every
+                // later entry out of place.
+                if let Some(c) = &self.commits {
+                    if c.set_len(self.commits_size).is_err() {
+                        self.commits = None;
+                    }
+                }
+                let e = log::at("write", &path)(e);
+                if log::is_full(&e) {
+                    self.stall(&e);
+                    return;
+                }
+                tracing::error!(
+                    "disk channel: {e}; committed events may be delivered again after a restart"
+                );
                 self.commits = None;
+                self.commit_buf.clear();
+                for r in self.commit_replies.drain(..) {
+                    let _ = r.send(());
+                }
             }
         }
-        self.commit_buf.clear();
     }
 
     fn seal_active(&mut self) {
@@ -520,14 +672,19 @@ impl Writer {
 
     /// Seals the active segment and starts a new one at the next record id.
     fn roll(&mut self) -> io::Result<()> {
+        self.roll_at(self.next_rid)
+    }
+
+    /// Seals the active segment and starts a new one named after record `id`.
+    fn roll_at(&mut self, id: u64) -> io::Result<()> {
         self.seal_active();
-        let id = self.next_rid;
         let path = log::segment_path(&self.dir, id);
         let f = OpenOptions::new()
             .create(true)
             .write(true)
             .truncate(true)
-            .open(&path)?;
+            .open(&path)
+            .map_err(log::at("create", &path))?;
         if self.sync != SyncPolicy::Never {
             log::sync_dir(&self.dir);
         }
