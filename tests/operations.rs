@@ -22,7 +22,7 @@ pub(crate) fn get(url: &str, path: &str) -> Option<(u16, String)> {
         .enable_all()
         .build()
         .expect("runtime");
-    let r = rt.block_on(sluice_api::client::get(url, path)).ok()?;
+    let r = rt.block_on(sluice_api::client::get(url, path, None)).ok()?;
     Some((r.status, String::from_utf8_lossy(&r.body).into_owned()))
 }
 
@@ -397,7 +397,7 @@ fn chromium() -> String {
 }
 
 /// The page's DOM after a few seconds of (virtual) time in headless Chromium.
-fn dump_dom(url: &str) -> String {
+pub(crate) fn dump_dom(url: &str) -> String {
     let profile = tempfile::tempdir().expect("profile dir");
     let child = std::process::Command::new(chromium())
         .args([

@@ -10,6 +10,7 @@ mod hop;
 mod hostile;
 mod hostile_fields;
 mod kafka;
+mod listeners;
 mod network;
 mod operations;
 mod packaging;

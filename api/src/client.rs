@@ -54,14 +54,19 @@ fn split_url(url: &str) -> Result<(String, String), ClientError> {
     Ok((host.to_string(), path.trim_end_matches('/').to_string()))
 }
 
-/// `GET base + path`, the whole body.
+/// The environment variable `sluice top` and `sluice tap` take the API's
+/// bearer token from.
+pub const TOKEN_ENV: &str = "SLUICE_API_TOKEN";
+
+/// `GET base + path`, the whole body; with `token`, sent as
+/// `Authorization: Bearer TOKEN`.
 ///
 /// # Errors
 ///
 /// When the server cannot be reached or answers something that is not HTTP.
-pub async fn get(base: &str, path: &str) -> Result<Response, ClientError> {
+pub async fn get(base: &str, path: &str, token: Option<&str>) -> Result<Response, ClientError> {
     let mut body = Vec::new();
-    let status = get_streaming(base, path, |_, chunk| {
+    let status = get_streaming(base, path, token, |_, chunk| {
         body.extend_from_slice(chunk);
         true
     })
@@ -69,9 +74,9 @@ pub async fn get(base: &str, path: &str) -> Result<Response, ClientError> {
     Ok(Response { status, body })
 }
 
-/// `GET base + path`, handing each piece of the body to `on_data` as it
-/// arrives with the status code, until the body ends or `on_data` returns
-/// `false`. Returns the status code.
+/// `GET base + path` (with `token` as a bearer token), handing each piece of
+/// the body to `on_data` as it arrives with the status code, until the body
+/// ends or `on_data` returns `false`. Returns the status code.
 ///
 /// # Errors
 ///
@@ -79,6 +84,7 @@ pub async fn get(base: &str, path: &str) -> Result<Response, ClientError> {
 pub async fn get_streaming(
     base: &str,
     path: &str,
+    token: Option<&str>,
     mut on_data: impl FnMut(u16, &[u8]) -> bool,
 ) -> Result<u16, ClientError> {
     let (host, prefix) = split_url(base)?;
@@ -92,8 +98,9 @@ pub async fn get_streaming(
         what: what.to_string(),
     };
     let mut stream = TcpStream::connect(&host).await.map_err(io)?;
+    let auth = token.map_or(String::new(), |t| format!("Authorization: Bearer {t}\r\n"));
     let request = format!(
-        "GET {prefix}{path} HTTP/1.1\r\nHost: {host}\r\nAccept: */*\r\nConnection: close\r\n\r\n"
+        "GET {prefix}{path} HTTP/1.1\r\nHost: {host}\r\nAccept: */*\r\n{auth}Connection: close\r\n\r\n"
     );
     stream.write_all(request.as_bytes()).await.map_err(io)?;
     let mut r = BufReader::new(stream);

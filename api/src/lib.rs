@@ -23,6 +23,11 @@
 //! * `GET /`: a dashboard page drawing the graph, rates, channel fill and any
 //!   gauge a component reports (such as `anomaly_score`) over time.
 //!
+//! With `token` set, everything but `/health`, `/metrics` and the page at
+//! `/` needs `Authorization: Bearer TOKEN`; with `tls`, the API speaks
+//! HTTPS; connections are capped and must send their headers in time
+//! ([`serve`](mod@serve)).
+//!
 //! [`ApiState::new`] follows the live counters (and reloads) of a built
 //! [`Topology`](sluice_core::topology::Topology); [`bind`] then
 //! [`Listener::serve`] (or [`serve`] at once) listens.
@@ -31,6 +36,7 @@
 pub mod client;
 pub mod prometheus;
 pub mod search;
+pub mod serve;
 pub mod state;
 mod tap;
 
@@ -43,6 +49,7 @@ use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 
+pub use serve::{Options, Security};
 pub use state::ApiState;
 
 /// The dashboard page (HTML, CSS and JS in one file; no build step).
@@ -89,21 +96,25 @@ pub struct Listener {
     socket: std::net::TcpListener,
     /// The address bound (the port chosen when asked for port 0).
     pub address: SocketAddr,
+    security: Security,
 }
 
-/// Binds `address` for the API.
+/// Binds `address` for the API, to be served with `security`; warns when
+/// other hosts can reach it without a token.
 ///
 /// # Errors
 ///
 /// When the address cannot be bound.
-pub fn bind(address: SocketAddr) -> Result<Listener, ServeError> {
+pub fn bind(address: SocketAddr, security: Security) -> Result<Listener, ServeError> {
     let err = |source| ServeError { address, source };
     let socket = std::net::TcpListener::bind(address).map_err(err)?;
     socket.set_nonblocking(true).map_err(err)?;
     let local = socket.local_addr().map_err(err)?;
+    security.warn_if_open(local);
     Ok(Listener {
         socket,
         address: local,
+        security,
     })
 }
 
@@ -125,21 +136,27 @@ impl Listener {
             listener,
             self.address,
             Arc::new(ApiState::new(topology)),
+            self.security.clone(),
         ))
     }
 }
 
-fn spawn(listener: tokio::net::TcpListener, address: SocketAddr, state: Arc<ApiState>) -> Server {
-    let app = router(state);
-    let task = tokio::spawn(async move {
-        if let Err(e) = axum::serve(listener, app).await {
-            tracing::error!("api server stopped: {e}");
-        }
-    });
+fn spawn(
+    listener: tokio::net::TcpListener,
+    address: SocketAddr,
+    state: Arc<ApiState>,
+    security: Security,
+) -> Server {
+    let gate = sluice_net::conn::Gate::new("api", security.max_connections, None);
+    let app = router(state).layer(axum::Extension(gate.clone())).layer(
+        axum::middleware::from_fn_with_state(security.token.clone(), serve::require_token),
+    );
+    let task = tokio::spawn(serve::accept_loop(listener, app, security, gate));
     Server { address, task }
 }
 
-/// Listens on `address` and serves the API in a background task.
+/// Listens on `address` and serves the API (plain HTTP, no token, the
+/// default limits) in a background task.
 ///
 /// # Errors
 ///
@@ -151,7 +168,7 @@ pub async fn serve(address: SocketAddr, state: Arc<ApiState>) -> Result<Server, 
     let local = listener
         .local_addr()
         .map_err(|source| ServeError { address, source })?;
-    Ok(spawn(listener, local, state))
+    Ok(spawn(listener, local, state, Security::default()))
 }
 
 async fn health(State(state): State<Arc<ApiState>>) -> Response {
@@ -201,12 +218,15 @@ async fn health(State(state): State<Arc<ApiState>>) -> Response {
     (status, Json(body)).into_response()
 }
 
-async fn metrics(State(state): State<Arc<ApiState>>) -> Response {
-    (
-        [(header::CONTENT_TYPE, prometheus::CONTENT_TYPE)],
-        prometheus::render(&state.current()),
-    )
-        .into_response()
+async fn metrics(
+    State(state): State<Arc<ApiState>>,
+    gate: Option<axum::Extension<sluice_net::conn::Gate>>,
+) -> Response {
+    let mut text = prometheus::render(&state.current());
+    if let Some(axum::Extension(gate)) = gate {
+        prometheus::render_api(&mut text, &gate);
+    }
+    ([(header::CONTENT_TYPE, prometheus::CONTENT_TYPE)], text).into_response()
 }
 
 async fn components(State(state): State<Arc<ApiState>>) -> Json<state::StateView> {

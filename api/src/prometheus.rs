@@ -49,6 +49,28 @@ fn float(v: f64) -> String {
     }
 }
 
+/// Appends the API's own connection counts.
+pub fn render_api(out: &mut String, gate: &sluice_net::conn::Gate) {
+    header(
+        out,
+        "sluice_api_connections",
+        "gauge",
+        "Connections to the API open now.",
+    );
+    let _ = writeln!(out, "sluice_api_connections {}", gate.open());
+    header(
+        out,
+        "sluice_api_connections_refused_total",
+        "counter",
+        "Connections to the API closed at once because max_connections were open.",
+    );
+    let _ = writeln!(
+        out,
+        "sluice_api_connections_refused_total {}",
+        gate.refused()
+    );
+}
+
 /// Renders every metric of `state`.
 pub fn render(state: &Current) -> String {
     let mut out = String::new();

@@ -10,7 +10,7 @@ use crate::channel::ChannelError;
 use crate::checkpoint::CheckpointStore;
 use crate::event::Batch;
 use crate::metrics::ComponentMetrics;
-use crate::topology::emit::Emitter;
+use crate::topology::emit::{Emitter, Route};
 
 /// Why a component's task ended with an error.
 #[derive(Debug, thiserror::Error)]
@@ -79,5 +79,113 @@ impl SourceContext {
         }
         self.metrics.record_in(&batch);
         self.emitter.lock().await.emit(batch).await
+    }
+
+    /// Like [`emit`](Self::emit), but gives up at `deadline` when giving up
+    /// leaves nothing of the batch anywhere: `Ok(false)` then, with nothing
+    /// put and nothing counted. That holds for a source with one channel and
+    /// no inline processors (a cancelled [`Channel::put`] has put nothing),
+    /// the case of a request-answering source such as `http`. With inline
+    /// processors or several channels, part of the batch may be in when the
+    /// time is up, so once the put has started it is waited for, as by
+    /// `emit`.
+    ///
+    /// [`Channel::put`]: crate::channel::Channel::put
+    ///
+    /// # Errors
+    ///
+    /// As [`emit`](Self::emit).
+    pub async fn emit_before(
+        &mut self,
+        batch: Batch,
+        deadline: tokio::time::Instant,
+    ) -> Result<bool, ChannelError> {
+        if batch.is_empty() {
+            return Ok(true);
+        }
+        let Ok(mut emitter) = tokio::time::timeout_at(deadline, self.emitter.lock()).await else {
+            return Ok(false);
+        };
+        let single = emitter.chain.is_empty()
+            && emitter.outputs.len() == 1
+            && matches!(emitter.route, Route::Replicating);
+        if !single {
+            self.metrics.record_in(&batch);
+            return emitter.emit(batch).await.map(|()| true);
+        }
+        let out = emitter.outputs[0].clone();
+        let tapped = emitter.metrics.tap.is_tapped().then(|| batch.clone());
+        let (n, bytes) = (batch.len() as u64, batch.body_bytes() as u64);
+        match tokio::time::timeout_at(deadline, out.put(batch)).await {
+            Err(_) => Ok(false),
+            Ok(Err(e)) => Err(e),
+            Ok(Ok(())) => {
+                use std::sync::atomic::Ordering::Relaxed;
+                self.metrics.events_in.fetch_add(n, Relaxed);
+                self.metrics.bytes_in.fetch_add(bytes, Relaxed);
+                emitter.metrics.events_out.fetch_add(n, Relaxed);
+                emitter.metrics.bytes_out.fetch_add(bytes, Relaxed);
+                if let Some(b) = tapped {
+                    emitter.metrics.tap.offer(&b);
+                }
+                Ok(true)
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::Ordering::Relaxed;
+    use std::time::Duration;
+
+    use async_trait::async_trait;
+
+    use super::*;
+    use crate::channel::{Channel, ChannelStats, Transaction};
+    use crate::event::{Event, Timestamp};
+    use crate::testing::{source_context, Collector};
+
+    /// A channel that stays full: `put` never finishes.
+    struct Full;
+
+    #[async_trait]
+    impl Channel for Full {
+        async fn put(&self, _batch: Batch) -> Result<(), ChannelError> {
+            std::future::pending().await
+        }
+        async fn take(&self, _max: usize) -> Result<Option<Transaction>, ChannelError> {
+            std::future::pending().await
+        }
+        fn close(&self) {}
+        fn stats(&self) -> ChannelStats {
+            ChannelStats::default()
+        }
+    }
+
+    fn batch(n: usize) -> Batch {
+        let mut b = Batch::new();
+        for i in 0..n {
+            b.push(Event::new(i.to_string(), Timestamp::now()));
+        }
+        b
+    }
+
+    #[tokio::test]
+    async fn emit_before_gives_up_a_put_into_a_full_channel_counting_nothing() {
+        let dir = std::env::temp_dir();
+        let mut cx = source_context("s", &dir, Arc::new(Full), CancellationToken::new());
+        let deadline = tokio::time::Instant::now() + Duration::from_millis(30);
+        assert!(!cx.emit_before(batch(3), deadline).await.expect("no error"));
+        assert_eq!(cx.metrics.events_in.load(Relaxed), 0);
+        assert_eq!(cx.metrics.events_out.load(Relaxed), 0);
+
+        let out = Collector::new();
+        let mut cx = source_context("s", &dir, out.clone(), CancellationToken::new());
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        assert!(cx.emit_before(batch(3), deadline).await.expect("no error"));
+        assert_eq!(out.events().len(), 3);
+        assert_eq!(cx.metrics.events_in.load(Relaxed), 3);
+        assert_eq!(cx.metrics.events_out.load(Relaxed), 3);
     }
 }

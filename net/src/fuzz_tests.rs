@@ -127,7 +127,7 @@ proptest! {
         rt.block_on(async {
             let mut r = &bytes[..];
             while let Ok(Some(f)) =
-                proto::read_budgeted(&mut r, 4096, &budget, std::time::Duration::from_secs(1)).await
+                proto::read_budgeted(&mut r, 4096, &budget, std::time::Duration::from_secs(1), std::time::Duration::from_secs(1)).await
             {
                 assert!(f.payload.len() <= 4096 && f.held.bytes() == f.payload.len());
             }

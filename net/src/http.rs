@@ -25,6 +25,7 @@
 //! ```
 
 use std::convert::Infallible;
+use std::num::NonZeroUsize;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -34,7 +35,7 @@ use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use hyper::header::{HeaderValue, AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE, RETRY_AFTER};
 use hyper::{Method, Request, Response, StatusCode};
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use serde::Deserialize;
 use sluice_core::config::{address_problem, AddressUse};
 use sluice_core::prelude::*;
@@ -42,8 +43,12 @@ use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 
 use crate::http_body::{decode_off_thread, Kind};
+use crate::conn::{
+    default_header_timeout, default_max_connections, timeout_problem, Gate, HandshakeLog,
+    HANDSHAKE_TIMEOUT,
+};
 use crate::ingest::{pump, Ingest, Refused};
-use crate::secure::{bind, Secret, TlsConfig, Token};
+use crate::secure::{bearer, bind, Secret, TlsConfig, Token};
 
 /// The `http` source's options.
 #[derive(Clone, Debug, Deserialize)]
@@ -63,6 +68,14 @@ pub struct Config {
     pub token: Option<Secret>,
     /// TLS: `cert` and `key`, and `ca` to require client certificates.
     pub tls: Option<TlsConfig>,
+    /// Connections open at most; more are closed at once and counted.
+    #[serde(default = "default_max_connections")]
+    pub max_connections: NonZeroUsize,
+    /// How long a client may take to send a request's headers, wait
+    /// between requests on a kept-alive connection, or pause while sending
+    /// a body, before the connection is closed.
+    #[serde(default = "default_header_timeout")]
+    pub header_timeout: sluice_core::config::Duration,
     /// The most fields one JSON object may have, nested ones included (400
     /// above it).
     #[serde(default = "default_max_fields")]
@@ -101,6 +114,8 @@ impl SourceConfig for Config {
         if self.path.as_deref().is_some_and(|p| !p.starts_with('/')) {
             p.push(Problem::at("path", "must start with `/`"));
         }
+        p.extend(timeout_problem("header_timeout", self.header_timeout.get()));
+        p.extend(timeout_problem("busy_timeout", self.busy_timeout.get()));
         p
     }
 
@@ -114,7 +129,9 @@ impl SourceConfig for Config {
                 busy: self.busy_timeout.get(),
                 token: self.token.as_ref().map(Secret::load).transpose()?,
                 max_fields: self.max_fields.get(),
+                header_timeout: self.header_timeout.get(),
             }),
+            max_connections: self.max_connections.get(),
         }))
     }
 }
@@ -125,6 +142,7 @@ struct Opts {
     busy: Duration,
     token: Option<Token>,
     max_fields: usize,
+    header_timeout: Duration,
 }
 
 /// A running `http` source.
@@ -132,6 +150,7 @@ pub struct HttpSource {
     listener: std::net::TcpListener,
     tls: Option<TlsAcceptor>,
     opts: Arc<Opts>,
+    max_connections: usize,
 }
 
 #[async_trait]
@@ -141,50 +160,43 @@ impl Source for HttpSource {
         let (ingest, rx) = Ingest::new();
         let shutdown = cx.shutdown.clone();
         let (tls, opts, metrics) = (self.tls, self.opts, cx.metrics.clone());
+        let name = format!("source {}", cx.id);
+        let gate = Gate::new(name.clone(), self.max_connections, Some(metrics.clone()));
+        let handshakes = Arc::new(HandshakeLog::default());
         let acceptor = tokio::spawn(async move {
-            loop {
-                let Some((tcp, peer)) = crate::listen::accept(&listener, &shutdown).await else {
-                    break;
-                };
-                let (ingest, opts, tls, shutdown, metrics) = (
+            while let Some((tcp, peer, admitted)) = gate.accept(&listener, &shutdown).await {
+                let (ingest, opts, tls, shutdown, metrics, handshakes, name) = (
                     ingest.clone(),
                     opts.clone(),
                     tls.clone(),
                     shutdown.clone(),
                     metrics.clone(),
+                    handshakes.clone(),
+                    name.clone(),
                 );
                 tokio::spawn(async move {
+                    let _admitted = admitted;
+                    let header_timeout = opts.header_timeout;
                     let service = hyper::service::service_fn(move |req| {
                         handle(req, ingest.clone(), opts.clone(), metrics.clone())
                     });
-                    let http = hyper::server::conn::http1::Builder::new();
+                    let mut http = hyper::server::conn::http1::Builder::new();
+                    http.timer(TokioTimer::new())
+                        .header_read_timeout(header_timeout);
                     let result = match tls {
-                        None => {
-                            let conn = http.serve_connection(TokioIo::new(tcp), service);
-                            tokio::pin!(conn);
-                            tokio::select! {
-                                r = conn.as_mut() => r,
-                                _ = shutdown.cancelled() => {
-                                    conn.as_mut().graceful_shutdown();
-                                    conn.await
-                                }
-                            }
-                        }
+                        None => serve_conn(&http, TokioIo::new(tcp), service, &shutdown).await,
                         Some(tls) => {
-                            let Ok(Ok(s)) =
-                                tokio::time::timeout(Duration::from_secs(10), tls.accept(tcp))
-                                    .await
-                            else {
-                                tracing::warn!(%peer, "TLS handshake failed");
-                                return;
-                            };
-                            let conn = http.serve_connection(TokioIo::new(s), service);
-                            tokio::pin!(conn);
-                            tokio::select! {
-                                r = conn.as_mut() => r,
-                                _ = shutdown.cancelled() => {
-                                    conn.as_mut().graceful_shutdown();
-                                    conn.await
+                            match tokio::time::timeout(HANDSHAKE_TIMEOUT, tls.accept(tcp)).await {
+                                Ok(Ok(s)) => {
+                                    serve_conn(&http, TokioIo::new(s), service, &shutdown).await
+                                }
+                                Ok(Err(e)) => {
+                                    handshakes.failed(&name, peer, &e.to_string());
+                                    return;
+                                }
+                                Err(_) => {
+                                    handshakes.failed(&name, peer, "timed out");
+                                    return;
                                 }
                             }
                         }
@@ -198,6 +210,29 @@ impl Source for HttpSource {
         let result = pump(rx, &mut cx).await;
         acceptor.abort();
         result
+    }
+}
+
+/// Serves one connection until it ends; on a stop, lets the current request
+/// finish.
+async fn serve_conn<I, S>(
+    http: &hyper::server::conn::http1::Builder,
+    io: I,
+    service: S,
+    shutdown: &tokio_util::sync::CancellationToken,
+) -> hyper::Result<()>
+where
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+    S: hyper::service::HttpService<Incoming, ResBody = Full<Bytes>>,
+{
+    let conn = http.serve_connection(io, service);
+    tokio::pin!(conn);
+    tokio::select! {
+        r = conn.as_mut() => r,
+        _ = shutdown.cancelled() => {
+            conn.as_mut().graceful_shutdown();
+            conn.await
+        }
     }
 }
 
@@ -234,7 +269,7 @@ async fn handle_inner(
         let offered = req
             .headers()
             .get(AUTHORIZATION)
-            .and_then(|v| v.as_bytes().strip_prefix(b"Bearer "));
+            .and_then(|v| bearer(v.as_bytes()));
         if !offered.is_some_and(|t| token.matches(t)) {
             let mut r = answer(StatusCode::UNAUTHORIZED, "missing or wrong bearer token");
             r.headers_mut()
@@ -272,10 +307,19 @@ async fn handle_inner(
             .get(CONTENT_TYPE)
             .and_then(|v| v.to_str().ok()),
     );
-    let body = match Limited::new(req.into_body(), opts.max_body).collect().await {
-        Ok(b) => b.to_bytes(),
-        Err(e) if e.is::<http_body_util::LengthLimitError>() => return too_large(),
-        Err(e) => {
+    let body = match read_body(req.into_body(), opts.max_body, opts.header_timeout).await {
+        Ok(b) => b,
+        Err(BodyError::TooLarge) => return too_large(),
+        Err(BodyError::Stalled) => {
+            return answer(
+                StatusCode::REQUEST_TIMEOUT,
+                format!(
+                    "the body stalled for header_timeout ({:?})",
+                    opts.header_timeout
+                ),
+            )
+        }
+        Err(BodyError::Read(e)) => {
             return answer(
                 StatusCode::BAD_REQUEST,
                 format!("cannot read the body: {e}"),
@@ -311,4 +355,42 @@ async fn handle_inner(
             r
         }
     }
+}
+
+enum BodyError {
+    TooLarge,
+    Stalled,
+    Read(String),
+}
+
+/// Reads a whole body of at most `max` bytes; no pause between its pieces
+/// may last longer than `pause`.
+async fn read_body(body: Incoming, max: usize, pause: Duration) -> Result<Bytes, BodyError> {
+    let mut body = Limited::new(body, max);
+    let mut out = bytes::BytesMut::new();
+    let mut single: Option<Bytes> = None;
+    loop {
+        let frame = match tokio::time::timeout(pause, body.frame()).await {
+            Err(_) => return Err(BodyError::Stalled),
+            Ok(None) => break,
+            Ok(Some(Err(e))) if e.is::<http_body_util::LengthLimitError>() => {
+                return Err(BodyError::TooLarge)
+            }
+            Ok(Some(Err(e))) => return Err(BodyError::Read(e.to_string())),
+            Ok(Some(Ok(f))) => f,
+        };
+        let Ok(data) = frame.into_data() else {
+            continue; // trailers
+        };
+        // One piece (the usual case) is kept without a copy.
+        match single.take() {
+            None if out.is_empty() => single = Some(data),
+            Some(first) => {
+                out.extend_from_slice(&first);
+                out.extend_from_slice(&data);
+            }
+            None => out.extend_from_slice(&data),
+        }
+    }
+    Ok(single.unwrap_or_else(|| out.freeze()))
 }

@@ -5,8 +5,10 @@
 //! the source task emits them one after the other. The queue's bound is the
 //! backpressure: while the channels are full, `emit` waits, the queue fills,
 //! connection tasks wait in [`Ingest::send`] and stop reading their sockets.
-//! A job may carry a reply: it is answered `true` once the channels have
-//! accepted the batch (what an acknowledging receiver waits for).
+//! A job may carry a reply: it is answered once the channels have accepted
+//! the batch (what an acknowledging receiver waits for), and may carry a
+//! deadline: a batch not in by then is given up, with nothing of it in the
+//! channels (what an HTTP request answered `503` needs).
 
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;
@@ -15,10 +17,21 @@ use std::time::Duration;
 use sluice_core::prelude::*;
 use tokio::sync::{mpsc, oneshot};
 
+/// What became of a job with a reply.
+#[derive(Debug, PartialEq, Eq)]
+enum Outcome {
+    /// The batch is in the channels.
+    In,
+    /// The deadline passed first; nothing of the batch is in.
+    GaveUp,
+}
+
 /// A batch for the source task, with an optional reply.
 pub(crate) struct Job {
     batch: Batch,
-    reply: Option<oneshot::Sender<bool>>,
+    reply: Option<oneshot::Sender<Outcome>>,
+    /// When to give up a batch not yet in the channels.
+    deadline: Option<tokio::time::Instant>,
     /// For a job that may be given up: `QUEUED`, then `STARTED` by the
     /// source task or `CANCELLED` by the waiting side, whichever comes first.
     state: Option<Arc<AtomicU8>>,
@@ -62,15 +75,17 @@ impl Ingest {
         let job = Job {
             batch,
             reply: None,
+            deadline: None,
             state: None,
         };
         self.tx.send(job).await.is_ok()
     }
 
     /// Queues a batch and waits until the channels accepted it. With
-    /// `busy_wait`, gives up (nothing ingested) when the source task has
-    /// not started to put the batch within that time; once it has started,
-    /// waits for the put to finish.
+    /// `busy_wait`, gives up (nothing ingested) when the batch is not in
+    /// within that time: still queued, or put into a single channel that
+    /// stayed full (see [`SourceContext::emit_before`]; a put into several
+    /// channels or through inline processors is waited for once started).
     pub(crate) async fn deliver(
         &self,
         batch: Batch,
@@ -78,19 +93,21 @@ impl Ingest {
     ) -> Result<(), Refused> {
         let (reply, mut answer) = oneshot::channel();
         let state = busy_wait.map(|_| Arc::new(AtomicU8::new(QUEUED)));
+        let deadline = busy_wait.map(|w| tokio::time::Instant::now() + w);
         let job = Job {
             batch,
             reply: Some(reply),
+            deadline,
             state: state.clone(),
         };
-        let (Some(wait), Some(state)) = (busy_wait, state) else {
+        let (Some(wait), Some(state), Some(deadline)) = (busy_wait, state, deadline) else {
             self.tx.send(job).await.map_err(|_| Refused::Closed)?;
             return match answer.await {
-                Ok(true) => Ok(()),
-                _ => Err(Refused::Closed),
+                Ok(Outcome::In) => Ok(()),
+                Ok(Outcome::GaveUp) => Err(Refused::Busy),
+                Err(_) => Err(Refused::Closed),
             };
         };
-        let deadline = tokio::time::Instant::now() + wait;
         self.tx.send_timeout(job, wait).await.map_err(|e| match e {
             mpsc::error::SendTimeoutError::Timeout(_) => Refused::Busy,
             mpsc::error::SendTimeoutError::Closed(_) => Refused::Closed,
@@ -107,8 +124,9 @@ impl Ingest {
             }
         };
         match answered {
-            Ok(true) => Ok(()),
-            _ => Err(Refused::Closed),
+            Ok(Outcome::In) => Ok(()),
+            Ok(Outcome::GaveUp) => Err(Refused::Busy),
+            Err(_) => Err(Refused::Closed),
         }
     }
 }
@@ -129,16 +147,18 @@ pub(crate) async fn pump(
                 continue;
             }
         }
-        match cx.emit(job.batch).await {
-            Ok(()) => {
+        let put = match job.deadline {
+            Some(deadline) => cx.emit_before(job.batch, deadline).await,
+            None => cx.emit(job.batch).await.map(|()| true),
+        };
+        match put {
+            Ok(put) => {
                 if let Some(r) = job.reply {
-                    let _ = r.send(true);
+                    let _ = r.send(if put { Outcome::In } else { Outcome::GaveUp });
                 }
             }
             Err(e) => {
-                if let Some(r) = job.reply {
-                    let _ = r.send(false);
-                }
+                // The reply is dropped: the sender sees `Closed`.
                 rx.close();
                 return Err(e.into());
             }

@@ -10,6 +10,8 @@
 //!   channels accepted them.
 //! * [`secure`] holds what they share for security: TLS (rustls) and
 //!   bearer tokens read from the environment or a file.
+//! * [`conn`] holds the connection limits of every listener: a cap on open
+//!   connections, idle and header timeouts.
 //!
 //! Listening sources run a task per connection that frames and decodes the
 //! stream and hands batches to the source's own task, which emits them
@@ -26,6 +28,7 @@
 
 use sluice_core::registry::{DuplicateType, Registry};
 
+pub mod conn;
 mod framing;
 #[cfg(test)]
 mod fuzz_tests;

@@ -13,6 +13,7 @@ use tokio::net::{TcpListener, UdpSocket};
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 
+use crate::conn::{Gate, HandshakeLog, HANDSHAKE_TIMEOUT};
 use crate::framing::{Framing, StreamFramer};
 use crate::ingest::{pump, Ingest};
 use crate::syslog::parse_syslog;
@@ -22,8 +23,6 @@ use crate::warn::WarnLimiter;
 const READ_SIZE: usize = 256 << 10;
 /// The largest UDP datagram.
 const DATAGRAM: usize = 65_536;
-/// How long a TLS handshake may take.
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// What a message becomes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -82,27 +81,6 @@ fn decode(
 }
 
 /// A TCP server that frames streams into events.
-/// The next connection of `listener`, or `None` once `shutdown` is
-/// cancelled. A failed accept (out of file descriptors, a connection reset
-/// before it was taken) is logged and retried after a short pause.
-pub(crate) async fn accept(
-    listener: &TcpListener,
-    shutdown: &CancellationToken,
-) -> Option<(tokio::net::TcpStream, std::net::SocketAddr)> {
-    loop {
-        tokio::select! {
-            r = listener.accept() => match r {
-                Ok(x) => return Some(x),
-                Err(e) => {
-                    tracing::warn!("accept failed: {e}");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                }
-            },
-            _ = shutdown.cancelled() => return None,
-        }
-    }
-}
-
 pub(crate) struct StreamServer {
     pub listener: std::net::TcpListener,
     pub tls: Option<TlsAcceptor>,
@@ -110,6 +88,22 @@ pub(crate) struct StreamServer {
     pub max_line_bytes: usize,
     pub batch_size: usize,
     pub decoder: Decoder,
+    /// Connections open at most; more are closed at once.
+    pub max_connections: usize,
+    /// A connection that sends nothing for this long is closed.
+    pub idle_timeout: Duration,
+}
+
+/// What every connection task of a [`StreamServer`] shares.
+struct Shared {
+    tls: Option<TlsAcceptor>,
+    framing: Framing,
+    max: usize,
+    batch_size: usize,
+    decoder: Decoder,
+    idle: Duration,
+    handshakes: HandshakeLog,
+    name: String,
 }
 
 impl StreamServer {
@@ -118,64 +112,52 @@ impl StreamServer {
         let (ingest, rx) = Ingest::new();
         let shutdown = cx.shutdown.clone();
         let metrics = cx.metrics.clone();
-        let opts = Arc::new((
-            self.tls,
-            self.framing,
-            self.max_line_bytes,
-            self.batch_size,
-            self.decoder,
-        ));
+        let name = format!("source {}", cx.id);
+        let gate = Gate::new(name.clone(), self.max_connections, Some(metrics.clone()));
+        let shared = Arc::new(Shared {
+            tls: self.tls,
+            framing: self.framing,
+            max: self.max_line_bytes,
+            batch_size: self.batch_size,
+            decoder: self.decoder,
+            idle: self.idle_timeout,
+            handshakes: HandshakeLog::default(),
+            name,
+        });
         let acceptor = tokio::spawn(async move {
-            loop {
-                let Some((stream, peer)) = crate::listen::accept(&listener, &shutdown).await else {
-                    break;
-                };
+            while let Some((stream, peer, admitted)) = gate.accept(&listener, &shutdown).await {
                 let _ = stream.set_nodelay(true);
-                let (ingest, shutdown, opts) = (ingest.clone(), shutdown.clone(), opts.clone());
+                let (ingest, shutdown, shared) = (ingest.clone(), shutdown.clone(), shared.clone());
                 let faults = Faults {
                     metrics: metrics.clone(),
                     warn: WarnLimiter::default(),
                     peer: peer.to_string(),
                 };
                 tokio::spawn(async move {
-                    let (tls, framing, max, batch_size, decoder) = &*opts;
-                    let result = match tls {
-                        None => {
-                            serve(
-                                stream,
-                                *framing,
-                                *max,
-                                *batch_size,
-                                *decoder,
-                                ingest,
-                                shutdown,
-                                faults,
-                            )
-                            .await
-                        }
+                    let _admitted = admitted;
+                    let result = match &shared.tls {
+                        None => serve(stream, &shared, ingest, shutdown, faults).await,
                         Some(tls) => {
                             match tokio::time::timeout(HANDSHAKE_TIMEOUT, tls.accept(stream)).await
                             {
-                                Ok(Ok(s)) => {
-                                    serve(
-                                        s,
-                                        *framing,
-                                        *max,
-                                        *batch_size,
-                                        *decoder,
-                                        ingest,
-                                        shutdown,
-                                        faults,
-                                    )
-                                    .await
+                                Ok(Ok(s)) => serve(s, &shared, ingest, shutdown, faults).await,
+                                Ok(Err(e)) => {
+                                    shared.handshakes.failed(&shared.name, peer, &e.to_string());
+                                    return;
                                 }
-                                Ok(Err(e)) => Err(format!("TLS handshake failed: {e}")),
-                                Err(_) => Err("TLS handshake timed out".into()),
+                                Err(_) => {
+                                    shared.handshakes.failed(&shared.name, peer, "timed out");
+                                    return;
+                                }
                             }
                         }
                     };
-                    if let Err(e) = result {
-                        tracing::warn!(%peer, "connection closed: {e}");
+                    match result {
+                        Err(Closed::Failed(e)) => tracing::warn!(%peer, "connection closed: {e}"),
+                        Err(Closed::Idle) => tracing::debug!(
+                            %peer, idle_timeout = ?shared.idle, "connection closed: silent for idle_timeout"
+                        ),
+                        Ok(()) => {}
                     }
                 });
             }
@@ -186,18 +168,30 @@ impl StreamServer {
     }
 }
 
+/// Why a connection was closed by this side.
+enum Closed {
+    /// Nothing was received for `idle_timeout`.
+    Idle,
+    /// A read failed or the stream broke the framing.
+    Failed(String),
+}
+
 /// Reads one connection until it ends or the source stops.
-#[allow(clippy::too_many_arguments)]
+/// Waits for room in the channels only between reads, so a connection held
+/// back by a full channel is not idle.
 async fn serve<S: tokio::io::AsyncRead + Unpin>(
     mut stream: S,
-    framing: Framing,
-    max: usize,
-    batch_size: usize,
-    decoder: Decoder,
+    shared: &Shared,
     ingest: Ingest,
     shutdown: CancellationToken,
     mut faults: Faults,
-) -> Result<(), String> {
+) -> Result<(), Closed> {
+    let (framing, max, batch_size, decoder) = (
+        shared.framing,
+        shared.max,
+        shared.batch_size,
+        shared.decoder,
+    );
     let mut framer = StreamFramer::new(framing, max);
     let mut batch = Batch::with_capacity(batch_size);
     let (mut bad, mut last_bad) = (0, Bytes::new());
@@ -208,9 +202,10 @@ async fn serve<S: tokio::io::AsyncRead + Unpin>(
         let want = buf.capacity() - buf.len();
         let mut stopped = false;
         let n = tokio::select! {
-            r = stream.read_buf(buf) => match r {
-                Ok(n) => n,
-                Err(e) => { outcome = Err(e.to_string()); 0 }
+            r = tokio::time::timeout(shared.idle, stream.read_buf(buf)) => match r {
+                Ok(Ok(n)) => n,
+                Ok(Err(e)) => { outcome = Err(Closed::Failed(e.to_string())); 0 }
+                Err(_) => { outcome = Err(Closed::Idle); 0 }
             },
             _ = shutdown.cancelled() => { stopped = true; 0 }
         };
@@ -231,13 +226,14 @@ async fn serve<S: tokio::io::AsyncRead + Unpin>(
                 Err(e) => {
                     faults.metrics.record_errors(1);
                     ingest.send(batch).await;
-                    return Err(e.to_string());
+                    return Err(Closed::Failed(e.to_string()));
                 }
             }
         }
         // The sender's last message counts without a newline when it closed
-        // the connection; on a stop a partial message is left out.
-        if eof && !stopped && outcome.is_ok() {
+        // the connection or went silent; on a stop or a broken stream a
+        // partial message is left out.
+        if eof && !stopped && !matches!(outcome, Err(Closed::Failed(_))) {
             if let Some(msg) = framer.finish() {
                 decode(decoder, msg, now, &mut batch, &mut bad, &mut last_bad);
             }

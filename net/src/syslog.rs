@@ -28,6 +28,7 @@ use serde::Deserialize;
 use sluice_core::config::{address_problem, AddressUse};
 use sluice_core::prelude::*;
 
+use crate::conn::{default_idle_timeout, default_max_connections, timeout_problem};
 use crate::framing::Framing;
 use crate::listen::{DatagramServer, Decoder, StreamServer};
 use crate::secure::{bind, TlsConfig};
@@ -65,6 +66,12 @@ pub struct Config {
     pub batch_size: NonZeroUsize,
     /// TLS for TCP.
     pub tls: Option<TlsConfig>,
+    /// TCP: connections open at most; more are closed at once and counted.
+    #[serde(default = "default_max_connections")]
+    pub max_connections: NonZeroUsize,
+    /// TCP: a connection that sends nothing for this long is closed.
+    #[serde(default = "default_idle_timeout")]
+    pub idle_timeout: sluice_core::config::Duration,
 }
 
 fn auto() -> Framing {
@@ -93,6 +100,7 @@ impl SourceConfig for Config {
             }
             p.extend(tls.server_problems());
         }
+        p.extend(timeout_problem("idle_timeout", self.idle_timeout.get()));
         p
     }
 
@@ -106,6 +114,8 @@ impl SourceConfig for Config {
                 max_line_bytes: max,
                 batch_size: self.batch_size.get(),
                 decoder: Decoder::Syslog,
+                max_connections: self.max_connections.get(),
+                idle_timeout: self.idle_timeout.get(),
             })),
             Mode::Udp => Box::new(UdpSyslog(DatagramServer {
                 socket: crate::udp::bind_udp(&self.address)?,

@@ -20,6 +20,7 @@ use serde::Deserialize;
 use sluice_core::config::{address_problem, AddressUse};
 use sluice_core::prelude::*;
 
+use crate::conn::{default_idle_timeout, default_max_connections, timeout_problem};
 use crate::framing::Framing;
 use crate::listen::{Decoder, StreamServer};
 use crate::secure::{bind, TlsConfig};
@@ -42,6 +43,12 @@ pub struct Config {
     pub batch_size: NonZeroUsize,
     /// TLS: `cert` and `key`, and `ca` to require client certificates.
     pub tls: Option<TlsConfig>,
+    /// Connections open at most; more are closed at once and counted.
+    #[serde(default = "default_max_connections")]
+    pub max_connections: NonZeroUsize,
+    /// A connection that sends nothing for this long is closed.
+    #[serde(default = "default_idle_timeout")]
+    pub idle_timeout: sluice_core::config::Duration,
 }
 
 pub(crate) fn default_max_line_bytes() -> ByteSize {
@@ -68,6 +75,7 @@ impl SourceConfig for Config {
         if let Some(tls) = &self.tls {
             p.extend(tls.server_problems());
         }
+        p.extend(timeout_problem("idle_timeout", self.idle_timeout.get()));
         p
     }
 
@@ -79,6 +87,8 @@ impl SourceConfig for Config {
             max_line_bytes: usize::try_from(self.max_line_bytes.0).unwrap_or(usize::MAX),
             batch_size: self.batch_size.get(),
             decoder: Decoder::Raw,
+            max_connections: self.max_connections.get(),
+            idle_timeout: self.idle_timeout.get(),
         })))
     }
 }

@@ -1,18 +1,53 @@
 //! The agent's HTTP API when the pipeline asks for one.
 
-use sluice_core::config::Pipeline;
+use sluice_core::config::{Diagnostic, Pipeline};
 
-/// Binds the pipeline's `api.address`; `None` when the pipeline has no
-/// `api:`. Bound before anything is built, so a taken address fails the
-/// start at once; [`sluice_api::Listener::serve`] serves it once the
-/// topology is built.
-pub(super) fn bind(
-    pipeline: &Pipeline,
-) -> Result<Option<sluice_api::Listener>, sluice_api::ServeError> {
+/// The problems of the `api:` section's own options (token, TLS, limits),
+/// with their positions; empty when there is no `api:`.
+pub(super) fn problems(pipeline: &Pipeline) -> Vec<Diagnostic> {
+    let Some(spec) = &pipeline.api else {
+        return Vec::new();
+    };
+    let at = |pos, message: String| Diagnostic {
+        file: pipeline.path.clone(),
+        pos,
+        message,
+    };
+    match sluice_api::Options::of(spec) {
+        Ok(options) => options
+            .problems()
+            .into_iter()
+            .map(|p| {
+                let pos = p
+                    .key
+                    .as_deref()
+                    .and_then(|k| spec.node.as_ref()?.get(k))
+                    .map_or(spec.pos, |n| n.pos);
+                let key = p.key.map(|k| format!("`{k}`: ")).unwrap_or_default();
+                at(pos, format!("api: {key}{}", p.message))
+            })
+            .collect(),
+        Err(e) => vec![at(e.pos.unwrap_or(spec.pos), format!("api: {}", e.message))],
+    }
+}
+
+/// Binds the pipeline's `api.address` with its token, TLS and limits;
+/// `None` when the pipeline has no `api:`. Bound before anything is built,
+/// so a taken address fails the start at once;
+/// [`sluice_api::Listener::serve`] serves it once the topology is built.
+pub(super) fn bind(pipeline: &Pipeline) -> Result<Option<sluice_api::Listener>, String> {
     let Some(spec) = &pipeline.api else {
         return Ok(None);
     };
-    let listener = sluice_api::bind(spec.address)?;
-    tracing::info!(address = %listener.address, "api listening: /health, /metrics, /api/components, /search, /");
+    let security = sluice_api::Options::of(spec)
+        .map_err(|e| format!("api: {}", e.message))?
+        .load()
+        .map_err(|e| format!("api: {e}"))?;
+    let (token, tls) = (security.token.is_some(), security.tls.is_some());
+    let listener = sluice_api::bind(spec.address, security).map_err(|e| e.to_string())?;
+    tracing::info!(
+        address = %listener.address, token, tls,
+        "api listening: /health, /metrics, /api/components, /api/tap, /search, /"
+    );
     Ok(Some(listener))
 }

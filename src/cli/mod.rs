@@ -151,13 +151,14 @@ pub fn main(registry: Registry) -> i32 {
 }
 
 /// [`load_pipeline`], then the checks that span components of types the
-/// loader does not know: disk channels sharing a directory.
+/// loader does not know: disk channels sharing a directory, and the `api:`
+/// section's own options (token, TLS, limits).
 pub(super) fn load_checked(
     file: &Path,
     registry: &Registry,
 ) -> Result<sluice_core::config::Pipeline, Vec<sluice_core::config::Diagnostic>> {
     let pipeline = load_pipeline(file, registry)?;
-    let problems: Vec<_> = sluice_channels::disk::shared_directories(&pipeline)
+    let mut problems: Vec<_> = sluice_channels::disk::shared_directories(&pipeline)
         .into_iter()
         .map(|(pos, message)| sluice_core::config::Diagnostic {
             file: file.to_path_buf(),
@@ -165,6 +166,7 @@ pub(super) fn load_checked(
             message,
         })
         .collect();
+    problems.extend(api::problems(&pipeline));
     if problems.is_empty() {
         Ok(pipeline)
     } else {
@@ -234,12 +236,21 @@ fn run(
         Ok(p) => p,
         Err(code) => return code,
     };
+    // Listeners at their caps must leave room for the agent's own files.
+    sluice_net::conn::raise_fd_limit();
     watch::place_data_dir(&mut pipeline, file, settings);
     if let Some(address) = api {
-        pipeline.api = Some(sluice_core::config::pipeline::ApiSpec {
-            address,
-            pos: Default::default(),
-        });
+        // The file's token, TLS and limits stay; only the address changes.
+        match &mut pipeline.api {
+            Some(spec) => spec.address = address,
+            None => {
+                pipeline.api = Some(sluice_core::config::pipeline::ApiSpec {
+                    address,
+                    pos: Default::default(),
+                    node: None,
+                })
+            }
+        }
     }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -34,9 +34,11 @@ pub(super) fn main(args: TapArgs) -> i32 {
     }
     let mut out = std::io::stdout().lock();
     let mut body = Vec::new();
+    let token = std::env::var(sluice_api::client::TOKEN_ENV).ok();
     let result = runtime.block_on(sluice_api::client::get_streaming(
         &args.api,
         &path,
+        token.as_deref(),
         |status, data| {
             body.extend_from_slice(data);
             // An error's body is kept for the message; a 200's is streamed.

@@ -191,7 +191,8 @@ fn draw(f: &mut Frame, v: &View) {
 }
 
 async fn fetch(api: &str) -> anyhow::Result<Value> {
-    let r = sluice_api::client::get(api, "/api/components").await?;
+    let token = std::env::var(sluice_api::client::TOKEN_ENV).ok();
+    let r = sluice_api::client::get(api, "/api/components", token.as_deref()).await?;
     anyhow::ensure!(r.status == 200, "{api} answered {}", r.status);
     Ok(serde_json::from_slice(&r.body)?)
 }

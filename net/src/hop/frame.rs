@@ -94,6 +94,9 @@ pub enum FrameError {
         /// The limit.
         max: usize,
     },
+    /// No frame began within the idle timeout (between frames).
+    #[error("no hop frame for {0:?} (idle_timeout)")]
+    Idle(Duration),
     /// No new byte of a started frame arrived in time.
     #[error("no byte of a started hop frame for {0:?}; {1} of its {2} bytes received")]
     Stalled(Duration, usize, usize),
@@ -121,14 +124,15 @@ pub async fn read_frame<R: AsyncRead + Unpin>(
     r: &mut R,
     max: usize,
 ) -> std::io::Result<Option<(u8, Bytes)>> {
-    Ok(read(r, max, None)
+    Ok(read(r, max, None, None)
         .await?
         .map(|f: Frame| (f.kind, f.payload)))
 }
 
 /// Reads one frame, taking its memory from `budget` as its bytes arrive.
-/// `Ok(None)` at a clean end of stream (between frames). Once a frame has
-/// begun, each read and each wait for budget may last at most `timeout`.
+/// `Ok(None)` at a clean end of stream (between frames). The frame's first
+/// byte may take up to `idle`; once a frame has begun, each read and each
+/// wait for budget may last at most `timeout`.
 ///
 /// # Cancel safety
 ///
@@ -139,17 +143,26 @@ pub async fn read_budgeted<R: AsyncRead + Unpin>(
     max: usize,
     budget: &FrameBudget,
     timeout: Duration,
+    idle: Duration,
 ) -> Result<Option<Frame>, FrameError> {
-    read(r, max, Some((budget, timeout))).await
+    read(r, max, Some((budget, timeout)), Some(idle)).await
 }
 
 async fn read<R: AsyncRead + Unpin>(
     r: &mut R,
     max: usize,
     budget: Option<(&FrameBudget, Duration)>,
+    idle: Option<Duration>,
 ) -> Result<Option<Frame>, FrameError> {
     let mut head = [0u8; 5];
-    match r.read_exact(&mut head[..1]).await {
+    let first = r.read_exact(&mut head[..1]);
+    let first = match idle {
+        None => first.await,
+        Some(idle) => tokio::time::timeout(idle, first)
+            .await
+            .map_err(|_| FrameError::Idle(idle))?,
+    };
+    match first {
         Ok(_) => {}
         Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
         Err(e) => return Err(e.into()),

@@ -320,20 +320,36 @@ impl Sink for HopSink {
         let first = pending.as_ref().map_or(0, |p| p.acked);
         let mut refused = pending.as_ref().map_or_else(Vec::new, |p| p.refused.clone());
         if first < plan.frames.len() {
-            let mut stream = match self.conn.take() {
-                Some(s) => s,
+            // A kept connection may have been closed by the receiver while
+            // it was idle (its `idle_timeout`): if its first frame gets no
+            // answer, nothing was taken, so it goes again at once on a new
+            // connection, without a failed attempt.
+            let (mut stream, kept) = match self.conn.take() {
+                Some(s) => (s, true),
                 None => match self.connect().await {
-                    Ok(s) => s,
+                    Ok(s) => (s, false),
                     Err(e) => {
                         self.pending = pending;
                         return Err(e);
                     }
                 },
             };
-            match self
+            let mut sent = self
                 .send_frames(&mut stream, batch, &plan, first, &mut refused)
-                .await
-            {
+                .await;
+            if kept && sent.0 == first && sent.1.is_err() {
+                stream = match self.connect().await {
+                    Ok(s) => s,
+                    Err(e) => {
+                        self.pending = pending;
+                        return Err(e);
+                    }
+                };
+                sent = self
+                    .send_frames(&mut stream, batch, &plan, first, &mut refused)
+                    .await;
+            }
+            match sent {
                 (_, Ok(())) => self.conn = Some(stream),
                 // The connection is dropped: its state is unknown.
                 (acked, Err(e)) => {

@@ -24,6 +24,10 @@ use tokio_util::sync::CancellationToken;
 use super::proto::{
     self, Decoded, FrameBudget, FrameError, ACK, BATCH, HELLO, NACK, REFUSED, REJECT, WELCOME,
 };
+use crate::conn::{
+    default_idle_timeout, default_max_connections, timeout_problem, Gate, HandshakeLog,
+    HANDSHAKE_TIMEOUT,
+};
 use crate::ingest::{pump, Ingest};
 use crate::secure::{bind, Io, Secret, TlsConfig, Token};
 use crate::warn::WarnLimiter;
@@ -54,6 +58,13 @@ pub struct Config {
     /// with more is refused for good and the sender told so.
     #[serde(default = "default_max_fields")]
     pub max_fields: NonZeroUsize,
+    /// Connections open at most; more are closed at once and counted.
+    #[serde(default = "default_max_connections")]
+    pub max_connections: NonZeroUsize,
+    /// After the welcome, a connection that sends no frame for this long is
+    /// closed (a sender connects again when it has a batch).
+    #[serde(default = "default_idle_timeout")]
+    pub idle_timeout: sluice_core::config::Duration,
 }
 
 fn default_max_frame_bytes() -> ByteSize {
@@ -100,6 +111,7 @@ impl SourceConfig for Config {
         if self.frame_timeout.get().is_zero() {
             p.push(Problem::at("frame_timeout", "must be more than zero"));
         }
+        p.extend(timeout_problem("idle_timeout", self.idle_timeout.get()));
         p
     }
 
@@ -115,8 +127,10 @@ impl SourceConfig for Config {
                 ),
                 frame_timeout: self.frame_timeout.get(),
                 max_fields: self.max_fields.get(),
+                idle: self.idle_timeout.get(),
                 closed_warn: Default::default(),
             },
+            max_connections: self.max_connections.get(),
         }))
     }
 }
@@ -127,6 +141,7 @@ pub struct HopSource {
     token: Option<Token>,
     tls: Option<TlsAcceptor>,
     limits: Limits,
+    max_connections: usize,
 }
 
 /// What one connection may send; shared by all connections of a source.
@@ -136,6 +151,8 @@ struct Limits {
     budget: FrameBudget,
     frame_timeout: Duration,
     max_fields: usize,
+    /// How long a connection may wait between frames.
+    idle: Duration,
     /// Connections closed on an error are logged at most once a second (a
     /// flood of bad peers must not flood the log); `held_back` says how
     /// many were not.
@@ -151,40 +168,50 @@ impl Source for HopSource {
         let (ingest, rx) = Ingest::new();
         let shutdown = cx.shutdown.clone();
         let metrics = cx.metrics.clone();
+        let name = format!("source {}", cx.id);
+        let gate = Gate::new(name.clone(), self.max_connections, Some(metrics.clone()));
+        let handshakes = Arc::new(HandshakeLog::default());
         let shared = Arc::new((self.token, self.tls, self.limits));
         let acceptor = tokio::spawn(async move {
-            loop {
-                let Some((tcp, peer)) = crate::listen::accept(&listener, &shutdown).await else {
-                    break;
-                };
+            while let Some((tcp, peer, admitted)) = gate.accept(&listener, &shutdown).await {
                 let _ = tcp.set_nodelay(true);
-                let (ingest, shutdown, shared, metrics) = (
+                let (ingest, shutdown, shared, metrics, handshakes, name) = (
                     ingest.clone(),
                     shutdown.clone(),
                     shared.clone(),
                     metrics.clone(),
+                    handshakes.clone(),
+                    name.clone(),
                 );
                 tokio::spawn(async move {
+                    let _admitted = admitted;
                     let (token, tls, limits) = &*shared;
                     let stream: Box<dyn Io> = match tls {
                         None => Box::new(tcp),
                         Some(tls) => {
-                            match tokio::time::timeout(HELLO_TIMEOUT, tls.accept(tcp)).await {
+                            match tokio::time::timeout(HANDSHAKE_TIMEOUT, tls.accept(tcp)).await {
                                 Ok(Ok(s)) => Box::new(s),
                                 Ok(Err(e)) => {
-                                    tracing::warn!(%peer, "TLS handshake failed: {e}");
+                                    handshakes.failed(&name, peer, &e.to_string());
                                     return;
                                 }
-                                Err(_) => return,
+                                Err(_) => {
+                                    handshakes.failed(&name, peer, "timed out");
+                                    return;
+                                }
                             }
                         }
                     };
-                    if let Err(e) =
-                        serve(stream, token.as_ref(), limits, ingest, shutdown, &metrics).await
-                    {
-                        let allowed = limits.closed_warn.lock().map(|mut w| w.allow());
-                        if let Ok(Some(held_back)) = allowed {
-                            tracing::warn!(%peer, held_back, "hop connection closed: {e}");
+                    match serve(stream, token.as_ref(), limits, ingest, shutdown, &metrics).await {
+                        Ok(()) => {}
+                        Err(Closed::Idle) => tracing::debug!(
+                            %peer, idle_timeout = ?limits.idle, "hop connection closed: no frame for idle_timeout"
+                        ),
+                        Err(Closed::Failed(e)) => {
+                            let allowed = limits.closed_warn.lock().map(|mut w| w.allow());
+                            if let Ok(Some(held_back)) = allowed {
+                                tracing::warn!(%peer, held_back, "hop connection closed: {e}");
+                            }
                         }
                     }
                 });
@@ -196,11 +223,25 @@ impl Source for HopSource {
     }
 }
 
-async fn refuse(stream: &mut Box<dyn Io>, code: u16, msg: &str) -> String {
+async fn refuse(stream: &mut Box<dyn Io>, code: u16, msg: &str) -> Closed {
     let mut p = code.to_be_bytes().to_vec();
     p.extend_from_slice(msg.as_bytes());
     let _ = proto::write_control(stream, REFUSED, &p).await;
-    format!("refused ({code}): {msg}")
+    Closed::Failed(format!("refused ({code}): {msg}"))
+}
+
+/// Why a connection was closed by this side.
+enum Closed {
+    /// No frame came for `idle_timeout` after the welcome.
+    Idle,
+    /// The peer broke the protocol, was refused, or the stream failed.
+    Failed(String),
+}
+
+impl From<String> for Closed {
+    fn from(e: String) -> Self {
+        Closed::Failed(e)
+    }
 }
 
 async fn serve(
@@ -210,7 +251,7 @@ async fn serve(
     ingest: Ingest,
     shutdown: CancellationToken,
     metrics: &ComponentMetrics,
-) -> Result<(), String> {
+) -> Result<(), Closed> {
     let hello = tokio::time::timeout(HELLO_TIMEOUT, proto::read_frame(&mut stream, 64 << 10))
         .await
         .map_err(|_| "no hello".to_string())?
@@ -239,14 +280,16 @@ async fn serve(
     let mut warn = WarnLimiter::default();
     loop {
         let frame = tokio::select! {
-            f = proto::read_budgeted(&mut stream, limits.max_frame, &limits.budget, limits.frame_timeout) => {
-                f.map_err(|e| {
+            f = proto::read_budgeted(&mut stream, limits.max_frame, &limits.budget, limits.frame_timeout, limits.idle) => {
+                f.map_err(|e| match e {
+                    FrameError::Idle(_) => Closed::Idle,
                     // A frame refused or abandoned (not a broken connection)
                     // is bad input: counted.
-                    if !matches!(e, FrameError::Io(_)) {
+                    FrameError::Io(e) => Closed::Failed(e.to_string()),
+                    e => {
                         metrics.record_errors(1);
+                        Closed::Failed(e.to_string())
                     }
-                    e.to_string()
                 })?
             }
             _ = shutdown.cancelled() => return Ok(()),
@@ -255,13 +298,13 @@ async fn serve(
             return Ok(());
         };
         if frame.kind != BATCH {
-            return Err(format!("unexpected frame {}", frame.kind));
+            return Err(format!("unexpected frame {}", frame.kind).into());
         }
         let decoded = match decode_off_thread(frame.payload, limits.max_fields).await {
             Ok(x) => x,
             Err(e) => {
                 metrics.record_errors(1);
-                return Err(e);
+                return Err(e.into());
             }
         };
         // Once the batch is queued it is emitted even if the source is
