@@ -62,6 +62,7 @@ pub mod parse_json;
 pub mod parse_regex;
 pub mod remove_fields;
 pub mod rename_fields;
+pub mod syslog;
 pub mod timestamp;
 
 /// Registers every built-in processor under its YAML `type`.
