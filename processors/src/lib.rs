@@ -24,6 +24,7 @@
 //! | `filter` | keeps the events that match a [condition](sluice_core::condition) |
 //! | `parse_json` | parses a JSON object from the body or a field |
 //! | `parse_regex` | extracts named captures, zero-copy, from the body or a field |
+//! | `parse_syslog` | reads RFC 3164 / RFC 5424 lines ([`syslog`] is the parser, shared with the `syslog` source) |
 //!
 //! ```
 //! use sluice_core::prelude::*;
@@ -60,6 +61,7 @@ pub mod filter;
 pub mod host;
 pub mod parse_json;
 pub mod parse_regex;
+pub mod parse_syslog;
 pub mod remove_fields;
 pub mod rename_fields;
 pub mod syslog;
@@ -79,6 +81,7 @@ pub fn register(registry: &mut Registry) -> Result<(), DuplicateType> {
     registry.add_processor::<filter::Config>("filter")?;
     registry.add_processor::<parse_json::Config>("parse_json")?;
     registry.add_processor::<parse_regex::Config>("parse_regex")?;
+    registry.add_processor::<parse_syslog::Config>("parse_syslog")?;
     Ok(())
 }
 
