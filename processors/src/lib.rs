@@ -24,6 +24,8 @@
 //! | `filter` | keeps the events that match a [condition](sluice_core::condition) |
 //! | `parse_json` | parses a JSON object from the body or a field |
 //! | `parse_regex` | extracts named captures, zero-copy, from the body or a field |
+//! | `parse_logfmt` | reads `key=value` pairs (logfmt, or other separators and quotes) |
+//! | `parse_csv` | reads a delimited row into named fields (named columns or a header row) |
 //! | `parse_syslog` | reads RFC 3164 / RFC 5424 lines ([`syslog`] is the parser, shared with the `syslog` source) |
 //!
 //! ```
@@ -59,7 +61,9 @@ use sluice_core::registry::{DuplicateType, Registry};
 pub mod add_fields;
 pub mod filter;
 pub mod host;
+pub mod parse_csv;
 pub mod parse_json;
+pub mod parse_logfmt;
 pub mod parse_regex;
 pub mod parse_syslog;
 pub mod remove_fields;
@@ -82,7 +86,25 @@ pub fn register(registry: &mut Registry) -> Result<(), DuplicateType> {
     registry.add_processor::<parse_json::Config>("parse_json")?;
     registry.add_processor::<parse_regex::Config>("parse_regex")?;
     registry.add_processor::<parse_syslog::Config>("parse_syslog")?;
+    registry.add_processor::<parse_logfmt::Config>("parse_logfmt")?;
+    registry.add_processor::<parse_csv::Config>("parse_csv")?;
     Ok(())
+}
+
+/// The text a parser reads: the body, or the string field `field`.
+pub(crate) fn input_text(
+    e: &sluice_core::event::Event,
+    field: Option<&str>,
+) -> Result<bytes::Bytes, String> {
+    use sluice_core::event::Value;
+    match field {
+        None => Ok(e.body.clone()),
+        Some(f) => match e.get(f) {
+            Some(Value::String(b)) => Ok(b.clone()),
+            Some(other) => Err(format!("field `{f}` holds a {}, not text", other.kind())),
+            None => Err(format!("field `{f}` is missing")),
+        },
+    }
 }
 
 /// Checks shared by the processors' `validate`: a dotted field path must
