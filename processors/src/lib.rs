@@ -26,6 +26,7 @@
 //! | `parse_regex` | extracts named captures, zero-copy, from the body or a field |
 //! | `parse_logfmt` | reads `key=value` pairs (logfmt, or other separators and quotes) |
 //! | `parse_csv` | reads a delimited row into named fields (named columns or a header row) |
+//! | `parse_grok` | grok patterns (`%{COMBINEDAPACHELOG}`, the standard library) into fields |
 //! | `parse_syslog` | reads RFC 3164 / RFC 5424 lines ([`syslog`] is the parser, shared with the `syslog` source) |
 //!
 //! ```
@@ -62,6 +63,7 @@ pub mod add_fields;
 pub mod filter;
 pub mod host;
 pub mod parse_csv;
+pub mod parse_grok;
 pub mod parse_json;
 pub mod parse_logfmt;
 pub mod parse_regex;
@@ -88,6 +90,7 @@ pub fn register(registry: &mut Registry) -> Result<(), DuplicateType> {
     registry.add_processor::<parse_syslog::Config>("parse_syslog")?;
     registry.add_processor::<parse_logfmt::Config>("parse_logfmt")?;
     registry.add_processor::<parse_csv::Config>("parse_csv")?;
+    registry.add_processor::<parse_grok::Config>("parse_grok")?;
     Ok(())
 }
 
