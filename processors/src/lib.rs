@@ -22,6 +22,7 @@
 //! | `remove_fields` | removes fields |
 //! | `rename_fields` | renames fields |
 //! | `filter` | keeps the events that match a [condition](sluice_core::condition) |
+//! | `route` | names each event's route by conditions, for a `multiplexing` selector |
 //! | `parse_json` | parses a JSON object from the body or a field |
 //! | `parse_regex` | extracts named captures, zero-copy, from the body or a field |
 //! | `parse_logfmt` | reads `key=value` pairs (logfmt, or other separators and quotes) |
@@ -70,6 +71,7 @@ pub mod parse_regex;
 pub mod parse_syslog;
 pub mod remove_fields;
 pub mod rename_fields;
+pub mod route;
 pub mod syslog;
 pub mod timestamp;
 
@@ -91,6 +93,7 @@ pub fn register(registry: &mut Registry) -> Result<(), DuplicateType> {
     registry.add_processor::<parse_logfmt::Config>("parse_logfmt")?;
     registry.add_processor::<parse_csv::Config>("parse_csv")?;
     registry.add_processor::<parse_grok::Config>("parse_grok")?;
+    registry.add_processor::<route::Config>("route")?;
     Ok(())
 }
 
