@@ -23,6 +23,9 @@
 //! | `rename_fields` | renames fields |
 //! | `filter` | keeps the events that match a [condition](sluice_core::condition) |
 //! | `route` | names each event's route by conditions, for a `multiplexing` selector |
+//! | `sample` | keeps one event in N, optionally per key |
+//! | `throttle` | lets at most N events through per window, per key |
+//! | `dedupe` | drops repeats of recent events (by fields or body, bounded LRU) |
 //! | `parse_json` | parses a JSON object from the body or a field |
 //! | `parse_regex` | extracts named captures, zero-copy, from the body or a field |
 //! | `parse_logfmt` | reads `key=value` pairs (logfmt, or other separators and quotes) |
@@ -61,8 +64,10 @@
 use sluice_core::registry::{DuplicateType, Registry};
 
 pub mod add_fields;
+pub mod dedupe;
 pub mod filter;
 pub mod host;
+mod keyed;
 pub mod parse_csv;
 pub mod parse_grok;
 pub mod parse_json;
@@ -72,7 +77,9 @@ pub mod parse_syslog;
 pub mod remove_fields;
 pub mod rename_fields;
 pub mod route;
+pub mod sample;
 pub mod syslog;
+pub mod throttle;
 pub mod timestamp;
 
 /// Registers every built-in processor under its YAML `type`.
@@ -94,6 +101,9 @@ pub fn register(registry: &mut Registry) -> Result<(), DuplicateType> {
     registry.add_processor::<parse_csv::Config>("parse_csv")?;
     registry.add_processor::<parse_grok::Config>("parse_grok")?;
     registry.add_processor::<route::Config>("route")?;
+    registry.add_processor::<sample::Config>("sample")?;
+    registry.add_processor::<throttle::Config>("throttle")?;
+    registry.add_processor::<dedupe::Config>("dedupe")?;
     Ok(())
 }
 
