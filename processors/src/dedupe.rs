@@ -83,7 +83,10 @@ mod tests {
     use crate::test_util::*;
 
     fn bodies(b: &Batch) -> Vec<String> {
-        b.events.iter().map(|e| String::from_utf8_lossy(&e.body).into_owned()).collect()
+        b.events
+            .iter()
+            .map(|e| String::from_utf8_lossy(&e.body).into_owned())
+            .collect()
     }
 
     #[test]

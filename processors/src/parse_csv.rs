@@ -71,7 +71,10 @@ impl ProcessorConfig for Config {
             if c.is_empty() {
                 problems.push(Problem::at("columns", "a column name must not be empty"));
             } else if !seen.insert(c) {
-                problems.push(Problem::at("columns", format!("column `{c}` is named twice")));
+                problems.push(Problem::at(
+                    "columns",
+                    format!("column `{c}` is named twice"),
+                ));
             }
         }
         if !self.columns.is_empty() {
@@ -84,7 +87,10 @@ impl ProcessorConfig for Config {
         }
         for (key, c) in [("delimiter", self.delimiter), ("quote", self.quote)] {
             if !c.is_ascii() || c == '\n' || c == '\r' {
-                problems.push(Problem::at(key, format!("`{c:?}` must be one ASCII character other than a line break")));
+                problems.push(Problem::at(
+                    key,
+                    format!("`{c:?}` must be one ASCII character other than a line break"),
+                ));
             }
         }
         if self.delimiter == self.quote {
@@ -97,7 +103,8 @@ impl ProcessorConfig for Config {
     }
 
     fn build(&self, _cx: &BuildContext) -> Result<Box<dyn Processor>, BuildError> {
-        let byte = |c: char| u8::try_from(c).map_err(|_| BuildError::Other(format!("`{c}` is not ASCII")));
+        let byte =
+            |c: char| u8::try_from(c).map_err(|_| BuildError::Other(format!("`{c}` is not ASCII")));
         Ok(Box::new(ParseCsv {
             columns: self.columns.iter().map(FieldName::from).collect(),
             header: self.header.then(Bytes::new),
@@ -285,14 +292,16 @@ mod tests {
 
     #[test]
     fn config_parses_and_rejects_unknown_keys() {
-        let c: Config = config("columns: [a, b]\ndelimiter: ';'\nquote: \"'\"\ntypes: {b: integer}");
+        let c: Config =
+            config("columns: [a, b]\ndelimiter: ';'\nquote: \"'\"\ntypes: {b: integer}");
         assert!(c.validate().is_empty());
         assert!(!examples::<Config>("parse_csv").is_empty());
         let e = unknown_key::<Config>("columns: [a]\nseparator: ';'");
         assert!(e.contains("unknown option `separator`"), "{e}");
         let c: Config = config("{}");
         assert_eq!(c.validate().len(), 1);
-        let c: Config = config("columns: [a, a, '']\nheader: true\ndelimiter: 'é'\ntypes: {z: float}");
+        let c: Config =
+            config("columns: [a, a, '']\nheader: true\ndelimiter: 'é'\ntypes: {z: float}");
         assert_eq!(c.validate().len(), 5, "{:?}", c.validate());
     }
 
@@ -305,13 +314,19 @@ mod tests {
             r#"10.0.0.3,bob,"a,b",500"#,
         ]);
         assert!(run(p.as_mut(), &mut b).is_empty());
-        assert_eq!(s(&b.events[0], "msg").as_deref(), Some(r#"said "hi", then left"#));
+        assert_eq!(
+            s(&b.events[0], "msg").as_deref(),
+            Some(r#"said "hi", then left"#)
+        );
         assert_eq!(b.events[0].get("status"), Some(&Value::Integer(200)));
         assert_eq!(s(&b.events[1], "user").as_deref(), Some(""));
         assert_eq!(b.events[1].get("status"), Some(&Value::Integer(404)));
         assert_eq!(s(&b.events[2], "msg").as_deref(), Some("a,b"));
         let body = b.events[2].body.as_ptr_range();
-        let ip = b.events[2].get("ip").and_then(Value::as_bytes).map(<[u8]>::as_ptr);
+        let ip = b.events[2]
+            .get("ip")
+            .and_then(Value::as_bytes)
+            .map(<[u8]>::as_ptr);
         assert!(ip.is_some_and(|p| body.contains(&p)), "zero-copy");
     }
 
@@ -322,7 +337,10 @@ mod tests {
         let f = run(p.as_mut(), &mut b);
         assert_eq!(b.len(), 2, "the header is consumed");
         assert_eq!(f.len(), 1);
-        assert_eq!(f[0].0, 1, "the failure's index is in the batch without the header");
+        assert_eq!(
+            f[0].0, 1,
+            "the failure's index is in the batch without the header"
+        );
         assert!(f[0].1.contains("3 values"), "{f:?}");
         assert_eq!(s(&b.events[0], "row.host").as_deref(), Some("a"));
         assert_eq!(s(&b.events[0], "row.cpu").as_deref(), Some("0.5"));
@@ -338,7 +356,11 @@ mod tests {
         let mut p = build::<Config>("columns: [a, b]\ntypes: {b: float}");
         let mut b = batch(&[r#""open,1"#, r#""x"y,1"#, "only", "a,b,c", "a,zz", "ok,1.5"]);
         let f = run(p.as_mut(), &mut b);
-        assert_eq!(f.iter().map(|f| f.0).collect::<Vec<_>>(), [0, 1, 2, 3, 4], "{f:?}");
+        assert_eq!(
+            f.iter().map(|f| f.0).collect::<Vec<_>>(),
+            [0, 1, 2, 3, 4],
+            "{f:?}"
+        );
         assert!(f[0].1.contains("never closed"), "{f:?}");
         assert!(f[1].1.contains("after its closing quote"), "{f:?}");
         assert!(f[4].1.contains("not a float"), "{f:?}");

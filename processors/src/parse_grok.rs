@@ -48,10 +48,7 @@ pub const OVERRIDES: &[(&str, &str)] = &[
         "HAPROXYTIME",
         r"%{HOUR:haproxy_hour}:%{MINUTE:haproxy_minute}(?::%{SECOND:haproxy_second})",
     ),
-    (
-        "IPTABLES4_FRAG",
-        r"(?:(?:CE|DF|MF)(?: (?:CE|DF|MF))*)?",
-    ),
+    ("IPTABLES4_FRAG", r"(?:(?:CE|DF|MF)(?: (?:CE|DF|MF))*)?"),
     (
         "CISCO_TAGGED_SYSLOG",
         r"^<%{POSINT:syslog_pri}>%{CISCOTIMESTAMP:timestamp}( %{SYSLOGHOST:sysloghost})? ?: \x25%{CISCOTAG:ciscotag}:",
@@ -197,7 +194,8 @@ impl<'a> Expander<'a> {
                         self.out.push_str("(?:");
                     } else {
                         let group = format!("g{}__", self.named.len());
-                        let kind = kind_of(extract).map_err(|m| format!("`%{{{name}:{alias}:{extract}}}`: {m}"))?;
+                        let kind = kind_of(extract)
+                            .map_err(|m| format!("`%{{{name}:{alias}:{extract}}}`: {m}"))?;
                         self.named.push((group.clone(), field_path(alias), kind));
                         self.out.push_str("(?P<");
                         self.out.push_str(&group);
@@ -336,7 +334,12 @@ impl ProcessorConfig for Config {
 
     fn build(&self, _cx: &BuildContext) -> Result<Box<dyn Processor>, BuildError> {
         let patterns = self.compile_all().map_err(|p| {
-            BuildError::Other(p.into_iter().map(|p| p.message).collect::<Vec<_>>().join("; "))
+            BuildError::Other(
+                p.into_iter()
+                    .map(|p| p.message)
+                    .collect::<Vec<_>>()
+                    .join("; "),
+            )
         })?;
         Ok(Box::new(ParseGrok {
             patterns,

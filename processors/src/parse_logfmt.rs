@@ -76,7 +76,9 @@ impl ProcessorConfig for Config {
             if !q.is_ascii_punctuation() || *q == '\\' {
                 problems.push(Problem::at(
                     "quotes",
-                    format!("`{q}` cannot quote values: use ASCII punctuation such as '\"' or \"'\""),
+                    format!(
+                        "`{q}` cannot quote values: use ASCII punctuation such as '\"' or \"'\""
+                    ),
                 ));
             }
         }
@@ -91,7 +93,11 @@ impl ProcessorConfig for Config {
             syntax: Syntax {
                 pair_sep: self.pair_separator.as_ref().map(|s| s.as_bytes().to_vec()),
                 key_sep: self.key_separator.as_bytes().to_vec(),
-                quotes: self.quotes.iter().filter_map(|c| u8::try_from(*c).ok()).collect(),
+                quotes: self
+                    .quotes
+                    .iter()
+                    .filter_map(|c| u8::try_from(*c).ok())
+                    .collect(),
             },
             types: self.types.clone(),
             field: self.field.clone(),
@@ -317,7 +323,11 @@ mod tests {
         assert_eq!(e.fields.len(), 7);
         // Unescaped values point into the body.
         let body = e.body.as_ptr_range();
-        let level = e.fields.get("level").and_then(Value::as_bytes).map(<[u8]>::as_ptr);
+        let level = e
+            .fields
+            .get("level")
+            .and_then(Value::as_bytes)
+            .map(<[u8]>::as_ptr);
         assert!(level.is_some_and(|p| body.contains(&p)));
         let mut b = batch(&[r#"a= b="" c=3"#]);
         assert!(run(p.as_mut(), &mut b).is_empty());
@@ -344,7 +354,11 @@ mod tests {
         let mut p = build::<Config>("types: {n: integer}");
         let mut b = batch(&["a=1 =2", r#"a=1 msg="open"#, "", "a=1 n=x", "ok=1"]);
         let f = run(p.as_mut(), &mut b);
-        assert_eq!(f.iter().map(|f| f.0).collect::<Vec<_>>(), [0, 1, 2, 3], "{f:?}");
+        assert_eq!(
+            f.iter().map(|f| f.0).collect::<Vec<_>>(),
+            [0, 1, 2, 3],
+            "{f:?}"
+        );
         assert!(f[0].1.contains("without a key"), "{f:?}");
         assert!(f[1].1.contains("never closed"), "{f:?}");
         assert!(f[2].1.contains("no key/value"), "{f:?}");

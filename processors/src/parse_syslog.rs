@@ -143,14 +143,16 @@ mod tests {
             b.events[2].get("severity").and_then(Value::as_str),
             Some("info")
         );
-        assert_eq!(b.events[2].timestamp.to_string(), "2026-12-03T07:51:25.000000Z");
+        assert_eq!(
+            b.events[2].timestamp.to_string(),
+            "2026-12-03T07:51:25.000000Z"
+        );
     }
 
     #[test]
     fn field_target_and_options() {
-        let mut p = build::<Config>(
-            "field: line\ntarget: sys\nrequire_pri: true\nset_timestamp: false",
-        );
+        let mut p =
+            build::<Config>("field: line\ntarget: sys\nrequire_pri: true\nset_timestamp: false");
         let mut b = batch(&["a", "b", "c"]);
         b.events[0].insert("line", "<13>Feb  6 04:43:11 host cron: job done");
         b.events[1].insert("line", "Feb  6 04:43:11 host cron: job done");

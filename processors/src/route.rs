@@ -175,7 +175,9 @@ mod tests {
                 format!(
                     "{}:{}",
                     String::from_utf8_lossy(&e.body),
-                    e.get("route").map(|v| v.to_text().into_owned()).unwrap_or_default()
+                    e.get("route")
+                        .map(|v| v.to_text().into_owned())
+                        .unwrap_or_default()
                 )
             })
             .collect()
@@ -211,7 +213,13 @@ mod tests {
         assert!(run(p.as_mut(), &mut b).is_empty());
         assert_eq!(
             routes(&b),
-            ["e:errors", "w:warnings", "loud!:loud", "x:", "warn-and-loud:loud"]
+            [
+                "e:errors",
+                "w:warnings",
+                "loud!:loud",
+                "x:",
+                "warn-and-loud:loud"
+            ]
         );
         assert!(b.events[3].get("route").is_none());
     }
@@ -230,7 +238,12 @@ mod tests {
             .collect();
         assert_eq!(
             to,
-            [Some("loud".into()), Some("warnings".into()), None, Some("errors".into())]
+            [
+                Some("loud".into()),
+                Some("warnings".into()),
+                None,
+                Some("errors".into())
+            ]
         );
         assert_eq!(b.events[0].body, b.events[1].body);
     }

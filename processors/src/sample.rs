@@ -110,7 +110,11 @@ mod tests {
             let refs: Vec<&str> = bodies.iter().map(String::as_str).collect();
             let mut b = batch(&refs);
             assert!(run(p.as_mut(), &mut b).is_empty());
-            kept.extend(b.events.iter().map(|e| String::from_utf8_lossy(&e.body).into_owned()));
+            kept.extend(
+                b.events
+                    .iter()
+                    .map(|e| String::from_utf8_lossy(&e.body).into_owned()),
+            );
         }
         assert_eq!(kept, ["0", "3", "6", "9", "12", "15", "18"]);
     }
@@ -124,7 +128,11 @@ mod tests {
         }
         b.events[5].insert("level", "error");
         assert!(run(p.as_mut(), &mut b).is_empty());
-        let kept: Vec<_> = b.events.iter().map(|e| String::from_utf8_lossy(&e.body).into_owned()).collect();
+        let kept: Vec<_> = b
+            .events
+            .iter()
+            .map(|e| String::from_utf8_lossy(&e.body).into_owned())
+            .collect();
         // a: a1, a3 kept; b: b1; err always; c1 is a third key: the least
         // recently seen (a) is forgotten, so a4 counts from 0 again and is
         // kept; n1 has no field: the empty key.

@@ -416,8 +416,16 @@ mod tests {
     #[test]
     fn the_year_rolls_over_like_syslog_daemons() {
         assert_eq!(infer_year(12, (2027, 1)), 2026, "December read in January");
-        assert_eq!(infer_year(2, (2027, 1)), 2027, "one month ahead is this year");
-        assert_eq!(infer_year(3, (2027, 1)), 2026, "two months ahead is last year");
+        assert_eq!(
+            infer_year(2, (2027, 1)),
+            2027,
+            "one month ahead is this year"
+        );
+        assert_eq!(
+            infer_year(3, (2027, 1)),
+            2026,
+            "two months ahead is last year"
+        );
         assert_eq!(infer_year(6, (2026, 6)), 2026);
         assert_eq!(infer_year(1, (2026, 12)), 2027, "January seen in December");
         assert_eq!(infer_year(11, (2026, 12)), 2026);
@@ -438,7 +446,10 @@ mod tests {
         assert_eq!(s(&e, "hostname"), "LabSZ");
         assert_eq!(s(&e, "appname"), "sshd");
         assert_eq!(s(&e, "procid"), "24200");
-        assert_eq!(s(&e, "message"), "Invalid user webmaster from 173.234.31.186");
+        assert_eq!(
+            s(&e, "message"),
+            "Invalid user webmaster from 173.234.31.186"
+        );
         assert!(e.get("facility").is_none());
         let mut e = Event::new(
             "2026-12-03T07:51:25.250+01:00 web-1 CRON[77]: (root) CMD (true)",
@@ -448,7 +459,13 @@ mod tests {
         assert_eq!(e.timestamp.to_string(), "2026-12-03T06:51:25.250000Z");
         assert_eq!(s(&e, "appname"), "CRON");
         assert_eq!(s(&e, "message"), "(root) CMD (true)");
-        for bad in ["hello world", "Dec 99 06:55:46 h a: m", "Feb 30 06:55:46 h a: m", "Dez 10 06:55:46 h a: m", ""] {
+        for bad in [
+            "hello world",
+            "Dec 99 06:55:46 h a: m",
+            "Feb 30 06:55:46 h a: m",
+            "Dez 10 06:55:46 h a: m",
+            "",
+        ] {
             let mut e = Event::new(bad, Timestamp(5));
             e.insert("kept", 1i64);
             assert!(!parse(&mut e, &opts), "{bad}");

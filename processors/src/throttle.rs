@@ -55,9 +55,16 @@ impl ProcessorConfig for Config {
     fn validate(&self) -> Vec<Problem> {
         let mut problems = Vec::new();
         if self.window.get().is_zero() {
-            problems.push(Problem::at("window", "must be longer than zero, such as `1s`"));
+            problems.push(Problem::at(
+                "window",
+                "must be longer than zero, such as `1s`",
+            ));
         }
-        problems.extend(self.key.as_deref().and_then(|p| crate::check_path("key", p)));
+        problems.extend(
+            self.key
+                .as_deref()
+                .and_then(|p| crate::check_path("key", p)),
+        );
         problems
     }
 
@@ -137,7 +144,10 @@ impl Throttle {
                     let which = match &self.key {
                         Some(k) => format!(
                             " for {k} `{}`",
-                            batch.events[i].get(k).map(|v| v.to_text()).unwrap_or_default()
+                            batch.events[i]
+                                .get(k)
+                                .map(|v| v.to_text())
+                                .unwrap_or_default()
                         ),
                         None => String::new(),
                     };
@@ -176,12 +186,16 @@ mod tests {
     use crate::test_util::*;
 
     fn bodies(b: &Batch) -> Vec<String> {
-        b.events.iter().map(|e| String::from_utf8_lossy(&e.body).into_owned()).collect()
+        b.events
+            .iter()
+            .map(|e| String::from_utf8_lossy(&e.body).into_owned())
+            .collect()
     }
 
     #[test]
     fn config_parses_and_rejects_unknown_keys() {
-        let c: Config = config("limit: 100\nwindow: 1m30s\nkey: host\naction: dead_letter\nmax_keys: 10");
+        let c: Config =
+            config("limit: 100\nwindow: 1m30s\nkey: host\naction: dead_letter\nmax_keys: 10");
         assert!(c.validate().is_empty());
         assert_eq!(c.window.get().as_secs(), 90);
         assert!(!examples::<Config>("throttle").is_empty());

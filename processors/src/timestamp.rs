@@ -329,7 +329,10 @@ mod tests {
             Ok("2026-06-01T08:00:00.000000Z")
         );
         for p in ["%Y-%m-%d", "%y%m%d", "%s", "%+"] {
-            assert!(!matches!(Format::of(Some(p)), Format::Pattern(_, true)), "{p}");
+            assert!(
+                !matches!(Format::of(Some(p)), Format::Pattern(_, true)),
+                "{p}"
+            );
         }
         // Through the processor, with the real clock: never in the future by
         // more than a month.
@@ -339,7 +342,10 @@ mod tests {
         assert!(run(p.as_mut(), &mut b).is_empty());
         let month_ahead = Timestamp::now().0 + 32 * 86_400 * 1_000_000_000;
         assert!(b.events[0].timestamp.0 < month_ahead);
-        assert!(b.events[0].timestamp.to_string().contains("-12-10T06:55:46"));
+        assert!(b.events[0]
+            .timestamp
+            .to_string()
+            .contains("-12-10T06:55:46"));
     }
 
     #[test]

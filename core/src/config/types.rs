@@ -92,7 +92,9 @@ impl Duration {
     /// of parts such as `1m30s` or `1h 15m` (spaces between parts allowed).
     pub fn parse(s: &str) -> Result<Self, String> {
         let s = s.trim();
-        let bad = || format!("invalid duration `{s}`: expected a number with a unit such as `5s` or `1m30s`");
+        let bad = || {
+            format!("invalid duration `{s}`: expected a number with a unit such as `5s` or `1m30s`")
+        };
         let mut rest = s;
         let mut secs = 0.0f64;
         let mut parts = 0;
@@ -225,7 +227,15 @@ mod tests {
             Duration::parse("1.5 s").unwrap().0,
             StdDuration::from_millis(1500)
         );
-        for bad in ["", "m", "1m30", "1m 30", "1x2s", "99999999999999999999999d", "1..2s"] {
+        for bad in [
+            "",
+            "m",
+            "1m30",
+            "1m 30",
+            "1x2s",
+            "99999999999999999999999d",
+            "1..2s",
+        ] {
             assert!(Duration::parse(bad).is_err(), "{bad}");
         }
     }

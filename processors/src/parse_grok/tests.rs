@@ -46,9 +46,15 @@ fn validate_finds_every_problem() {
         ("pattern: '%{NOPE:a}'", "unknown grok pattern `NOPE`"),
         ("pattern: '%{IP} %{WORD}'", "names no part"),
         ("pattern: '%{IP:a:number}'", "unknown conversion `number`"),
-        ("pattern: '%{LOOP:a}'\ndefinitions: {LOOP: '%{LOOP}'}", "cycle"),
+        (
+            "pattern: '%{LOOP:a}'\ndefinitions: {LOOP: '%{LOOP}'}",
+            "cycle",
+        ),
         ("pattern: '%{IP:a} (x'", "does not compile"),
-        ("pattern: '%{IP:a}'\ntypes: {b: integer}", "`b` is not a named part"),
+        (
+            "pattern: '%{IP:a}'\ntypes: {b: integer}",
+            "`b` is not a named part",
+        ),
     ];
     for (yaml, want) in cases {
         let c: Config = config(yaml);
@@ -80,7 +86,10 @@ fn combined_apache_log() {
         assert_eq!(s(e, k).as_deref(), Some(v), "{k}");
     }
     assert_eq!(e.get("response"), Some(&Value::Integer(200)));
-    assert!(e.get("rawrequest").is_none(), "a part that did not match adds nothing");
+    assert!(
+        e.get("rawrequest").is_none(),
+        "a part that did not match adds nothing"
+    );
     let body = e.body.as_ptr_range();
     let verb = e.get("verb").and_then(Value::as_bytes).map(<[u8]>::as_ptr);
     assert!(verb.is_some_and(|p| body.contains(&p)), "zero-copy");
@@ -89,9 +98,7 @@ fn combined_apache_log() {
 
 #[test]
 fn syslog_line_with_nested_names_and_conversions() {
-    let mut p = build::<Config>(
-        "patterns:\n  - '%{SYSLOGLINE}'\nfield: line\ntarget: sys",
-    );
+    let mut p = build::<Config>("patterns:\n  - '%{SYSLOGLINE}'\nfield: line\ntarget: sys");
     let mut b = batch(&["x"]);
     b.events[0].insert(
         "line",
@@ -110,12 +117,20 @@ fn syslog_line_with_nested_names_and_conversions() {
     let mut p = build::<Config>(
         "patterns:\n  - 'took=%{NUMBER:[http][took]:float} status=%{INT:http.status:int}'\n  - '%{USER:[user][name]} %{ANSWER:answer}'\ndefinitions: {ANSWER: 'yes|no'}",
     );
-    let mut b = batch(&["took=0.5 status=201", "alice yes", "took=x", "took=1 status=99999999999999999999"]);
+    let mut b = batch(&[
+        "took=0.5 status=201",
+        "alice yes",
+        "took=x",
+        "took=1 status=99999999999999999999",
+    ]);
     let f = run(p.as_mut(), &mut b);
     assert_eq!(f.iter().map(|f| f.0).collect::<Vec<_>>(), [2, 3], "{f:?}");
     assert!(f[0].1.contains("none of the 2 patterns"), "{f:?}");
     assert!(f[1].1.contains("not an integer"), "{f:?}");
-    assert!(b.events[3].fields.is_empty(), "a failed conversion adds nothing");
+    assert!(
+        b.events[3].fields.is_empty(),
+        "a failed conversion adds nothing"
+    );
     assert_eq!(b.events[0].get("http.took"), Some(&Value::Float(0.5)));
     assert_eq!(b.events[0].get("http.status"), Some(&Value::Integer(201)));
     assert_eq!(s(&b.events[1], "user.name").as_deref(), Some("alice"));
