@@ -14,6 +14,7 @@ mod reload;
 mod store;
 mod store_api;
 mod tailing;
+mod transforms;
 mod util;
 mod validate;
 

@@ -6,7 +6,7 @@
 //! `structured_data` (5424: a map from SD-ID to a map of its parameters)
 //! and `message`. The event's timestamp is the message's own when it has a
 //! valid one (RFC 3164 stamps have no year: the current year is assumed,
-//! and no zone: UTC). Fields are zero-copy slices of the body. A message
+//! a month more than one month ahead being last year's, and no zone: UTC). Fields are zero-copy slices of the body. A message
 //! that is neither format keeps its body, gets no fields, and is counted as
 //! an error.
 //!
