@@ -182,3 +182,145 @@ mod tests {
 pub(crate) mod test_util {
     pub use sluice_core::testing::processor::*;
 }
+
+/// The text parsers on arbitrary input: no panic, and an event either
+/// parses or fails (reported, left as it was).
+#[cfg(test)]
+mod arbitrary_input {
+    use crate::test_util::*;
+    use sluice_core::prelude::*;
+
+    /// xorshift64*: reproducible noise without a dependency.
+    struct Rng(u64);
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 >> 12;
+            self.0 ^= self.0 << 25;
+            self.0 ^= self.0 >> 27;
+            self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+        }
+        fn below(&mut self, n: usize) -> usize {
+            (self.next() % n as u64) as usize
+        }
+    }
+
+    /// Lines built from the characters the parsers care about, plus any byte.
+    fn lines(seed: u64, n: usize) -> Vec<bytes::Bytes> {
+        const PIECES: &[&[u8]] = &[
+            b"=",
+            b"\"",
+            b"'",
+            b"\\",
+            b" ",
+            b"\t",
+            b",",
+            b";",
+            b":",
+            b"<",
+            b">",
+            b"[",
+            b"]",
+            b"1",
+            b"34",
+            b"a",
+            b"key",
+            b"Dec",
+            b" 10 ",
+            b"06:55:46",
+            b"<13>",
+            b"1 ",
+            b"2026-12-03T07:51:25Z",
+            b"-",
+            b"\xff",
+            b"\xc3\xa9",
+            b"\r",
+            b"\"\"",
+            b"%",
+        ];
+        let mut rng = Rng(seed);
+        (0..n)
+            .map(|_| {
+                let len = rng.below(24);
+                let mut v = Vec::new();
+                for _ in 0..len {
+                    if rng.below(8) == 0 {
+                        v.push(rng.next() as u8);
+                    } else {
+                        v.extend_from_slice(PIECES[rng.below(PIECES.len())]);
+                    }
+                }
+                bytes::Bytes::from(v)
+            })
+            .collect()
+    }
+
+    fn check<C: ProcessorConfig>(yaml: &str, seed: u64) {
+        let mut p = build::<C>(yaml);
+        for chunk in lines(seed, 20_000).chunks(100) {
+            let mut b: Batch = chunk
+                .iter()
+                .map(|l| Event::new(l.clone(), Timestamp(7)))
+                .collect::<Vec<_>>()
+                .into();
+            let failures = run(p.as_mut(), &mut b);
+            for (i, _) in failures {
+                // A failed event keeps no partial result.
+                assert!(b.events[i].fields.is_empty(), "{yaml}: {:?}", b.events[i]);
+                assert_eq!(b.events[i].timestamp, Timestamp(7));
+            }
+        }
+    }
+
+    #[test]
+    fn no_parser_panics_or_half_parses() {
+        check::<crate::parse_logfmt::Config>("types: {a: integer}", 1);
+        check::<crate::parse_logfmt::Config>(
+            "pair_separator: ', '\nkey_separator: ':'\nquotes: ['\"', \"'\"]",
+            2,
+        );
+        check::<crate::parse_csv::Config>("columns: [a, b, c]\ntypes: {a: integer}", 3);
+        check::<crate::parse_csv::Config>("header: true\ndelimiter: ';'\nquote: \"'\"", 4);
+        check::<crate::parse_syslog::Config>("{}", 5);
+        check::<crate::parse_grok::Config>(
+            "patterns: ['%{SYSLOGLINE}', '%{INT:n:int} %{QS:q}', '%{WORD:w}=%{NUMBER:x:float}']",
+            6,
+        );
+    }
+
+    /// Values written the way CSV writers quote them come back as written.
+    #[test]
+    fn csv_reads_back_what_a_writer_quotes() {
+        let mut rng = Rng(99);
+        let mut p = build::<crate::parse_csv::Config>("columns: [a, b, c]");
+        const CHARS: &[char] = &['a', 'b', ',', '"', ' ', 'é', '1', '\''];
+        for _ in 0..2000 {
+            let values: Vec<String> = (0..3)
+                .map(|_| {
+                    (0..rng.below(6))
+                        .map(|_| CHARS[rng.below(CHARS.len())])
+                        .collect()
+                })
+                .collect();
+            let row: Vec<String> = values
+                .iter()
+                .map(|v| {
+                    if v.contains([',', '"']) || rng.below(4) == 0 {
+                        format!("\"{}\"", v.replace('"', "\"\""))
+                    } else {
+                        v.clone()
+                    }
+                })
+                .collect();
+            let line = row.join(",");
+            let mut b = batch(&[line.as_str()]);
+            assert!(run(p.as_mut(), &mut b).is_empty(), "{line}");
+            for (name, want) in ["a", "b", "c"].iter().zip(&values) {
+                assert_eq!(
+                    b.events[0].get(name).and_then(Value::as_str),
+                    Some(want.as_str()),
+                    "{line}"
+                );
+            }
+        }
+    }
+}
