@@ -324,3 +324,6 @@ mod arbitrary_input {
         }
     }
 }
+
+#[cfg(test)]
+mod throughput;
