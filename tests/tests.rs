@@ -21,6 +21,7 @@ mod reload_stops;
 mod store;
 mod store_api;
 mod tailing;
+mod transforms;
 mod util;
 mod validate;
 

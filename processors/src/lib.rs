@@ -22,8 +22,16 @@
 //! | `remove_fields` | removes fields |
 //! | `rename_fields` | renames fields |
 //! | `filter` | keeps the events that match a [condition](sluice_core::condition) |
+//! | `route` | names each event's route by conditions, for a `multiplexing` selector |
+//! | `sample` | keeps one event in N, optionally per key |
+//! | `throttle` | lets at most N events through per window, per key |
+//! | `dedupe` | drops repeats of recent events (by fields or body, bounded LRU) |
 //! | `parse_json` | parses a JSON object from the body or a field |
 //! | `parse_regex` | extracts named captures, zero-copy, from the body or a field |
+//! | `parse_logfmt` | reads `key=value` pairs (logfmt, or other separators and quotes) |
+//! | `parse_csv` | reads a delimited row into named fields (named columns or a header row) |
+//! | `parse_grok` | grok patterns (`%{COMBINEDAPACHELOG}`, the standard library) into fields |
+//! | `parse_syslog` | reads RFC 3164 / RFC 5424 lines ([`syslog`] is the parser, shared with the `syslog` source) |
 //!
 //! ```
 //! use sluice_core::prelude::*;
@@ -56,12 +64,22 @@
 use sluice_core::registry::{DuplicateType, Registry};
 
 pub mod add_fields;
+pub mod dedupe;
 pub mod filter;
 pub mod host;
+mod keyed;
+pub mod parse_csv;
+pub mod parse_grok;
 pub mod parse_json;
+pub mod parse_logfmt;
 pub mod parse_regex;
+pub mod parse_syslog;
 pub mod remove_fields;
 pub mod rename_fields;
+pub mod route;
+pub mod sample;
+pub mod syslog;
+pub mod throttle;
 pub mod timestamp;
 
 /// Registers every built-in processor under its YAML `type`.
@@ -78,7 +96,31 @@ pub fn register(registry: &mut Registry) -> Result<(), DuplicateType> {
     registry.add_processor::<filter::Config>("filter")?;
     registry.add_processor::<parse_json::Config>("parse_json")?;
     registry.add_processor::<parse_regex::Config>("parse_regex")?;
+    registry.add_processor::<parse_syslog::Config>("parse_syslog")?;
+    registry.add_processor::<parse_logfmt::Config>("parse_logfmt")?;
+    registry.add_processor::<parse_csv::Config>("parse_csv")?;
+    registry.add_processor::<parse_grok::Config>("parse_grok")?;
+    registry.add_processor::<route::Config>("route")?;
+    registry.add_processor::<sample::Config>("sample")?;
+    registry.add_processor::<throttle::Config>("throttle")?;
+    registry.add_processor::<dedupe::Config>("dedupe")?;
     Ok(())
+}
+
+/// The text a parser reads: the body, or the string field `field`.
+pub(crate) fn input_text(
+    e: &sluice_core::event::Event,
+    field: Option<&str>,
+) -> Result<bytes::Bytes, String> {
+    use sluice_core::event::Value;
+    match field {
+        None => Ok(e.body.clone()),
+        Some(f) => match e.get(f) {
+            Some(Value::String(b)) => Ok(b.clone()),
+            Some(other) => Err(format!("field `{f}` holds a {}, not text", other.kind())),
+            None => Err(format!("field `{f}` is missing")),
+        },
+    }
 }
 
 /// Checks shared by the processors' `validate`: a dotted field path must
@@ -140,3 +182,148 @@ mod tests {
 pub(crate) mod test_util {
     pub use sluice_core::testing::processor::*;
 }
+
+/// The text parsers on arbitrary input: no panic, and an event either
+/// parses or fails (reported, left as it was).
+#[cfg(test)]
+mod arbitrary_input {
+    use crate::test_util::*;
+    use sluice_core::prelude::*;
+
+    /// xorshift64*: reproducible noise without a dependency.
+    struct Rng(u64);
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 >> 12;
+            self.0 ^= self.0 << 25;
+            self.0 ^= self.0 >> 27;
+            self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+        }
+        fn below(&mut self, n: usize) -> usize {
+            (self.next() % n as u64) as usize
+        }
+    }
+
+    /// Lines built from the characters the parsers care about, plus any byte.
+    fn lines(seed: u64, n: usize) -> Vec<bytes::Bytes> {
+        const PIECES: &[&[u8]] = &[
+            b"=",
+            b"\"",
+            b"'",
+            b"\\",
+            b" ",
+            b"\t",
+            b",",
+            b";",
+            b":",
+            b"<",
+            b">",
+            b"[",
+            b"]",
+            b"1",
+            b"34",
+            b"a",
+            b"key",
+            b"Dec",
+            b" 10 ",
+            b"06:55:46",
+            b"<13>",
+            b"1 ",
+            b"2026-12-03T07:51:25Z",
+            b"-",
+            b"\xff",
+            b"\xc3\xa9",
+            b"\r",
+            b"\"\"",
+            b"%",
+        ];
+        let mut rng = Rng(seed);
+        (0..n)
+            .map(|_| {
+                let len = rng.below(24);
+                let mut v = Vec::new();
+                for _ in 0..len {
+                    if rng.below(8) == 0 {
+                        v.push(rng.next() as u8);
+                    } else {
+                        v.extend_from_slice(PIECES[rng.below(PIECES.len())]);
+                    }
+                }
+                bytes::Bytes::from(v)
+            })
+            .collect()
+    }
+
+    fn check<C: ProcessorConfig>(yaml: &str, seed: u64) {
+        let mut p = build::<C>(yaml);
+        for chunk in lines(seed, 20_000).chunks(100) {
+            let mut b: Batch = chunk
+                .iter()
+                .map(|l| Event::new(l.clone(), Timestamp(7)))
+                .collect::<Vec<_>>()
+                .into();
+            let failures = run(p.as_mut(), &mut b);
+            for (i, _) in failures {
+                // A failed event keeps no partial result.
+                assert!(b.events[i].fields.is_empty(), "{yaml}: {:?}", b.events[i]);
+                assert_eq!(b.events[i].timestamp, Timestamp(7));
+            }
+        }
+    }
+
+    #[test]
+    fn no_parser_panics_or_half_parses() {
+        check::<crate::parse_logfmt::Config>("types: {a: integer}", 1);
+        check::<crate::parse_logfmt::Config>(
+            "pair_separator: ', '\nkey_separator: ':'\nquotes: ['\"', \"'\"]",
+            2,
+        );
+        check::<crate::parse_csv::Config>("columns: [a, b, c]\ntypes: {a: integer}", 3);
+        check::<crate::parse_csv::Config>("header: true\ndelimiter: ';'\nquote: \"'\"", 4);
+        check::<crate::parse_syslog::Config>("{}", 5);
+        check::<crate::parse_grok::Config>(
+            "patterns: ['%{SYSLOGLINE}', '%{INT:n:int} %{QS:q}', '%{WORD:w}=%{NUMBER:x:float}']",
+            6,
+        );
+    }
+
+    /// Values written the way CSV writers quote them come back as written.
+    #[test]
+    fn csv_reads_back_what_a_writer_quotes() {
+        let mut rng = Rng(99);
+        let mut p = build::<crate::parse_csv::Config>("columns: [a, b, c]");
+        const CHARS: &[char] = &['a', 'b', ',', '"', ' ', 'é', '1', '\''];
+        for _ in 0..2000 {
+            let values: Vec<String> = (0..3)
+                .map(|_| {
+                    (0..rng.below(6))
+                        .map(|_| CHARS[rng.below(CHARS.len())])
+                        .collect()
+                })
+                .collect();
+            let row: Vec<String> = values
+                .iter()
+                .map(|v| {
+                    if v.contains([',', '"']) || rng.below(4) == 0 {
+                        format!("\"{}\"", v.replace('"', "\"\""))
+                    } else {
+                        v.clone()
+                    }
+                })
+                .collect();
+            let line = row.join(",");
+            let mut b = batch(&[line.as_str()]);
+            assert!(run(p.as_mut(), &mut b).is_empty(), "{line}");
+            for (name, want) in ["a", "b", "c"].iter().zip(&values) {
+                assert_eq!(
+                    b.events[0].get(name).and_then(Value::as_str),
+                    Some(want.as_str()),
+                    "{line}"
+                );
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod throughput;

@@ -116,7 +116,9 @@ struct ParseRegex {
     target: Option<String>,
 }
 
-fn convert(name: &str, text: &Bytes, kind: Option<Kind>) -> Result<Value, String> {
+/// Converts a captured text to `kind` (a string when `None`); shared by the
+/// parsers that take `types`.
+pub(crate) fn convert(name: &str, text: &Bytes, kind: Option<Kind>) -> Result<Value, String> {
     let Some(kind) = kind else {
         return Ok(Value::String(text.clone()));
     };

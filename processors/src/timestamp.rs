@@ -5,8 +5,14 @@
 //! per batch). With `field`, the time is parsed from that field in `format`;
 //! with `target`, the result is written to a field instead of the event
 //! timestamp.
+//!
+//! A strftime pattern without a year (`%b %d %H:%M:%S`, as in syslog files)
+//! takes the current year, rolled over the way syslog daemons do it (see
+//! [`crate::syslog::infer_year`]): a month more than one month ahead of now
+//! is last year's. The year is read from the clock once per batch.
 
-use chrono::format::{Item, StrftimeItems};
+use chrono::format::{Fixed, Item, Numeric, Parsed, StrftimeItems};
+use chrono::Datelike;
 use serde::Deserialize;
 use sluice_core::prelude::*;
 
@@ -20,7 +26,8 @@ pub struct Config {
     pub field: Option<String>,
     /// How `field` is written: `rfc3339` (default), `unix` (seconds, may be
     /// fractional), `unix_ms` (milliseconds) or a chrono strftime pattern such
-    /// as `%d/%b/%Y:%H:%M:%S %z` (UTC is assumed when it has no offset).
+    /// as `%d/%b/%Y:%H:%M:%S %z` (UTC is assumed when it has no offset; the
+    /// current year, rolled over like syslog, when it has no year).
     #[serde(default)]
     pub format: Option<String>,
     /// Write the time to this field (as a timestamp value) and leave the event
@@ -35,7 +42,27 @@ enum Format {
     Rfc3339,
     Unix,
     UnixMs,
-    Pattern(String),
+    /// A strftime pattern; `true` when it has no year.
+    Pattern(String, bool),
+}
+
+/// Whether a strftime pattern says which year it is.
+fn has_year(p: &str) -> bool {
+    StrftimeItems::new(p).any(|i| {
+        matches!(
+            i,
+            Item::Numeric(
+                Numeric::Year
+                    | Numeric::YearDiv100
+                    | Numeric::YearMod100
+                    | Numeric::IsoYear
+                    | Numeric::IsoYearDiv100
+                    | Numeric::IsoYearMod100
+                    | Numeric::Timestamp,
+                _
+            ) | Item::Fixed(Fixed::RFC2822 | Fixed::RFC3339)
+        )
+    })
 }
 
 impl Format {
@@ -44,12 +71,13 @@ impl Format {
             None | Some("rfc3339") => Format::Rfc3339,
             Some("unix") => Format::Unix,
             Some("unix_ms") => Format::UnixMs,
-            Some(p) => Format::Pattern(p.to_string()),
+            Some(p) => Format::Pattern(p.to_string(), !has_year(p)),
         }
     }
 
-    /// Parses a field value in this format.
-    fn parse(&self, v: &Value) -> Result<Timestamp, String> {
+    /// Parses a field value in this format; `now` is the current year and
+    /// month, for patterns without a year.
+    fn parse(&self, v: &Value, now: (i32, u32)) -> Result<Timestamp, String> {
         match (self, v) {
             (_, Value::Timestamp(t)) => Ok(*t),
             (Format::Unix, Value::Integer(s)) => s
@@ -65,13 +93,13 @@ impl Format {
             (_, Value::String(b)) => {
                 let s =
                     std::str::from_utf8(b).map_err(|_| "the time is not UTF-8 text".to_string())?;
-                self.parse_str(s.trim())
+                self.parse_str(s.trim(), now)
             }
             (_, other) => Err(format!("cannot read a time from a {} value", other.kind())),
         }
     }
 
-    fn parse_str(&self, s: &str) -> Result<Timestamp, String> {
+    fn parse_str(&self, s: &str, now: (i32, u32)) -> Result<Timestamp, String> {
         let bad = |e: &dyn std::fmt::Display| {
             format!("`{s}` is not a time in the format {}: {e}", self.name())
         };
@@ -87,13 +115,28 @@ impl Format {
                 .parse::<f64>()
                 .map_err(|e| bad(&e))
                 .and_then(|f| float_ts(f * 1e6)),
-            Format::Pattern(p) => match chrono::DateTime::parse_from_str(s, p) {
-                Ok(d) => Ok(Timestamp::from_datetime(&d)),
-                // No offset in the pattern: read it as UTC.
-                Err(e) => chrono::NaiveDateTime::parse_from_str(s, p)
-                    .map(|n| Timestamp::from_datetime(&n.and_utc()))
-                    .map_err(|_| bad(&e)),
-            },
+            Format::Pattern(p, yearless) => {
+                let mut parsed = Parsed::new();
+                chrono::format::parse(&mut parsed, s, StrftimeItems::new(p))
+                    .map_err(|e| bad(&e))?;
+                if *yearless {
+                    let month = parsed.month().unwrap_or(now.1);
+                    let year = crate::syslog::infer_year(month, now);
+                    parsed.set_year(i64::from(year)).map_err(|e| bad(&e))?;
+                }
+                if parsed.offset().is_some() {
+                    parsed
+                        .to_datetime()
+                        .map(|d| Timestamp::from_datetime(&d))
+                        .map_err(|e| bad(&e))
+                } else {
+                    // No offset in the pattern: read it as UTC.
+                    parsed
+                        .to_naive_datetime_with_offset(0)
+                        .map(|n| Timestamp::from_datetime(&n.and_utc()))
+                        .map_err(|e| bad(&e))
+                }
+            }
         }
     }
 
@@ -102,7 +145,7 @@ impl Format {
             Format::Rfc3339 => "rfc3339",
             Format::Unix => "unix",
             Format::UnixMs => "unix_ms",
-            Format::Pattern(p) => p,
+            Format::Pattern(p, _) => p,
         }
     }
 }
@@ -124,7 +167,7 @@ impl ProcessorConfig for Config {
                 "`format` says how to read `field`; set `field` too, or remove `format` to stamp events with the current time",
             ));
         }
-        if let Format::Pattern(p) = Format::of(self.format.as_deref()) {
+        if let Format::Pattern(p, _) = Format::of(self.format.as_deref()) {
             if StrftimeItems::new(&p).any(|i| matches!(i, Item::Error)) {
                 problems.push(Problem::at(
                     "format",
@@ -174,12 +217,14 @@ impl Processor for TimestampProcessor {
             }
             return;
         };
+        let today = chrono::Utc::now();
+        let now = (today.year(), today.month());
         for (i, e) in batch.events.iter_mut().enumerate() {
             let parsed = match e.get(field) {
                 None => Err(format!("field `{field}` is missing")),
                 Some(v) => self
                     .format
-                    .parse(v)
+                    .parse(v, now)
                     .map_err(|m| format!("field `{field}`: {m}")),
             };
             match parsed {
@@ -254,6 +299,53 @@ mod tests {
             assert!(run(p.as_mut(), &mut b).is_empty(), "{fmt}");
             assert_eq!(b.events[0].timestamp, Timestamp(want), "{fmt}");
         }
+    }
+
+    #[test]
+    fn a_pattern_without_a_year_takes_this_year_or_last() {
+        let f = Format::of(Some("%b %d %H:%M:%S"));
+        assert_eq!(f, Format::Pattern("%b %d %H:%M:%S".into(), true));
+        let at = |s: &str, now| f.parse(&Value::from(s), now).map(|t| t.to_string());
+        assert_eq!(
+            at("Dec 10 06:55:46", (2027, 1)).as_deref(),
+            Ok("2026-12-10T06:55:46.000000Z")
+        );
+        assert_eq!(
+            at("Jan  2 00:00:01", (2027, 1)).as_deref(),
+            Ok("2027-01-02T00:00:01.000000Z")
+        );
+        assert_eq!(
+            at("Feb 29 12:00:00", (2028, 3)).as_deref(),
+            Ok("2028-02-29T12:00:00.000000Z")
+        );
+        assert!(at("Feb 29 12:00:00", (2027, 3)).is_err(), "not a leap year");
+        assert!(at("Dec 10", (2027, 1)).is_err());
+        let with_zone = Format::of(Some("%b %d %H:%M:%S %z"));
+        assert_eq!(
+            with_zone
+                .parse(&Value::from("Jun  1 10:00:00 +0200"), (2026, 6))
+                .map(|t| t.to_string())
+                .as_deref(),
+            Ok("2026-06-01T08:00:00.000000Z")
+        );
+        for p in ["%Y-%m-%d", "%y%m%d", "%s", "%+"] {
+            assert!(
+                !matches!(Format::of(Some(p)), Format::Pattern(_, true)),
+                "{p}"
+            );
+        }
+        // Through the processor, with the real clock: never in the future by
+        // more than a month.
+        let mut p = build::<Config>("field: t\nformat: '%b %e %H:%M:%S'");
+        let mut b = batch(&["x"]);
+        b.events[0].insert("t", "Dec 10 06:55:46");
+        assert!(run(p.as_mut(), &mut b).is_empty());
+        let month_ahead = Timestamp::now().0 + 32 * 86_400 * 1_000_000_000;
+        assert!(b.events[0].timestamp.0 < month_ahead);
+        assert!(b.events[0]
+            .timestamp
+            .to_string()
+            .contains("-12-10T06:55:46"));
     }
 
     #[test]

@@ -82,36 +82,59 @@ impl<'de> Deserialize<'de> for ByteSize {
     }
 }
 
-/// A duration, written `500ms`, `1s`, `5m`, `2h`, `1d`; a bare number is seconds.
+/// A duration, written `500ms`, `1s`, `5m`, `2h`, `1d`, or as a sum of such
+/// parts (`1m30s`, `1h 15m`); a bare number is seconds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
 pub struct Duration(pub StdDuration);
 
 impl Duration {
-    /// Parses `500ms`, `1.5s`, `10m`, `2h`, `1d`, `30` (seconds).
+    /// Parses `500ms`, `1.5s`, `10m`, `2h`, `1d`, `30` (seconds), and sums
+    /// of parts such as `1m30s` or `1h 15m` (spaces between parts allowed).
     pub fn parse(s: &str) -> Result<Self, String> {
         let s = s.trim();
-        let split = s
-            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-            .unwrap_or(s.len());
-        let (num, unit) = s.split_at(split);
-        let n: f64 = num.parse().map_err(|_| {
-            format!("invalid duration `{s}`: expected a number with a unit such as `5s`")
-        })?;
-        let secs = match unit.trim() {
-            "" | "s" | "sec" | "secs" => n,
-            "ms" => n / 1e3,
-            "us" | "µs" => n / 1e6,
-            "ns" => n / 1e9,
-            "m" | "min" | "mins" => n * 60.0,
-            "h" => n * 3600.0,
-            "d" => n * 86400.0,
-            other => {
-                return Err(format!(
-                    "invalid duration unit `{other}` in `{s}`: use ns, us, ms, s, m, h or d"
-                ))
-            }
+        let bad = || {
+            format!("invalid duration `{s}`: expected a number with a unit such as `5s` or `1m30s`")
         };
-        Ok(Duration(StdDuration::from_secs_f64(secs)))
+        let mut rest = s;
+        let mut secs = 0.0f64;
+        let mut parts = 0;
+        while !rest.is_empty() {
+            let split = rest
+                .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+                .unwrap_or(rest.len());
+            let (num, after) = rest.split_at(split);
+            let n: f64 = num.parse().map_err(|_| bad())?;
+            let after = after.trim_start();
+            let unit_len = after
+                .find(|c: char| c.is_ascii_digit() || c == '.' || c.is_whitespace())
+                .unwrap_or(after.len());
+            let (unit, next) = after.split_at(unit_len);
+            let scale = match unit {
+                "" if parts == 0 && next.is_empty() => 1.0,
+                "s" | "sec" | "secs" => 1.0,
+                "ms" => 1e-3,
+                "us" | "µs" => 1e-6,
+                "ns" => 1e-9,
+                "m" | "min" | "mins" => 60.0,
+                "h" => 3600.0,
+                "d" => 86400.0,
+                "" => return Err(bad()),
+                other => {
+                    return Err(format!(
+                        "invalid duration unit `{other}` in `{s}`: use ns, us, ms, s, m, h or d"
+                    ))
+                }
+            };
+            secs += n * scale;
+            parts += 1;
+            rest = next.trim_start();
+        }
+        if parts == 0 {
+            return Err(bad());
+        }
+        StdDuration::try_from_secs_f64(secs)
+            .map(Duration)
+            .map_err(|_| format!("duration `{s}` is out of range"))
     }
 
     /// The standard-library duration.
@@ -188,5 +211,32 @@ mod tests {
         );
         assert_eq!(Duration::parse("3").unwrap().0, StdDuration::from_secs(3));
         assert!(Duration::parse("3 fortnights").is_err());
+        assert_eq!(
+            Duration::parse("1m30s").unwrap().0,
+            StdDuration::from_secs(90)
+        );
+        assert_eq!(
+            Duration::parse("1h 15m").unwrap().0,
+            StdDuration::from_secs(4500)
+        );
+        assert_eq!(
+            Duration::parse("2s500ms").unwrap().0,
+            StdDuration::from_millis(2500)
+        );
+        assert_eq!(
+            Duration::parse("1.5 s").unwrap().0,
+            StdDuration::from_millis(1500)
+        );
+        for bad in [
+            "",
+            "m",
+            "1m30",
+            "1m 30",
+            "1x2s",
+            "99999999999999999999999d",
+            "1..2s",
+        ] {
+            assert!(Duration::parse(bad).is_err(), "{bad}");
+        }
     }
 }
