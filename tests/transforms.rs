@@ -98,18 +98,25 @@ sinks:
         let f = &e["fields"];
         assert_eq!(f["hostname"], "LabSZ", "{e}");
         assert_eq!(f["appname"], "sshd", "{e}");
-        assert!(f["procid"].as_str().is_some_and(|p| p.parse::<u32>().is_ok()), "{e}");
+        assert!(
+            f["procid"]
+                .as_str()
+                .is_some_and(|p| p.parse::<u32>().is_ok()),
+            "{e}"
+        );
         assert!(line.ends_with(f["message"].as_str().unwrap_or("?")), "{e}");
         // "Dec 10 06:55:46": the month and time from the line, the year by
         // the syslog rule; both parsers agree.
         let ts = e["timestamp"].as_str().unwrap_or_default();
         let stamp = &line[..15].replace("  ", " ");
-        let parsed = chrono::NaiveDateTime::parse_from_str(
-            &format!("{year} {stamp}"),
-            "%Y %b %e %H:%M:%S",
-        )
-        .expect("stamp");
-        assert_eq!(ts, parsed.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string(), "{e}");
+        let parsed =
+            chrono::NaiveDateTime::parse_from_str(&format!("{year} {stamp}"), "%Y %b %e %H:%M:%S")
+                .expect("stamp");
+        assert_eq!(
+            ts,
+            parsed.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string(),
+            "{e}"
+        );
         assert_eq!(f["stamped"].as_str(), Some(ts), "{e}");
         assert_eq!(f["g"]["program"], "sshd");
         assert_eq!(f["g"]["logsource"], "LabSZ");
@@ -117,7 +124,12 @@ sinks:
     for e in &bad {
         assert_eq!(e["message"], "-- MARK -- not a syslog line");
         assert_eq!(e["fields"]["component"], "syslog");
-        assert!(e["fields"]["error"].as_str().is_some_and(|m| m.contains("RFC 3164")), "{e}");
+        assert!(
+            e["fields"]["error"]
+                .as_str()
+                .is_some_and(|m| m.contains("RFC 3164")),
+            "{e}"
+        );
     }
 }
 
@@ -175,9 +187,16 @@ sinks:
     );
     let o = d.run_logged(&["run", "p.yaml"]);
     ok(&o);
-    let level = |e: &Json| e["fields"]["level"].as_str().unwrap_or_default().to_string();
+    let level = |e: &Json| {
+        e["fields"]["level"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
+    };
     let seqs = |v: &[Json]| -> Vec<i64> {
-        v.iter().filter_map(|e| e["fields"]["seq"].as_i64()).collect()
+        v.iter()
+            .filter_map(|e| e["fields"]["seq"].as_i64())
+            .collect()
     };
     let errors = json_lines(&d, "out/errors.json");
     let warnings = json_lines(&d, "out/warnings.json");
@@ -186,12 +205,18 @@ sinks:
     let rest = json_lines(&d, "out/rest.json");
     assert!(!errors.is_empty() && !warnings.is_empty() && !info.is_empty() && !debug.is_empty());
     // First match: an error matches both routes and goes to `errors` only.
-    assert!(errors.iter().all(|e| level(e) == "error" && e["fields"]["route"] == "errors"));
+    assert!(errors
+        .iter()
+        .all(|e| level(e) == "error" && e["fields"]["route"] == "errors"));
     assert!(warnings.iter().all(|e| level(e) == "warn"));
-    assert!(rest.iter().all(|e| level(e) != "warn" && level(e) != "error"));
+    assert!(rest
+        .iter()
+        .all(|e| level(e) != "warn" && level(e) != "error"));
     assert_eq!(errors.len() + warnings.len() + rest.len(), 20_000);
     // Every match: each of `rest` also went to its level's file.
-    assert!(info.iter().all(|e| level(e) == "info" && e["fields"]["route"] == "info"));
+    assert!(info
+        .iter()
+        .all(|e| level(e) == "info" && e["fields"]["route"] == "info"));
     assert!(debug.iter().all(|e| level(e) == "debug"));
     assert_eq!(info.len() + debug.len(), rest.len());
     let mut all: Vec<i64> = [seqs(&errors), seqs(&warnings), seqs(&rest)].concat();
@@ -361,7 +386,10 @@ sinks:
     for e in &app {
         let f = &e["fields"];
         let id = f["id"].as_i64().expect("integer id");
-        assert_eq!(f["msg"].as_str(), Some(format!("user \"u{id}\" logged in").as_str()));
+        assert_eq!(
+            f["msg"].as_str(),
+            Some(format!("user \"u{id}\" logged in").as_str())
+        );
         assert_eq!(f["took"].as_f64(), Some((id % 7) as f64 + 0.5));
         assert_eq!(f["ok"], true);
     }

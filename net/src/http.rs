@@ -42,11 +42,11 @@ use sluice_core::prelude::*;
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 
-use crate::http_body::{decode_off_thread, Kind};
 use crate::conn::{
     default_header_timeout, default_max_connections, timeout_problem, Gate, HandshakeLog,
     HANDSHAKE_TIMEOUT,
 };
+use crate::http_body::{decode_off_thread, Kind};
 use crate::ingest::{pump, Ingest, Refused};
 use crate::secure::{bearer, bind, Secret, TlsConfig, Token};
 

@@ -249,7 +249,7 @@ mod tests {
         wire.extend(frame(17, b""));
         let mut r = &wire[..];
         let t = Duration::from_secs(5);
-        let f = read_budgeted(&mut r, 1 << 20, &budget, t)
+        let f = read_budgeted(&mut r, 1 << 20, &budget, t, Duration::from_secs(60))
             .await
             .unwrap()
             .unwrap();
@@ -259,12 +259,16 @@ mod tests {
         assert_eq!(budget.available(), (1 << 20) - 300_000);
         drop(f);
         assert_eq!(budget.available(), 1 << 20);
-        let f = read_budgeted(&mut r, 1 << 20, &budget, t).await.unwrap();
-        assert!(f.is_some_and(|f| f.kind == 17 && f.payload.is_empty()));
-        assert!(read_budgeted(&mut r, 1 << 20, &budget, t)
+        let f = read_budgeted(&mut r, 1 << 20, &budget, t, Duration::from_secs(60))
             .await
-            .unwrap()
-            .is_none());
+            .unwrap();
+        assert!(f.is_some_and(|f| f.kind == 17 && f.payload.is_empty()));
+        assert!(
+            read_budgeted(&mut r, 1 << 20, &budget, t, Duration::from_secs(60))
+                .await
+                .unwrap()
+                .is_none()
+        );
     }
 
     #[tokio::test]
@@ -297,7 +301,7 @@ mod tests {
         tx.write_all(&[16]).await.unwrap();
         tx.write_all(&[1; 100]).await.unwrap();
         let t = Duration::from_secs(3);
-        let reading = read_budgeted(&mut rx, 64 << 20, &budget, t);
+        let reading = read_budgeted(&mut rx, 64 << 20, &budget, t, Duration::from_secs(60));
         tokio::pin!(reading);
         assert!(
             tokio::time::timeout(Duration::from_secs(1), reading.as_mut())
@@ -320,9 +324,15 @@ mod tests {
             .await
             .unwrap();
         let mut wire = &frame(16, &[0; 10])[..];
-        let e = read_budgeted(&mut wire, 1 << 20, &budget, Duration::from_secs(2))
-            .await
-            .unwrap_err();
+        let e = read_budgeted(
+            &mut wire,
+            1 << 20,
+            &budget,
+            Duration::from_secs(2),
+            Duration::from_secs(60),
+        )
+        .await
+        .unwrap_err();
         assert!(matches!(e, FrameError::NoBudget(..)), "{e}");
         assert!(
             e.to_string()
@@ -331,10 +341,16 @@ mod tests {
         );
         drop(hold);
         let mut wire = &frame(16, &[0; 10])[..];
-        let f = read_budgeted(&mut wire, 1 << 20, &budget, Duration::from_secs(2))
-            .await
-            .unwrap()
-            .unwrap();
+        let f = read_budgeted(
+            &mut wire,
+            1 << 20,
+            &budget,
+            Duration::from_secs(2),
+            Duration::from_secs(60),
+        )
+        .await
+        .unwrap()
+        .unwrap();
         assert_eq!(f.held.bytes(), 10);
     }
 }

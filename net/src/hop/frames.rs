@@ -196,7 +196,7 @@ mod tests {
         for depth in 0..200 {
             let batch = Batch::from(vec![nested(depth)]);
             let p = plan(&batch, 1 << 20);
-            let decodes = proto::decode_batch(encoded(&batch)).is_ok();
+            let decodes = proto::decode_batch(encoded(&batch), usize::MAX).is_ok();
             assert_eq!(p.rejected.is_empty(), decodes, "depth {depth}");
             if decodes {
                 deepest = depth;

@@ -2,8 +2,8 @@
 //! source receives them; each batch is acknowledged once the receiver's
 //! channels accepted it. The wire format is in [`proto`].
 
-pub mod frames;
 pub mod frame;
+pub mod frames;
 pub mod proto;
 pub mod sink;
 pub mod source;

@@ -318,7 +318,9 @@ impl Sink for HopSink {
             .take()
             .filter(|p| fingerprint(batch, &mut self.out) == p.fingerprint);
         let first = pending.as_ref().map_or(0, |p| p.acked);
-        let mut refused = pending.as_ref().map_or_else(Vec::new, |p| p.refused.clone());
+        let mut refused = pending
+            .as_ref()
+            .map_or_else(Vec::new, |p| p.refused.clone());
         if first < plan.frames.len() {
             // A kept connection may have been closed by the receiver while
             // it was idle (its `idle_timeout`): if its first frame gets no
@@ -419,7 +421,9 @@ mod tests {
                 if first && acked == ack_first {
                     break;
                 }
-                let Ok((seq, batch)) = proto::decode_batch(payload) else {
+                let Ok(proto::Decoded { seq, batch, .. }) =
+                    proto::decode_batch(payload, usize::MAX)
+                else {
                     return;
                 };
                 if let Ok(mut t) = taken.lock() {
