@@ -36,10 +36,14 @@ pub struct Config {
 }
 
 /// Binds a UDP socket, naming the address in the error.
-pub(crate) fn bind_udp(address: &str) -> Result<std::net::UdpSocket, BuildError> {
+pub(crate) fn bind_udp(
+    cx: &BuildContext,
+    address: &str,
+) -> Result<std::net::UdpSocket, BuildError> {
     let s = std::net::UdpSocket::bind(address)
         .map_err(|e| BuildError::Other(format!("cannot listen on {address} (udp): {e}")))?;
     s.set_nonblocking(true)?;
+    crate::secure::log_bound(cx, "udp", s.local_addr());
     Ok(s)
 }
 
@@ -59,9 +63,9 @@ impl SourceConfig for Config {
         p
     }
 
-    fn build(&self, _cx: &BuildContext) -> Result<Box<dyn Source>, BuildError> {
+    fn build(&self, cx: &BuildContext) -> Result<Box<dyn Source>, BuildError> {
         Ok(Box::new(UdpSource(DatagramServer {
-            socket: bind_udp(&self.address)?,
+            socket: bind_udp(cx, &self.address)?,
             max_line_bytes: usize::try_from(self.max_line_bytes.0).unwrap_or(usize::MAX),
             batch_size: self.batch_size.get(),
             decoder: Decoder::Raw,
