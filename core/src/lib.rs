@@ -50,6 +50,7 @@ pub mod source;
 pub mod template;
 pub mod testing;
 pub mod topology;
+pub mod warn;
 
 /// The names a component author needs.
 pub mod prelude {

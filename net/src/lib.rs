@@ -35,7 +35,6 @@ mod fuzz_tests;
 mod http_body;
 mod ingest;
 mod listen;
-mod warn;
 
 pub mod exec;
 pub mod hop;

@@ -30,7 +30,7 @@ use crate::conn::{
 };
 use crate::ingest::{pump, Ingest};
 use crate::secure::{bind, Io, Secret, TlsConfig, Token};
-use crate::warn::WarnLimiter;
+use sluice_core::warn::WarnLimiter;
 
 /// The `sluice` source's options.
 #[derive(Clone, Debug, Deserialize)]
