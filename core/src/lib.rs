@@ -45,6 +45,7 @@ pub mod processor;
 pub mod quote;
 pub mod registry;
 pub mod resource;
+pub mod route;
 pub mod sink;
 pub mod source;
 pub mod template;
