@@ -2,8 +2,11 @@
 //! in a real pipeline, stop it, and check from the agent's own final counts
 //! that the stop drained everything and that the counters add up.
 //!
-//! A new component type must get an entry in the tables below: the tests
-//! fail for a registered type that has none.
+//! One `#[test]` per registered type (`compliance::sink::file`,
+//! `compliance::source::tcp`, ...), so they run in parallel and a failure
+//! names its type. A new component type gets its options in the table of
+//! its kind below and a line in that kind's `per_type!` list: a test fails
+//! for a registered type that has none.
 
 use std::process::Stdio;
 use std::time::Duration;
@@ -100,8 +103,118 @@ fn source_options(ty: &str) -> Option<(&'static str, Feed)> {
     })
 }
 
-/// The `kafka` channel's entry: tested in `kafka.rs` instead.
+/// The `kafka` channel's entry: tested against the broker instead, end to
+/// end in `kafka.rs` and by the randomized channel check in `sluice-kafka`
+/// (`channel::conformance`).
 const KAFKA_CHANNEL: &str = "(tested in kafka.rs)";
+
+/// Types whose compliance is checked elsewhere: kind, type, where.
+const ELSEWHERE: &[(&str, &str, &str)] = &[(
+    "channel",
+    "kafka",
+    "kafka::the_kafka_channel_keeps_fields_and_what_it_accepted_across_a_kill_9, sluice-kafka channel::conformance",
+)];
+
+/// One `#[test]` per type, named after it, running its kind's case;
+/// `TYPES` lists the types for [`every_registered_type_has_a_compliance_test`].
+macro_rules! per_type {
+    ($kind:ident, $case:ident, [$($name:ident = $ty:literal),* $(,)?]) => {
+        mod $kind {
+            $(
+                #[test]
+                fn $name() {
+                    super::$case($ty);
+                }
+            )*
+            /// The types with a test above.
+            pub const TYPES: &[&str] = &[$($ty),*];
+        }
+    };
+}
+
+per_type!(
+    sink,
+    sink_delivers_and_counts_every_event,
+    [
+        file = "file",
+        console = "console",
+        null = "null",
+        sluice = "sluice",
+        store = "store",
+        postgres = "postgres",
+        kafka = "kafka",
+    ]
+);
+
+per_type!(
+    processor,
+    processor_runs_as_a_stage_and_counts_every_event,
+    [
+        add_fields = "add_fields",
+        remove_fields = "remove_fields",
+        rename_fields = "rename_fields",
+        filter = "filter",
+        host = "host",
+        timestamp = "timestamp",
+        parse_json = "parse_json",
+        parse_regex = "parse_regex",
+        parse_logfmt = "parse_logfmt",
+        parse_csv = "parse_csv",
+        parse_grok = "parse_grok",
+        parse_syslog = "parse_syslog",
+        route = "route",
+        sample = "sample",
+        throttle = "throttle",
+        dedupe = "dedupe",
+        template = "template",
+        session = "session",
+        window = "window",
+        anomaly = "anomaly",
+    ]
+);
+
+per_type!(
+    source,
+    source_stops_on_sigterm_and_the_stop_drains_everything,
+    [
+        generator = "generator",
+        file = "file",
+        stdin = "stdin",
+        tcp = "tcp",
+        udp = "udp",
+        syslog = "syslog",
+        http = "http",
+        exec = "exec",
+        sluice = "sluice",
+        kafka = "kafka",
+    ]
+);
+
+per_type!(
+    channel,
+    channel_delivers_in_order_and_a_stop_drains_it,
+    [memory = "memory", disk = "disk"]
+);
+
+#[test]
+fn every_registered_type_has_a_compliance_test() {
+    for (kind, types) in [
+        ("source", source::TYPES),
+        ("processor", processor::TYPES),
+        ("sink", sink::TYPES),
+        ("channel", channel::TYPES),
+    ] {
+        let registered = registered(kind);
+        assert!(!registered.is_empty(), "no {kind} types registered");
+        for ty in registered {
+            let elsewhere = ELSEWHERE.iter().any(|(k, t, _)| *k == kind && *t == ty);
+            assert!(
+                types.contains(&ty.as_str()) || elsewhere,
+                "no compliance test for {kind} type `{ty}`: give it options in the {kind} table of tests/compliance.rs and a line in the `per_type!` list of {kind}s"
+            );
+        }
+    }
+}
 
 /// Options per channel type (a small bound, so that puts wait).
 fn channel_options(ty: &str) -> Option<&'static str> {
@@ -140,217 +253,195 @@ fn indent(opts: &str) -> String {
         .collect()
 }
 
-#[test]
-fn every_sink_delivers_and_counts_every_event() {
-    let types = registered("sink");
-    assert!(!types.is_empty());
-    for ty in types {
-        let opts =
-            sink_options(&ty).unwrap_or_else(|| panic!("no compliance entry for sink type `{ty}`"));
-        let _lock = (ty == "kafka").then(crate::kafka::broker_lock);
-        let d = Dir::new();
-        let port = crate::network::free_port().to_string();
-        d.write(
-            "p.yaml",
-            &format!("sources:\n  gen: {{type: generator, count: 20000, channels: [main]}}\nchannels:\n  main: {{type: memory, capacity: 100}}\nsinks:\n  s:\n    type: \"{ty}\"\n    channel: main\n    batch_size: 64\n{}", indent(opts)).replace("COMPLIANCE_PORT", &port),
-        );
-        let receiver = (ty == "sluice").then(|| {
-            d.write("r.yaml", &format!("sources:\n  r: {{type: sluice, address: '127.0.0.1:{port}', channels: [main]}}\nchannels:\n  main: {{type: memory}}\nsinks:\n  out: {{type: \"null\", channel: main}}\n"));
-            let mut child = crate::network::start_logged(&d, "r.yaml");
-            crate::network::wait_listening(port.parse().unwrap_or(0), &mut child);
-            child
-        });
-        let o = d.run_logged(&["run", "p.yaml"]);
-        if let Some(r) = receiver {
-            let o = crate::network::stop(r);
-            let counts = final_counts(&stderr(&o));
-            assert_eq!(
-                counts["out"]["events_out"].as_u64(),
-                Some(20000),
-                "the receiver got every event"
-            );
-        }
-        assert!(o.status.success(), "sink `{ty}`: {}", stderr(&o));
-        let counts = final_counts(&stderr(&o));
-        let s = &counts["s"];
-        assert_eq!(
-            (
-                s["events_in"].as_u64(),
-                s["events_out"].as_u64(),
-                s["errors"].as_u64()
-            ),
-            (Some(20000), Some(20000), Some(0)),
-            "sink `{ty}`"
-        );
-    }
-}
-
-#[test]
-fn every_processor_runs_as_a_stage_and_counts_every_event() {
-    let types = registered("processor");
-    assert!(!types.is_empty());
-    for ty in types {
-        let opts = processor_options(&ty)
-            .unwrap_or_else(|| panic!("no compliance entry for processor type `{ty}`"));
-        let d = Dir::new();
-        d.write(
-            "p.yaml",
-            &format!("sources:\n  gen: {{type: generator, count: 5000, channels: [raw]}}\nprocessors:\n  p:\n    type: {ty}\n    input: raw\n    channels: [done]\n    batch_size: 50\n{}channels:\n  raw: {{type: memory, capacity: 100}}\n  done: {{type: memory, capacity: 100}}\nsinks:\n  out: {{type: file, channel: done, path: ./out/p.log}}\n", indent(opts)),
-        );
-        let o = d.run_logged(&["run", "p.yaml"]);
-        assert!(o.status.success(), "processor `{ty}`: {}", stderr(&o));
-        let counts = final_counts(&stderr(&o));
-        assert_eq!(
-            counts["p"]["events_in"].as_u64(),
-            Some(5000),
-            "processor `{ty}`"
-        );
-        assert_eq!(
-            counts["out"]["events_out"].as_u64(),
-            Some(5000),
-            "processor `{ty}`"
-        );
-        assert_sequence(&d.lines("out/p.log"), 5000);
-    }
-}
-
-#[test]
-fn every_source_stops_on_sigterm_and_the_stop_drains_everything() {
-    let types = registered("source");
-    assert!(!types.is_empty());
-    for ty in types {
-        let (opts, feed) = source_options(&ty)
-            .unwrap_or_else(|| panic!("no compliance entry for source type `{ty}`"));
-        let _lock = matches!(feed, Feed::Kafka).then(crate::kafka::broker_lock);
-        let topic = crate::kafka::unique("compliance-source");
-        if matches!(feed, Feed::Kafka) {
-            crate::kafka::create_topic(&topic, 1);
-            crate::kafka::produce_sequence(&topic, 10_000);
-        }
-        let d = Dir::new();
-        d.write("logs/app.log", "");
-        let port = match feed {
-            Feed::Udp => crate::network::free_udp_port(),
-            _ => crate::network::free_port(),
-        };
-        d.write(
-            "p.yaml",
-            &format!("sources:\n  src:\n    type: {ty}\n    channels: [main]\n{}channels:\n  main: {{type: memory, capacity: 50}}\nsinks:\n  out: {{type: file, channel: main, path: ./out/o.log}}\n", indent(opts)).replace("COMPLIANCE_PORT", &port.to_string()),
-        );
-        let mut child = d
-            .sluice(&["run", "p.yaml"])
-            .env("SLUICE_LOG_FORMAT", "json")
-            .env("SLUICE_COMPLIANCE_TOPIC", &topic)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn");
-        let mut stdin = child.stdin.take();
-        let mut net = crate::network::Feeder::new(&d, port, matches!(feed, Feed::Hop));
-        let mut written = 0;
-        let start = std::time::Instant::now();
-        while d.lines("out/o.log").len() < 2000 {
-            assert!(
-                start.elapsed() < Duration::from_secs(30),
-                "source `{ty}` produced too little"
-            );
-            let chunk: String = (written..written + 200).map(|i| format!("{i}\n")).collect();
-            match feed {
-                Feed::None | Feed::Kafka => {}
-                Feed::File => d.append("logs/app.log", &chunk),
-                Feed::Stdin => {
-                    use std::io::Write;
-                    if let Some(s) = stdin.as_mut() {
-                        s.write_all(chunk.as_bytes()).expect("write stdin");
-                        s.flush().expect("flush");
-                    }
-                }
-                Feed::Tcp => net.tcp(&chunk),
-                Feed::Udp => net.udp(&chunk),
-                Feed::Http => net.http(&chunk),
-                Feed::Hop => {}
-            }
-            written += 200;
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        signal(&child, libc::SIGTERM);
-        let stopped = std::time::Instant::now();
-        drop(net);
-        let o = wait_output(child, Duration::from_secs(15));
-        drop(stdin);
-        assert!(o.status.success(), "source `{ty}`: {}", stderr(&o));
-        assert!(
-            stopped.elapsed() < Duration::from_secs(5),
-            "source `{ty}` took {:?} to stop",
-            stopped.elapsed()
-        );
-        let counts = final_counts(&stderr(&o));
-        let emitted = counts["src"]["events_out"].as_u64();
-        assert_eq!(
-            counts["out"]["events_out"].as_u64(),
-            emitted,
-            "source `{ty}`: the stop did not drain the channel"
-        );
-        let lines = d.lines("out/o.log");
-        assert_eq!(Some(lines.len() as u64), emitted, "source `{ty}`");
-        assert_prefix(&lines);
-    }
-}
-
-#[test]
-fn every_channel_delivers_in_order_and_a_stop_drains_it() {
-    let types = registered("channel");
-    assert!(!types.is_empty());
-    for ty in types {
-        let opts = channel_options(&ty)
-            .unwrap_or_else(|| panic!("no compliance entry for channel type `{ty}`"));
-        if opts == KAFKA_CHANNEL {
-            continue;
-        }
-        // A bounded run: every event, in order, counted.
-        let d = Dir::new();
-        d.write(
-            "p.yaml",
-            &format!("sources:\n  gen: {{type: generator, count: 20000, channels: [c]}}\nchannels:\n  c:\n    type: {ty}\n{}sinks:\n  out: {{type: file, channel: c, batch_size: 64, path: ./out/c.log}}\n", indent(opts)),
-        );
-        let o = d.run_logged(&["run", "p.yaml"]);
-        assert!(o.status.success(), "channel `{ty}`: {}", stderr(&o));
+fn sink_delivers_and_counts_every_event(ty: &str) {
+    let opts =
+        sink_options(ty).unwrap_or_else(|| panic!("no compliance entry for sink type `{ty}`"));
+    let _lock = (ty == "kafka").then(crate::kafka::broker_lock);
+    let d = Dir::new();
+    let port = crate::network::free_port().to_string();
+    d.write(
+        "p.yaml",
+        &format!("sources:\n  gen: {{type: generator, count: 20000, channels: [main]}}\nchannels:\n  main: {{type: memory, capacity: 100}}\nsinks:\n  s:\n    type: \"{ty}\"\n    channel: main\n    batch_size: 64\n{}", indent(opts)).replace("COMPLIANCE_PORT", &port),
+    );
+    let receiver = (ty == "sluice").then(|| {
+        d.write("r.yaml", &format!("sources:\n  r: {{type: sluice, address: '127.0.0.1:{port}', channels: [main]}}\nchannels:\n  main: {{type: memory}}\nsinks:\n  out: {{type: \"null\", channel: main}}\n"));
+        let mut child = crate::network::start_logged(&d, "r.yaml");
+        crate::network::wait_listening(port.parse().unwrap_or(0), &mut child);
+        child
+    });
+    let o = d.run_logged(&["run", "p.yaml"]);
+    if let Some(r) = receiver {
+        let o = crate::network::stop(r);
         let counts = final_counts(&stderr(&o));
         assert_eq!(
             counts["out"]["events_out"].as_u64(),
             Some(20000),
-            "channel `{ty}`"
+            "the receiver got every event"
         );
-        assert_sequence(&d.lines("out/c.log"), 20000);
-        // An endless run stopped with SIGTERM: what the source emitted is
-        // all delivered.
-        let d = Dir::new();
-        d.write(
-            "p.yaml",
-            &format!("sources:\n  gen: {{type: generator, rate: 20000, channels: [c]}}\nchannels:\n  c:\n    type: {ty}\n{}sinks:\n  out: {{type: file, channel: c, path: ./out/c.log}}\n", indent(opts)),
-        );
-        let child = d
-            .sluice(&["run", "p.yaml"])
-            .env("SLUICE_LOG_FORMAT", "json")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn");
-        wait_for(Duration::from_secs(30), "output", || {
-            d.lines("out/c.log").len() >= 2000
-        });
-        signal(&child, libc::SIGTERM);
-        let o = wait_output(child, Duration::from_secs(15));
-        assert!(o.status.success(), "channel `{ty}`: {}", stderr(&o));
-        let counts = final_counts(&stderr(&o));
-        let emitted = counts["gen"]["events_out"].as_u64();
-        assert_eq!(
-            counts["out"]["events_out"].as_u64(),
-            emitted,
-            "channel `{ty}`"
-        );
-        let n = assert_prefix(&d.lines("out/c.log"));
-        assert_eq!(Some(n as u64), emitted, "channel `{ty}`");
     }
+    assert!(o.status.success(), "sink `{ty}`: {}", stderr(&o));
+    let counts = final_counts(&stderr(&o));
+    let s = &counts["s"];
+    assert_eq!(
+        (
+            s["events_in"].as_u64(),
+            s["events_out"].as_u64(),
+            s["errors"].as_u64()
+        ),
+        (Some(20000), Some(20000), Some(0)),
+        "sink `{ty}`"
+    );
+}
+
+fn processor_runs_as_a_stage_and_counts_every_event(ty: &str) {
+    let opts = processor_options(ty)
+        .unwrap_or_else(|| panic!("no compliance entry for processor type `{ty}`"));
+    let d = Dir::new();
+    d.write(
+        "p.yaml",
+        &format!("sources:\n  gen: {{type: generator, count: 5000, channels: [raw]}}\nprocessors:\n  p:\n    type: {ty}\n    input: raw\n    channels: [done]\n    batch_size: 50\n{}channels:\n  raw: {{type: memory, capacity: 100}}\n  done: {{type: memory, capacity: 100}}\nsinks:\n  out: {{type: file, channel: done, path: ./out/p.log}}\n", indent(opts)),
+    );
+    let o = d.run_logged(&["run", "p.yaml"]);
+    assert!(o.status.success(), "processor `{ty}`: {}", stderr(&o));
+    let counts = final_counts(&stderr(&o));
+    assert_eq!(
+        counts["p"]["events_in"].as_u64(),
+        Some(5000),
+        "processor `{ty}`"
+    );
+    assert_eq!(
+        counts["out"]["events_out"].as_u64(),
+        Some(5000),
+        "processor `{ty}`"
+    );
+    assert_sequence(&d.lines("out/p.log"), 5000);
+}
+
+fn source_stops_on_sigterm_and_the_stop_drains_everything(ty: &str) {
+    let (opts, feed) =
+        source_options(ty).unwrap_or_else(|| panic!("no compliance entry for source type `{ty}`"));
+    let _lock = matches!(feed, Feed::Kafka).then(crate::kafka::broker_lock);
+    let topic = crate::kafka::unique("compliance-source");
+    if matches!(feed, Feed::Kafka) {
+        crate::kafka::create_topic(&topic, 1);
+        crate::kafka::produce_sequence(&topic, 10_000);
+    }
+    let d = Dir::new();
+    d.write("logs/app.log", "");
+    let port = match feed {
+        Feed::Udp => crate::network::free_udp_port(),
+        _ => crate::network::free_port(),
+    };
+    d.write(
+        "p.yaml",
+        &format!("sources:\n  src:\n    type: {ty}\n    channels: [main]\n{}channels:\n  main: {{type: memory, capacity: 50}}\nsinks:\n  out: {{type: file, channel: main, path: ./out/o.log}}\n", indent(opts)).replace("COMPLIANCE_PORT", &port.to_string()),
+    );
+    let mut child = d
+        .sluice(&["run", "p.yaml"])
+        .env("SLUICE_LOG_FORMAT", "json")
+        .env("SLUICE_COMPLIANCE_TOPIC", &topic)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let mut stdin = child.stdin.take();
+    let mut net = crate::network::Feeder::new(&d, port, matches!(feed, Feed::Hop));
+    let mut written = 0;
+    let start = std::time::Instant::now();
+    while d.lines("out/o.log").len() < 2000 {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "source `{ty}` produced too little"
+        );
+        let chunk: String = (written..written + 200).map(|i| format!("{i}\n")).collect();
+        match feed {
+            Feed::None | Feed::Kafka => {}
+            Feed::File => d.append("logs/app.log", &chunk),
+            Feed::Stdin => {
+                use std::io::Write;
+                if let Some(s) = stdin.as_mut() {
+                    s.write_all(chunk.as_bytes()).expect("write stdin");
+                    s.flush().expect("flush");
+                }
+            }
+            Feed::Tcp => net.tcp(&chunk),
+            Feed::Udp => net.udp(&chunk),
+            Feed::Http => net.http(&chunk),
+            Feed::Hop => {}
+        }
+        written += 200;
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    signal(&child, libc::SIGTERM);
+    let stopped = std::time::Instant::now();
+    drop(net);
+    let o = wait_output(child, Duration::from_secs(15));
+    drop(stdin);
+    assert!(o.status.success(), "source `{ty}`: {}", stderr(&o));
+    assert!(
+        stopped.elapsed() < Duration::from_secs(5),
+        "source `{ty}` took {:?} to stop",
+        stopped.elapsed()
+    );
+    let counts = final_counts(&stderr(&o));
+    let emitted = counts["src"]["events_out"].as_u64();
+    assert_eq!(
+        counts["out"]["events_out"].as_u64(),
+        emitted,
+        "source `{ty}`: the stop did not drain the channel"
+    );
+    let lines = d.lines("out/o.log");
+    assert_eq!(Some(lines.len() as u64), emitted, "source `{ty}`");
+    assert_prefix(&lines);
+}
+
+fn channel_delivers_in_order_and_a_stop_drains_it(ty: &str) {
+    let opts = channel_options(ty)
+        .unwrap_or_else(|| panic!("no compliance entry for channel type `{ty}`"));
+    assert_ne!(opts, KAFKA_CHANNEL, "the kafka channel is tested elsewhere");
+    // A bounded run: every event, in order, counted.
+    let d = Dir::new();
+    d.write(
+        "p.yaml",
+        &format!("sources:\n  gen: {{type: generator, count: 20000, channels: [c]}}\nchannels:\n  c:\n    type: {ty}\n{}sinks:\n  out: {{type: file, channel: c, batch_size: 64, path: ./out/c.log}}\n", indent(opts)),
+    );
+    let o = d.run_logged(&["run", "p.yaml"]);
+    assert!(o.status.success(), "channel `{ty}`: {}", stderr(&o));
+    let counts = final_counts(&stderr(&o));
+    assert_eq!(
+        counts["out"]["events_out"].as_u64(),
+        Some(20000),
+        "channel `{ty}`"
+    );
+    assert_sequence(&d.lines("out/c.log"), 20000);
+    // An endless run stopped with SIGTERM: what the source emitted is
+    // all delivered.
+    let d = Dir::new();
+    d.write(
+        "p.yaml",
+        &format!("sources:\n  gen: {{type: generator, rate: 20000, channels: [c]}}\nchannels:\n  c:\n    type: {ty}\n{}sinks:\n  out: {{type: file, channel: c, path: ./out/c.log}}\n", indent(opts)),
+    );
+    let child = d
+        .sluice(&["run", "p.yaml"])
+        .env("SLUICE_LOG_FORMAT", "json")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    wait_for(Duration::from_secs(30), "output", || {
+        d.lines("out/c.log").len() >= 2000
+    });
+    signal(&child, libc::SIGTERM);
+    let o = wait_output(child, Duration::from_secs(15));
+    assert!(o.status.success(), "channel `{ty}`: {}", stderr(&o));
+    let counts = final_counts(&stderr(&o));
+    let emitted = counts["gen"]["events_out"].as_u64();
+    assert_eq!(
+        counts["out"]["events_out"].as_u64(),
+        emitted,
+        "channel `{ty}`"
+    );
+    let n = assert_prefix(&d.lines("out/c.log"));
+    assert_eq!(Some(n as u64), emitted, "channel `{ty}`");
 }

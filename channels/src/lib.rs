@@ -20,8 +20,8 @@
 
 pub mod disk;
 pub mod memory;
-#[cfg(test)]
-mod testing;
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;
 
 use sluice_core::registry::{DuplicateType, Registry};
 

@@ -1,6 +1,11 @@
-//! The randomized check every channel of this crate passes: one writer, one
-//! reader, random batch and take sizes, random rollbacks; nothing lost,
-//! duplicated or reordered, and the channel's bounds held throughout.
+//! The randomized check every channel passes: one writer, one reader, random
+//! batch and take sizes, random rollbacks; nothing lost, duplicated or
+//! reordered, and the channel's bounds held throughout.
+//!
+//! Public behind the `testing` feature so that a channel of another crate
+//! (the `kafka` channel, a plugin's) is held to the same contract: add
+//! `sluice-channels = { ..., features = ["testing"] }` to its
+//! `[dev-dependencies]` and call [`one_writer_one_reader`].
 
 use std::ops::Range;
 use std::sync::Arc;
@@ -8,11 +13,11 @@ use std::sync::Arc;
 use sluice_core::prelude::*;
 
 /// A small deterministic generator (xorshift), so failures reproduce.
-pub(crate) struct Rng(pub(crate) u64);
+pub struct Rng(pub u64);
 
 impl Rng {
     /// A number in `0..n`.
-    pub(crate) fn below(&mut self, n: u64) -> u64 {
+    pub fn below(&mut self, n: u64) -> u64 {
         self.0 ^= self.0 << 13;
         self.0 ^= self.0 >> 7;
         self.0 ^= self.0 << 17;
@@ -21,19 +26,19 @@ impl Rng {
 }
 
 /// The sizes of one run of [`one_writer_one_reader`].
-pub(crate) struct Run {
+pub struct Run {
     /// Printed with every failure, so the run can be repeated.
-    pub(crate) seed: u64,
+    pub seed: u64,
     /// The writer puts the numbers `0..total`.
-    pub(crate) total: u32,
+    pub total: u32,
     /// The writer puts 1 to `max_put` events at a time.
-    pub(crate) max_put: u64,
+    pub max_put: u64,
     /// The reader takes at most 1 to `max_take` events at a time.
-    pub(crate) max_take: u64,
+    pub max_take: u64,
     /// Whether one rollback in two first takes the batch out of the
     /// transaction, so the channel must give back events it no longer holds
     /// a batch for.
-    pub(crate) rollback_without_batch: bool,
+    pub rollback_without_batch: bool,
 }
 
 /// A writer (drawing its sizes from `Rng(run.seed)`) puts `batch(range)` for
@@ -43,7 +48,7 @@ pub(crate) struct Run {
 /// stats after every take. Asserts that the committed events, read back by
 /// `numbers`, are exactly `0..run.total` in order and that the drained
 /// channel counts no events and no bytes.
-pub(crate) async fn one_writer_one_reader<C: Channel>(
+pub async fn one_writer_one_reader<C: Channel>(
     ch: Arc<C>,
     rng: &mut Rng,
     run: &Run,

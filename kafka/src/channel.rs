@@ -419,3 +419,119 @@ impl TransactionHandle for Handle {
             .fetch_sub(self.events, Ordering::AcqRel);
     }
 }
+
+#[cfg(test)]
+mod conformance {
+    use std::sync::Arc;
+
+    use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+    use rdkafka::client::DefaultClientContext;
+    use sluice_channels::testing::{one_writer_one_reader, Rng, Run};
+    use sluice_core::testing::processor::{config, cx};
+
+    use super::*;
+
+    /// The broker the tests run against; `scripts/test.sh` starts one.
+    fn brokers() -> String {
+        std::env::var("SLUICE_TEST_KAFKA_BROKERS").unwrap_or_else(|_| {
+            panic!(
+                "SLUICE_TEST_KAFKA_BROKERS is not set: the kafka channel is checked against a \
+                 real broker (scripts/test.sh starts one and sets it)"
+            )
+        })
+    }
+
+    async fn create_topic(brokers: &str, name: &str) {
+        let admin: AdminClient<DefaultClientContext> = rdkafka::ClientConfig::new()
+            .set("bootstrap.servers", brokers)
+            .create()
+            .expect("admin client");
+        let topic = NewTopic::new(name, 1, TopicReplication::Fixed(1));
+        let opts = AdminOptions::new().operation_timeout(Some(StdDuration::from_secs(30)));
+        for r in admin
+            .create_topics([&topic], &opts)
+            .await
+            .expect("create topics")
+        {
+            r.unwrap_or_else(|(t, e)| panic!("creating topic {t}: {e}"));
+        }
+    }
+
+    fn batch(range: std::ops::Range<u32>) -> Batch {
+        range
+            .map(|i| Event::new(i.to_string(), Timestamp(i64::from(i))))
+            .collect::<Vec<_>>()
+            .into()
+    }
+
+    fn numbers(b: &Batch) -> Vec<u32> {
+        b.iter()
+            .map(|e| {
+                std::str::from_utf8(&e.body)
+                    .ok()
+                    .and_then(|s| s.parse().ok())
+                    .unwrap_or(u32::MAX)
+            })
+            .collect()
+    }
+
+    /// The randomized check of the memory and disk channels, on a one-
+    /// partition topic of a real broker: random puts, takes, commits and
+    /// rollbacks (seeking back) lose, duplicate and reorder nothing, and the
+    /// drained channel counts nothing in flight.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_randomized_channel_check_passes_on_a_real_broker() {
+        let brokers = brokers();
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or_default();
+        for seed in 1..=3u64 {
+            let topic = format!("sluice-conformance-{seed}-{}-{nanos}", std::process::id());
+            create_topic(&brokers, &topic).await;
+            let c: Config = config(&format!(
+                "brokers: {brokers}\ntopic: {topic}\ndrain_wait: 2s\nlinger: 1ms"
+            ));
+            assert!(c.validate().is_empty());
+            let ch = ChannelConfig::build(&c, &cx()).expect("build");
+            let run = Run {
+                seed,
+                total: 3000,
+                max_put: 200,
+                max_take: 300,
+                rollback_without_batch: seed % 2 == 0,
+            };
+            let mut rng = Rng(seed * 7919);
+            one_writer_one_reader(
+                Arc::new(ChannelRef(ch)),
+                &mut rng,
+                &run,
+                batch,
+                numbers,
+                |s| {
+                    assert!(s.events <= u64::from(run.total), "{s:?}");
+                },
+            )
+            .await;
+        }
+    }
+
+    /// `Arc<dyn Channel>` as a `Channel` (the check takes a concrete type).
+    struct ChannelRef(Arc<dyn Channel>);
+
+    #[async_trait]
+    impl Channel for ChannelRef {
+        async fn put(&self, batch: Batch) -> Result<(), ChannelError> {
+            self.0.put(batch).await
+        }
+        async fn take(&self, max: usize) -> Result<Option<Transaction>, ChannelError> {
+            self.0.take(max).await
+        }
+        fn close(&self) {
+            self.0.close()
+        }
+        fn stats(&self) -> ChannelStats {
+            self.0.stats()
+        }
+    }
+}
