@@ -109,8 +109,6 @@ fn start_on_free_port(d: &Dir, pipeline: impl FnOnce(u16) -> String) -> Running 
     Running { child, port, url }
 }
 
-/// Writes `in/a.log` with `lines` numbered lines and starts an agent
-/// following it ([`follow_pipeline`]).
 /// Makes `path` (under `d`) a file on a full disk: a link to `/dev/full`,
 /// where every write fails with `ENOSPC`, an error a retry can fix once
 /// the link is removed (a directory in the way would be refused for good).
@@ -120,6 +118,8 @@ fn full_disk(d: &Dir, path: &str) {
     std::os::unix::fs::symlink("/dev/full", &p).expect("symlink");
 }
 
+/// Writes `in/a.log` with `lines` numbered lines and starts an agent
+/// following it ([`follow_pipeline`]).
 fn start_following(d: &Dir, lines: usize) -> Running {
     d.write("in/a.log", &numbered_lines(0, lines));
     start_on_free_port(d, |port| follow_pipeline(port, ""))
