@@ -7,6 +7,7 @@ mod progress;
 mod search;
 mod tap;
 mod templates;
+mod test;
 mod top;
 mod watch;
 
@@ -75,6 +76,9 @@ enum Command {
         /// The pipeline file.
         file: PathBuf,
     },
+    /// Runs the unit tests of pipelines: events fed into a component, conditions checked on
+    /// what comes out of another (see docs/testing.md).
+    Test(test::TestArgs),
     /// Lists the registered component types.
     Components,
     /// Inspects or repairs a disk channel's directory (while no agent uses it).
@@ -122,6 +126,7 @@ pub fn main(registry: Registry) -> i32 {
             Err(code) => code,
         },
         Command::Search(args) => search::run(&args),
+        Command::Test(args) => test::run(&registry, &args),
         Command::Components => {
             for kind in ["source", "channel", "processor", "sink"] {
                 println!("{kind}s: {}", registry.names(kind).join(", "));
