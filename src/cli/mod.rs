@@ -30,7 +30,8 @@ pub const EXIT_CONFIG: i32 = 2;
 #[command(
     name = "sluice",
     version,
-    about = "Runs pipelines of sources, bounded channels, processors and sinks declared in YAML"
+    about = "Runs pipelines of sources, bounded channels, processors and sinks declared in YAML",
+    after_help = "Documentation: docs/README.md; unit-testing a pipeline (`sluice test`): docs/testing.md"
 )]
 struct Cli {
     /// Agent settings file (TOML); default `$SLUICE_SETTINGS`, else `./sluice.toml` if present.
@@ -77,7 +78,7 @@ enum Command {
         file: PathBuf,
     },
     /// Runs the unit tests of pipelines: events fed into a component, conditions checked on
-    /// what comes out of another (see docs/testing.md).
+    /// what comes out of another; tests sit under `tests:` (docs/testing.md).
     Test(test::TestArgs),
     /// Lists the registered component types.
     Components,
