@@ -543,3 +543,103 @@ impl<'p> Harness<'p> {
 
 /// Failed events bound for a dead-letter channel: (channel, events).
 type Dead = Option<(String, Batch)>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sluice_core::config::pipeline::parse_pipeline;
+    use sluice_core::event::Timestamp;
+
+    const PIPELINE: &str = r#"
+sources:
+  a: { type: stdin, processors: [parse, keep], channels: [errors] }
+  b: { type: stdin, processors: [keep], channels: [errors] }
+processors:
+  parse: { type: parse_json }
+  keep: { type: filter, condition: '.level == "error"' }
+  mark:
+    type: add_fields
+    input: errors
+    channels: [marked]
+    fields: { seen: true }
+channels:
+  errors: { type: memory }
+  marked: { type: memory }
+sinks:
+  errors: { type: console, channel: marked }
+"#;
+
+    fn pipeline() -> Pipeline {
+        parse_pipeline(
+            std::path::Path::new("p.yaml"),
+            PIPELINE,
+            &crate::registry(),
+            &|_| None,
+        )
+        .expect("valid")
+    }
+
+    fn ev(body: &str) -> Event {
+        Event::new(body.to_string(), Timestamp(0))
+    }
+
+    #[test]
+    fn names_resolve_by_kind_and_ambiguity_is_refused() {
+        let p = pipeline();
+        let all = [Kind::Source, Kind::Processor, Kind::Channel, Kind::Sink];
+        let t = resolve(&p, "mark", &all, false).unwrap();
+        assert_eq!((t.kind, t.id.as_str()), (Kind::Processor, "mark"));
+        let e = resolve(&p, "errors", &all, false).unwrap_err();
+        assert_eq!(e, "`errors` is ambiguous: write `channel:errors` or `sink:errors`");
+        let t = resolve(&p, "sink:errors", &all, false).unwrap();
+        assert_eq!(t.kind, Kind::Sink);
+        let e = resolve(&p, "nope", &[Kind::Source, Kind::Channel], false).unwrap_err();
+        assert_eq!(e, "`nope` names no source or channel");
+        // `keep` runs in two sources: inserting there would be a guess.
+        let e = resolve(&p, "keep", &all, true).unwrap_err();
+        assert!(e.contains("runs inline in several sources (a, b)"), "{e}");
+        assert!(resolve(&p, "keep", &all, false).is_ok());
+    }
+
+    #[test]
+    fn events_travel_chains_selectors_channels_and_stages() {
+        let p = pipeline();
+        let dir = tempfile::tempdir().unwrap();
+        let mut h = Harness::new(&p, dir.path().to_path_buf());
+        let at = resolve(&p, "a", &[Kind::Source], true).unwrap();
+        h.insert(
+            &at,
+            vec![ev(r#"{"level":"error"}"#), ev(r#"{"level":"info"}"#), ev("{")],
+        )
+        .unwrap();
+        // Inserted at `parse`: the rest of source `a`'s chain runs too.
+        let parse = resolve(&p, "parse", &[Kind::Processor], true).unwrap();
+        h.insert(&parse, vec![ev(r#"{"level":"error","n":2}"#)])
+            .unwrap();
+        h.finish().unwrap();
+        let seen = |kind, id: &str| {
+            h.seen
+                .get(&Target {
+                    kind,
+                    id: id.to_string(),
+                })
+                .map_or(0, Vec::len)
+        };
+        assert_eq!(seen(Kind::Processor, "parse"), 4);
+        assert_eq!(seen(Kind::Processor, "keep"), 2);
+        assert_eq!(seen(Kind::Source, "a"), 2);
+        assert_eq!(seen(Kind::Channel, "errors"), 2);
+        assert_eq!(seen(Kind::Processor, "mark"), 2);
+        assert_eq!(seen(Kind::Sink, "errors"), 2);
+        assert_eq!(seen(Kind::Source, "b"), 0);
+        let marked = &h.seen[&Target {
+            kind: Kind::Sink,
+            id: "errors".into(),
+        }];
+        assert!(marked.iter().all(|e| e.get("seen") == Some(&true.into())));
+        // The broken line failed in `parse` (no dead letter: passed on,
+        // then dropped by the filter) and is noted for the report.
+        assert_eq!(h.notes.len(), 1, "{:?}", h.notes);
+        assert!(h.notes[0].starts_with("processor `parse` failed 1 event(s)"));
+    }
+}
