@@ -25,6 +25,7 @@ mod json;
 
 use serde::Deserialize;
 use sluice_core::event::{Batch, Event};
+use sluice_core::registry::Problem;
 
 pub use json::{Encoding, JsonWriter, Layout, TimestampFormat};
 
@@ -37,6 +38,25 @@ pub enum Format {
     Text,
     /// One JSON object per line: `timestamp`, `message`, `fields`.
     Json,
+}
+
+/// The problems of a sink's `encoding:` for its `format`: it applies to
+/// `json` only, and its own option problems.
+pub fn encoding_problems(format: Format, encoding: Option<&Encoding>) -> Vec<Problem> {
+    let Some(encoding) = encoding else {
+        return Vec::new();
+    };
+    let mut problems = Vec::new();
+    if format != Format::Json {
+        problems.push(Problem::at(
+            "encoding",
+            "applies to `format: json` only: set `format: json` or remove `encoding`",
+        ));
+    }
+    for (key, message) in encoding.problems() {
+        problems.push(Problem::at(&format!("encoding.{key}"), message));
+    }
+    problems
 }
 
 /// Encodes events in one [`Format`].

@@ -81,7 +81,7 @@ use serde::Deserialize;
 use sluice_core::prelude::*;
 use sluice_core::template::Template;
 
-use crate::encode::{Encoder, Encoding, Format};
+use crate::encode::{encoding_problems, Encoder, Encoding, Format};
 
 mod writer;
 
@@ -181,17 +181,7 @@ impl SinkConfig for Config {
                 ),
             ));
         }
-        if let Some(encoding) = &self.encoding {
-            if self.format != Format::Json {
-                problems.push(Problem::at(
-                    "encoding",
-                    "applies to `format: json` only: set `format: json` or remove `encoding`",
-                ));
-            }
-            for (key, message) in encoding.problems() {
-                problems.push(Problem::at(&format!("encoding.{key}"), message));
-            }
-        }
+        problems.extend(encoding_problems(self.format, self.encoding.as_ref()));
         if self.idle_timeout.get().is_zero() {
             problems.push(Problem::at(
                 "idle_timeout",

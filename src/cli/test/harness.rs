@@ -590,7 +590,10 @@ sinks:
         let t = resolve(&p, "mark", &all, false).unwrap();
         assert_eq!((t.kind, t.id.as_str()), (Kind::Processor, "mark"));
         let e = resolve(&p, "errors", &all, false).unwrap_err();
-        assert_eq!(e, "`errors` is ambiguous: write `channel:errors` or `sink:errors`");
+        assert_eq!(
+            e,
+            "`errors` is ambiguous: write `channel:errors` or `sink:errors`"
+        );
         let t = resolve(&p, "sink:errors", &all, false).unwrap();
         assert_eq!(t.kind, Kind::Sink);
         let e = resolve(&p, "nope", &[Kind::Source, Kind::Channel], false).unwrap_err();
@@ -609,7 +612,11 @@ sinks:
         let at = resolve(&p, "a", &[Kind::Source], true).unwrap();
         h.insert(
             &at,
-            vec![ev(r#"{"level":"error"}"#), ev(r#"{"level":"info"}"#), ev("{")],
+            vec![
+                ev(r#"{"level":"error"}"#),
+                ev(r#"{"level":"info"}"#),
+                ev("{"),
+            ],
         )
         .unwrap();
         // Inserted at `parse`: the rest of source `a`'s chain runs too.
