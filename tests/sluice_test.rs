@@ -110,6 +110,10 @@ fn the_documented_example_passes_and_a_broken_expectation_fails_with_the_events_
         "p.yaml",
         &DOC_EXAMPLE
             .replace("'.status == 500'", "'.status == 501'")
+            .replace(
+                "      - extract_from: alerts\n        count: 1",
+                "      - extract_from: alerts\n        events:\n          - fields: { status: \"500\", method: POST }",
+            )
             .replace("no_outputs_from: [alerts]", "no_outputs_from: [sink:all]"),
     );
     let o = d.run(&["test", "p.yaml"], T);
@@ -130,6 +134,13 @@ fn the_documented_example_passes_and_a_broken_expectation_fails_with_the_events_
     );
     assert!(
         out.contains(r#""fields":{"method":"POST","path":"/orders","status":500}"#),
+        "{out}"
+    );
+    // An expected event that differs: which event, which field, both values.
+    assert!(
+        out.contains(
+            "sink `alerts`: event #1: field `status`: expected \"500\" (string), got 500 (integer)"
+        ),
         "{out}"
     );
     assert!(

@@ -72,6 +72,26 @@ pub struct OutputSpec {
     /// How many events must come out, exactly.
     #[serde(default)]
     pub count: Option<usize>,
+    /// The events that must come out, in order: each one's `message` and
+    /// `timestamp` when given, and every field it lists (others may exist).
+    #[serde(default)]
+    pub events: Option<Vec<ExpectedEvent>>,
+}
+
+/// An event expected at an output: only what is given is compared.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExpectedEvent {
+    /// The body, exactly.
+    #[serde(default)]
+    pub message: Option<String>,
+    /// The timestamp, RFC 3339.
+    #[serde(default)]
+    pub timestamp: Option<String>,
+    /// Fields that must be there with these values; a mapping is compared
+    /// the same way (its listed keys only).
+    #[serde(default)]
+    pub fields: Option<Value>,
 }
 
 /// A test file read: the pipeline to load, and its tests with their nodes
