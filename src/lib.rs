@@ -5,7 +5,8 @@
 //! [`registry`] returns a [`Registry`] holding every built-in source, channel,
 //! processor and sink. A crate that adds its own components registers them
 //! into that registry and hands it to [`cli::main`], which is the whole
-//! command-line interface: `run`, `validate`, `graph`, `components`.
+//! command-line interface: `run`, `validate`, `test`, `graph`, `components`
+//! and the rest.
 //!
 //! ```no_run
 //! let registry = sluice::registry();

@@ -17,7 +17,7 @@ use async_trait::async_trait;
 use serde::Deserialize;
 use sluice_core::prelude::*;
 
-use crate::encode::{Encoder, Format};
+use crate::encode::{encoding_problems, Encoder, Encoding, Format};
 
 /// Which standard stream to write to.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
@@ -46,23 +46,29 @@ pub struct Config {
     /// `text` (the body and a newline) or `json` (one object per line).
     #[serde(default)]
     pub format: Format,
+    /// Options of the `json` format, as for the `file` sink.
+    #[serde(default)]
+    pub encoding: Option<Encoding>,
     /// `stdout` or `stderr`.
     #[serde(default)]
     pub target: Target,
 }
 
 impl SinkConfig for Config {
+    fn validate(&self) -> Vec<Problem> {
+        encoding_problems(self.format, self.encoding.as_ref())
+    }
+
     fn build(&self, cx: &BuildContext) -> Result<Box<dyn Sink>, BuildError> {
         let out: Box<dyn Write + Send> = match self.target {
             Target::Stdout => Box::new(std::io::stdout()),
             Target::Stderr => Box::new(std::io::stderr()),
         };
-        Ok(Box::new(ConsoleSink::new(
-            &cx.id,
-            self.format,
-            self.target.name(),
-            out,
-        )))
+        let mut sink = ConsoleSink::new(&cx.id, self.format, self.target.name(), out);
+        if let Some(encoding) = &self.encoding {
+            sink.encoder = Encoder::with_encoding(self.format, encoding);
+        }
+        Ok(Box::new(sink))
     }
 }
 
@@ -194,6 +200,29 @@ mod tests {
         let e = from_yaml_str::<Config>("traget: stderr\n").err().unwrap();
         assert!(e.message.contains("did you mean `target`"), "{}", e.message);
         assert!(from_yaml_str::<Config>("target: printer\n").is_err());
+    }
+
+    #[test]
+    fn encoding_applies_to_json_only() {
+        let c: Config = from_yaml_str("format: json\nencoding: {layout: flat}\n").unwrap();
+        assert!(c.validate().is_empty());
+        let c: Config = from_yaml_str("encoding: {layout: flat}\n").unwrap();
+        let p = c.validate();
+        assert_eq!(p[0].key.as_deref(), Some("encoding"), "{p:?}");
+    }
+
+    #[tokio::test]
+    async fn json_follows_the_encoding() {
+        let shared = Shared::default();
+        let c: Config =
+            from_yaml_str("format: json\nencoding: {layout: flat, except_fields: [timestamp]}\n")
+                .unwrap();
+        let mut s = ConsoleSink::new("out", c.format, "stdout", Box::new(shared.clone()));
+        s.encoder = Encoder::with_encoding(c.format, c.encoding.as_ref().unwrap());
+        let mut e = ev("a");
+        e.insert("n", 1i64);
+        s.write(&Batch::from(vec![e])).await.unwrap();
+        assert_eq!(shared.0.lock().unwrap().0, b"{\"message\":\"a\",\"n\":1}\n");
     }
 
     #[tokio::test]

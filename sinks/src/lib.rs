@@ -11,7 +11,9 @@
 //! * [`null`]: discards everything (for benchmarks and drafts).
 //!
 //! `file` and `console` share the [`encode`] module: `text` (the body and a
-//! newline) or `json` (one `{"timestamp","message","fields"}` object per line).
+//! newline) or `json` (one `{"timestamp","message","fields"}` object per line,
+//! or `flat` with the fields at the top level, with `only_fields` /
+//! `except_fields` and a `timestamp_format`: see [`encode::Encoding`]).
 //!
 //! Each sink is one file named after its YAML `type`, with a `Config` that
 //! implements [`SinkConfig`](sluice_core::registry::SinkConfig). [`register`]

@@ -7,6 +7,7 @@ mod progress;
 mod search;
 mod tap;
 mod templates;
+mod test;
 mod top;
 mod watch;
 
@@ -29,7 +30,8 @@ pub const EXIT_CONFIG: i32 = 2;
 #[command(
     name = "sluice",
     version,
-    about = "Runs pipelines of sources, bounded channels, processors and sinks declared in YAML"
+    about = "Runs pipelines of sources, bounded channels, processors and sinks declared in YAML",
+    after_help = "Documentation: docs/README.md; unit-testing a pipeline (`sluice test`): docs/testing.md"
 )]
 struct Cli {
     /// Agent settings file (TOML); default `$SLUICE_SETTINGS`, else `./sluice.toml` if present.
@@ -75,6 +77,9 @@ enum Command {
         /// The pipeline file.
         file: PathBuf,
     },
+    /// Runs the unit tests of pipelines: events fed into a component, conditions checked on
+    /// what comes out of another; tests sit under `tests:` (docs/testing.md).
+    Test(test::TestArgs),
     /// Lists the registered component types.
     Components,
     /// Inspects or repairs a disk channel's directory (while no agent uses it).
@@ -122,6 +127,7 @@ pub fn main(registry: Registry) -> i32 {
             Err(code) => code,
         },
         Command::Search(args) => search::run(&args),
+        Command::Test(args) => test::run(&registry, &args),
         Command::Components => {
             for kind in ["source", "channel", "processor", "sink"] {
                 println!("{kind}s: {}", registry.names(kind).join(", "));

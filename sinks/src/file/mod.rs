@@ -81,7 +81,7 @@ use serde::Deserialize;
 use sluice_core::prelude::*;
 use sluice_core::template::Template;
 
-use crate::encode::{Encoder, Format};
+use crate::encode::{encoding_problems, Encoder, Encoding, Format};
 
 mod writer;
 
@@ -98,6 +98,10 @@ pub struct Config {
     /// `text` (the body and a newline) or `json` (one object per line).
     #[serde(default)]
     pub format: Format,
+    /// Options of the `json` format: `layout` (`nested` or `flat`),
+    /// `only_fields` / `except_fields`, `timestamp_format`.
+    #[serde(default)]
+    pub encoding: Option<Encoding>,
     /// How many files may be open at once; opening one more closes the least
     /// recently written.
     #[serde(default = "default_max_open_files")]
@@ -177,6 +181,7 @@ impl SinkConfig for Config {
                 ),
             ));
         }
+        problems.extend(encoding_problems(self.format, self.encoding.as_ref()));
         if self.idle_timeout.get().is_zero() {
             problems.push(Problem::at(
                 "idle_timeout",
@@ -210,10 +215,12 @@ impl SinkConfig for Config {
             compression: self.compression,
             durable: cx.durable_input,
         };
+        let encoder =
+            Encoder::with_encoding(self.format, &self.encoding.clone().unwrap_or_default());
         Ok(Box::new(FileSink::with_settings(
             &cx.id,
             self.path.clone(),
-            self.format,
+            encoder,
             settings,
         )))
     }
@@ -294,17 +301,22 @@ impl FileSink {
             compression: Compression::None,
             durable: false,
         };
-        FileSink::with_settings(id, template, format, settings)
+        FileSink::with_settings(id, template, Encoder::new(format), settings)
     }
 
-    fn with_settings(id: &str, template: Template, format: Format, mut settings: Settings) -> Self {
+    fn with_settings(
+        id: &str,
+        template: Template,
+        encoder: Encoder,
+        mut settings: Settings,
+    ) -> Self {
         settings.max_open = settings.max_open.max(1);
         let fixed_prefix = fixed_prefix(template.as_str());
         FileSink {
             id: id.to_string(),
             cache_by_second: !template.has_fields() && !template.has_subsecond(),
             template,
-            encoder: Encoder::new(format),
+            encoder,
             files: Some(Files::new(settings.clone())),
             groups: Vec::new(),
             group_index: HashMap::new(),

@@ -440,7 +440,7 @@ fn rotating(path: &str, max_bytes: Option<u64>, compression: Compression) -> Fil
     FileSink::with_settings(
         "out",
         Template::parse(path).unwrap(),
-        Format::Text,
+        Encoder::new(Format::Text),
         Settings {
             max_open: 64,
             idle_timeout: std::time::Duration::from_secs(30),
@@ -603,7 +603,7 @@ async fn interval_rotation_starts_a_new_file_once_the_old_one_is_old_enough() {
     let mut s = FileSink::with_settings(
         "out",
         Template::parse(&tmp_path(&dir, "app.log")).unwrap(),
-        Format::Text,
+        Encoder::new(Format::Text),
         Settings {
             max_open: 64,
             idle_timeout: std::time::Duration::from_secs(30),

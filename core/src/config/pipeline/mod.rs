@@ -218,6 +218,8 @@ const TOP_KEYS: &[&str] = &[
     "sinks",
     "sink_groups",
     "api",
+    // Unit tests for `sluice test`; `run` and `validate` leave them alone.
+    "tests",
 ];
 const SOURCE_KEYS: &[&str] = &["type", "channels", "processors", "selector"];
 const CHANNEL_KEYS: &[&str] = &["type"];

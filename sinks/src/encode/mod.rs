@@ -10,15 +10,24 @@
 //!   with invalid bytes replaced by U+FFFD; `fields` holds the event's fields
 //!   and is left out when the event has none.
 //!
+//!
+//! The `json` format takes options ([`Encoding`], a sink's `encoding:`):
+//! the `flat` layout (fields beside `timestamp` and `message`), which keys
+//! to write (`only_fields`, `except_fields`) and how timestamps are written
+//! (`timestamp_format`); the defaults give the layout above.
+//!
 //! The encoder appends to a caller's buffer, so a sink encodes a whole batch
-//! into one reused `Vec<u8>` and writes it at once. It caches the formatted
-//! date and time of the last second seen, so JSON encoding does not format
-//! a date per event.
+//! into one reused `Vec<u8>` and writes it at once, with no allocation per
+//! event or field. It caches the formatted date and time of the last second
+//! seen, so JSON encoding does not format a date per event.
 
-use std::io::Write as _;
+mod json;
 
-use serde::{Deserialize, Serialize as _};
-use sluice_core::event::{Batch, Event, Timestamp};
+use serde::Deserialize;
+use sluice_core::event::{Batch, Event};
+use sluice_core::registry::Problem;
+
+pub use json::{Encoding, JsonWriter, Layout, TimestampFormat};
 
 /// The output format of a sink.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
@@ -31,24 +40,45 @@ pub enum Format {
     Json,
 }
 
+/// The problems of a sink's `encoding:` for its `format`: it applies to
+/// `json` only, and its own option problems.
+pub fn encoding_problems(format: Format, encoding: Option<&Encoding>) -> Vec<Problem> {
+    let Some(encoding) = encoding else {
+        return Vec::new();
+    };
+    let mut problems = Vec::new();
+    if format != Format::Json {
+        problems.push(Problem::at(
+            "encoding",
+            "applies to `format: json` only: set `format: json` or remove `encoding`",
+        ));
+    }
+    for (key, message) in encoding.problems() {
+        problems.push(Problem::at(&format!("encoding.{key}"), message));
+    }
+    problems
+}
+
 /// Encodes events in one [`Format`].
 #[derive(Debug)]
 pub struct Encoder {
     /// The format written.
     format: Format,
-    /// The second (since the epoch) whose text is in `second_text`.
-    cached_second: Option<i64>,
-    /// `YYYY-MM-DDTHH:MM:SS` of `cached_second`.
-    second_text: String,
+    /// Writes the `json` format.
+    json: JsonWriter,
 }
 
 impl Encoder {
-    /// An encoder for `format`.
+    /// An encoder for `format`, with the default JSON options.
     pub fn new(format: Format) -> Self {
+        Self::with_encoding(format, &Encoding::default())
+    }
+
+    /// An encoder for `format`; `encoding` applies to `json`.
+    pub fn with_encoding(format: Format, encoding: &Encoding) -> Self {
         Encoder {
             format,
-            cached_second: None,
-            second_text: String::new(),
+            json: JsonWriter::new(encoding),
         }
     }
 
@@ -95,53 +125,15 @@ impl Encoder {
         rejected
     }
 
-    fn encode_json(&mut self, event: &Event, buf: &mut Vec<u8>) -> Result<(), serde_json::Error> {
-        buf.extend_from_slice(b"{\"timestamp\":\"");
-        self.push_timestamp(event.timestamp, buf);
-        buf.extend_from_slice(b"\",\"message\":");
-        let mut ser = serde_json::Serializer::new(&mut *buf);
-        String::from_utf8_lossy(&event.body).serialize(&mut ser)?;
-        if !event.fields.is_empty() {
-            buf.extend_from_slice(b",\"fields\":");
-            let mut ser = serde_json::Serializer::new(&mut *buf);
-            event.fields.serialize(&mut ser)?;
-        }
-        buf.extend_from_slice(b"}\n");
-        Ok(())
-    }
-
-    /// Writes `ts` exactly as its `Display` does, formatting the date and
-    /// time only when the second changes.
-    fn push_timestamp(&mut self, ts: Timestamp, buf: &mut Vec<u8>) {
-        let second = ts.seconds();
-        if self.cached_second != Some(second) {
-            let Some(whole) = second.checked_mul(1_000_000_000) else {
-                // Out of chrono's range: no caching, plain Display.
-                let _ = write!(buf, "{ts}");
-                return;
-            };
-            let text = Timestamp(whole).to_string();
-            // Display ends in `.000000Z` for a whole second.
-            self.second_text.clear();
-            self.second_text
-                .push_str(text.strip_suffix(".000000Z").unwrap_or(&text));
-            self.cached_second = Some(second);
-        }
-        buf.extend_from_slice(self.second_text.as_bytes());
-        let micros = (ts.0.rem_euclid(1_000_000_000) / 1_000) as u32;
-        let mut digits = [b'.', b'0', b'0', b'0', b'0', b'0', b'0', b'Z'];
-        let mut n = micros;
-        for d in digits[1..7].iter_mut().rev() {
-            *d = b'0' + (n % 10) as u8;
-            n /= 10;
-        }
-        buf.extend_from_slice(&digits);
+    fn encode_json(&mut self, event: &Event, buf: &mut Vec<u8>) -> std::io::Result<()> {
+        self.json.write(event, buf)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use sluice_core::event::Timestamp;
 
     fn ev(body: &str, ts: i64) -> Event {
         Event::new(body.to_string(), Timestamp(ts))
@@ -185,7 +177,6 @@ mod tests {
 
     #[test]
     fn cached_timestamps_match_display() {
-        let mut enc = Encoder::new(Format::Json);
         let stamps = [
             0,
             1,
@@ -203,9 +194,10 @@ mod tests {
             i64::MAX,
             i64::MIN,
         ];
+        let (mut second, mut text) = (None, String::new());
         for ts in stamps {
             let mut buf = Vec::new();
-            enc.push_timestamp(Timestamp(ts), &mut buf);
+            json::push_rfc3339(&mut second, &mut text, Timestamp(ts), &mut buf);
             assert_eq!(
                 String::from_utf8(buf).unwrap(),
                 Timestamp(ts).to_string(),
