@@ -139,29 +139,9 @@ mod tests {
     use std::sync::atomic::Ordering::Relaxed;
     use std::time::Duration;
 
-    use async_trait::async_trait;
-
     use super::*;
-    use crate::channel::{Channel, ChannelStats, Transaction};
     use crate::event::{Event, Timestamp};
-    use crate::testing::{source_context, Collector};
-
-    /// A channel that stays full: `put` never finishes.
-    struct Full;
-
-    #[async_trait]
-    impl Channel for Full {
-        async fn put(&self, _batch: Batch) -> Result<(), ChannelError> {
-            std::future::pending().await
-        }
-        async fn take(&self, _max: usize) -> Result<Option<Transaction>, ChannelError> {
-            std::future::pending().await
-        }
-        fn close(&self) {}
-        fn stats(&self) -> ChannelStats {
-            ChannelStats::default()
-        }
-    }
+    use crate::testing::{source_context, Collector, Full};
 
     fn batch(n: usize) -> Batch {
         let mut b = Batch::new();

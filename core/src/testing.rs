@@ -16,6 +16,24 @@ use crate::metrics::ComponentMetrics;
 use crate::source::SourceContext;
 use crate::topology::emit::{Emitter, Route};
 
+/// A channel that never has room and never has events: `put` and `take`
+/// wait forever (for tests of what stops a wait).
+pub struct Full;
+
+#[async_trait]
+impl Channel for Full {
+    async fn put(&self, _batch: Batch) -> Result<(), ChannelError> {
+        std::future::pending().await
+    }
+    async fn take(&self, _max: usize) -> Result<Option<Transaction>, ChannelError> {
+        std::future::pending().await
+    }
+    fn close(&self) {}
+    fn stats(&self) -> ChannelStats {
+        ChannelStats::default()
+    }
+}
+
 /// A channel that keeps every event put into it. `take` is not supported.
 #[derive(Default)]
 pub struct Collector {
@@ -154,6 +172,14 @@ pub mod processor {
             .map(|b| Event::new(b.to_string(), Timestamp(0)))
             .collect::<Vec<_>>()
             .into()
+    }
+
+    /// The bodies of a batch's events, as text.
+    pub fn bodies(b: &Batch) -> Vec<String> {
+        b.events
+            .iter()
+            .map(|e| String::from_utf8_lossy(&e.body).into_owned())
+            .collect()
     }
 
     /// Runs a processor over a batch; returns the failures.

@@ -82,13 +82,6 @@ mod tests {
     use super::*;
     use crate::test_util::*;
 
-    fn bodies(b: &Batch) -> Vec<String> {
-        b.events
-            .iter()
-            .map(|e| String::from_utf8_lossy(&e.body).into_owned())
-            .collect()
-    }
-
     #[test]
     fn config_parses_and_rejects_unknown_keys() {
         let c: Config = config("fields: [host, msg]\nmax_entries: 100");

@@ -420,6 +420,7 @@ pub(crate) mod tests {
     use super::*;
     use crate::channel::{ChannelStats, TransactionHandle};
     use crate::event::Event;
+    use crate::testing::Full;
 
     /// Hands out its batch until committed; counts rollbacks; fails every
     /// take with a permanent error when `broken`.
@@ -532,23 +533,6 @@ pub(crate) mod tests {
         assert_eq!(held.rollbacks.load(Ordering::SeqCst), 1);
         assert_eq!(held.commits.load(Ordering::SeqCst), 0);
         assert_eq!(held.held(), Some(1));
-    }
-
-    /// Never has room.
-    struct Full;
-
-    #[async_trait]
-    impl Channel for Full {
-        async fn put(&self, _batch: Batch) -> Result<(), ChannelError> {
-            std::future::pending().await
-        }
-        async fn take(&self, _max: usize) -> Result<Option<Transaction>, ChannelError> {
-            std::future::pending().await
-        }
-        fn close(&self) {}
-        fn stats(&self) -> ChannelStats {
-            ChannelStats::default()
-        }
     }
 
     /// Emits one batch, then counts it as saved, as a source records its
