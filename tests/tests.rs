@@ -11,6 +11,8 @@ mod hostile;
 mod hostile_fields;
 mod kafka;
 mod listeners;
+mod messages;
+mod metrics;
 mod network;
 mod operations;
 mod packaging;
