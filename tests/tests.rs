@@ -3,6 +3,7 @@
 mod anomaly;
 mod compliance;
 mod dead_letter;
+mod demos;
 mod disk_channel;
 mod durability;
 mod examples;
