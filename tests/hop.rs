@@ -9,22 +9,29 @@ use std::time::Duration;
 use crate::network::*;
 use crate::util::*;
 
-/// An aggregator: `sluice` source on `port` → file `out/NAME.log`.
-fn aggregator(d: &Dir, name: &str, port: u16, extra: &str, format: &str) -> Child {
+/// An aggregator: `sluice` source on a port of its choosing → file
+/// `out/NAME.log`; the agent and the port it listens on.
+fn aggregator(d: &Dir, name: &str, extra: &str, format: &str) -> (Agent, u16) {
     d.write(
         &format!("{name}.yaml"),
-        &format!("data_dir: ./state/{name}\nsources:\n  edge:\n    type: sluice\n    address: 127.0.0.1:{port}\n{extra}    channels: [main]\nchannels:\n  main: {{type: memory, capacity: 5000}}\nsinks:\n  out: {{type: file, channel: main, path: ./out/{name}.log, format: {format}}}\n"),
+        &format!("data_dir: ./state/{name}\nsources:\n  edge:\n    type: sluice\n    address: 127.0.0.1:0\n{extra}    channels: [main]\nchannels:\n  main: {{type: memory, capacity: 5000}}\nsinks:\n  out: {{type: file, channel: main, path: ./out/{name}.log, format: {format}}}\n"),
     );
-    let mut child = start_logged(d, &format!("{name}.yaml"));
-    wait_listening(port, &mut child);
-    child
+    let mut agent = Agent::start(d, &["run", &format!("{name}.yaml")]);
+    let port = agent.listening("edge");
+    (agent, port)
+}
+
+/// Stops an agent and asserts a clean exit; its log.
+fn stop_agent(agent: Agent) -> String {
+    let (status, log) = agent.stop();
+    assert!(status.success(), "{log}");
+    log
 }
 
 #[test]
 fn events_cross_the_hop_with_their_fields_intact() {
     let d = Dir::new();
-    let port = free_port();
-    let agg = aggregator(&d, "agg", port, "", "json");
+    let (agg, port) = aggregator(&d, "agg", "", "json");
     d.write(
         "edge.yaml",
         &format!("data_dir: ./state/edge\nsources:\n  gen:\n    type: generator\n    format: json\n    count: 20000\n    processors: [parse, tag]\n    channels: [main]\nprocessors:\n  parse: {{type: parse_json}}\n  tag: {{type: add_fields, fields: {{tier: edge, ratio: 0.5, ok: true}}}}\nchannels:\n  main: {{type: memory, capacity: 1000}}\nsinks:\n  up: {{type: sluice, channel: main, address: '127.0.0.1:{port}'}}\n  local: {{type: file, channel: copy, path: ./out/local.log, format: json}}\n"),
@@ -52,8 +59,7 @@ fn events_cross_the_hop_with_their_fields_intact() {
     wait_for(Duration::from_secs(60), "20000 events", || {
         d.lines("out/agg.log").len() >= 20_000
     });
-    let o = stop(agg);
-    assert!(o.status.success(), "{}", stderr(&o));
+    stop_agent(agg);
     // Every event as the edge had it: body, timestamp, typed fields.
     assert_eq!(d.lines("out/agg.log"), d.lines("out/local.log"));
     let first: serde_json::Value = serde_json::from_str(&d.lines("out/agg.log")[0]).expect("json");
@@ -67,19 +73,20 @@ fn edge_sink(port: u16, extra: &str) -> String {
     format!("sources:\n  gen: {{type: generator, count: 1000, channels: [main]}}\nchannels:\n  main: {{type: memory, capacity: 1000}}\nsinks:\n  up:\n    type: sluice\n    channel: main\n    address: '127.0.0.1:{port}'\n    connect_timeout: 2s\n{extra}")
 }
 
-/// Runs an edge for a while; returns its stderr after a stop.
-fn edge_refused(d: &Dir, yaml: &str) -> String {
+/// Runs an edge until its log says `expected` (its write refused), then
+/// stops it; returns its log.
+fn edge_refused(d: &Dir, yaml: &str, expected: &str) -> String {
     d.write("edge.yaml", yaml);
-    let child = d.start(&["run", "edge.yaml", "--drain-timeout", "1s"]);
-    std::thread::sleep(Duration::from_millis(1500));
-    let o = stop(child);
-    stderr(&o)
+    let agent = Agent::start(d, &["run", "edge.yaml", "--drain-timeout", "1s"]);
+    agent.wait_log(expected, 1);
+    agent.stop().1
 }
 
 #[test]
 fn a_wrong_or_missing_token_is_refused_and_nothing_is_ingested() {
     let d = Dir::new();
     let port = free_port();
+    // (The port is only written in a pipeline that fails before binding.)
     // A token variable that is not set is a start-up error naming it.
     d.write(
         "env.yaml",
@@ -94,13 +101,15 @@ fn a_wrong_or_missing_token_is_refused_and_nothing_is_ingested() {
     );
 
     d.write("token", "right-token\n");
-    let agg = aggregator(&d, "agg", port, "    token: {file: ./token}\n", "text");
+    let (agg, port) = aggregator(&d, "agg", "    token: {file: ./token}\n", "text");
     d.write("wrong", "wrong-token\n");
-    let err = edge_refused(&d, &edge_sink(port, "    token: {file: ./wrong}\n"));
-    assert!(err.contains("refused (401)"), "{err}");
+    let err = edge_refused(
+        &d,
+        &edge_sink(port, "    token: {file: ./wrong}\n"),
+        "refused (401)",
+    );
     assert!(!err.contains("wrong-token"), "the token is never logged");
-    let err = edge_refused(&d, &edge_sink(port, ""));
-    assert!(err.contains("refused (401)"), "{err}");
+    edge_refused(&d, &edge_sink(port, ""), "refused (401)");
     assert!(d.lines("out/agg.log").is_empty(), "nothing ingested");
     d.write(
         "edge.yaml",
@@ -111,27 +120,23 @@ fn a_wrong_or_missing_token_is_refused_and_nothing_is_ingested() {
     wait_for(Duration::from_secs(30), "1000 lines", || {
         d.lines("out/agg.log").len() >= 1000
     });
-    let o = stop(agg);
-    assert!(o.status.success());
+    let log = stop_agent(agg);
     assert_sequence(&d.lines("out/agg.log"), 1000);
-    assert!(!stderr(&o).contains("right-token"));
+    assert!(!log.contains("right-token"));
 }
 
 #[test]
 fn the_hop_over_tls_requires_a_trusted_client_certificate() {
     let d = Dir::new();
     make_certs(&d);
-    let port = free_port();
-    let agg = aggregator(
+    let (agg, port) = aggregator(
         &d,
         "agg",
-        port,
         "    tls: {cert: ./server.pem, key: ./server.key, ca: ./ca.pem, client_auth: required}\n",
         "text",
     );
     for client in ["", "    tls: {ca: ./ca.pem, server_name: localhost}\n", "    tls: {ca: ./ca.pem, server_name: localhost, cert: ./other-client.pem, key: ./other-client.key}\n"] {
-        let err = edge_refused(&d, &edge_sink(port, client));
-        assert!(err.contains("write failed"), "{client}: {err}");
+        edge_refused(&d, &edge_sink(port, client), "write failed");
         assert!(d.lines("out/agg.log").is_empty(), "{client}: nothing ingested");
     }
     d.write(
@@ -143,8 +148,7 @@ fn the_hop_over_tls_requires_a_trusted_client_certificate() {
     wait_for(Duration::from_secs(30), "1000 lines", || {
         d.lines("out/agg.log").len() >= 1000
     });
-    let o = stop(agg);
-    assert!(o.status.success());
+    stop_agent(agg);
     assert_sequence(&d.lines("out/agg.log"), 1000);
 }
 
@@ -172,22 +176,20 @@ fn optional_client_certificates_let_clients_without_one_in_but_check_any_present
         assert!(stderr(&o).contains(expected), "{tls}: {}", stderr(&o));
     }
 
-    let (hop, raw) = (free_port(), free_port());
     let tls = "{cert: ./server.pem, key: ./server.key, ca: ./ca.pem, client_auth: optional}";
     d.write(
         "agg.yaml",
-        &format!("sources:\n  edge: {{type: sluice, address: '127.0.0.1:{hop}', tls: {tls}, channels: [main]}}\n  raw: {{type: tcp, address: '127.0.0.1:{raw}', tls: {tls}, channels: [main]}}\nchannels:\n  main: {{type: memory}}\nsinks:\n  out: {{type: file, channel: main, path: ./out/agg.log}}\n"),
+        &format!("sources:\n  edge: {{type: sluice, address: '127.0.0.1:0', tls: {tls}, channels: [main]}}\n  raw: {{type: tcp, address: '127.0.0.1:0', tls: {tls}, channels: [main]}}\nchannels:\n  main: {{type: memory}}\nsinks:\n  out: {{type: file, channel: main, path: ./out/agg.log}}\n"),
     );
-    let mut agg = start_logged(&d, "agg.yaml");
-    wait_listening(hop, &mut agg);
-    wait_listening(raw, &mut agg);
+    let mut agg = Agent::start(&d, &["run", "agg.yaml"]);
+    let (hop, raw) = (agg.listening("edge"), agg.listening("raw"));
     // A certificate from another CA is refused during the handshake, over
     // the hop and over plain TCP alike: nothing of theirs is ingested.
-    let err = edge_refused(
+    edge_refused(
         &d,
         &edge_sink(hop, "    tls: {ca: ./ca.pem, server_name: localhost, cert: ./other-client.pem, key: ./other-client.key}\n"),
+        "write failed",
     );
-    assert!(err.contains("write failed"), "{err}");
     let mut t = tls_connect(&d, raw, Some("other-client"));
     let _ = t.write_all(b"intruder\n");
     let _ = t.flush();
@@ -212,8 +214,7 @@ fn optional_client_certificates_let_clients_without_one_in_but_check_any_present
     wait_for(Duration::from_secs(30), "1001 lines", || {
         d.lines("out/agg.log").len() >= 1001
     });
-    let o = stop(agg);
-    assert!(o.status.success(), "{}", stderr(&o));
+    stop_agent(agg);
     let mut lines = numbers(&d.lines("out/agg.log"));
     lines.sort_unstable();
     assert_eq!(lines, (0..1001).collect::<Vec<_>>(), "no intruder line");
@@ -229,7 +230,9 @@ const AGG_BATCH: usize = 1000;
 const EDGE_BATCH: usize = 500;
 
 /// An aggregator as [`aggregator`] with a `disk` channel kept under its
-/// `data_dir`, so that a restart finds what a `kill -9` left in it.
+/// `data_dir`, so that a restart finds what a `kill -9` left in it. On a
+/// given port: the edge's group names it, and the restart must take it
+/// again.
 fn durable_aggregator(d: &Dir, name: &str, port: u16) -> Child {
     d.write(
         &format!("{name}.yaml"),
@@ -294,8 +297,8 @@ fn a_failover_group_switches_when_the_primary_dies_and_fails_back() {
         "edge.yaml",
         &format!("data_dir: ./state/edge\nsources:\n  in: {{type: tcp, address: '127.0.0.1:{input}', channels: [main]}}\nchannels:\n  main: {{type: disk}}\nsinks:\n  primary: {{type: sluice, channel: main, address: '127.0.0.1:{p1}', batch_size: {EDGE_BATCH}, connect_timeout: 1s}}\n  secondary: {{type: sluice, channel: main, address: '127.0.0.1:{p2}', batch_size: {EDGE_BATCH}}}\nsink_groups:\n  aggregators:\n    strategy: failover\n    sinks: [primary, secondary]\n    priorities: {{primary: 10, secondary: 5}}\n    penalty: 300ms\n    max_penalty: 1s\n"),
     );
-    let mut edge = start_logged(&d, "edge.yaml");
-    wait_listening(input, &mut edge);
+    let mut edge = Agent::start(&d, &["run", "edge.yaml"]);
+    wait_listening(input, &mut edge.child);
     // 1. Lines flow in steadily from a thread while the primary takes them.
     let fed = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let feeder = {
@@ -344,15 +347,29 @@ fn a_failover_group_switches_when_the_primary_dies_and_fails_back() {
         "every line of the first part",
         || covered(&numbers_in(&d, "agg1"), &numbers_in(&d, "agg2"), N) == N,
     );
-    std::thread::sleep(Duration::from_millis(1200));
+    // More lines, a little at a time, until the group has gone back to the
+    // primary once its penalty is over; then the rest.
     let mut s = TcpStream::connect(("127.0.0.1", input)).expect("connect");
-    feed_padded(&mut s, N, N + MORE);
+    let mut from = N;
+    wait_for(
+        Duration::from_secs(60),
+        "the group to go back to the primary",
+        || {
+            if from + 500 < N + MORE {
+                feed_padded(&mut s, from, from + 500);
+                from += 500;
+            }
+            edge.log()
+                .lines()
+                .any(|l| l.contains("sink works again") && l.contains("primary"))
+        },
+    );
+    feed_padded(&mut s, from, N + MORE);
     drop(s);
     wait_for(Duration::from_secs(120), "every line", || {
         covered(&numbers_in(&d, "agg1"), &numbers_in(&d, "agg2"), N + MORE) == N + MORE
     });
-    let o = stop(edge);
-    assert!(o.status.success(), "{}", stderr(&o));
+    stop_agent(edge);
     for a in [agg1, agg2] {
         let o = stop(a);
         assert!(o.status.success(), "{}", stderr(&o));
@@ -401,12 +418,9 @@ fn a_failover_group_switches_when_the_primary_dies_and_fails_back() {
 #[test]
 fn a_load_balance_group_spreads_evenly_over_three_receivers() {
     let d = Dir::new();
-    let ports = [free_port(), free_port(), free_port()];
-    let aggs: Vec<Child> = ports
-        .iter()
-        .enumerate()
-        .map(|(i, p)| aggregator(&d, &format!("agg{i}"), *p, "", "text"))
-        .collect();
+    let (aggs, ports): (Vec<Agent>, Vec<u16>) = (0..3)
+        .map(|i| aggregator(&d, &format!("agg{i}"), "", "text"))
+        .unzip();
     let mut sinks = String::new();
     for (i, p) in ports.iter().enumerate() {
         sinks.push_str(&format!(
@@ -433,7 +447,7 @@ fn a_load_balance_group_spreads_evenly_over_three_receivers() {
         total(&d) >= 60_000
     });
     for a in aggs {
-        assert!(stop(a).status.success());
+        stop_agent(a);
     }
     let mut all = Vec::new();
     for i in 0..3 {

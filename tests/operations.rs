@@ -111,6 +111,15 @@ fn start_on_free_port(d: &Dir, pipeline: impl FnOnce(u16) -> String) -> Running 
 
 /// Writes `in/a.log` with `lines` numbered lines and starts an agent
 /// following it ([`follow_pipeline`]).
+/// Makes `path` (under `d`) a file on a full disk: a link to `/dev/full`,
+/// where every write fails with `ENOSPC`, an error a retry can fix once
+/// the link is removed (a directory in the way would be refused for good).
+fn full_disk(d: &Dir, path: &str) {
+    let p = d.join(path);
+    std::fs::create_dir_all(p.parent().expect("a parent")).expect("mkdir");
+    std::os::unix::fs::symlink("/dev/full", &p).expect("symlink");
+}
+
 fn start_following(d: &Dir, lines: usize) -> Running {
     d.write("in/a.log", &numbered_lines(0, lines));
     start_on_free_port(d, |port| follow_pipeline(port, ""))
@@ -212,8 +221,8 @@ fn metrics_parse_as_prometheus_text_and_count_the_events_sent() {
 #[test]
 fn health_turns_503_while_a_sink_fails_and_200_when_it_recovers() {
     let d = Dir::new();
-    // The sink's file is a directory: every write fails and is retried.
-    std::fs::create_dir_all(d.join("out/lines.log")).expect("mkdir");
+    // The sink's disk is full: every write fails and is retried.
+    full_disk(&d, "out/lines.log");
     let Running { child, url, .. } = start_following(&d, 300);
 
     let mut body = String::new();
@@ -247,7 +256,7 @@ fn health_turns_503_while_a_sink_fails_and_200_when_it_recovers() {
     );
 
     // The destination comes back: the retried batch goes through.
-    std::fs::remove_dir(d.join("out/lines.log")).expect("rmdir");
+    std::fs::remove_file(d.join("out/lines.log")).expect("rm");
     wait_for(WAIT, "/health to recover", || {
         get(&url, "/health").expect("health").0 == 200
     });
@@ -436,7 +445,7 @@ fn text_of(dom: &str, id: &str) -> Option<String> {
 fn dashboard_shows_graph_rates_health_and_channel_fill() {
     let d = Dir::new();
     // `fast` flows; `stuck` cannot write, so its channel fills up.
-    std::fs::create_dir_all(d.join("out/stuck.log")).expect("mkdir");
+    full_disk(&d, "out/stuck.log");
     let Running { child, url, .. } = start_on_free_port(&d, |port| {
         format!(
             "api: {{address: \"127.0.0.1:{port}\"}}\nsources:\n  gen: {{type: generator, rate: 1000, channels: [flow]}}\n  gen2: {{type: generator, rate: 1000, channels: [blocked]}}\nchannels:\n  flow: {{type: memory, capacity: 1000}}\n  blocked: {{type: memory, capacity: 50}}\nsinks:\n  fast: {{type: file, channel: flow, path: ./out/fast.log}}\n  stuck: {{type: file, channel: blocked, path: ./out/stuck.log}}\n"
@@ -450,7 +459,7 @@ fn dashboard_shows_graph_rates_health_and_channel_fill() {
     });
     let dom = dump_dom(&format!("{url}/"));
     // Let the stuck sink recover so that the stop can drain.
-    std::fs::remove_dir(d.join("out/stuck.log")).expect("rmdir");
+    std::fs::remove_file(d.join("out/stuck.log")).expect("rm");
     stop_cleanly(child, WAIT);
 
     let polls: u32 = dom
@@ -613,9 +622,9 @@ fn the_api_follows_a_reload() {
 fn a_failing_group_member_degrades_health_while_the_group_delivers() {
     let d = Dir::new();
     d.write("in/a.log", &numbered_lines(0, 300));
-    // Both members' files are directories: every write fails.
+    // Both members' disks are full: every write fails.
     for f in ["out/primary.log", "out/secondary.log"] {
-        std::fs::create_dir_all(d.join(f)).expect("mkdir");
+        full_disk(&d, f);
     }
     let Running { child, url, .. } = start_on_free_port(&d, |port| {
         format!("api:\n  address: 127.0.0.1:{port}\nsources:\n  src: {{type: file, include: [\"./in/*.log\"], read_from: beginning, follow: true, poll_interval: 50ms, channels: [main]}}\nchannels:\n  main: {{type: memory, capacity: 500}}\nsinks:\n  primary: {{type: file, channel: main, path: ./out/primary.log, batch_size: 100}}\n  secondary: {{type: file, channel: main, path: ./out/secondary.log, batch_size: 100}}\nsink_groups:\n  out:\n    strategy: failover\n    sinks: [primary, secondary]\n    priorities: {{primary: 10, secondary: 5}}\n    penalty: 100ms\n    max_penalty: 300ms\n")
@@ -648,7 +657,7 @@ fn a_failing_group_member_degrades_health_while_the_group_delivers() {
 
     // 2. The secondary comes back: the group delivers, the agent is degraded
     // but answers 200.
-    std::fs::remove_dir(d.join("out/secondary.log")).expect("rmdir");
+    std::fs::remove_file(d.join("out/secondary.log")).expect("rm");
     wait_for(WAIT, "every line at the secondary", || {
         d.lines("out/secondary.log").len() == 300
     });
@@ -671,7 +680,7 @@ fn a_failing_group_member_degrades_health_while_the_group_delivers() {
     // 3. The primary comes back: the group fails back and all is well.
     // Once its penalty (at most `max_penalty`) has passed, the next batch
     // tries it first.
-    std::fs::remove_dir(d.join("out/primary.log")).expect("rmdir");
+    std::fs::remove_file(d.join("out/primary.log")).expect("rm");
     std::thread::sleep(Duration::from_millis(600));
     d.write("in/b.log", &numbered_lines(300, 400));
     wait_for(WAIT, "the new lines at the primary", || {

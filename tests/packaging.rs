@@ -13,10 +13,12 @@ fn version(v: &str) -> (u64, u64, u64) {
     )
 }
 
+/// Every locked package, those of other platforms too (they are downloaded
+/// from the registry when missing: a user on another platform builds them).
 fn metadata() -> serde_json::Value {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let out = Command::new(cargo)
-        .args(["metadata", "--format-version", "1", "--locked", "--offline"])
+        .args(["metadata", "--format-version", "1", "--locked"])
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .output()
         .expect("cargo metadata runs");

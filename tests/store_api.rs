@@ -198,6 +198,25 @@ fn http_search_answers_as_sluice_search_and_follows_the_store_sinks_of_a_reload(
     });
     assert_eq!(total(&url, "q=%2217%22&store=lines"), 1);
     assert_eq!(cli_count(&d, "lines", "17"), 1);
+    // The same search is the `search` route each store sink offers.
+    let route = |path: &str| -> (u16, serde_json::Value) {
+        let (status, body) = get(&url, path).expect("the API answers");
+        (status, serde_json::from_str(&body).expect("JSON"))
+    };
+    let (code, v) = route("/api/sinks/lines/search?q=%2217%22");
+    assert_eq!((code, v["total"].as_u64()), (200, Some(1)), "{v}");
+    let (code, v) = route("/api/sinks/store/search?q=status:404&limit=0");
+    assert_eq!((code, v["total"].as_u64()), (200, Some(not_found)), "{v}");
+    let (code, v) = route("/api/sinks/lines/search?q=*&store=lines");
+    assert_eq!(code, 400, "{v}");
+    let (code, v) = route("/api/sinks/lines/nothing");
+    assert_eq!(
+        (code, &v["routes"]),
+        (404, &serde_json::json!(["search"])),
+        "{v}"
+    );
+    let (code, v) = route("/api/sinks/nope/search");
+    assert_eq!(code, 404, "{v}");
     // The first store is untouched by the reload (which restarts the
     // finished generator, on closed channels: it resumes at its count).
     assert_eq!(total(&url, "q=status:404&store=store&limit=0"), not_found);

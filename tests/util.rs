@@ -270,6 +270,25 @@ impl Agent {
         wait_for(AGENT_LIMIT, what, || self.log().matches(what).count() >= n);
     }
 
+    /// The port source `id` listens on, from the agent's `listening` log
+    /// line (text or JSON): start it with port 0 and ask, instead of
+    /// guessing a free port that another process may take first. Waits for
+    /// the line; fails if the agent exits before.
+    pub fn listening(&mut self, id: &str) -> u16 {
+        let mut port = None;
+        wait_for(AGENT_LIMIT, &format!("source {id} to listen"), || {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!(
+                    "the agent exited ({status}) before listening:\n{}",
+                    self.log()
+                );
+            }
+            port = self.log().lines().find_map(|l| bound_port(l, id));
+            port.is_some()
+        });
+        port.unwrap_or_default()
+    }
+
     /// SIGTERM, then the exit status and the whole log.
     pub fn stop(mut self) -> (std::process::ExitStatus, String) {
         signal(&self.child, libc::SIGTERM);
@@ -323,6 +342,29 @@ impl Drop for Agent {
             let _ = self.child.wait();
         }
     }
+}
+
+/// The port in a `listening` log line of source `id`, text or JSON.
+fn bound_port(line: &str, id: &str) -> Option<u16> {
+    if !line.contains("listening") {
+        return None;
+    }
+    let address = if let Ok(v) = serde_json::from_str::<serde_json::Value>(line) {
+        let f = &v["fields"];
+        if f["message"] != "listening" || f["source"] != id {
+            return None;
+        }
+        f["address"].as_str()?.to_string()
+    } else {
+        let mine = line.split_whitespace().any(|w| w == format!("source={id}"));
+        if !mine {
+            return None;
+        }
+        line.split_whitespace()
+            .find_map(|w| w.strip_prefix("address="))?
+            .to_string()
+    };
+    address.rsplit_once(':')?.1.parse().ok()
 }
 
 /// A small deterministic generator (xorshift), so a failing run reproduces.

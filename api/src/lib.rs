@@ -21,6 +21,9 @@
 //!   the search of `sluice search` over the index of the pipeline's `store`
 //!   sink (`store=ID` picks one when there are several), as JSON
 //!   `{"total", "hits", "buckets"}`, newest hits first ([`search`](mod@search)).
+//! * `GET /api/sinks/{sink}/{route}`: a read-only route a sink offers
+//!   ([`sluice_core::route`]; the `store` sink offers `search`, which
+//!   `/search` calls). The API knows no sink type.
 //! * `GET /`: a dashboard page drawing the graph, rates, channel fill and any
 //!   gauge a component reports (such as `anomaly_score`) over time.
 //!
@@ -89,6 +92,7 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .route("/api/components", get(components))
         .route("/api/tap/{component}", get(tap))
         .route("/search", get(search::search))
+        .route("/api/sinks/{sink}/{route}", get(search::sink_route))
         .with_state(state)
 }
 

@@ -1,82 +1,61 @@
-//! `GET /search`: the search of `sluice search` over the index of a `store`
-//! sink of the running pipeline.
+//! The routes sinks offer on the API (see [`sluice_core::route`]), served
+//! without knowing any sink type:
 //!
-//! The store is found per request in the pipeline running now (so a reload
-//! that adds or removes a `store` sink is followed): `store=ID` names the
-//! sink; without it the pipeline's only `store` sink is searched. The search
-//! itself runs on a blocking thread.
+//! * `GET /api/sinks/{sink}/{route}?...`: any route of any sink;
+//! * `GET /search?...`: the `search` route (the `store` sink's, the search
+//!   of `sluice search`) of the pipeline's only sink that offers one, or of
+//!   the one `store=ID` names.
+//!
+//! Sinks are found per request in the pipeline running now, so a reload that
+//! adds or removes one is followed. A route runs on a blocking thread.
 
-use std::path::PathBuf;
 use std::sync::Arc;
 
 use axum::extract::rejection::QueryRejection;
-use axum::extract::{Query, State};
+use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use sluice_core::event::Timestamp;
+use sluice_core::route::{RouteAnswer, SinkRoute};
 use sluice_core::topology::view::Snapshot;
-use sluice_store::{SearchOptions, StoreError, StoreReader};
 
 use crate::ApiState;
 
-/// The most events one request may ask for.
-pub const MAX_LIMIT: usize = 10_000;
+/// Query parameters, decoded, in order.
+type Params = Vec<(String, String)>;
 
-/// Events returned when `limit` is not given (as `sluice search`).
-const DEFAULT_LIMIT: usize = 100;
-
-/// The query string of `/search`.
-#[derive(serde::Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct Params {
-    /// The query (`*` when absent).
-    q: Option<String>,
-    /// Only events at or after this time.
-    from: Option<String>,
-    /// Only events before this time.
-    to: Option<String>,
-    /// Events to return at most, newest first.
-    limit: Option<String>,
-    /// Count per bucket of this length instead of returning events.
-    count_by: Option<String>,
-    /// The id of the `store` sink to search.
-    store: Option<String>,
-}
-
-/// A `store` sink of the running pipeline.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StoreSink {
+/// A sink of the running pipeline offering a route.
+#[derive(Clone)]
+pub struct Offered {
     /// The sink's id.
     pub id: String,
-    /// Its index directory (its `path` option).
-    pub path: PathBuf,
+    /// Its handler.
+    pub route: Arc<dyn SinkRoute>,
 }
 
-/// The `store` sinks of `snapshot`'s pipeline, in pipeline order.
-pub fn store_sinks(snapshot: &Snapshot) -> Vec<StoreSink> {
+/// The sinks of `snapshot`'s pipeline offering a route named `name`, in
+/// pipeline order.
+pub fn offering(snapshot: &Snapshot, name: &str) -> Vec<Offered> {
     snapshot
         .pipeline
         .sinks
         .iter()
         .filter_map(|s| {
-            let config = s
-                .config
-                .as_any()
-                .downcast_ref::<sluice_store::sink::Config>()?;
-            Some(StoreSink {
+            let route = s.config.routes().into_iter().find(|(n, _)| *n == name)?.1;
+            Some(Offered {
                 id: s.id.clone(),
-                path: config.path.clone(),
+                route,
             })
         })
         .collect()
 }
 
-/// A request the search refuses: its status and `{"error", "stores"?}`.
+/// A request refused before any route ran: its status and
+/// `{"error", "stores"?}`.
 struct Refusal {
     status: StatusCode,
     message: String,
-    /// The ids of the store sinks, when they help choose one.
+    /// The ids of the sinks offering the route, when they help choose one.
     stores: Option<Vec<String>>,
 }
 
@@ -87,10 +66,6 @@ impl Refusal {
             message: message.into(),
             stores: None,
         }
-    }
-
-    fn bad(message: impl Into<String>) -> Refusal {
-        Refusal::new(StatusCode::BAD_REQUEST, message)
     }
 }
 
@@ -105,7 +80,7 @@ impl IntoResponse for Refusal {
 }
 
 /// Picks the sink `wanted` names, or the only one.
-fn pick(stores: Vec<StoreSink>, wanted: Option<&str>) -> Result<StoreSink, Refusal> {
+fn pick(stores: Vec<Offered>, wanted: Option<&str>) -> Result<Offered, Refusal> {
     let listed = |r: Refusal| Refusal {
         stores: Some(stores.iter().map(|s| s.id.clone()).collect()),
         ..r
@@ -123,72 +98,82 @@ fn pick(stores: Vec<StoreSink>, wanted: Option<&str>) -> Result<StoreSink, Refus
                 "the pipeline has no store sink",
             )),
             [only] => Ok(only.clone()),
-            _ => Err(listed(Refusal::bad(
+            _ => Err(listed(Refusal::new(
+                StatusCode::BAD_REQUEST,
                 "the pipeline has several store sinks: name one with store=ID",
             ))),
         },
     }
 }
 
-/// The search options `params` ask for.
-fn options(params: &Params) -> Result<SearchOptions, Refusal> {
-    let limit = match params.limit.as_deref() {
-        None => DEFAULT_LIMIT,
-        Some(s) => match s.trim().parse::<usize>() {
-            Ok(n) if n <= MAX_LIMIT => n,
-            _ => {
-                return Err(Refusal::bad(format!(
-                    "limit: `{s}` is not a number from 0 to {MAX_LIMIT}"
-                )))
-            }
-        },
+/// Runs `route` on a blocking thread.
+async fn answer(route: Arc<dyn SinkRoute>, params: Params) -> Response {
+    let answer = match tokio::task::spawn_blocking(move || route.get(&params)).await {
+        Ok(a) => a,
+        Err(e) => {
+            tracing::error!("a sink route failed: {e}");
+            RouteAnswer::error(500, "the route failed")
+        }
     };
-    SearchOptions::from_text(
-        params.from.as_deref(),
-        params.to.as_deref(),
-        params.count_by.as_deref(),
-        limit,
-        Timestamp::now(),
-    )
-    .map_err(|e| Refusal::bad(e.to_string()))
+    let status = StatusCode::from_u16(answer.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    (status, Json(answer.body)).into_response()
+}
+
+fn params(query: Result<Query<Params>, QueryRejection>) -> Result<Params, Refusal> {
+    query
+        .map(|Query(p)| p)
+        .map_err(|e| Refusal::new(StatusCode::BAD_REQUEST, e.body_text()))
 }
 
 /// `GET /search`.
 pub(crate) async fn search(
     State(state): State<Arc<ApiState>>,
-    params: Result<Query<Params>, QueryRejection>,
+    query: Result<Query<Params>, QueryRejection>,
 ) -> Response {
-    match run(&state, params).await {
-        Ok(result) => Json(result).into_response(),
-        Err(refusal) => refusal.into_response(),
+    let mut params = match params(query) {
+        Ok(p) => p,
+        Err(r) => return r.into_response(),
+    };
+    let mut wanted = None;
+    params.retain(|(k, v)| {
+        if k == "store" {
+            wanted = Some(v.clone());
+        }
+        k != "store"
+    });
+    match pick(offering(&state.snapshot(), "search"), wanted.as_deref()) {
+        Ok(store) => answer(store.route, params).await,
+        Err(r) => r.into_response(),
     }
 }
 
-async fn run(
-    state: &ApiState,
-    params: Result<Query<Params>, QueryRejection>,
-) -> Result<sluice_store::SearchResult, Refusal> {
-    let Query(params) = params.map_err(|e| Refusal::bad(e.body_text()))?;
-    let opts = options(&params)?;
-    let store = pick(store_sinks(&state.snapshot()), params.store.as_deref())?;
-    let query = params.q.unwrap_or_else(|| "*".to_string());
-    let search = move || StoreReader::open(&store.path)?.search(&query, &opts);
-    match tokio::task::spawn_blocking(search).await {
-        Ok(Ok(result)) => Ok(result),
-        Ok(Err(e @ StoreError::Query(_))) => Err(Refusal::bad(e.to_string())),
-        Ok(Err(e @ StoreError::Open(_))) => {
-            Err(Refusal::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string()))
-        }
-        Ok(Err(e)) => Err(Refusal::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            e.to_string(),
-        )),
-        Err(e) => {
-            tracing::error!("search failed: {e}");
-            Err(Refusal::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "the search failed",
-            ))
+/// `GET /api/sinks/{sink}/{route}`.
+pub(crate) async fn sink_route(
+    State(state): State<Arc<ApiState>>,
+    Path((sink, name)): Path<(String, String)>,
+    query: Result<Query<Params>, QueryRejection>,
+) -> Response {
+    let params = match params(query) {
+        Ok(p) => p,
+        Err(r) => return r.into_response(),
+    };
+    let snapshot = state.snapshot();
+    let Some(config) = snapshot.pipeline.sinks.iter().find(|s| s.id == sink) else {
+        return Refusal::new(StatusCode::NOT_FOUND, format!("no sink `{sink}`")).into_response();
+    };
+    let routes = config.config.routes();
+    match routes.iter().find(|(n, _)| *n == name) {
+        Some((_, route)) => answer(route.clone(), params).await,
+        None => {
+            let names: Vec<&str> = routes.iter().map(|(n, _)| *n).collect();
+            let mut body = serde_json::json!({
+                "error": format!("sink `{sink}` offers no route `{name}`"),
+                "routes": names,
+            });
+            if names.is_empty() {
+                body["error"] = format!("sink `{sink}` offers no routes").into();
+            }
+            (StatusCode::NOT_FOUND, Json(body)).into_response()
         }
     }
 }
@@ -197,70 +182,45 @@ async fn run(
 mod tests {
     use super::*;
 
-    fn sink(id: &str) -> StoreSink {
-        StoreSink {
-            id: id.into(),
-            path: PathBuf::from(format!("./{id}")),
+    struct Nothing;
+    impl SinkRoute for Nothing {
+        fn get(&self, _: &[(String, String)]) -> RouteAnswer {
+            RouteAnswer::ok(serde_json::Value::Null)
         }
+    }
+
+    fn sink(id: &str) -> Offered {
+        Offered {
+            id: id.into(),
+            route: Arc::new(Nothing),
+        }
+    }
+
+    fn id(r: Result<Offered, Refusal>) -> Option<String> {
+        r.ok().map(|o| o.id)
     }
 
     #[test]
     fn the_only_store_is_the_default_and_an_id_picks_one_of_several() {
-        assert_eq!(pick(vec![sink("a")], None).ok(), Some(sink("a")));
+        assert_eq!(id(pick(vec![sink("a")], None)), Some("a".into()));
         assert_eq!(
-            pick(vec![sink("a"), sink("b")], Some("b")).ok(),
-            Some(sink("b"))
+            id(pick(vec![sink("a"), sink("b")], Some("b"))),
+            Some("b".into())
         );
-        let r = pick(vec![sink("a"), sink("b")], None).expect_err("ambiguous");
+        let Err(r) = pick(vec![sink("a"), sink("b")], None) else {
+            panic!("ambiguous");
+        };
         assert_eq!(r.status, StatusCode::BAD_REQUEST);
         assert_eq!(r.stores, Some(vec!["a".to_string(), "b".to_string()]));
-        let r = pick(vec![sink("a")], Some("c")).expect_err("unknown");
+        let Err(r) = pick(vec![sink("a")], Some("c")) else {
+            panic!("unknown");
+        };
         assert_eq!(r.status, StatusCode::NOT_FOUND);
         assert_eq!(r.stores, Some(vec!["a".to_string()]));
-        let r = pick(Vec::new(), None).expect_err("none");
+        let Err(r) = pick(Vec::new(), None) else {
+            panic!("none");
+        };
         assert_eq!(r.status, StatusCode::NOT_FOUND);
         assert_eq!(r.message, "the pipeline has no store sink");
-    }
-
-    #[test]
-    fn options_parse_like_the_command_and_refuse_bad_values() {
-        let p = |q: &str| -> Params {
-            let mut p = Params::default();
-            for pair in q.split('&') {
-                let (k, v) = pair.split_once('=').expect("k=v");
-                let v = Some(v.to_string());
-                match k {
-                    "q" => p.q = v,
-                    "from" => p.from = v,
-                    "to" => p.to = v,
-                    "limit" => p.limit = v,
-                    "count_by" => p.count_by = v,
-                    _ => p.store = v,
-                }
-            }
-            p
-        };
-        let o = options(&p("q=x")).ok().expect("defaults");
-        assert_eq!(o.limit, DEFAULT_LIMIT);
-        assert!(o.from.is_none() && o.to.is_none() && o.count_by.is_none());
-        let o = options(&p("limit=0&count_by=1m&from=2026-11-26&to=now"))
-            .ok()
-            .expect("all set");
-        assert_eq!(o.limit, 0);
-        assert_eq!(o.count_by, Some(std::time::Duration::from_secs(60)));
-        assert!(o.from.is_some_and(|f| o.to.is_some_and(|t| f < t)));
-        for bad in [
-            "limit=-1",
-            "limit=10001",
-            "count_by=0s",
-            "count_by=often",
-            "from=soon",
-            "to=x",
-        ] {
-            let r = options(&p(bad))
-                .err()
-                .unwrap_or_else(|| panic!("{bad} accepted"));
-            assert_eq!(r.status, StatusCode::BAD_REQUEST, "{bad}");
-        }
     }
 }

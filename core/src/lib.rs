@@ -45,11 +45,13 @@ pub mod processor;
 pub mod quote;
 pub mod registry;
 pub mod resource;
+pub mod route;
 pub mod sink;
 pub mod source;
 pub mod template;
 pub mod testing;
 pub mod topology;
+pub mod warn;
 
 /// The names a component author needs.
 pub mod prelude {

@@ -280,7 +280,8 @@ mod tests {
     use super::*;
     use crate::event::{Event, Timestamp};
     use crate::processor::{ProcessContext, Processor};
-    use crate::topology::emit::{ChainLink, Emitter, Route, WarnLimiter};
+    use crate::topology::emit::{ChainLink, Emitter, Route};
+    use crate::warn::WarnLimiter;
 
     struct Scorer;
     impl Processor for Scorer {

@@ -46,6 +46,7 @@ use crate::config::node::Node;
 use crate::config::{from_node, ConfigError};
 use crate::processor::Processor;
 pub use crate::resource::Resource;
+use crate::route::Routes;
 use crate::sink::Sink;
 use crate::source::Source;
 
@@ -167,10 +168,16 @@ pub trait SinkConfig: DeserializeOwned + Send + Sync + 'static {
         Vec::new()
     }
     fn build(&self, cx: &BuildContext) -> Result<Box<dyn Sink>, BuildError>;
+    /// Read-only routes this sink offers on the agent's API, served as
+    /// `GET /api/sinks/{id}/{name}` (see [`crate::route`]). Called per
+    /// request, without I/O. Default: none.
+    fn routes(&self) -> Routes {
+        Vec::new()
+    }
 }
 
 macro_rules! erased {
-    ($erased:ident, $typed:ident, $out:ty, $resources:expr) => {
+    ($erased:ident, $typed:ident, $out:ty, $resources:expr, $routes:expr) => {
         /// A parsed config of some component type, its type erased.
         pub trait $erased: Send + Sync {
             /// See the typed trait's `validate`.
@@ -182,6 +189,8 @@ macro_rules! erased {
             /// The typed config, for readers that know its type (the API
             /// finds the `store` sinks' paths through it).
             fn as_any(&self) -> &dyn std::any::Any;
+            /// See [`SinkConfig::routes`] (none for other components).
+            fn routes(&self) -> Routes;
         }
         impl<C: $typed> $erased for C {
             fn validate(&self) -> Vec<Problem> {
@@ -196,6 +205,9 @@ macro_rules! erased {
             fn as_any(&self) -> &dyn std::any::Any {
                 self
             }
+            fn routes(&self) -> Routes {
+                $routes(self)
+            }
         }
     };
 }
@@ -203,25 +215,29 @@ erased!(
     AnySourceConfig,
     SourceConfig,
     Box<dyn Source>,
-    SourceConfig::resources
+    SourceConfig::resources,
+    |_: &C| Vec::new()
 );
 erased!(
     AnyChannelConfig,
     ChannelConfig,
     Arc<dyn Channel>,
-    ChannelConfig::resources
+    ChannelConfig::resources,
+    |_: &C| Vec::new()
 );
 erased!(
     AnyProcessorConfig,
     ProcessorConfig,
     Box<dyn Processor>,
-    |_: &C, _: &BuildContext| Vec::new()
+    |_: &C, _: &BuildContext| Vec::new(),
+    |_: &C| Vec::new()
 );
 erased!(
     AnySinkConfig,
     SinkConfig,
     Box<dyn Sink>,
-    SinkConfig::resources
+    SinkConfig::resources,
+    SinkConfig::routes
 );
 
 /// Turns a component's YAML mapping (its common keys removed) into its config.

@@ -127,33 +127,3 @@ impl Backoff {
         self.next = (self.next * 2).min(std::time::Duration::from_secs(5));
     }
 }
-
-/// Logs at most one warning per interval, counting the ones it held back.
-pub(crate) struct Throttle {
-    last: Option<std::time::Instant>,
-    held: u64,
-}
-
-impl Throttle {
-    pub(crate) fn new() -> Self {
-        Throttle {
-            last: None,
-            held: 0,
-        }
-    }
-
-    /// `Some(number held back since the last one)` when a warning may be
-    /// logged now.
-    pub(crate) fn ready(&mut self) -> Option<u64> {
-        let now = std::time::Instant::now();
-        if self
-            .last
-            .is_some_and(|l| now.duration_since(l) < std::time::Duration::from_secs(5))
-        {
-            self.held += 1;
-            return None;
-        }
-        self.last = Some(now);
-        Some(std::mem::take(&mut self.held))
-    }
-}

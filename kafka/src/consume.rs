@@ -26,8 +26,8 @@ use rdkafka::message::{BorrowedMessage, Headers as _, Message as _};
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use sluice_core::prelude::*;
 
-use crate::client::Throttle;
 use crate::codec;
+use sluice_core::warn::WarnLimiter;
 
 /// A topic and partition.
 pub(crate) type Tp = (String, i32);
@@ -43,7 +43,7 @@ pub(crate) struct GroupContext {
     /// Bumped at every revocation, so that the reader checks `revoked` only
     /// when it changed.
     revocations: AtomicU64,
-    warn: Mutex<Throttle>,
+    warn: Mutex<WarnLimiter>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -57,7 +57,7 @@ impl GroupContext {
             accepted: Mutex::new(HashMap::new()),
             revoked: Mutex::new(HashSet::new()),
             revocations: AtomicU64::new(0),
-            warn: Mutex::new(Throttle::new()),
+            warn: Mutex::new(WarnLimiter::every(std::time::Duration::from_secs(5))),
         }
     }
 
@@ -89,7 +89,7 @@ impl GroupContext {
     }
 
     pub(crate) fn warn(&self, what: std::fmt::Arguments<'_>) {
-        if let Some(held) = lock(&self.warn).ready() {
+        if let Some(held) = lock(&self.warn).allow() {
             // Errors may quote what the broker or a record held.
             let what = what.to_string();
             tracing::warn!(id = %self.id, held_back_warnings = held, "{}", sluice_core::quote::quoted(&what).max(1000));

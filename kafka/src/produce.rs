@@ -22,7 +22,9 @@ use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer as _};
 use rdkafka::ClientConfig;
 
-use crate::client::{Backoff, Throttle};
+use sluice_core::warn::WarnLimiter;
+
+use crate::client::Backoff;
 use crate::codec;
 
 /// One record to produce. Bodies and keys are shared, not copied, until
@@ -48,7 +50,7 @@ pub(crate) struct Deliverer {
     config: ClientConfig,
     /// Component id, for messages.
     id: String,
-    warn: Throttle,
+    warn: WarnLimiter,
 }
 
 /// The producer settings that make delivery safe, before the user's options.
@@ -105,7 +107,7 @@ impl Deliverer {
             producer: config.create()?,
             config,
             id: id.to_string(),
-            warn: Throttle::new(),
+            warn: WarnLimiter::every(std::time::Duration::from_secs(5)),
         })
     }
 
@@ -127,7 +129,7 @@ impl Deliverer {
             .deliver_some(topics, records, (0..records.len()).collect(), false)
             .await;
         if !suspects.is_empty() {
-            if let Some(held) = self.warn.ready() {
+            if let Some(held) = self.warn.allow() {
                 tracing::warn!(
                     id = %self.id,
                     records = suspects.len(),
@@ -229,7 +231,7 @@ impl Deliverer {
                 break;
             }
             failed.sort_unstable();
-            if let Some(held) = self.warn.ready() {
+            if let Some(held) = self.warn.allow() {
                 tracing::warn!(
                     id = %self.id,
                     records = failed.len(),

@@ -25,7 +25,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 
-use crate::warn::WarnLimiter;
+use sluice_core::warn::WarnLimiter;
 
 /// Connections a listener keeps open at most, unless configured.
 ///

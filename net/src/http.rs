@@ -119,9 +119,9 @@ impl SourceConfig for Config {
         p
     }
 
-    fn build(&self, _cx: &BuildContext) -> Result<Box<dyn Source>, BuildError> {
+    fn build(&self, cx: &BuildContext) -> Result<Box<dyn Source>, BuildError> {
         Ok(Box::new(HttpSource {
-            listener: bind(&self.address)?,
+            listener: bind(cx, &self.address)?,
             tls: self.tls.as_ref().map(TlsConfig::acceptor).transpose()?,
             opts: Arc::new(Opts {
                 path: self.path.clone(),

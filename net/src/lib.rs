@@ -36,7 +36,6 @@ mod http_body;
 mod ingest;
 mod listen;
 mod udp_stats;
-mod warn;
 
 pub mod exec;
 pub mod hop;

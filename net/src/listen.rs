@@ -17,7 +17,7 @@ use crate::conn::{Gate, HandshakeLog, HANDSHAKE_TIMEOUT};
 use crate::framing::{Framing, StreamFramer};
 use crate::ingest::{pump, Ingest};
 use crate::syslog::parse_syslog;
-use crate::warn::WarnLimiter;
+use sluice_core::warn::WarnLimiter;
 
 /// Bytes asked for per read.
 const READ_SIZE: usize = 256 << 10;

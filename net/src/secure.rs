@@ -295,11 +295,24 @@ pub trait Io: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {}
 impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> Io for T {}
 
 /// Binds a TCP listener, naming the address in the error.
-pub fn bind(address: &str) -> Result<std::net::TcpListener, BuildError> {
+pub fn bind(cx: &BuildContext, address: &str) -> Result<std::net::TcpListener, BuildError> {
     let l = std::net::TcpListener::bind(address)
         .map_err(|e| BuildError::Other(format!("cannot listen on {address}: {e}")))?;
     l.set_nonblocking(true)?;
+    log_bound(cx, "tcp", l.local_addr());
     Ok(l)
+}
+
+/// Logs the address a source bound: the port chosen when `address` asked
+/// for port 0, so that whoever started the agent can find it.
+pub(crate) fn log_bound(
+    cx: &BuildContext,
+    protocol: &str,
+    bound: std::io::Result<std::net::SocketAddr>,
+) {
+    if let Ok(address) = bound {
+        tracing::info!(source = %cx.id, %address, protocol, "listening");
+    }
 }
 
 #[cfg(test)]

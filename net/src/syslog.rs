@@ -115,11 +115,11 @@ impl SourceConfig for Config {
         p
     }
 
-    fn build(&self, _cx: &BuildContext) -> Result<Box<dyn Source>, BuildError> {
+    fn build(&self, cx: &BuildContext) -> Result<Box<dyn Source>, BuildError> {
         let max = usize::try_from(self.max_line_bytes.0).unwrap_or(usize::MAX);
         Ok(match self.mode {
             Mode::Tcp => Box::new(crate::tcp::TcpSource(StreamServer {
-                listener: bind(&self.address)?,
+                listener: bind(cx, &self.address)?,
                 tls: self.tls.as_ref().map(TlsConfig::acceptor).transpose()?,
                 framing: self.framing,
                 max_line_bytes: max,
@@ -129,7 +129,7 @@ impl SourceConfig for Config {
                 idle_timeout: self.idle_timeout.get(),
             })),
             Mode::Udp => Box::new(UdpSyslog(DatagramServer {
-                socket: crate::udp::bind_udp(&self.address, self.receive_buffer_bytes)?,
+                socket: crate::udp::bind_udp(cx, &self.address, self.receive_buffer_bytes)?,
                 max_line_bytes: max,
                 batch_size: self.batch_size.get(),
                 decoder: Decoder::Syslog,

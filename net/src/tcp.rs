@@ -79,9 +79,9 @@ impl SourceConfig for Config {
         p
     }
 
-    fn build(&self, _cx: &BuildContext) -> Result<Box<dyn Source>, BuildError> {
+    fn build(&self, cx: &BuildContext) -> Result<Box<dyn Source>, BuildError> {
         Ok(Box::new(TcpSource(StreamServer {
-            listener: bind(&self.address)?,
+            listener: bind(cx, &self.address)?,
             tls: self.tls.as_ref().map(TlsConfig::acceptor).transpose()?,
             framing: self.framing,
             max_line_bytes: usize::try_from(self.max_line_bytes.0).unwrap_or(usize::MAX),

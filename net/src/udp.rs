@@ -46,6 +46,7 @@ pub struct Config {
 /// Binds a UDP socket, naming the address in the error, with the receive
 /// buffer `receive_buffer` asks for (when set).
 pub(crate) fn bind_udp(
+    cx: &BuildContext,
     address: &str,
     receive_buffer: Option<ByteSize>,
 ) -> Result<std::net::UdpSocket, BuildError> {
@@ -60,6 +61,7 @@ pub(crate) fn bind_udp(
             ))
         })?;
     }
+    crate::secure::log_bound(cx, "udp", s.local_addr());
     Ok(s)
 }
 
@@ -94,9 +96,9 @@ impl SourceConfig for Config {
         p
     }
 
-    fn build(&self, _cx: &BuildContext) -> Result<Box<dyn Source>, BuildError> {
+    fn build(&self, cx: &BuildContext) -> Result<Box<dyn Source>, BuildError> {
         Ok(Box::new(UdpSource(DatagramServer {
-            socket: bind_udp(&self.address, self.receive_buffer_bytes)?,
+            socket: bind_udp(cx, &self.address, self.receive_buffer_bytes)?,
             max_line_bytes: usize::try_from(self.max_line_bytes.0).unwrap_or(usize::MAX),
             batch_size: self.batch_size.get(),
             decoder: Decoder::Raw,

@@ -18,12 +18,8 @@
 //! handed out or skipped: the place to resume from so that a restart neither
 //! re-reads nor skips a line.
 
-use std::time::{Duration, Instant};
-
 use bytes::{Buf, Bytes, BytesMut};
-
-/// Over-long line warnings are let through at most this often per input.
-const WARN_EVERY: Duration = Duration::from_secs(1);
+use sluice_core::warn::WarnLimiter;
 
 /// When the complete lines of a read fill less than this fraction of the
 /// buffer's capacity, they are copied out instead of sliced, so that a slow
@@ -49,10 +45,8 @@ pub(crate) struct LineFramer {
     long_lines: u64,
     /// Names the input in warnings (a path, `stdin`).
     label: String,
-    /// When the last over-long line warning was logged.
-    last_warning: Option<Instant>,
-    /// Over-long lines not reported since that warning.
-    held_back: u64,
+    /// Over-long line warnings, at most one a second.
+    warn: WarnLimiter,
 }
 
 impl LineFramer {
@@ -67,8 +61,7 @@ impl LineFramer {
             max_line_bytes,
             long_lines: 0,
             label: label.into(),
-            last_warning: None,
-            held_back: 0,
+            warn: WarnLimiter::default(),
         }
     }
 
@@ -203,21 +196,15 @@ impl LineFramer {
 
     fn report_long(&mut self, offset: u64) {
         self.long_lines += 1;
-        let now = Instant::now();
-        if self
-            .last_warning
-            .is_some_and(|t| now.duration_since(t) < WARN_EVERY)
-        {
-            self.held_back += 1;
+        let Some(held_back) = self.warn.allow() else {
             return;
-        }
-        self.last_warning = Some(now);
+        };
         tracing::warn!(
             input = %sluice_core::quote::quoted(&self.label).max(4096),
             offset,
             max_line_bytes = self.max_line_bytes,
             skipped_so_far = self.long_lines,
-            warnings_held_back = std::mem::take(&mut self.held_back),
+            warnings_held_back = held_back,
             "line longer than max_line_bytes: skipped"
         );
     }

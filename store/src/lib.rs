@@ -21,6 +21,7 @@
 
 use sluice_core::registry::{DuplicateType, Registry};
 
+pub mod route;
 pub mod schema;
 pub mod search;
 pub mod sink;

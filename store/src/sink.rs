@@ -90,6 +90,15 @@ impl SinkConfig for Config {
     fn resources(&self, _cx: &BuildContext) -> Vec<Resource> {
         vec![Resource::path(&self.path)]
     }
+    /// `search`: the index searched as `sluice search` does.
+    fn routes(&self) -> sluice_core::route::Routes {
+        vec![(
+            "search",
+            Arc::new(crate::route::SearchRoute {
+                path: self.path.clone(),
+            }),
+        )]
+    }
     fn validate(&self) -> Vec<Problem> {
         let mut problems = Vec::new();
         if self.path.as_os_str().is_empty() {

@@ -10,6 +10,7 @@ use crate::channel::{Channel, ChannelError};
 use crate::event::{Batch, Event, Value};
 use crate::metrics::ComponentMetrics;
 use crate::processor::{ProcessContext, Processor};
+use crate::warn::WarnLimiter;
 
 /// One processor of an inline chain, with what the runtime needs around it.
 pub(crate) struct ChainLink {
@@ -256,29 +257,6 @@ impl Emitter {
 
 /// Moves failed events to the dead-letter channel (tagged with `error` and
 /// `component`), or counts and logs them and leaves them in the batch.
-/// Lets a warning through at most once a second, counting the ones held back.
-#[derive(Debug, Default)]
-pub(crate) struct WarnLimiter {
-    last: Option<std::time::Instant>,
-    held_back: usize,
-}
-
-impl WarnLimiter {
-    /// Whether to log now; when so, also how many warnings were held back.
-    fn allow(&mut self) -> Option<usize> {
-        let now = std::time::Instant::now();
-        if self
-            .last
-            .is_some_and(|t| now.duration_since(t) < std::time::Duration::from_secs(1))
-        {
-            self.held_back += 1;
-            return None;
-        }
-        self.last = Some(now);
-        Some(std::mem::take(&mut self.held_back))
-    }
-}
-
 /// Moves failed events to the dead-letter channel (tagged with `error` and
 /// `component`), or counts them and logs (at most once a second) `outcome`:
 /// what becomes of them.

@@ -28,13 +28,14 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
-use super::emit::{handle_failures, Emitter, WarnLimiter};
+use super::emit::{handle_failures, Emitter};
 use super::WriterGuard;
 use crate::channel::{Channel, ChannelError, Transaction};
 use crate::event::Batch;
 use crate::metrics::ComponentMetrics;
 use crate::sink::{Sink, SinkError};
 use crate::source::{ComponentError, Source, SourceContext};
+use crate::warn::WarnLimiter;
 
 /// How long a put blocked on a full channel may go on once its task was
 /// asked to stop, before it is abandoned. Long enough for a healthy reader

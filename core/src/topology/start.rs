@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use tokio_util::sync::CancellationToken;
 
-use super::emit::{ChainLink, Emitter, Route, WarnLimiter};
+use super::emit::{ChainLink, Emitter, Route};
 use super::plan::{context, group_of, TaskKey};
 use super::runner::{run_source, run_stage, SinkRunner, StopHandle};
 use super::{group, health, ChannelSlot, ComponentBuildError, ComponentInfo, WriterGuard};
@@ -17,6 +17,7 @@ use crate::checkpoint::CheckpointStore;
 use crate::config::pipeline::{Pipeline, SelectorSpec};
 use crate::metrics::ComponentMetrics;
 use crate::source::SourceContext;
+use crate::warn::WarnLimiter;
 
 /// The future of one task.
 pub(crate) type Task =

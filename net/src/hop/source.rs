@@ -30,7 +30,7 @@ use crate::conn::{
 };
 use crate::ingest::{pump, Ingest};
 use crate::secure::{bind, Io, Secret, TlsConfig, Token};
-use crate::warn::WarnLimiter;
+use sluice_core::warn::WarnLimiter;
 
 /// The `sluice` source's options.
 #[derive(Clone, Debug, Deserialize)]
@@ -115,9 +115,9 @@ impl SourceConfig for Config {
         p
     }
 
-    fn build(&self, _cx: &BuildContext) -> Result<Box<dyn Source>, BuildError> {
+    fn build(&self, cx: &BuildContext) -> Result<Box<dyn Source>, BuildError> {
         Ok(Box::new(HopSource {
-            listener: bind(&self.address)?,
+            listener: bind(cx, &self.address)?,
             token: self.token.as_ref().map(Secret::load).transpose()?,
             tls: self.tls.as_ref().map(TlsConfig::acceptor).transpose()?,
             limits: Limits {
