@@ -13,24 +13,37 @@ use std::os::fd::AsRawFd;
 pub(crate) const MAX_RECEIVE_BUFFER: u64 = 1 << 30;
 
 /// Asks for a receive buffer of `bytes`; returns what the kernel granted
-/// (Linux reports twice the value asked, capped by `net.core.rmem_max`).
-/// Logs a warning when it granted less than asked.
+/// (Linux reports twice the value asked). An agent allowed to
+/// (`CAP_NET_ADMIN`, e.g. root) gets it whatever `net.core.rmem_max` says
+/// (`SO_RCVBUFFORCE`); any other gets at most `net.core.rmem_max`. Logs a
+/// warning when the kernel granted less than asked.
 pub(crate) fn set_receive_buffer<S: AsRawFd>(socket: &S, bytes: u64) -> io::Result<u64> {
     let fd = socket.as_raw_fd();
     let want = libc::c_int::try_from(bytes.min(MAX_RECEIVE_BUFFER)).unwrap_or(libc::c_int::MAX);
-    // SAFETY: `fd` is an open socket owned by `socket`; the option value is
-    // a live `c_int` of the size given.
-    let r = unsafe {
-        libc::setsockopt(
-            fd,
-            libc::SOL_SOCKET,
-            libc::SO_RCVBUF,
-            (&want as *const libc::c_int).cast(),
-            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-        )
+    let set = |option: libc::c_int| {
+        // SAFETY: `fd` is an open socket owned by `socket`; the option
+        // value is a live `c_int` of the size given.
+        let r = unsafe {
+            libc::setsockopt(
+                fd,
+                libc::SOL_SOCKET,
+                option,
+                (&want as *const libc::c_int).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        };
+        if r == 0 {
+            Ok(())
+        } else {
+            Err(io::Error::last_os_error())
+        }
     };
-    if r != 0 {
-        return Err(io::Error::last_os_error());
+    #[cfg(target_os = "linux")]
+    let forced = set(libc::SO_RCVBUFFORCE).is_ok();
+    #[cfg(not(target_os = "linux"))]
+    let forced = false;
+    if !forced {
+        set(libc::SO_RCVBUF)?;
     }
     let got = receive_buffer(socket)?;
     // Linux books twice the value asked (half for its own overhead).
@@ -39,7 +52,7 @@ pub(crate) fn set_receive_buffer<S: AsRawFd>(socket: &S, bytes: u64) -> io::Resu
             asked = bytes,
             granted = got,
             "the kernel granted a smaller UDP receive buffer than `receive_buffer_bytes` asks; \
-             raise the system's limit (Linux: sysctl net.core.rmem_max)"
+             raise the system's limit (Linux: sysctl net.core.rmem_max) or run with CAP_NET_ADMIN"
         );
     }
     Ok(got)
