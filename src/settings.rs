@@ -114,6 +114,35 @@ impl Settings {
     }
 }
 
+/// The levels a log filter may name.
+const LEVELS: &[&str] = &["off", "error", "warn", "info", "debug", "trace"];
+
+/// Checks a log filter: a level (`info`), or comma-separated directives
+/// `TARGET=LEVEL` (`sluice_core=debug,info`). A bare word that is not a
+/// level (`verbose`) would be read by the filter as a target name and
+/// quietly log next to nothing: it is refused.
+///
+/// # Errors
+///
+/// Names the first directive that is not a level or `TARGET=LEVEL`.
+pub fn check_log_level(filter: &str) -> anyhow::Result<()> {
+    let levels = LEVELS.join(", ");
+    for directive in filter.split(',').map(str::trim).filter(|d| !d.is_empty()) {
+        let level = match directive.rsplit_once('=') {
+            Some((_, level)) => level,
+            // A span filter (`target[span]`) is left to the filter itself.
+            None if directive.contains('[') => continue,
+            None => directive,
+        };
+        if !LEVELS.contains(&level.to_ascii_lowercase().as_str()) {
+            bail!(
+                "log level `{filter}` (from --log-level, SLUICE_LOG_LEVEL or the settings file): `{level}` is not a level; use one of {levels}, or TARGET=LEVEL such as `sluice_core=debug`"
+            );
+        }
+    }
+    Ok(())
+}
+
 /// A misspelt key in a settings file is an error, not silently ignored.
 fn check_file_keys(file: &Path) -> anyhow::Result<()> {
     let only_file = config::Config::builder()

@@ -167,7 +167,7 @@ fn optional_client_certificates_let_clients_without_one_in_but_check_any_present
         ),
         (
             "{cert: ./server.pem, key: ./server.key, ca: ./ca.pem, client_auth: sometimes}",
-            "bad.yaml:2:131: source `raw`: unknown value `sometimes`, expected one of `required`, `optional`",
+            "bad.yaml:2:131: source `raw`: `client_auth`: unknown value `sometimes`, expected one of `required`, `optional`",
         ),
     ] {
         d.write("bad.yaml", &one(tls));

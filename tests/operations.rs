@@ -39,7 +39,7 @@ pub(crate) fn start_agent(d: &Dir, url: &str) -> Child {
 }
 
 /// Metric samples by name and labels (sorted `k=v` pairs joined by `,`).
-fn parse_metrics(text: &str) -> HashMap<(String, String), f64> {
+pub(crate) fn parse_metrics(text: &str) -> HashMap<(String, String), f64> {
     let lines = text.lines().map(|l| Ok(l.to_string()));
     let scrape = prometheus_parse::Scrape::parse(lines).expect("Prometheus text format");
     let mut out = HashMap::new();
@@ -379,7 +379,7 @@ fn api_section_errors_name_file_line_and_column() {
     d.write("typo.yaml", &format!("api:\n  adress: 127.0.0.1:1\n{base}"));
     d.write(
         "good.yaml",
-        &format!("api:\n  address: 127.0.0.1:8686\n{base}"),
+        &format!("api:\n  address: 127.0.0.1:7583\n{base}"),
     );
     let refused = |file: &str, problem: &str| {
         let o = d.run(&["validate", file], WAIT);
@@ -388,7 +388,7 @@ fn api_section_errors_name_file_line_and_column() {
     };
     refused(
         "bad.yaml",
-        "bad.yaml:2:12: api: `address` must be IP:PORT, e.g. 127.0.0.1:8686 or [::1]:8686, found `nowhere`",
+        "bad.yaml:2:12: api: `address` must be IP:PORT, e.g. 127.0.0.1:7583 or [::1]:7583, found `nowhere`",
     );
     refused(
         "typo.yaml",

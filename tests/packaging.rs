@@ -75,3 +75,104 @@ fn the_stated_rust_version_covers_every_locked_dependency() {
         }
     }
 }
+
+/// Runs `dpkg-deb ARGS` and returns its standard output.
+fn dpkg_deb(args: &[&str]) -> String {
+    let o = Command::new("dpkg-deb")
+        .args(args)
+        .output()
+        .expect("dpkg-deb (Debian's package tool) runs");
+    assert!(
+        o.status.success(),
+        "dpkg-deb {args:?}: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// packaging/build-deb.sh packs the binary the tests already built (no
+/// second build) into a .deb holding the agent, its systemd unit (with a
+/// reload), the pipeline it runs, its state and config directories; the
+/// unpacked agent accepts the packaged pipeline.
+#[test]
+fn the_debian_package_holds_the_agent_its_unit_config_and_state_dirs() {
+    let d = crate::util::Dir::new();
+    let root = env!("CARGO_MANIFEST_DIR");
+    let o = Command::new(format!("{root}/packaging/build-deb.sh"))
+        .arg(crate::util::sluice_bin())
+        .arg(d.join("deb"))
+        .env("DEB_COMPRESSION", "none")
+        .output()
+        .expect("run build-deb.sh");
+    assert!(
+        o.status.success(),
+        "build-deb.sh: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let deb = String::from_utf8_lossy(&o.stdout).trim().to_string();
+    let name = format!("sluice_{}_", env!("CARGO_PKG_VERSION"));
+    assert!(deb.contains(&name) && deb.ends_with(".deb"), "{deb}");
+
+    let info = dpkg_deb(&["-I", &deb]);
+    for want in [
+        "Package: sluice".to_string(),
+        format!("Version: {}", env!("CARGO_PKG_VERSION")),
+        "Depends: libc6, zlib1g".to_string(),
+    ] {
+        assert!(info.contains(&want), "{want} in\n{info}");
+    }
+    assert_eq!(dpkg_deb(&["-f", &deb, "Package"]).trim(), "sluice");
+
+    // `dpkg-deb -c`: mode, owner, size, date, time, path.
+    let listing = dpkg_deb(&["-c", &deb]);
+    let entry = |path: &str| -> Vec<String> {
+        listing
+            .lines()
+            .map(|l| l.split_whitespace().map(String::from).collect::<Vec<_>>())
+            .find(|w| w.last().map(String::as_str) == Some(path))
+            .unwrap_or_else(|| panic!("no {path} in\n{listing}"))
+    };
+    assert_eq!(entry("./usr/bin/sluice")[0], "-rwxr-xr-x");
+    assert_eq!(entry("./usr/bin/sluice")[1], "root/root");
+    assert_eq!(
+        entry("./lib/systemd/system/sluice.service")[0],
+        "-rw-r--r--"
+    );
+    assert_eq!(entry("./etc/sluice/pipeline.yaml")[0], "-rw-r--r--");
+    assert!(entry("./etc/sluice/")[0].starts_with('d'));
+    assert!(entry("./var/lib/sluice/")[0].starts_with('d'));
+    assert_eq!(entry("./")[0], "drwxr-xr-x", "{listing}");
+
+    // Unpacked: the unit runs the installed binary and reloads with SIGHUP;
+    // the pipeline is a conffile and passes validation by that binary.
+    let tree = d.join("tree");
+    dpkg_deb(&["-x", &deb, tree.to_str().expect("utf-8 path")]);
+    let unit =
+        std::fs::read_to_string(tree.join("lib/systemd/system/sluice.service")).expect("unit");
+    let lines: Vec<&str> = unit.lines().collect();
+    for want in [
+        "ExecStart=/usr/bin/sluice run /etc/sluice/pipeline.yaml",
+        "ExecStartPre=/usr/bin/sluice validate /etc/sluice/pipeline.yaml",
+        "ExecReload=/bin/kill -HUP $MAINPID",
+        "StateDirectory=sluice",
+    ] {
+        assert!(lines.contains(&want), "{want} in\n{unit}");
+    }
+    assert!(!unit.contains("/usr/local/bin"), "{unit}");
+    let control = d.join("control");
+    dpkg_deb(&["-e", &deb, control.to_str().expect("utf-8 path")]);
+    assert_eq!(
+        std::fs::read_to_string(control.join("conffiles")).expect("conffiles"),
+        "/etc/sluice/pipeline.yaml\n"
+    );
+    let o = Command::new(tree.join("usr/bin/sluice"))
+        .arg("validate")
+        .arg(tree.join("etc/sluice/pipeline.yaml"))
+        .output()
+        .expect("run the packaged agent");
+    assert!(
+        o.status.success(),
+        "the packaged pipeline: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+}

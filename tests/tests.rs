@@ -3,6 +3,7 @@
 mod anomaly;
 mod compliance;
 mod dead_letter;
+mod demos;
 mod disk_channel;
 mod durability;
 mod examples;
@@ -12,6 +13,8 @@ mod hostile;
 mod hostile_fields;
 mod kafka;
 mod listeners;
+mod messages;
+mod metrics;
 mod network;
 mod operations;
 mod packaging;
@@ -551,12 +554,20 @@ fn the_readme_demo_routes_server_errors_by_an_integer_field() {
             server_errors += 1;
         }
     }
-    let errors = d.lines("out/demo/errors.log");
+    let errors = d.lines("out/demo/errors.json");
     assert!(server_errors > 0);
     assert_eq!(
         errors.len(),
         server_errors,
-        "every 500 and only those in errors.log"
+        "every 500 and only those in errors.json"
     );
-    assert!(errors.iter().all(|l| l.rsplit(' ').nth(1) == Some("500")));
+    for l in &errors {
+        let v: serde_json::Value = serde_json::from_str(l).expect("json");
+        // The raw line, and the `mark` stage's field where a user sees it.
+        assert_eq!(
+            v["message"].as_str().and_then(|m| m.rsplit(' ').nth(1)),
+            Some("500")
+        );
+        assert_eq!(v["fields"]["alert"], true, "{l}");
+    }
 }

@@ -94,7 +94,7 @@ fn wrong_value_type() {
     assert!(
         lines
             .iter()
-            .any(|l| l.starts_with("bad.yaml:4:12: source `gen`: invalid type: string \"lots\"")),
+            .any(|l| l == "bad.yaml:4:12: source `gen`: `count` must be a whole number (0 or more), found the text `lots`"),
         "{lines:?}"
     );
     let lines =

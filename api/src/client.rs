@@ -5,6 +5,10 @@
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 
+/// Where `sluice top` and `sluice tap` look for an agent's API when no
+/// `--api` is given: the address the documentation's `api:` examples use.
+pub const DEFAULT_URL: &str = "http://127.0.0.1:7583";
+
 /// Why a request failed.
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
@@ -27,6 +31,14 @@ pub enum ClientError {
         /// What is wrong.
         what: String,
     },
+}
+
+impl ClientError {
+    /// Whether nothing listens at the address (the connection was refused):
+    /// most often, the agent runs without an `api:` section.
+    pub fn is_refused(&self) -> bool {
+        matches!(self, ClientError::Io { source, .. } if source.kind() == std::io::ErrorKind::ConnectionRefused)
+    }
 }
 
 /// A whole response.
@@ -181,8 +193,8 @@ mod tests {
     #[test]
     fn urls_with_and_without_scheme() {
         assert_eq!(
-            split_url("http://127.0.0.1:8686").unwrap(),
-            ("127.0.0.1:8686".into(), String::new())
+            split_url("http://127.0.0.1:7583").unwrap(),
+            ("127.0.0.1:7583".into(), String::new())
         );
         assert_eq!(
             split_url("localhost:9/agent/").unwrap(),

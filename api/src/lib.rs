@@ -9,7 +9,8 @@
 //!   `degraded` (still 200) while another member of its group is healthy;
 //!   so does a channel that waits for room on a full disk (listed under
 //!   `channels` with its reason).
-//! * `GET /metrics`: every counter, channel fill and sink latency in the
+//! * `GET /metrics`: every counter, channel fill and sink latency, the
+//!   build (`sluice_build_info`) and the process (CPU, memory, descriptors) in the
 //!   Prometheus text format ([`prometheus`]).
 //! * `GET /api/components`: the same as JSON, with the pipeline graph
 //!   ([`state::StateView`]).
@@ -37,6 +38,7 @@
 //! [`client`] is the small HTTP client of `sluice top` and `sluice tap`.
 
 pub mod client;
+mod process;
 pub mod prometheus;
 pub mod search;
 pub mod serve;

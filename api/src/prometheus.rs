@@ -166,6 +166,61 @@ pub fn render(state: &Current) -> String {
         }
     }
 
+    // Totals a component takes from elsewhere (the kernel's drop count).
+    let mut counters: Vec<(String, Vec<(usize, f64)>)> = Vec::new();
+    for (i, c) in state.components.iter().enumerate() {
+        for (name, v) in c.metrics.counters.snapshot() {
+            let name = format!("sluice_component_{}_total", sanitize(&name));
+            match counters.iter_mut().find(|(n, _)| *n == name) {
+                Some((_, vals)) => vals.push((i, v)),
+                None => counters.push((name, vec![(i, v)])),
+            }
+        }
+    }
+    for (name, vals) in counters {
+        header(
+            &mut out,
+            &name,
+            "counter",
+            "A total the component reports about itself.",
+        );
+        for (i, v) in vals {
+            let _ = writeln!(out, "{name}{{{}}} {}", labels[i], float(v));
+        }
+    }
+
+    // Values per item of a component (a file source's bytes behind per file).
+    let mut families: Vec<(String, Vec<String>)> = Vec::new();
+    for (i, c) in state.components.iter().enumerate() {
+        for f in c.metrics.labelled.snapshot() {
+            let name = format!("sluice_component_{}", sanitize(&f.name));
+            let label = sanitize(&f.label);
+            let lines = f.values.iter().map(|(item, v)| {
+                format!(
+                    "{name}{{{},{label}=\"{}\"}} {}",
+                    labels[i],
+                    escape(item),
+                    float(*v)
+                )
+            });
+            match families.iter_mut().find(|(n, _)| *n == name) {
+                Some((_, all)) => all.extend(lines),
+                None => families.push((name.clone(), lines.collect())),
+            }
+        }
+    }
+    for (name, lines) in families {
+        header(
+            &mut out,
+            &name,
+            "gauge",
+            "A value the component reports per item (e.g. per file).",
+        );
+        for l in lines {
+            let _ = writeln!(out, "{l}");
+        }
+    }
+
     let name = "sluice_sink_batch_duration_seconds";
     header(
         &mut out,
@@ -217,8 +272,8 @@ pub fn render(state: &Current) -> String {
         (
             "sluice_channel_capacity_events",
             "gauge",
-            "Capacity in events.",
-            |s| Some(s.capacity),
+            "Capacity in events, for channels bounded by events.",
+            |s| s.capacity,
         ),
         (
             "sluice_channel_capacity_bytes",
@@ -254,6 +309,19 @@ pub fn render(state: &Current) -> String {
         }
     }
 
+    let name = "sluice_channel_fill_ratio";
+    header(
+        &mut out,
+        name,
+        "gauge",
+        "How full the channel is, 0 to 1: the larger of events over capacity and bytes over max_bytes.",
+    );
+    for (l, s) in &chans {
+        if let Some(v) = s.fill() {
+            let _ = writeln!(out, "{name}{{{l}}} {}", float(v));
+        }
+    }
+
     header(
         &mut out,
         "sluice_uptime_seconds",
@@ -265,7 +333,26 @@ pub fn render(state: &Current) -> String {
         "sluice_uptime_seconds {}",
         float(state.started.elapsed().as_secs_f64())
     );
+    render_build_info(&mut out);
+    crate::process::render(&mut out);
     out
+}
+
+/// `sluice_build_info`: always 1, labelled with the agent's version and the
+/// compiler that built it.
+fn render_build_info(out: &mut String) {
+    header(
+        out,
+        "sluice_build_info",
+        "gauge",
+        "Always 1; its labels say which version of the agent runs, built by which compiler.",
+    );
+    let _ = writeln!(
+        out,
+        "sluice_build_info{{version=\"{}\",rust_version=\"{}\"}} 1",
+        escape(env!("CARGO_PKG_VERSION")),
+        escape(env!("SLUICE_RUSTC_VERSION"))
+    );
 }
 
 #[cfg(test)]

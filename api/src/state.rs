@@ -261,6 +261,7 @@ impl Current {
                         bytes: s.bytes,
                         capacity: s.capacity,
                         max_bytes: s.max_bytes,
+                        fill: s.fill(),
                         put_events: s.put_events,
                         committed_events: s.committed_events,
                         discarded_events: s.discarded_events,
@@ -320,10 +321,14 @@ pub struct ChannelView {
     pub events: u64,
     /// Bytes held.
     pub bytes: u64,
-    /// Capacity in events.
-    pub capacity: u64,
+    /// Capacity in events; `null` when the channel sets no bound on events
+    /// (a disk channel bounded by `max_bytes` only).
+    pub capacity: Option<u64>,
     /// Capacity in bytes, when bounded by bytes.
     pub max_bytes: Option<u64>,
+    /// How full it is, 0 to 1: the larger of events over `capacity` and
+    /// bytes over `max_bytes`; `null` when it has neither bound.
+    pub fill: Option<f64>,
     /// Events accepted since start.
     pub put_events: u64,
     /// Events committed by readers since start.

@@ -276,7 +276,7 @@ impl Channel for MemoryChannel {
         ChannelStats {
             events: (st.queued + st.in_flight) as u64,
             bytes: st.bytes as u64,
-            capacity: self.inner.capacity as u64,
+            capacity: Some(self.inner.capacity as u64),
             max_bytes: self.inner.max_bytes.map(|b| b as u64),
             put_events: st.put_events,
             committed_events: st.committed_events,

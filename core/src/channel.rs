@@ -54,8 +54,9 @@ pub struct ChannelStats {
     pub events: u64,
     /// Approximate bytes held.
     pub bytes: u64,
-    /// Capacity in events.
-    pub capacity: u64,
+    /// Capacity in events; `None` when the channel sets no bound on events
+    /// (a disk channel without `capacity`, a kafka channel).
+    pub capacity: Option<u64>,
     /// Capacity in bytes, when bounded by bytes.
     pub max_bytes: Option<u64>,
     /// Events accepted since start.
@@ -64,6 +65,21 @@ pub struct ChannelStats {
     pub committed_events: u64,
     /// Events discarded because the channel was full (`when_full: drop_newest`).
     pub discarded_events: u64,
+}
+
+impl ChannelStats {
+    /// How full the channel is, from 0 to 1: the larger of `events /
+    /// capacity` and `bytes / max_bytes`, over the bounds the channel has.
+    /// `None` when it has neither bound.
+    pub fn fill(&self) -> Option<f64> {
+        let ratio = |used: u64, cap: u64| (used as f64 / cap.max(1) as f64).min(1.0);
+        let by_events = self.capacity.map(|c| ratio(self.events, c));
+        let by_bytes = self.max_bytes.map(|m| ratio(self.bytes, m));
+        match (by_events, by_bytes) {
+            (Some(a), Some(b)) => Some(a.max(b)),
+            (a, b) => a.or(b),
+        }
+    }
 }
 
 /// A bounded, transactional channel.

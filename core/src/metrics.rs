@@ -25,6 +25,12 @@ pub struct ComponentMetrics {
     pub batch_latency: LatencyHistogram,
     /// Named values a component reports about itself (e.g. `anomaly_score`).
     pub gauges: Gauges,
+    /// Named totals a component takes from elsewhere (e.g. the datagrams
+    /// the kernel dropped for a UDP source): exported as counters.
+    pub counters: Gauges,
+    /// Named values per item of the component (e.g. a file source's bytes
+    /// behind, per file).
+    pub labelled: LabelledGauges,
     /// Whether the component's task runs, and whether its writes fail.
     pub health: ComponentHealth,
     /// Samples of the events leaving the component, for `sluice tap`.
@@ -77,6 +83,20 @@ impl ComponentMetrics {
     /// exports it and the dashboard plots it.
     pub fn set_gauge(&self, name: &str, value: f64) {
         self.gauges.set(name, value);
+    }
+
+    /// Sets the counter `name` (e.g. `receive_dropped_datagrams`) to the
+    /// total `value` counted elsewhere (by the kernel, say). Exported as
+    /// `sluice_component_<name>_total`.
+    pub fn set_counter(&self, name: &str, value: u64) {
+        self.counters.set(name, value as f64);
+    }
+
+    /// Replaces every value of the labelled gauge `name`: one per item,
+    /// named by the label `label` (e.g. `bytes_behind` per `file`). Items
+    /// absent from `values` are no longer reported.
+    pub fn set_labelled(&self, name: &str, label: &str, values: Vec<(String, f64)>) {
+        self.labelled.set(name, label, values);
     }
 
     /// Declares this source bounded: it will read `total` bytes of input
@@ -201,6 +221,52 @@ impl Gauges {
     /// Every gauge with its value, in the order first set.
     pub fn snapshot(&self) -> Vec<(String, f64)> {
         self.values
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+}
+
+/// One labelled gauge: its name, its label's name, and a value per label
+/// value.
+#[derive(Clone, Debug, PartialEq)]
+pub struct LabelledFamily {
+    /// The gauge's name (e.g. `bytes_behind`).
+    pub name: String,
+    /// The label that tells its items apart (e.g. `file`).
+    pub label: String,
+    /// The value of each item.
+    pub values: Vec<(String, f64)>,
+}
+
+/// Labelled gauges of one component, each replaced as a whole when set (so
+/// items that went away, such as a file no longer read, drop out). Set
+/// rarely (about once a second), read by the API.
+#[derive(Debug, Default)]
+pub struct LabelledGauges {
+    families: std::sync::Mutex<Vec<LabelledFamily>>,
+}
+
+impl LabelledGauges {
+    /// Replaces the values of `name`.
+    pub fn set(&self, name: &str, label: &str, values: Vec<(String, f64)>) {
+        let mut families = self.families.lock().unwrap_or_else(|e| e.into_inner());
+        match families.iter_mut().find(|f| f.name == name) {
+            Some(f) => {
+                f.label = label.to_string();
+                f.values = values;
+            }
+            None => families.push(LabelledFamily {
+                name: name.to_string(),
+                label: label.to_string(),
+                values,
+            }),
+        }
+    }
+
+    /// Every family, in the order first set.
+    pub fn snapshot(&self) -> Vec<LabelledFamily> {
+        self.families
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .clone()

@@ -352,7 +352,7 @@ impl Channel for KafkaChannel {
         ChannelStats {
             events: self.shared.in_flight.load(Ordering::Relaxed),
             bytes: 0,
-            capacity: 0,
+            capacity: None,
             max_bytes: None,
             put_events: self.shared.put_events.load(Ordering::Relaxed),
             committed_events: self.shared.committed_events.load(Ordering::Relaxed),

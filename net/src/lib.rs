@@ -35,6 +35,7 @@ mod fuzz_tests;
 mod http_body;
 mod ingest;
 mod listen;
+mod udp_stats;
 
 pub mod exec;
 pub mod hop;

@@ -263,6 +263,7 @@ pub(crate) struct DatagramServer {
 
 impl DatagramServer {
     pub(crate) async fn run(self, mut cx: SourceContext) -> Result<(), ComponentError> {
+        let drops = watch_drops(&self.socket, &cx);
         let socket = UdpSocket::from_std(self.socket)?;
         let (ingest, rx) = Ingest::new();
         let shutdown = cx.shutdown.clone();
@@ -329,8 +330,42 @@ impl DatagramServer {
         });
         let result = pump(rx, &mut cx).await;
         reader.abort();
+        if let Some(d) = drops {
+            d.abort();
+        }
         result
     }
+}
+
+/// How often the kernel's drop count of a UDP socket is read.
+const DROPS_EVERY: Duration = Duration::from_secs(1);
+
+/// Reports the socket's receive buffer as the gauge `receive_buffer_bytes`,
+/// and starts a task that copies the kernel's count of the datagrams it
+/// dropped into the counter `receive_dropped_datagrams` every second
+/// (where the system gives that count: Linux).
+fn watch_drops(
+    socket: &std::net::UdpSocket,
+    cx: &SourceContext,
+) -> Option<tokio::task::JoinHandle<()>> {
+    if let Ok(b) = crate::udp_stats::receive_buffer(socket) {
+        cx.metrics.set_gauge("receive_buffer_bytes", b as f64);
+    }
+    let inode = crate::udp_stats::inode(socket)?;
+    let metrics = cx.metrics.clone();
+    let shutdown = cx.shutdown.clone();
+    Some(tokio::spawn(async move {
+        loop {
+            let read = tokio::task::spawn_blocking(move || crate::udp_stats::dropped(inode));
+            if let Ok(Some(n)) = read.await {
+                metrics.set_counter("receive_dropped_datagrams", n);
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(DROPS_EVERY) => {}
+                _ = shutdown.cancelled() => return,
+            }
+        }
+    }))
 }
 
 fn trim_newline(b: Bytes) -> Bytes {

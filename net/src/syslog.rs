@@ -70,6 +70,10 @@ pub struct Config {
     /// TCP: a connection that sends nothing for this long is closed.
     #[serde(default = "default_idle_timeout")]
     pub idle_timeout: sluice_core::config::Duration,
+    /// UDP: the kernel receive buffer to ask for (`SO_RCVBUF`), e.g.
+    /// `8MiB` (see the `udp` source).
+    #[serde(default)]
+    pub receive_buffer_bytes: Option<ByteSize>,
 }
 
 fn auto() -> Framing {
@@ -99,6 +103,15 @@ impl SourceConfig for Config {
             p.extend(tls.server_problems());
         }
         p.extend(timeout_problem("idle_timeout", self.idle_timeout.get()));
+        if self.receive_buffer_bytes.is_some() && self.mode == Mode::Tcp {
+            p.push(Problem::at(
+                "receive_buffer_bytes",
+                "applies to `mode: udp` only",
+            ));
+        }
+        p.extend(crate::udp::receive_buffer_problem(
+            self.receive_buffer_bytes,
+        ));
         p
     }
 
@@ -116,7 +129,7 @@ impl SourceConfig for Config {
                 idle_timeout: self.idle_timeout.get(),
             })),
             Mode::Udp => Box::new(UdpSyslog(DatagramServer {
-                socket: crate::udp::bind_udp(cx, &self.address)?,
+                socket: crate::udp::bind_udp(cx, &self.address, self.receive_buffer_bytes)?,
                 max_line_bytes: max,
                 batch_size: self.batch_size.get(),
                 decoder: Decoder::Syslog,

@@ -163,7 +163,8 @@ mod tests {
         let mut b = batch(&[wide.as_str()]);
         assert!(run(build::<Config>("max_fields: 20001").as_mut(), &mut b).is_empty());
         assert_eq!(b.events[0].fields.len(), 20_001);
-        assert!(unknown_key::<Config>("max_fields: 0").contains("nonzero"));
+        assert!(unknown_key::<Config>("max_fields: 0")
+            .contains("`max_fields` must be a whole number above 0"));
     }
 
     #[test]

@@ -31,6 +31,21 @@ pub(super) fn problems(pipeline: &Pipeline) -> Vec<Diagnostic> {
     }
 }
 
+/// The error `sluice top` and `sluice tap` print when they cannot reach
+/// `url`: when nothing listens there, a one-line hint follows on how to
+/// give the agent an API.
+pub(super) fn unreachable(url: &str, e: &sluice_api::client::ClientError) -> String {
+    if !e.is_refused() {
+        return format!("error: {e}");
+    }
+    let address = url.trim_start_matches("http://");
+    let address = address.split('/').next().unwrap_or(address);
+    format!(
+        "error: no agent API answers at {url} (connection refused)\n\
+         hint: add `api: {{address: {address}}}` to the pipeline file (or run it with `sluice run --api {address}`), or point --api at its address"
+    )
+}
+
 /// Binds the pipeline's `api.address` with its token, TLS and limits;
 /// `None` when the pipeline has no `api:`. Bound before anything is built,
 /// so a taken address fails the start at once;

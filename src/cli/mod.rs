@@ -26,6 +26,10 @@ pub const EXIT_FAILED: i32 = 1;
 /// Exit code: the pipeline file (or the settings) is invalid.
 pub const EXIT_CONFIG: i32 = 2;
 
+/// The heading of the options every subcommand takes, listed apart from
+/// each subcommand's own in `--help`.
+const GLOBAL: &str = "Global options";
+
 #[derive(Parser)]
 #[command(
     name = "sluice",
@@ -35,13 +39,13 @@ pub const EXIT_CONFIG: i32 = 2;
 )]
 struct Cli {
     /// Agent settings file (TOML); default `$SLUICE_SETTINGS`, else `./sluice.toml` if present.
-    #[arg(long, global = true, value_name = "FILE")]
+    #[arg(long, global = true, value_name = "FILE", help_heading = GLOBAL)]
     settings: Option<PathBuf>,
     /// Log filter (`info`, `debug`, `sluice_core=debug`); overrides the settings.
-    #[arg(long, global = true, value_name = "FILTER")]
+    #[arg(long, global = true, value_name = "FILTER", help_heading = GLOBAL)]
     log_level: Option<String>,
     /// Log format; overrides the settings.
-    #[arg(long, global = true, value_enum)]
+    #[arg(long, global = true, value_enum, help_heading = GLOBAL)]
     log_format: Option<LogFormat>,
     #[command(subcommand)]
     command: Command,
@@ -65,6 +69,10 @@ enum Command {
         /// Serve health, metrics and the dashboard on IP:PORT (overrides the file's `api:`).
         #[arg(long, value_name = "ADDRESS")]
         api: Option<std::net::SocketAddr>,
+        /// Forget the sources' saved positions (checkpoints) and read every input from its
+        /// start again; what disk channels hold is kept.
+        #[arg(long)]
+        from_start: bool,
     },
     /// Checks pipeline files without running them; prints every problem as FILE:LINE:COL: message.
     Validate {
@@ -117,6 +125,10 @@ pub fn main(registry: Registry) -> i32 {
     if let Some(f) = cli.log_format {
         settings.log_format = f;
     }
+    if let Err(e) = crate::settings::check_log_level(&settings.log_level) {
+        eprintln!("error: {e:#}");
+        return EXIT_CONFIG;
+    }
     match cli.command {
         Command::Validate { files } => validate(&registry, &files),
         Command::Graph { file } => match load(&registry, &file) {
@@ -144,11 +156,16 @@ pub fn main(registry: Registry) -> i32 {
             watch,
             quiet,
             api,
+            from_start,
         } => {
             if let Some(d) = drain_timeout {
                 settings.drain_timeout = d;
             }
-            let options = watch::RunOptions { watch, quiet };
+            let options = watch::RunOptions {
+                watch,
+                quiet,
+                from_start,
+            };
             run(&registry, &file, &settings, &options, api)
         }
         Command::Top(args) => top::main(args),
@@ -245,6 +262,12 @@ fn run(
     // Listeners at their caps must leave room for the agent's own files.
     sluice_net::conn::raise_fd_limit();
     watch::place_data_dir(&mut pipeline, file, settings);
+    if options.from_start {
+        if let Err(e) = forget_checkpoints(&pipeline) {
+            eprintln!("error: {}: --from-start: {e}", file.display());
+            return EXIT_FAILED;
+        }
+    }
     if let Some(address) = api {
         // The file's token, TLS and limits stay; only the address changes.
         match &mut pipeline.api {
@@ -308,6 +331,32 @@ fn run(
     // wait for it once everything else has stopped.
     runtime.shutdown_timeout(std::time::Duration::from_secs(1));
     code
+}
+
+/// `--from-start`: removes every source's checkpoint
+/// (`<data_dir>/sources/<id>/checkpoints.json`), so that each reads its
+/// input from the start.
+fn forget_checkpoints(pipeline: &sluice_core::config::Pipeline) -> std::io::Result<()> {
+    for s in &pipeline.sources {
+        let path = pipeline
+            .data_dir
+            .join("sources")
+            .join(&s.id)
+            .join("checkpoints.json");
+        match std::fs::remove_file(&path) {
+            Ok(()) => {
+                tracing::info!(source = %s.id, checkpoint = %path.display(), "--from-start: saved positions forgotten")
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => {
+                return Err(std::io::Error::new(
+                    e.kind(),
+                    format!("{}: {e}", path.display()),
+                ))
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Resolves on the first SIGINT or SIGTERM; a second one exits at once.

@@ -9,8 +9,8 @@ use super::{EXIT_FAILED, EXIT_OK};
 pub(super) struct TapArgs {
     /// The component's id.
     component: String,
-    /// The agent's API.
-    #[arg(long, value_name = "URL", default_value = "http://127.0.0.1:8686")]
+    /// The agent's API (its pipeline's `api.address`).
+    #[arg(long, value_name = "URL", default_value = sluice_api::client::DEFAULT_URL)]
     api: String,
     /// Stop after this many events (default: until interrupted).
     #[arg(long, short = 'n', value_name = "N")]
@@ -67,7 +67,7 @@ pub(super) fn main(args: TapArgs) -> i32 {
             EXIT_FAILED
         }
         Err(e) => {
-            eprintln!("error: {e}");
+            eprintln!("{}", super::api::unreachable(&args.api, &e));
             EXIT_FAILED
         }
     }

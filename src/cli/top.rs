@@ -14,8 +14,8 @@ use super::{EXIT_FAILED, EXIT_OK};
 
 #[derive(clap::Args)]
 pub(super) struct TopArgs {
-    /// The agent's API.
-    #[arg(long, value_name = "URL", default_value = "http://127.0.0.1:8686")]
+    /// The agent's API (its pipeline's `api.address`).
+    #[arg(long, value_name = "URL", default_value = sluice_api::client::DEFAULT_URL)]
     api: String,
     /// Time between refreshes (e.g. `1s`, `500ms`).
     #[arg(long, value_name = "DURATION", default_value = "1s")]
@@ -62,13 +62,13 @@ fn rate_text(r: Option<f64>) -> String {
     }
 }
 
-/// A fill bar of `width` cells for `used` of `cap`.
-fn bar(used: u64, cap: u64, width: usize) -> String {
-    let frac = if cap == 0 {
-        0.0
-    } else {
-        (used as f64 / cap as f64).min(1.0)
+/// A fill bar of `width` cells for a fill ratio (0 to 1, as the API
+/// reports it); `-` for a channel without bounds.
+fn bar(fill: Option<f64>, width: usize) -> String {
+    let Some(frac) = fill else {
+        return "-".into();
     };
+    let frac = frac.clamp(0.0, 1.0);
     let full = (frac * width as f64).round() as usize;
     format!(
         "{}{} {:>3.0}%",
@@ -161,16 +161,27 @@ fn draw(f: &mut Frame, v: &View) {
         comps,
     );
 
-    let header = Row::new(["ID", "TYPE", "FILL", "EVENTS", "CAPACITY", "BYTES"]).style(bold);
+    let header = Row::new([
+        "ID",
+        "TYPE",
+        "FILL",
+        "EVENTS",
+        "CAPACITY",
+        "BYTES",
+        "MAX BYTES",
+    ])
+    .style(bold);
     let rows = channels.iter().map(|c| {
-        let n = |k: &str| c[k].as_u64().unwrap_or_default();
+        // A bound the channel does not have is `null`: shown as `-`.
+        let n = |k: &str| c[k].as_u64().map_or("-".into(), |v| v.to_string());
         Row::new(vec![
             c["id"].as_str().unwrap_or_default().to_string(),
             c["type"].as_str().unwrap_or_default().to_string(),
-            bar(n("events"), n("capacity"), 20),
-            n("events").to_string(),
-            n("capacity").to_string(),
-            n("bytes").to_string(),
+            bar(c["fill"].as_f64(), 20),
+            n("events"),
+            n("capacity"),
+            n("bytes"),
+            n("max_bytes"),
         ])
     });
     let widths = [
@@ -179,6 +190,7 @@ fn draw(f: &mut Frame, v: &View) {
         Constraint::Length(26),
         Constraint::Length(10),
         Constraint::Length(10),
+        Constraint::Length(12),
         Constraint::Length(12),
     ];
     f.render_widget(
@@ -198,10 +210,14 @@ async fn fetch(api: &str) -> anyhow::Result<Value> {
 }
 
 pub(super) fn main(args: TopArgs) -> i32 {
+    let api = args.api.clone();
     match run(args) {
         Ok(()) => EXIT_OK,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            match e.downcast_ref::<sluice_api::client::ClientError>() {
+                Some(e) => eprintln!("{}", super::api::unreachable(&api, e)),
+                None => eprintln!("error: {e:#}"),
+            }
             EXIT_FAILED
         }
     }

@@ -27,6 +27,8 @@ pub(super) struct RunOptions {
     pub watch: bool,
     /// No progress bar.
     pub quiet: bool,
+    /// Forget the sources' checkpoints before starting (`--from-start`).
+    pub from_start: bool,
 }
 
 /// Puts a pipeline that does not set its own `data_dir` under the agent's.

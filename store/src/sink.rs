@@ -105,10 +105,14 @@ impl SinkConfig for Config {
             problems.push(Problem::at("path", "the path is empty: name a directory"));
         }
         for name in &self.text_fields {
-            if INDEX_FIELDS.contains(&name.as_str()) || name.contains('.') || name.is_empty() {
+            // A field called `message` (the syslog source's free text) may
+            // be one: it is indexed as `text.message`, apart from the
+            // event's message. The other index names cannot.
+            let reserved = INDEX_FIELDS.contains(&name.as_str()) && name != "message";
+            if reserved || name.contains('.') || name.is_empty() {
                 problems.push(Problem::at(
                     "text_fields",
-                    format!("`{name}` cannot be a text field: name a top-level event field"),
+                    format!("`{name}` cannot be a text field: name a top-level event field other than `timestamp`, `fields`, `text` and `_id`"),
                 ));
             }
         }

@@ -358,12 +358,53 @@ async fn an_index_reopens_with_what_was_committed_and_rejects_foreign_directorie
     assert!(StoreReader::open(empty.path()).is_err());
 }
 
+#[tokio::test]
+async fn a_field_called_message_can_be_a_text_field_apart_from_the_events_message() {
+    // The syslog source: the event's message is the whole line, the field
+    // `message` its free text.
+    let dir = tempfile::tempdir().unwrap();
+    let c = config(dir.path(), "text_fields: [message, appname]\n");
+    assert!(c.validate().is_empty(), "{:?}", c.validate());
+    let mut sink = c.build(&cx()).unwrap();
+    let base = 1_764_000_000 * SECOND;
+    write(
+        &mut sink,
+        vec![
+            event(
+                "<34>Oct 11 22:14:15 host su: Disk full on /dev/sda1",
+                base,
+                &[
+                    ("message", "Disk full on /dev/sda1".into()),
+                    ("appname", "su".into()),
+                ],
+            ),
+            event(
+                "<34>Oct 11 22:14:16 host full: started",
+                base + SECOND,
+                &[("message", "started".into()), ("appname", "full".into())],
+            ),
+        ],
+    )
+    .await;
+    drop(sink);
+    let r = StoreReader::open(dir.path()).unwrap();
+    // Word by word in the field only.
+    assert_eq!(total(&r, "text.message:full"), 1);
+    assert_eq!(total(&r, "text.message:sda1"), 1);
+    assert_eq!(total(&r, "text.message:\"disk full\""), 1);
+    // Exactly, as every string field.
+    assert_eq!(total(&r, "fields.message:\"Disk full on /dev/sda1\""), 1);
+    assert_eq!(total(&r, "fields.message:full"), 0);
+    // The event's message is the whole line: both name `full`.
+    assert_eq!(total(&r, "message:full"), 2);
+}
+
 #[test]
 fn options_are_checked() {
     let dir = tempfile::tempdir().unwrap();
     let c = config(
         dir.path(),
-        "text_fields: [message]\nwriter_memory: 1MiB\nmax_age: 0s\n",
+        "text_fields: [timestamp]\nwriter_memory: 1MiB\nmax_age: 0s\n",
     );
     let keys: Vec<_> = c.validate().into_iter().filter_map(|p| p.key).collect();
     assert_eq!(keys, ["text_fields", "max_age", "writer_memory"]);

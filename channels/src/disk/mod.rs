@@ -665,7 +665,8 @@ impl Channel for DiskChannel {
         ChannelStats {
             events: st.queued + st.in_flight,
             bytes: st.used_bytes,
-            capacity: self.core.capacity,
+            // `u64::MAX` stands for "no bound on events": report none.
+            capacity: (self.core.capacity != u64::MAX).then_some(self.core.capacity),
             max_bytes: Some(self.core.max_bytes),
             put_events: st.put_events,
             committed_events: st.committed_events,

@@ -223,7 +223,7 @@ async fn capacity_bounds_events_until_commit_and_across_a_restart() {
     let dir = tempfile::tempdir().unwrap();
     {
         let ch = Arc::new(open(dir.path(), "capacity: 30"));
-        assert_eq!(ch.stats().capacity, 30);
+        assert_eq!(ch.stats().capacity, Some(30));
         ch.put(batch(0..20)).await.unwrap();
         let c2 = ch.clone();
         let writer = tokio::spawn(async move { c2.put(batch(20..40)).await });

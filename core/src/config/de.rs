@@ -15,6 +15,9 @@ pub struct ConfigError {
     pub pos: Option<Pos>,
     /// What is wrong.
     pub message: String,
+    /// Whether `message` already names the option at fault (so an
+    /// enclosing mapping does not name another).
+    named: bool,
 }
 
 impl ConfigError {
@@ -23,7 +26,28 @@ impl ConfigError {
         ConfigError {
             pos: Some(pos),
             message: message.into(),
+            named: false,
         }
+    }
+
+    /// Names the option `key` whose value is at fault, unless a nested
+    /// option is already named: "`capacity` must be a whole number above 0".
+    fn in_option(mut self, key: &Node) -> Self {
+        if self.named {
+            return self;
+        }
+        let key = match &key.kind {
+            NodeKind::Str(s) => s.clone(),
+            NodeKind::Int(i) => i.to_string(),
+            _ => return self,
+        };
+        self.message = if self.message.starts_with("must ") {
+            format!("`{key}` {}", self.message)
+        } else {
+            format!("`{key}`: {}", self.message)
+        };
+        self.named = true;
+        self
     }
 
     fn or_at(mut self, pos: Pos) -> Self {
@@ -39,7 +63,20 @@ impl de::Error for ConfigError {
         ConfigError {
             pos: None,
             message: msg.to_string(),
+            named: false,
         }
+    }
+
+    fn invalid_type(unexp: de::Unexpected, exp: &dyn de::Expected) -> Self {
+        ConfigError::custom(format!(
+            "must be {}, found {}",
+            expected_words(&exp.to_string()),
+            unexpected_words(&unexp)
+        ))
+    }
+
+    fn invalid_value(unexp: de::Unexpected, exp: &dyn de::Expected) -> Self {
+        Self::invalid_type(unexp, exp)
     }
 
     fn unknown_field(field: &str, expected: &'static [&'static str]) -> Self {
@@ -77,6 +114,49 @@ impl de::Error for ConfigError {
 
     fn missing_field(field: &'static str) -> Self {
         ConfigError::custom(format!("missing required option `{field}`"))
+    }
+}
+
+/// What serde's "expected ..." says, in a user's words: `a nonzero usize`
+/// becomes `a whole number above 0`.
+fn expected_words(exp: &str) -> String {
+    let e = exp.trim_start_matches("a ").trim_start_matches("an ");
+    let unsigned = ["u8", "u16", "u32", "u64", "u128", "usize"];
+    let signed = ["i8", "i16", "i32", "i64", "i128", "isize"];
+    if let Some(t) = e.strip_prefix("nonzero ") {
+        if unsigned.contains(&t) || signed.contains(&t) {
+            return "a whole number above 0".into();
+        }
+    }
+    match e {
+        t if unsigned.contains(&t) => "a whole number (0 or more)".into(),
+        t if signed.contains(&t) => "a whole number".into(),
+        "f32" | "f64" => "a number".into(),
+        "boolean" => "`true` or `false`".into(),
+        "string" | "borrowed string" => "text".into(),
+        "character" => "one character".into(),
+        "sequence" => "a list (`[a, b]`)".into(),
+        "map" => "a mapping (`{key: value}`)".into(),
+        t if t.starts_with("struct ") => "a mapping of options (`{key: value}`)".into(),
+        _ => exp.to_string(),
+    }
+}
+
+/// What was found, in a user's words.
+fn unexpected_words(u: &de::Unexpected) -> String {
+    use de::Unexpected as U;
+    match u {
+        U::Unit => "nothing (an empty value)".into(),
+        U::Bool(b) => format!("`{b}`"),
+        U::Unsigned(n) => format!("`{n}`"),
+        U::Signed(n) => format!("`{n}`"),
+        U::Float(f) => format!("`{f}`"),
+        U::Char(c) => format!("`{c}`"),
+        U::Str("") => "empty text".into(),
+        U::Str(s) => format!("the text `{s}`"),
+        U::Seq => "a list".into(),
+        U::Map => "a mapping".into(),
+        other => other.to_string(),
     }
 }
 
@@ -287,7 +367,8 @@ impl<'de> de::SeqAccess<'de> for SeqAcc<'_> {
 
 struct MapAcc<'a> {
     iter: std::slice::Iter<'a, (Node, Node)>,
-    value: Option<&'a Node>,
+    /// The value of the key just read, and that key.
+    value: Option<(&'a Node, &'a Node)>,
 }
 
 impl<'de> de::MapAccess<'de> for MapAcc<'_> {
@@ -298,7 +379,7 @@ impl<'de> de::MapAccess<'de> for MapAcc<'_> {
     ) -> Result<Option<K::Value>, ConfigError> {
         match self.iter.next() {
             Some((k, v)) => {
-                self.value = Some(v);
+                self.value = Some((k, v));
                 seed.deserialize(NodeDe(k))
                     .map(Some)
                     .map_err(|e| e.or_at(k.pos))
@@ -311,7 +392,9 @@ impl<'de> de::MapAccess<'de> for MapAcc<'_> {
         seed: V,
     ) -> Result<V::Value, ConfigError> {
         match self.value.take() {
-            Some(v) => seed.deserialize(NodeDe(v)).map_err(|e| e.or_at(v.pos)),
+            Some((k, v)) => seed
+                .deserialize(NodeDe(v))
+                .map_err(|e| e.or_at(v.pos).in_option(k)),
             None => Err(<ConfigError as de::Error>::custom("value without a key")),
         }
     }
@@ -413,7 +496,23 @@ mod tests {
     fn wrong_type_points_at_value() {
         let e = de("path: /x\nformat: json\ncount: lots\n").unwrap_err();
         assert_eq!(e.pos, Some(Pos { line: 3, col: 8 }));
-        assert!(e.message.contains("invalid type"), "{}", e.message);
+        assert_eq!(
+            e.message,
+            "`count` must be a whole number (0 or more), found the text `lots`"
+        );
+    }
+
+    #[test]
+    fn serde_words_become_user_words() {
+        assert_eq!(expected_words("a nonzero usize"), "a whole number above 0");
+        assert_eq!(expected_words("u64"), "a whole number (0 or more)");
+        assert_eq!(expected_words("a boolean"), "`true` or `false`");
+        assert_eq!(expected_words("a sequence"), "a list (`[a, b]`)");
+        assert_eq!(unexpected_words(&de::Unexpected::Str("")), "empty text");
+        assert_eq!(
+            unexpected_words(&de::Unexpected::Unit),
+            "nothing (an empty value)"
+        );
     }
 
     #[test]

@@ -284,7 +284,11 @@ pub fn parse(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Node, V
                 fatal(
                     &mut problems,
                     pos,
-                    format!("YAML syntax error: {}", e.info()),
+                    format!(
+                        "YAML syntax error: {}{}",
+                        e.info(),
+                        unquoted_variable_hint(text, pos.line)
+                    ),
                 );
                 return Err(problems);
             }
@@ -373,6 +377,26 @@ pub fn parse(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Node, V
         kind: NodeKind::Null,
         pos: Pos { line: 1, col: 1 },
     }))
+}
+
+/// A hint for a syntax error at `line` (1-based) when it, or the line
+/// before, holds an unquoted `${VAR}`: inside `[...]` or `{...}`, YAML reads
+/// its `{` as the start of a mapping.
+fn unquoted_variable_hint(text: &str, line: usize) -> &'static str {
+    let unquoted = |l: &str| {
+        l.match_indices("${")
+            .any(|(i, _)| !matches!(l[..i].chars().last(), Some('"' | '\'')))
+    };
+    let lines: Vec<&str> = text
+        .lines()
+        .skip(line.saturating_sub(2))
+        .take(if line >= 2 { 2 } else { 1 })
+        .collect();
+    if lines.iter().any(|l| unquoted(l)) {
+        " (hint: inside `[...]` or `{...}`, quote a variable: `\"${VAR}\"`)"
+    } else {
+        ""
+    }
 }
 
 fn scalar(

@@ -322,10 +322,23 @@ impl Source for FileSource {
             multiline: self.multiline,
         };
         reader.rescan(Some(&saved.files)).await?;
+        reader.report_behind(&cx);
         if !reader.config.follow {
-            cx.metrics.set_progress_total(reader.bytes_left(), true);
+            let left = reader.bytes_left();
+            cx.metrics.set_progress_total(left, true);
+            if left == 0 && !reader.files.is_empty() && !saved.files.is_empty() {
+                // A bounded re-run over files an earlier run finished: say
+                // why nothing comes out.
+                tracing::warn!(
+                    checkpoint = %cx.checkpoints.path().display(),
+                    "nothing to read: every matched file was read to its end by an earlier run \
+                     (its offsets are saved in the checkpoint); run `sluice run --from-start` \
+                     to read them again"
+                );
+            }
         }
         let result = reader.run(&mut cx).await;
+        reader.report_behind(&cx);
         // Whatever happened, record what was accepted.
         let saved = reader.save(&cx.checkpoints).await;
         result.and(saved)

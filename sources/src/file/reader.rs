@@ -115,6 +115,7 @@ impl Reader {
             if self.config.follow && last_scan.elapsed() >= poll {
                 self.rescan(None).await?;
                 last_scan = Instant::now();
+                self.report_behind(cx);
             }
             if self.dirty && self.last_save.elapsed() >= SAVE_EVERY {
                 self.save(&cx.checkpoints).await?;
@@ -279,6 +280,22 @@ impl Reader {
             self.save(&cx.checkpoints).await?;
         }
         Ok(())
+    }
+
+    /// Sets the `bytes_behind` gauge of each file: its size less the offset
+    /// accepted so far (what a restart would read again, plus what was not
+    /// read yet). Files no longer read drop out.
+    pub(super) fn report_behind(&self, cx: &SourceContext) {
+        let behind = self
+            .files
+            .iter()
+            .filter(|f| !f.gone)
+            .map(|f| {
+                let size = f.file.metadata().map_or(0, |m| m.len());
+                (f.key.clone(), size.saturating_sub(f.checkpoint()) as f64)
+            })
+            .collect();
+        cx.metrics.set_labelled("bytes_behind", "file", behind);
     }
 
     /// Bytes between each file's read position and its current end (the

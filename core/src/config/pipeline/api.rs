@@ -16,7 +16,7 @@ use crate::config::node::{Node, Pos};
 /// The `api:` section as declared.
 #[derive(Clone, Debug, PartialEq)]
 pub struct ApiSpec {
-    /// The address to listen on, e.g. `127.0.0.1:8686`.
+    /// The address to listen on, e.g. `127.0.0.1:7583`.
     pub address: SocketAddr,
     /// Where it is declared.
     pub pos: Pos,
@@ -64,7 +64,7 @@ pub(super) fn api_spec(cx: &mut Ctx, root: &Node) -> Option<ApiSpec> {
                 cx.err(
                     at,
                     format!(
-                        "api: `address` must be IP:PORT, e.g. 127.0.0.1:8686 or [::1]:8686, found `{}`",
+                        "api: `address` must be IP:PORT, e.g. 127.0.0.1:7583 or [::1]:7583, found `{}`",
                         c.address
                     ),
                 );

@@ -52,7 +52,15 @@ pub(super) fn check_graph(cx: &mut Ctx, root: &Node, p: &Pipeline) {
     let sources = decls(root, "sources");
     let processors = decls(root, "processors");
     let sinks = decls(root, "sinks");
-    let channel_ids: Vec<&str> = p.channels.iter().map(|c| c.id.as_str()).collect();
+    // Channels whose own options are broken are declared all the same: a
+    // reference to one is not a second mistake.
+    let broken_channels = std::mem::take(&mut cx.broken_channels);
+    let channel_ids: Vec<&str> = p
+        .channels
+        .iter()
+        .map(|c| c.id.as_str())
+        .chain(broken_channels.iter().map(String::as_str))
+        .collect();
     let declared: HashSet<&str> = channel_ids.iter().copied().collect();
     let procs: HashMap<&str, &ProcessorSpec> = p
         .processors
@@ -74,6 +82,11 @@ pub(super) fn check_graph(cx: &mut Ctx, root: &Node, p: &Pipeline) {
         cx.err(pos(), msg);
         false
     };
+
+    // Components whose own options are broken: their references only.
+    for (what, id, pos) in std::mem::take(&mut cx.broken_refs) {
+        check_channel(cx, &id, &|| pos, &what);
+    }
 
     for s in &p.sources {
         let what = format!("source `{}`", s.id);

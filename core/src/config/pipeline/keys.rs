@@ -220,7 +220,13 @@ pub(super) fn string_opt(cx: &mut Ctx, node: &Node, key: &str) -> Option<String>
 
 pub(super) fn string_list(cx: &mut Ctx, node: &Node, key: &str, required: bool) -> Vec<String> {
     let Some(n) = node.get(key) else {
-        if required {
+        // A misspelling of `key` is reported as an unknown option with its
+        // suggestion: the missing option follows from it.
+        let misspelt = node.as_map().unwrap_or(&[]).iter().any(|(k, _)| {
+            k.as_str()
+                .is_some_and(|k| crate::config::suggest::nearest(k, [key]).is_some())
+        });
+        if required && !misspelt {
             cx.err(node.pos, format!("missing required option `{key}`"));
         }
         return Vec::new();

@@ -240,6 +240,13 @@ struct Ctx<'a> {
     /// Channels named by components whose own options are broken: they
     /// still count as written or read, so that one mistake is reported once.
     loose_refs: BTreeSet<String>,
+    /// Channels declared whose own options are broken (already reported):
+    /// references to them are not reported again as undeclared.
+    broken_channels: Vec<String>,
+    /// The channel references of components whose own options are broken
+    /// (`what`, channel id, position): still checked, so that a misspelt
+    /// channel name is reported together with the option error.
+    broken_refs: Vec<(String, String, Pos)>,
     /// Candidates that "did you mean" may still compare words with: a file
     /// with thousands of misspelt references among thousands of names
     /// would otherwise take time quadratic in its size. Suggestions stop
@@ -303,8 +310,13 @@ pub fn parse_pipeline(
         file: path,
         diags: Vec::new(),
         loose_refs: BTreeSet::new(),
+        broken_channels: Vec::new(),
+        broken_refs: Vec::new(),
         suggest_budget: SUGGEST_BUDGET,
     };
+    // Lines with an unset variable: what else goes wrong on them (the value
+    // is empty) follows from it and is not reported.
+    let mut unset_lines = BTreeSet::new();
     let root = match node::parse(text, env) {
         Ok(root) => root,
         Err(problems) => {
@@ -312,6 +324,9 @@ pub fn parse_pipeline(
             // error or a refused limit does not.
             let fatal = problems.iter().any(|p| p.fatal);
             for p in problems {
+                if !p.fatal {
+                    unset_lines.insert(p.pos.line);
+                }
                 cx.err(p.pos, p.message);
             }
             if fatal {
@@ -323,7 +338,13 @@ pub fn parse_pipeline(
             }
         }
     };
+    let first = cx.diags.len();
     let pipeline = build_model(&mut cx, path, &root, registry);
+    let mut i = 0;
+    cx.diags.retain(|d| {
+        i += 1;
+        i <= first || !unset_lines.contains(&d.pos.line)
+    });
     if cx.diags.is_empty() {
         if let Some(p) = pipeline {
             return Ok(p);
@@ -372,16 +393,44 @@ fn typed<'r, T: ?Sized + 'r>(
     }
 }
 
+/// Records the channel references under `keys` of a component whose own
+/// options are broken, for [`graph::check_graph`] to check.
+fn keep_refs(cx: &mut Ctx, what: String, node: &Node, keys: &[&str]) {
+    for key in keys {
+        match node.get(key).map(|n| (n, &n.kind)) {
+            Some((n, NodeKind::Str(s))) => cx.broken_refs.push((what.clone(), s.clone(), n.pos)),
+            Some((_, NodeKind::Seq(items))) => {
+                for item in items {
+                    if let Some(s) = item.as_str() {
+                        cx.broken_refs.push((what.clone(), s.to_string(), item.pos));
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+/// The keys that name channels: `channels`, `channel`, `input`,
+/// `dead_letter`, and any misspelling of them (`chanels: [main]` still
+/// means that `main` is written, for the report).
+fn refers_to_channels(key: &Node) -> bool {
+    const KEYS: [&str; 4] = ["channels", "channel", "input", "dead_letter"];
+    key.as_str()
+        .is_some_and(|k| KEYS.contains(&k) || super::suggest::nearest(k, KEYS).is_some())
+}
+
 fn loose_refs(root: &Node) -> BTreeSet<String> {
     let mut refs = BTreeSet::new();
     for sec in ["sources", "processors", "sinks"] {
         for (_, comp) in root.get(sec).and_then(Node::as_map).unwrap_or(&[]) {
-            for key in ["channels", "channel", "input", "dead_letter"] {
-                match comp.get(key).map(|n| &n.kind) {
-                    Some(NodeKind::Str(s)) => {
+            let keys = comp.as_map().unwrap_or(&[]);
+            for (_, value) in keys.iter().filter(|(k, _)| refers_to_channels(k)) {
+                match &value.kind {
+                    NodeKind::Str(s) => {
                         refs.insert(s.clone());
                     }
-                    Some(NodeKind::Seq(items)) => {
+                    NodeKind::Seq(items) => {
                         refs.extend(items.iter().filter_map(|i| i.as_str().map(String::from)))
                     }
                     _ => {}
@@ -435,6 +484,7 @@ fn build_model(cx: &mut Ctx, path: &Path, root: &Node, registry: &Registry) -> O
             &registry.names("source"),
             |c| c.validate(),
         ) else {
+            keep_refs(cx, format!("source `{id}`"), node, &["channels"]);
             continue;
         };
         let channels = string_list(cx, node, "channels", true);
@@ -471,6 +521,8 @@ fn build_model(cx: &mut Ctx, path: &Path, root: &Node, registry: &Registry) -> O
                 fingerprint: node.canonical(),
                 pos,
             });
+        } else {
+            cx.broken_channels.push(id);
         }
     }
 
@@ -486,6 +538,8 @@ fn build_model(cx: &mut Ctx, path: &Path, root: &Node, registry: &Registry) -> O
             &registry.names("processor"),
             |c| c.validate(),
         ) else {
+            let keys = ["input", "channels", "dead_letter"];
+            keep_refs(cx, format!("processor `{id}`"), node, &keys);
             continue;
         };
         let input = string_opt(cx, node, "input");
@@ -532,6 +586,12 @@ fn build_model(cx: &mut Ctx, path: &Path, root: &Node, registry: &Registry) -> O
             &registry.names("sink"),
             |c| c.validate(),
         ) else {
+            keep_refs(
+                cx,
+                format!("sink `{id}`"),
+                node,
+                &["channel", "dead_letter"],
+            );
             continue;
         };
         let channel = string_opt(cx, node, "channel");
