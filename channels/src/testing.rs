@@ -88,7 +88,19 @@ pub async fn one_writer_one_reader<C: Channel>(
         }
     }
     writer.await.unwrap();
-    assert_eq!(committed, (0..total).collect::<Vec<_>>(), "seed {seed}");
+    if let Some(at) = (0..total as usize).find(|&i| committed.get(i) != Some(&(i as u32))) {
+        panic!(
+            "seed {seed}: {} events committed of {total}; the first wrong one is #{at}: {:?} (the committed events around it: {:?})",
+            committed.len(),
+            committed.get(at),
+            &committed[at.saturating_sub(3)..(at + 3).min(committed.len())]
+        );
+    }
+    assert_eq!(
+        committed.len(),
+        total as usize,
+        "seed {seed}: events committed twice"
+    );
     let stats = ch.stats();
     assert_eq!(
         (stats.events, stats.bytes),

@@ -490,7 +490,7 @@ mod conformance {
             let topic = format!("sluice-conformance-{seed}-{}-{nanos}", std::process::id());
             create_topic(&brokers, &topic).await;
             let c: Config = config(&format!(
-                "brokers: {brokers}\ntopic: {topic}\ndrain_wait: 2s\nlinger: 1ms"
+                "brokers: {brokers}\ntopic: {topic}\ndrain_wait: 30s\nlinger: 1ms"
             ));
             assert!(c.validate().is_empty());
             let ch = ChannelConfig::build(&c, &cx()).expect("build");
