@@ -26,9 +26,7 @@ use serde::Deserialize;
 use sluice_core::config::pipeline::ApiSpec;
 use sluice_core::config::{from_node, ConfigError};
 use sluice_core::registry::{BuildError, Problem};
-use sluice_net::conn::{
-    Gate, HandshakeLog, DEFAULT_API_MAX_CONNECTIONS, DEFAULT_HEADER_TIMEOUT, HANDSHAKE_TIMEOUT,
-};
+use sluice_net::conn::{Gate, HandshakeLog, DEFAULT_API_MAX_CONNECTIONS, DEFAULT_HEADER_TIMEOUT};
 use sluice_net::secure::{bearer, Secret, TlsConfig, Token};
 use tokio_util::sync::CancellationToken;
 
@@ -210,17 +208,12 @@ pub(crate) async fn accept_loop(
                 .header_read_timeout(security.header_timeout);
             let result = match &security.tls {
                 None => http.serve_connection(TokioIo::new(tcp), service).await,
-                Some(tls) => match tokio::time::timeout(HANDSHAKE_TIMEOUT, tls.accept(tcp)).await {
-                    Ok(Ok(s)) => http.serve_connection(TokioIo::new(s), service).await,
-                    Ok(Err(e)) => {
-                        handshakes.failed("api", peer, &e.to_string());
+                Some(tls) => {
+                    let Some(s) = handshakes.accept(tls, tcp, "api", peer).await else {
                         return;
-                    }
-                    Err(_) => {
-                        handshakes.failed("api", peer, "timed out");
-                        return;
-                    }
-                },
+                    };
+                    http.serve_connection(TokioIo::new(s), service).await
+                }
             };
             if let Err(e) = result {
                 tracing::debug!(%peer, "api connection: {e}");

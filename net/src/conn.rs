@@ -307,6 +307,32 @@ impl Default for HandshakeLog {
 }
 
 impl HandshakeLog {
+    /// The TLS handshake of a connection just accepted, within
+    /// [`HANDSHAKE_TIMEOUT`]; `None` when it failed or timed out (reported
+    /// through [`HandshakeLog::failed`]).
+    pub async fn accept<S>(
+        &self,
+        tls: &tokio_rustls::TlsAcceptor,
+        stream: S,
+        listener: &str,
+        peer: SocketAddr,
+    ) -> Option<tokio_rustls::server::TlsStream<S>>
+    where
+        S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+    {
+        match tokio::time::timeout(HANDSHAKE_TIMEOUT, tls.accept(stream)).await {
+            Ok(Ok(s)) => Some(s),
+            Ok(Err(e)) => {
+                self.failed(listener, peer, &e.to_string());
+                None
+            }
+            Err(_) => {
+                self.failed(listener, peer, "timed out");
+                None
+            }
+        }
+    }
+
     /// Reports that the handshake with `peer` failed for `reason`.
     pub fn failed(&self, listener: &str, peer: SocketAddr, reason: &str) {
         let allowed = self.0.lock().unwrap_or_else(|e| e.into_inner()).allow();

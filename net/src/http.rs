@@ -44,7 +44,6 @@ use tokio_rustls::TlsAcceptor;
 
 use crate::conn::{
     default_header_timeout, default_max_connections, timeout_problem, Gate, HandshakeLog,
-    HANDSHAKE_TIMEOUT,
 };
 use crate::http_body::{decode_off_thread, Kind};
 use crate::ingest::{pump, Ingest, Refused};
@@ -186,19 +185,10 @@ impl Source for HttpSource {
                     let result = match tls {
                         None => serve_conn(&http, TokioIo::new(tcp), service, &shutdown).await,
                         Some(tls) => {
-                            match tokio::time::timeout(HANDSHAKE_TIMEOUT, tls.accept(tcp)).await {
-                                Ok(Ok(s)) => {
-                                    serve_conn(&http, TokioIo::new(s), service, &shutdown).await
-                                }
-                                Ok(Err(e)) => {
-                                    handshakes.failed(&name, peer, &e.to_string());
-                                    return;
-                                }
-                                Err(_) => {
-                                    handshakes.failed(&name, peer, "timed out");
-                                    return;
-                                }
-                            }
+                            let Some(s) = handshakes.accept(&tls, tcp, &name, peer).await else {
+                                return;
+                            };
+                            serve_conn(&http, TokioIo::new(s), service, &shutdown).await
                         }
                     };
                     if let Err(e) = result {

@@ -13,7 +13,7 @@ use tokio::net::{TcpListener, UdpSocket};
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 
-use crate::conn::{Gate, HandshakeLog, HANDSHAKE_TIMEOUT};
+use crate::conn::{Gate, HandshakeLog};
 use crate::framing::{Framing, StreamFramer};
 use crate::ingest::{pump, Ingest};
 use crate::syslog::parse_syslog;
@@ -138,18 +138,12 @@ impl StreamServer {
                     let result = match &shared.tls {
                         None => serve(stream, &shared, ingest, shutdown, faults).await,
                         Some(tls) => {
-                            match tokio::time::timeout(HANDSHAKE_TIMEOUT, tls.accept(stream)).await
-                            {
-                                Ok(Ok(s)) => serve(s, &shared, ingest, shutdown, faults).await,
-                                Ok(Err(e)) => {
-                                    shared.handshakes.failed(&shared.name, peer, &e.to_string());
-                                    return;
-                                }
-                                Err(_) => {
-                                    shared.handshakes.failed(&shared.name, peer, "timed out");
-                                    return;
-                                }
-                            }
+                            let handshake =
+                                shared.handshakes.accept(tls, stream, &shared.name, peer);
+                            let Some(s) = handshake.await else {
+                                return;
+                            };
+                            serve(s, &shared, ingest, shutdown, faults).await
                         }
                     };
                     match result {

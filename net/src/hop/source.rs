@@ -26,7 +26,6 @@ use super::proto::{
 };
 use crate::conn::{
     default_idle_timeout, default_max_connections, timeout_problem, Gate, HandshakeLog,
-    HANDSHAKE_TIMEOUT,
 };
 use crate::ingest::{pump, Ingest};
 use crate::secure::{bind, Io, Secret, TlsConfig, Token};
@@ -188,19 +187,10 @@ impl Source for HopSource {
                     let (token, tls, limits) = &*shared;
                     let stream: Box<dyn Io> = match tls {
                         None => Box::new(tcp),
-                        Some(tls) => {
-                            match tokio::time::timeout(HANDSHAKE_TIMEOUT, tls.accept(tcp)).await {
-                                Ok(Ok(s)) => Box::new(s),
-                                Ok(Err(e)) => {
-                                    handshakes.failed(&name, peer, &e.to_string());
-                                    return;
-                                }
-                                Err(_) => {
-                                    handshakes.failed(&name, peer, "timed out");
-                                    return;
-                                }
-                            }
-                        }
+                        Some(tls) => match handshakes.accept(tls, tcp, &name, peer).await {
+                            Some(s) => Box::new(s),
+                            None => return,
+                        },
                     };
                     match serve(stream, token.as_ref(), limits, ingest, shutdown, &metrics).await {
                         Ok(()) => {}
