@@ -102,11 +102,26 @@ fn http_refuses_an_object_over_max_fields_and_parses_it_when_allowed() {
 
 #[test]
 fn a_hop_event_over_max_fields_is_refused_and_the_sender_reports_it() {
+    hop_refusal("");
+}
+
+/// The same with frames that hold one wide event, not two (one takes about
+/// 140 KiB): the sender cuts the batch into several frames, and the
+/// refusals of a later frame still name the right events of the batch.
+#[test]
+fn a_refused_event_in_a_split_batch_is_the_one_rejected() {
+    hop_refusal(", max_frame_bytes: 200KiB");
+}
+
+/// Two events of 100 over the receiver's `max_fields` cross the hop (with
+/// `frame` added to both ends' options): those two are refused and counted
+/// on both sides, the others arrive once, in order.
+fn hop_refusal(frame: &str) {
     let d = Dir::new();
     let port = free_port();
     d.write(
         "agg.yaml",
-        &format!("data_dir: ./state/agg\nsources:\n  edge: {{type: sluice, address: '127.0.0.1:{port}', channels: [main]}}\nchannels:\n  main: {{type: memory}}\nsinks:\n  out: {{type: file, channel: main, path: ./out/agg.json, format: json}}\n"),
+        &format!("data_dir: ./state/agg\nsources:\n  edge: {{type: sluice, address: '127.0.0.1:{port}'{frame}, channels: [main]}}\nchannels:\n  main: {{type: memory}}\nsinks:\n  out: {{type: file, channel: main, path: ./out/agg.json, format: json}}\n"),
     );
     let mut agg = start_logged(&d, "agg.yaml");
     wait_listening(port, &mut agg);
@@ -121,7 +136,7 @@ fn a_hop_event_over_max_fields_is_refused_and_the_sender_reports_it() {
     d.write("in.ndjson", &input);
     d.write(
         "edge.yaml",
-        &format!("data_dir: ./state/edge\nsources:\n  in: {{type: file, include: [./in.ndjson], read_from: beginning, follow: false, processors: [json], channels: [main]}}\nprocessors:\n  json: {{type: parse_json, max_fields: 50000}}\nchannels:\n  main: {{type: memory}}\nsinks:\n  up: {{type: sluice, channel: main, address: '127.0.0.1:{port}'}}\n"),
+        &format!("data_dir: ./state/edge\nsources:\n  in: {{type: file, include: [./in.ndjson], read_from: beginning, follow: false, processors: [json], channels: [main]}}\nprocessors:\n  json: {{type: parse_json, max_fields: 50000}}\nchannels:\n  main: {{type: memory}}\nsinks:\n  up: {{type: sluice, channel: main, address: '127.0.0.1:{port}'{frame}}}\n"),
     );
     let o = d.run_logged(&["run", "edge.yaml"]);
     assert!(o.status.success(), "{}", stderr(&o));

@@ -58,12 +58,7 @@ impl Centroids {
         for (i, a) in self.centroids.iter().enumerate() {
             let scale = a.iter().map(|x| x * x).sum::<f64>().sqrt().max(1.0);
             for b in &self.centroids[i + 1..] {
-                let d = a
-                    .iter()
-                    .zip(b)
-                    .map(|(x, y)| (x - y) * (x - y))
-                    .sum::<f64>()
-                    .sqrt();
+                let d = squared_distance(a, b).sqrt();
                 if d > 1e-9 * scale {
                     least = least.min(d);
                 }
@@ -76,10 +71,7 @@ impl Centroids {
     pub fn nearest(&self, x: &[f64]) -> Option<&[f64]> {
         self.centroids
             .iter()
-            .map(|c| {
-                let d = c.iter().zip(x).map(|(a, b)| (a - b) * (a - b)).sum::<f64>();
-                (d, c)
-            })
+            .map(|c| (squared_distance(c, x), c))
             .min_by(|a, b| a.0.total_cmp(&b.0))
             .map(|(_, c)| c.as_slice())
     }
@@ -88,10 +80,15 @@ impl Centroids {
     pub fn score(&self, x: &[f64]) -> f64 {
         self.centroids
             .iter()
-            .map(|c| c.iter().zip(x).map(|(a, b)| (a - b) * (a - b)).sum::<f64>())
+            .map(|c| squared_distance(c, x))
             .fold(f64::INFINITY, f64::min)
             .sqrt()
     }
+}
+
+/// The squared Euclidean distance between two vectors of one length.
+fn squared_distance(a: &[f64], b: &[f64]) -> f64 {
+    a.iter().zip(b).map(|(x, y)| (x - y) * (x - y)).sum()
 }
 
 #[cfg(test)]

@@ -241,6 +241,34 @@ mod tests {
         out
     }
 
+    /// `idle` bounds the wait for a frame's first byte only; a frame that
+    /// has begun is bounded by `timeout` per read instead.
+    #[tokio::test(start_paused = true)]
+    async fn idle_bounds_the_wait_between_frames_not_a_started_frame() {
+        let budget = FrameBudget::new(1 << 20);
+        let (mut tx, mut rx) = tokio::io::duplex(1 << 16);
+        let idle = Duration::from_secs(5);
+        let e = read_budgeted(&mut rx, 1 << 20, &budget, Duration::from_secs(60), idle)
+            .await
+            .expect_err("no byte for idle");
+        assert!(matches!(e, FrameError::Idle(d) if d == idle), "{e}");
+        use tokio::io::AsyncWriteExt;
+        let bytes = frame(16, &[7; 10]);
+        tx.write_all(&bytes[..3]).await.expect("write");
+        let reading = tokio::spawn(async move {
+            read_budgeted(&mut rx, 1 << 20, &budget, Duration::from_secs(60), idle).await
+        });
+        // Longer than `idle` inside the frame: still read.
+        tokio::time::sleep(Duration::from_secs(20)).await;
+        tx.write_all(&bytes[3..]).await.expect("write");
+        let f = reading
+            .await
+            .expect("join")
+            .expect("read")
+            .expect("a frame");
+        assert_eq!((f.kind, &f.payload[..]), (16, &[7u8; 10][..]));
+    }
+
     #[tokio::test]
     async fn frames_read_back_and_give_their_budget_back() {
         let budget = FrameBudget::new(1 << 20);
