@@ -333,6 +333,36 @@ impl Fields {
     }
 }
 
+impl Fields {
+    /// Sets every field of `iter`, as [`Extend::extend`] does, for names
+    /// known to be distinct from each other (the named captures of a regex):
+    /// each is looked up among the fields the map had before the call only,
+    /// not among the ones just added. A name repeated in `iter` would be
+    /// added twice.
+    pub fn extend_distinct(&mut self, iter: impl IntoIterator<Item = (FieldName, Value)>) {
+        let iter = iter.into_iter();
+        let before = self.entries.len();
+        if self.index.is_some() || before + iter.size_hint().0 >= INDEXED_FROM {
+            return self.extend(iter);
+        }
+        let more = iter.size_hint().0;
+        let entries = self.entries.owned_with_room(more);
+        entries.reserve(more);
+        for (name, value) in iter {
+            let found = entries[..before]
+                .iter()
+                .position(|(k, _)| k.as_str() == name.as_str());
+            match found {
+                Some(i) => entries[i].1 = value,
+                None => entries.push((name, value)),
+            }
+        }
+        if entries.len() >= INDEXED_FROM {
+            self.reindex();
+        }
+    }
+}
+
 /// Equal when the same fields are in the same order (the index is only a
 /// cache of the entries).
 impl PartialEq for Fields {
@@ -530,6 +560,32 @@ mod tests {
         );
         assert!(four.is_empty());
         assert_eq!(one.len(), 1);
+    }
+
+    #[test]
+    fn extend_distinct_replaces_old_fields_and_appends_new_ones() {
+        let mut f = Fields::new();
+        f.insert("b", Value::Integer(1));
+        f.insert("file", Value::Integer(2));
+        let f = f.into_shared();
+        let mut g = f.clone();
+        g.extend_distinct([
+            ("a".into(), Value::Integer(3)),
+            ("b".into(), Value::Integer(4)),
+        ]);
+        let pairs: Vec<(FieldName, Value)> = g.into_iter().collect();
+        let want: Vec<(FieldName, Value)> = vec![
+            ("b".into(), Value::Integer(4)),
+            ("file".into(), Value::Integer(2)),
+            ("a".into(), Value::Integer(3)),
+        ];
+        assert_eq!(pairs, want);
+        assert_eq!(f.get("b"), Some(&Value::Integer(1)));
+        let mut big = Fields::new();
+        big.extend_distinct((0..40).map(|i| (FieldName::from(format!("k{i}")), Value::Integer(i))));
+        assert_eq!(big.len(), 40);
+        assert!(big.index.is_some());
+        assert_eq!(big.get("k39"), Some(&Value::Integer(39)));
     }
 
     #[test]
