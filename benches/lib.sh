@@ -57,6 +57,37 @@ PY
   BYTES=$(stat -c %s "$1")
 }
 
+# gen_combined FILE SIZE_MIB: writes SIZE_MIB MiB of 159-byte Apache
+# *combined* log lines (client, ident, user, time, request, status, bytes,
+# referer, user agent; the agent padded to the length) to FILE and sets
+# LINES and BYTES.
+gen_combined() {
+  echo "generating $2 MiB of 159-byte Apache combined lines..." >&2
+  python3 - "$1" "$2" <<'PY'
+import sys
+path, mib = sys.argv[1], int(sys.argv[2])
+target = mib << 20
+users = ["-", "frank", "alice", "bob"]
+reqs = ["GET /index.html", "GET /api/v1/users", "POST /api/v1/orders", "GET /static/app.js"]
+with open(path, "w") as f:
+    written, i, chunk = 0, 0, []
+    while written < target:
+        head = (f'10.{i % 256}.{i // 256 % 256}.{i % 97} - {users[i % 4]} '
+                f'[26/Nov/2026:04:{i // 60 % 60:02d}:{i % 60:02d} +0000] '
+                f'"{reqs[i % 4]} HTTP/1.1" {200 + (i % 5) * 100} {i % 99991} '
+                f'"https://example.com/p{i % 13}" "Mozilla/5.0 (X11; Linux x86_64) ')
+        line = head + "x" * max(0, 157 - len(head)) + '"\n'
+        chunk.append(line)
+        written += len(line)
+        i += 1
+        if len(chunk) == 10000:
+            f.write("".join(chunk)); chunk = []
+    f.write("".join(chunk))
+PY
+  LINES=$(wc -l < "$1")
+  BYTES=$(stat -c %s "$1")
+}
+
 # null_pipeline FILE SOURCE [CHANNEL] [MORE]: writes a pipeline to FILE in
 # which SOURCE (`name: {type: ..., channels: [main]}`) feeds the channel
 # `main` (CHANNEL, by default `{type: memory, capacity: 10000}`) drained by

@@ -165,7 +165,10 @@ impl ParseRegex {
         for (group, name, kind) in &self.captures {
             if let Some((start, end)) = self.locations.get(*group) {
                 let text = input.slice(start..end);
-                let value = convert(name, &text, *kind)?;
+                let value = match kind {
+                    None => Value::String(text),
+                    Some(_) => convert(name, &text, *kind)?,
+                };
                 self.scratch.push((name.clone(), value));
             }
         }
@@ -180,7 +183,10 @@ impl Processor for ParseRegex {
                 Err(m) => cx.fail(i, m),
                 Ok(()) => match &self.target {
                     Some(t) => e.insert(t, Value::Map(self.scratch.drain(..).collect())),
-                    None => e.fields.extend(self.scratch.drain(..)),
+                    // Capture names are distinct (the regex crate rejects a
+                    // repeated name): each is looked up among the event's
+                    // own fields only.
+                    None => e.fields.extend_distinct(self.scratch.drain(..)),
                 },
             }
         }

@@ -42,8 +42,9 @@ enum Format {
     Rfc3339,
     Unix,
     UnixMs,
-    /// A strftime pattern; `true` when it has no year.
-    Pattern(String, bool),
+    /// A strftime pattern; `true` when it has no year; the pattern parsed
+    /// once (`None` when it does not parse: `validate` reports that).
+    Pattern(String, bool, Option<Vec<Item<'static>>>),
 }
 
 /// Whether a strftime pattern says which year it is.
@@ -71,7 +72,11 @@ impl Format {
             None | Some("rfc3339") => Format::Rfc3339,
             Some("unix") => Format::Unix,
             Some("unix_ms") => Format::UnixMs,
-            Some(p) => Format::Pattern(p.to_string(), !has_year(p)),
+            Some(p) => Format::Pattern(
+                p.to_string(),
+                !has_year(p),
+                StrftimeItems::new(p).parse_to_owned().ok(),
+            ),
         }
     }
 
@@ -115,10 +120,14 @@ impl Format {
                 .parse::<f64>()
                 .map_err(|e| bad(&e))
                 .and_then(|f| float_ts(f * 1e6)),
-            Format::Pattern(p, yearless) => {
+            Format::Pattern(p, yearless, items) => {
                 let mut parsed = Parsed::new();
-                chrono::format::parse(&mut parsed, s, StrftimeItems::new(p))
-                    .map_err(|e| bad(&e))?;
+                // Parsed once at build, not per event.
+                match items {
+                    Some(items) => chrono::format::parse(&mut parsed, s, items.iter()),
+                    None => chrono::format::parse(&mut parsed, s, StrftimeItems::new(p)),
+                }
+                .map_err(|e| bad(&e))?;
                 if *yearless {
                     let month = parsed.month().unwrap_or(now.1);
                     let year = crate::syslog::infer_year(month, now);
@@ -145,7 +154,7 @@ impl Format {
             Format::Rfc3339 => "rfc3339",
             Format::Unix => "unix",
             Format::UnixMs => "unix_ms",
-            Format::Pattern(p, _) => p,
+            Format::Pattern(p, _, _) => p,
         }
     }
 }
@@ -167,7 +176,7 @@ impl ProcessorConfig for Config {
                 "`format` says how to read `field`; set `field` too, or remove `format` to stamp events with the current time",
             ));
         }
-        if let Format::Pattern(p, _) = Format::of(self.format.as_deref()) {
+        if let Format::Pattern(p, _, _) = Format::of(self.format.as_deref()) {
             if StrftimeItems::new(&p).any(|i| matches!(i, Item::Error)) {
                 problems.push(Problem::at(
                     "format",
@@ -304,7 +313,10 @@ mod tests {
     #[test]
     fn a_pattern_without_a_year_takes_this_year_or_last() {
         let f = Format::of(Some("%b %d %H:%M:%S"));
-        assert_eq!(f, Format::Pattern("%b %d %H:%M:%S".into(), true));
+        assert!(
+            matches!(&f, Format::Pattern(p, true, Some(_)) if p == "%b %d %H:%M:%S"),
+            "{f:?}"
+        );
         let at = |s: &str, now| f.parse(&Value::from(s), now).map(|t| t.to_string());
         assert_eq!(
             at("Dec 10 06:55:46", (2027, 1)).as_deref(),
@@ -330,7 +342,7 @@ mod tests {
         );
         for p in ["%Y-%m-%d", "%y%m%d", "%s", "%+"] {
             assert!(
-                !matches!(Format::of(Some(p)), Format::Pattern(_, true)),
+                !matches!(Format::of(Some(p)), Format::Pattern(_, true, _)),
                 "{p}"
             );
         }

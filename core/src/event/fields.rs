@@ -9,6 +9,12 @@
 //! event clones them without allocating. Lookups are linear, which beats
 //! hashing or tree walks at these sizes.
 //!
+//! A map can also be *shared* ([`Fields::into_shared`]): its clones then
+//! share one reference-counted list of entries, copied on the first change
+//! of one of them. A source that stamps the same fields on every event of a
+//! batch (the `file` source's `file`) builds them once per batch and clones
+//! them into each event without allocating.
+//!
 //! Past [`INDEXED_FROM`] fields a linear lookup would make building a map
 //! cost the square of its size (a hostile JSON object of 20,000 keys took
 //! seconds), so a larger map also keeps a hash index from name to position
@@ -17,6 +23,7 @@
 
 use std::collections::HashMap;
 use std::fmt;
+use std::sync::Arc;
 
 use super::Value;
 
@@ -34,7 +41,7 @@ pub const INDEXED_FROM: usize = 32;
 /// An event's fields (or a nested map), in insertion order, names unique.
 #[derive(Clone, Default)]
 pub struct Fields {
-    entries: Vec<(FieldName, Value)>,
+    entries: Entries,
     /// Position of each name in `entries`, kept only while the map has at
     /// least [`INDEXED_FROM`] fields. Boxed so that small maps pay one word
     /// (a `HashMap` itself is six): `Fields` stays 32 bytes and `Value`, which
@@ -43,11 +50,70 @@ pub struct Fields {
     index: Option<Box<HashMap<FieldName, usize>>>,
 }
 
+/// The entries of a [`Fields`]: owned, or shared with its clones until one
+/// of them changes.
+#[derive(Clone)]
+enum Entries {
+    Owned(Vec<(FieldName, Value)>),
+    Shared(Arc<[(FieldName, Value)]>),
+}
+
+impl Default for Entries {
+    fn default() -> Self {
+        Entries::Owned(Vec::new())
+    }
+}
+
+impl std::ops::Deref for Entries {
+    type Target = [(FieldName, Value)];
+    fn deref(&self) -> &Self::Target {
+        match self {
+            Entries::Owned(v) => v,
+            Entries::Shared(s) => s,
+        }
+    }
+}
+
+impl Entries {
+    /// The entries, owned: a shared list is copied first (with room for a
+    /// few more, as a processor adding fields will want).
+    fn owned(&mut self) -> &mut Vec<(FieldName, Value)> {
+        self.owned_with_room(4)
+    }
+
+    /// The entries, owned, a shared list copied with room for `more`.
+    fn owned_with_room(&mut self, more: usize) -> &mut Vec<(FieldName, Value)> {
+        if let Entries::Shared(s) = self {
+            let mut v = Vec::with_capacity(s.len() + more);
+            v.extend_from_slice(s);
+            *self = Entries::Owned(v);
+        }
+        match self {
+            Entries::Owned(v) => v,
+            Entries::Shared(_) => unreachable!("made owned above"),
+        }
+    }
+
+    fn into_vec(self) -> Vec<(FieldName, Value)> {
+        match self {
+            Entries::Owned(v) => v,
+            Entries::Shared(s) => s.to_vec(),
+        }
+    }
+
+    fn capacity(&self) -> usize {
+        match self {
+            Entries::Owned(v) => v.capacity(),
+            Entries::Shared(s) => s.len(),
+        }
+    }
+}
+
 impl Fields {
     /// An empty map (allocates nothing).
     pub const fn new() -> Self {
         Fields {
-            entries: Vec::new(),
+            entries: Entries::Owned(Vec::new()),
             index: None,
         }
     }
@@ -55,8 +121,23 @@ impl Fields {
     /// An empty map with room for `n` fields.
     pub fn with_capacity(n: usize) -> Self {
         Fields {
-            entries: Vec::with_capacity(n),
+            entries: Entries::Owned(Vec::with_capacity(n)),
             index: None,
+        }
+    }
+
+    /// This map, made shareable: cloning it (and its clones) then costs a
+    /// reference count instead of copying the entries, and the first change
+    /// to a clone copies them for that clone only. For fields stamped on
+    /// every event of a batch: build them once, clone them into each event.
+    pub fn into_shared(self) -> Self {
+        let entries = match self.entries {
+            Entries::Owned(v) => Entries::Shared(Arc::from(v)),
+            shared => shared,
+        };
+        Fields {
+            entries,
+            index: self.index,
         }
     }
 
@@ -114,9 +195,9 @@ impl Fields {
         let i = self.entries.len();
         if let Some(index) = &mut self.index {
             index.insert(name.clone(), i);
-            self.entries.push((name, value));
+            self.entries.owned().push((name, value));
         } else {
-            self.entries.push((name, value));
+            self.entries.owned().push((name, value));
             if self.entries.len() >= INDEXED_FROM {
                 self.reindex();
             }
@@ -142,14 +223,13 @@ impl Fields {
     /// The value of field `name`, mutably.
     pub fn get_mut(&mut self, name: &str) -> Option<&mut Value> {
         match &self.index {
-            None => self
-                .entries
-                .iter_mut()
-                .find(|(k, _)| k.as_str() == name)
-                .map(|(_, v)| v),
+            None => {
+                let i = self.entries.iter().position(|(k, _)| k.as_str() == name)?;
+                Some(&mut self.entries.owned()[i].1)
+            }
             Some(index) => {
                 let i = *index.get(name)?;
-                self.entries.get_mut(i).map(|(_, v)| v)
+                self.entries.owned().get_mut(i).map(|(_, v)| v)
             }
         }
     }
@@ -171,9 +251,9 @@ impl Fields {
             .iter()
             .position(|(k, _)| k.as_str() == name.as_str());
         if let Some(i) = found {
-            return Some(std::mem::replace(&mut self.entries[i].1, value));
+            return Some(std::mem::replace(&mut self.entries.owned()[i].1, value));
         }
-        self.entries.push((name, value));
+        self.entries.owned().push((name, value));
         if self.entries.len() >= INDEXED_FROM {
             self.reindex();
         }
@@ -183,7 +263,7 @@ impl Fields {
     #[inline(never)]
     fn insert_indexed(&mut self, name: FieldName, value: Value) -> Option<Value> {
         match self.position(&name) {
-            Some(i) => Some(std::mem::replace(&mut self.entries[i].1, value)),
+            Some(i) => Some(std::mem::replace(&mut self.entries.owned()[i].1, value)),
             None => {
                 self.push(name, value);
                 None
@@ -202,13 +282,13 @@ impl Fields {
             Some(i) => i,
             None => self.push(name, make()),
         };
-        &mut self.entries[i].1
+        &mut self.entries.owned()[i].1
     }
 
     /// Removes field `name`, keeping the order of the others.
     pub fn remove(&mut self, name: &str) -> Option<Value> {
         let i = self.position(name)?;
-        let (_, v) = self.entries.remove(i);
+        let (_, v) = self.entries.owned().remove(i);
         if let Some(index) = &mut self.index {
             index.remove(name);
             for at in index.values_mut() {
@@ -226,7 +306,7 @@ impl Fields {
     /// Keeps the fields for which `keep` is true.
     pub fn retain(&mut self, mut keep: impl FnMut(&FieldName, &mut Value) -> bool) {
         let before = self.entries.len();
-        self.entries.retain_mut(|(k, v)| keep(k, v));
+        self.entries.owned().retain_mut(|(k, v)| keep(k, v));
         if self.index.is_some() && self.entries.len() != before {
             self.reindex();
         }
@@ -239,7 +319,7 @@ impl Fields {
 
     /// The fields in order, values mutable.
     pub fn iter_mut(&mut self) -> impl ExactSizeIterator<Item = (&FieldName, &mut Value)> {
-        self.entries.iter_mut().map(|(k, v)| (&*k, v))
+        self.entries.owned().iter_mut().map(|(k, v)| (&*k, v))
     }
 
     /// The names in order.
@@ -253,11 +333,41 @@ impl Fields {
     }
 }
 
+impl Fields {
+    /// Sets every field of `iter`, as [`Extend::extend`] does, for names
+    /// known to be distinct from each other (the named captures of a regex):
+    /// each is looked up among the fields the map had before the call only,
+    /// not among the ones just added. A name repeated in `iter` would be
+    /// added twice.
+    pub fn extend_distinct(&mut self, iter: impl IntoIterator<Item = (FieldName, Value)>) {
+        let iter = iter.into_iter();
+        let before = self.entries.len();
+        if self.index.is_some() || before + iter.size_hint().0 >= INDEXED_FROM {
+            return self.extend(iter);
+        }
+        let more = iter.size_hint().0;
+        let entries = self.entries.owned_with_room(more);
+        entries.reserve(more);
+        for (name, value) in iter {
+            let found = entries[..before]
+                .iter()
+                .position(|(k, _)| k.as_str() == name.as_str());
+            match found {
+                Some(i) => entries[i].1 = value,
+                None => entries.push((name, value)),
+            }
+        }
+        if entries.len() >= INDEXED_FROM {
+            self.reindex();
+        }
+    }
+}
+
 /// Equal when the same fields are in the same order (the index is only a
 /// cache of the entries).
 impl PartialEq for Fields {
     fn eq(&self, other: &Self) -> bool {
-        self.entries == other.entries
+        *self.entries == *other.entries
     }
 }
 
@@ -270,7 +380,8 @@ impl fmt::Debug for Fields {
 impl<K: Into<FieldName>> Extend<(K, Value)> for Fields {
     fn extend<I: IntoIterator<Item = (K, Value)>>(&mut self, iter: I) {
         let iter = iter.into_iter();
-        self.entries.reserve(iter.size_hint().0);
+        let more = iter.size_hint().0;
+        self.entries.owned_with_room(more).reserve(more);
         for (k, v) in iter {
             self.insert(k, v);
         }
@@ -289,7 +400,7 @@ impl IntoIterator for Fields {
     type Item = (FieldName, Value);
     type IntoIter = std::vec::IntoIter<(FieldName, Value)>;
     fn into_iter(self) -> Self::IntoIter {
-        self.entries.into_iter()
+        self.entries.into_vec().into_iter()
     }
 }
 
@@ -420,6 +531,61 @@ mod tests {
     fn the_index_does_not_grow_values() {
         assert_eq!(std::mem::size_of::<Fields>(), 32);
         assert!(std::mem::size_of::<Value>() <= 40);
+    }
+
+    #[test]
+    fn a_shared_map_is_copied_on_its_first_change_only() {
+        let mut one = Fields::new();
+        one.insert("file", Value::from("/var/log/a.log"));
+        let one = one.into_shared();
+        let mut two = one.clone();
+        let three = two.clone();
+        assert_eq!(two, one);
+        two.insert("n", Value::Integer(1));
+        *two.get_mut("file").unwrap() = Value::from("b");
+        assert_eq!(two.len(), 2);
+        assert_eq!(two.get("file").and_then(Value::as_str), Some("b"));
+        assert_eq!(one.len(), 1);
+        assert_eq!(
+            three.get("file").and_then(Value::as_str),
+            Some("/var/log/a.log")
+        );
+        let pairs: Vec<(FieldName, Value)> = three.into_iter().collect();
+        assert_eq!(pairs, [("file".into(), Value::from("/var/log/a.log"))]);
+        let mut four = one.clone();
+        assert_eq!(
+            four.remove("file")
+                .and_then(|v| v.as_str().map(String::from)),
+            Some("/var/log/a.log".into())
+        );
+        assert!(four.is_empty());
+        assert_eq!(one.len(), 1);
+    }
+
+    #[test]
+    fn extend_distinct_replaces_old_fields_and_appends_new_ones() {
+        let mut f = Fields::new();
+        f.insert("b", Value::Integer(1));
+        f.insert("file", Value::Integer(2));
+        let f = f.into_shared();
+        let mut g = f.clone();
+        g.extend_distinct([
+            ("a".into(), Value::Integer(3)),
+            ("b".into(), Value::Integer(4)),
+        ]);
+        let pairs: Vec<(FieldName, Value)> = g.into_iter().collect();
+        let want: Vec<(FieldName, Value)> = vec![
+            ("b".into(), Value::Integer(4)),
+            ("file".into(), Value::Integer(2)),
+            ("a".into(), Value::Integer(3)),
+        ];
+        assert_eq!(pairs, want);
+        assert_eq!(f.get("b"), Some(&Value::Integer(1)));
+        let mut big = Fields::new();
+        big.extend_distinct((0..40).map(|i| (FieldName::from(format!("k{i}")), Value::Integer(i))));
+        assert_eq!(big.len(), 40);
+        assert!(big.index.is_some());
+        assert_eq!(big.get("k39"), Some(&Value::Integer(39)));
     }
 
     #[test]

@@ -407,8 +407,69 @@ fn string(buf: &mut Vec<u8>, bytes: &[u8]) -> std::io::Result<()> {
         buf.push(b'"');
         return Ok(());
     }
-    serde_json::to_writer(&mut *buf, &String::from_utf8_lossy(bytes))?;
+    match std::str::from_utf8(bytes) {
+        Ok(text) => escaped(buf, text.as_bytes()),
+        Err(_) => escaped(buf, String::from_utf8_lossy(bytes).as_bytes()),
+    }
     Ok(())
+}
+
+/// Writes valid UTF-8 as a JSON string, escaped exactly as `serde_json`
+/// escapes it: `"`, `\\`, and control characters (short forms for
+/// backspace, form feed, newline, carriage return and tab, `\u00XX` for the
+/// others). The runs between escapes are copied whole.
+fn escaped(buf: &mut Vec<u8>, text: &[u8]) {
+    /// Bytes checked at once, with a check that vectorizes.
+    const BLOCK: usize = 16;
+    buf.reserve(text.len() + 2);
+    buf.push(b'"');
+    let mut run = 0;
+    let mut i = 0;
+    while i < text.len() {
+        let end = (i + BLOCK).min(text.len());
+        let block = &text[i..end];
+        if block.len() == BLOCK
+            && block
+                .iter()
+                .fold(true, |ok, &b| ok & (b >= 0x20) & (b != b'"') & (b != b'\\'))
+        {
+            i = end;
+            continue;
+        }
+        for (j, &b) in block.iter().enumerate() {
+            escape_byte(buf, text, &mut run, i + j, b);
+        }
+        i = end;
+    }
+    buf.extend_from_slice(&text[run..]);
+    buf.push(b'"');
+}
+
+/// Writes byte `at` of `text` escaped when it must be, after the run of
+/// plain bytes before it (from `run`, moved past it).
+#[inline(always)]
+fn escape_byte(buf: &mut Vec<u8>, text: &[u8], run: &mut usize, at: usize, b: u8) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let short: &[u8] = match b {
+        b'"' => b"\\\"",
+        b'\\' => b"\\\\",
+        b'\n' => b"\\n",
+        b'\r' => b"\\r",
+        b'\t' => b"\\t",
+        0x08 => b"\\b",
+        0x0c => b"\\f",
+        0x00..=0x1f => b"",
+        _ => return,
+    };
+    buf.extend_from_slice(&text[*run..at]);
+    *run = at + 1;
+    if short.is_empty() {
+        buf.extend_from_slice(b"\\u00");
+        buf.push(HEX[usize::from(b >> 4)]);
+        buf.push(HEX[usize::from(b & 0xf)]);
+    } else {
+        buf.extend_from_slice(short);
+    }
 }
 
 /// Writes `ts` exactly as its `Display` does (RFC 3339, microseconds, `Z`),
@@ -575,6 +636,17 @@ mod tests {
         assert!(
             out.contains(&serde_json::to_string("line\nbreak \u{1}").unwrap()),
             "{out}"
+        );
+        // Every ASCII character, and some beyond, as serde_json writes them.
+        let all: String = (0u8..0x80)
+            .map(char::from)
+            .chain(['\u{e9}', '\u{2028}'])
+            .collect();
+        let mut buf = Vec::new();
+        string(&mut buf, all.as_bytes()).unwrap();
+        assert_eq!(
+            String::from_utf8(buf).unwrap(),
+            serde_json::to_string(&all).unwrap()
         );
     }
 

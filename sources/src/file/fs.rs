@@ -4,6 +4,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs::File;
+use std::io::{Read, Seek, SeekFrom};
 use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -70,6 +71,29 @@ fn read_head(file: &File, out: &mut [u8; FINGERPRINT_BYTES]) -> std::io::Result<
             Err(e) => return Err(e),
         }
     }
+    Ok(n)
+}
+
+/// Reads up to `want` bytes at `pos` and appends them to `buf`; returns how
+/// many. The bytes land in the spare capacity of a new vector without being
+/// zeroed first (`read_to_end` reads into uninitialized capacity, safely):
+/// the new buffer starts with the partial line `buf` held, which the old
+/// buffer's reserve would have copied anyway, since its complete lines are
+/// shared with events already handed out. Moves the file's own offset, which
+/// nothing else uses (the other reads are positioned).
+fn read_appending(
+    file: &File,
+    buf: &mut BytesMut,
+    pos: u64,
+    want: usize,
+) -> std::io::Result<usize> {
+    let mut vec = Vec::with_capacity(buf.len() + want);
+    vec.extend_from_slice(buf);
+    let mut reader = file;
+    reader.seek(SeekFrom::Start(pos))?;
+    let n = reader.take(want as u64).read_to_end(&mut vec)?;
+    // Both conversions keep the allocation (the vector is not shared).
+    *buf = BytesMut::from(bytes::Bytes::from(vec));
     Ok(n)
 }
 
@@ -186,10 +210,7 @@ pub(super) async fn read_chunk(
             if want == 0 {
                 return Ok((buf, ReadOutcome::Eof, fp));
             }
-            let start = buf.len();
-            buf.resize(start + want, 0);
-            let n = file.read_at(&mut buf[start..], pos)?;
-            buf.truncate(start + n);
+            let n = read_appending(&file, &mut buf, pos, want)?;
             let outcome = if n == 0 {
                 ReadOutcome::Eof
             } else {

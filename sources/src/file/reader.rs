@@ -226,13 +226,10 @@ impl Reader {
         let now = Timestamp::now();
         loop {
             let f = &mut self.files[i];
-            // A copy of the path per batch: the events of one batch share its
-            // reference count, so the reading and the writing task do not
-            // fight over one counter for every event.
-            let field = match &f.field {
-                Value::String(b) => Value::String(Bytes::copy_from_slice(b)),
-                other => other.clone(),
-            };
+            // The `file` field built once per batch and shared by its events:
+            // no allocation per event, and one reference count per batch, so
+            // the reading and the writing task do not fight over one counter.
+            let fields = batch_fields(&f.field);
             let rule = self.multiline.as_ref();
             while self.batch.len() < self.batch_size {
                 let start = f.framer.checkpoint();
@@ -246,7 +243,11 @@ impl Reader {
                     },
                     None => line,
                 };
-                self.batch.push(event(body, now, &field));
+                self.batch.push(Event {
+                    body,
+                    timestamp: now,
+                    fields: fields.clone(),
+                });
             }
             let new_errors = cx_errors_pending(f);
             if new_errors > 0 {
@@ -464,9 +465,20 @@ fn push_line(batch: &mut Batch, rule: Option<&Rule>, f: &mut Tracked, line: Byte
     batch.push(event(body, Timestamp::now(), &f.field));
 }
 
+/// The fields of the events of one batch from a file: `file`, its path,
+/// shared (see [`Fields::into_shared`]) and with its own copy of the path.
+fn batch_fields(file: &Value) -> Fields {
+    let value = match file {
+        Value::String(b) => Value::String(Bytes::copy_from_slice(b)),
+        other => other.clone(),
+    };
+    let mut fields = Fields::with_capacity(1);
+    fields.insert("file", value);
+    fields.into_shared()
+}
+
+/// An event off the hot path (a final, timed-out or multiline line).
 fn event(body: Bytes, timestamp: Timestamp, file: &Value) -> Event {
-    // One field: one small allocation, the name inline, the value a
-    // reference-counted clone of the path shared by the whole file.
     let mut fields = Fields::with_capacity(1);
     fields.insert("file", file.clone());
     Event {
