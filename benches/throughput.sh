@@ -9,7 +9,8 @@
 #    memory channel -> file sink, text).
 # 2. file -> parse_regex -> file: a log of 159-byte Apache combined lines,
 #    `parse_regex` with 11 named captures (status typed integer), written as
-#    flat JSON.
+#    flat JSON; with `workers: 1` (the chain on one thread) and the default
+#    `auto` (batches split over the cores when worth it).
 # 3. generator -> parse_regex -> filter -> null, and generator -> null:
 #    events/s.
 # The file rows show the best wall time of RUNS runs with its CPU seconds
@@ -131,10 +132,16 @@ echo
 echo "file -> parse_regex (11 captures) -> file (flat JSON), $(numfmt --to=iec "$BYTES") in $LINES lines, best of $RUNS:"
 echo
 table_head tool seconds "CPU s" "CPU s/GiB" MiB/s events/s "peak RSS MiB"
+# The same with `workers: 1`: the chain on the source task's thread only.
+sed 's/^    types: {status: integer}$/    types: {status: integer}\n    workers: 1/' "$WORK/regex.yaml" > "$WORK/regex-1.yaml"
 for i in "${!BINS[@]}"; do
-  best "${NAMES[$i]}" \
-    '[ "$(wc -l < "$WORK/out-regex.json")" = "$LINES" ] || { echo "MISSING EVENTS" >&2; exit 1; }; rm -rf "$WORK/out-regex.json" "$WORK/.sluice"' \
-    "${BINS[$i]}" run "$WORK/regex.yaml" --log-level warn
+  for w in 1 auto; do
+    yaml=$WORK/regex.yaml
+    [ "$w" = 1 ] && yaml=$WORK/regex-1.yaml
+    best "${NAMES[$i]}, workers: $w" \
+      '[ "$(wc -l < "$WORK/out-regex.json")" = "$LINES" ] || { echo "MISSING EVENTS" >&2; exit 1; }; rm -rf "$WORK/out-regex.json" "$WORK/.sluice"' \
+      "${BINS[$i]}" run "$yaml" --log-level warn
+  done
 done
 
 P=3000000

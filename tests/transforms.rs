@@ -407,3 +407,67 @@ sinks:
     // The header row is consumed, not passed on.
     assert_eq!(count(&counts, "csv", "discarded"), 1);
 }
+
+/// A stateless chain split over four threads: every event comes out once,
+/// in the order read, and the failed ones reach the dead letter in order.
+#[test]
+fn a_chain_split_over_workers_keeps_the_order_and_every_failure() {
+    let d = Dir::new();
+    let mut text = String::new();
+    let (mut good, mut bad) = (Vec::new(), Vec::new());
+    for i in 0..30_000 {
+        if i % 13 == 5 {
+            bad.push(format!("oops {i}"));
+            text.push_str(&format!("oops {i}\n"));
+        } else {
+            good.push(i);
+            text.push_str(&format!("line {i} x\n"));
+        }
+    }
+    d.write("logs/in.log", &text);
+    d.write(
+        "p.yaml",
+        r#"sources:
+  in:
+    type: file
+    include: [./logs/in.log]
+    read_from: beginning
+    follow: false
+    processors: [parse, tag]
+    channels: [out]
+processors:
+  parse:
+    type: parse_regex
+    pattern: '^line (?P<n>\d+) (?P<rest>.*)$'
+    types: {n: integer}
+    workers: 4
+    dead_letter: bad
+  tag:
+    type: add_fields
+    fields: {tagged: t1}
+    workers: 4
+channels:
+  out: {type: memory, capacity: 2000}
+  bad: {type: memory}
+sinks:
+  out: {type: file, channel: out, path: ./out/out.json, format: json, encoding: {layout: flat}}
+  bad: {type: file, channel: bad, path: ./out/bad.json, format: json}
+"#,
+    );
+    let o = d.run_logged(&["run", "p.yaml"]);
+    ok(&o);
+    let counts = final_counts(&stderr(&o));
+    assert_eq!(count(&counts, "parse", "errors"), bad.len() as u64);
+    let out = json_lines(&d, "out/out.json");
+    let ns: Vec<i64> = out.iter().map(|e| e["n"].as_i64().unwrap_or(-1)).collect();
+    assert_eq!(ns, good, "every parsed event once, in the order read");
+    assert!(out.iter().all(|e| e["tagged"] == "t1" && e["rest"] == "x"));
+    let dead: Vec<String> = json_lines(&d, "out/bad.json")
+        .iter()
+        .map(|e| {
+            assert_eq!(e["fields"]["component"], "parse", "{e}");
+            e["message"].as_str().unwrap_or_default().to_string()
+        })
+        .collect();
+    assert_eq!(dead, bad, "every failed event once, in the order read");
+}

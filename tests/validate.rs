@@ -289,3 +289,14 @@ fn every_documented_component_type_is_registered() {
         assert_eq!(a, b, "{file}: documented types vs registered {kind}");
     }
 }
+
+#[test]
+fn workers_on_a_processor_that_keeps_state_is_refused_where_written() {
+    let yaml = "sources:\n  gen:\n    type: generator\n    count: 10\n    processors: [once, parse]\n    channels: [main]\nprocessors:\n  once:\n    type: dedupe\n    workers: 2\n  parse:\n    type: parse_json\n    workers: none\nchannels:\n  main:\n    type: memory\nsinks:\n  out:\n    type: console\n    channel: main\n";
+    let lines = invalid(yaml);
+    has(&lines, "bad.yaml:10:14: processor `once`: `dedupe` keeps state from one event to the next, so it runs on one thread; remove `workers` (or set it to 1)");
+    has(
+        &lines,
+        "bad.yaml:13:14: `workers` must be `auto` or an integer from 1 to 64",
+    );
+}

@@ -281,7 +281,6 @@ mod tests {
     use crate::event::{Event, Timestamp};
     use crate::processor::{ProcessContext, Processor};
     use crate::topology::emit::{ChainLink, Emitter, Route};
-    use crate::warn::WarnLimiter;
 
     struct Scorer;
     impl Processor for Scorer {
@@ -293,14 +292,7 @@ mod tests {
     #[tokio::test]
     async fn a_processor_sets_its_own_gauges_through_its_context() {
         let own = Arc::new(ComponentMetrics::default());
-        let link = ChainLink {
-            id: "score".into(),
-            processor: Box::new(Scorer),
-            dead_letter: None,
-            metrics: own.clone(),
-            warn: WarnLimiter::default(),
-            count_io: true,
-        };
+        let link = ChainLink::new("score", Box::new(Scorer), None, own.clone(), true);
         let source = Arc::new(ComponentMetrics::default());
         let mut emitter = Emitter::new(
             "src",

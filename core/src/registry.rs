@@ -150,6 +150,14 @@ pub trait ProcessorConfig: DeserializeOwned + Send + Sync + 'static {
     }
     /// Builds one instance of the processor.
     fn build(&self, cx: &BuildContext) -> Result<Box<dyn Processor>, BuildError>;
+    /// Whether each event's result depends on that event alone: no state
+    /// kept from one event to the next, nothing held back for `finish` or
+    /// `tick`. The runtime may then [build](Self::build) several instances
+    /// and split a batch between them on several threads (the `workers`
+    /// key), putting the parts back in order. Default: `false`.
+    fn stateless(&self) -> bool {
+        false
+    }
 }
 
 /// A sink's typed config.
@@ -158,7 +166,6 @@ pub trait SinkConfig: DeserializeOwned + Send + Sync + 'static {
     fn validate(&self) -> Vec<Problem> {
         Vec::new()
     }
-    /// Builds the sink.
     /// What the built component will hold exclusively (a listening port,
     /// a locked directory), computed without I/O. The runtime never builds
     /// a component that declares resources while another one holds them:
@@ -167,6 +174,7 @@ pub trait SinkConfig: DeserializeOwned + Send + Sync + 'static {
     fn resources(&self, _cx: &BuildContext) -> Vec<Resource> {
         Vec::new()
     }
+    /// Builds the sink.
     fn build(&self, cx: &BuildContext) -> Result<Box<dyn Sink>, BuildError>;
     /// Read-only routes this sink offers on the agent's API, served as
     /// `GET /api/sinks/{id}/{name}` (see [`crate::route`]). Called per
@@ -177,7 +185,7 @@ pub trait SinkConfig: DeserializeOwned + Send + Sync + 'static {
 }
 
 macro_rules! erased {
-    ($erased:ident, $typed:ident, $out:ty, $resources:expr, $routes:expr) => {
+    ($erased:ident, $typed:ident, $out:ty, $resources:expr, $routes:expr, $stateless:expr) => {
         /// A parsed config of some component type, its type erased.
         pub trait $erased: Send + Sync {
             /// See the typed trait's `validate`.
@@ -191,6 +199,8 @@ macro_rules! erased {
             fn as_any(&self) -> &dyn std::any::Any;
             /// See [`SinkConfig::routes`] (none for other components).
             fn routes(&self) -> Routes;
+            /// See [`ProcessorConfig::stateless`] (`false` for other components).
+            fn stateless(&self) -> bool;
         }
         impl<C: $typed> $erased for C {
             fn validate(&self) -> Vec<Problem> {
@@ -208,6 +218,9 @@ macro_rules! erased {
             fn routes(&self) -> Routes {
                 $routes(self)
             }
+            fn stateless(&self) -> bool {
+                $stateless(self)
+            }
         }
     };
 }
@@ -216,28 +229,32 @@ erased!(
     SourceConfig,
     Box<dyn Source>,
     SourceConfig::resources,
-    |_: &C| Vec::new()
+    |_: &C| Vec::new(),
+    |_: &C| false
 );
 erased!(
     AnyChannelConfig,
     ChannelConfig,
     Arc<dyn Channel>,
     ChannelConfig::resources,
-    |_: &C| Vec::new()
+    |_: &C| Vec::new(),
+    |_: &C| false
 );
 erased!(
     AnyProcessorConfig,
     ProcessorConfig,
     Box<dyn Processor>,
     |_: &C, _: &BuildContext| Vec::new(),
-    |_: &C| Vec::new()
+    |_: &C| Vec::new(),
+    ProcessorConfig::stateless
 );
 erased!(
     AnySinkConfig,
     SinkConfig,
     Box<dyn Sink>,
     SinkConfig::resources,
-    SinkConfig::routes
+    SinkConfig::routes,
+    |_: &C| false
 );
 
 /// Turns a component's YAML mapping (its common keys removed) into its config.

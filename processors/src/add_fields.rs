@@ -26,6 +26,11 @@ fn yes() -> bool {
 }
 
 impl ProcessorConfig for Config {
+    /// Each event is handled on its own: batches may be split over threads.
+    fn stateless(&self) -> bool {
+        true
+    }
+
     fn validate(&self) -> Vec<Problem> {
         let mut problems: Vec<Problem> = self
             .fields

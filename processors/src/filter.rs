@@ -20,6 +20,11 @@ pub struct Config {
 }
 
 impl ProcessorConfig for Config {
+    /// Each event is handled on its own: batches may be split over threads.
+    fn stateless(&self) -> bool {
+        true
+    }
+
     fn build(&self, _cx: &BuildContext) -> Result<Box<dyn Processor>, BuildError> {
         Ok(Box::new(Filter {
             condition: self.condition.clone(),

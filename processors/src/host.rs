@@ -22,6 +22,11 @@ fn default_field() -> String {
 }
 
 impl ProcessorConfig for Config {
+    /// Each event is handled on its own: batches may be split over threads.
+    fn stateless(&self) -> bool {
+        true
+    }
+
     fn validate(&self) -> Vec<Problem> {
         crate::check_path("field", &self.field)
             .into_iter()

@@ -313,6 +313,11 @@ impl Config {
 }
 
 impl ProcessorConfig for Config {
+    /// Each event is handled on its own: batches may be split over threads.
+    fn stateless(&self) -> bool {
+        true
+    }
+
     fn validate(&self) -> Vec<Problem> {
         let mut problems = Vec::new();
         match (self.pattern.is_some(), self.patterns.is_empty()) {

@@ -34,6 +34,11 @@ fn default_max_fields() -> std::num::NonZeroUsize {
 }
 
 impl ProcessorConfig for Config {
+    /// Each event is handled on its own: batches may be split over threads.
+    fn stateless(&self) -> bool {
+        true
+    }
+
     fn validate(&self) -> Vec<Problem> {
         [("field", &self.field), ("target", &self.target)]
             .into_iter()

@@ -39,6 +39,11 @@ fn ordered_pairs<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<(String, String)
 }
 
 impl ProcessorConfig for Config {
+    /// Each event is handled on its own: batches may be split over threads.
+    fn stateless(&self) -> bool {
+        true
+    }
+
     fn validate(&self) -> Vec<Problem> {
         let mut problems = Vec::new();
         if self.fields.is_empty() {

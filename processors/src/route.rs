@@ -79,6 +79,11 @@ fn route_field() -> String {
 }
 
 impl ProcessorConfig for Config {
+    /// Each event is handled on its own: batches may be split over threads.
+    fn stateless(&self) -> bool {
+        true
+    }
+
     fn validate(&self) -> Vec<Problem> {
         let mut problems = Vec::new();
         if self.routes.0.is_empty() {

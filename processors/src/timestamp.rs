@@ -168,6 +168,11 @@ fn float_ts(nanos: f64) -> Result<Timestamp, String> {
 }
 
 impl ProcessorConfig for Config {
+    /// Each event is handled on its own: batches may be split over threads.
+    fn stateless(&self) -> bool {
+        true
+    }
+
     fn validate(&self) -> Vec<Problem> {
         let mut problems = Vec::new();
         if self.format.is_some() && self.field.is_none() {

@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 
+use super::parallel;
 use crate::channel::{Channel, ChannelError};
 use crate::event::{Batch, Event, Value};
 use crate::metrics::ComponentMetrics;
@@ -23,6 +24,37 @@ pub(crate) struct ChainLink {
     /// Count events in and out on `metrics` (inline processors); a stage's
     /// own task counts them instead.
     pub count_io: bool,
+    /// More instances of a stateless processor, one per extra thread a
+    /// batch may be split over (see [`parallel`]); empty for one thread.
+    pub replicas: Vec<Box<dyn Processor>>,
+    /// Split every batch large enough (`workers: N`), rather than only
+    /// those whose measured cost is worth the hand-over (`auto`).
+    pub always_split: bool,
+    /// Nanoseconds per event this link took lately (a moving average).
+    pub cost: f64,
+}
+
+impl ChainLink {
+    /// A link of one thread, counting its events when `count_io`.
+    pub fn new(
+        id: &str,
+        processor: Box<dyn Processor>,
+        dead_letter: Option<Arc<dyn Channel>>,
+        metrics: Arc<ComponentMetrics>,
+        count_io: bool,
+    ) -> Self {
+        ChainLink {
+            id: id.into(),
+            processor,
+            dead_letter,
+            metrics,
+            warn: WarnLimiter::default(),
+            count_io,
+            replicas: Vec::new(),
+            always_split: false,
+            cost: 0.0,
+        }
+    }
 }
 
 /// Where events go after the chain.
@@ -90,13 +122,52 @@ impl Emitter {
 
     /// Runs the chain over `batch`, then routes and puts it.
     pub async fn emit(&mut self, mut batch: Batch) -> Result<(), ChannelError> {
-        for i in 0..self.chain.len() {
-            self.run_link(i, &mut batch).await?;
+        let mut i = 0;
+        while i < self.chain.len() {
+            match parallel::plan(&self.chain[i..], batch.len()) {
+                Some(split) => {
+                    self.run_split(i, split, &mut batch).await?;
+                    i += split.links;
+                }
+                None => {
+                    let started = std::time::Instant::now();
+                    let n = batch.len();
+                    self.run_link(i, &mut batch).await?;
+                    if !self.chain[i].replicas.is_empty() {
+                        parallel::observe(&mut self.chain[i], started.elapsed(), n);
+                    }
+                    i += 1;
+                }
+            }
             if batch.is_empty() {
                 return Ok(());
             }
         }
         self.route_and_put(batch).await
+    }
+
+    /// Runs links `i..i + split.links` over `batch` split into
+    /// `split.parts` on as many threads, then reports each link's failures
+    /// in order.
+    async fn run_split(
+        &mut self,
+        i: usize,
+        split: parallel::Split,
+        batch: &mut Batch,
+    ) -> Result<(), ChannelError> {
+        let links = &mut self.chain[i..i + split.links];
+        let failed = parallel::run(links, split.parts, batch);
+        for (link, failed) in links.iter_mut().zip(failed) {
+            failed
+                .report(
+                    &link.id,
+                    link.dead_letter.as_ref(),
+                    &mut link.warn,
+                    "they are passed on unchanged",
+                )
+                .await?;
+        }
+        Ok(())
     }
 
     /// Flushes every processor of the chain (end of input), passing what each
@@ -256,8 +327,6 @@ impl Emitter {
 }
 
 /// Moves failed events to the dead-letter channel (tagged with `error` and
-/// `component`), or counts and logs them and leaves them in the batch.
-/// Moves failed events to the dead-letter channel (tagged with `error` and
 /// `component`), or counts them and logs (at most once a second) `outcome`:
 /// what becomes of them.
 pub(crate) async fn handle_failures(
@@ -267,39 +336,109 @@ pub(crate) async fn handle_failures(
     warn: &mut WarnLimiter,
     outcome: &'static str,
     batch: &mut Batch,
-    mut failures: Vec<(usize, String)>,
+    failures: Vec<(usize, String)>,
 ) -> Result<(), ChannelError> {
-    failures.sort_by_key(|(i, _)| *i);
-    failures.dedup_by_key(|(i, _)| *i);
-    metrics.record_errors(failures.len());
-    let Some(dlq) = dead_letter else {
-        let (Some((idx, reason)), Some(held_back)) = (failures.first(), warn.allow()) else {
-            return Ok(());
-        };
-        let body = batch.events.get(*idx).map_or(&[][..], |e| &e.body[..]);
-        tracing::warn!(
-            component,
-            failed = failures.len(),
-            first_error = %crate::quote::quoted(reason).max(500),
-            first_event = %crate::quote::quoted(body),
-            warnings_held_back = held_back,
-            "events failed; {outcome} (configure `dead_letter` to keep them apart)"
-        );
-        return Ok(());
-    };
-    let mut dead = Batch::with_capacity(failures.len());
-    let mut kept = Vec::with_capacity(batch.len() - failures.len().min(batch.len()));
-    let mut fi = failures.into_iter().peekable();
-    for (i, mut event) in std::mem::take(&mut batch.events).into_iter().enumerate() {
-        if fi.peek().is_some_and(|(j, _)| *j == i) {
-            let (_, reason) = fi.next().unwrap_or_default();
-            event.insert("error", reason);
-            event.insert("component", component);
-            dead.push(event);
-        } else {
-            kept.push(event);
+    Failed::sort_out(component, metrics, dead_letter.is_some(), batch, failures)
+        .report(component, dead_letter, warn, outcome)
+        .await
+}
+
+/// The failures of one processor over one batch, sorted out of it.
+#[derive(Default)]
+pub(crate) struct Failed {
+    /// How many events failed.
+    pub(super) count: usize,
+    /// With a dead letter: the failed events, tagged, in order.
+    pub(super) dead: Vec<Event>,
+    /// Without: the first failure's reason and event body, for the warning.
+    first: Option<(String, bytes::Bytes)>,
+}
+
+impl Failed {
+    /// Counts `failures` (indexes into `batch` with their reasons) as
+    /// errors and, when the failed events go to a dead letter, moves them
+    /// out of `batch`, tagged with `error` and `component`.
+    pub fn sort_out(
+        component: &str,
+        metrics: &ComponentMetrics,
+        to_dead_letter: bool,
+        batch: &mut Batch,
+        mut failures: Vec<(usize, String)>,
+    ) -> Failed {
+        failures.sort_by_key(|(i, _)| *i);
+        failures.dedup_by_key(|(i, _)| *i);
+        metrics.record_errors(failures.len());
+        let count = failures.len();
+        if !to_dead_letter {
+            let first = failures.into_iter().next().map(|(idx, reason)| {
+                let body = batch.events.get(idx).map(|e| e.body.clone());
+                (reason, body.unwrap_or_default())
+            });
+            return Failed {
+                count,
+                dead: Vec::new(),
+                first,
+            };
+        }
+        let mut dead = Vec::with_capacity(count);
+        let mut kept = Vec::with_capacity(batch.len() - count.min(batch.len()));
+        let mut fi = failures.into_iter().peekable();
+        for (i, mut event) in std::mem::take(&mut batch.events).into_iter().enumerate() {
+            if fi.peek().is_some_and(|(j, _)| *j == i) {
+                let (_, reason) = fi.next().unwrap_or_default();
+                event.insert("error", reason);
+                event.insert("component", component);
+                dead.push(event);
+            } else {
+                kept.push(event);
+            }
+        }
+        batch.events = kept;
+        Failed {
+            count,
+            dead,
+            first: None,
         }
     }
-    batch.events = kept;
-    dlq.put(dead).await
+
+    /// Adds the failures of the next part of the same batch.
+    pub fn append(&mut self, mut next: Failed) {
+        self.count += next.count;
+        self.dead.append(&mut next.dead);
+        if self.first.is_none() {
+            self.first = next.first;
+        }
+    }
+
+    /// Puts the failed events into the dead letter, or logs (at most once
+    /// a second) that events failed and `outcome`.
+    pub async fn report(
+        self,
+        component: &str,
+        dead_letter: Option<&Arc<dyn Channel>>,
+        warn: &mut WarnLimiter,
+        outcome: &'static str,
+    ) -> Result<(), ChannelError> {
+        if self.count == 0 {
+            return Ok(());
+        }
+        let Some(dlq) = dead_letter else {
+            let (Some((reason, body)), Some(held_back)) = (self.first, warn.allow()) else {
+                return Ok(());
+            };
+            tracing::warn!(
+                component,
+                failed = self.count,
+                first_error = %crate::quote::quoted(&reason).max(500),
+                first_event = %crate::quote::quoted(&body[..]),
+                warnings_held_back = held_back,
+                "events failed; {outcome} (configure `dead_letter` to keep them apart)"
+            );
+            return Ok(());
+        };
+        if self.dead.is_empty() {
+            return Ok(());
+        }
+        dlq.put(Batch::from(self.dead)).await
+    }
 }

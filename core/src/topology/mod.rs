@@ -31,6 +31,7 @@
 pub(crate) mod emit;
 mod group;
 pub mod health;
+mod parallel;
 pub mod plan;
 pub mod reload;
 mod runner;

@@ -14,7 +14,7 @@ use super::plan::{context, group_of, TaskKey};
 use super::runner::{run_source, run_stage, SinkRunner, StopHandle};
 use super::{group, health, ChannelSlot, ComponentBuildError, ComponentInfo, WriterGuard};
 use crate::checkpoint::CheckpointStore;
-use crate::config::pipeline::{Pipeline, SelectorSpec};
+use crate::config::pipeline::{Pipeline, ProcessorSpec, SelectorSpec, Workers, MAX_WORKERS};
 use crate::metrics::ComponentMetrics;
 use crate::source::SourceContext;
 use crate::warn::WarnLimiter;
@@ -122,21 +122,26 @@ pub(crate) fn start(
             let Some(spec) = pipeline.processor(pid) else {
                 continue;
             };
-            match spec.config.build(&context(pipeline, "processor", pid)) {
-                Ok(processor) => {
+            let cx = context(pipeline, "processor", pid);
+            let built = spec.config.build(&cx).and_then(|processor| {
+                let (threads, always_split) = threads(spec);
+                let replicas = (1..threads)
+                    .map(|_| spec.config.build(&cx))
+                    .collect::<Result<Vec<_>, _>>()?;
+                Ok((processor, replicas, always_split))
+            });
+            match built {
+                Ok((processor, replicas, always_split)) => {
                     let dead_letter = spec.dead_letter.as_deref().and_then(|d| {
                         let slot = slots.get(d)?;
                         guards.push(slot.guard());
                         Some(slot.channel.clone())
                     });
-                    chain.push(ChainLink {
-                        id: pid.as_str().into(),
-                        processor,
-                        dead_letter,
-                        metrics: proc_metrics.get(pid).cloned().unwrap_or_default(),
-                        warn: WarnLimiter::default(),
-                        count_io,
-                    });
+                    let metrics = proc_metrics.get(pid).cloned().unwrap_or_default();
+                    let mut link = ChainLink::new(pid, processor, dead_letter, metrics, count_io);
+                    link.replicas = replicas;
+                    link.always_split = always_split;
+                    chain.push(link);
                 }
                 Err(error) => errors.push(ComponentBuildError {
                     kind: "processor",
@@ -310,3 +315,25 @@ pub(crate) fn start(
         stops,
     })
 }
+
+/// How many threads a batch's work in processor `spec` may be split over,
+/// and whether every batch large enough is split (`workers: N`) rather
+/// than those worth it (`auto`). One for a processor that keeps state.
+fn threads(spec: &ProcessorSpec) -> (usize, bool) {
+    if !spec.config.stateless() {
+        return (1, false);
+    }
+    match spec.workers {
+        Workers::Fixed(n) => (n.clamp(1, MAX_WORKERS), n > 1),
+        Workers::Auto => (
+            std::thread::available_parallelism()
+                .map_or(1, |n| n.get())
+                .min(AUTO_WORKERS),
+            false,
+        ),
+    }
+}
+
+/// The most threads `workers: auto` splits a batch over, whatever the
+/// number of cores: a batch of 1,000 events gains little past that.
+const AUTO_WORKERS: usize = 8;

@@ -3,9 +3,10 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use super::{Ctx, SelectorSpec, DEFAULT_BATCH_SIZE};
+use super::{Ctx, SelectorSpec, Workers, DEFAULT_BATCH_SIZE, MAX_WORKERS};
 use crate::config::node::{Node, NodeKind, Pos};
 use crate::config::suggest::nearest;
+use crate::registry::AnyProcessorConfig;
 use crate::registry::Problem;
 
 /// Names listed in a message before the rest is only counted.
@@ -267,6 +268,39 @@ pub(super) fn batch_size(cx: &mut Ctx, node: &Node) -> usize {
             }
         },
     }
+}
+
+/// A processor's `workers`: `auto` or a positive integer; more than one
+/// only for a processor that keeps no state between events.
+pub(super) fn workers(
+    cx: &mut Ctx,
+    node: &Node,
+    id: &str,
+    type_name: &str,
+    config: &dyn AnyProcessorConfig,
+) -> Workers {
+    let Some(n) = node.get("workers") else {
+        return Workers::Auto;
+    };
+    let workers = match n.kind {
+        NodeKind::Int(i) if (1..=MAX_WORKERS as i64).contains(&i) => Workers::Fixed(i as usize),
+        _ if n.as_str() == Some("auto") => Workers::Auto,
+        _ => {
+            cx.err(
+                n.pos,
+                format!("`workers` must be `auto` or an integer from 1 to {MAX_WORKERS}"),
+            );
+            return Workers::Auto;
+        }
+    };
+    if matches!(workers, Workers::Fixed(w) if w > 1) && !config.stateless() {
+        cx.err(
+            n.pos,
+            format!("processor `{id}`: `{type_name}` keeps state from one event to the next, so it runs on one thread; remove `workers` (or set it to 1)"),
+        );
+        return Workers::Fixed(1);
+    }
+    workers
 }
 
 pub(super) fn selector(cx: &mut Ctx, node: &Node) -> SelectorSpec {

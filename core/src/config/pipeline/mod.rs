@@ -26,6 +26,7 @@ use graph::check_graph;
 pub use groups::{Balance, GroupStrategy, SinkGroupSpec};
 use keys::{
     batch_size, check_keys, component, list, report, section, selector, string_list, string_opt,
+    workers,
 };
 
 /// One problem in a pipeline file.
@@ -126,12 +127,33 @@ pub struct ProcessorSpec {
     pub dead_letter: Option<String>,
     /// Events taken per batch by a stage.
     pub batch_size: usize,
+    /// How many threads one batch's work may be split over.
+    pub workers: Workers,
     /// Its declaration in canonical form (see [`Node::canonical`]): equal
     /// fingerprints mean the same options and wiring.
     pub fingerprint: String,
     /// Where it is declared.
     pub pos: Pos,
 }
+
+/// How many threads a processor's work on one batch may be split over
+/// (its `workers` key). Only a processor that keeps no state between
+/// events ([`ProcessorConfig::stateless`](crate::registry::ProcessorConfig::stateless))
+/// is split; the parts are put back in order, so order is kept.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Workers {
+    /// As many as the machine has cores, for batches whose work is worth
+    /// the hand-over (measured as the pipeline runs); one thread for a
+    /// processor that keeps state.
+    #[default]
+    Auto,
+    /// At most this many threads for every batch large enough to split
+    /// (1: never split).
+    Fixed(usize),
+}
+
+/// The most `workers` a processor may have.
+pub const MAX_WORKERS: usize = 64;
 
 /// A sink as declared.
 #[derive(Clone)]
@@ -230,6 +252,7 @@ const PROCESSOR_KEYS: &[&str] = &[
     "selector",
     "dead_letter",
     "batch_size",
+    "workers",
 ];
 const SINK_KEYS: &[&str] = &["type", "channel", "dead_letter", "batch_size"];
 const DEFAULT_BATCH_SIZE: usize = 1000;
@@ -547,6 +570,7 @@ fn build_model(cx: &mut Ctx, path: &Path, root: &Node, registry: &Registry) -> O
         let selector = selector(cx, node);
         let dead_letter = string_opt(cx, node, "dead_letter");
         let batch_size = batch_size(cx, node);
+        let workers = workers(cx, node, &id, &type_name, &*config);
         if input.is_none() {
             for key in ["channels", "selector", "batch_size"] {
                 if let Some(k) = node.key(key) {
@@ -569,6 +593,7 @@ fn build_model(cx: &mut Ctx, path: &Path, root: &Node, registry: &Registry) -> O
             selector,
             dead_letter,
             batch_size,
+            workers,
             fingerprint: node.canonical(),
             pos,
         });
