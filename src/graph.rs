@@ -6,7 +6,7 @@
 
 use std::fmt::Write;
 
-use sluice_core::config::pipeline::{Pipeline, SelectorSpec};
+use sluice_runtime::pipeline::{Pipeline, SelectorSpec};
 
 fn q(s: &str) -> String {
     format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\""))
@@ -137,8 +137,8 @@ pub fn to_dot(pipeline: &Pipeline) -> String {
     // A sink group is a dashed box around its members.
     for g in &pipeline.sink_groups {
         let strategy = match &g.strategy {
-            sluice_core::config::pipeline::GroupStrategy::Failover { .. } => "failover",
-            sluice_core::config::pipeline::GroupStrategy::LoadBalance { .. } => "load_balance",
+            sluice_runtime::pipeline::GroupStrategy::Failover { .. } => "failover",
+            sluice_runtime::pipeline::GroupStrategy::LoadBalance { .. } => "load_balance",
         };
         let _ = writeln!(
             out,

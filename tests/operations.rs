@@ -513,8 +513,9 @@ fn dashboard_plots_the_gauges_a_component_reports() {
     let d = Dir::new();
     let yaml = "sources:\n  gen: {type: generator, count: 1, channels: [c]}\nprocessors:\n  detect: {type: add_fields, input: c, channels: [d], fields: {x: 1}}\nchannels:\n  c: {type: memory}\n  d: {type: memory}\nsinks:\n  s: {type: null, channel: d}\n";
     let path = d.write("p.yaml", yaml);
-    let pipeline = sluice_core::config::load_pipeline(&path, &sluice::registry()).expect("valid");
-    let topology = sluice_core::topology::Topology::build(&pipeline).expect("builds");
+    let pipeline =
+        sluice_runtime::pipeline::load_pipeline(&path, &sluice::registry()).expect("valid");
+    let topology = sluice_runtime::topology::Topology::build(&pipeline).expect("builds");
     let detect = topology
         .components()
         .iter()

@@ -195,7 +195,7 @@ fn score(c: &mut Criterion) {
 fn hdfs(c: &mut Criterion) {
     use sluice_anomaly::anomaly::Config as AnomalyConfig;
     use sluice_anomaly::session::SessionConfig;
-    use sluice_core::testing::processor::{build, config};
+    use sluice_runtime::testing::processor::{build, config};
 
     let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../testdata/loghub_2k");
     let csv =

@@ -62,5 +62,5 @@ mod loghub_tests;
 
 #[cfg(test)]
 pub(crate) mod test_util {
-    pub use sluice_core::testing::processor::*;
+    pub use sluice_runtime::testing::processor::*;
 }

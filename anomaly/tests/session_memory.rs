@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicIsize, Ordering};
 use bytes::Bytes;
 use sluice_anomaly::session::SessionConfig;
 use sluice_core::prelude::*;
-use sluice_core::testing::processor::{build, run};
+use sluice_runtime::testing::processor::{build, run};
 
 struct Counting;
 

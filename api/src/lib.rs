@@ -33,7 +33,7 @@
 //! ([`serve`](mod@serve)).
 //!
 //! [`ApiState::new`] follows the live counters (and reloads) of a built
-//! [`Topology`](sluice_core::topology::Topology); [`bind`] then
+//! [`Topology`](sluice_runtime::topology::Topology); [`bind`] then
 //! [`Listener::serve`] (or [`serve`] at once) listens.
 //! [`client`] is the small HTTP client of `sluice top` and `sluice tap`.
 
@@ -131,7 +131,10 @@ impl Listener {
     /// # Errors
     ///
     /// When the socket cannot be handed to the runtime.
-    pub fn serve(&self, topology: &sluice_core::topology::Topology) -> Result<Server, ServeError> {
+    pub fn serve(
+        &self,
+        topology: &sluice_runtime::topology::Topology,
+    ) -> Result<Server, ServeError> {
         let err = |source| ServeError {
             address: self.address,
             source,

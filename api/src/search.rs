@@ -17,7 +17,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use sluice_core::route::{RouteAnswer, SinkRoute};
-use sluice_core::topology::view::Snapshot;
+use sluice_runtime::topology::view::Snapshot;
 
 use crate::ApiState;
 

@@ -23,11 +23,11 @@ use axum::response::{IntoResponse, Response};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 use serde::Deserialize;
-use sluice_core::config::pipeline::ApiSpec;
 use sluice_core::config::{from_node, ConfigError};
 use sluice_core::registry::{BuildError, Problem};
 use sluice_net::conn::{Gate, HandshakeLog, DEFAULT_API_MAX_CONNECTIONS, DEFAULT_HEADER_TIMEOUT};
 use sluice_net::secure::{bearer, Secret, TlsConfig, Token};
+use sluice_runtime::pipeline::ApiSpec;
 use tokio_util::sync::CancellationToken;
 
 /// The options of the pipeline file's `api:` section.

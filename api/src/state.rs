@@ -6,10 +6,10 @@ use std::sync::Arc;
 
 use serde::Serialize;
 use sluice_core::channel::Channel;
+use sluice_core::metrics::health::HealthSnapshot;
 use sluice_core::metrics::{ComponentMetrics, MetricsSnapshot};
-use sluice_core::topology::health::HealthSnapshot;
-use sluice_core::topology::view::{LiveView, Snapshot};
-use sluice_core::topology::{ComponentInfo, Topology};
+use sluice_runtime::topology::view::{LiveView, Snapshot};
+use sluice_runtime::topology::{ComponentInfo, Topology};
 
 /// One component as the API knows it.
 #[derive(Clone)]

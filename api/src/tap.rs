@@ -4,7 +4,7 @@ use std::fmt::Write;
 
 use futures_util::Stream;
 use sluice_core::event::Event;
-use sluice_core::topology::tap::TapSubscription;
+use sluice_core::metrics::tap::TapSubscription;
 use tokio::sync::broadcast::error::RecvError;
 
 /// One event as a JSON line: component, timestamp, message (the body, lossy

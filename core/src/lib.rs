@@ -1,7 +1,10 @@
 //! # sluice-core
 //!
-//! The heart of Sluice, a pipeline agent: the event model, the component
-//! traits, the registry, the pipeline file and the runtime that runs it.
+//! The contract of Sluice, a pipeline agent, for everyone who writes a
+//! component: the event model, the component traits, the registry, the
+//! config value types and the per-component counters. The runtime that
+//! loads and runs a pipeline is `sluice-runtime`, which depends on this
+//! crate and never the other way round.
 //!
 //! * [`Event`](event::Event) is one log record (body, timestamp, fields);
 //!   [`Batch`](event::Batch) is the unit every component moves.
@@ -19,10 +22,9 @@
 //! * [`Resource`](resource::Resource) is what a component declares it holds
 //!   exclusively (a port, a locked directory), so that a reload stops the
 //!   old holder before it builds the new one.
-//! * [`config`] reads and validates the pipeline file, keeping line and column
-//!   for every error; [`topology`] plans the tasks of a pipeline (one
-//!   [`TaskKey`](topology::TaskKey) each), builds them and runs every one as
-//!   a tokio task, with channels as the only edges, and applies reloads.
+//! * [`config`] reads YAML into a tree that keeps line and column, and
+//!   deserializes a component's options from it.
+//! * [`metrics`] holds each component's counters, health and tap.
 //! * [`quote::quoted`] shows received data in a log line with its control
 //!   characters escaped, so that a peer cannot forge log lines.
 //!
@@ -37,7 +39,6 @@
 
 pub mod channel;
 pub mod checkpoint;
-pub mod condition;
 pub mod config;
 pub mod event;
 pub mod metrics;
@@ -49,8 +50,6 @@ pub mod route;
 pub mod sink;
 pub mod source;
 pub mod template;
-pub mod testing;
-pub mod topology;
 pub mod warn;
 
 /// The names a component author needs.

@@ -10,7 +10,6 @@ use crate::channel::ChannelError;
 use crate::checkpoint::CheckpointStore;
 use crate::event::Batch;
 use crate::metrics::ComponentMetrics;
-use crate::topology::emit::{Emitter, Route};
 
 /// Why a component's task ended with an error.
 #[derive(Debug, thiserror::Error)]
@@ -59,10 +58,48 @@ pub struct SourceContext {
     pub data_dir: PathBuf,
     /// Counters for this source.
     pub metrics: Arc<ComponentMetrics>,
-    pub(crate) emitter: Arc<tokio::sync::Mutex<Emitter>>,
+    /// Where emitted batches go (the runtime's inline processors, selector
+    /// and channels).
+    emitter: Arc<dyn Emit>,
+}
+
+/// Where a source's batches go: the runtime runs the inline processors on
+/// them, applies the selector and puts them into the channels, counting
+/// them on the source's metrics. The runtime implements it; a source calls
+/// it through [`SourceContext::emit`] and [`SourceContext::emit_before`].
+#[async_trait]
+pub trait Emit: Send + Sync {
+    /// See [`SourceContext::emit`]; `batch` is not empty.
+    async fn emit(&self, batch: Batch) -> Result<(), ChannelError>;
+    /// See [`SourceContext::emit_before`]; `batch` is not empty.
+    async fn emit_before(
+        &self,
+        batch: Batch,
+        deadline: tokio::time::Instant,
+    ) -> Result<bool, ChannelError>;
 }
 
 impl SourceContext {
+    /// The context of source `id`, emitting through `emitter`; the runtime
+    /// (or a test) makes it.
+    pub fn new(
+        id: &str,
+        shutdown: CancellationToken,
+        checkpoints: CheckpointStore,
+        data_dir: PathBuf,
+        metrics: Arc<ComponentMetrics>,
+        emitter: Arc<dyn Emit>,
+    ) -> Self {
+        SourceContext {
+            id: id.into(),
+            shutdown,
+            checkpoints,
+            data_dir,
+            metrics,
+            emitter,
+        }
+    }
+
     /// Runs the inline processors on `batch`, applies the selector and puts
     /// the result into the source's channels. Waits while a channel is full.
     ///
@@ -77,8 +114,7 @@ impl SourceContext {
         if batch.is_empty() {
             return Ok(());
         }
-        self.metrics.record_in(&batch);
-        self.emitter.lock().await.emit(batch).await
+        self.emitter.emit(batch).await
     }
 
     /// Like [`emit`](Self::emit), but gives up at `deadline` when giving up
@@ -103,69 +139,6 @@ impl SourceContext {
         if batch.is_empty() {
             return Ok(true);
         }
-        let Ok(mut emitter) = tokio::time::timeout_at(deadline, self.emitter.lock()).await else {
-            return Ok(false);
-        };
-        let single = emitter.chain.is_empty()
-            && emitter.outputs.len() == 1
-            && matches!(emitter.route, Route::Replicating);
-        if !single {
-            self.metrics.record_in(&batch);
-            return emitter.emit(batch).await.map(|()| true);
-        }
-        let out = emitter.outputs[0].clone();
-        let tapped = emitter.metrics.tap.is_tapped().then(|| batch.clone());
-        let (n, bytes) = (batch.len() as u64, batch.body_bytes() as u64);
-        match tokio::time::timeout_at(deadline, out.put(batch)).await {
-            Err(_) => Ok(false),
-            Ok(Err(e)) => Err(e),
-            Ok(Ok(())) => {
-                use std::sync::atomic::Ordering::Relaxed;
-                self.metrics.events_in.fetch_add(n, Relaxed);
-                self.metrics.bytes_in.fetch_add(bytes, Relaxed);
-                emitter.metrics.events_out.fetch_add(n, Relaxed);
-                emitter.metrics.bytes_out.fetch_add(bytes, Relaxed);
-                if let Some(b) = tapped {
-                    emitter.metrics.tap.offer(&b);
-                }
-                Ok(true)
-            }
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use std::sync::atomic::Ordering::Relaxed;
-    use std::time::Duration;
-
-    use super::*;
-    use crate::event::{Event, Timestamp};
-    use crate::testing::{source_context, Collector, Full};
-
-    fn batch(n: usize) -> Batch {
-        let mut b = Batch::new();
-        for i in 0..n {
-            b.push(Event::new(i.to_string(), Timestamp::now()));
-        }
-        b
-    }
-
-    #[tokio::test]
-    async fn emit_before_gives_up_a_put_into_a_full_channel_counting_nothing() {
-        let dir = std::env::temp_dir();
-        let mut cx = source_context("s", &dir, Arc::new(Full), CancellationToken::new());
-        let deadline = tokio::time::Instant::now() + Duration::from_millis(30);
-        assert!(!cx.emit_before(batch(3), deadline).await.expect("no error"));
-        assert_eq!(cx.metrics.events_in.load(Relaxed), 0);
-        assert_eq!(cx.metrics.events_out.load(Relaxed), 0);
-
-        let out = Collector::new();
-        let mut cx = source_context("s", &dir, out.clone(), CancellationToken::new());
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-        assert!(cx.emit_before(batch(3), deadline).await.expect("no error"));
-        assert_eq!(out.events().len(), 3);
-        assert_eq!(cx.metrics.events_in.load(Relaxed), 3);
-        assert_eq!(cx.metrics.events_out.load(Relaxed), 3);
+        self.emitter.emit_before(batch, deadline).await
     }
 }

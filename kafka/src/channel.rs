@@ -427,7 +427,7 @@ mod conformance {
     use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
     use rdkafka::client::DefaultClientContext;
     use sluice_channels::testing::{one_writer_one_reader, Rng, Run};
-    use sluice_core::testing::processor::{config, cx};
+    use sluice_runtime::testing::processor::{config, cx};
 
     use super::*;
 

@@ -4,8 +4,8 @@
 //! The condition language is described in `docs/conditions.md`; it is parsed
 //! when the pipeline is loaded, so a typo is a config error with its column.
 
+use crate::condition::Condition;
 use serde::Deserialize;
-use sluice_core::condition::Condition;
 use sluice_core::prelude::*;
 
 /// Options of the `filter` processor.

@@ -21,7 +21,7 @@
 //! | `add_fields` | adds constant fields |
 //! | `remove_fields` | removes fields |
 //! | `rename_fields` | renames fields |
-//! | `filter` | keeps the events that match a [condition](sluice_core::condition) |
+//! | `filter` | keeps the events that match a [condition](crate::condition) |
 //! | `route` | names each event's route by conditions, for a `multiplexing` selector |
 //! | `sample` | keeps one event in N, optionally per key |
 //! | `throttle` | lets at most N events through per window, per key |
@@ -64,6 +64,7 @@
 use sluice_core::registry::{DuplicateType, Registry};
 
 pub mod add_fields;
+pub mod condition;
 pub mod dedupe;
 pub mod filter;
 pub mod host;
@@ -180,7 +181,7 @@ mod tests {
 
 #[cfg(test)]
 pub(crate) mod test_util {
-    pub use sluice_core::testing::processor::*;
+    pub use sluice_runtime::testing::processor::*;
 }
 
 /// The text parsers on arbitrary input: no panic, and an event either

@@ -1,4 +1,4 @@
-//! `route`: names the route of each event by [conditions](sluice_core::condition),
+//! `route`: names the route of each event by [conditions](crate::condition),
 //! for the component's `multiplexing` selector to send it to that route's
 //! channels.
 //!
@@ -16,9 +16,9 @@
 //! routes' order. An event matching none gets no `field` (any value it had
 //! is removed) and goes to the selector's `default`.
 
+use crate::condition::Condition;
 use serde::de::{self, MapAccess, Visitor};
 use serde::{Deserialize, Deserializer};
-use sluice_core::condition::Condition;
 use sluice_core::prelude::*;
 
 /// Which routes an event takes.

@@ -9,8 +9,8 @@
 
 use std::num::{NonZeroU64, NonZeroUsize};
 
+use crate::condition::Condition;
 use serde::Deserialize;
-use sluice_core::condition::Condition;
 use sluice_core::prelude::*;
 
 use crate::keyed::{default_max_keys, KeyedState};

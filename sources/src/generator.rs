@@ -330,7 +330,7 @@ fn put_u64(buf: &mut BytesMut, mut n: u64) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use sluice_core::testing::{source_context, Collector};
+    use sluice_runtime::testing::{source_context, Collector};
     use tokio_util::sync::CancellationToken;
 
     #[test]

@@ -137,7 +137,7 @@ pub(crate) async fn read_lines<R: AsyncRead + Unpin>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use sluice_core::testing::{source_context, Collector};
+    use sluice_runtime::testing::{source_context, Collector};
     use tokio::io::AsyncWriteExt;
     use tokio_util::sync::CancellationToken;
 

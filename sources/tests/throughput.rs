@@ -14,7 +14,7 @@ use std::time::Instant;
 
 use async_trait::async_trait;
 use sluice_core::prelude::*;
-use sluice_core::testing::source_context;
+use sluice_runtime::testing::source_context;
 use tokio_util::sync::CancellationToken;
 
 /// A channel that counts what is put into it and drops it.

@@ -1,6 +1,6 @@
 //! The agent's HTTP API when the pipeline asks for one.
 
-use sluice_core::config::{Diagnostic, Pipeline};
+use sluice_runtime::pipeline::{Diagnostic, Pipeline};
 
 /// The problems of the `api:` section's own options (token, TLS, limits),
 /// with their positions; empty when there is no `api:`.

@@ -14,8 +14,8 @@ mod watch;
 use std::path::{Path, PathBuf};
 
 use clap::{Parser, Subcommand};
-use sluice_core::config::pipeline::load_pipeline;
 use sluice_core::registry::Registry;
+use sluice_runtime::pipeline::load_pipeline;
 
 use crate::settings::{LogFormat, Settings};
 
@@ -179,16 +179,21 @@ pub fn main(registry: Registry) -> i32 {
 pub(super) fn load_checked(
     file: &Path,
     registry: &Registry,
-) -> Result<sluice_core::config::Pipeline, Vec<sluice_core::config::Diagnostic>> {
+) -> Result<sluice_runtime::pipeline::Pipeline, Vec<sluice_runtime::pipeline::Diagnostic>> {
     let pipeline = load_pipeline(file, registry)?;
-    let mut problems: Vec<_> = sluice_channels::disk::shared_directories(&pipeline)
-        .into_iter()
-        .map(|(pos, message)| sluice_core::config::Diagnostic {
-            file: file.to_path_buf(),
-            pos,
-            message,
-        })
-        .collect();
+    let channels = pipeline
+        .channels
+        .iter()
+        .map(|c| (c.id.as_str(), &*c.config, c.pos));
+    let mut problems: Vec<_> =
+        sluice_channels::disk::shared_directories(&pipeline.data_dir, channels)
+            .into_iter()
+            .map(|(pos, message)| sluice_runtime::pipeline::Diagnostic {
+                file: file.to_path_buf(),
+                pos,
+                message,
+            })
+            .collect();
     problems.extend(api::problems(&pipeline));
     if problems.is_empty() {
         Ok(pipeline)
@@ -197,7 +202,7 @@ pub(super) fn load_checked(
     }
 }
 
-fn load(registry: &Registry, file: &Path) -> Result<sluice_core::config::Pipeline, i32> {
+fn load(registry: &Registry, file: &Path) -> Result<sluice_runtime::pipeline::Pipeline, i32> {
     load_checked(file, registry).map_err(|diags| {
         for d in &diags {
             eprintln!("{d}");
@@ -273,7 +278,7 @@ fn run(
         match &mut pipeline.api {
             Some(spec) => spec.address = address,
             None => {
-                pipeline.api = Some(sluice_core::config::pipeline::ApiSpec {
+                pipeline.api = Some(sluice_runtime::pipeline::ApiSpec {
                     address,
                     pos: Default::default(),
                     node: None,
@@ -336,7 +341,7 @@ fn run(
 /// `--from-start`: removes every source's checkpoint
 /// (`<data_dir>/sources/<id>/checkpoints.json`), so that each reads its
 /// input from the start.
-fn forget_checkpoints(pipeline: &sluice_core::config::Pipeline) -> std::io::Result<()> {
+fn forget_checkpoints(pipeline: &sluice_runtime::pipeline::Pipeline) -> std::io::Result<()> {
     for s in &pipeline.sources {
         let path = pipeline
             .data_dir

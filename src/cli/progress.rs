@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use sluice_core::metrics::ComponentMetrics;
-use sluice_core::topology::ComponentInfo;
+use sluice_runtime::topology::ComponentInfo;
 use tokio::sync::oneshot;
 
 /// How long sources get to declare their totals before the bar gives up.

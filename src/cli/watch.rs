@@ -5,14 +5,14 @@
 //! start-up. An invalid file is reported (every problem, as
 //! FILE:LINE:COL: message) and the running pipeline stays as it is; a valid
 //! one goes to the topology, which restarts only what changed (see
-//! `sluice_core::topology::reload`).
+//! `sluice_runtime::topology::reload`).
 
 use std::path::Path;
 use std::time::Duration;
 
-use sluice_core::config::pipeline::Pipeline;
 use sluice_core::registry::Registry;
-use sluice_core::topology::{ComponentBuildError, RunReport, Topology};
+use sluice_runtime::pipeline::Pipeline;
+use sluice_runtime::topology::{ComponentBuildError, RunReport, Topology};
 use tokio::sync::mpsc;
 
 use super::progress::Progress;

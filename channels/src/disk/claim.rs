@@ -20,7 +20,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
 use std::time::{Duration, Instant};
 
 use sluice_core::config::node::Pos;
-use sluice_core::config::Pipeline;
+use sluice_core::registry::AnyChannelConfig;
 
 use super::{log, Core, DiskConfig};
 
@@ -135,12 +135,13 @@ pub(super) fn release(key: &Path, core: *const Core) {
     RELEASED.notify_all();
 }
 
-/// The directory a disk channel `id` of `pipeline` uses.
-pub fn directory(pipeline: &Pipeline, id: &str, config: &DiskConfig) -> PathBuf {
+/// The directory a disk channel `id` of a pipeline whose `data_dir` is
+/// `data_dir` uses.
+pub fn directory(data_dir: &Path, id: &str, config: &DiskConfig) -> PathBuf {
     config
         .path
         .clone()
-        .unwrap_or_else(|| pipeline.data_dir.join("channels").join(id))
+        .unwrap_or_else(|| data_dir.join("channels").join(id))
 }
 
 /// `path` made absolute and without `.` and `..` (lexically: no I/O, so
@@ -161,27 +162,30 @@ fn normalize(path: &Path) -> PathBuf {
     out
 }
 
-/// The disk channels of `pipeline` whose directory another disk channel
-/// of it uses too: where each is declared, and the problem.
-pub fn shared_directories(pipeline: &Pipeline) -> Vec<(Pos, String)> {
+/// The disk channels among `channels` (id, options, where declared) of a
+/// pipeline whose `data_dir` is `data_dir`, whose directory another disk
+/// channel of them uses too: where each is declared, and the problem.
+pub fn shared_directories<'a>(
+    data_dir: &Path,
+    channels: impl IntoIterator<Item = (&'a str, &'a dyn AnyChannelConfig, Pos)>,
+) -> Vec<(Pos, String)> {
     let mut seen: Vec<(PathBuf, &str)> = Vec::new();
     let mut out = Vec::new();
-    for c in &pipeline.channels {
-        let Some(config) = c.config.as_any().downcast_ref::<DiskConfig>() else {
+    for (id, config, pos) in channels {
+        let Some(config) = config.as_any().downcast_ref::<DiskConfig>() else {
             continue;
         };
-        let dir = directory(pipeline, &c.id, config);
+        let dir = directory(data_dir, id, config);
         let norm = normalize(&dir);
         match seen.iter().find(|(p, _)| *p == norm) {
             Some((_, other)) => out.push((
-                c.pos,
+                pos,
                 format!(
-                    "channel `{}`: its directory {} is also the directory of channel `{other}`: two disk channels cannot share a directory",
-                    c.id,
+                    "channel `{id}`: its directory {} is also the directory of channel `{other}`: two disk channels cannot share a directory",
                     dir.display()
                 ),
             )),
-            None => seen.push((norm, &c.id)),
+            None => seen.push((norm, id)),
         }
     }
     out

@@ -1,5 +1,5 @@
-//! The pipeline file: reading it into a spanned tree, typed option values,
-//! the pipeline model and its validation.
+//! Configuration: reading YAML into a spanned tree and typed option values
+//! (the pipeline model and its validation are `sluice-runtime`'s).
 //!
 //! Why not `serde_yaml`: it is archived, and its errors carry positions only
 //! for syntax and type errors. Sluice reads the file with `saphyr-parser` (a
@@ -11,14 +11,12 @@
 pub mod address;
 pub mod de;
 pub mod node;
-pub mod pipeline;
 pub mod suggest;
 pub mod types;
 
 pub use address::{address_problem, check_address, AddressUse};
 pub use de::{field_names, from_node, ConfigError};
 pub use node::{Node, NodeKind, Pos};
-pub use pipeline::{load_pipeline, Diagnostic, Pipeline};
 pub use types::{ByteSize, Duration};
 
 /// Deserializes a typed config from YAML text (no `${VAR}` substitution):

@@ -1,5 +1,5 @@
 use super::*;
-use sluice_core::testing::{source_context, Collector};
+use sluice_runtime::testing::{source_context, Collector};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

@@ -17,10 +17,10 @@ use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::path::PathBuf;
 
-use sluice_core::config::pipeline::{Pipeline, SelectorSpec};
 use sluice_core::event::{Batch, Event};
 use sluice_core::processor::{ProcessContext, Processor};
 use sluice_core::registry::BuildContext;
+use sluice_runtime::pipeline::{Pipeline, SelectorSpec};
 
 /// The kinds of component a test may name.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -547,8 +547,8 @@ type Dead = Option<(String, Batch)>;
 #[cfg(test)]
 mod tests {
     use super::*;
-    use sluice_core::config::pipeline::parse_pipeline;
     use sluice_core::event::Timestamp;
+    use sluice_runtime::pipeline::parse_pipeline;
 
     const PIPELINE: &str = r#"
 sources:

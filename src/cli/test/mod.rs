@@ -13,10 +13,10 @@ mod spec;
 
 use std::path::{Path, PathBuf};
 
-use sluice_core::condition::Condition;
-use sluice_core::config::{Diagnostic, Pipeline};
 use sluice_core::event::{Event, Timestamp};
 use sluice_core::registry::Registry;
+use sluice_processors::condition::Condition;
+use sluice_runtime::pipeline::{Diagnostic, Pipeline};
 
 use super::{EXIT_CONFIG, EXIT_FAILED, EXIT_OK};
 use harness::{resolve, Harness, Kind, Target};

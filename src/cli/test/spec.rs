@@ -7,10 +7,11 @@
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
-use sluice_core::condition::Condition;
+use sluice_core::config::from_node;
 use sluice_core::config::node::{self, Node, NodeKind, Pos};
-use sluice_core::config::{from_node, Diagnostic};
 use sluice_core::event::{Event, Timestamp, Value};
+use sluice_processors::condition::Condition;
+use sluice_runtime::pipeline::Diagnostic;
 
 /// One test, as written.
 #[derive(Debug, Deserialize)]

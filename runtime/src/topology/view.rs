@@ -5,8 +5,8 @@
 use std::sync::{Arc, RwLock};
 
 use super::ComponentInfo;
-use crate::channel::Channel;
-use crate::config::pipeline::Pipeline;
+use crate::pipeline::Pipeline;
+use sluice_core::channel::Channel;
 
 /// What runs at one moment.
 pub struct Snapshot {

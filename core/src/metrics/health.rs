@@ -2,9 +2,7 @@
 //! its writes currently fail. The API's `/health` reads it.
 
 use std::sync::atomic::{AtomicU64, AtomicU8, Ordering::Relaxed};
-use std::sync::{Arc, Mutex};
-
-use crate::metrics::ComponentMetrics;
+use std::sync::Mutex;
 
 const RUNNING: u8 = 1;
 const FINISHED: u8 = 2;
@@ -97,17 +95,6 @@ impl ComponentHealth {
             healthy,
         }
     }
-}
-
-/// Runs a component's task, keeping its health state.
-pub(crate) async fn tracked(
-    metrics: Arc<ComponentMetrics>,
-    task: impl std::future::Future<Output = Result<(), String>>,
-) -> Result<(), String> {
-    metrics.health.started();
-    let result = task.await;
-    metrics.health.ended(&result);
-    result
 }
 
 #[cfg(test)]

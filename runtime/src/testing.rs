@@ -9,12 +9,12 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 use tokio_util::sync::CancellationToken;
 
-use crate::channel::{Channel, ChannelError, ChannelStats, Transaction};
-use crate::checkpoint::CheckpointStore;
-use crate::event::{Batch, Event};
-use crate::metrics::ComponentMetrics;
-use crate::source::SourceContext;
-use crate::topology::emit::{Emitter, Route};
+use crate::topology::emit::{Emitter, Route, SourceEmitter};
+use sluice_core::channel::{Channel, ChannelError, ChannelStats, Transaction};
+use sluice_core::checkpoint::CheckpointStore;
+use sluice_core::event::{Batch, Event};
+use sluice_core::metrics::ComponentMetrics;
+use sluice_core::source::SourceContext;
 
 /// A channel that never has room and never has events: `put` and `take`
 /// wait forever (for tests of what stops a wait).
@@ -106,27 +106,39 @@ pub fn source_context(
     output: Arc<dyn Channel>,
     shutdown: CancellationToken,
 ) -> SourceContext {
+    source_context_and_emitter(id, data_dir, output, shutdown).0
+}
+
+/// [`source_context`] with the emitter behind it, for the runtime's tests.
+pub(crate) fn source_context_and_emitter(
+    id: &str,
+    data_dir: impl Into<PathBuf>,
+    output: Arc<dyn Channel>,
+    shutdown: CancellationToken,
+) -> (SourceContext, Arc<SourceEmitter>) {
     let data_dir = data_dir.into();
     let metrics = Arc::new(ComponentMetrics::default());
-    SourceContext {
-        id: id.into(),
+    let emitter = Arc::new(SourceEmitter(tokio::sync::Mutex::new(Emitter::new(
+        id,
+        Vec::new(),
+        Route::Replicating,
+        vec![output],
+        metrics.clone(),
+    ))));
+    let cx = SourceContext::new(
+        id,
         shutdown,
-        checkpoints: CheckpointStore::new(data_dir.join("checkpoint.json")),
+        CheckpointStore::new(data_dir.join("checkpoint.json")),
         data_dir,
-        metrics: metrics.clone(),
-        emitter: Arc::new(tokio::sync::Mutex::new(Emitter::new(
-            id,
-            Vec::new(),
-            Route::Replicating,
-            vec![output],
-            metrics,
-        ))),
-    }
+        metrics,
+        emitter.clone(),
+    );
+    (cx, emitter)
 }
 
 /// Helpers for a processor's unit tests: build from YAML, run over a batch.
 pub mod processor {
-    use crate::prelude::*;
+    use sluice_core::prelude::*;
 
     /// A build context for tests.
     pub fn cx() -> BuildContext {
@@ -140,7 +152,7 @@ pub mod processor {
 
     /// Parses a config from YAML, panicking with the error.
     pub fn config<C: serde::de::DeserializeOwned>(yaml: &str) -> C {
-        match crate::config::from_yaml_str(yaml) {
+        match sluice_core::config::from_yaml_str(yaml) {
             Ok(c) => c,
             Err(e) => panic!("{yaml}: {e} at {:?}", e.pos),
         }
@@ -159,7 +171,7 @@ pub mod processor {
 
     /// The unknown-key error of a config, as text.
     pub fn unknown_key<C: serde::de::DeserializeOwned>(yaml: &str) -> String {
-        match crate::config::from_yaml_str::<C>(yaml) {
+        match sluice_core::config::from_yaml_str::<C>(yaml) {
             Ok(_) => panic!("{yaml} should not parse"),
             Err(e) => e.message,
         }
@@ -193,7 +205,7 @@ pub mod processor {
     /// `pipelines/processor-<ty>.yaml`, common keys removed as the runtime
     /// does, each parsed as `C` and validated.
     pub fn examples<C: ProcessorConfig>(ty: &str) -> Vec<C> {
-        use crate::config::{from_node, node, Node, NodeKind};
+        use sluice_core::config::{from_node, node, Node, NodeKind};
         let path = format!(
             "{}/../pipelines/processor-{ty}.yaml",
             env!("CARGO_MANIFEST_DIR")

@@ -28,14 +28,14 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
-use super::emit::{handle_failures, Emitter};
+use super::emit::{handle_failures, Emitter, SourceEmitter};
 use super::WriterGuard;
-use crate::channel::{Channel, ChannelError, Transaction};
-use crate::event::Batch;
-use crate::metrics::ComponentMetrics;
-use crate::sink::{Sink, SinkError};
-use crate::source::{ComponentError, Source, SourceContext};
-use crate::warn::WarnLimiter;
+use sluice_core::channel::{Channel, ChannelError, Transaction};
+use sluice_core::event::Batch;
+use sluice_core::metrics::ComponentMetrics;
+use sluice_core::sink::{Sink, SinkError};
+use sluice_core::source::{ComponentError, Source, SourceContext};
+use sluice_core::warn::WarnLimiter;
 
 /// How long a put blocked on a full channel may go on once its task was
 /// asked to stop, before it is abandoned. Long enough for a healthy reader
@@ -72,7 +72,7 @@ impl StopHandle {
 pub(crate) async fn run_source(
     source: Box<dyn Source>,
     cx: SourceContext,
-    emitter: Arc<tokio::sync::Mutex<Emitter>>,
+    emitter: Arc<SourceEmitter>,
     guards: Vec<WriterGuard>,
     stop: CancellationToken,
 ) -> Result<(), String> {
@@ -86,7 +86,7 @@ pub(crate) async fn run_source(
         }
         r => r.map_err(|e| e.to_string()),
     };
-    let interval = emitter.lock().await.tick_interval();
+    let interval = emitter.0.lock().await.tick_interval();
     let result = match interval {
         None => ran(source.run(cx).await),
         Some(every) => {
@@ -102,7 +102,7 @@ pub(crate) async fn run_source(
                         _ = done.cancelled() => return Ok(()),
                         _ = ticker.tick() => {}
                     }
-                    emitter.lock().await.tick().await?;
+                    emitter.0.lock().await.tick().await?;
                 }
             };
             let run = async {
@@ -114,7 +114,7 @@ pub(crate) async fn run_source(
             result.and(stopped_ok(ticked, &stop).map_err(|e| e.to_string()))
         }
     };
-    let finish = emitter.lock().await.finish().await;
+    let finish = emitter.0.lock().await.finish().await;
     let finish = stopped_ok(finish, &stop).map_err(|e| e.to_string());
     drop(guards);
     tracing::debug!("finished");
@@ -297,7 +297,7 @@ impl SinkRunner {
                         tracing::warn!(
                             events = txn.len(),
                             "write failed: {}; retrying the batch",
-                            crate::quote::quoted(&e).max(1000)
+                            sluice_core::quote::quoted(&e).max(1000)
                         );
                         if !backoff.wait(&self.stop).await {
                             tracing::info!(
@@ -418,9 +418,9 @@ pub(crate) mod tests {
     use async_trait::async_trait;
 
     use super::*;
-    use crate::channel::{ChannelStats, TransactionHandle};
-    use crate::event::Event;
     use crate::testing::Full;
+    use sluice_core::channel::{ChannelStats, TransactionHandle};
+    use sluice_core::event::Event;
 
     /// Hands out its batch until committed; counts rollbacks; fails every
     /// take with a permanent error when `broken`.
@@ -555,14 +555,13 @@ pub(crate) mod tests {
             stop: CancellationToken::new(),
             source: Some(CancellationToken::new()),
         };
-        let cx = crate::testing::source_context(
+        let (cx, emitter) = crate::testing::source_context_and_emitter(
             "s",
             std::env::temp_dir(),
             Arc::new(Full),
             stop.source.clone().unwrap_or_default(),
         );
-        let emitter = cx.emitter.clone();
-        emitter.lock().await.stop = Some(stop.stop.clone());
+        emitter.0.lock().await.stop = Some(stop.stop.clone());
         let saved = Arc::new(AtomicUsize::new(0));
         let source = Box::new(OneBatch(saved.clone()));
         let task = tokio::spawn(run_source(

@@ -6,9 +6,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
-use crate::config::pipeline::Pipeline;
-use crate::registry::BuildContext;
-use crate::resource::Resource;
+use crate::pipeline::Pipeline;
+use sluice_core::registry::BuildContext;
+use sluice_core::resource::Resource;
 
 /// The identity of one task of a running pipeline: what wiring, stop
 /// handles and task names are keyed by.

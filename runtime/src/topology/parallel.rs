@@ -16,8 +16,8 @@
 use std::time::{Duration, Instant};
 
 use super::emit::{ChainLink, Failed};
-use crate::event::Batch;
-use crate::processor::{ProcessContext, Processor};
+use sluice_core::event::Batch;
+use sluice_core::processor::{ProcessContext, Processor};
 
 /// Fewest events in a part: smaller batches are not split.
 const MIN_PART: usize = 64;
@@ -151,7 +151,7 @@ pub(crate) fn run(links: &mut [ChainLink], parts: usize, batch: &mut Batch) -> V
 /// What every thread may read of a link.
 struct Shared<'a> {
     id: &'a str,
-    metrics: &'a std::sync::Arc<crate::metrics::ComponentMetrics>,
+    metrics: &'a std::sync::Arc<sluice_core::metrics::ComponentMetrics>,
     to_dead_letter: bool,
     count_io: bool,
 }
@@ -210,8 +210,8 @@ mod tests {
     use std::sync::Arc;
 
     use super::*;
-    use crate::event::{Event, Timestamp, Value};
-    use crate::metrics::ComponentMetrics;
+    use sluice_core::event::{Event, Timestamp, Value};
+    use sluice_core::metrics::ComponentMetrics;
 
     /// Marks each event with its thread, fails every seventh.
     struct Mark;
@@ -223,7 +223,7 @@ mod tests {
                     .ok()
                     .and_then(|s| s.parse().ok())
                     .unwrap_or(0);
-                if n % 7 == 0 {
+                if n.is_multiple_of(7) {
                     cx.fail(i, format!("{n} is a multiple of 7"));
                 }
                 e.insert("thread", thread.as_str());
@@ -337,19 +337,20 @@ mod tests {
 
     struct Nowhere;
     #[async_trait::async_trait]
-    impl crate::channel::Channel for Nowhere {
-        async fn put(&self, _batch: Batch) -> Result<(), crate::channel::ChannelError> {
+    impl sluice_core::channel::Channel for Nowhere {
+        async fn put(&self, _batch: Batch) -> Result<(), sluice_core::channel::ChannelError> {
             Ok(())
         }
         async fn take(
             &self,
             _max: usize,
-        ) -> Result<Option<crate::channel::Transaction>, crate::channel::ChannelError> {
+        ) -> Result<Option<sluice_core::channel::Transaction>, sluice_core::channel::ChannelError>
+        {
             Ok(None)
         }
         fn close(&self) {}
-        fn stats(&self) -> crate::channel::ChannelStats {
-            crate::channel::ChannelStats::default()
+        fn stats(&self) -> sluice_core::channel::ChannelStats {
+            sluice_core::channel::ChannelStats::default()
         }
     }
 }

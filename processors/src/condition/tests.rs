@@ -197,10 +197,10 @@ fn deserializes_from_a_string() {
     struct C {
         condition: Condition,
     }
-    let c: C = crate::config::from_yaml_str("condition: '.status >= 500'").unwrap();
+    let c: C = sluice_core::config::from_yaml_str("condition: '.status >= 500'").unwrap();
     assert!(c.condition.matches(&event()));
     assert_eq!(c.condition.to_string(), ".status >= 500");
-    let e = crate::config::from_yaml_str::<C>("condition: '.status >='")
+    let e = sluice_core::config::from_yaml_str::<C>("condition: '.status >='")
         .err()
         .unwrap();
     assert!(e.message.contains("at column 11"), "{e}");

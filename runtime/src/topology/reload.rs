@@ -61,9 +61,9 @@ use super::plan::{channel_resources, context, plan, TaskKey, TaskPlan};
 use super::runner::StopHandle;
 use super::start::{start, Spawn, Started};
 use super::{ChannelSlot, ComponentInfo, WriterGuard};
-use crate::channel::Channel;
-use crate::config::pipeline::Pipeline;
-use crate::resource::{any_conflict, Resource};
+use crate::pipeline::Pipeline;
+use sluice_core::channel::Channel;
+use sluice_core::resource::{any_conflict, Resource};
 
 /// The running part of a topology that a reload changes.
 pub(crate) struct Live<'a> {

@@ -6,8 +6,8 @@ use async_trait::async_trait;
 use serde::Deserialize;
 
 use super::*;
-use crate::config::pipeline::parse_pipeline;
-use crate::prelude::*;
+use crate::pipeline::parse_pipeline;
+use sluice_core::prelude::*;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -5,7 +5,7 @@ use std::collections::{BTreeSet, HashMap, HashSet};
 
 use super::keys::list;
 use super::{Ctx, Pipeline, ProcessorSpec, SelectorSpec};
-use crate::config::node::{Node, NodeKind, Pos};
+use sluice_core::config::node::{Node, NodeKind, Pos};
 
 /// The declarations of one section by id: the key node and the component.
 /// Looked up by id, so that checking a pipeline stays linear in its size

@@ -10,8 +10,8 @@
 use std::net::SocketAddr;
 
 use super::Ctx;
-use crate::config::de::from_node;
-use crate::config::node::{Node, Pos};
+use sluice_core::config::de::from_node;
+use sluice_core::config::node::{Node, Pos};
 
 /// The `api:` section as declared.
 #[derive(Clone, Debug, PartialEq)]

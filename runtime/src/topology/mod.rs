@@ -30,13 +30,12 @@
 
 pub(crate) mod emit;
 mod group;
-pub mod health;
+mod health;
 mod parallel;
 pub mod plan;
 pub mod reload;
 mod runner;
 mod start;
-pub mod tap;
 pub mod view;
 
 use std::collections::HashMap;
@@ -47,13 +46,13 @@ use std::time::Duration;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use crate::channel::{Channel, ChannelStats};
-use crate::config::pipeline::Pipeline;
-use crate::metrics::{ComponentMetrics, MetricsSnapshot};
-use crate::registry::BuildError;
+use crate::pipeline::Pipeline;
 use plan::context;
 pub use plan::TaskKey;
 use runner::StopHandle;
+use sluice_core::channel::{Channel, ChannelStats};
+use sluice_core::metrics::{ComponentMetrics, MetricsSnapshot};
+use sluice_core::registry::BuildError;
 use start::Spawn;
 
 /// A component's kind, id and type, with its counters.

@@ -3,8 +3,12 @@
 use std::sync::atomic::{AtomicU64, AtomicU8, Ordering::Relaxed};
 
 use crate::event::Batch;
-use crate::topology::health::ComponentHealth;
-use crate::topology::tap::Tap;
+
+pub mod health;
+pub mod tap;
+
+pub use health::{ComponentHealth, HealthSnapshot};
+pub use tap::{Tap, TapSample, TapSubscription};
 
 /// Counters of one component. Cheap to update: one atomic add per batch.
 #[derive(Debug, Default)]
@@ -275,43 +279,7 @@ impl LabelledGauges {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
-
     use super::*;
-    use crate::event::{Event, Timestamp};
-    use crate::processor::{ProcessContext, Processor};
-    use crate::topology::emit::{ChainLink, Emitter, Route};
-
-    struct Scorer;
-    impl Processor for Scorer {
-        fn process(&mut self, batch: &mut Batch, cx: &mut ProcessContext) {
-            cx.set_gauge("anomaly_score", batch.len() as f64 / 10.0);
-        }
-    }
-
-    #[tokio::test]
-    async fn a_processor_sets_its_own_gauges_through_its_context() {
-        let own = Arc::new(ComponentMetrics::default());
-        let link = ChainLink::new("score", Box::new(Scorer), None, own.clone(), true);
-        let source = Arc::new(ComponentMetrics::default());
-        let mut emitter = Emitter::new(
-            "src",
-            vec![link],
-            Route::Replicating,
-            Vec::new(),
-            source.clone(),
-        );
-        let mut batch = Batch::new();
-        for i in 0..3 {
-            batch.push(Event::new(i.to_string(), Timestamp::now()));
-        }
-        emitter.emit(batch).await.expect("emit");
-        assert_eq!(
-            own.gauges.snapshot(),
-            vec![("anomaly_score".to_string(), 0.3)]
-        );
-        assert!(source.gauges.snapshot().is_empty());
-    }
 
     #[test]
     fn latency_buckets_are_cumulative() {

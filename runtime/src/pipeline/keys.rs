@@ -4,10 +4,10 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use super::{Ctx, SelectorSpec, Workers, DEFAULT_BATCH_SIZE, MAX_WORKERS};
-use crate::config::node::{Node, NodeKind, Pos};
-use crate::config::suggest::nearest;
-use crate::registry::AnyProcessorConfig;
-use crate::registry::Problem;
+use sluice_core::config::node::{Node, NodeKind, Pos};
+use sluice_core::config::suggest::nearest;
+use sluice_core::registry::AnyProcessorConfig;
+use sluice_core::registry::Problem;
 
 /// Names listed in a message before the rest is only counted.
 const LISTED: usize = 20;
@@ -225,7 +225,7 @@ pub(super) fn string_list(cx: &mut Ctx, node: &Node, key: &str, required: bool) 
         // suggestion: the missing option follows from it.
         let misspelt = node.as_map().unwrap_or(&[]).iter().any(|(k, _)| {
             k.as_str()
-                .is_some_and(|k| crate::config::suggest::nearest(k, [key]).is_some())
+                .is_some_and(|k| sluice_core::config::suggest::nearest(k, [key]).is_some())
         });
         if required && !misspelt {
             cx.err(node.pos, format!("missing required option `{key}`"));

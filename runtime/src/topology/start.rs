@@ -9,15 +9,15 @@ use std::sync::Arc;
 
 use tokio_util::sync::CancellationToken;
 
-use super::emit::{ChainLink, Emitter, Route};
+use super::emit::{ChainLink, Emitter, Route, SourceEmitter};
 use super::plan::{context, group_of, TaskKey};
 use super::runner::{run_source, run_stage, SinkRunner, StopHandle};
 use super::{group, health, ChannelSlot, ComponentBuildError, ComponentInfo, WriterGuard};
-use crate::checkpoint::CheckpointStore;
-use crate::config::pipeline::{Pipeline, ProcessorSpec, SelectorSpec, Workers, MAX_WORKERS};
-use crate::metrics::ComponentMetrics;
-use crate::source::SourceContext;
-use crate::warn::WarnLimiter;
+use crate::pipeline::{Pipeline, ProcessorSpec, SelectorSpec, Workers, MAX_WORKERS};
+use sluice_core::checkpoint::CheckpointStore;
+use sluice_core::metrics::ComponentMetrics;
+use sluice_core::source::SourceContext;
+use sluice_core::warn::WarnLimiter;
 
 /// The future of one task.
 pub(crate) type Task =
@@ -187,15 +187,15 @@ pub(crate) fn start(
         let route = route(&s.selector, &s.channels);
         let mut emitter = Emitter::new(&s.id, chain, route, outputs, metrics.clone());
         emitter.stop = Some(stop.stop.clone());
-        let emitter = Arc::new(tokio::sync::Mutex::new(emitter));
-        let scx = SourceContext {
-            id: s.id.as_str().into(),
-            shutdown: stop.source.clone().unwrap_or_default(),
-            checkpoints: CheckpointStore::new(cx.data_dir.join("checkpoints.json")),
-            data_dir: cx.data_dir.clone(),
-            metrics: metrics.clone(),
-            emitter: emitter.clone(),
-        };
+        let emitter = Arc::new(SourceEmitter(tokio::sync::Mutex::new(emitter)));
+        let scx = SourceContext::new(
+            &s.id,
+            stop.source.clone().unwrap_or_default(),
+            CheckpointStore::new(cx.data_dir.join("checkpoints.json")),
+            cx.data_dir.clone(),
+            metrics.clone(),
+            emitter.clone(),
+        );
         let span = tracing::info_span!("source", id = %s.id, r#type = %s.type_name);
         let run = run_source(source, scx, emitter, guards, stop.stop.clone());
         stops.insert(key.clone(), stop);

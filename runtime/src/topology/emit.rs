@@ -7,11 +7,12 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 
 use super::parallel;
-use crate::channel::{Channel, ChannelError};
-use crate::event::{Batch, Event, Value};
-use crate::metrics::ComponentMetrics;
-use crate::processor::{ProcessContext, Processor};
-use crate::warn::WarnLimiter;
+use sluice_core::channel::{Channel, ChannelError};
+use sluice_core::event::{Batch, Event, Value};
+use sluice_core::metrics::ComponentMetrics;
+use sluice_core::processor::{ProcessContext, Processor};
+use sluice_core::source::Emit;
+use sluice_core::warn::WarnLimiter;
 
 /// One processor of an inline chain, with what the runtime needs around it.
 pub(crate) struct ChainLink {
@@ -198,7 +199,7 @@ impl Emitter {
     /// Ticks every processor of the chain that wants ticks, passing what each
     /// emits through the rest of the chain, then routes it.
     pub async fn tick(&mut self) -> Result<(), ChannelError> {
-        let now = crate::event::Timestamp::now();
+        let now = sluice_core::event::Timestamp::now();
         for i in 0..self.chain.len() {
             if self.chain[i].processor.tick_interval().is_none() {
                 continue;
@@ -326,6 +327,54 @@ impl Emitter {
     }
 }
 
+/// A source's emitter, shared by its task (ticks, `finish`) and its
+/// [`SourceContext`](sluice_core::source::SourceContext).
+pub(crate) struct SourceEmitter(pub tokio::sync::Mutex<Emitter>);
+
+#[async_trait::async_trait]
+impl Emit for SourceEmitter {
+    async fn emit(&self, batch: Batch) -> Result<(), ChannelError> {
+        let mut emitter = self.0.lock().await;
+        emitter.metrics.record_in(&batch);
+        emitter.emit(batch).await
+    }
+
+    async fn emit_before(
+        &self,
+        batch: Batch,
+        deadline: tokio::time::Instant,
+    ) -> Result<bool, ChannelError> {
+        let Ok(mut emitter) = tokio::time::timeout_at(deadline, self.0.lock()).await else {
+            return Ok(false);
+        };
+        let single = emitter.chain.is_empty()
+            && emitter.outputs.len() == 1
+            && matches!(emitter.route, Route::Replicating);
+        if !single {
+            emitter.metrics.record_in(&batch);
+            return emitter.emit(batch).await.map(|()| true);
+        }
+        let out = emitter.outputs[0].clone();
+        let tapped = emitter.metrics.tap.is_tapped().then(|| batch.clone());
+        let (n, bytes) = (batch.len() as u64, batch.body_bytes() as u64);
+        match tokio::time::timeout_at(deadline, out.put(batch)).await {
+            Err(_) => Ok(false),
+            Ok(Err(e)) => Err(e),
+            Ok(Ok(())) => {
+                let m = &emitter.metrics;
+                m.events_in.fetch_add(n, Relaxed);
+                m.bytes_in.fetch_add(bytes, Relaxed);
+                m.events_out.fetch_add(n, Relaxed);
+                m.bytes_out.fetch_add(bytes, Relaxed);
+                if let Some(b) = tapped {
+                    m.tap.offer(&b);
+                }
+                Ok(true)
+            }
+        }
+    }
+}
+
 /// Moves failed events to the dead-letter channel (tagged with `error` and
 /// `component`), or counts them and logs (at most once a second) `outcome`:
 /// what becomes of them.
@@ -429,8 +478,8 @@ impl Failed {
             tracing::warn!(
                 component,
                 failed = self.count,
-                first_error = %crate::quote::quoted(&reason).max(500),
-                first_event = %crate::quote::quoted(&body[..]),
+                first_error = %sluice_core::quote::quoted(&reason).max(500),
+                first_event = %sluice_core::quote::quoted(&body[..]),
                 warnings_held_back = held_back,
                 "events failed; {outcome} (configure `dead_letter` to keep them apart)"
             );
@@ -440,5 +489,100 @@ impl Failed {
             return Ok(());
         }
         dlq.put(Batch::from(self.dead)).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use sluice_core::event::{Event, Timestamp};
+
+    struct Scorer;
+    impl Processor for Scorer {
+        fn process(&mut self, batch: &mut Batch, cx: &mut ProcessContext) {
+            cx.set_gauge("anomaly_score", batch.len() as f64 / 10.0);
+        }
+    }
+
+    #[tokio::test]
+    async fn a_processor_sets_its_own_gauges_through_its_context() {
+        let own = Arc::new(ComponentMetrics::default());
+        let link = ChainLink::new("score", Box::new(Scorer), None, own.clone(), true);
+        let source = Arc::new(ComponentMetrics::default());
+        let mut emitter = Emitter::new(
+            "src",
+            vec![link],
+            Route::Replicating,
+            Vec::new(),
+            source.clone(),
+        );
+        let mut batch = Batch::new();
+        for i in 0..3 {
+            batch.push(Event::new(i.to_string(), Timestamp::now()));
+        }
+        emitter.emit(batch).await.expect("emit");
+        assert_eq!(
+            own.gauges.snapshot(),
+            vec![("anomaly_score".to_string(), 0.3)]
+        );
+        assert!(source.gauges.snapshot().is_empty());
+    }
+
+    fn batch(n: usize) -> Batch {
+        let mut b = Batch::new();
+        for i in 0..n {
+            b.push(Event::new(i.to_string(), Timestamp::now()));
+        }
+        b
+    }
+
+    #[tokio::test]
+    async fn emit_before_gives_up_a_put_into_a_full_channel_counting_nothing() {
+        let dir = std::env::temp_dir();
+        let mut cx = crate::testing::source_context(
+            "s",
+            &dir,
+            Arc::new(crate::testing::Full),
+            tokio_util::sync::CancellationToken::new(),
+        );
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_millis(30);
+        assert!(!cx.emit_before(batch(3), deadline).await.expect("no error"));
+        assert_eq!(
+            cx.metrics
+                .events_in
+                .load(std::sync::atomic::Ordering::Relaxed),
+            0
+        );
+        assert_eq!(
+            cx.metrics
+                .events_out
+                .load(std::sync::atomic::Ordering::Relaxed),
+            0
+        );
+
+        let out = crate::testing::Collector::new();
+        let mut cx = crate::testing::source_context(
+            "s",
+            &dir,
+            out.clone(),
+            tokio_util::sync::CancellationToken::new(),
+        );
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
+        assert!(cx.emit_before(batch(3), deadline).await.expect("no error"));
+        assert_eq!(out.events().len(), 3);
+        assert_eq!(
+            cx.metrics
+                .events_in
+                .load(std::sync::atomic::Ordering::Relaxed),
+            3
+        );
+        assert_eq!(
+            cx.metrics
+                .events_out
+                .load(std::sync::atomic::Ordering::Relaxed),
+            3
+        );
     }
 }

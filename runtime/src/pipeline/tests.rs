@@ -1,6 +1,6 @@
 use super::*;
-use crate::prelude::*;
 use serde::Deserialize;
+use sluice_core::prelude::*;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -5,13 +5,13 @@
 //! the reported time divided by 1,000 is the cost per event. `baseline` runs
 //! the same loop with a closure that returns `true`.
 //!
-//! Run: `cargo bench -p sluice-core --bench condition -- --warm-up-time 1 --measurement-time 3`
+//! Run: `cargo bench -p sluice-processors --bench condition -- --warm-up-time 1 --measurement-time 3`
 
 use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use sluice_core::condition::Condition;
 use sluice_core::prelude::*;
+use sluice_processors::condition::Condition;
 
 const N: usize = 1000;
 

@@ -30,7 +30,7 @@
 //! The full reference is `docs/conditions.md`.
 //!
 //! ```
-//! use sluice_core::condition::Condition;
+//! use sluice_processors::condition::Condition;
 //! use sluice_core::prelude::*;
 //!
 //! let c = Condition::parse(r#".status >= 500 && .message =~ "timeout""#).unwrap();
@@ -44,7 +44,7 @@ use std::fmt;
 
 use regex::bytes::Regex;
 
-use crate::event::{Event, Fields, Timestamp, Value};
+use sluice_core::event::{Event, Fields, Timestamp, Value};
 
 /// A condition that does not parse: what is wrong and where.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]

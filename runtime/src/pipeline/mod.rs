@@ -17,16 +17,16 @@ mod keys;
 #[cfg(test)]
 mod tests;
 
-use super::node::{self, Node, NodeKind, Pos};
-use crate::registry::{
-    AnyChannelConfig, AnyProcessorConfig, AnySinkConfig, AnySourceConfig, Entry, Registry,
-};
 pub use api::ApiSpec;
 use graph::check_graph;
 pub use groups::{Balance, GroupStrategy, SinkGroupSpec};
 use keys::{
     batch_size, check_keys, component, list, report, section, selector, string_list, string_opt,
     workers,
+};
+use sluice_core::config::node::{self, Node, NodeKind, Pos};
+use sluice_core::registry::{
+    AnyChannelConfig, AnyProcessorConfig, AnySinkConfig, AnySourceConfig, Entry, Registry,
 };
 
 /// One problem in a pipeline file.
@@ -138,7 +138,7 @@ pub struct ProcessorSpec {
 
 /// How many threads a processor's work on one batch may be split over
 /// (its `workers` key). Only a processor that keeps no state between
-/// events ([`ProcessorConfig::stateless`](crate::registry::ProcessorConfig::stateless))
+/// events ([`ProcessorConfig::stateless`](sluice_core::registry::ProcessorConfig::stateless))
 /// is split; the parts are put back in order, so order is kept.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Workers {
@@ -289,7 +289,7 @@ impl Ctx<'_> {
             return None;
         }
         self.suggest_budget -= candidates.len();
-        super::suggest::nearest(word, candidates.iter().copied())
+        sluice_core::config::suggest::nearest(word, candidates.iter().copied())
     }
 
     fn err(&mut self, pos: Pos, message: impl Into<String>) {
@@ -388,7 +388,7 @@ fn typed<'r, T: ?Sized + 'r>(
     kind: &str,
     lookup: impl Fn(&str) -> Option<&'r Entry<T>>,
     names: &[&str],
-    validate: impl Fn(&T) -> Vec<crate::registry::Problem>,
+    validate: impl Fn(&T) -> Vec<sluice_core::registry::Problem>,
 ) -> Option<(String, Arc<T>)> {
     let (type_name, own) = component(
         cx,
@@ -439,8 +439,9 @@ fn keep_refs(cx: &mut Ctx, what: String, node: &Node, keys: &[&str]) {
 /// means that `main` is written, for the report).
 fn refers_to_channels(key: &Node) -> bool {
     const KEYS: [&str; 4] = ["channels", "channel", "input", "dead_letter"];
-    key.as_str()
-        .is_some_and(|k| KEYS.contains(&k) || super::suggest::nearest(k, KEYS).is_some())
+    key.as_str().is_some_and(|k| {
+        KEYS.contains(&k) || sluice_core::config::suggest::nearest(k, KEYS).is_some()
+    })
 }
 
 fn loose_refs(root: &Node) -> BTreeSet<String> {

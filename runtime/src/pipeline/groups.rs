@@ -10,8 +10,8 @@ use serde::Deserialize;
 
 use super::keys::section;
 use super::{Ctx, SinkSpec};
-use crate::config::node::{Node, Pos};
-use crate::config::{from_node, Duration};
+use sluice_core::config::node::{Node, Pos};
+use sluice_core::config::{from_node, Duration};
 
 /// How a group chooses the sink that writes a batch.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -24,9 +24,9 @@ use tokio_util::sync::CancellationToken;
 
 use super::runner::{rejected_events, take, Backoff, SinkRunner, Taken};
 use super::{Spawn, TaskKey};
-use crate::channel::Channel;
-use crate::config::pipeline::{Balance, GroupStrategy, Pipeline, SinkGroupSpec};
-use crate::sink::SinkError;
+use crate::pipeline::{Balance, GroupStrategy, Pipeline, SinkGroupSpec};
+use sluice_core::channel::Channel;
+use sluice_core::sink::SinkError;
 
 /// One member: a sink's runner (its sink, counters, dead-letter channel)
 /// with its priority and penalty.
@@ -163,7 +163,7 @@ impl GroupRunner {
             (m.penalty * 2).min(max)
         };
         m.until = Some(Instant::now() + m.penalty);
-        tracing::warn!(sink = %m.runner.id, penalty = ?m.penalty, "write failed: {}; trying the next sink of the group", crate::quote::quoted(error).max(1000));
+        tracing::warn!(sink = %m.runner.id, penalty = ?m.penalty, "write failed: {}; trying the next sink of the group", sluice_core::quote::quoted(error).max(1000));
     }
 
     fn recovered(&mut self, i: usize) {
@@ -266,9 +266,9 @@ impl GroupRunner {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::event::Batch;
-    use crate::sink::Sink;
     use crate::testing::Collector;
+    use sluice_core::event::Batch;
+    use sluice_core::sink::Sink;
 
     struct Nothing;
 
