@@ -176,3 +176,47 @@ fn the_debian_package_holds_the_agent_its_unit_config_and_state_dirs() {
         String::from_utf8_lossy(&o.stderr)
     );
 }
+
+/// The dependency rule of docs/architecture.md, read from the manifests:
+/// the contract crate depends on no other crate of the workspace, the
+/// runtime on the contract only, a component crate on the contract only,
+/// the API on the contract, the runtime and the listener plumbing; only
+/// the binary knows every crate. Dev-dependencies are not counted.
+#[test]
+fn crates_depend_the_way_the_architecture_says() {
+    let meta = metadata();
+    let members: Vec<&str> = meta["workspace_members"]
+        .as_array()
+        .expect("members")
+        .iter()
+        .filter_map(|m| m.as_str())
+        .collect();
+    let mut wrong = Vec::new();
+    for p in meta["packages"].as_array().expect("packages") {
+        let id = p["id"].as_str().unwrap_or_default();
+        if !members.contains(&id) {
+            continue;
+        }
+        let name = p["name"].as_str().unwrap_or_default();
+        let ours: Vec<&str> = p["dependencies"]
+            .as_array()
+            .expect("dependencies")
+            .iter()
+            .filter(|d| d["kind"].is_null())
+            .filter_map(|d| d["name"].as_str())
+            .filter(|d| d.starts_with("sluice"))
+            .collect();
+        let allowed: &[&str] = match name {
+            "sluice" => continue,
+            "sluice-core" => &[],
+            "sluice-api" => &["sluice-core", "sluice-runtime", "sluice-net"],
+            _ => &["sluice-core"],
+        };
+        for d in ours {
+            if !allowed.contains(&d) {
+                wrong.push(format!("{name} depends on {d}"));
+            }
+        }
+    }
+    assert!(wrong.is_empty(), "against the dependency rule: {wrong:?}");
+}

@@ -49,6 +49,7 @@ pub mod resource;
 pub mod route;
 pub mod sink;
 pub mod source;
+pub mod syslog;
 pub mod template;
 pub mod warn;
 

@@ -79,7 +79,6 @@ pub mod remove_fields;
 pub mod rename_fields;
 pub mod route;
 pub mod sample;
-pub mod syslog;
 pub mod throttle;
 pub mod timestamp;
 

@@ -10,7 +10,7 @@ use bytes::Bytes;
 use serde::Deserialize;
 use sluice_core::prelude::*;
 
-use crate::syslog::{parse_bytes, Options};
+use sluice_core::syslog::{parse_bytes, Options};
 
 /// Options of the `parse_syslog` processor.
 #[derive(Debug, Deserialize)]

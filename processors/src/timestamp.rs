@@ -8,7 +8,7 @@
 //!
 //! A strftime pattern without a year (`%b %d %H:%M:%S`, as in syslog files)
 //! takes the current year, rolled over the way syslog daemons do it (see
-//! [`crate::syslog::infer_year`]): a month more than one month ahead of now
+//! [`sluice_core::syslog::infer_year`]): a month more than one month ahead of now
 //! is last year's. The year is read from the clock once per batch.
 
 use chrono::format::{Fixed, Item, Numeric, Parsed, StrftimeItems};
@@ -130,7 +130,7 @@ impl Format {
                 .map_err(|e| bad(&e))?;
                 if *yearless {
                     let month = parsed.month().unwrap_or(now.1);
-                    let year = crate::syslog::infer_year(month, now);
+                    let year = sluice_core::syslog::infer_year(month, now);
                     parsed.set_year(i64::from(year)).map_err(|e| bad(&e))?;
                 }
                 if parsed.offset().is_some() {

@@ -17,9 +17,9 @@
 //! stand where the BSD one would (`2026-12-03T07:51:25.123+01:00 host app:
 //! msg`, the high-precision file format of rsyslog).
 
+use crate::prelude::*;
 use bytes::Bytes;
 use chrono::{Datelike, NaiveDate};
-use sluice_core::prelude::*;
 
 /// How [`parse`] reads a message.
 #[derive(Clone, Copy, Debug)]
