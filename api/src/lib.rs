@@ -36,8 +36,8 @@
 //!   pipeline graph, a search over the store sinks, and the anomalies with
 //!   their templates. Its files (HTML, CSS, JS) are embedded in the binary.
 //!
-//! With `token` set, everything but `/health`, `/metrics` and the page at
-//! `/` needs `Authorization: Bearer TOKEN`; with `tls`, the API speaks
+//! With `token` set, everything but `/health`, `/metrics` and the page (`/`,
+//! `/ui/*`) needs `Authorization: Bearer TOKEN`; with `tls`, the API speaks
 //! HTTPS; connections are capped and must send their headers in time
 //! ([`serve`](mod@serve)).
 //!

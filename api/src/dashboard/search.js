@@ -167,7 +167,9 @@ const Search = (() => {
       narrow.set("from", new Date(starts[i]).toISOString());
       narrow.set("to", new Date(starts[i] + stepMs).toISOString());
       if (base.get("store")) narrow.set("store", base.get("store"));
-      const a = el("a", { href: "#search?" + narrow.toString(), "aria-label": b.count + " matches from " + fmtTime(starts[i]) });
+      const a = document.createElementNS("http://www.w3.org/2000/svg", "a");
+      a.setAttribute("href", "#search?" + narrow.toString());
+      a.setAttribute("aria-label", b.count + " matches from " + fmtTime(starts[i]));
       a.appendChild(el("rect", { x: X(starts[i]), y: H - pad.b - h, width: bw, height: Math.max(h, 1), class: "histbar", "data-count": b.count }));
       a.lastChild.appendChild(el("title", {}, fmtTime(starts[i]) + ": " + b.count));
       svg.appendChild(a);
