@@ -11,6 +11,7 @@ const Anomalies = (() => {
   // The reports last drawn: the view is redrawn only when they change, so
   // that focus and open rows stay while reading.
   let drawn = null;
+  let first = true;
 
   function driverNote(t) {
     if (t.seen_in !== undefined) return "drove the score: in " + (t.seen_in * 100).toFixed(1) + "% of training sessions";
@@ -34,7 +35,7 @@ const Anomalies = (() => {
         { color: "#c62828", dots: true, points: flagged },
       ],
       hline: rep.threshold !== null ? { y: rep.threshold, color: "#c62828", label: "threshold" } : null,
-      xfmt: x => fmtTime(x), yfmt: y => y.toFixed(2),
+      xfmt: x => fmtTime(x), yfmt: y => y.toFixed(2), minSpan: 60e3,
     });
     chart.classList.add("wide");
     chart.addEventListener("click", e => { if (e.target.dataset.anomaly) select(id, Number(e.target.dataset.anomaly)); });
@@ -129,6 +130,12 @@ const Anomalies = (() => {
     }
     detectors.forEach((c, i) => drawDetector(box, c.id, reports[i]));
     miners.forEach((c, i) => drawTemplates(box, c.id, reports[detectors.length + i]));
+    // At first, the newest flagged one is open.
+    if (first && detectors.length) {
+      const d = box.querySelector("details.anomaly");
+      if (d) d.open = true;
+      first = false;
+    }
     for (const id of open) {
       const d = document.getElementById(id);
       if (d) d.open = true;

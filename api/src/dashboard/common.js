@@ -80,6 +80,12 @@ function lineChart(opts) {
   }
   let x0 = opts.x0 !== undefined ? opts.x0 : Math.min(...pts.map(p => p[0]));
   let x1 = Math.max(...pts.map(p => p[0]), x0 + 1e-9);
+  // A span too short to read (every point at one time) is widened around it.
+  if (opts.minSpan && x1 - x0 < opts.minSpan) {
+    const mid = (x0 + x1) / 2;
+    x0 = mid - opts.minSpan / 2;
+    x1 = mid + opts.minSpan / 2;
+  }
   let hi = Math.max(opts.ymin || 0, ...pts.map(p => p[1]));
   if (opts.hline) hi = Math.max(hi, opts.hline.y);
   let lo = opts.ylo !== undefined ? opts.ylo : Math.min(0, ...pts.map(p => p[1]));

@@ -104,7 +104,16 @@ const Search = (() => {
       counts.set("count_by", interval(span));
       const histogram = await api("/search?" + counts.toString());
       status.textContent = "";
-      draw(found, histogram, counts.get("count_by"), base);
+      // The time range shown: the one asked for, to now when open-ended.
+      const shown = {};
+      if (range) {
+        shown.from = Date.now() - span * 1000;
+        shown.to = Date.now();
+      } else {
+        if (params.get("from") && !isNaN(parseTime(params.get("from")))) shown.from = parseTime(params.get("from"));
+        if (params.get("to") && !isNaN(parseTime(params.get("to")))) shown.to = parseTime(params.get("to"));
+      }
+      draw(found, histogram, counts.get("count_by"), base, shown);
     } catch (e) {
       last = null;
       if (e instanceof NeedToken) throw e;
@@ -116,11 +125,11 @@ const Search = (() => {
     }
   }
 
-  function draw(found, histogram, step, base) {
+  function draw(found, histogram, step, base, range) {
     document.getElementById("search-total").textContent = String(found.total);
     document.getElementById("search-summary").textContent =
       (found.total === 1 ? " match" : " matches") + (found.hits.length < found.total ? ", newest " + found.hits.length + " shown" : "");
-    drawHistogram(histogram.buckets, seconds(step) * 1000, base);
+    drawHistogram(histogram.buckets, seconds(step) * 1000, base, range);
     const list = document.getElementById("hits");
     list.replaceChildren();
     found.hits.forEach((h, i) => {
@@ -143,7 +152,7 @@ const Search = (() => {
   }
 
   // Bars of matches per bucket; a bar's link narrows the search to it.
-  function drawHistogram(buckets, stepMs, base) {
+  function drawHistogram(buckets, stepMs, base, range) {
     const box = document.getElementById("histogram");
     box.replaceChildren();
     if (!buckets.length) {
@@ -153,7 +162,9 @@ const Search = (() => {
     const W = 900, H = 140, pad = { l: 44, r: 8, t: 8, b: 20 };
     const svg = el("svg", { class: "chart wide", viewBox: `0 0 ${W} ${H}`, role: "img", "aria-label": "matches over time" });
     const starts = buckets.map(b => parseTime(b.start));
-    const x0 = starts[0], x1 = starts[starts.length - 1] + stepMs;
+    // The range asked for, else the matches' own span (at least 10 bars).
+    const x0 = Math.min(starts[0], range.from || Infinity);
+    const x1 = Math.max(starts[starts.length - 1] + stepMs, range.to || 0, x0 + 10 * stepMs);
     const hi = Math.max(...buckets.map(b => b.count));
     const X = x => pad.l + (W - pad.l - pad.r) * (x - x0) / (x1 - x0);
     const bw = Math.max(1, (W - pad.l - pad.r) * stepMs / (x1 - x0) - 1);
