@@ -54,7 +54,7 @@ const Anomalies = (() => {
       s.appendChild(el("span", { class: "key" }, a.key || "(window)"));
       s.appendChild(el("time", { datetime: a.time },
         (a.start ? fmtTime(parseTime(a.start)) + " – " : "") + fmtTime(parseTime(a.end || a.time))));
-      if (a.event_count !== null) s.appendChild(el("span", { class: "muted" }, a.event_count + " events"));
+      if (a.event_count !== null) s.appendChild(el("span", { class: "muted" }, a.event_count + (a.event_count === 1 ? " event" : " events")));
       d.appendChild(s);
       const t = el("table", { class: "templates" });
       const head = el("tr");

@@ -134,8 +134,12 @@ const Overview = (() => {
       width = Math.max(width, n.x + n.w + 10);
       height = Math.max(height, n.y + n.h + 10);
     }
+    // Drawn at its natural size, shrunk to the window's width down to two
+    // thirds of it (past that it scrolls sideways: names stay readable).
     svg.setAttribute("width", width);
     svg.setAttribute("height", height);
+    svg.setAttribute("viewBox", `0 0 ${width} ${height}`);
+    svg.style.minWidth = Math.round(width * 2 / 3) + "px";
   }
 
   function drawTables(state, r) {

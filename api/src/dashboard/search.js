@@ -84,35 +84,41 @@ const Search = (() => {
       const hits = new URLSearchParams(base);
       hits.set("limit", HITS);
       const found = await api("/search?" + hits.toString());
-      if (span === null) {
-        // No range: the histogram spans from the oldest match to now.
-        const oldest = new URLSearchParams(base);
-        const from = params.get("from") ? parseTime(params.get("from")) : null;
-        const to = params.get("to") ? parseTime(params.get("to")) : Date.now();
-        let start = from;
-        if ((!start || isNaN(start)) && found.hits.length && found.hits.length === found.total) {
-          start = parseTime(found.hits[found.hits.length - 1].timestamp);
+      // The time range shown: the one asked for; without one, from the
+      // oldest match to the newest (a custom range open at one end is
+      // closed by the matches).
+      const shown = {};
+      if (range) {
+        shown.to = Date.now();
+        shown.from = shown.to - span * 1000;
+      } else {
+        const at = k => (params.get(k) && !isNaN(parseTime(params.get(k)))) ? parseTime(params.get(k)) : null;
+        shown.from = at("from");
+        shown.to = at("to");
+        if (shown.to === null) shown.to = found.hits.length ? parseTime(found.hits[0].timestamp) + 1000 : Date.now();
+        if (shown.from === null && found.hits.length && found.hits.length === found.total) {
+          shown.from = parseTime(found.hits[found.hits.length - 1].timestamp);
         }
-        if (!start || isNaN(start)) {
-          const first = await api("/search?" + new URLSearchParams(Object.assign(Object.fromEntries(oldest), { limit: 0, count_by: "1d" })));
-          start = first.buckets.length ? parseTime(first.buckets[0].start) : to - 3600e3;
+        if (shown.from === null) {
+          // The oldest day with matches, then its oldest hour.
+          const oldest = async (from, step) => {
+            const p = new URLSearchParams(base);
+            if (from !== null) p.set("from", new Date(from).toISOString());
+            p.set("limit", 0);
+            p.set("count_by", step);
+            const r = await api("/search?" + p.toString());
+            return r.buckets.length ? parseTime(r.buckets[0].start) : null;
+          };
+          const day = await oldest(null, "1d");
+          shown.from = day === null ? shown.to - 3600e3 : (await oldest(day, "1h")) || day;
         }
-        span = Math.max(60, ((isNaN(to) ? Date.now() : to) - start) / 1000);
+        span = Math.max(60, (shown.to - shown.from) / 1000);
       }
       const counts = new URLSearchParams(base);
       counts.set("limit", 0);
       counts.set("count_by", interval(span));
       const histogram = await api("/search?" + counts.toString());
       status.textContent = "";
-      // The time range shown: the one asked for, to now when open-ended.
-      const shown = {};
-      if (range) {
-        shown.from = Date.now() - span * 1000;
-        shown.to = Date.now();
-      } else {
-        if (params.get("from") && !isNaN(parseTime(params.get("from")))) shown.from = parseTime(params.get("from"));
-        if (params.get("to") && !isNaN(parseTime(params.get("to")))) shown.to = parseTime(params.get("to"));
-      }
       draw(found, histogram, counts.get("count_by"), base, shown);
     } catch (e) {
       last = null;
