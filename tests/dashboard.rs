@@ -278,6 +278,13 @@ fn the_dashboard_searches_like_sluice_search_and_shows_flagged_sessions_with_the
             assert!(shown.contains(&escaped(text)), "{text} in\n{shown}");
         }
     }
+    // Each flagged one is a point of the timeline a keyboard reaches.
+    assert_eq!(
+        flagged
+            .matches("tabindex=\"0\" role=\"button\" class=\"flag\"")
+            .count(),
+        listed.len()
+    );
     let odd = listed
         .iter()
         .position(|a| a["key"] == "blk_9001")
