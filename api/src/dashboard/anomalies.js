@@ -63,7 +63,8 @@ const Anomalies = (() => {
       for (const tp of a.templates) {
         const tr = el("tr", { class: tp.driver ? "driver" : "" });
         tr.appendChild(el("td", { class: "num" }, tp.count === null ? "" : String(tp.count)));
-        tr.appendChild(el("td", { class: "tpl" }, tp.text || ("template " + tp.id)));
+        // A detector on numeric `fields` names fields, not templates.
+        tr.appendChild(el("td", { class: "tpl" }, tp.text || tp.id));
         tr.appendChild(el("td", { class: "muted" }, tp.driver ? driverNote(tp) : ""));
         t.appendChild(tr);
       }
