@@ -556,8 +556,9 @@ fn dashboard_plots_the_gauges_a_component_reports() {
         "{value}"
     );
     let points = dom
-        .split("<polyline points=\"")
+        .split("id=\"chart-detect-anomaly_score\"")
         .nth(1)
+        .and_then(|s| s.split("<polyline points=\"").nth(1))
         .and_then(|s| s.split('"').next())
         .expect("a line");
     assert!(points.split(' ').count() >= 2, "{points}");

@@ -2,6 +2,7 @@
 
 mod anomaly;
 mod compliance;
+mod dashboard;
 mod dead_letter;
 mod demos;
 mod disk_channel;

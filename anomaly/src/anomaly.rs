@@ -24,6 +24,7 @@ use sluice_core::prelude::*;
 
 use crate::explain;
 use crate::model::{Algorithm, Model, Spec, Threshold};
+use crate::report::{lock, report, AnomalyLog, Names, Shared};
 use crate::vectorize::{Input, Normalize};
 
 fn default_algorithm() -> Algorithm {
@@ -292,6 +293,8 @@ impl Config {
             rows: Vec::new(),
             scored: Vec::new(),
             scores: Vec::new(),
+            log: Shared::default(),
+            reported: false,
         })
     }
 }
@@ -325,6 +328,10 @@ pub struct Detector {
     rows: Vec<f64>,
     scored: Vec<usize>,
     scores: Vec<f64>,
+    /// The latest scores and flagged groups, as the API's `anomalies`
+    /// report shows them, and whether that report was offered.
+    log: Shared<AnomalyLog>,
+    reported: bool,
 }
 
 fn log_trained(m: &Model, what: &str) {
@@ -366,6 +373,8 @@ impl Detector {
             rows: Vec::new(),
             scored: Vec::new(),
             scores: Vec::new(),
+            log: Shared::default(),
+            reported: false,
         }
     }
 
@@ -402,6 +411,17 @@ impl Detector {
         model
             .detector
             .score_many(&self.rows, dims, &mut self.scores);
+        let log = self.log.clone();
+        let mut log = lock(&log);
+        log.set_threshold(model.threshold);
+        let names = Names {
+            features: match &self.spec.input {
+                Input::Sparse(f) => Some(f.as_str()),
+                Input::Fields(_) => None,
+            },
+            texts: &self.texts_field,
+            drivers: self.explain_field.as_deref(),
+        };
         for (k, (&i, &s)) in self.scored.iter().zip(&self.scores).enumerate() {
             let e = &mut events[i];
             let flagged = s > model.threshold;
@@ -412,6 +432,7 @@ impl Detector {
                 let why = explain::drivers(&model, e, x, &self.texts_field, self.explain_top);
                 e.insert(f, why);
             }
+            log.record(e, s, flagged, &names);
         }
     }
 
@@ -476,6 +497,10 @@ impl Detector {
 
 impl Processor for Detector {
     fn process(&mut self, batch: &mut Batch, cx: &mut ProcessContext) {
+        if !self.reported {
+            cx.set_report("anomalies", report(&self.log, AnomalyLog::render));
+            self.reported = true;
+        }
         self.poll_retrain();
         self.sample(&batch.events);
         if self.model.is_none() {

@@ -17,6 +17,10 @@
 //!   threshold comes from [`threshold`], and [`explain`] names the
 //!   templates that drove a flagged event's score.
 //!
+//! Both `template` and `anomaly` report to the agent's API what the
+//! dashboard shows ([`report`]): the mined templates, and the latest scores
+//! and flagged groups with their templates in text.
+//!
 //! [`eval`] holds the measures (grouping accuracy, precision and recall) the
 //! tests and the `sluice evaluate` command use.
 //!
@@ -39,6 +43,7 @@ pub mod iforest;
 pub mod kmeans;
 pub mod mask;
 pub mod model;
+pub mod report;
 pub mod session;
 pub mod template;
 pub mod threshold;

@@ -29,6 +29,7 @@ use sluice_core::prelude::*;
 
 use crate::drain::{tokenize, Drain, DrainParams, DrainState, Outcome};
 use crate::mask::{BuiltinMask, Masker};
+use crate::report::{lock, report, Shared, TemplateBook};
 
 fn default_depth() -> usize {
     4
@@ -155,7 +156,11 @@ impl ProcessorConfig for Config {
                 "template miner state loaded"
             );
         }
+        let mut book = TemplateBook::default();
+        book.fill(drain.clusters());
         Ok(Box::new(TemplateMiner {
+            book: Shared::new(book.into()),
+            reported: false,
             drain,
             masker,
             field: self.field.clone(),
@@ -206,12 +211,20 @@ pub struct TemplateMiner {
     masked: Vec<u8>,
     ranges: Vec<(u32, u32)>,
     raw_ranges: Vec<(u32, u32)>,
+    /// The templates as the API's `templates` report lists them, and
+    /// whether that report was offered.
+    book: Shared<TemplateBook>,
+    reported: bool,
 }
 
 impl TemplateMiner {
     /// A miner outside any pipeline (benches, tools).
     pub fn new(drain: Drain, masker: Masker) -> Self {
+        let mut book = TemplateBook::default();
+        book.fill(drain.clusters());
         TemplateMiner {
+            book: Shared::new(book.into()),
+            reported: false,
             drain,
             masker,
             field: None,
@@ -268,6 +281,12 @@ impl TemplateMiner {
 
 impl Processor for TemplateMiner {
     fn process(&mut self, batch: &mut Batch, cx: &mut ProcessContext) {
+        if !self.reported {
+            cx.set_report("templates", report(&self.book, TemplateBook::render));
+            self.reported = true;
+        }
+        let book = self.book.clone();
+        let mut book = lock(&book);
         for (i, event) in batch.events.iter_mut().enumerate() {
             let text: Bytes = match &self.field {
                 None => event.body.clone(),
@@ -285,6 +304,7 @@ impl Processor for TemplateMiner {
             };
             let ci = self.mine(&text);
             let cluster = &self.drain.clusters()[ci];
+            book.touch(ci, cluster);
             event.insert(&self.id_field, Value::Integer(cluster.id as i64));
             event.insert(&self.template_field, Value::String(cluster.text.clone()));
             if let Some(pf) = &self.params_field {

@@ -14,6 +14,14 @@
 //!   Prometheus text format ([`prometheus`]).
 //! * `GET /api/components`: the same as JSON, with the pipeline graph
 //!   ([`state::StateView`]).
+//! * `GET /api/history`: the last ten minutes of every component's counters
+//!   and gauges and every channel's fill, a sample a second
+//!   ([`history`]), for the dashboard's charts.
+//! * `GET /api/components/{component}/reports/{name}`: a document a
+//!   component reports about itself (the `template` processor's
+//!   `templates`, the `anomaly` processor's `anomalies`; see
+//!   [`sluice_core::metrics::Report`]); `/api/components` lists each
+//!   component's under `reports`.
 //! * `GET /api/tap/{component}`: a sample of the events leaving a component,
 //!   as JSON lines, streamed until the client goes away (`?limit=N` stops
 //!   after `N` events).
@@ -24,11 +32,12 @@
 //! * `GET /api/sinks/{sink}/{route}`: a read-only route a sink offers
 //!   ([`sluice_core::route`]; the `store` sink offers `search`, which
 //!   `/search` calls). The API knows no sink type.
-//! * `GET /`: a dashboard page drawing the graph, rates, channel fill and any
-//!   gauge a component reports (such as `anomaly_score`) over time.
+//! * `GET /`: the dashboard: live charts of rates and channel fill and the
+//!   pipeline graph, a search over the store sinks, and the anomalies with
+//!   their templates. Its files (HTML, CSS, JS) are embedded in the binary.
 //!
-//! With `token` set, everything but `/health`, `/metrics` and the page at
-//! `/` needs `Authorization: Bearer TOKEN`; with `tls`, the API speaks
+//! With `token` set, everything but `/health`, `/metrics` and the page (`/`,
+//! `/ui/*`) needs `Authorization: Bearer TOKEN`; with `tls`, the API speaks
 //! HTTPS; connections are capped and must send their headers in time
 //! ([`serve`](mod@serve)).
 //!
@@ -38,27 +47,26 @@
 //! [`client`] is the small HTTP client of `sluice top` and `sluice tap`.
 
 pub mod client;
+pub mod history;
 mod process;
 pub mod prometheus;
 pub mod search;
 pub mod serve;
 pub mod state;
 mod tap;
+mod ui;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::extract::{Path, Query, State};
 use axum::http::{header, StatusCode};
-use axum::response::{Html, IntoResponse, Response};
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 
 pub use serve::{Options, Security};
 pub use state::ApiState;
-
-/// The dashboard page (HTML, CSS and JS in one file; no build step).
-const DASHBOARD: &str = include_str!("dashboard.html");
 
 /// Why the API could not start.
 #[derive(Debug, thiserror::Error)]
@@ -75,21 +83,27 @@ pub struct Server {
     /// The address it listens on (the port chosen when asked for port 0).
     pub address: SocketAddr,
     task: tokio::task::JoinHandle<()>,
+    /// Takes the samples of [`history`].
+    sampler: tokio::task::JoinHandle<()>,
 }
 
 impl Drop for Server {
     fn drop(&mut self) {
         self.task.abort();
+        self.sampler.abort();
     }
 }
 
 /// The routes over `state`.
 pub fn router(state: Arc<ApiState>) -> Router {
     Router::new()
-        .route("/", get(|| async { Html(DASHBOARD) }))
+        .route("/", get(ui::index))
+        .route("/ui/{file}", get(ui::file))
         .route("/health", get(health))
         .route("/metrics", get(metrics))
         .route("/api/components", get(components))
+        .route("/api/components/{component}/reports/{name}", get(report))
+        .route("/api/history", get(history))
         .route("/api/tap/{component}", get(tap))
         .route("/search", get(search::search))
         .route("/api/sinks/{sink}/{route}", get(search::sink_route))
@@ -157,11 +171,26 @@ fn spawn(
     security: Security,
 ) -> Server {
     let gate = sluice_net::conn::Gate::new("api", security.max_connections, None);
+    let sampler = tokio::spawn(sample(state.clone()));
     let app = router(state).layer(axum::Extension(gate.clone())).layer(
         axum::middleware::from_fn_with_state(security.token.clone(), serve::require_token),
     );
     let task = tokio::spawn(serve::accept_loop(listener, app, security, gate));
-    Server { address, task }
+    Server {
+        address,
+        task,
+        sampler,
+    }
+}
+
+/// Samples the state into its history every [`history::INTERVAL`].
+async fn sample(state: Arc<ApiState>) {
+    let mut every = tokio::time::interval(history::INTERVAL);
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        every.tick().await;
+        state.history.sample(&state.current().view());
+    }
 }
 
 /// Listens on `address` and serves the API (plain HTTP, no token, the
@@ -240,6 +269,37 @@ async fn metrics(
 
 async fn components(State(state): State<Arc<ApiState>>) -> Json<state::StateView> {
     Json(state.current().view())
+}
+
+async fn history(State(state): State<Arc<ApiState>>) -> Json<history::HistoryView> {
+    Json(state.history.view())
+}
+
+async fn report(
+    State(state): State<Arc<ApiState>>,
+    Path((id, name)): Path<(String, String)>,
+) -> Response {
+    let state = state.current();
+    let Some(c) = state.component(&id) else {
+        let body = serde_json::json!({ "error": format!("no component `{id}`") });
+        return (StatusCode::NOT_FOUND, Json(body)).into_response();
+    };
+    let Some(report) = c.metrics.reports.get(&name) else {
+        let body = serde_json::json!({
+            "error": format!("component `{id}` reports no `{name}`"),
+            "reports": c.metrics.reports.names(),
+        });
+        return (StatusCode::NOT_FOUND, Json(body)).into_response();
+    };
+    // Rendering takes the component's lock: off the runtime's threads.
+    match tokio::task::spawn_blocking(move || report()).await {
+        Ok(body) => Json(body).into_response(),
+        Err(e) => {
+            tracing::error!("report `{name}` of `{id}` failed: {e}");
+            let body = serde_json::json!({ "error": "the report failed" });
+            (StatusCode::INTERNAL_SERVER_ERROR, Json(body)).into_response()
+        }
+    }
 }
 
 /// Query of `/api/tap/{component}`.

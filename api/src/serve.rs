@@ -5,9 +5,9 @@
 //!
 //! Open without a token: `GET /health` (probes: Kubernetes, load balancers
 //! and Vector-style health checks expect it open), `GET /metrics`
-//! (Prometheus: counts and component ids, no event content) and `GET /`
-//! (the dashboard page itself, which holds no data: it asks for the token
-//! and sends it with its requests). Everything else (`/api/*`: components
+//! (Prometheus: counts and component ids, no event content), `GET /` and
+//! `GET /ui/*` (the dashboard page and its scripts, which hold no data: it
+//! asks for the token and sends it with its requests). Everything else (`/api/*`: components
 //! and taps of events, `/search`: the indexed events) needs
 //! `Authorization: Bearer TOKEN` when a token is set.
 
@@ -156,6 +156,9 @@ impl Security {
 /// Paths served without a token; see the module docs.
 fn is_open(path: &str) -> bool {
     matches!(path, "/" | "/health" | "/metrics")
+        || path
+            .strip_prefix("/ui/")
+            .is_some_and(|f| !f.is_empty() && !f.contains('/'))
 }
 
 /// Refuses a request without the token where one is needed.
@@ -228,7 +231,7 @@ mod tests {
 
     #[test]
     fn only_health_metrics_and_the_page_are_open() {
-        for p in ["/", "/health", "/metrics"] {
+        for p in ["/", "/health", "/metrics", "/ui/main.js"] {
             assert!(is_open(p), "{p}");
         }
         for p in [
@@ -237,6 +240,9 @@ mod tests {
             "/search",
             "/health/x",
             "//",
+            "/ui/",
+            "/ui/x/../../api/history",
+            "/api/history",
         ] {
             assert!(!is_open(p), "{p}");
         }

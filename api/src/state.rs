@@ -47,6 +47,8 @@ pub struct ApiState {
     view: Arc<LiveView>,
     /// When the agent started.
     pub started: std::time::Instant,
+    /// The last minutes of counters, gauges and channel fill.
+    pub history: crate::history::History,
 }
 
 impl ApiState {
@@ -56,6 +58,7 @@ impl ApiState {
         ApiState {
             view: topology.live_view(),
             started: std::time::Instant::now(),
+            history: Default::default(),
         }
     }
 
@@ -247,6 +250,7 @@ impl Current {
                     health: self.health_of(c),
                     metrics: c.metrics.snapshot(),
                     gauges: c.metrics.gauges.snapshot().into_iter().collect(),
+                    reports: c.metrics.reports.names(),
                 })
                 .collect(),
             channels: self
@@ -307,6 +311,9 @@ pub struct ComponentView {
     pub metrics: MetricsSnapshot,
     /// The gauges it reports (e.g. `anomaly_score`).
     pub gauges: std::collections::BTreeMap<String, f64>,
+    /// The names of the documents it reports
+    /// (`GET /api/components/{id}/reports/{name}`), e.g. `templates`.
+    pub reports: Vec<&'static str>,
 }
 
 /// One channel in `/api/components`.

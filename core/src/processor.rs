@@ -46,6 +46,17 @@ impl ProcessContext {
         }
     }
 
+    /// Offers `report` as the running processor's document `name` (see
+    /// [`Report`](crate::metrics::Report)): the API renders it when asked.
+    /// A processor sets it once (on its first batch), holding the state the
+    /// report reads behind a lock it takes once per batch. Does nothing
+    /// outside a pipeline.
+    pub fn set_report(&self, name: &'static str, report: crate::metrics::Report) {
+        if let Some(m) = &self.metrics {
+            m.reports.set(name, report);
+        }
+    }
+
     /// Sets whose counters [`set_gauge`](Self::set_gauge) writes to.
     pub fn set_metrics(&mut self, metrics: std::sync::Arc<crate::metrics::ComponentMetrics>) {
         self.metrics = Some(metrics);

@@ -35,6 +35,9 @@ pub struct ComponentMetrics {
     /// Named values per item of the component (e.g. a file source's bytes
     /// behind, per file).
     pub labelled: LabelledGauges,
+    /// Named JSON documents the component reports about itself (e.g. the
+    /// templates a `template` processor mined), rendered when the API asks.
+    pub reports: Reports,
     /// Whether the component's task runs, and whether its writes fail.
     pub health: ComponentHealth,
     /// Samples of the events leaving the component, for `sluice tap`.
@@ -228,6 +231,51 @@ impl Gauges {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .clone()
+    }
+}
+
+/// A document a component reports about itself: rendered as JSON each time
+/// the API asks for it (`GET /api/components/{id}/reports/{name}`), so it
+/// is as fresh as the state it reads. It must be quick (it runs on the
+/// API's threads) and bounded in size.
+pub type Report = std::sync::Arc<dyn Fn() -> serde_json::Value + Send + Sync>;
+
+/// The reports of one component by name. Set once per built component, read
+/// by the API.
+#[derive(Default)]
+pub struct Reports {
+    entries: std::sync::Mutex<Vec<(&'static str, Report)>>,
+}
+
+impl std::fmt::Debug for Reports {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list().entries(self.names()).finish()
+    }
+}
+
+impl Reports {
+    /// Sets (or replaces) the report `name`.
+    pub fn set(&self, name: &'static str, report: Report) {
+        let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        match entries.iter_mut().find(|(n, _)| *n == name) {
+            Some((_, r)) => *r = report,
+            None => entries.push((name, report)),
+        }
+    }
+
+    /// The report `name`, when set.
+    pub fn get(&self, name: &str) -> Option<Report> {
+        let entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        entries
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, r)| r.clone())
+    }
+
+    /// The names of the reports set, in the order first set.
+    pub fn names(&self) -> Vec<&'static str> {
+        let entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        entries.iter().map(|(n, _)| *n).collect()
     }
 }
 
