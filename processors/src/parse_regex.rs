@@ -149,10 +149,10 @@ pub(crate) fn convert(name: &str, text: &Bytes, kind: Option<Kind>) -> Result<Va
 impl ParseRegex {
     /// Matches `e` and puts its captures into `self.scratch` (all or none).
     fn parse(&mut self, e: &Event) -> Result<(), String> {
-        let input: Bytes = match &self.field {
-            None => e.body.clone(),
+        let input: &Bytes = match &self.field {
+            None => &e.body,
             Some(f) => match e.get(f) {
-                Some(Value::String(b)) => b.clone(),
+                Some(Value::String(b)) => b,
                 Some(other) => {
                     return Err(format!("field `{f}` holds a {}, not text", other.kind()))
                 }
@@ -161,7 +161,7 @@ impl ParseRegex {
         };
         if self
             .regex
-            .captures_read(&mut self.locations, &input)
+            .captures_read(&mut self.locations, input)
             .is_none()
         {
             return Err("pattern did not match".to_string());
