@@ -1,15 +1,18 @@
-//! The `store` sink: writes every batch into a tantivy index and commits it.
+//! The `store` sink: writes batches into a tantivy index, committing it
+//! every `commit_interval` or `commit_events`.
 //!
 //! # How a batch is written
 //!
 //! On a blocking thread, each event becomes one document ([`document`]); with
 //! `dedupe_by` set, a delete of the event's identity goes first, in the same
 //! commit, so an event delivered again replaces itself instead of appearing
-//! twice. Then the index is committed: the new segment and `meta.json` are
-//! synced to disk. `write` returns `Ok` only after that commit, so the
-//! channel's take is committed only once the batch is durably searchable.
-//! A failure rolls the uncommitted documents back and asks the runtime to
-//! retry the whole batch.
+//! twice. The documents wait in the indexer until the next commit, which
+//! writes the new segment and syncs it and `meta.json` to disk. The sink
+//! acknowledges later (`Sink::acknowledges_later`): the runtime commits a
+//! batch's take from the channel only once the index commit that covers it
+//! is made, so nothing leaves the channel before it is durably searchable.
+//! A failure rolls every uncommitted document back; the runtime takes
+//! their batches again and writes them anew.
 //!
 //! # Crashes
 //!
@@ -71,6 +74,21 @@ pub struct Config {
     /// Memory the indexer buffers documents in before it writes a segment.
     #[serde(default = "default_writer_memory")]
     pub writer_memory: ByteSize,
+    /// Longest time written events wait for the index commit that makes
+    /// them durable and searchable (and lets the channel forget them).
+    #[serde(default = "default_commit_interval")]
+    pub commit_interval: Duration,
+    /// Commit sooner once this many events wait.
+    #[serde(default = "default_commit_events")]
+    pub commit_events: u64,
+}
+
+fn default_commit_interval() -> Duration {
+    Duration(std::time::Duration::from_secs(1))
+}
+
+fn default_commit_events() -> u64 {
+    100_000
 }
 
 fn default_retention_interval() -> Duration {
@@ -134,6 +152,15 @@ impl SinkConfig for Config {
                 "must be more than 0, such as `10GiB`",
             ));
         }
+        if self.commit_interval.get().is_zero() {
+            problems.push(Problem::at(
+                "commit_interval",
+                "must be longer than 0, such as `1s`",
+            ));
+        }
+        if self.commit_events == 0 {
+            problems.push(Problem::at("commit_events", "must be more than 0"));
+        }
         if self.writer_memory.0 < MIN_WRITER_MEMORY {
             problems.push(Problem::at(
                 "writer_memory",
@@ -159,7 +186,11 @@ impl SinkConfig for Config {
                 max_age: self.max_age.map(|d| d.get()),
                 max_bytes: self.max_bytes.map(|b| b.0),
                 retention_interval: self.retention_interval.get(),
+                commit_interval: self.commit_interval.get(),
+                commit_events: self.commit_events,
             }),
+            written: 0,
+            durable: 0,
         }))
     }
 }
@@ -172,6 +203,8 @@ struct Settings {
     max_age: Option<std::time::Duration>,
     max_bytes: Option<u64>,
     retention_interval: std::time::Duration,
+    commit_interval: std::time::Duration,
+    commit_events: u64,
 }
 
 /// The open index: moved onto a blocking thread for each write and back.
@@ -187,6 +220,10 @@ struct State {
     last_retention: Instant,
     /// Reused for identities.
     scratch: String,
+    /// Documents added since the last commit.
+    uncommitted: u64,
+    /// When the last commit was made (or the index opened).
+    last_commit: Instant,
 }
 
 impl State {
@@ -212,6 +249,8 @@ impl State {
             reader: None,
             last_retention: Instant::now(),
             scratch: String::new(),
+            uncommitted: 0,
+            last_commit: Instant::now(),
         })
     }
 
@@ -227,17 +266,34 @@ impl State {
         docs
     }
 
-    /// Adds the documents of one batch and commits them.
-    fn write(&mut self, docs: Vec<(Option<u64>, TantivyDocument)>) -> tantivy::Result<()> {
-        let result = self.add_and_commit(docs);
+    /// Adds the documents of one batch, and commits when `commit` or when
+    /// the settings say it is time. Returns whether it committed. After an
+    /// error nothing uncommitted stays pending: it is rolled back.
+    fn write(
+        &mut self,
+        docs: Vec<(Option<u64>, TantivyDocument)>,
+        s: &Settings,
+        commit: bool,
+    ) -> tantivy::Result<bool> {
+        let result = self.add(docs).and_then(|()| {
+            let due = commit
+                || self.uncommitted >= s.commit_events
+                || self.last_commit.elapsed() >= s.commit_interval;
+            if due && self.uncommitted > 0 {
+                self.writer.commit()?;
+                self.uncommitted = 0;
+                self.last_commit = Instant::now();
+            }
+            Ok(due)
+        });
         if result.is_err() {
-            // Nothing of the batch may stay pending for the next commit.
             let _ = self.writer.rollback();
+            self.uncommitted = 0;
         }
         result
     }
 
-    fn add_and_commit(&mut self, docs: Vec<(Option<u64>, TantivyDocument)>) -> tantivy::Result<()> {
+    fn add(&mut self, docs: Vec<(Option<u64>, TantivyDocument)>) -> tantivy::Result<()> {
         for (id, doc) in docs {
             if let Some(id) = id {
                 // Deletes apply to documents added before them, so a copy
@@ -246,8 +302,8 @@ impl State {
                     .delete_term(Term::from_field_u64(self.fields.id, id));
             }
             self.writer.add_document(doc)?;
+            self.uncommitted += 1;
         }
-        self.writer.commit()?;
         Ok(())
     }
 
@@ -368,14 +424,20 @@ pub struct StoreSink {
     state: Option<Box<State>>,
     /// Shared with the blocking thread of each write.
     settings: Arc<Settings>,
+    /// Batches written with `Ok`, and how many of them the index has
+    /// committed (see `Sink::durable`).
+    written: u64,
+    durable: u64,
 }
 
-#[async_trait]
-impl Sink for StoreSink {
-    async fn write(&mut self, batch: &Batch) -> Result<(), SinkError> {
-        if batch.is_empty() {
-            return Ok(());
-        }
+impl StoreSink {
+    /// Adds `docs` (maybe none) on a blocking thread, committing when
+    /// `commit` or when due; runs retention after a commit.
+    async fn apply(
+        &mut self,
+        docs: Option<Vec<(Option<u64>, TantivyDocument)>>,
+        commit: bool,
+    ) -> Result<(), SinkError> {
         let Some(mut state) = self.state.take() else {
             return Err(SinkError::Fatal(format!(
                 "store sink `{}`: the index was lost after a failed write",
@@ -383,14 +445,12 @@ impl Sink for StoreSink {
             )));
         };
         let settings = Arc::clone(&self.settings);
-        // Documents are built here, from the borrowed batch; the blocking
-        // thread only adds and commits them.
-        let docs = state.documents(batch, &settings);
+        let wrote = docs.is_some();
         let joined = tokio::task::spawn_blocking(move || {
-            let result = state.write(docs);
+            let result = state.write(docs.unwrap_or_default(), &settings, commit);
             let retention = match &result {
-                Ok(()) => state.retention(&settings),
-                Err(_) => Ok(0),
+                Ok(true) => state.retention(&settings),
+                _ => Ok(0),
             };
             (state, result, retention)
         })
@@ -404,12 +464,65 @@ impl Sink for StoreSink {
             Ok(n) => tracing::info!(id = %self.id, deleted = n, "retention deleted old events"),
             Err(e) => tracing::warn!(id = %self.id, "retention failed: {e}"),
         }
-        result.map_err(|e| SinkError::Retry(format!("store sink `{}`: {e}", self.id)))
+        match result {
+            Ok(committed) => {
+                if wrote {
+                    self.written += 1;
+                }
+                if committed {
+                    self.durable = self.written;
+                }
+                Ok(())
+            }
+            Err(e) => {
+                // The uncommitted batches are gone with the rollback.
+                self.written = self.durable;
+                Err(SinkError::Retry(format!("store sink `{}`: {e}", self.id)))
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl Sink for StoreSink {
+    async fn write(&mut self, batch: &Batch) -> Result<(), SinkError> {
+        let Some(state) = self.state.as_mut() else {
+            return Err(SinkError::Fatal(format!(
+                "store sink `{}`: the index was lost after a failed write",
+                self.id
+            )));
+        };
+        // Documents are built here, from the borrowed batch; the blocking
+        // thread only adds and commits them.
+        let docs = state.documents(batch, &self.settings);
+        self.apply(Some(docs), false).await
+    }
+
+    /// Events are acknowledged once the index commit that covers them is
+    /// made: every `commit_interval`, or after `commit_events`.
+    fn acknowledges_later(&self) -> bool {
+        true
+    }
+
+    fn durable(&self) -> u64 {
+        self.durable
+    }
+
+    async fn sync(&mut self) -> Result<(), SinkError> {
+        if self.durable == self.written {
+            return Ok(());
+        }
+        self.apply(None, true).await
+    }
+
+    fn sync_interval(&self) -> std::time::Duration {
+        self.settings.commit_interval
     }
 
     async fn flush(&mut self) -> Result<(), SinkError> {
-        // Every batch is committed already; dropping the writer releases
-        // the index lock.
+        // The runtime synced what was written; dropping the writer
+        // releases the index lock.
+        self.sync().await?;
         self.state = None;
         Ok(())
     }
@@ -438,6 +551,8 @@ mod tests {
             max_age: None,
             max_bytes: None,
             retention_interval: std::time::Duration::from_secs(60),
+            commit_interval: std::time::Duration::from_secs(1),
+            commit_events: 100_000,
         };
         let hostile = |i: usize| {
             let mut e = Event::new(format!("event {i}"), Timestamp(i as i64));
@@ -489,9 +604,9 @@ mod tests {
         };
         let batch = Batch::from((0..20).map(hostile).collect::<Vec<_>>());
         let docs = state.documents(&batch, &settings);
-        state.write(docs).unwrap();
+        state.write(docs, &settings, true).unwrap();
         let docs = state.documents(&batch, &settings);
-        state.write(docs).unwrap();
+        state.write(docs, &settings, true).unwrap();
         let reader = state.index.reader().unwrap();
         // Written twice, deduplicated by message: each once.
         assert_eq!(reader.searcher().num_docs(), 20);

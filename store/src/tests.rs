@@ -32,12 +32,18 @@ fn event(body: &str, t: i64, fields: &[(&str, Value)]) -> Event {
     e
 }
 
+/// Writes one batch and makes it durable, as the runtime does for a sink
+/// that acknowledges later.
 async fn write(sink: &mut Box<dyn Sink>, events: Vec<Event>) {
     let mut b = Batch::new();
     for e in events {
         b.push(e);
     }
     sink.write(&b).await.unwrap();
+    assert!(sink.acknowledges_later());
+    let before = sink.durable();
+    sink.sync().await.unwrap();
+    assert_eq!(sink.durable(), before + 1, "the sync covers the batch");
 }
 
 fn total(r: &StoreReader, q: &str) -> u64 {

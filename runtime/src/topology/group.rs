@@ -215,7 +215,12 @@ impl GroupRunner {
                 for i in order {
                     let m = &mut self.members[i];
                     let started = std::time::Instant::now();
-                    let written = m.runner.sink.write(txn.batch()).await;
+                    let mut written = m.runner.sink.write(txn.batch()).await;
+                    if written.is_ok() && m.runner.sink.acknowledges_later() {
+                        // In a group each batch is made durable before the
+                        // next: a failover must not leave it behind.
+                        written = m.runner.sink.sync().await;
+                    }
                     m.runner.observe_write(&written, started, txn.batch());
                     match written {
                         Ok(()) => {

@@ -31,6 +31,8 @@
 pub(crate) mod emit;
 mod group;
 mod health;
+#[cfg(test)]
+mod later_tests;
 mod parallel;
 pub mod plan;
 pub mod reload;

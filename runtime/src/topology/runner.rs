@@ -276,10 +276,32 @@ pub(crate) struct SinkRunner {
 impl SinkRunner {
     pub async fn run(mut self) -> Result<(), String> {
         let mut backoff = Backoff::new();
+        let later = self.sink.acknowledges_later();
+        // Takes written but not yet durable (a sink that acknowledges
+        // later), oldest first, each with its number among the writes.
+        let mut open = Open::default();
         'batches: loop {
-            let Taken::Batch(txn) =
+            let taken = if open.is_empty() {
                 take(&*self.input, self.batch_size, &mut backoff, &self.stop).await?
-            else {
+            } else {
+                let due = open.due(self.sink.sync_interval());
+                if due.is_zero() || open.fills_half(&*self.input) {
+                    if !self.sync(&mut open, &mut backoff).await? {
+                        break 'batches;
+                    }
+                    continue;
+                }
+                tokio::select! {
+                    taken = take(&*self.input, self.batch_size, &mut backoff, &self.stop) => taken?,
+                    _ = tokio::time::sleep(due) => {
+                        if !self.sync(&mut open, &mut backoff).await? {
+                            break 'batches;
+                        }
+                        continue;
+                    }
+                }
+            };
+            let Taken::Batch(txn) = taken else {
                 break;
             };
             self.metrics.record_in(txn.batch());
@@ -299,6 +321,16 @@ impl SinkRunner {
                             "write failed: {}; retrying the batch",
                             sluice_core::quote::quoted(&e).max(1000)
                         );
+                        if later && !open.is_empty() {
+                            // What was written but not durable is lost
+                            // with it: all of it is taken again, in order.
+                            txn.rollback();
+                            open.lost(self.sink.durable());
+                            if !backoff.wait(&self.stop).await {
+                                break 'batches;
+                            }
+                            continue 'batches;
+                        }
                         if !backoff.wait(&self.stop).await {
                             tracing::info!(
                                 events = txn.len(),
@@ -322,14 +354,25 @@ impl SinkRunner {
                     }
                     Err(SinkError::Fatal(e)) => {
                         txn.rollback();
+                        open.lost(0);
                         self.shutdown.cancel();
                         return Err(e);
                     }
                 }
             }
             backoff.reset();
-            if let Err(e) = txn.commit().await {
+            if later {
+                open.push(txn);
+                open.acknowledge(self.sink.durable()).await;
+            } else if let Err(e) = txn.commit().await {
                 tracing::warn!("commit failed: {e}");
+            }
+        }
+        if !open.is_empty() {
+            // The input ended or the task is stopping: what is written
+            // becomes durable now, or is taken again by the next run.
+            if !self.sync(&mut open, &mut backoff).await? {
+                open.lost(self.sink.durable());
             }
         }
         loop {
@@ -352,6 +395,38 @@ impl SinkRunner {
         }
     }
 
+    /// Asks a sink that acknowledges later to make what it wrote durable,
+    /// retrying after a back-off (what was not durable is taken again
+    /// first), and commits the takes it made durable. `false` when the
+    /// task was stopped before a sync succeeded (the open takes are then
+    /// rolled back).
+    async fn sync(&mut self, open: &mut Open, backoff: &mut Backoff) -> Result<bool, String> {
+        match self.sink.sync().await {
+            Ok(()) => {
+                self.metrics.health.write_succeeded();
+                open.acknowledge(self.sink.durable()).await;
+                backoff.reset();
+                Ok(true)
+            }
+            Err(SinkError::Fatal(e)) => {
+                open.lost(0);
+                self.shutdown.cancel();
+                Err(e)
+            }
+            Err(e) => {
+                let e = e.to_string();
+                self.metrics.health.write_failed(&e);
+                tracing::warn!(
+                    events = open.events,
+                    "making the written batches durable failed: {}; they are written again",
+                    sluice_core::quote::quoted(&e).max(1000)
+                );
+                open.lost(self.sink.durable());
+                Ok(backoff.wait(&self.stop).await)
+            }
+        }
+    }
+
     /// Keeps the latency histogram, the health and the tap of one write.
     pub fn observe_write(
         &self,
@@ -368,6 +443,73 @@ impl SinkRunner {
                 self.metrics.tap.offer(batch);
             }
         }
+    }
+}
+
+/// The takes a sink that acknowledges later has written but not yet made
+/// durable, oldest first, each with its number among the sink's writes.
+#[derive(Default)]
+pub(crate) struct Open {
+    takes: std::collections::VecDeque<(u64, Transaction, std::time::Instant)>,
+    /// Writes counted so far (agrees with the sink's count after a loss).
+    written: u64,
+    /// Events in `takes`.
+    events: usize,
+}
+
+impl Open {
+    fn is_empty(&self) -> bool {
+        self.takes.is_empty()
+    }
+
+    fn push(&mut self, txn: Transaction) {
+        self.written += 1;
+        self.events += txn.len();
+        self.takes
+            .push_back((self.written, txn, std::time::Instant::now()));
+    }
+
+    /// How long until the oldest take has waited `interval`.
+    fn due(&self, interval: Duration) -> Duration {
+        self.takes
+            .front()
+            .map_or(interval, |(_, _, at)| interval.saturating_sub(at.elapsed()))
+    }
+
+    /// Whether the open takes hold half of what `input` may hold: waiting
+    /// longer would stall its writers.
+    fn fills_half(&self, input: &dyn Channel) -> bool {
+        let stats = input.stats();
+        let events = self.events as u64;
+        let bytes: u64 = self
+            .takes
+            .iter()
+            .map(|(_, t, _)| t.batch().body_bytes() as u64)
+            .sum();
+        stats.capacity.is_some_and(|c| events * 2 >= c)
+            || stats.max_bytes.is_some_and(|m| bytes * 2 >= m)
+    }
+
+    /// Commits, in order, the takes of the first `durable` writes.
+    async fn acknowledge(&mut self, durable: u64) {
+        while self.takes.front().is_some_and(|(n, _, _)| *n <= durable) {
+            if let Some((_, txn, _)) = self.takes.pop_front() {
+                self.events -= txn.len();
+                if let Err(e) = txn.commit().await {
+                    tracing::warn!("commit failed: {e}");
+                }
+            }
+        }
+    }
+
+    /// The writes after the first `durable` are lost: their takes are
+    /// rolled back, newest first, so that they come back in order.
+    fn lost(&mut self, durable: u64) {
+        while let Some((_, txn, _)) = self.takes.pop_back() {
+            txn.rollback();
+        }
+        self.events = 0;
+        self.written = durable;
     }
 }
 
