@@ -25,6 +25,10 @@
 //!   a tokio task, with channels as the only edges, and applies reloads.
 //! * [`quote::quoted`] shows received data in a log line with its control
 //!   characters escaped, so that a peer cannot forge log lines.
+//! * The plumbing component crates share lives here, so that none imports
+//!   another: [`wire`], the one versioned binary encoding of events (disk
+//!   channel, `kafka` `native` records, the hop); [`warn::WarnLimiter`], the
+//!   rate limit on repeated warnings.
 //!
 //! ```
 //! use sluice_core::prelude::*;
@@ -52,6 +56,7 @@ pub mod template;
 pub mod testing;
 pub mod topology;
 pub mod warn;
+pub mod wire;
 
 /// The names a component author needs.
 pub mod prelude {
