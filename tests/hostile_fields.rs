@@ -182,11 +182,75 @@ fn hop_refusal(frame: &str) {
 /// Connects to a `sluice` source and says hello (no token).
 fn hop_connect(port: u16) -> TcpStream {
     let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect");
-    s.write_all(&[0, 0, 0, 5, 1, 0, 1, 0, 0]).expect("hello");
+    s.write_all(&[0, 0, 0, 5, 1, 0, 2, 0, 0]).expect("hello");
     let mut welcome = [0u8; 5];
     s.read_exact(&mut welcome).expect("welcome");
     assert_eq!(welcome, [0, 0, 0, 1, 2]);
     s
+}
+
+/// One hop frame: kind and payload.
+fn read_hop_frame(s: &mut TcpStream) -> (u8, Vec<u8>) {
+    let _ = s.set_read_timeout(Some(Duration::from_secs(30)));
+    let mut head = [0u8; 5];
+    s.read_exact(&mut head).expect("frame header");
+    let len = u32::from_be_bytes([head[0], head[1], head[2], head[3]]) as usize;
+    let mut payload = vec![0u8; len - 1];
+    s.read_exact(&mut payload).expect("frame payload");
+    (head[4], payload)
+}
+
+/// A `BATCH` frame: `seq`, `count` and the events' bytes as given.
+fn batch_frame(seq: u64, count: u32, events: &[u8]) -> Vec<u8> {
+    let mut f = ((1 + 12 + events.len()) as u32).to_be_bytes().to_vec();
+    f.push(16);
+    f.extend_from_slice(&seq.to_be_bytes());
+    f.extend_from_slice(&count.to_be_bytes());
+    f.extend_from_slice(events);
+    f
+}
+
+#[test]
+fn a_hop_batch_in_an_unknown_wire_version_is_refused_and_counted_not_misread() {
+    let d = Dir::new();
+    d.write(
+        "agg.yaml",
+        "sources:\n  edge: {type: sluice, address: '127.0.0.1:0', channels: [main]}\nchannels:\n  main: {type: memory}\nsinks:\n  out: {type: file, channel: main, path: ./out/agg.log}\n",
+    );
+    let mut agg = Agent::start_json(&d, &["run", "agg.yaml"]);
+    let port = agg.listening("edge");
+    // A sender of the hop protocol's version 1 (before the shared wire
+    // format) is refused in the hello, not misread.
+    let mut old = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    old.write_all(&[0, 0, 0, 5, 1, 0, 1, 0, 0]).expect("hello");
+    let (kind, p) = read_hop_frame(&mut old);
+    assert_eq!((kind, &p[..2]), (3, &400u16.to_be_bytes()[..]));
+    // Two events in wire format version 9: both refused for good, naming
+    // the version; the connection stays up.
+    let mut s = hop_connect(port);
+    s.write_all(&batch_frame(7, 2, &[9, 0xde, 0xad, 0xbe, 0xef]))
+        .expect("batch");
+    let (kind, p) = read_hop_frame(&mut s);
+    assert_eq!(kind, 19, "a REJECT");
+    assert_eq!(&p[..8], &7u64.to_be_bytes());
+    let mlen = u16::from_be_bytes([p[8], p[9]]) as usize;
+    let message = String::from_utf8_lossy(&p[10..10 + mlen]).into_owned();
+    assert!(message.contains("wire format version 9"), "{message}");
+    assert_eq!(&p[10 + mlen..], &[0, 0, 0, 2, 0, 0, 0, 0, 0, 0, 0, 1]);
+    // Version 1, one event `ok`: taken and acknowledged.
+    s.write_all(&batch_frame(8, 1, &[1, 2, b'o', b'k', 0, 0]))
+        .expect("batch");
+    assert_eq!(read_hop_frame(&mut s), (17, 8u64.to_be_bytes().to_vec()));
+    wait_for(Duration::from_secs(30), "the event", || {
+        d.lines("out/agg.log") == ["ok"]
+    });
+    let (status, log) = agg.stop();
+    assert!(status.success(), "{log}");
+    assert_eq!(
+        final_counts(&log)["edge"]["errors"].as_u64(),
+        Some(2),
+        "{log}"
+    );
 }
 
 /// Reads until the peer closes (or `limit` passes).

@@ -235,9 +235,19 @@ pub struct Agent {
 
 impl Agent {
     pub fn start(d: &Dir, args: &[&str]) -> Agent {
+        Agent::spawn(d.sluice(args))
+    }
+
+    /// As [`Agent::start`], with JSON logs (for [`final_counts`]).
+    pub fn start_json(d: &Dir, args: &[&str]) -> Agent {
+        let mut c = d.sluice(args);
+        c.env("SLUICE_LOG_FORMAT", "json");
+        Agent::spawn(c)
+    }
+
+    fn spawn(mut command: Command) -> Agent {
         use std::io::BufRead;
-        let mut child = d
-            .sluice(args)
+        let mut child = command
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
