@@ -44,6 +44,7 @@ pub mod checkpoint;
 pub mod condition;
 pub mod config;
 pub mod event;
+pub mod framing;
 pub mod metrics;
 pub mod processor;
 pub mod quote;

@@ -26,8 +26,8 @@ use sluice_core::prelude::*;
 use tokio::io::AsyncReadExt;
 use tokio::process::Command;
 
-use crate::framing::{Framing, StreamFramer};
 use crate::tcp::{default_batch_size, default_max_line_bytes};
+use sluice_core::framing::{Framer, Framing};
 
 /// When the command is started again after it exits.
 #[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
@@ -155,7 +155,7 @@ async fn run_once(c: &Config, cx: &mut SourceContext) -> Result<Ended, Component
     };
     let max = usize::try_from(c.max_line_bytes.0).unwrap_or(usize::MAX);
     let batch_size = c.batch_size.get();
-    let mut framer = StreamFramer::new(Framing::Newline, max);
+    let mut framer = Framer::new(Framing::Newline, max);
     let mut batch = Batch::with_capacity(batch_size);
     let mut stopped = false;
     loop {
@@ -167,7 +167,7 @@ async fn run_once(c: &Config, cx: &mut SourceContext) -> Result<Ended, Component
             _ = cx.shutdown.cancelled() => { stopped = true; 0 }
         };
         let now = Timestamp::now();
-        while let Ok(Some(line)) = framer.next() {
+        while let Ok(Some(line)) = framer.next_message() {
             batch.push(Event::new(line, now));
             if batch.len() >= batch_size {
                 cx.emit(std::mem::replace(
@@ -184,9 +184,9 @@ async fn run_once(c: &Config, cx: &mut SourceContext) -> Result<Ended, Component
                 batch.push(Event::new(line, now));
             }
         }
-        if framer.too_long > 0 {
-            cx.metrics
-                .record_errors(std::mem::take(&mut framer.too_long) as usize);
+        let too_long = framer.take_too_long();
+        if too_long > 0 {
+            cx.metrics.record_errors(too_long as usize);
             tracing::warn!(command = ?c.command, max_line_bytes = max, "line longer than max_line_bytes: skipped");
         }
         if n == 0 || n < want {

@@ -29,7 +29,6 @@
 use sluice_core::registry::{DuplicateType, Registry};
 
 pub mod conn;
-mod framing;
 #[cfg(test)]
 mod fuzz_tests;
 mod http_body;
@@ -45,7 +44,7 @@ pub mod syslog;
 pub mod tcp;
 pub mod udp;
 
-pub use framing::{FrameError, Framing};
+pub use sluice_core::framing::{FrameError, Framing};
 
 /// Registers the network sources and the `sluice` sink.
 ///

@@ -27,10 +27,10 @@ use sluice_core::config::{address_problem, AddressUse};
 use sluice_core::prelude::*;
 
 use crate::conn::{default_idle_timeout, default_max_connections, timeout_problem};
-use crate::framing::Framing;
 use crate::listen::{DatagramServer, Decoder, StreamServer};
 use crate::secure::{bind, TlsConfig};
 use crate::tcp::{default_batch_size, default_max_line_bytes};
+use sluice_core::framing::Framing;
 
 /// The transport.
 #[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]

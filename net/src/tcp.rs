@@ -21,9 +21,9 @@ use sluice_core::config::{address_problem, AddressUse};
 use sluice_core::prelude::*;
 
 use crate::conn::{default_idle_timeout, default_max_connections, timeout_problem};
-use crate::framing::Framing;
 use crate::listen::{Decoder, StreamServer};
 use crate::secure::{bind, TlsConfig};
+use sluice_core::framing::Framing;
 
 /// The `tcp` source's options.
 #[derive(Clone, Debug, Deserialize)]

@@ -14,7 +14,8 @@
 //!   rename and copytruncate rotation; `multiline` joins stack traces.
 //! * [`stdin`]: lines of standard input until end of input.
 //!
-//! `file` and `stdin` share the line framing in `framing.rs`: big reads,
+//! `file` and `stdin` frame lines with `sluice_core::framing`, as the network
+//! sources do: big reads,
 //! `memchr` to find newlines, and each body a zero-copy slice of the read
 //! buffer.
 //!
@@ -29,8 +30,6 @@
 //! ```
 
 use sluice_core::registry::{DuplicateType, Registry};
-
-mod framing;
 
 pub mod file;
 pub mod generator;

@@ -4,7 +4,7 @@
 //!
 //! Every matched file is read in turn, one chunk (up to 256 KiB) at a time,
 //! with a positional read on a blocking thread (`spawn_blocking`): the
-//! overhead is per chunk, never per line. Lines are framed by `framing.rs`:
+//! overhead is per chunk, never per line. Lines are framed by `sluice_core::framing`:
 //! each body is a zero-copy slice of the chunk, a trailing `\r` is stripped,
 //! and a partial last line waits for its newline (while following, at most
 //! `partial_line_timeout` when set). Every event gets the field `file` (the
