@@ -28,7 +28,9 @@
 //! * The plumbing component crates share lives here, so that none imports
 //!   another: [`wire`], the one versioned binary encoding of events (disk
 //!   channel, `kafka` `native` records, the hop); [`warn::WarnLimiter`], the
-//!   rate limit on repeated warnings.
+//!   rate limit on repeated warnings; [`framing`], the one framer of
+//!   streams into lines or octet-counted messages; [`defaults`], the
+//!   option defaults several components share.
 //!
 //! ```
 //! use sluice_core::prelude::*;
@@ -43,6 +45,7 @@ pub mod channel;
 pub mod checkpoint;
 pub mod condition;
 pub mod config;
+pub mod defaults;
 pub mod event;
 pub mod framing;
 pub mod metrics;

@@ -26,7 +26,6 @@ use sluice_core::prelude::*;
 use tokio::io::AsyncReadExt;
 use tokio::process::Command;
 
-use crate::tcp::{default_batch_size, default_max_line_bytes};
 use sluice_core::framing::{Framer, Framing};
 
 /// When the command is started again after it exits.
@@ -55,10 +54,10 @@ pub struct Config {
     #[serde(default = "default_restart_delay")]
     pub restart_delay: sluice_core::config::Duration,
     /// The longest line kept; longer ones are counted as errors and skipped.
-    #[serde(default = "default_max_line_bytes")]
+    #[serde(default = "sluice_core::defaults::max_line_bytes")]
     pub max_line_bytes: ByteSize,
     /// Events per batch at most.
-    #[serde(default = "default_batch_size")]
+    #[serde(default = "sluice_core::defaults::batch_size")]
     pub batch_size: NonZeroUsize,
 }
 

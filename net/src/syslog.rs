@@ -29,7 +29,6 @@ use sluice_core::prelude::*;
 use crate::conn::{default_idle_timeout, default_max_connections, timeout_problem};
 use crate::listen::{DatagramServer, Decoder, StreamServer};
 use crate::secure::{bind, TlsConfig};
-use crate::tcp::{default_batch_size, default_max_line_bytes};
 use sluice_core::framing::Framing;
 
 /// The transport.
@@ -57,10 +56,10 @@ pub struct Config {
     #[serde(default = "auto")]
     pub framing: Framing,
     /// The longest message kept; longer ones are counted and skipped.
-    #[serde(default = "default_max_line_bytes")]
+    #[serde(default = "sluice_core::defaults::max_line_bytes")]
     pub max_line_bytes: ByteSize,
     /// Events per batch at most.
-    #[serde(default = "default_batch_size")]
+    #[serde(default = "sluice_core::defaults::batch_size")]
     pub batch_size: NonZeroUsize,
     /// TLS for TCP.
     pub tls: Option<TlsConfig>,

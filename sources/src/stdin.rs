@@ -33,19 +33,11 @@ use sluice_core::framing::Framer;
 #[serde(deny_unknown_fields)]
 pub struct Config {
     /// The longest line kept; longer lines are counted, reported and skipped.
-    #[serde(default = "default_max_line_bytes")]
+    #[serde(default = "sluice_core::defaults::max_line_bytes")]
     pub max_line_bytes: ByteSize,
     /// Events per batch at most.
-    #[serde(default = "default_batch_size")]
+    #[serde(default = "sluice_core::defaults::batch_size")]
     pub batch_size: NonZeroUsize,
-}
-
-pub(crate) fn default_max_line_bytes() -> ByteSize {
-    ByteSize(1 << 20)
-}
-
-pub(crate) fn default_batch_size() -> NonZeroUsize {
-    NonZeroUsize::new(1000).unwrap_or(NonZeroUsize::MIN)
 }
 
 /// Bytes asked for per read.

@@ -70,7 +70,6 @@ mod fs;
 mod multiline;
 mod reader;
 
-use crate::stdin::{default_batch_size, default_max_line_bytes};
 use fs::Fingerprint;
 use multiline::Rule;
 use reader::Reader;
@@ -106,13 +105,13 @@ pub struct Config {
     pub partial_line_timeout: Option<Duration>,
     /// The longest line kept; longer lines are counted as errors, reported
     /// and skipped.
-    #[serde(default = "default_max_line_bytes")]
+    #[serde(default = "sluice_core::defaults::max_line_bytes")]
     pub max_line_bytes: ByteSize,
     /// Join several lines into one event (stack traces).
     #[serde(default)]
     pub multiline: Option<MultilineConfig>,
     /// Events per batch at most.
-    #[serde(default = "default_batch_size")]
+    #[serde(default = "sluice_core::defaults::batch_size")]
     pub batch_size: NonZeroUsize,
 }
 

@@ -232,7 +232,7 @@ const PROCESSOR_KEYS: &[&str] = &[
     "batch_size",
 ];
 const SINK_KEYS: &[&str] = &["type", "channel", "dead_letter", "batch_size"];
-const DEFAULT_BATCH_SIZE: usize = 1000;
+const DEFAULT_BATCH_SIZE: usize = crate::defaults::BATCH_SIZE;
 
 struct Ctx<'a> {
     file: &'a Path,
