@@ -30,7 +30,8 @@
 //!   channel, `kafka` `native` records, the hop); [`warn::WarnLimiter`], the
 //!   rate limit on repeated warnings; [`framing`], the one framer of
 //!   streams into lines or octet-counted messages; [`defaults`], the
-//!   option defaults several components share.
+//!   option defaults several components share; [`syslog`], the syslog
+//!   message parser of the `syslog` source and the `parse_syslog` processor.
 //!
 //! ```
 //! use sluice_core::prelude::*;
@@ -56,6 +57,7 @@ pub mod resource;
 pub mod route;
 pub mod sink;
 pub mod source;
+pub mod syslog;
 pub mod template;
 pub mod testing;
 pub mod topology;

@@ -146,6 +146,6 @@ impl Source for UdpSyslog {
     }
 }
 
-/// The parser lives with the `parse_syslog` processor, which reads the same
-/// formats from lines of files.
-pub use sluice_processors::syslog::parse_syslog;
+/// The parser, shared with the `parse_syslog` processor, which reads the
+/// same formats from lines of files.
+pub use sluice_core::syslog::parse_syslog;
