@@ -258,20 +258,22 @@ fn sink_delivers_and_counts_every_event(ty: &str) {
         sink_options(ty).unwrap_or_else(|| panic!("no compliance entry for sink type `{ty}`"));
     let _lock = (ty == "kafka").then(crate::kafka::broker_lock);
     let d = Dir::new();
-    let port = crate::network::free_port().to_string();
+    // The receiver of a `sluice` sink, started first on a port of its
+    // choosing.
+    let receiver = (ty == "sluice").then(|| {
+        d.write("r.yaml", "sources:\n  r: {type: sluice, address: '127.0.0.1:0', channels: [main]}\nchannels:\n  main: {type: memory}\nsinks:\n  out: {type: \"null\", channel: main}\n");
+        let mut agent = Agent::start_json(&d, &["run", "r.yaml"]);
+        let port = agent.listening("r");
+        (agent, port)
+    });
+    let port = receiver.as_ref().map_or(0, |r| r.1).to_string();
     d.write(
         "p.yaml",
         &format!("sources:\n  gen: {{type: generator, count: 20000, channels: [main]}}\nchannels:\n  main: {{type: memory, capacity: 100}}\nsinks:\n  s:\n    type: \"{ty}\"\n    channel: main\n    batch_size: 64\n{}", indent(opts)).replace("COMPLIANCE_PORT", &port),
     );
-    let receiver = (ty == "sluice").then(|| {
-        d.write("r.yaml", &format!("sources:\n  r: {{type: sluice, address: '127.0.0.1:{port}', channels: [main]}}\nchannels:\n  main: {{type: memory}}\nsinks:\n  out: {{type: \"null\", channel: main}}\n"));
-        let mut child = crate::network::start_logged(&d, "r.yaml");
-        crate::network::wait_listening(port.parse().unwrap_or(0), &mut child);
-        child
-    });
     let o = d.run_logged(&["run", "p.yaml"]);
-    if let Some(r) = receiver {
-        let o = crate::network::stop(r);
+    if let Some((r, _)) = receiver {
+        let o = r.stop_output();
         let counts = final_counts(&stderr(&o));
         assert_eq!(
             counts["out"]["events_out"].as_u64(),

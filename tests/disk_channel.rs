@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use crate::operations::{free_port, get};
+use crate::operations::get;
 use crate::util::*;
 
 const WAIT: Duration = Duration::from_secs(60);
@@ -60,11 +60,11 @@ impl Drop for SmallFs {
 }
 
 /// `n` JSON events from a generator through a disk channel on `./small/buf`
-/// into `out/seq.log`, with the API on `port`.
-fn pipeline(d: &Dir, port: u16, n: usize) {
+/// into `out/seq.log`, with the API on a port of its choosing.
+fn pipeline(d: &Dir, n: usize) {
     d.write(
         "p.yaml",
-        &format!("api: {{address: \"127.0.0.1:{port}\"}}\ndata_dir: ./state\nsources:\n  gen: {{type: generator, count: {n}, batch_size: 100, format: json, channels: [buf]}}\nchannels:\n  buf: {{type: disk, path: ./small/buf, max_segment_bytes: 4MiB}}\nsinks:\n  out: {{type: file, channel: buf, path: ./out/seq.log}}\n"),
+        &format!("api: {{address: \"127.0.0.1:0\"}}\ndata_dir: ./state\nsources:\n  gen: {{type: generator, count: {n}, batch_size: 100, format: json, channels: [buf]}}\nchannels:\n  buf: {{type: disk, path: ./small/buf, max_segment_bytes: 4MiB}}\nsinks:\n  out: {{type: file, channel: buf, path: ./out/seq.log}}\n"),
     );
 }
 
@@ -87,10 +87,9 @@ fn assert_every_event_once(d: &Dir, n: usize) {
 fn a_nearly_full_disk_is_enough_for_a_channel_whose_sink_keeps_up() {
     let d = Dir::new();
     let fs = SmallFs::mount(d.join("small"), "2m");
-    let port = free_port();
     // About 1.2 MiB of records through 256 KiB of room.
     let n = 12_000;
-    pipeline(&d, port, n);
+    pipeline(&d, n);
     let room = fs.fill("filler");
     std::fs::remove_file(fs.path.join("filler")).expect("rm");
     std::fs::write(
@@ -111,12 +110,11 @@ fn a_nearly_full_disk_is_enough_for_a_channel_whose_sink_keeps_up() {
 fn a_full_disk_makes_writers_wait_and_loses_nothing() {
     let d = Dir::new();
     let fs = SmallFs::mount(d.join("small"), "2m");
-    let port = free_port();
-    let url = format!("http://127.0.0.1:{port}");
     let n = 20_000;
-    pipeline(&d, port, n);
+    pipeline(&d, n);
     fs.fill("filler");
     let mut agent = Agent::start(&d, &["run", "p.yaml"]);
+    let url = format!("http://127.0.0.1:{}", agent.api_port());
     // The channel says why it waits; the agent is degraded, not down.
     let mut health = String::new();
     wait_for(WAIT, "/health to report the full disk", || {

@@ -37,15 +37,16 @@ fn get_status(port: u16, path: &str, limit: Duration) -> Option<u16> {
 #[test]
 fn http_refuses_an_object_over_max_fields_and_parses_it_when_allowed() {
     let d = Dir::new();
-    let (api, strict, wide) = (free_port(), free_port(), free_port());
     d.write(
         "p.yaml",
-        &format!("api:\n  address: 127.0.0.1:{api}\nsources:\n  strict: {{type: http, address: '127.0.0.1:{strict}', channels: [main]}}\n  wide: {{type: http, address: '127.0.0.1:{wide}', max_fields: 50000, channels: [main]}}\nchannels:\n  main: {{type: memory}}\nsinks:\n  out: {{type: file, channel: main, path: ./out/o.json, format: json}}\n"),
+        "api:\n  address: 127.0.0.1:0\nsources:\n  strict: {type: http, address: '127.0.0.1:0', channels: [main]}\n  wide: {type: http, address: '127.0.0.1:0', max_fields: 50000, channels: [main]}\nchannels:\n  main: {type: memory}\nsinks:\n  out: {type: file, channel: main, path: ./out/o.json, format: json}\n",
     );
-    let mut child = start_logged(&d, "p.yaml");
-    for port in [api, strict, wide] {
-        wait_listening(port, &mut child);
-    }
+    let mut child = Agent::start_json(&d, &["run", "p.yaml"]);
+    let (api, strict, wide) = (
+        child.api_port(),
+        child.listening("strict"),
+        child.listening("wide"),
+    );
     let json = [("Content-Type", "application/json")];
     // 20,001 fields against the default limit: a 400 that says why.
     let mut s = TcpStream::connect(("127.0.0.1", strict)).expect("connect");
@@ -83,7 +84,7 @@ fn http_refuses_an_object_over_max_fields_and_parses_it_when_allowed() {
     wait_for(Duration::from_secs(60), "6 wide events", || {
         d.lines("out/o.json").len() >= 6
     });
-    let o = stop(child);
+    let o = child.stop_output();
     assert!(o.status.success(), "{}", stderr(&o));
     let mut ids = Vec::new();
     for l in d.lines("out/o.json") {
@@ -118,13 +119,12 @@ fn a_refused_event_in_a_split_batch_is_the_one_rejected() {
 /// on both sides, the others arrive once, in order.
 fn hop_refusal(frame: &str) {
     let d = Dir::new();
-    let port = free_port();
     d.write(
         "agg.yaml",
-        &format!("data_dir: ./state/agg\nsources:\n  edge: {{type: sluice, address: '127.0.0.1:{port}'{frame}, channels: [main]}}\nchannels:\n  main: {{type: memory}}\nsinks:\n  out: {{type: file, channel: main, path: ./out/agg.json, format: json}}\n"),
+        &format!("data_dir: ./state/agg\nsources:\n  edge: {{type: sluice, address: '127.0.0.1:0'{frame}, channels: [main]}}\nchannels:\n  main: {{type: memory}}\nsinks:\n  out: {{type: file, channel: main, path: ./out/agg.json, format: json}}\n"),
     );
-    let mut agg = start_logged(&d, "agg.yaml");
-    wait_listening(port, &mut agg);
+    let mut agg = Agent::start_json(&d, &["run", "agg.yaml"]);
+    let port = agg.listening("edge");
     // 100 events; two carry 5,001 fields (parse_json allows them on the
     // edge, the aggregator's default max_fields does not).
     let input: String = (0..100)
@@ -158,7 +158,7 @@ fn hop_refusal(frame: &str) {
     wait_for(Duration::from_secs(60), "98 events", || {
         d.lines("out/agg.json").len() >= 98
     });
-    let o = stop(agg);
+    let o = agg.stop_output();
     assert!(o.status.success(), "{}", stderr(&o));
     let ids: Vec<u64> = d
         .lines("out/agg.json")
@@ -274,18 +274,17 @@ fn wait_closed(s: &mut TcpStream, limit: Duration) -> bool {
 #[test]
 fn unfinished_hop_frames_share_a_bounded_budget_and_a_normal_hop_goes_on() {
     let d = Dir::new();
-    let port = free_port();
     d.write(
         "agg.yaml",
-        &format!("data_dir: ./state/agg\nsources:\n  edge:\n    type: sluice\n    address: '127.0.0.1:{port}'\n    max_frame_bytes: 8MiB\n    max_buffered_bytes: 16MiB\n    frame_timeout: 1s\n    channels: [main]\nchannels:\n  main: {{type: memory}}\nsinks:\n  out: {{type: file, channel: main, path: ./out/agg.log}}\n"),
+        "data_dir: ./state/agg\nsources:\n  edge:\n    type: sluice\n    address: '127.0.0.1:0'\n    max_frame_bytes: 8MiB\n    max_buffered_bytes: 16MiB\n    frame_timeout: 1s\n    channels: [main]\nchannels:\n  main: {type: memory}\nsinks:\n  out: {type: file, channel: main, path: ./out/agg.log}\n",
     );
-    let mut agg = start_logged(&d, "agg.yaml");
-    wait_listening(port, &mut agg);
+    let mut agg = Agent::start_json(&d, &["run", "agg.yaml"]);
+    let port = agg.listening("edge");
     // A frame that declares a length of 0 is answered with what is wrong.
     let mut s = hop_connect(port);
     s.write_all(&[0, 0, 0, 0, 16]).expect("send");
     assert!(wait_closed(&mut s, Duration::from_secs(10)));
-    let pid = agg.id();
+    let pid = agg.child.id();
     let before = rss_kib(pid).expect("rss");
     // Twelve connections each declare an 8 MiB frame and send 7 MiB of it:
     // 84 MiB if all were held.
@@ -339,7 +338,7 @@ fn unfinished_hop_frames_share_a_bounded_budget_and_a_normal_hop_goes_on() {
         || d.lines("out/agg.log").len() >= 2000,
     );
     edge.finish_ok(Duration::from_secs(60));
-    let o = stop(agg);
+    let o = agg.stop_output();
     assert!(o.status.success(), "{}", stderr(&o));
     assert_sequence(&d.lines("out/agg.log"), 2000);
     let log = stderr(&o);

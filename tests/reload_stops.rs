@@ -38,17 +38,16 @@ fn changing_a_sink_group_member_completes_and_loses_nothing() {
     assert!(d.lines("out/b.log").is_empty() && d.lines("out/c.log").is_empty());
 }
 
-/// A receiving agent: a hop source on `port` writing `out/r.log`.
-fn receiver(d: &Dir, port: u16) -> Agent {
+/// A receiving agent: a hop source writing `out/r.log`, and the port it
+/// bound.
+fn receiver(d: &Dir) -> (Agent, u16) {
     d.write(
         "r.yaml",
-        &format!("data_dir: ./state/r\nsources:\n  hop: {{type: sluice, address: '127.0.0.1:{port}', channels: [m]}}\nchannels:\n  m: {{type: memory}}\nsinks:\n  out: {{type: file, channel: m, path: ./out/r.log}}\n"),
+        "data_dir: ./state/r\nsources:\n  hop: {type: sluice, address: '127.0.0.1:0', channels: [m]}\nchannels:\n  m: {type: memory}\nsinks:\n  out: {type: file, channel: m, path: ./out/r.log}\n",
     );
-    let agent = Agent::start(d, &["run", "r.yaml"]);
-    wait_for(LIMIT, "the receiver to listen", || {
-        TcpStream::connect(("127.0.0.1", port)).is_ok()
-    });
-    agent
+    let mut agent = Agent::start(d, &["run", "r.yaml"]);
+    let port = agent.listening("hop");
+    (agent, port)
 }
 
 /// B2: a sink stuck retrying (a hop to a port where nothing listens) is
@@ -57,8 +56,9 @@ fn receiver(d: &Dir, port: u16) -> Agent {
 #[test]
 fn a_reload_fixes_a_sink_stuck_retrying_and_every_event_arrives() {
     let d = Dir::new();
-    let (good, wrong) = (free_port(), free_port());
-    let rx = receiver(&d, good);
+    let (rx, good) = receiver(&d);
+    // Where nothing listens.
+    let wrong = free_port();
     let pipeline = |port: u16| {
         FOLLOW.replace(
             "one: {type: file, channel: a, path: ./out/a.log}",

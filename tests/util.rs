@@ -299,6 +299,34 @@ impl Agent {
         port.unwrap_or_default()
     }
 
+    /// The port the agent's API listens on, from its `api listening` log
+    /// line: give it `address: 127.0.0.1:0` and ask.
+    pub fn api_port(&mut self) -> u16 {
+        let mut port = None;
+        wait_for(AGENT_LIMIT, "the API to listen", || {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!(
+                    "the agent exited ({status}) before its API listened:\n{}",
+                    self.log()
+                );
+            }
+            port = self.log().lines().find_map(api_port);
+            port.is_some()
+        });
+        port.unwrap_or_default()
+    }
+
+    /// [`Agent::stop`] as an [`Output`] (the log as its stderr), for tests
+    /// written against [`stop_cleanly`] and friends.
+    pub fn stop_output(self) -> Output {
+        let (status, log) = self.stop();
+        Output {
+            status,
+            stdout: Vec::new(),
+            stderr: log.into_bytes(),
+        }
+    }
+
     /// SIGTERM, then the exit status and the whole log.
     pub fn stop(mut self) -> (std::process::ExitStatus, String) {
         signal(&self.child, libc::SIGTERM);
@@ -352,6 +380,21 @@ impl Drop for Agent {
             let _ = self.child.wait();
         }
     }
+}
+
+/// The port in the `api listening` log line, text or JSON.
+fn api_port(line: &str) -> Option<u16> {
+    if !line.contains("api listening") {
+        return None;
+    }
+    let address = if let Ok(v) = serde_json::from_str::<serde_json::Value>(line) {
+        v["fields"]["address"].as_str()?.to_string()
+    } else {
+        line.split_whitespace()
+            .find_map(|w| w.strip_prefix("address="))?
+            .to_string()
+    };
+    address.rsplit_once(':')?.1.parse().ok()
 }
 
 /// The port in a `listening` log line of source `id`, text or JSON.
