@@ -383,7 +383,7 @@ impl Drop for Agent {
 }
 
 /// The port in the `api listening` log line, text or JSON.
-fn api_port(line: &str) -> Option<u16> {
+pub fn api_port(line: &str) -> Option<u16> {
     if !line.contains("api listening") {
         return None;
     }
