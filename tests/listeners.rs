@@ -6,7 +6,7 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use crate::network::{free_port, make_certs, tls_connect};
+use crate::network::{make_certs, tls_connect};
 use crate::operations::get;
 use crate::util::*;
 
@@ -305,46 +305,27 @@ fn a_hop_connection_closed_for_idleness_is_reopened_without_a_failed_write() {
 #[test]
 fn at_a_low_open_file_limit_the_caps_keep_health_and_files_working() {
     let d = Dir::new();
-    let (port, api) = (free_port(), free_port());
-    let url = format!("http://127.0.0.1:{api}");
     d.write(
         "p.yaml",
-        &format!("api:\n  address: 127.0.0.1:{api}\nsources:\n  in:\n    type: tcp\n    address: 127.0.0.1:{port}\n    max_connections: 64\n    channels: [main]\nchannels:\n  main: {{type: memory}}\nsinks:\n  out: {{type: file, channel: main, path: ./out/o.log}}\n"),
+        "api:\n  address: 127.0.0.1:0\nsources:\n  in:\n    type: tcp\n    address: 127.0.0.1:0\n    max_connections: 64\n    channels: [main]\nchannels:\n  main: {type: memory}\nsinks:\n  out: {type: file, channel: main, path: ./out/o.log}\n",
     );
     // 256 descriptors in all (soft and hard): fewer than the flood below.
-    let mut child = std::process::Command::new("sh")
+    let mut command = std::process::Command::new("sh");
+    command
         .args(["-c", "ulimit -n 256 && exec \"$0\" run p.yaml"])
         .arg(sluice_bin())
         .current_dir(d.path())
-        .env_remove("RUST_LOG")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("spawn");
-    let log = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
-    let reader = {
-        let (log, mut err) = (log.clone(), child.stderr.take().expect("stderr"));
-        std::thread::spawn(move || {
-            let mut buf = [0u8; 4096];
-            while let Ok(n) = err.read(&mut buf) {
-                if n == 0 {
-                    break;
-                }
-                log.lock()
-                    .expect("log")
-                    .push_str(&String::from_utf8_lossy(&buf[..n]));
-            }
-        })
-    };
+        .env_remove("RUST_LOG");
+    let mut agent = Agent::spawn(command);
+    let (port, api) = (agent.listening("in"), agent.api_port());
+    let url = format!("http://127.0.0.1:{api}");
     wait_for(WAIT, "the API", || get(&url, "/health").is_some());
     // The caps (64 + the API's 128) and the descriptors kept for the
     // agent's own files do not fit in 256: said at start.
     assert!(
-        log.lock()
-            .expect("log")
-            .contains("near the open-file limit"),
+        agent.log().contains("near the open-file limit"),
         "{}",
-        log.lock().expect("log")
+        agent.log()
     );
     let flood: Vec<TcpStream> = (0..300)
         .map(|_| TcpStream::connect(("127.0.0.1", port)).expect("connect"))
@@ -360,13 +341,7 @@ fn at_a_low_open_file_limit_the_caps_keep_health_and_files_working() {
         d.lines("out/o.log") == ["still here"]
     });
     drop(flood);
-    signal(&child, libc::SIGTERM);
-    let status = child.wait().expect("wait");
-    let _ = reader.join();
-    assert!(status.success(), "{}", log.lock().expect("log"));
-    assert!(
-        !log.lock().expect("log").contains("accept failed"),
-        "{}",
-        log.lock().expect("log")
-    );
+    let (status, log) = agent.stop();
+    assert!(status.success(), "{log}");
+    assert!(!log.contains("accept failed"), "{log}");
 }

@@ -19,14 +19,6 @@ pub fn free_port() -> u16 {
         .expect("a free port")
 }
 
-/// A UDP port free on 127.0.0.1 at the time of the call.
-pub fn free_udp_port() -> u16 {
-    UdpSocket::bind("127.0.0.1:0")
-        .and_then(|s| s.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
-}
-
 /// The size `0\n1\n...(n-1)\n` takes.
 pub fn sequence_bytes(n: usize) -> u64 {
     (0..n).map(|i| i.to_string().len() as u64 + 1).sum()

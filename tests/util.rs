@@ -245,7 +245,9 @@ impl Agent {
         Agent::spawn(c)
     }
 
-    fn spawn(mut command: Command) -> Agent {
+    /// Runs `command` (a [`Dir::sluice`] with whatever else the test
+    /// needs, such as a piped stdin) as an agent.
+    pub fn spawn(mut command: Command) -> Agent {
         use std::io::BufRead;
         let mut child = command
             .stdout(Stdio::null())
@@ -352,6 +354,17 @@ impl Agent {
             let _ = r.join();
         }
         status
+    }
+
+    /// Waits up to `limit` for the agent to exit (after a signal the test
+    /// sent), as an [`Output`] with the log as its stderr.
+    pub fn exit_output(mut self, limit: Duration) -> Output {
+        let status = self.wait_exit(limit, "exit");
+        Output {
+            status,
+            stdout: Vec::new(),
+            stderr: self.log().into_bytes(),
+        }
     }
 
     /// SIGTERM, and asserts a clean exit.
