@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::process::Child;
 use std::time::Duration;
 
-use crate::operations::{free_port, get, parse_metrics, start_agent_any_port};
+use crate::operations::{get, parse_metrics, start_agent_any_port};
 use crate::util::*;
 
 const WAIT: Duration = Duration::from_secs(60);

@@ -11,14 +11,6 @@ use std::time::Duration;
 
 use crate::util::*;
 
-/// A port free on 127.0.0.1 at the time of the call.
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
-}
-
 /// The size `0\n1\n...(n-1)\n` takes.
 pub fn sequence_bytes(n: usize) -> u64 {
     (0..n).map(|i| i.to_string().len() as u64 + 1).sum()

@@ -10,12 +10,6 @@ use crate::util::*;
 
 const WAIT: Duration = Duration::from_secs(60);
 
-/// A port that was free a moment ago on 127.0.0.1.
-pub(crate) fn free_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    l.local_addr().expect("addr").port()
-}
-
 /// `GET url + path` with the agent's own client: status and body.
 pub(crate) fn get(url: &str, path: &str) -> Option<(u16, String)> {
     let rt = tokio::runtime::Builder::new_current_thread()

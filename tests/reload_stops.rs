@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::network::{free_port, lines_text};
+use crate::network::lines_text;
 use crate::reload::{ends_at, replace, Reload, Reloaded, Trigger, Writer, FOLLOW, LIMIT};
 use crate::util::*;
 

@@ -221,6 +221,18 @@ pub fn stop_cleanly(child: Child, limit: Duration) -> Output {
     o
 }
 
+/// A port on 127.0.0.1 that was free a moment ago: something else may take
+/// it before it is used. Not for an agent to listen on (give it port 0 and
+/// read [`Agent::listening`] or [`Agent::api_port`]); only where no agent
+/// can pick: a destination where nothing listens, the ports a script is
+/// given, a reload that must keep one port across both versions.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
 /// How long an [`Agent`] waits for a log line or for its own stop.
 pub const AGENT_LIMIT: Duration = Duration::from_secs(60);
 
