@@ -274,12 +274,13 @@ fn variant(port: u16, pick: [u64; 5]) -> String {
 fn a_seeded_sequence_of_reloads_under_traffic_loses_nothing() {
     const SEED: u64 = 0x5eed_0014;
     let d = Dir::new();
-    let port = free_port();
     let mut rng = Rng(SEED);
     let mut pick = [0u64; 5];
     d.write("logs/app.log", "");
-    d.write("p.yaml", &variant(port, pick));
-    let agent = Agent::start(&d, &["run", "p.yaml"]);
+    // The API binds port 0 once, at start: a reload does not rebind it.
+    d.write("p.yaml", &variant(0, pick));
+    let mut agent = Agent::start(&d, &["run", "p.yaml"]);
+    let port = agent.api_port();
     let writer = Writer::start(&d);
     // Running (and past installing its SIGHUP handler) once lines arrive.
     wait_for(LIMIT, "the first lines", || {
@@ -290,7 +291,7 @@ fn a_seeded_sequence_of_reloads_under_traffic_loses_nothing() {
         while pick == before {
             pick = std::array::from_fn(|_| rng.below(2));
         }
-        replace(&d, "p.yaml", &variant(port, pick));
+        replace(&d, "p.yaml", &variant(0, pick));
         let at = writer.written();
         signal(&agent.child, libc::SIGHUP);
         let deadline = Instant::now() + LIMIT;
