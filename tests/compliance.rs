@@ -258,20 +258,22 @@ fn sink_delivers_and_counts_every_event(ty: &str) {
         sink_options(ty).unwrap_or_else(|| panic!("no compliance entry for sink type `{ty}`"));
     let _lock = (ty == "kafka").then(crate::kafka::broker_lock);
     let d = Dir::new();
-    let port = crate::network::free_port().to_string();
+    // The receiver of a `sluice` sink, started first on a port of its
+    // choosing.
+    let receiver = (ty == "sluice").then(|| {
+        d.write("r.yaml", "sources:\n  r: {type: sluice, address: '127.0.0.1:0', channels: [main]}\nchannels:\n  main: {type: memory}\nsinks:\n  out: {type: \"null\", channel: main}\n");
+        let mut agent = Agent::start_json(&d, &["run", "r.yaml"]);
+        let port = agent.listening("r");
+        (agent, port)
+    });
+    let port = receiver.as_ref().map_or(0, |r| r.1).to_string();
     d.write(
         "p.yaml",
         &format!("sources:\n  gen: {{type: generator, count: 20000, channels: [main]}}\nchannels:\n  main: {{type: memory, capacity: 100}}\nsinks:\n  s:\n    type: \"{ty}\"\n    channel: main\n    batch_size: 64\n{}", indent(opts)).replace("COMPLIANCE_PORT", &port),
     );
-    let receiver = (ty == "sluice").then(|| {
-        d.write("r.yaml", &format!("sources:\n  r: {{type: sluice, address: '127.0.0.1:{port}', channels: [main]}}\nchannels:\n  main: {{type: memory}}\nsinks:\n  out: {{type: \"null\", channel: main}}\n"));
-        let mut child = crate::network::start_logged(&d, "r.yaml");
-        crate::network::wait_listening(port.parse().unwrap_or(0), &mut child);
-        child
-    });
     let o = d.run_logged(&["run", "p.yaml"]);
-    if let Some(r) = receiver {
-        let o = crate::network::stop(r);
+    if let Some((r, _)) = receiver {
+        let o = r.stop_output();
         let counts = final_counts(&stderr(&o));
         assert_eq!(
             counts["out"]["events_out"].as_u64(),
@@ -328,24 +330,22 @@ fn source_stops_on_sigterm_and_the_stop_drains_everything(ty: &str) {
     }
     let d = Dir::new();
     d.write("logs/app.log", "");
-    let port = match feed {
-        Feed::Udp => crate::network::free_udp_port(),
-        _ => crate::network::free_port(),
-    };
+    // A listening source binds port 0; the port it took is read below.
     d.write(
         "p.yaml",
-        &format!("sources:\n  src:\n    type: {ty}\n    channels: [main]\n{}channels:\n  main: {{type: memory, capacity: 50}}\nsinks:\n  out: {{type: file, channel: main, path: ./out/o.log}}\n", indent(opts)).replace("COMPLIANCE_PORT", &port.to_string()),
+        &format!("sources:\n  src:\n    type: {ty}\n    channels: [main]\n{}channels:\n  main: {{type: memory, capacity: 50}}\nsinks:\n  out: {{type: file, channel: main, path: ./out/o.log}}\n", indent(opts)).replace("COMPLIANCE_PORT", "0"),
     );
-    let mut child = d
-        .sluice(&["run", "p.yaml"])
+    let mut command = d.sluice(&["run", "p.yaml"]);
+    command
         .env("SLUICE_LOG_FORMAT", "json")
         .env("SLUICE_COMPLIANCE_TOPIC", &topic)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn");
-    let mut stdin = child.stdin.take();
+        .stdin(Stdio::piped());
+    let mut agent = Agent::spawn(command);
+    let mut stdin = agent.child.stdin.take();
+    let port = match feed {
+        Feed::Tcp | Feed::Udp | Feed::Http | Feed::Hop => agent.listening("src"),
+        Feed::None | Feed::Kafka | Feed::File | Feed::Stdin => 0,
+    };
     let mut net = crate::network::Feeder::new(&d, port, matches!(feed, Feed::Hop));
     let mut written = 0;
     let start = std::time::Instant::now();
@@ -373,10 +373,10 @@ fn source_stops_on_sigterm_and_the_stop_drains_everything(ty: &str) {
         written += 200;
         std::thread::sleep(Duration::from_millis(20));
     }
-    signal(&child, libc::SIGTERM);
+    signal(&agent.child, libc::SIGTERM);
     let stopped = std::time::Instant::now();
     drop(net);
-    let o = wait_output(child, Duration::from_secs(15));
+    let o = agent.exit_output(Duration::from_secs(15));
     drop(stdin);
     assert!(o.status.success(), "source `{ty}`: {}", stderr(&o));
     assert!(

@@ -7,7 +7,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use crate::operations::{dump_dom, free_port, get, parse_metrics, start_agent};
+use crate::operations::{dump_dom, get, parse_metrics, start_agent_any_port};
 use crate::util::*;
 
 const WAIT: Duration = Duration::from_secs(60);
@@ -93,15 +93,11 @@ fn json(url: &str, path: &str) -> serde_json::Value {
 fn the_overview_charts_the_counts_metrics_shows_and_names_every_component() {
     let d = Dir::new();
     d.write("in/app.log", "");
-    let port = free_port();
-    let url = format!("http://127.0.0.1:{port}");
     d.write(
         "p.yaml",
-        &format!(
-            "api: {{address: \"127.0.0.1:{port}\"}}\nsources:\n  application_log_of_the_shop:\n    type: file\n    include: [./in/app.log]\n    read_from: beginning\n    processors: [parse_json_lines_of_the_shop, add_the_deployment_environment]\n    channels: [events]\nprocessors:\n  parse_json_lines_of_the_shop: {{type: parse_json}}\n  add_the_deployment_environment: {{type: add_fields, fields: {{env: prod}}}}\nchannels:\n  events: {{type: memory, capacity: 1000}}\nsinks:\n  archive: {{type: file, channel: events, path: ./out/archive.log}}\n"
-        ),
+        "api: {address: \"127.0.0.1:0\"}\nsources:\n  application_log_of_the_shop:\n    type: file\n    include: [./in/app.log]\n    read_from: beginning\n    processors: [parse_json_lines_of_the_shop, add_the_deployment_environment]\n    channels: [events]\nprocessors:\n  parse_json_lines_of_the_shop: {type: parse_json}\n  add_the_deployment_environment: {type: add_fields, fields: {env: prod}}\nchannels:\n  events: {type: memory, capacity: 1000}\nsinks:\n  archive: {type: file, channel: events, path: ./out/archive.log}\n",
     );
-    let child = start_agent(&d, &url);
+    let (child, url) = start_agent_any_port(&d);
     // Lines come once the agent has a first sample, so the chart shows them
     // arrive (and the parse errors as marks).
     wait_for(WAIT, "a first sample", || {
@@ -210,15 +206,11 @@ fn block_lines() -> String {
 fn the_dashboard_searches_like_sluice_search_and_shows_flagged_sessions_with_their_templates() {
     let d = Dir::new();
     d.write("in/dn.log", "");
-    let port = free_port();
-    let url = format!("http://127.0.0.1:{port}");
     d.write(
         "p.yaml",
-        &format!(
-            "api: {{address: \"127.0.0.1:{port}\"}}\nsources:\n  datanode:\n    type: file\n    include: [./in/dn.log]\n    read_from: beginning\n    processors: [templates]\n    channels: [lines, feed]\nprocessors:\n  templates: {{type: template, mask_patterns: ['blk_\\d+']}}\n  blocks: {{type: session, input: feed, channels: [sessions], key_pattern: 'blk_\\d+', inactivity_timeout: 1s}}\n  detect: {{type: anomaly, input: sessions, channels: [scored], algorithm: kmeans, clusters: 2, training_size: 60, contamination: 0.02}}\nchannels:\n  lines: {{type: memory, capacity: 2000}}\n  feed: {{type: memory, capacity: 2000}}\n  sessions: {{type: memory}}\n  scored: {{type: memory}}\nsinks:\n  store: {{type: store, channel: lines, path: ./out/store}}\n  sessions_out: {{type: file, channel: scored, path: ./out/sessions.json, format: json}}\n"
-        ),
+        "api: {address: \"127.0.0.1:0\"}\nsources:\n  datanode:\n    type: file\n    include: [./in/dn.log]\n    read_from: beginning\n    processors: [templates]\n    channels: [lines, feed]\nprocessors:\n  templates: {type: template, mask_patterns: ['blk_\\d+']}\n  blocks: {type: session, input: feed, channels: [sessions], key_pattern: 'blk_\\d+', inactivity_timeout: 1s}\n  detect: {type: anomaly, input: sessions, channels: [scored], algorithm: kmeans, clusters: 2, training_size: 60, contamination: 0.02}\nchannels:\n  lines: {type: memory, capacity: 2000}\n  feed: {type: memory, capacity: 2000}\n  sessions: {type: memory}\n  scored: {type: memory}\nsinks:\n  store: {type: store, channel: lines, path: ./out/store}\n  sessions_out: {type: file, channel: scored, path: ./out/sessions.json, format: json}\n",
     );
-    let child = start_agent(&d, &url);
+    let (child, url) = start_agent_any_port(&d);
     d.append("in/dn.log", &block_lines());
     let report = "/api/components/detect/reports/anomalies";
     wait_for(WAIT, "every session scored", || {

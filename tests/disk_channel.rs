@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use crate::operations::{free_port, get};
+use crate::operations::get;
 use crate::util::*;
 
 const WAIT: Duration = Duration::from_secs(60);
@@ -60,11 +60,11 @@ impl Drop for SmallFs {
 }
 
 /// `n` JSON events from a generator through a disk channel on `./small/buf`
-/// into `out/seq.log`, with the API on `port`.
-fn pipeline(d: &Dir, port: u16, n: usize) {
+/// into `out/seq.log`, with the API on a port of its choosing.
+fn pipeline(d: &Dir, n: usize) {
     d.write(
         "p.yaml",
-        &format!("api: {{address: \"127.0.0.1:{port}\"}}\ndata_dir: ./state\nsources:\n  gen: {{type: generator, count: {n}, batch_size: 100, format: json, channels: [buf]}}\nchannels:\n  buf: {{type: disk, path: ./small/buf, max_segment_bytes: 4MiB}}\nsinks:\n  out: {{type: file, channel: buf, path: ./out/seq.log}}\n"),
+        &format!("api: {{address: \"127.0.0.1:0\"}}\ndata_dir: ./state\nsources:\n  gen: {{type: generator, count: {n}, batch_size: 100, format: json, channels: [buf]}}\nchannels:\n  buf: {{type: disk, path: ./small/buf, max_segment_bytes: 4MiB}}\nsinks:\n  out: {{type: file, channel: buf, path: ./out/seq.log}}\n"),
     );
 }
 
@@ -87,10 +87,9 @@ fn assert_every_event_once(d: &Dir, n: usize) {
 fn a_nearly_full_disk_is_enough_for_a_channel_whose_sink_keeps_up() {
     let d = Dir::new();
     let fs = SmallFs::mount(d.join("small"), "2m");
-    let port = free_port();
     // About 1.2 MiB of records through 256 KiB of room.
     let n = 12_000;
-    pipeline(&d, port, n);
+    pipeline(&d, n);
     let room = fs.fill("filler");
     std::fs::remove_file(fs.path.join("filler")).expect("rm");
     std::fs::write(
@@ -111,12 +110,11 @@ fn a_nearly_full_disk_is_enough_for_a_channel_whose_sink_keeps_up() {
 fn a_full_disk_makes_writers_wait_and_loses_nothing() {
     let d = Dir::new();
     let fs = SmallFs::mount(d.join("small"), "2m");
-    let port = free_port();
-    let url = format!("http://127.0.0.1:{port}");
     let n = 20_000;
-    pipeline(&d, port, n);
+    pipeline(&d, n);
     fs.fill("filler");
     let mut agent = Agent::start(&d, &["run", "p.yaml"]);
+    let url = format!("http://127.0.0.1:{}", agent.api_port());
     // The channel says why it waits; the agent is degraded, not down.
     let mut health = String::new();
     wait_for(WAIT, "/health to report the full disk", || {
@@ -227,11 +225,15 @@ fn crafted_segment(dir: &Path) {
         r.extend_from_slice(payload);
         r
     };
-    // One event: body "ok", timestamp 0, no fields.
-    let one = b"\x02ok\x00\x00";
-    let three = [&one[..], &one[..], &one[..]].concat();
-    let mut seg = record(0, 1, one);
-    seg.extend(record(1, 1, &[0xff; 16]));
+    // The wire format's version, then one event: body "ok", timestamp 0,
+    // no fields.
+    let event = b"\x02ok\x00\x00";
+    let one = [&b"\x01"[..], event].concat();
+    let three = [&b"\x01"[..], event, event, event].concat();
+    let mut seg = record(0, 1, &one);
+    let mut garbage = [0xff; 16];
+    garbage[0] = 1;
+    seg.extend(record(1, 1, &garbage));
     seg.extend(record(2, 4, &three));
     std::fs::create_dir_all(dir).expect("mkdir");
     std::fs::write(segment_path(dir, 0), seg).expect("segment");
@@ -246,7 +248,7 @@ fn channel_check_finds_records_that_pass_their_checksum_but_do_not_decode() {
     assert_eq!(o.status.code(), Some(1), "{out}");
     assert_eq!(out.matches("does not decode").count(), 2, "{out}");
     assert!(
-        out.contains("offset 33 ") && out.contains("corrupt records: 2"),
+        out.contains("offset 34 ") && out.contains("corrupt records: 2"),
         "{out}"
     );
     assert!(out.contains("pending events: 1"), "{out}");
@@ -254,6 +256,49 @@ fn channel_check_finds_records_that_pass_their_checksum_but_do_not_decode() {
     assert!(o.status.success(), "{}", stderr(&o));
     let o = d.run(&["channel", "check", "ch"], WAIT);
     assert!(o.status.success(), "{}", stdout(&o));
+}
+
+#[test]
+fn a_segment_in_an_unknown_wire_version_is_refused_naming_file_and_version() {
+    use sluice_channels::disk::log::{segment_path, Header};
+    let d = Dir::new();
+    // A sound record (both checksums hold) in wire format version 9.
+    let payload = b"\x09\x02ok\x00\x00";
+    let mut seg = Header {
+        len: payload.len() as u32,
+        rid: 0,
+        events: 1,
+        crc: crc32fast::hash(payload),
+    }
+    .encode()
+    .to_vec();
+    seg.extend_from_slice(payload);
+    let dir = d.join("state/ch");
+    std::fs::create_dir_all(&dir).expect("mkdir");
+    let path = segment_path(&dir, 0);
+    std::fs::write(&path, &seg).expect("segment");
+    d.write(
+        "p.yaml",
+        "data_dir: ./state\nsources:\n  gen: {type: generator, count: 10, channels: [d]}\nchannels:\n  d: {type: disk, path: ./state/ch}\nsinks:\n  out: {type: file, channel: d, path: ./out.log}\n",
+    );
+    let o = d.run(&["run", "p.yaml"], WAIT);
+    assert!(!o.status.success());
+    let err = stderr(&o);
+    assert!(
+        err.contains("cannot build channel")
+            && err.contains("segment ./state/ch/00000000000000000000.seg: the record at byte 0")
+            && err.contains("wire format version 9, which this build cannot read"),
+        "{err}"
+    );
+    // `channel check` and `repair` say the same and touch nothing.
+    for cmd in ["check", "repair"] {
+        let o = d.run(&["channel", cmd, "state/ch"], WAIT);
+        assert!(!o.status.success(), "{cmd}");
+        let out = stderr(&o) + &stdout(&o);
+        assert!(out.contains("wire format version 9"), "{cmd}: {out}");
+    }
+    assert_eq!(std::fs::read(&path).expect("segment"), seg);
+    assert!(!d.join("out.log").exists());
 }
 
 #[test]

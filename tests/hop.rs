@@ -3,7 +3,6 @@
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::process::Child;
 use std::time::Duration;
 
 use crate::network::*;
@@ -85,12 +84,10 @@ fn edge_refused(d: &Dir, yaml: &str, expected: &str) -> String {
 #[test]
 fn a_wrong_or_missing_token_is_refused_and_nothing_is_ingested() {
     let d = Dir::new();
-    let port = free_port();
-    // (The port is only written in a pipeline that fails before binding.)
     // A token variable that is not set is a start-up error naming it.
     d.write(
         "env.yaml",
-        &format!("sources:\n  edge: {{type: sluice, address: '127.0.0.1:{port}', token: {{env: HOP_TOKEN_UNSET}}, channels: [main]}}\nchannels:\n  main: {{type: memory}}\nsinks:\n  out: {{type: \"null\", channel: main}}\n"),
+        "sources:\n  edge: {type: sluice, address: '127.0.0.1:0', token: {env: HOP_TOKEN_UNSET}, channels: [main]}\nchannels:\n  main: {type: memory}\nsinks:\n  out: {type: \"null\", channel: main}\n",
     );
     let o = d.run(&["run", "env.yaml"], Duration::from_secs(30));
     assert!(!o.status.success());
@@ -231,16 +228,16 @@ const EDGE_BATCH: usize = 500;
 
 /// An aggregator as [`aggregator`] with a `disk` channel kept under its
 /// `data_dir`, so that a restart finds what a `kill -9` left in it. On a
-/// given port: the edge's group names it, and the restart must take it
-/// again.
-fn durable_aggregator(d: &Dir, name: &str, port: u16) -> Child {
+/// given port (0 for any): the edge's group names it, and the restart must
+/// take it again. Returns the agent and the port it bound.
+fn durable_aggregator(d: &Dir, name: &str, port: u16) -> (Agent, u16) {
     d.write(
         &format!("{name}.yaml"),
         &format!("data_dir: ./state/{name}\nsources:\n  edge: {{type: sluice, address: '127.0.0.1:{port}', channels: [main]}}\nchannels:\n  main: {{type: disk}}\nsinks:\n  out: {{type: file, channel: main, path: ./out/{name}.log, batch_size: {AGG_BATCH}}}\n"),
     );
-    let mut child = start_logged(d, &format!("{name}.yaml"));
-    wait_listening(port, &mut child);
-    child
+    let mut agent = Agent::start_json(d, &["run", &format!("{name}.yaml")]);
+    let port = agent.listening("edge");
+    (agent, port)
 }
 
 fn file_len(d: &Dir, name: &str) -> u64 {
@@ -290,15 +287,14 @@ fn a_failover_group_switches_when_the_primary_dies_and_fails_back() {
     const N: usize = 250_000;
     const MORE: usize = 50_000;
     let d = Dir::new();
-    let (p1, p2, input) = (free_port(), free_port(), free_port());
-    let agg1 = durable_aggregator(&d, "agg1", p1);
-    let agg2 = durable_aggregator(&d, "agg2", p2);
+    let (agg1, p1) = durable_aggregator(&d, "agg1", 0);
+    let (agg2, p2) = durable_aggregator(&d, "agg2", 0);
     d.write(
         "edge.yaml",
-        &format!("data_dir: ./state/edge\nsources:\n  in: {{type: tcp, address: '127.0.0.1:{input}', channels: [main]}}\nchannels:\n  main: {{type: disk}}\nsinks:\n  primary: {{type: sluice, channel: main, address: '127.0.0.1:{p1}', batch_size: {EDGE_BATCH}, connect_timeout: 1s}}\n  secondary: {{type: sluice, channel: main, address: '127.0.0.1:{p2}', batch_size: {EDGE_BATCH}}}\nsink_groups:\n  aggregators:\n    strategy: failover\n    sinks: [primary, secondary]\n    priorities: {{primary: 10, secondary: 5}}\n    penalty: 300ms\n    max_penalty: 1s\n"),
+        &format!("data_dir: ./state/edge\nsources:\n  in: {{type: tcp, address: '127.0.0.1:0', channels: [main]}}\nchannels:\n  main: {{type: disk}}\nsinks:\n  primary: {{type: sluice, channel: main, address: '127.0.0.1:{p1}', batch_size: {EDGE_BATCH}, connect_timeout: 1s}}\n  secondary: {{type: sluice, channel: main, address: '127.0.0.1:{p2}', batch_size: {EDGE_BATCH}}}\nsink_groups:\n  aggregators:\n    strategy: failover\n    sinks: [primary, secondary]\n    priorities: {{primary: 10, secondary: 5}}\n    penalty: 300ms\n    max_penalty: 1s\n"),
     );
     let mut edge = Agent::start(&d, &["run", "edge.yaml"]);
-    wait_listening(input, &mut edge.child);
+    let input = edge.listening("in");
     // 1. Lines flow in steadily from a thread while the primary takes them.
     let fed = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let feeder = {
@@ -327,9 +323,7 @@ fn a_failover_group_switches_when_the_primary_dies_and_fails_back() {
     );
     std::thread::sleep(Duration::from_micros((nanos / 7 % 10_000) as u64));
     assert_eq!(file_len(&d, "out/agg2.log"), 0, "the secondary stays idle");
-    let mut agg1 = agg1;
-    agg1.kill().expect("kill -9");
-    let _ = agg1.wait();
+    agg1.kill9();
     let fed_at_kill = fed.load(std::sync::atomic::Ordering::Relaxed);
     let written_at_kill = numbers_in(&d, "agg1").len();
     // The edge goes on with the secondary.
@@ -340,7 +334,7 @@ fn a_failover_group_switches_when_the_primary_dies_and_fails_back() {
     );
     // 3. The primary comes back on its own disk channel: it delivers what
     // it had accepted, and after its penalty the group fails back to it.
-    let agg1 = durable_aggregator(&d, "agg1", p1);
+    let (agg1, _) = durable_aggregator(&d, "agg1", p1);
     feeder.join().expect("feeder");
     wait_for(
         Duration::from_secs(120),
@@ -371,7 +365,7 @@ fn a_failover_group_switches_when_the_primary_dies_and_fails_back() {
     });
     stop_agent(edge);
     for a in [agg1, agg2] {
-        let o = stop(a);
+        let o = a.stop_output();
         assert!(o.status.success(), "{}", stderr(&o));
     }
     let (one, two) = (numbers_in(&d, "agg1"), numbers_in(&d, "agg2"));

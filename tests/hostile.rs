@@ -6,7 +6,6 @@ use std::net::TcpStream;
 use std::os::unix::process::CommandExt;
 use std::time::{Duration, Instant};
 
-use crate::network::free_port;
 use crate::util::*;
 
 const GOOD: &str = "sources:\n  gen:\n    type: generator\n    count: 10\n    channels: [main]\nchannels:\n  main:\n    type: memory\nsinks:\n  out:\n    type: console\n    channel: main\n";
@@ -102,11 +101,8 @@ fn a_second_document_is_refused_not_ignored() {
 
 #[test]
 fn impossible_addresses_are_refused_by_validate() {
-    let port = free_port();
-    let yaml = format!(
-        "sources:\n  sys:\n    type: syslog\n    address: \"999.1.1.1:99999\"\n    channels: [main]\n  tcp:\n    type: tcp\n    address: 127.0.0.1:{port}\n    channels: [main]\nchannels:\n  main: {{type: memory}}\nsinks:\n  fwd:\n    type: sluice\n    address: collector:0\n    channel: main\n"
-    );
-    let (code, err, _) = validate_bounded(&yaml, 2 * GIB);
+    let yaml = "sources:\n  sys:\n    type: syslog\n    address: \"999.1.1.1:99999\"\n    channels: [main]\n  tcp:\n    type: tcp\n    address: 127.0.0.1:0\n    channels: [main]\nchannels:\n  main: {type: memory}\nsinks:\n  fwd:\n    type: sluice\n    address: collector:0\n    channel: main\n";
+    let (code, err, _) = validate_bounded(yaml, 2 * GIB);
     assert_eq!(code, Some(2), "{err}");
     let lines: Vec<&str> = err.lines().collect();
     assert!(
@@ -176,16 +172,13 @@ fn fifty_thousand_sources_validate_in_seconds() {
 #[test]
 fn a_syslog_message_cannot_forge_lines_in_the_agent_log() {
     let d = Dir::new();
-    let port = free_port();
     d.write(
         "p.yaml",
-        &format!("sources:\n  sys:\n    type: syslog\n    address: 127.0.0.1:{port}\n    channels: [main]\nchannels:\n  main: {{type: memory}}\nsinks:\n  out: {{type: file, channel: main, path: ./out/o.log}}\n"),
+        "sources:\n  sys:\n    type: syslog\n    address: 127.0.0.1:0\n    channels: [main]\nchannels:\n  main: {type: memory}\nsinks:\n  out: {type: file, channel: main, path: ./out/o.log}\n",
     );
     // Text logs, as an operator reads them.
-    let agent = Agent::start(&d, &["run", "p.yaml"]);
-    wait_for(Duration::from_secs(30), "the listener", || {
-        TcpStream::connect(("127.0.0.1", port)).is_ok()
-    });
+    let mut agent = Agent::start(&d, &["run", "p.yaml"]);
+    let port = agent.listening("sys");
     let forged = "2026-12-03T07:00:00.000000Z ERROR sluice: disk full, all data lost";
     let msg = format!("hello\n{forged}\x1b[2K\x1b[31m\r");
     // Octet-counted: the newline is inside the one message.

@@ -37,15 +37,16 @@ fn get_status(port: u16, path: &str, limit: Duration) -> Option<u16> {
 #[test]
 fn http_refuses_an_object_over_max_fields_and_parses_it_when_allowed() {
     let d = Dir::new();
-    let (api, strict, wide) = (free_port(), free_port(), free_port());
     d.write(
         "p.yaml",
-        &format!("api:\n  address: 127.0.0.1:{api}\nsources:\n  strict: {{type: http, address: '127.0.0.1:{strict}', channels: [main]}}\n  wide: {{type: http, address: '127.0.0.1:{wide}', max_fields: 50000, channels: [main]}}\nchannels:\n  main: {{type: memory}}\nsinks:\n  out: {{type: file, channel: main, path: ./out/o.json, format: json}}\n"),
+        "api:\n  address: 127.0.0.1:0\nsources:\n  strict: {type: http, address: '127.0.0.1:0', channels: [main]}\n  wide: {type: http, address: '127.0.0.1:0', max_fields: 50000, channels: [main]}\nchannels:\n  main: {type: memory}\nsinks:\n  out: {type: file, channel: main, path: ./out/o.json, format: json}\n",
     );
-    let mut child = start_logged(&d, "p.yaml");
-    for port in [api, strict, wide] {
-        wait_listening(port, &mut child);
-    }
+    let mut child = Agent::start_json(&d, &["run", "p.yaml"]);
+    let (api, strict, wide) = (
+        child.api_port(),
+        child.listening("strict"),
+        child.listening("wide"),
+    );
     let json = [("Content-Type", "application/json")];
     // 20,001 fields against the default limit: a 400 that says why.
     let mut s = TcpStream::connect(("127.0.0.1", strict)).expect("connect");
@@ -83,7 +84,7 @@ fn http_refuses_an_object_over_max_fields_and_parses_it_when_allowed() {
     wait_for(Duration::from_secs(60), "6 wide events", || {
         d.lines("out/o.json").len() >= 6
     });
-    let o = stop(child);
+    let o = child.stop_output();
     assert!(o.status.success(), "{}", stderr(&o));
     let mut ids = Vec::new();
     for l in d.lines("out/o.json") {
@@ -118,13 +119,12 @@ fn a_refused_event_in_a_split_batch_is_the_one_rejected() {
 /// on both sides, the others arrive once, in order.
 fn hop_refusal(frame: &str) {
     let d = Dir::new();
-    let port = free_port();
     d.write(
         "agg.yaml",
-        &format!("data_dir: ./state/agg\nsources:\n  edge: {{type: sluice, address: '127.0.0.1:{port}'{frame}, channels: [main]}}\nchannels:\n  main: {{type: memory}}\nsinks:\n  out: {{type: file, channel: main, path: ./out/agg.json, format: json}}\n"),
+        &format!("data_dir: ./state/agg\nsources:\n  edge: {{type: sluice, address: '127.0.0.1:0'{frame}, channels: [main]}}\nchannels:\n  main: {{type: memory}}\nsinks:\n  out: {{type: file, channel: main, path: ./out/agg.json, format: json}}\n"),
     );
-    let mut agg = start_logged(&d, "agg.yaml");
-    wait_listening(port, &mut agg);
+    let mut agg = Agent::start_json(&d, &["run", "agg.yaml"]);
+    let port = agg.listening("edge");
     // 100 events; two carry 5,001 fields (parse_json allows them on the
     // edge, the aggregator's default max_fields does not).
     let input: String = (0..100)
@@ -158,7 +158,7 @@ fn hop_refusal(frame: &str) {
     wait_for(Duration::from_secs(60), "98 events", || {
         d.lines("out/agg.json").len() >= 98
     });
-    let o = stop(agg);
+    let o = agg.stop_output();
     assert!(o.status.success(), "{}", stderr(&o));
     let ids: Vec<u64> = d
         .lines("out/agg.json")
@@ -182,11 +182,75 @@ fn hop_refusal(frame: &str) {
 /// Connects to a `sluice` source and says hello (no token).
 fn hop_connect(port: u16) -> TcpStream {
     let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect");
-    s.write_all(&[0, 0, 0, 5, 1, 0, 1, 0, 0]).expect("hello");
+    s.write_all(&[0, 0, 0, 5, 1, 0, 2, 0, 0]).expect("hello");
     let mut welcome = [0u8; 5];
     s.read_exact(&mut welcome).expect("welcome");
     assert_eq!(welcome, [0, 0, 0, 1, 2]);
     s
+}
+
+/// One hop frame: kind and payload.
+fn read_hop_frame(s: &mut TcpStream) -> (u8, Vec<u8>) {
+    let _ = s.set_read_timeout(Some(Duration::from_secs(30)));
+    let mut head = [0u8; 5];
+    s.read_exact(&mut head).expect("frame header");
+    let len = u32::from_be_bytes([head[0], head[1], head[2], head[3]]) as usize;
+    let mut payload = vec![0u8; len - 1];
+    s.read_exact(&mut payload).expect("frame payload");
+    (head[4], payload)
+}
+
+/// A `BATCH` frame: `seq`, `count` and the events' bytes as given.
+fn batch_frame(seq: u64, count: u32, events: &[u8]) -> Vec<u8> {
+    let mut f = ((1 + 12 + events.len()) as u32).to_be_bytes().to_vec();
+    f.push(16);
+    f.extend_from_slice(&seq.to_be_bytes());
+    f.extend_from_slice(&count.to_be_bytes());
+    f.extend_from_slice(events);
+    f
+}
+
+#[test]
+fn a_hop_batch_in_an_unknown_wire_version_is_refused_and_counted_not_misread() {
+    let d = Dir::new();
+    d.write(
+        "agg.yaml",
+        "sources:\n  edge: {type: sluice, address: '127.0.0.1:0', channels: [main]}\nchannels:\n  main: {type: memory}\nsinks:\n  out: {type: file, channel: main, path: ./out/agg.log}\n",
+    );
+    let mut agg = Agent::start_json(&d, &["run", "agg.yaml"]);
+    let port = agg.listening("edge");
+    // A sender of the hop protocol's version 1 (before the shared wire
+    // format) is refused in the hello, not misread.
+    let mut old = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    old.write_all(&[0, 0, 0, 5, 1, 0, 1, 0, 0]).expect("hello");
+    let (kind, p) = read_hop_frame(&mut old);
+    assert_eq!((kind, &p[..2]), (3, &400u16.to_be_bytes()[..]));
+    // Two events in wire format version 9: both refused for good, naming
+    // the version; the connection stays up.
+    let mut s = hop_connect(port);
+    s.write_all(&batch_frame(7, 2, &[9, 0xde, 0xad, 0xbe, 0xef]))
+        .expect("batch");
+    let (kind, p) = read_hop_frame(&mut s);
+    assert_eq!(kind, 19, "a REJECT");
+    assert_eq!(&p[..8], &7u64.to_be_bytes());
+    let mlen = u16::from_be_bytes([p[8], p[9]]) as usize;
+    let message = String::from_utf8_lossy(&p[10..10 + mlen]).into_owned();
+    assert!(message.contains("wire format version 9"), "{message}");
+    assert_eq!(&p[10 + mlen..], &[0, 0, 0, 2, 0, 0, 0, 0, 0, 0, 0, 1]);
+    // Version 1, one event `ok`: taken and acknowledged.
+    s.write_all(&batch_frame(8, 1, &[1, 2, b'o', b'k', 0, 0]))
+        .expect("batch");
+    assert_eq!(read_hop_frame(&mut s), (17, 8u64.to_be_bytes().to_vec()));
+    wait_for(Duration::from_secs(30), "the event", || {
+        d.lines("out/agg.log") == ["ok"]
+    });
+    let (status, log) = agg.stop();
+    assert!(status.success(), "{log}");
+    assert_eq!(
+        final_counts(&log)["edge"]["errors"].as_u64(),
+        Some(2),
+        "{log}"
+    );
 }
 
 /// Reads until the peer closes (or `limit` passes).
@@ -210,18 +274,17 @@ fn wait_closed(s: &mut TcpStream, limit: Duration) -> bool {
 #[test]
 fn unfinished_hop_frames_share_a_bounded_budget_and_a_normal_hop_goes_on() {
     let d = Dir::new();
-    let port = free_port();
     d.write(
         "agg.yaml",
-        &format!("data_dir: ./state/agg\nsources:\n  edge:\n    type: sluice\n    address: '127.0.0.1:{port}'\n    max_frame_bytes: 8MiB\n    max_buffered_bytes: 16MiB\n    frame_timeout: 1s\n    channels: [main]\nchannels:\n  main: {{type: memory}}\nsinks:\n  out: {{type: file, channel: main, path: ./out/agg.log}}\n"),
+        "data_dir: ./state/agg\nsources:\n  edge:\n    type: sluice\n    address: '127.0.0.1:0'\n    max_frame_bytes: 8MiB\n    max_buffered_bytes: 16MiB\n    frame_timeout: 1s\n    channels: [main]\nchannels:\n  main: {type: memory}\nsinks:\n  out: {type: file, channel: main, path: ./out/agg.log}\n",
     );
-    let mut agg = start_logged(&d, "agg.yaml");
-    wait_listening(port, &mut agg);
+    let mut agg = Agent::start_json(&d, &["run", "agg.yaml"]);
+    let port = agg.listening("edge");
     // A frame that declares a length of 0 is answered with what is wrong.
     let mut s = hop_connect(port);
     s.write_all(&[0, 0, 0, 0, 16]).expect("send");
     assert!(wait_closed(&mut s, Duration::from_secs(10)));
-    let pid = agg.id();
+    let pid = agg.child.id();
     let before = rss_kib(pid).expect("rss");
     // Twelve connections each declare an 8 MiB frame and send 7 MiB of it:
     // 84 MiB if all were held.
@@ -275,7 +338,7 @@ fn unfinished_hop_frames_share_a_bounded_budget_and_a_normal_hop_goes_on() {
         || d.lines("out/agg.log").len() >= 2000,
     );
     edge.finish_ok(Duration::from_secs(60));
-    let o = stop(agg);
+    let o = agg.stop_output();
     assert!(o.status.success(), "{}", stderr(&o));
     assert_sequence(&d.lines("out/agg.log"), 2000);
     let log = stderr(&o);

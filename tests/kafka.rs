@@ -584,3 +584,71 @@ fn the_local_tiered_demo_delivers_every_line() {
         assert_eq!(assert_complete(&seqs, 5000), 0, "edge {edge}");
     }
 }
+
+#[test]
+fn a_native_record_in_an_unknown_wire_version_is_counted_and_passed_on_as_text() {
+    use rdkafka::message::{Header, OwnedHeaders};
+    use rdkafka::producer::{BaseProducer, BaseRecord, Producer as _};
+    let _lock = broker_lock();
+    let topic = unique("wire-version");
+    create_topic(&topic, 1);
+    let producer: BaseProducer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", brokers())
+        .create()
+        .expect("producer");
+    // One record as a `kafka` sink with `format: native` writes it (fields
+    // `n: 1`), one with the fields header in wire format version 9.
+    let ts = 1_700_000_000_000_000_000i64.to_be_bytes();
+    let good: &[u8] = &[1, 1, 1, b'n', 3, 2];
+    let newer: &[u8] = &[9, 1, 1, b'n', 3, 2];
+    for (body, fields) in [("good", good), ("newer", newer)] {
+        let headers = OwnedHeaders::new()
+            .insert(Header {
+                key: "sluice.ts",
+                value: Some(&ts[..]),
+            })
+            .insert(Header {
+                key: "sluice.fields",
+                value: Some(fields),
+            });
+        producer
+            .send(
+                BaseRecord::<(), _>::to(&topic)
+                    .payload(body)
+                    .headers(headers),
+            )
+            .map_err(|(e, _)| e)
+            .expect("send");
+    }
+    producer.flush(LIMIT).expect("flush");
+    let d = Dir::new();
+    d.write(
+        "consume.yaml",
+        &format!(
+            "sources:\n  k:\n    type: kafka\n    brokers: {}\n    topics: [{topic}]\n    group_id: {}\n    format: native\n    metadata: false\n    channels: [main]\nchannels:\n  main: {{type: memory}}\nsinks:\n  out: {{type: file, channel: main, path: ./out/events.json, format: json}}\n",
+            brokers(),
+            unique("g")
+        ),
+    );
+    let agent = Agent::start_json(&d, &["run", "consume.yaml"]);
+    wait_for(LIMIT, "both records", || count_lines(&d) >= 2);
+    let o = agent.stop_output();
+    ok(&o);
+    let events: Vec<serde_json::Value> = d
+        .lines("out/events.json")
+        .iter()
+        .map(|l| serde_json::from_str(l).expect("json"))
+        .collect();
+    assert_eq!(events[0]["message"], "good");
+    assert_eq!(events[0]["fields"]["n"], 1, "{}", events[0]);
+    // Not misread: the body alone, no fields, counted as an error.
+    assert_eq!(events[1]["message"], "newer");
+    assert!(
+        events[1]["fields"].as_object().is_none_or(|f| f.is_empty()),
+        "{}",
+        events[1]
+    );
+    let log = stderr(&o);
+    assert!(log.contains("wire format version 9"), "{log}");
+    assert_eq!(final_counts(&log)["k"]["errors"].as_u64(), Some(1), "{log}");
+}

@@ -6,7 +6,7 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use crate::network::{free_port, make_certs, tls_connect};
+use crate::network::{make_certs, tls_connect};
 use crate::operations::get;
 use crate::util::*;
 
@@ -38,13 +38,13 @@ fn metric(url: &str, metric: &str, label: &str) -> Option<f64> {
 #[test]
 fn connections_past_the_cap_are_closed_and_silent_ones_time_out_while_health_answers() {
     let d = Dir::new();
-    let (port, api) = (free_port(), free_port());
-    let url = format!("http://127.0.0.1:{api}");
     d.write(
         "p.yaml",
-        &format!("api:\n  address: 0.0.0.0:{api}\nsources:\n  in:\n    type: tcp\n    address: 127.0.0.1:{port}\n    max_connections: 20\n    idle_timeout: 2s\n    channels: [main]\nchannels:\n  main: {{type: memory}}\nsinks:\n  out: {{type: file, channel: main, path: ./out/o.log}}\n"),
+        "api:\n  address: 0.0.0.0:0\nsources:\n  in:\n    type: tcp\n    address: 127.0.0.1:0\n    max_connections: 20\n    idle_timeout: 2s\n    channels: [main]\nchannels:\n  main: {type: memory}\nsinks:\n  out: {type: file, channel: main, path: ./out/o.log}\n",
     );
-    let agent = Agent::start(&d, &["run", "p.yaml"]);
+    let mut agent = Agent::start(&d, &["run", "p.yaml"]);
+    let (port, api) = (agent.listening("in"), agent.api_port());
+    let url = format!("http://127.0.0.1:{api}");
     wait_for(WAIT, "the API", || get(&url, "/health").is_some());
     // Other hosts can reach this API and it has no token: said loudly.
     assert!(
@@ -126,13 +126,13 @@ fn half_header_dropped_after(port: u16) -> Duration {
 #[test]
 fn half_sent_headers_are_dropped_after_the_header_timeout() {
     let d = Dir::new();
-    let (port, api) = (free_port(), free_port());
-    let url = format!("http://127.0.0.1:{api}");
     d.write(
         "p.yaml",
-        &format!("api:\n  address: 127.0.0.1:{api}\n  header_timeout: 1s\nsources:\n  in:\n    type: http\n    address: 127.0.0.1:{port}\n    header_timeout: 1s\n    channels: [main]\nchannels:\n  main: {{type: memory}}\nsinks:\n  out: {{type: file, channel: main, path: ./out/o.log}}\n"),
+        "api:\n  address: 127.0.0.1:0\n  header_timeout: 1s\nsources:\n  in:\n    type: http\n    address: 127.0.0.1:0\n    header_timeout: 1s\n    channels: [main]\nchannels:\n  main: {type: memory}\nsinks:\n  out: {type: file, channel: main, path: ./out/o.log}\n",
     );
-    let agent = Agent::start(&d, &["run", "p.yaml"]);
+    let mut agent = Agent::start(&d, &["run", "p.yaml"]);
+    let (port, api) = (agent.listening("in"), agent.api_port());
+    let url = format!("http://127.0.0.1:{api}");
     wait_for(WAIT, "the API", || get(&url, "/health").is_some());
     wait_for(WAIT, "the source", || {
         TcpStream::connect(("127.0.0.1", port)).is_ok()
@@ -178,10 +178,9 @@ fn the_api_wants_its_token_for_events_and_speaks_tls() {
     let d = Dir::new();
     make_certs(&d);
     d.write("api-token", "t0ken\n");
-    let api = free_port();
     d.write(
         "p.yaml",
-        &format!("api:\n  address: 127.0.0.1:{api}\n  token: {{file: ./api-token}}\n  tls: {{cert: ./server.pem, key: ./server.key}}\nsources:\n  gen: {{type: generator, rate: 200, channels: [main]}}\nchannels:\n  main: {{type: memory}}\nsinks:\n  idx: {{type: store, channel: main, path: ./idx}}\n"),
+        "api:\n  address: 127.0.0.1:0\n  token: {file: ./api-token}\n  tls: {cert: ./server.pem, key: ./server.key}\nsources:\n  gen: {type: generator, rate: 200, channels: [main]}\nchannels:\n  main: {type: memory}\nsinks:\n  idx: {type: store, channel: main, path: ./idx}\n",
     );
     // A mistyped option is refused before anything runs.
     d.write(
@@ -198,7 +197,8 @@ fn the_api_wants_its_token_for_events_and_speaks_tls() {
         stderr(&o)
     );
 
-    let agent = Agent::start(&d, &["run", "p.yaml"]);
+    let mut agent = Agent::start(&d, &["run", "p.yaml"]);
+    let api = agent.api_port();
     let ready = || {
         TcpStream::connect(("127.0.0.1", api)).is_ok()
             && https_get(&mut tls_connect(&d, api, None), "/health", None).0 == 200
@@ -239,13 +239,12 @@ fn the_api_wants_its_token_for_events_and_speaks_tls() {
 fn the_dashboard_asks_for_the_token_and_works_with_it() {
     let d = Dir::new();
     d.write("api-token", "t0ken\n");
-    let api = free_port();
-    let url = format!("http://127.0.0.1:{api}");
     d.write(
         "p.yaml",
-        &format!("api:\n  address: 127.0.0.1:{api}\n  token: {{file: ./api-token}}\nsources:\n  gen: {{type: generator, rate: 100, channels: [main]}}\nchannels:\n  main: {{type: memory}}\nsinks:\n  out: {{type: \"null\", channel: main}}\n"),
+        "api:\n  address: 127.0.0.1:0\n  token: {file: ./api-token}\nsources:\n  gen: {type: generator, rate: 100, channels: [main]}\nchannels:\n  main: {type: memory}\nsinks:\n  out: {type: \"null\", channel: main}\n",
     );
-    let agent = Agent::start(&d, &["run", "p.yaml"]);
+    let mut agent = Agent::start(&d, &["run", "p.yaml"]);
+    let url = format!("http://127.0.0.1:{}", agent.api_port());
     wait_for(WAIT, "the API", || get(&url, "/health").is_some());
     // Without the token the page shows no data and asks for it.
     let dom = crate::operations::dump_dom(&format!("{url}/"));
@@ -265,22 +264,20 @@ fn the_dashboard_asks_for_the_token_and_works_with_it() {
 #[test]
 fn a_hop_connection_closed_for_idleness_is_reopened_without_a_failed_write() {
     let d = Dir::new();
-    let (hop, api, edge_in) = (free_port(), free_port(), free_port());
-    let url = format!("http://127.0.0.1:{api}");
     d.write(
         "agg.yaml",
-        &format!("data_dir: ./state/agg\napi:\n  address: 127.0.0.1:{api}\nsources:\n  edge:\n    type: sluice\n    address: 127.0.0.1:{hop}\n    idle_timeout: 1s\n    channels: [main]\nchannels:\n  main: {{type: memory}}\nsinks:\n  out: {{type: file, channel: main, path: ./out/agg.log}}\n"),
+        "data_dir: ./state/agg\napi:\n  address: 127.0.0.1:0\nsources:\n  edge:\n    type: sluice\n    address: 127.0.0.1:0\n    idle_timeout: 1s\n    channels: [main]\nchannels:\n  main: {type: memory}\nsinks:\n  out: {type: file, channel: main, path: ./out/agg.log}\n",
     );
+    let mut agg = Agent::start(&d, &["run", "agg.yaml"]);
+    let (hop, api) = (agg.listening("edge"), agg.api_port());
+    let url = format!("http://127.0.0.1:{api}");
+    wait_for(WAIT, "the aggregator", || get(&url, "/health").is_some());
     d.write(
         "edge.yaml",
-        &format!("data_dir: ./state/edge\nsources:\n  in: {{type: tcp, address: 127.0.0.1:{edge_in}, channels: [main]}}\nchannels:\n  main: {{type: memory}}\nsinks:\n  up: {{type: sluice, channel: main, address: '127.0.0.1:{hop}'}}\n"),
+        &format!("data_dir: ./state/edge\nsources:\n  in: {{type: tcp, address: 127.0.0.1:0, channels: [main]}}\nchannels:\n  main: {{type: memory}}\nsinks:\n  up: {{type: sluice, channel: main, address: '127.0.0.1:{hop}'}}\n"),
     );
-    let agg = Agent::start(&d, &["run", "agg.yaml"]);
-    wait_for(WAIT, "the aggregator", || get(&url, "/health").is_some());
-    let edge = Agent::start(&d, &["run", "edge.yaml"]);
-    wait_for(WAIT, "the edge", || {
-        TcpStream::connect(("127.0.0.1", edge_in)).is_ok()
-    });
+    let mut edge = Agent::start(&d, &["run", "edge.yaml"]);
+    let edge_in = edge.listening("in");
     let open = || metric(&url, "sluice_component_connections{", "\"edge\"");
     let send = |text: &str| {
         let mut s = TcpStream::connect(("127.0.0.1", edge_in)).expect("connect");
@@ -308,46 +305,27 @@ fn a_hop_connection_closed_for_idleness_is_reopened_without_a_failed_write() {
 #[test]
 fn at_a_low_open_file_limit_the_caps_keep_health_and_files_working() {
     let d = Dir::new();
-    let (port, api) = (free_port(), free_port());
-    let url = format!("http://127.0.0.1:{api}");
     d.write(
         "p.yaml",
-        &format!("api:\n  address: 127.0.0.1:{api}\nsources:\n  in:\n    type: tcp\n    address: 127.0.0.1:{port}\n    max_connections: 64\n    channels: [main]\nchannels:\n  main: {{type: memory}}\nsinks:\n  out: {{type: file, channel: main, path: ./out/o.log}}\n"),
+        "api:\n  address: 127.0.0.1:0\nsources:\n  in:\n    type: tcp\n    address: 127.0.0.1:0\n    max_connections: 64\n    channels: [main]\nchannels:\n  main: {type: memory}\nsinks:\n  out: {type: file, channel: main, path: ./out/o.log}\n",
     );
     // 256 descriptors in all (soft and hard): fewer than the flood below.
-    let mut child = std::process::Command::new("sh")
+    let mut command = std::process::Command::new("sh");
+    command
         .args(["-c", "ulimit -n 256 && exec \"$0\" run p.yaml"])
         .arg(sluice_bin())
         .current_dir(d.path())
-        .env_remove("RUST_LOG")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("spawn");
-    let log = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
-    let reader = {
-        let (log, mut err) = (log.clone(), child.stderr.take().expect("stderr"));
-        std::thread::spawn(move || {
-            let mut buf = [0u8; 4096];
-            while let Ok(n) = err.read(&mut buf) {
-                if n == 0 {
-                    break;
-                }
-                log.lock()
-                    .expect("log")
-                    .push_str(&String::from_utf8_lossy(&buf[..n]));
-            }
-        })
-    };
+        .env_remove("RUST_LOG");
+    let mut agent = Agent::spawn(command);
+    let (port, api) = (agent.listening("in"), agent.api_port());
+    let url = format!("http://127.0.0.1:{api}");
     wait_for(WAIT, "the API", || get(&url, "/health").is_some());
     // The caps (64 + the API's 128) and the descriptors kept for the
     // agent's own files do not fit in 256: said at start.
     assert!(
-        log.lock()
-            .expect("log")
-            .contains("near the open-file limit"),
+        agent.log().contains("near the open-file limit"),
         "{}",
-        log.lock().expect("log")
+        agent.log()
     );
     let flood: Vec<TcpStream> = (0..300)
         .map(|_| TcpStream::connect(("127.0.0.1", port)).expect("connect"))
@@ -363,13 +341,7 @@ fn at_a_low_open_file_limit_the_caps_keep_health_and_files_working() {
         d.lines("out/o.log") == ["still here"]
     });
     drop(flood);
-    signal(&child, libc::SIGTERM);
-    let status = child.wait().expect("wait");
-    let _ = reader.join();
-    assert!(status.success(), "{}", log.lock().expect("log"));
-    assert!(
-        !log.lock().expect("log").contains("accept failed"),
-        "{}",
-        log.lock().expect("log")
-    );
+    let (status, log) = agent.stop();
+    assert!(status.success(), "{log}");
+    assert!(!log.contains("accept failed"), "{log}");
 }

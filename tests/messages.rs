@@ -177,7 +177,7 @@ fn top_without_an_api_says_how_to_add_one_and_does_not_use_8686() {
         "{help}"
     );
     // Nothing listens on a port that was free a moment ago.
-    let port = crate::operations::free_port();
+    let port = free_port();
     let url = format!("http://127.0.0.1:{port}");
     let o = d.run(&["top", "--once", "--api", &url], T);
     assert_eq!(o.status.code(), Some(1));

@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::process::Child;
 use std::time::Duration;
 
-use crate::operations::{free_port, get, parse_metrics, start_agent};
+use crate::operations::{get, parse_metrics, start_agent_any_port};
 use crate::util::*;
 
 const WAIT: Duration = Duration::from_secs(60);
@@ -58,16 +58,15 @@ fn a_disk_channel_without_capacity_reports_its_byte_bound_and_fill_and_the_file_
     // so the source stops far behind the end of the file.
     let line = format!("{}\n", "x".repeat(99));
     d.write("in/a.log", &line.repeat(40_000));
-    let port = free_port();
-    let url = format!("http://127.0.0.1:{port}");
     d.write(
         "p.yaml",
         &format!(
-            "api: {{address: \"127.0.0.1:{port}\"}}\nsources:\n  src:\n    type: file\n    include: [\"./in/*.log\"]\n    read_from: beginning\n    poll_interval: 50ms\n    channels: [buf]\nchannels:\n  buf: {{type: disk, max_bytes: 256KiB, max_segment_bytes: 64KiB}}\n{}",
+            "api: {{address: \"127.0.0.1:0\"}}\nsources:\n  src:\n    type: file\n    include: [\"./in/*.log\"]\n    read_from: beginning\n    poll_interval: 50ms\n    channels: [buf]\nchannels:\n  buf: {{type: disk, max_bytes: 256KiB, max_segment_bytes: 64KiB}}\n{}",
             stuck_sink("buf")
         ),
     );
-    let agent = Killed(start_agent(&d, &url));
+    let (child, url) = start_agent_any_port(&d);
+    let agent = Killed(child);
     let chan = "channel_id=buf,channel_type=disk";
     // The file as the glob matched it.
     let src = "component_id=src,component_kind=source,component_type=file,file=in/a.log";
@@ -168,16 +167,15 @@ fn a_udp_source_counts_the_datagrams_the_kernel_dropped_and_gets_the_buffer_it_a
     let udp = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
     let udp_port = udp.local_addr().expect("addr").port();
     drop(udp);
-    let port = free_port();
-    let url = format!("http://127.0.0.1:{port}");
     d.write(
         "p.yaml",
         &format!(
-            "api: {{address: \"127.0.0.1:{port}\"}}\nsources:\n  in:\n    type: udp\n    address: 127.0.0.1:{udp_port}\n    receive_buffer_bytes: 64KiB\n    batch_size: 10\n    channels: [main]\nchannels:\n  main: {{type: memory, capacity: 10}}\n{}",
+            "api: {{address: \"127.0.0.1:0\"}}\nsources:\n  in:\n    type: udp\n    address: 127.0.0.1:{udp_port}\n    receive_buffer_bytes: 64KiB\n    batch_size: 10\n    channels: [main]\nchannels:\n  main: {{type: memory, capacity: 10}}\n{}",
             stuck_sink("main")
         ),
     );
-    let _agent = Killed(start_agent(&d, &url));
+    let (child, url) = start_agent_any_port(&d);
+    let _agent = Killed(child);
     let labels = "component_id=in,component_kind=source,component_type=udp";
     let (_, m) = scrape_until(&url, "the receive buffer gauge", |m| {
         value(m, "sluice_component_receive_buffer_bytes", labels).is_some()

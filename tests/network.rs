@@ -5,61 +5,11 @@
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpStream, UdpSocket};
 use std::path::Path;
-use std::process::{Child, Stdio};
+use std::process::Child;
 use std::sync::Arc;
 use std::time::Duration;
 
 use crate::util::*;
-
-/// A port free on 127.0.0.1 at the time of the call.
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
-}
-
-/// A UDP port free on 127.0.0.1 at the time of the call.
-pub fn free_udp_port() -> u16 {
-    UdpSocket::bind("127.0.0.1:0")
-        .and_then(|s| s.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
-}
-
-/// Waits until something accepts connections on `port`.
-pub fn wait_listening(port: u16, child: &mut Child) {
-    wait_for(
-        Duration::from_secs(30),
-        &format!("port {port} to listen"),
-        || {
-            if let Ok(Some(status)) = child.try_wait() {
-                let mut err = String::new();
-                if let Some(e) = child.stderr.as_mut() {
-                    let _ = e.read_to_string(&mut err);
-                }
-                panic!("sluice exited ({status}) before listening on {port}:\n{err}");
-            }
-            TcpStream::connect(("127.0.0.1", port)).is_ok()
-        },
-    );
-}
-
-/// Starts `sluice run FILE` with JSON logs and piped stderr.
-pub fn start_logged(d: &Dir, file: &str) -> Child {
-    d.sluice(&["run", file])
-        .env("SLUICE_LOG_FORMAT", "json")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn sluice")
-}
-
-/// Stops a running agent with SIGTERM and returns its output.
-pub fn stop(child: Child) -> std::process::Output {
-    signal(&child, libc::SIGTERM);
-    wait_output(child, Duration::from_secs(60))
-}
 
 /// The size `0\n1\n...(n-1)\n` takes.
 pub fn sequence_bytes(n: usize) -> u64 {
@@ -237,16 +187,15 @@ fn file_pipeline(source: &str, format: &str) -> String {
 #[test]
 fn half_a_million_lines_over_tcp_arrive_exactly_once_in_order() {
     let d = Dir::new();
-    let port = free_port();
     d.write(
         "p.yaml",
         &file_pipeline(
-            &format!("    type: tcp\n    address: 127.0.0.1:{port}\n    max_line_bytes: 100\n"),
+            "    type: tcp\n    address: 127.0.0.1:0\n    max_line_bytes: 100\n",
             "text",
         ),
     );
-    let mut child = start_logged(&d, "p.yaml");
-    wait_listening(port, &mut child);
+    let mut child = Agent::start_json(&d, &["run", "p.yaml"]);
+    let port = child.listening("in");
     let n = 500_000;
     let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect");
     let text = lines_text(0, n);
@@ -262,7 +211,7 @@ fn half_a_million_lines_over_tcp_arrive_exactly_once_in_order() {
         sequence_bytes(n),
         "every line in the file",
     );
-    let o = stop(child);
+    let o = child.stop_output();
     assert!(o.status.success(), "{}", stderr(&o));
     assert_sequence(&d.lines("out/o.log"), n);
     let counts = final_counts(&stderr(&o));
@@ -282,16 +231,15 @@ fn half_a_million_lines_over_tcp_arrive_exactly_once_in_order() {
 #[test]
 fn tcp_octet_counting_and_several_connections() {
     let d = Dir::new();
-    let port = free_port();
     d.write(
         "p.yaml",
         &file_pipeline(
-            &format!("    type: tcp\n    address: 127.0.0.1:{port}\n    framing: octet_counted\n"),
+            "    type: tcp\n    address: 127.0.0.1:0\n    framing: octet_counted\n",
             "text",
         ),
     );
-    let mut child = start_logged(&d, "p.yaml");
-    wait_listening(port, &mut child);
+    let mut child = Agent::start_json(&d, &["run", "p.yaml"]);
+    let port = child.listening("in");
     let mut expected = Vec::new();
     let senders: Vec<_> = (0..4)
         .map(|c| {
@@ -313,7 +261,7 @@ fn tcp_octet_counting_and_several_connections() {
     wait_for(Duration::from_secs(60), "20000 lines", || {
         d.lines("out/o.log").len() >= 20_000
     });
-    let o = stop(child);
+    let o = child.stop_output();
     assert!(o.status.success(), "{}", stderr(&o));
     let mut got = d.lines("out/o.log");
     // Each connection's messages keep their order.
@@ -333,16 +281,15 @@ fn tcp_octet_counting_and_several_connections() {
 #[test]
 fn half_a_million_lines_over_http_and_every_answer() {
     let d = Dir::new();
-    let port = free_port();
     d.write(
         "p.yaml",
         &file_pipeline(
-            &format!("    type: http\n    address: 127.0.0.1:{port}\n    path: /events\n    max_body_bytes: 1MiB\n"),
+            "    type: http\n    address: 127.0.0.1:0\n    path: /events\n    max_body_bytes: 1MiB\n",
             "json",
         ),
     );
-    let mut child = start_logged(&d, "p.yaml");
-    wait_listening(port, &mut child);
+    let mut child = Agent::start_json(&d, &["run", "p.yaml"]);
+    let port = child.listening("in");
     let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect");
     let n = 500_000;
     let per = 20_000;
@@ -394,7 +341,7 @@ fn half_a_million_lines_over_http_and_every_answer() {
             > 0
             && d.lines("out/o.log").len() >= expected_lines
     });
-    let o = stop(child);
+    let o = child.stop_output();
     assert!(o.status.success(), "{}", stderr(&o));
     let lines = d.lines("out/o.log");
     assert_eq!(lines.len(), expected_lines);
@@ -420,16 +367,15 @@ fn half_a_million_lines_over_http_and_every_answer() {
 #[test]
 fn http_answers_503_with_retry_after_while_the_channel_is_full() {
     let d = Dir::new();
-    let port = free_port();
     let dead = free_port();
     // The sink can never deliver (nothing listens at `dead`): the channel
     // fills and stays full.
     d.write(
         "p.yaml",
-        &format!("sources:\n  in:\n    type: http\n    address: 127.0.0.1:{port}\n    busy_timeout: 200ms\n    channels: [main]\nchannels:\n  main: {{type: memory, capacity: 20}}\nsinks:\n  out: {{type: sluice, channel: main, address: '127.0.0.1:{dead}', batch_size: 5}}\n"),
+        &format!("sources:\n  in:\n    type: http\n    address: 127.0.0.1:0\n    busy_timeout: 200ms\n    channels: [main]\nchannels:\n  main: {{type: memory, capacity: 20}}\nsinks:\n  out: {{type: sluice, channel: main, address: '127.0.0.1:{dead}', batch_size: 5}}\n"),
     );
-    let mut child = start_logged(&d, "p.yaml");
-    wait_listening(port, &mut child);
+    let mut child = Agent::start_json(&d, &["run", "p.yaml"]);
+    let port = child.listening("in");
     let mut accepted = 0;
     let mut busy = None;
     // Once the channel is full, every request is answered within
@@ -464,23 +410,20 @@ fn http_answers_503_with_retry_after_while_the_channel_is_full() {
         accepted >= 4,
         "{accepted} requests accepted before the channel filled"
     );
-    let _ = child.kill();
-    let _ = child.wait();
+    child.kill9();
 }
 
 #[test]
 fn http_and_tcp_with_tls_tokens_and_client_certificates() {
     let d = Dir::new();
     make_certs(&d);
-    let (http_port, tcp_port) = (free_port(), free_port());
     d.write("token", "s3cret-token\n");
     d.write(
         "p.yaml",
-        &format!("sources:\n  web:\n    type: http\n    address: 127.0.0.1:{http_port}\n    token: {{file: ./token}}\n    tls: {{cert: ./server.pem, key: ./server.key}}\n    channels: [main]\n  raw:\n    type: tcp\n    address: 127.0.0.1:{tcp_port}\n    tls: {{cert: ./server.pem, key: ./server.key, ca: ./ca.pem}}\n    channels: [main]\nchannels:\n  main: {{type: memory}}\nsinks:\n  out: {{type: file, channel: main, path: ./out/o.log}}\n"),
+        "sources:\n  web:\n    type: http\n    address: 127.0.0.1:0\n    token: {file: ./token}\n    tls: {cert: ./server.pem, key: ./server.key}\n    channels: [main]\n  raw:\n    type: tcp\n    address: 127.0.0.1:0\n    tls: {cert: ./server.pem, key: ./server.key, ca: ./ca.pem}\n    channels: [main]\nchannels:\n  main: {type: memory}\nsinks:\n  out: {type: file, channel: main, path: ./out/o.log}\n",
     );
-    let mut child = start_logged(&d, "p.yaml");
-    wait_listening(http_port, &mut child);
-    wait_listening(tcp_port, &mut child);
+    let mut child = Agent::start_json(&d, &["run", "p.yaml"]);
+    let (http_port, tcp_port) = (child.listening("web"), child.listening("raw"));
     let mut s = tls_connect(&d, http_port, None);
     let (status, headers, _) = http_post(&mut s, &[("Authorization", "Bearer wrong")], b"nope-1\n");
     assert_eq!(status, 401);
@@ -517,7 +460,7 @@ fn http_and_tcp_with_tls_tokens_and_client_certificates() {
     wait_for(Duration::from_secs(30), "two lines", || {
         d.lines("out/o.log").len() >= 2
     });
-    let o = stop(child);
+    let o = child.stop_output();
     assert!(o.status.success(), "{}", stderr(&o));
     let mut lines = d.lines("out/o.log");
     lines.sort();
@@ -531,13 +474,12 @@ fn http_and_tcp_with_tls_tokens_and_client_certificates() {
 #[test]
 fn syslog_of_both_rfcs_over_tcp_and_udp_becomes_fields() {
     let d = Dir::new();
-    let (tcp, udp) = (free_port(), free_udp_port());
     d.write(
         "p.yaml",
-        &format!("sources:\n  st:\n    type: syslog\n    address: 127.0.0.1:{tcp}\n    channels: [main]\n  su:\n    type: syslog\n    mode: udp\n    address: 127.0.0.1:{udp}\n    channels: [main]\nchannels:\n  main: {{type: memory}}\nsinks:\n  out: {{type: file, channel: main, path: ./out/o.json, format: json}}\n"),
+        "sources:\n  st:\n    type: syslog\n    address: 127.0.0.1:0\n    channels: [main]\n  su:\n    type: syslog\n    mode: udp\n    address: 127.0.0.1:0\n    channels: [main]\nchannels:\n  main: {type: memory}\nsinks:\n  out: {type: file, channel: main, path: ./out/o.json, format: json}\n",
     );
-    let mut child = start_logged(&d, "p.yaml");
-    wait_listening(tcp, &mut child);
+    let mut child = Agent::start_json(&d, &["run", "p.yaml"]);
+    let (tcp, udp) = (child.listening("st"), child.listening("su"));
     let rfc5424 = r#"<165>1 2003-10-11T22:14:15.003Z mymachine.example.com evntslog 42 ID47 [exampleSDID@32473 iut="3" eventSource="Application"] An application event"#;
     let rfc3164 = "<34>Oct 11 22:14:15 mymachine su: 'su root' failed for lonvick on /dev/pts/8";
     let mut s = TcpStream::connect(("127.0.0.1", tcp)).expect("connect");
@@ -553,7 +495,7 @@ fn syslog_of_both_rfcs_over_tcp_and_udp_becomes_fields() {
     wait_for(Duration::from_secs(30), "four events", || {
         d.lines("out/o.json").len() >= 4
     });
-    let o = stop(child);
+    let o = child.stop_output();
     assert!(o.status.success(), "{}", stderr(&o));
     let events: Vec<serde_json::Value> = d
         .lines("out/o.json")
@@ -604,15 +546,12 @@ fn syslog_of_both_rfcs_over_tcp_and_udp_becomes_fields() {
 #[test]
 fn udp_datagrams_of_lines() {
     let d = Dir::new();
-    let port = free_udp_port();
     d.write(
         "p.yaml",
-        &file_pipeline(
-            &format!("    type: udp\n    address: 127.0.0.1:{port}\n"),
-            "text",
-        ),
+        &file_pipeline("    type: udp\n    address: 127.0.0.1:0\n", "text"),
     );
-    let child = start_logged(&d, "p.yaml");
+    let mut child = Agent::start_json(&d, &["run", "p.yaml"]);
+    let port = child.listening("in");
     let u = UdpSocket::bind("127.0.0.1:0").expect("udp");
     // The socket is bound once the agent runs: resend the first datagram
     // until it shows up.
@@ -636,7 +575,7 @@ fn udp_datagrams_of_lines() {
             .count()
             >= 200
     });
-    let o = stop(child);
+    let o = child.stop_output();
     assert!(o.status.success(), "{}", stderr(&o));
     let lines: Vec<String> = d
         .lines("out/o.log")
@@ -666,11 +605,11 @@ fn exec_runs_a_command_and_restarts_it_per_policy() {
         "p.yaml",
         &file_pipeline("    type: exec\n    command: [sh, -c, 'echo run; exit 3']\n    restart: on_failure\n    restart_delay: 50ms\n", "text"),
     );
-    let child = start_logged(&d, "p.yaml");
+    let child = Agent::start_json(&d, &["run", "p.yaml"]);
     wait_for(Duration::from_secs(30), "three runs", || {
         d.lines("out/o.log").len() >= 3
     });
-    let o = stop(child);
+    let o = child.stop_output();
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(d.lines("out/o.log").iter().all(|l| l == "run"));
     // `on_failure` after a clean exit: no restart.

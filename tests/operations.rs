@@ -10,12 +10,6 @@ use crate::util::*;
 
 const WAIT: Duration = Duration::from_secs(60);
 
-/// A port that was free a moment ago on 127.0.0.1.
-pub(crate) fn free_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    l.local_addr().expect("addr").port()
-}
-
 /// `GET url + path` with the agent's own client: status and body.
 pub(crate) fn get(url: &str, path: &str) -> Option<(u16, String)> {
     let rt = tokio::runtime::Builder::new_current_thread()
@@ -26,9 +20,32 @@ pub(crate) fn get(url: &str, path: &str) -> Option<(u16, String)> {
     Some((r.status, String::from_utf8_lossy(&r.body).into_owned()))
 }
 
-/// Starts `sluice run p.yaml` and waits until its API answers.
-pub(crate) fn start_agent(d: &Dir, url: &str) -> Child {
+/// Starts `sluice run p.yaml`, whose API says port 0, and waits until the
+/// API answers: the child and the API's URL, read from the agent's `api
+/// listening` line. The agent's log is passed on to the test's stderr.
+pub(crate) fn start_agent_any_port(d: &Dir) -> (Child, String) {
+    use std::io::BufRead;
     let mut child = d.start(&["run", "p.yaml"]);
+    let err = child.stderr.take().expect("stderr");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(err).lines().map_while(Result::ok) {
+            if let Some(port) = api_port(&line) {
+                let _ = tx.send(port);
+            }
+            eprintln!("{line}");
+        }
+    });
+    let port = rx
+        .recv_timeout(WAIT)
+        .unwrap_or_else(|_| panic!("the agent's API did not listen: {:?}", child.try_wait()));
+    let url = format!("http://127.0.0.1:{port}");
+    let child = start_agent_wait(child, &url);
+    (child, url)
+}
+
+/// Waits until the API at `url` answers.
+fn start_agent_wait(mut child: Child, url: &str) -> Child {
     wait_for(WAIT, "the API to answer", || {
         if let Ok(Some(status)) = child.try_wait() {
             panic!("sluice exited early: {status:?}");
@@ -92,20 +109,22 @@ fn numbered_lines(from: usize, to: usize) -> String {
     (from..to).map(|i| format!("line {i}\n")).collect()
 }
 
-/// An agent with its API on a free port.
+/// An agent with its API on a port of its choosing.
 struct Running {
     child: Child,
     port: u16,
     url: String,
 }
 
-/// Writes `p.yaml` from `pipeline(port)`, `port` being a free one for the
-/// API, and starts the agent on it.
-fn start_on_free_port(d: &Dir, pipeline: impl FnOnce(u16) -> String) -> Running {
-    let port = free_port();
-    let url = format!("http://127.0.0.1:{port}");
-    d.write("p.yaml", &pipeline(port));
-    let child = start_agent(d, &url);
+/// Writes `p.yaml` from `pipeline(0)` (the API's port: any) and starts
+/// the agent on it.
+fn start_on_any_port(d: &Dir, pipeline: impl FnOnce(u16) -> String) -> Running {
+    d.write("p.yaml", &pipeline(0));
+    let (child, url) = start_agent_any_port(d);
+    let port = url
+        .rsplit_once(':')
+        .and_then(|(_, p)| p.parse().ok())
+        .unwrap_or(0);
     Running { child, port, url }
 }
 
@@ -122,7 +141,7 @@ fn full_disk(d: &Dir, path: &str) {
 /// following it ([`follow_pipeline`]).
 fn start_following(d: &Dir, lines: usize) -> Running {
     d.write("in/a.log", &numbered_lines(0, lines));
-    start_on_free_port(d, |port| follow_pipeline(port, ""))
+    start_on_any_port(d, |port| follow_pipeline(port, ""))
 }
 
 #[test]
@@ -272,7 +291,7 @@ fn health_turns_503_while_a_sink_fails_and_200_when_it_recovers() {
 #[test]
 fn tap_streams_events_leaving_the_named_component() {
     let d = Dir::new();
-    let Running { child, url, .. } = start_on_free_port(&d, |port| {
+    let Running { child, url, .. } = start_on_any_port(&d, |port| {
         format!(
             r#"api: {{address: "127.0.0.1:{port}"}}
 sources:
@@ -446,7 +465,7 @@ fn dashboard_shows_graph_rates_health_and_channel_fill() {
     let d = Dir::new();
     // `fast` flows; `stuck` cannot write, so its channel fills up.
     full_disk(&d, "out/stuck.log");
-    let Running { child, url, .. } = start_on_free_port(&d, |port| {
+    let Running { child, url, .. } = start_on_any_port(&d, |port| {
         format!(
             "api: {{address: \"127.0.0.1:{port}\"}}\nsources:\n  gen: {{type: generator, rate: 1000, channels: [flow]}}\n  gen2: {{type: generator, rate: 1000, channels: [blocked]}}\nchannels:\n  flow: {{type: memory, capacity: 1000}}\n  blocked: {{type: memory, capacity: 50}}\nsinks:\n  fast: {{type: file, channel: flow, path: ./out/fast.log}}\n  stuck: {{type: file, channel: blocked, path: ./out/stuck.log}}\n"
         )
@@ -575,8 +594,9 @@ fn dashboard_plots_the_gauges_a_component_reports() {
 #[test]
 fn the_api_follows_a_reload() {
     let d = Dir::new();
-    let Running { child, port, url } = start_following(&d, 100);
-    let before = follow_pipeline(port, "");
+    let Running { child, url, .. } = start_following(&d, 100);
+    // As written: the API's port is 0 in the file too.
+    let before = follow_pipeline(0, "");
     wait_for(WAIT, "every line to arrive", || {
         d.lines("out/lines.log").len() == 100
     });
@@ -628,7 +648,7 @@ fn a_failing_group_member_degrades_health_while_the_group_delivers() {
     for f in ["out/primary.log", "out/secondary.log"] {
         full_disk(&d, f);
     }
-    let Running { child, url, .. } = start_on_free_port(&d, |port| {
+    let Running { child, url, .. } = start_on_any_port(&d, |port| {
         format!("api:\n  address: 127.0.0.1:{port}\nsources:\n  src: {{type: file, include: [\"./in/*.log\"], read_from: beginning, follow: true, poll_interval: 50ms, channels: [main]}}\nchannels:\n  main: {{type: memory, capacity: 500}}\nsinks:\n  primary: {{type: file, channel: main, path: ./out/primary.log, batch_size: 100}}\n  secondary: {{type: file, channel: main, path: ./out/secondary.log, batch_size: 100}}\nsink_groups:\n  out:\n    strategy: failover\n    sinks: [primary, secondary]\n    priorities: {{primary: 10, secondary: 5}}\n    penalty: 100ms\n    max_penalty: 300ms\n")
     });
     let health = || -> (u16, serde_json::Value) {

@@ -176,15 +176,13 @@ fn hop_line(n: u64) -> String {
 
 #[test]
 fn an_event_larger_than_the_receivers_frame_limit_is_rejected_and_the_rest_cross_once() {
-    use crate::network::{free_port, start_logged, stop, wait_listening};
     let d = Dir::new();
-    let port = free_port();
     d.write(
         "agg.yaml",
-        &format!("data_dir: ./state/agg\nsources:\n  edge:\n    type: sluice\n    address: 127.0.0.1:{port}\n    max_frame_bytes: 4KiB\n    channels: [main]\nchannels:\n  main: {{type: memory}}\nsinks:\n  out: {{type: file, channel: main, path: ./out/agg.log}}\n"),
+        "data_dir: ./state/agg\nsources:\n  edge:\n    type: sluice\n    address: 127.0.0.1:0\n    max_frame_bytes: 4KiB\n    channels: [main]\nchannels:\n  main: {type: memory}\nsinks:\n  out: {type: file, channel: main, path: ./out/agg.log}\n",
     );
-    let mut agg = start_logged(&d, "agg.yaml");
-    wait_listening(port, &mut agg);
+    let mut agg = Agent::start_json(&d, &["run", "agg.yaml"]);
+    let port = agg.listening("edge");
     let text: String = (0..300).map(|n| hop_line(n) + "\n").collect();
     d.write("logs/app.log", &text);
     // Batches of 100 events (about 12 KiB) are three times the frame limit.
@@ -200,7 +198,7 @@ fn an_event_larger_than_the_receivers_frame_limit_is_rejected_and_the_rest_cross
     wait_for(LIMIT, "299 events at the receiver", || {
         d.lines("out/agg.log").len() >= want.len()
     });
-    let o = stop(agg);
+    let o = agg.stop_output();
     assert!(o.status.success(), "{}", stderr(&o));
     // Every other event once, in order.
     assert_eq!(d.lines("out/agg.log"), want);

@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::network::{free_port, lines_text};
+use crate::network::lines_text;
 use crate::reload::{ends_at, replace, Reload, Reloaded, Trigger, Writer, FOLLOW, LIMIT};
 use crate::util::*;
 
@@ -38,17 +38,16 @@ fn changing_a_sink_group_member_completes_and_loses_nothing() {
     assert!(d.lines("out/b.log").is_empty() && d.lines("out/c.log").is_empty());
 }
 
-/// A receiving agent: a hop source on `port` writing `out/r.log`.
-fn receiver(d: &Dir, port: u16) -> Agent {
+/// A receiving agent: a hop source writing `out/r.log`, and the port it
+/// bound.
+fn receiver(d: &Dir) -> (Agent, u16) {
     d.write(
         "r.yaml",
-        &format!("data_dir: ./state/r\nsources:\n  hop: {{type: sluice, address: '127.0.0.1:{port}', channels: [m]}}\nchannels:\n  m: {{type: memory}}\nsinks:\n  out: {{type: file, channel: m, path: ./out/r.log}}\n"),
+        "data_dir: ./state/r\nsources:\n  hop: {type: sluice, address: '127.0.0.1:0', channels: [m]}\nchannels:\n  m: {type: memory}\nsinks:\n  out: {type: file, channel: m, path: ./out/r.log}\n",
     );
-    let agent = Agent::start(d, &["run", "r.yaml"]);
-    wait_for(LIMIT, "the receiver to listen", || {
-        TcpStream::connect(("127.0.0.1", port)).is_ok()
-    });
-    agent
+    let mut agent = Agent::start(d, &["run", "r.yaml"]);
+    let port = agent.listening("hop");
+    (agent, port)
 }
 
 /// B2: a sink stuck retrying (a hop to a port where nothing listens) is
@@ -57,8 +56,9 @@ fn receiver(d: &Dir, port: u16) -> Agent {
 #[test]
 fn a_reload_fixes_a_sink_stuck_retrying_and_every_event_arrives() {
     let d = Dir::new();
-    let (good, wrong) = (free_port(), free_port());
-    let rx = receiver(&d, good);
+    let (rx, good) = receiver(&d);
+    // Where nothing listens.
+    let wrong = free_port();
     let pipeline = |port: u16| {
         FOLLOW.replace(
             "one: {type: file, channel: a, path: ./out/a.log}",
@@ -274,12 +274,13 @@ fn variant(port: u16, pick: [u64; 5]) -> String {
 fn a_seeded_sequence_of_reloads_under_traffic_loses_nothing() {
     const SEED: u64 = 0x5eed_0014;
     let d = Dir::new();
-    let port = free_port();
     let mut rng = Rng(SEED);
     let mut pick = [0u64; 5];
     d.write("logs/app.log", "");
-    d.write("p.yaml", &variant(port, pick));
-    let agent = Agent::start(&d, &["run", "p.yaml"]);
+    // The API binds port 0 once, at start: a reload does not rebind it.
+    d.write("p.yaml", &variant(0, pick));
+    let mut agent = Agent::start(&d, &["run", "p.yaml"]);
+    let port = agent.api_port();
     let writer = Writer::start(&d);
     // Running (and past installing its SIGHUP handler) once lines arrive.
     wait_for(LIMIT, "the first lines", || {
@@ -290,7 +291,7 @@ fn a_seeded_sequence_of_reloads_under_traffic_loses_nothing() {
         while pick == before {
             pick = std::array::from_fn(|_| rng.below(2));
         }
-        replace(&d, "p.yaml", &variant(port, pick));
+        replace(&d, "p.yaml", &variant(0, pick));
         let at = writer.written();
         signal(&agent.child, libc::SIGHUP);
         let deadline = Instant::now() + LIMIT;

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use crate::operations::{free_port, get, start_agent};
+use crate::operations::{get, start_agent_any_port};
 use crate::util::*;
 
 const WAIT: Duration = Duration::from_secs(300);
@@ -93,14 +93,12 @@ const TAILED_TO_STORE: &str = "  lines: {type: store, channel: tailed, path: ./l
 fn http_search_answers_as_sluice_search_and_follows_the_store_sinks_of_a_reload() {
     const N: u64 = 100_000;
     let d = Dir::new();
-    let port = free_port();
-    let url = format!("http://127.0.0.1:{port}");
     d.write(
         "p.yaml",
-        &format!("api:\n  address: 127.0.0.1:{port}\n{PIPELINE}{TAILED_TO_FILE}"),
+        &format!("api:\n  address: 127.0.0.1:0\n{PIPELINE}{TAILED_TO_FILE}"),
     );
     std::fs::create_dir_all(d.join("in")).expect("mkdir in");
-    let child = start_agent(&d, &url);
+    let (child, url) = start_agent_any_port(&d);
     wait_for(WAIT, "every generated event to be searchable", || {
         total(&url, "q=*&limit=0") == N && d.lines("out/access.log").len() == N as usize
     });
@@ -181,7 +179,7 @@ fn http_search_answers_as_sluice_search_and_follows_the_store_sinks_of_a_reload(
     // without `store=` the choice is now ambiguous.
     d.write(
         "p.yaml",
-        &format!("api:\n  address: 127.0.0.1:{port}\n{PIPELINE}{TAILED_TO_STORE}"),
+        &format!("api:\n  address: 127.0.0.1:0\n{PIPELINE}{TAILED_TO_STORE}"),
     );
     signal(&child, libc::SIGHUP);
     wait_for(WAIT, "the reload to add the `lines` store", || {
@@ -226,15 +224,11 @@ fn http_search_answers_as_sluice_search_and_follows_the_store_sinks_of_a_reload(
 #[test]
 fn http_search_without_a_store_sink_is_not_found() {
     let d = Dir::new();
-    let port = free_port();
-    let url = format!("http://127.0.0.1:{port}");
     d.write(
         "p.yaml",
-        &format!(
-            "api:\n  address: 127.0.0.1:{port}\nsources:\n  tail:\n    type: file\n    include: [\"./in/*.log\"]\n    follow: true\n    channels: [main]\nchannels:\n  main: {{type: memory}}\nsinks:\n  out: {{type: file, channel: main, path: ./out/lines.log}}\n"
-        ),
+        "api:\n  address: 127.0.0.1:0\nsources:\n  tail:\n    type: file\n    include: [\"./in/*.log\"]\n    follow: true\n    channels: [main]\nchannels:\n  main: {type: memory}\nsinks:\n  out: {type: file, channel: main, path: ./out/lines.log}\n",
     );
-    let child = start_agent(&d, &url);
+    let (child, url) = start_agent_any_port(&d);
     let (code, v) = search(&url, "q=*");
     assert_eq!(code, 404, "{v}");
     assert_eq!(v["error"], "the pipeline has no store sink");

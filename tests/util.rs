@@ -221,6 +221,18 @@ pub fn stop_cleanly(child: Child, limit: Duration) -> Output {
     o
 }
 
+/// A port on 127.0.0.1 that was free a moment ago: something else may take
+/// it before it is used. Not for an agent to listen on (give it port 0 and
+/// read [`Agent::listening`] or [`Agent::api_port`]); only where no agent
+/// can pick: a destination where nothing listens, the ports a script is
+/// given, a reload that must keep one port across both versions.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
 /// How long an [`Agent`] waits for a log line or for its own stop.
 pub const AGENT_LIMIT: Duration = Duration::from_secs(60);
 
@@ -235,9 +247,21 @@ pub struct Agent {
 
 impl Agent {
     pub fn start(d: &Dir, args: &[&str]) -> Agent {
+        Agent::spawn(d.sluice(args))
+    }
+
+    /// As [`Agent::start`], with JSON logs (for [`final_counts`]).
+    pub fn start_json(d: &Dir, args: &[&str]) -> Agent {
+        let mut c = d.sluice(args);
+        c.env("SLUICE_LOG_FORMAT", "json");
+        Agent::spawn(c)
+    }
+
+    /// Runs `command` (a [`Dir::sluice`] with whatever else the test
+    /// needs, such as a piped stdin) as an agent.
+    pub fn spawn(mut command: Command) -> Agent {
         use std::io::BufRead;
-        let mut child = d
-            .sluice(args)
+        let mut child = command
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
@@ -289,6 +313,34 @@ impl Agent {
         port.unwrap_or_default()
     }
 
+    /// The port the agent's API listens on, from its `api listening` log
+    /// line: give it `address: 127.0.0.1:0` and ask.
+    pub fn api_port(&mut self) -> u16 {
+        let mut port = None;
+        wait_for(AGENT_LIMIT, "the API to listen", || {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!(
+                    "the agent exited ({status}) before its API listened:\n{}",
+                    self.log()
+                );
+            }
+            port = self.log().lines().find_map(api_port);
+            port.is_some()
+        });
+        port.unwrap_or_default()
+    }
+
+    /// [`Agent::stop`] as an [`Output`] (the log as its stderr), for tests
+    /// written against [`stop_cleanly`] and friends.
+    pub fn stop_output(self) -> Output {
+        let (status, log) = self.stop();
+        Output {
+            status,
+            stdout: Vec::new(),
+            stderr: log.into_bytes(),
+        }
+    }
+
     /// SIGTERM, then the exit status and the whole log.
     pub fn stop(mut self) -> (std::process::ExitStatus, String) {
         signal(&self.child, libc::SIGTERM);
@@ -314,6 +366,17 @@ impl Agent {
             let _ = r.join();
         }
         status
+    }
+
+    /// Waits up to `limit` for the agent to exit (after a signal the test
+    /// sent), as an [`Output`] with the log as its stderr.
+    pub fn exit_output(mut self, limit: Duration) -> Output {
+        let status = self.wait_exit(limit, "exit");
+        Output {
+            status,
+            stdout: Vec::new(),
+            stderr: self.log().into_bytes(),
+        }
     }
 
     /// SIGTERM, and asserts a clean exit.
@@ -342,6 +405,21 @@ impl Drop for Agent {
             let _ = self.child.wait();
         }
     }
+}
+
+/// The port in the `api listening` log line, text or JSON.
+pub fn api_port(line: &str) -> Option<u16> {
+    if !line.contains("api listening") {
+        return None;
+    }
+    let address = if let Ok(v) = serde_json::from_str::<serde_json::Value>(line) {
+        v["fields"]["address"].as_str()?.to_string()
+    } else {
+        line.split_whitespace()
+            .find_map(|w| w.strip_prefix("address="))?
+            .to_string()
+    };
+    address.rsplit_once(':')?.1.parse().ok()
 }
 
 /// The port in a `listening` log line of source `id`, text or JSON.

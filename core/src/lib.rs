@@ -27,6 +27,13 @@
 //! * [`metrics`] holds each component's counters, health and tap.
 //! * [`quote::quoted`] shows received data in a log line with its control
 //!   characters escaped, so that a peer cannot forge log lines.
+//! * The plumbing component crates share lives here, so that none imports
+//!   another: [`wire`], the one versioned binary encoding of events (disk
+//!   channel, `kafka` `native` records, the hop); [`warn::WarnLimiter`], the
+//!   rate limit on repeated warnings; [`framing`], the one framer of
+//!   streams into lines or octet-counted messages; [`defaults`], the
+//!   option defaults several components share; [`syslog`], the syslog
+//!   message parser of the `syslog` source and the `parse_syslog` processor.
 //!
 //! ```
 //! use sluice_core::prelude::*;
@@ -40,7 +47,9 @@
 pub mod channel;
 pub mod checkpoint;
 pub mod config;
+pub mod defaults;
 pub mod event;
+pub mod framing;
 pub mod metrics;
 pub mod processor;
 pub mod quote;
@@ -52,6 +61,7 @@ pub mod source;
 pub mod syslog;
 pub mod template;
 pub mod warn;
+pub mod wire;
 
 /// The names a component author needs.
 pub mod prelude {

@@ -1,5 +1,6 @@
 //! The syslog message formats, shared by the `syslog` network source and the
-//! `parse_syslog` processor: pure functions, no I/O.
+//! `parse_syslog` processor (so it lives here, where both can reach it):
+//! pure functions, no I/O.
 //!
 //! [`parse`] reads an RFC 5424 message or an RFC 3164 ("BSD") one from an
 //! event's body into fields: `facility`, `severity` (when a `<PRI>` opens the

@@ -246,9 +246,8 @@ impl Channel for KafkaChannel {
         let mut fields = Vec::new();
         let mut ends = Vec::with_capacity(batch.len());
         for e in batch.iter() {
-            if !e.fields.is_empty() {
-                codec::encode_fields(&e.fields, &mut fields);
-            }
+            // Empty fields too: the header carries the format's version.
+            codec::encode_fields(&e.fields, &mut fields);
             ends.push(fields.len());
         }
         let fields = bytes::Bytes::from(fields);

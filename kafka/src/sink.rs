@@ -164,9 +164,8 @@ impl KafkaSink {
         let mut fields_ends = Vec::new();
         if self.format == Format::Native {
             for e in batch.iter() {
-                if !e.fields.is_empty() {
-                    codec::encode_fields(&e.fields, &mut fields_buf);
-                }
+                // Empty fields too: the header carries the format's version.
+                codec::encode_fields(&e.fields, &mut fields_buf);
                 fields_ends.push(fields_buf.len());
             }
         }

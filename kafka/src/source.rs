@@ -68,7 +68,7 @@ pub struct Config {
     #[serde(default)]
     pub format: Format,
     /// Events per batch at most.
-    #[serde(default = "default_batch_size")]
+    #[serde(default = "sluice_core::defaults::batch_size")]
     pub batch_size: NonZeroUsize,
     /// How long to wait for a batch to fill before emitting what there is.
     #[serde(default = "default_batch_timeout")]
@@ -80,10 +80,6 @@ pub struct Config {
     /// Further librdkafka consumer properties; they win over Sluice's.
     #[serde(default)]
     pub options: Options,
-}
-
-fn default_batch_size() -> NonZeroUsize {
-    NonZeroUsize::new(1000).unwrap_or(NonZeroUsize::MIN)
 }
 
 fn default_batch_timeout() -> Duration {

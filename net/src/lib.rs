@@ -2,9 +2,8 @@
 //!
 //! Network sources and the agent-to-agent hop of Sluice:
 //!
-//! * [`tcp`], [`udp`], [`syslog`] (RFC 3164 and 5424 over TCP or UDP),
-//!   [`http`] (POST of NDJSON, JSON or lines) and [`exec`] (the lines a
-//!   command prints) are sources.
+//! * [`tcp`], [`udp`], [`syslog`] (RFC 3164 and 5424 over TCP or UDP) and
+//!   [`http`] (POST of NDJSON, JSON or lines) are sources that listen.
 //! * [`hop`] is the `sluice` sink and source: batches with their fields go
 //!   from one agent to another, acknowledged only once the receiver's
 //!   channels accepted them.
@@ -22,14 +21,13 @@
 //!
 //! let mut registry = Registry::new();
 //! sluice_net::register(&mut registry).unwrap();
-//! assert_eq!(registry.names("source"), ["exec", "http", "sluice", "syslog", "tcp", "udp"]);
+//! assert_eq!(registry.names("source"), ["http", "sluice", "syslog", "tcp", "udp"]);
 //! assert_eq!(registry.names("sink"), ["sluice"]);
 //! ```
 
 use sluice_core::registry::{DuplicateType, Registry};
 
 pub mod conn;
-mod framing;
 #[cfg(test)]
 mod fuzz_tests;
 mod http_body;
@@ -37,7 +35,6 @@ mod ingest;
 mod listen;
 mod udp_stats;
 
-pub mod exec;
 pub mod hop;
 pub mod http;
 pub mod secure;
@@ -45,7 +42,7 @@ pub mod syslog;
 pub mod tcp;
 pub mod udp;
 
-pub use framing::{FrameError, Framing};
+pub use sluice_core::framing::{FrameError, Framing};
 
 /// Registers the network sources and the `sluice` sink.
 ///
@@ -53,7 +50,6 @@ pub use framing::{FrameError, Framing};
 ///
 /// When one of the names is already registered.
 pub fn register(registry: &mut Registry) -> Result<(), DuplicateType> {
-    registry.add_source::<exec::Config>("exec")?;
     registry.add_source::<http::Config>("http")?;
     registry.add_source::<hop::source::Config>("sluice")?;
     registry.add_source::<syslog::Config>("syslog")?;

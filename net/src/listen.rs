@@ -14,9 +14,9 @@ use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 
 use crate::conn::{Gate, HandshakeLog};
-use crate::framing::{Framing, StreamFramer};
 use crate::ingest::{pump, Ingest};
 use crate::syslog::parse_syslog;
+use sluice_core::framing::{Framer, Framing};
 use sluice_core::warn::WarnLimiter;
 
 /// Bytes asked for per read.
@@ -186,7 +186,7 @@ async fn serve<S: tokio::io::AsyncRead + Unpin>(
         shared.batch_size,
         shared.decoder,
     );
-    let mut framer = StreamFramer::new(framing, max);
+    let mut framer = Framer::new(framing, max);
     let mut batch = Batch::with_capacity(batch_size);
     let (mut bad, mut last_bad) = (0, Bytes::new());
     let mut outcome = Ok(());
@@ -206,7 +206,7 @@ async fn serve<S: tokio::io::AsyncRead + Unpin>(
         let now = Timestamp::now();
         let eof = n == 0;
         loop {
-            match framer.next() {
+            match framer.next_message() {
                 Ok(Some(msg)) => {
                     decode(decoder, msg, now, &mut batch, &mut bad, &mut last_bad);
                     if batch.len() >= batch_size {
@@ -232,7 +232,7 @@ async fn serve<S: tokio::io::AsyncRead + Unpin>(
                 decode(decoder, msg, now, &mut batch, &mut bad, &mut last_bad);
             }
         }
-        faults.too_long(std::mem::take(&mut framer.too_long), max);
+        faults.too_long(framer.take_too_long(), max);
         faults.unparsed(std::mem::take(&mut bad), &last_bad);
         if eof || n < want {
             let b = std::mem::replace(&mut batch, Batch::with_capacity(batch_size));

@@ -27,10 +27,9 @@ use sluice_core::config::{address_problem, AddressUse};
 use sluice_core::prelude::*;
 
 use crate::conn::{default_idle_timeout, default_max_connections, timeout_problem};
-use crate::framing::Framing;
 use crate::listen::{DatagramServer, Decoder, StreamServer};
 use crate::secure::{bind, TlsConfig};
-use crate::tcp::{default_batch_size, default_max_line_bytes};
+use sluice_core::framing::Framing;
 
 /// The transport.
 #[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
@@ -57,10 +56,10 @@ pub struct Config {
     #[serde(default = "auto")]
     pub framing: Framing,
     /// The longest message kept; longer ones are counted and skipped.
-    #[serde(default = "default_max_line_bytes")]
+    #[serde(default = "sluice_core::defaults::max_line_bytes")]
     pub max_line_bytes: ByteSize,
     /// Events per batch at most.
-    #[serde(default = "default_batch_size")]
+    #[serde(default = "sluice_core::defaults::batch_size")]
     pub batch_size: NonZeroUsize,
     /// TLS for TCP.
     pub tls: Option<TlsConfig>,
@@ -147,6 +146,6 @@ impl Source for UdpSyslog {
     }
 }
 
-/// The parser lives with the `parse_syslog` processor, which reads the same
-/// formats from lines of files.
+/// The parser, shared with the `parse_syslog` processor, which reads the
+/// same formats from lines of files.
 pub use sluice_core::syslog::parse_syslog;

@@ -21,9 +21,9 @@ use sluice_core::config::{address_problem, AddressUse};
 use sluice_core::prelude::*;
 
 use crate::conn::{default_idle_timeout, default_max_connections, timeout_problem};
-use crate::framing::Framing;
 use crate::listen::{Decoder, StreamServer};
 use crate::secure::{bind, TlsConfig};
+use sluice_core::framing::Framing;
 
 /// The `tcp` source's options.
 #[derive(Clone, Debug, Deserialize)]
@@ -36,10 +36,10 @@ pub struct Config {
     pub framing: Framing,
     /// The longest message kept; longer ones are counted as errors,
     /// reported and skipped.
-    #[serde(default = "default_max_line_bytes")]
+    #[serde(default = "sluice_core::defaults::max_line_bytes")]
     pub max_line_bytes: ByteSize,
     /// Events per batch at most.
-    #[serde(default = "default_batch_size")]
+    #[serde(default = "sluice_core::defaults::batch_size")]
     pub batch_size: NonZeroUsize,
     /// TLS: `cert` and `key`, and `ca` to require client certificates.
     pub tls: Option<TlsConfig>,
@@ -49,14 +49,6 @@ pub struct Config {
     /// A connection that sends nothing for this long is closed.
     #[serde(default = "default_idle_timeout")]
     pub idle_timeout: sluice_core::config::Duration,
-}
-
-pub(crate) fn default_max_line_bytes() -> ByteSize {
-    ByteSize(1 << 20)
-}
-
-pub(crate) fn default_batch_size() -> NonZeroUsize {
-    NonZeroUsize::new(1000).unwrap_or(NonZeroUsize::MIN)
 }
 
 impl SourceConfig for Config {

@@ -22,7 +22,6 @@ use sluice_core::config::{address_problem, AddressUse};
 use sluice_core::prelude::*;
 
 use crate::listen::{DatagramServer, Decoder};
-use crate::tcp::{default_batch_size, default_max_line_bytes};
 
 /// The `udp` source's options.
 #[derive(Clone, Debug, Deserialize)]
@@ -31,10 +30,10 @@ pub struct Config {
     /// `host:port` to listen on.
     pub address: String,
     /// The longest line kept; longer ones are counted and skipped.
-    #[serde(default = "default_max_line_bytes")]
+    #[serde(default = "sluice_core::defaults::max_line_bytes")]
     pub max_line_bytes: ByteSize,
     /// Events per batch at most.
-    #[serde(default = "default_batch_size")]
+    #[serde(default = "sluice_core::defaults::batch_size")]
     pub batch_size: NonZeroUsize,
     /// The kernel receive buffer to ask for (`SO_RCVBUF`), e.g. `8MiB`: what
     /// absorbs a burst while the source is busy. Default: the system's

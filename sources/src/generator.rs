@@ -43,7 +43,7 @@ pub struct Config {
     #[serde(default)]
     pub format: Format,
     /// Events per batch at most.
-    #[serde(default = "default_batch_size")]
+    #[serde(default = "sluice_core::defaults::batch_size")]
     pub batch_size: NonZeroUsize,
     /// Save the next event number after every batch the channels accepted,
     /// and continue from it after a restart (`count` then counts from 0
@@ -72,10 +72,6 @@ pub enum Format {
     Syslog,
     /// One JSON object per event with `seq`, `level`, `service`, `message`.
     Json,
-}
-
-fn default_batch_size() -> NonZeroUsize {
-    NonZeroUsize::new(1000).unwrap_or(NonZeroUsize::MIN)
 }
 
 /// How often a rate-limited generator emits, at most.

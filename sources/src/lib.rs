@@ -13,8 +13,11 @@
 //!   known by inode and a fingerprint of their first bytes, followed through
 //!   rename and copytruncate rotation; `multiline` joins stack traces.
 //! * [`stdin`]: lines of standard input until end of input.
+//! * [`exec`]: the lines a command prints, the command restarted per
+//!   `restart`.
 //!
-//! `file` and `stdin` share the line framing in `framing.rs`: big reads,
+//! `file`, `stdin` and `exec` frame lines with `sluice_core::framing`, as the
+//! network sources do: big reads,
 //! `memchr` to find newlines, and each body a zero-copy slice of the read
 //! buffer.
 //!
@@ -25,13 +28,12 @@
 //!
 //! let mut registry = Registry::new();
 //! sluice_sources::register(&mut registry).unwrap();
-//! assert_eq!(registry.names("source"), ["file", "generator", "stdin"]);
+//! assert_eq!(registry.names("source"), ["exec", "file", "generator", "stdin"]);
 //! ```
 
 use sluice_core::registry::{DuplicateType, Registry};
 
-mod framing;
-
+pub mod exec;
 pub mod file;
 pub mod generator;
 pub mod stdin;
@@ -42,6 +44,7 @@ pub mod stdin;
 ///
 /// When one of the names is already registered.
 pub fn register(registry: &mut Registry) -> Result<(), DuplicateType> {
+    registry.add_source::<exec::Config>("exec")?;
     registry.add_source::<file::Config>("file")?;
     registry.add_source::<generator::Config>("generator")?;
     registry.add_source::<stdin::Config>("stdin")?;
@@ -56,7 +59,10 @@ mod tests {
     fn registers_every_source_once() {
         let mut registry = Registry::new();
         register(&mut registry).unwrap();
-        assert_eq!(registry.names("source"), ["file", "generator", "stdin"]);
+        assert_eq!(
+            registry.names("source"),
+            ["exec", "file", "generator", "stdin"]
+        );
         assert!(register(&mut registry).is_err());
     }
 }

@@ -1,6 +1,6 @@
 //! The `stdin` source: one event per line of standard input, until end of input.
 //!
-//! Lines are framed like the `file` source's (see `framing.rs`); a final line
+//! Lines are framed like the `file` source's (see `sluice_core::framing`); a final line
 //! without a newline is emitted at end of input. A batch is emitted when it is
 //! full, or as soon as a read returns less than a full buffer (the input is
 //! caught up), so that interactive input is not held back.
@@ -26,26 +26,18 @@ use serde::Deserialize;
 use sluice_core::prelude::*;
 use tokio::io::{AsyncRead, AsyncReadExt};
 
-use crate::framing::LineFramer;
+use sluice_core::framing::Framer;
 
 /// The `stdin` source's options.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
     /// The longest line kept; longer lines are counted, reported and skipped.
-    #[serde(default = "default_max_line_bytes")]
+    #[serde(default = "sluice_core::defaults::max_line_bytes")]
     pub max_line_bytes: ByteSize,
     /// Events per batch at most.
-    #[serde(default = "default_batch_size")]
+    #[serde(default = "sluice_core::defaults::batch_size")]
     pub batch_size: NonZeroUsize,
-}
-
-pub(crate) fn default_max_line_bytes() -> ByteSize {
-    ByteSize(1 << 20)
-}
-
-pub(crate) fn default_batch_size() -> NonZeroUsize {
-    NonZeroUsize::new(1000).unwrap_or(NonZeroUsize::MIN)
 }
 
 /// Bytes asked for per read.
@@ -87,7 +79,7 @@ pub(crate) async fn read_lines<R: AsyncRead + Unpin>(
 ) -> Result<(), ComponentError> {
     let max_line = usize::try_from(config.max_line_bytes.0).unwrap_or(usize::MAX);
     let batch_size = config.batch_size.get();
-    let mut framer = LineFramer::new("stdin", max_line, 0);
+    let mut framer = Framer::lines("stdin", max_line, 0);
     let mut batch = Batch::with_capacity(batch_size);
     loop {
         let buf = framer.buf_mut();

@@ -156,13 +156,13 @@ async fn records_that_pass_their_checksum_but_do_not_decode_are_corrupt() {
     let three = encoded(&events(2, 3));
     let mut seg = record(0, 2, &encoded(&events(1, 2)));
     let bad = [
-        // Not an encoding at all.
-        record(1, 1, b"\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff"),
+        // Not an encoding at all, after the version byte.
+        record(1, 1, b"\x01\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff"),
         // Three events where the header counts four, and two.
         record(2, 4, &three),
         record(3, 2, &three),
         // An unknown value tag.
-        record(4, 1, b"\x01x\x00\x01\x01k\x63"),
+        record(4, 1, b"\x01\x01x\x00\x01\x01k\x63"),
     ];
     for b in &bad {
         seg.extend_from_slice(b);
@@ -182,6 +182,32 @@ async fn records_that_pass_their_checksum_but_do_not_decode_are_corrupt() {
     assert_eq!(repaired[0].removed.len(), 4);
     let ch = open(dir.path()).unwrap();
     assert_eq!(drain(&ch).await, ["1-0", "1-1", "2-0", "2-1", "2-2"]);
+}
+
+#[tokio::test]
+async fn a_record_in_an_unknown_wire_version_refuses_the_segment_untouched() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut newer = encoded(&events(2, 3));
+    newer[0] = 9;
+    let mut seg = record(0, 2, &encoded(&events(1, 2)));
+    seg.extend_from_slice(&record(1, 3, &newer));
+    let path = log::segment_path(dir.path(), 0);
+    std::fs::write(&path, &seg).unwrap();
+    for err in [
+        open(dir.path()).err().expect("the channel must not open"),
+        recover::repair(dir.path()).expect_err("repair must refuse"),
+    ] {
+        assert_eq!(err.kind(), std::io::ErrorKind::InvalidData);
+        let msg = err.to_string();
+        assert!(
+            msg.contains(&path.display().to_string())
+                && msg.contains(&format!("byte {}", seg.len() - newer.len() - HEADER_LEN))
+                && msg.contains("wire format version 9"),
+            "{msg}"
+        );
+    }
+    // Nothing was skipped or deleted.
+    assert_eq!(std::fs::read(&path).unwrap(), seg);
 }
 
 /// A piece of a generated segment.
@@ -249,7 +275,9 @@ proptest! {
     #[test]
     fn any_bytes_scan_without_panic(bytes in proptest::collection::vec(any::<u8>(), 0..2048)) {
         let len = bytes.len() as u64;
-        let scan = log::scan_bytes(Path::new("x.seg"), 0, Bytes::from(bytes));
+        // Two checksums stand between random bytes and a record in an
+        // unknown version.
+        let scan = log::scan_bytes(Path::new("x.seg"), 0, Bytes::from(bytes)).unwrap();
         let mut spans: Vec<(u64, u64)> = scan
             .records
             .iter()
@@ -270,7 +298,7 @@ proptest! {
     #[test]
     fn the_scan_keeps_every_intact_record(pieces in proptest::collection::vec(piece(), 0..24)) {
         let (seg, intact) = build(&pieces);
-        let scan = log::scan_bytes(Path::new("x.seg"), 0, Bytes::from(seg));
+        let scan = log::scan_bytes(Path::new("x.seg"), 0, Bytes::from(seg)).unwrap();
         let found: Vec<u64> = scan.records.iter().map(|r| r.header.rid).collect();
         let want: Vec<u64> = intact.iter().map(|(rid, _)| *rid).collect();
         prop_assert_eq!(found, want);

@@ -3,8 +3,9 @@
 //! # Segments
 //!
 //! A segment `<first record id>.seg` (20 digits) holds records back to back.
-//! A record is a 28-byte header and a payload (one batch, see
-//! [`codec`](super::codec)):
+//! A record is a 28-byte header and a payload (one batch in the shared wire
+//! format, see [`codec`](super::codec), whose first byte is the format's
+//! version):
 //!
 //! ```text
 //! magic "SLCD" | payload length u32 | record id u64 | events u32
@@ -28,6 +29,12 @@
 //! checksum makes the scan look for the next valid header byte by byte; a
 //! record cut short by the end of the file is a torn tail. Each is reported
 //! with its offset.
+//!
+//! A sound record (both checksums hold) whose payload is in a wire format
+//! version this build does not read is not damage: it was written by
+//! another version of Sluice. The scan refuses the whole segment with an
+//! error naming the file, the record's offset and the version, and nothing
+//! is skipped or deleted.
 
 use std::collections::BTreeMap;
 use std::fs::{self, File};
@@ -35,6 +42,7 @@ use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
 use bytes::Bytes;
+use sluice_core::wire::DecodeError;
 
 /// Adds what was done and to which file to an I/O error, so that every
 /// error of a disk channel names its path (`cannot read /x/1.seg: ...`).
@@ -222,13 +230,19 @@ pub fn list_segments(dir: &Path) -> io::Result<Vec<(u64, PathBuf)>> {
 /// # Errors
 ///
 /// When the file cannot be read at all.
+/// When the file cannot be read at all, or holds a record in a wire format
+/// version this build does not read (`InvalidData`).
 pub fn scan_segment(path: &Path, first_rid: u64) -> io::Result<SegmentScan> {
     let data = fs::read(path).map_err(at("read", path))?;
-    Ok(scan_bytes(path, first_rid, Bytes::from(data)))
+    scan_bytes(path, first_rid, Bytes::from(data))
 }
 
 /// [`scan_segment`] on a segment's bytes.
-pub fn scan_bytes(path: &Path, first_rid: u64, data: Bytes) -> SegmentScan {
+///
+/// # Errors
+///
+/// A record in a wire format version this build does not read.
+pub fn scan_bytes(path: &Path, first_rid: u64, data: Bytes) -> io::Result<SegmentScan> {
     let mut scan = SegmentScan {
         path: path.to_path_buf(),
         first_rid,
@@ -268,12 +282,22 @@ pub fn scan_bytes(path: &Path, first_rid: u64, data: Bytes) -> SegmentScan {
                 }
                 let reason = if crc32fast::hash(&rest[HEADER_LEN..end]) != h.crc {
                     Some("payload checksum mismatch")
-                } else if super::codec::validate(&data.slice(at + HEADER_LEN..at + end), h.events)
-                    .is_err()
-                {
-                    Some("payload does not decode into the events its header counts")
                 } else {
-                    None
+                    match super::codec::validate(&data.slice(at + HEADER_LEN..at + end), h.events) {
+                        Ok(()) => None,
+                        Err(e @ DecodeError::UnknownVersion { .. }) => {
+                            return Err(io::Error::new(
+                                io::ErrorKind::InvalidData,
+                                format!(
+                                    "segment {}: the record at byte {at} holds {e}; it was written by another version of sluice, which can drain it",
+                                    path.display()
+                                ),
+                            ));
+                        }
+                        Err(DecodeError::Malformed { .. }) => {
+                            Some("payload does not decode into the events its header counts")
+                        }
+                    }
                 };
                 match reason {
                     None => scan.records.push(RecordInfo {
@@ -313,7 +337,7 @@ pub fn scan_bytes(path: &Path, first_rid: u64, data: Bytes) -> SegmentScan {
             }
         }
     }
-    scan
+    Ok(scan)
 }
 
 /// Committed event ranges by record id, read from the commit log. Entries

@@ -7,27 +7,25 @@
 //! failure. Sent again, the same frame is refused again, forever. So the
 //! sender checks before sending:
 //!
-//! * an event whose encoding could not be decoded (a field name longer than
-//!   64 KiB, which the `u16` length cannot carry; a body, string or list
-//!   past 4 GiB; fields nested deeper than [`MAX_DEPTH`]) or that alone
-//!   would not fit in one frame is rejected;
+//! * an event nested deeper than the wire format's [`MAX_DEPTH`], or that
+//!   alone would not fit in one frame, is rejected;
 //! * the others are cut, in order, into frames of at most `max_frame`
 //!   payload bytes.
 //!
-//! The sizes computed here mirror [`proto::encode_batch`]; a unit test
-//! checks that they match.
+//! An event's size is [`wire::encoded_len_bound`]: exact but for its
+//! timestamp, counted at its largest, so a frame may come out a little
+//! smaller than planned, never larger. A unit test checks it.
 
 use sluice_core::prelude::*;
+use sluice_core::wire;
 
-#[cfg(doc)]
-use super::proto;
+/// The deepest nesting a receiver decodes: fields inside maps and lists
+/// below the event's top-level fields.
+pub use sluice_core::wire::MAX_DEPTH;
 
-/// The deepest nesting a receiver decodes (`proto`'s limit): fields inside
-/// maps and lists below the event's top-level fields.
-pub const MAX_DEPTH: usize = 64;
-
-/// A frame's payload besides its events: `SEQ:u64 COUNT:u32`.
-const FRAME_OVERHEAD: usize = 12;
+/// A frame's payload besides its events: `SEQ:u64 COUNT:u32` and the wire
+/// format's version byte.
+const FRAME_OVERHEAD: usize = 12 + wire::VERSION_LEN;
 
 /// How a batch is sent.
 #[derive(Debug, Default, PartialEq, Eq)]
@@ -82,60 +80,10 @@ pub fn plan(batch: &Batch, max_frame: usize) -> Plan {
     plan
 }
 
-/// The bytes `e` takes in a frame, or why a receiver could not decode it.
+/// At least the bytes `e` takes in a frame, or why a receiver could not
+/// decode it.
 fn event_len(e: &Event) -> Result<usize, String> {
-    let body = checked_u32(e.body.len(), "the body")?;
-    Ok(8 + 4 + body + fields_len(&e.fields, 0)?)
-}
-
-fn fields_len(f: &Fields, depth: usize) -> Result<usize, String> {
-    if depth > MAX_DEPTH {
-        return Err(format!(
-            "fields nested deeper than {MAX_DEPTH} levels cannot cross the hop"
-        ));
-    }
-    checked_u32(f.len(), "a map")?;
-    let mut len = 4;
-    for (k, v) in f.iter() {
-        if k.len() > usize::from(u16::MAX) {
-            return Err(format!(
-                "a field name of {} bytes cannot cross the hop (at most {})",
-                k.len(),
-                u16::MAX
-            ));
-        }
-        len += 2 + k.len() + value_len(v, depth)?;
-    }
-    Ok(len)
-}
-
-fn value_len(v: &Value, depth: usize) -> Result<usize, String> {
-    Ok(match v {
-        Value::Null | Value::Bool(_) => 1,
-        Value::Integer(_) | Value::Float(_) | Value::Timestamp(_) => 9,
-        Value::String(s) => 1 + 4 + checked_u32(s.len(), "a string")?,
-        Value::Array(a) => {
-            if depth > MAX_DEPTH {
-                return Err(format!(
-                    "values nested deeper than {MAX_DEPTH} levels cannot cross the hop"
-                ));
-            }
-            checked_u32(a.len(), "a list")?;
-            let mut len = 1 + 4;
-            for x in a {
-                len += value_len(x, depth + 1)?;
-            }
-            len
-        }
-        Value::Map(m) => 1 + fields_len(m, depth + 1)?,
-    })
-}
-
-fn checked_u32(n: usize, what: &str) -> Result<usize, String> {
-    if u32::try_from(n).is_err() {
-        return Err(format!("{what} of {n} bytes or items cannot cross the hop"));
-    }
-    Ok(n)
+    wire::encoded_len_bound(e).map_err(|why| format!("{why}: it cannot cross the hop"))
 }
 
 #[cfg(test)]
@@ -167,7 +115,7 @@ mod tests {
     }
 
     #[test]
-    fn sizes_match_the_encoding() {
+    fn sizes_bound_the_encoding() {
         let mut e = Event::new("hello", Timestamp(3));
         e.insert("s", "text");
         e.insert("i", 1i64);
@@ -182,9 +130,15 @@ mod tests {
             Batch::from(vec![e.clone()]),
             Batch::from(vec![e.clone(), Event::new("", Timestamp(0)), nested(10)]),
         ] {
-            let want = encoded(&batch).len();
-            let got: usize = batch.iter().map(|e| event_len(e).unwrap()).sum();
-            assert_eq!(got + FRAME_OVERHEAD, want);
+            let real = encoded(&batch).len();
+            let bound: usize = batch.iter().map(|e| event_len(e).unwrap()).sum();
+            // At most 9 bytes more an event: the timestamp delta's varint
+            // counted at its largest (10 bytes), at least 1.
+            assert!(bound + FRAME_OVERHEAD >= real, "{bound} {real}");
+            assert!(
+                bound + FRAME_OVERHEAD <= real + 9 * batch.len(),
+                "{bound} {real}"
+            );
         }
     }
 
@@ -206,11 +160,17 @@ mod tests {
         assert!((MAX_DEPTH..199).contains(&deepest), "{deepest}");
         let mut long = Event::new("x", Timestamp(0));
         long.insert("k".repeat(70_000).as_str(), "v");
-        let batch = Batch::from(vec![Event::new("a", Timestamp(0)), long]);
+        let batch = Batch::from(vec![Event::new("a", Timestamp(0)), long, nested(200)]);
         let p = plan(&batch, 1 << 20);
+        // A long field name is no limit of the wire format.
         assert_eq!(p.rejected.len(), 1);
-        assert_eq!(p.rejected[0].0, 1);
-        assert_eq!(p.frames, [vec![0]]);
+        assert_eq!(p.rejected[0].0, 2);
+        assert!(
+            p.rejected[0].1.contains("cannot cross the hop"),
+            "{}",
+            p.rejected[0].1
+        );
+        assert_eq!(p.frames, [vec![0, 1]]);
     }
 
     #[test]

@@ -5,12 +5,15 @@
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use sluice_core::prelude::*;
+use sluice_core::wire;
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 
 pub use super::frame::{read_budgeted, read_frame, Frame, FrameBudget, FrameError};
 
-/// Protocol version sent in `HELLO`.
-pub const VERSION: u16 = 1;
+/// Protocol version sent in `HELLO`. 2: events in the shared wire format
+/// (version byte first); 1 had its own encoding, and a receiver refuses it
+/// in the hello rather than misreading its batches.
+pub const VERSION: u16 = 2;
 
 /// Client → server, first frame: `VERSION:u16 TOKEN_LEN:u16 TOKEN`.
 pub const HELLO: u8 = 1;
@@ -19,7 +22,8 @@ pub const WELCOME: u8 = 2;
 /// Server → client, then close: `CODE:u16 MESSAGE` (401: bad token, 400:
 /// bad hello or version).
 pub const REFUSED: u8 = 3;
-/// Client → server: `SEQ:u64 COUNT:u32 EVENT*`.
+/// Client → server: `SEQ:u64 COUNT:u32 EVENTS` (the wire format, see
+/// [`encode_batch`]).
 pub const BATCH: u8 = 16;
 /// Server → client: `SEQ:u64`, the batch is in the receiver's channels.
 pub const ACK: u8 = 17;
@@ -64,63 +68,14 @@ pub async fn write_control<W: AsyncWrite + Unpin>(
     w.flush().await
 }
 
-/// Appends a `BATCH` frame.
+/// Appends a `BATCH` frame: `SEQ:u64 COUNT:u32` and the events in the
+/// shared wire format ([`sluice_core::wire`], version byte first).
 pub fn encode_batch(out: &mut BytesMut, seq: u64, batch: &Batch) {
     let at = begin(out, BATCH);
     out.put_u64(seq);
     out.put_u32(batch.len() as u32);
-    for e in batch.iter() {
-        out.put_i64(e.timestamp.0);
-        out.put_u32(e.body.len() as u32);
-        out.put_slice(&e.body);
-        encode_fields(out, &e.fields);
-    }
+    wire::encode_events(batch.iter(), out);
     finish(out, at);
-}
-
-fn encode_fields(out: &mut BytesMut, f: &Fields) {
-    out.put_u32(f.len() as u32);
-    for (k, v) in f.iter() {
-        out.put_u16(k.len() as u16);
-        out.put_slice(k.as_bytes());
-        encode_value(out, v);
-    }
-}
-
-fn encode_value(out: &mut BytesMut, v: &Value) {
-    match v {
-        Value::Null => out.put_u8(0),
-        Value::Bool(false) => out.put_u8(1),
-        Value::Bool(true) => out.put_u8(2),
-        Value::Integer(i) => {
-            out.put_u8(3);
-            out.put_i64(*i);
-        }
-        Value::Float(f) => {
-            out.put_u8(4);
-            out.put_f64(*f);
-        }
-        Value::String(s) => {
-            out.put_u8(5);
-            out.put_u32(s.len() as u32);
-            out.put_slice(s);
-        }
-        Value::Timestamp(t) => {
-            out.put_u8(6);
-            out.put_i64(t.0);
-        }
-        Value::Array(a) => {
-            out.put_u8(7);
-            out.put_u32(a.len() as u32);
-            for x in a {
-                encode_value(out, x);
-            }
-        }
-        Value::Map(m) => {
-            out.put_u8(8);
-            encode_fields(out, m);
-        }
-    }
 }
 
 /// A decoded `BATCH` payload.
@@ -130,55 +85,66 @@ pub struct Decoded {
     pub seq: u64,
     /// The events taken, in order.
     pub batch: Batch,
-    /// Indexes (in the frame) of the events refused for having more than
-    /// `max_fields` fields; they are not in `batch`.
+    /// Indexes (in the frame) of the events refused: for having more than
+    /// `max_fields` fields, or all of them when the events are in a wire
+    /// format version this build does not read. They are not in `batch`.
     pub refused: Vec<u32>,
+    /// Set when every event was refused for its wire format version.
+    pub unknown_version: Option<wire::DecodeError>,
 }
 
 /// Decodes a `BATCH` payload; bodies and strings are slices of it. An event
 /// with more than `max_fields` fields (counted as [`Fields::deep_len`]
 /// counts them) is refused: skipped without building its fields, its index
-/// listed in [`Decoded::refused`]. Work is linear in the payload's size.
+/// listed in [`Decoded::refused`]. Events in a wire format version this
+/// build does not read are all refused the same way (they are not a
+/// broken frame: the sender is told not to send them again). Work is
+/// linear in the payload's size.
 pub fn decode_batch(mut p: Bytes, max_fields: usize) -> Result<Decoded, Malformed> {
     need(&p, 12)?;
     let seq = p.get_u64();
     let n = p.get_u32() as usize;
-    // Every event takes at least 16 bytes: a bound before allocating.
-    if n > p.len() / 16 + 1 {
+    let mut d = match wire::Decoder::new(&p) {
+        Ok(d) => d,
+        Err(e @ wire::DecodeError::UnknownVersion { .. }) => {
+            // Whatever the version, an event takes a byte at least.
+            if n > p.len() {
+                return Err(Malformed("event count larger than the frame"));
+            }
+            return Ok(Decoded {
+                seq,
+                batch: Batch::new(),
+                refused: (0..n as u32).collect(),
+                unknown_version: Some(e),
+            });
+        }
+        Err(e) => return Err(malformed(e)),
+    };
+    if n > d.max_events_left() {
         return Err(Malformed("event count larger than the frame"));
     }
     let mut batch = Batch::with_capacity(n);
     let mut refused = Vec::new();
     for i in 0..n {
-        need(&p, 12)?;
-        let ts = p.get_i64();
-        let len = p.get_u32() as usize;
-        need(&p, len)?;
-        let body = p.split_to(len);
-        let at = p.clone();
-        let mut left = max_fields;
-        match decode_fields(&mut p, 0, &mut left) {
-            Ok(fields) => batch.push(Event {
-                body,
-                timestamp: Timestamp(ts),
-                fields,
-            }),
-            Err(Error::TooManyFields) => {
-                p = at;
-                skip_fields(&mut p, 0)?;
-                refused.push(i as u32);
-            }
-            Err(Error::Malformed(m)) => return Err(m),
+        match d.event_limited(max_fields).map_err(malformed)? {
+            Some(e) => batch.push(e),
+            None => refused.push(i as u32),
         }
     }
-    if p.has_remaining() {
-        return Err(Malformed("bytes after the last event"));
-    }
+    d.finish().map_err(malformed)?;
     Ok(Decoded {
         seq,
         batch,
         refused,
+        unknown_version: None,
     })
+}
+
+fn malformed(e: wire::DecodeError) -> Malformed {
+    match e {
+        wire::DecodeError::Malformed { what, .. } => Malformed(what),
+        wire::DecodeError::UnknownVersion { .. } => Malformed("unknown wire format version"),
+    }
 }
 
 /// Encodes a `REJECT` payload.
@@ -213,150 +179,6 @@ pub fn decode_reject(mut p: Bytes) -> Result<(u64, String, Vec<u32>), Malformed>
 fn need(p: &Bytes, n: usize) -> Result<(), Malformed> {
     if p.len() < n {
         return Err(Malformed("truncated"));
-    }
-    Ok(())
-}
-
-/// Nesting deeper than this is refused.
-const MAX_DEPTH: usize = 64;
-
-/// Room reserved ahead for a declared count: the rest grows as elements
-/// actually decode, so a count alone allocates little.
-const RESERVE_AHEAD: usize = 1024;
-
-enum Error {
-    Malformed(Malformed),
-    TooManyFields,
-}
-
-impl From<Malformed> for Error {
-    fn from(m: Malformed) -> Self {
-        Error::Malformed(m)
-    }
-}
-
-fn decode_fields(p: &mut Bytes, depth: usize, left: &mut usize) -> Result<Fields, Error> {
-    if depth > MAX_DEPTH {
-        return Err(Malformed("fields nested too deeply").into());
-    }
-    need(p, 4)?;
-    let n = p.get_u32() as usize;
-    if n > p.len() / 3 {
-        return Err(Malformed("field count larger than the frame").into());
-    }
-    if n > *left {
-        return Err(Error::TooManyFields);
-    }
-    *left -= n;
-    let mut f = Fields::with_capacity(n);
-    for _ in 0..n {
-        need(p, 2)?;
-        let klen = p.get_u16() as usize;
-        need(p, klen)?;
-        let k = p.split_to(klen);
-        let k = std::str::from_utf8(&k).map_err(|_| Malformed("field name is not UTF-8"))?;
-        let k = FieldName::new(k);
-        let v = decode_value(p, depth, left)?;
-        f.insert(k, v);
-    }
-    Ok(f)
-}
-
-fn decode_value(p: &mut Bytes, depth: usize, left: &mut usize) -> Result<Value, Error> {
-    need(p, 1)?;
-    Ok(match p.get_u8() {
-        0 => Value::Null,
-        1 => Value::Bool(false),
-        2 => Value::Bool(true),
-        3 => {
-            need(p, 8)?;
-            Value::Integer(p.get_i64())
-        }
-        4 => {
-            need(p, 8)?;
-            Value::Float(p.get_f64())
-        }
-        5 => {
-            need(p, 4)?;
-            let len = p.get_u32() as usize;
-            need(p, len)?;
-            Value::String(p.split_to(len))
-        }
-        6 => {
-            need(p, 8)?;
-            Value::Timestamp(Timestamp(p.get_i64()))
-        }
-        7 => {
-            if depth > MAX_DEPTH {
-                return Err(Malformed("values nested too deeply").into());
-            }
-            need(p, 4)?;
-            let n = p.get_u32() as usize;
-            if n > p.len() {
-                return Err(Malformed("array longer than the frame").into());
-            }
-            let mut a = Vec::with_capacity(n.min(RESERVE_AHEAD));
-            for _ in 0..n {
-                a.push(decode_value(p, depth + 1, left)?);
-            }
-            Value::Array(a)
-        }
-        8 => Value::Map(decode_fields(p, depth + 1, left)?),
-        _ => return Err(Malformed("unknown value tag").into()),
-    })
-}
-
-/// Moves past encoded fields without building them (the same checks as
-/// [`decode_fields`], no limit on their number).
-fn skip_fields(p: &mut Bytes, depth: usize) -> Result<(), Malformed> {
-    if depth > MAX_DEPTH {
-        return Err(Malformed("fields nested too deeply"));
-    }
-    need(p, 4)?;
-    let n = p.get_u32() as usize;
-    if n > p.len() / 3 {
-        return Err(Malformed("field count larger than the frame"));
-    }
-    for _ in 0..n {
-        need(p, 2)?;
-        let klen = p.get_u16() as usize;
-        need(p, klen)?;
-        std::str::from_utf8(&p[..klen]).map_err(|_| Malformed("field name is not UTF-8"))?;
-        p.advance(klen);
-        skip_value(p, depth)?;
-    }
-    Ok(())
-}
-
-fn skip_value(p: &mut Bytes, depth: usize) -> Result<(), Malformed> {
-    need(p, 1)?;
-    match p.get_u8() {
-        0..=2 => {}
-        3 | 4 | 6 => {
-            need(p, 8)?;
-            p.advance(8);
-        }
-        5 => {
-            need(p, 4)?;
-            let len = p.get_u32() as usize;
-            need(p, len)?;
-            p.advance(len);
-        }
-        7 => {
-            if depth > MAX_DEPTH {
-                return Err(Malformed("values nested too deeply"));
-            }
-            need(p, 4)?;
-            let n = p.get_u32() as usize;
-            if n > p.len() {
-                return Err(Malformed("array longer than the frame"));
-            }
-            for _ in 0..n {
-                skip_value(p, depth + 1)?;
-            }
-        }
-        8 => skip_fields(p, depth + 1)?,
-        _ => return Err(Malformed("unknown value tag")),
     }
     Ok(())
 }
@@ -405,7 +227,30 @@ mod tests {
         let mut huge = BytesMut::new();
         huge.put_u64(1);
         huge.put_u32(u32::MAX);
+        huge.put_u8(wire::VERSION);
+        assert!(decode_batch(huge.clone().freeze(), 1000).is_err());
+        // In an unknown version too: no list of four billion refusals.
+        huge[12] = 99;
         assert!(decode_batch(huge.freeze(), 1000).is_err());
+    }
+
+    #[test]
+    fn events_in_an_unknown_wire_version_are_all_refused_not_misread() {
+        let events = Batch::from(vec![
+            Event::new("a", Timestamp(1)),
+            Event::new("b", Timestamp(2)),
+        ]);
+        let mut out = BytesMut::new();
+        encode_batch(&mut out, 4, &events);
+        out[5 + 12] = 42;
+        let d = decode_batch(out.freeze().slice(5..), 1000).unwrap();
+        assert_eq!(d.seq, 4);
+        assert!(d.batch.is_empty());
+        assert_eq!(d.refused, [0, 1]);
+        assert_eq!(
+            d.unknown_version.unwrap().to_string(),
+            "events in wire format version 42, which this build cannot read (it reads version 1)"
+        );
     }
 
     #[test]

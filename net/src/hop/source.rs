@@ -314,10 +314,13 @@ async fn serve(
             Ok(()) => {
                 let n = decoded.refused.len();
                 metrics.record_errors(n);
-                let why = format!(
-                    "more than max_fields ({}) fields in an event",
-                    limits.max_fields
-                );
+                let why = match &decoded.unknown_version {
+                    Some(e) => e.to_string(),
+                    None => format!(
+                        "more than max_fields ({}) fields in an event",
+                        limits.max_fields
+                    ),
+                };
                 if let Some(held_back) = warn.allow() {
                     tracing::warn!(
                         held_back,

@@ -255,7 +255,7 @@ const PROCESSOR_KEYS: &[&str] = &[
     "workers",
 ];
 const SINK_KEYS: &[&str] = &["type", "channel", "dead_letter", "batch_size"];
-const DEFAULT_BATCH_SIZE: usize = 1000;
+const DEFAULT_BATCH_SIZE: usize = sluice_core::defaults::BATCH_SIZE;
 
 struct Ctx<'a> {
     file: &'a Path,

@@ -4,7 +4,7 @@
 //!
 //! Every matched file is read in turn, one chunk (up to 256 KiB) at a time,
 //! with a positional read on a blocking thread (`spawn_blocking`): the
-//! overhead is per chunk, never per line. Lines are framed by `framing.rs`:
+//! overhead is per chunk, never per line. Lines are framed by `sluice_core::framing`:
 //! each body is a zero-copy slice of the chunk, a trailing `\r` is stripped,
 //! and a partial last line waits for its newline (while following, at most
 //! `partial_line_timeout` when set). Every event gets the field `file` (the
@@ -70,7 +70,6 @@ mod fs;
 mod multiline;
 mod reader;
 
-use crate::stdin::{default_batch_size, default_max_line_bytes};
 use fs::Fingerprint;
 use multiline::Rule;
 use reader::Reader;
@@ -106,13 +105,13 @@ pub struct Config {
     pub partial_line_timeout: Option<Duration>,
     /// The longest line kept; longer lines are counted as errors, reported
     /// and skipped.
-    #[serde(default = "default_max_line_bytes")]
+    #[serde(default = "sluice_core::defaults::max_line_bytes")]
     pub max_line_bytes: ByteSize,
     /// Join several lines into one event (stack traces).
     #[serde(default)]
     pub multiline: Option<MultilineConfig>,
     /// Events per batch at most.
-    #[serde(default = "default_batch_size")]
+    #[serde(default = "sluice_core::defaults::batch_size")]
     pub batch_size: NonZeroUsize,
 }
 

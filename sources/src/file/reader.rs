@@ -13,7 +13,7 @@ use sluice_core::prelude::*;
 use super::fs::{read_chunk, scan, Fingerprint, Opened, ReadOutcome};
 use super::multiline::{Assembly, Rule};
 use super::{join_error, Checkpoint, Config, FileOffset, ReadFrom, SAVE_EVERY};
-use crate::framing::LineFramer;
+use sluice_core::framing::Framer;
 
 /// One file being read.
 pub(super) struct Tracked {
@@ -34,7 +34,7 @@ pub(super) struct Tracked {
     /// Where the next read starts.
     read_pos: u64,
     /// Read but not yet emitted lines, and the offset of the last one.
-    framer: LineFramer,
+    framer: Framer,
     /// The multiline event being assembled (unused without `multiline`).
     assembly: Assembly,
     /// Offset recorded in the checkpoint: after the last line accepted.
@@ -144,7 +144,7 @@ impl Reader {
                 // What was read of the old content is complete now.
                 self.finish_file(i, cx);
                 let f = &mut self.files[i];
-                f.framer = LineFramer::new(f.key.clone(), self.max_line, 0);
+                f.framer = Framer::lines(f.key.clone(), self.max_line, 0);
                 f.fingerprint = Fingerprint::default();
                 f.read_pos = 0;
                 f.partial_since = None;
@@ -392,7 +392,7 @@ impl Reader {
             let key = o.path.to_string_lossy().into_owned();
             self.files.push(Tracked {
                 field: Value::String(Bytes::from(key.clone())),
-                framer: LineFramer::new(key.clone(), self.max_line, start),
+                framer: Framer::lines(key.clone(), self.max_line, start),
                 key,
                 path: o.path,
                 file: Arc::new(o.file),
@@ -446,7 +446,7 @@ fn resume_offset(saved: &BTreeMap<String, FileOffset>, o: &Opened, read_from: Re
 
 /// Over-long lines of `f` skipped since last counted; marks them counted.
 fn cx_errors_pending(f: &mut Tracked) -> usize {
-    let long = f.framer.long_lines();
+    let long = f.framer.too_long();
     let new = long.saturating_sub(f.long_lines);
     f.long_lines = long;
     new as usize

@@ -26,8 +26,7 @@ use sluice_core::prelude::*;
 use tokio::io::AsyncReadExt;
 use tokio::process::Command;
 
-use crate::framing::{Framing, StreamFramer};
-use crate::tcp::{default_batch_size, default_max_line_bytes};
+use sluice_core::framing::{Framer, Framing};
 
 /// When the command is started again after it exits.
 #[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
@@ -55,10 +54,10 @@ pub struct Config {
     #[serde(default = "default_restart_delay")]
     pub restart_delay: sluice_core::config::Duration,
     /// The longest line kept; longer ones are counted as errors and skipped.
-    #[serde(default = "default_max_line_bytes")]
+    #[serde(default = "sluice_core::defaults::max_line_bytes")]
     pub max_line_bytes: ByteSize,
     /// Events per batch at most.
-    #[serde(default = "default_batch_size")]
+    #[serde(default = "sluice_core::defaults::batch_size")]
     pub batch_size: NonZeroUsize,
 }
 
@@ -155,7 +154,7 @@ async fn run_once(c: &Config, cx: &mut SourceContext) -> Result<Ended, Component
     };
     let max = usize::try_from(c.max_line_bytes.0).unwrap_or(usize::MAX);
     let batch_size = c.batch_size.get();
-    let mut framer = StreamFramer::new(Framing::Newline, max);
+    let mut framer = Framer::new(Framing::Newline, max);
     let mut batch = Batch::with_capacity(batch_size);
     let mut stopped = false;
     loop {
@@ -167,7 +166,7 @@ async fn run_once(c: &Config, cx: &mut SourceContext) -> Result<Ended, Component
             _ = cx.shutdown.cancelled() => { stopped = true; 0 }
         };
         let now = Timestamp::now();
-        while let Ok(Some(line)) = framer.next() {
+        while let Ok(Some(line)) = framer.next_message() {
             batch.push(Event::new(line, now));
             if batch.len() >= batch_size {
                 cx.emit(std::mem::replace(
@@ -184,9 +183,9 @@ async fn run_once(c: &Config, cx: &mut SourceContext) -> Result<Ended, Component
                 batch.push(Event::new(line, now));
             }
         }
-        if framer.too_long > 0 {
-            cx.metrics
-                .record_errors(std::mem::take(&mut framer.too_long) as usize);
+        let too_long = framer.take_too_long();
+        if too_long > 0 {
+            cx.metrics.record_errors(too_long as usize);
             tracing::warn!(command = ?c.command, max_line_bytes = max, "line longer than max_line_bytes: skipped");
         }
         if n == 0 || n < want {
