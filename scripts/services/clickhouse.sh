@@ -87,8 +87,8 @@ write_config() {
     <keep_alive_timeout>3</keep_alive_timeout>
     <remote_servers>
         <sluice_local>
-            <shard><replica><host>127.0.0.1</host><port>$tcp_port</port></replica></shard>
-            <shard><replica><host>127.0.0.1</host><port>$tcp_port</port></replica></shard>
+            <shard><replica><host>127.0.0.1</host><port>$tcp_port</port><default_database>shard1</default_database></replica></shard>
+            <shard><replica><host>127.0.0.1</host><port>$tcp_port</port><default_database>shard2</default_database></replica></shard>
         </sluice_local>
     </remote_servers>
 </yandex>
@@ -131,8 +131,10 @@ running() {
   [ -n "$p" ] && kill -0 "$p" 2>/dev/null
 }
 
+# Whether `GET /ping` answers `Ok.` (bash's /dev/tcp: no HTTP client needed).
 answering() {
-  [ "$(curl -s -m 2 "http://127.0.0.1:$port/ping" 2>/dev/null)" = "Ok." ]
+  timeout 2 bash -c "exec 3<>/dev/tcp/127.0.0.1/$port && printf 'GET /ping HTTP/1.0\r\n\r\n' >&3 && cat <&3" \
+    2>/dev/null | grep -q '^Ok\.'
 }
 
 start() {
@@ -188,9 +190,8 @@ up() {
   install
   ensure_user
   mkdir -p "$state" "$dir"
-  if [ ! -f "$dir/config.xml" ]; then
-    write_config
-  fi
+  # Written at every `up`: a running server picks up a changed cluster.
+  write_config
   start
 }
 
