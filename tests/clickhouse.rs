@@ -406,3 +406,50 @@ sinks:
     assert_eq!(number(&format!("SELECT count() FROM {table}")), 100);
     query(&format!("DROP TABLE {table}"));
 }
+
+#[test]
+fn the_local_clickhouse_tiered_demo_stores_every_line_once_over_two_shards() {
+    let _broker = crate::kafka::broker_lock();
+    let _one_at_a_time = server();
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let d = Dir::new();
+    let topic = format!("sluice_ch_demo_{}", std::process::id());
+    let table = format!("logs_{topic}");
+    let o = Command::new("bash")
+        .arg(root.join("demos/clickhouse-tiered/run-local.sh"))
+        .current_dir(d.path())
+        .env("SLUICE_BIN", sluice_bin())
+        .env("KAFKA_BROKERS", crate::kafka::brokers())
+        .env("CLICKHOUSE_URL", url())
+        .env("DEMO_EVENTS", "5000")
+        .env("DEMO_DIR", d.path())
+        .env("DEMO_TOPIC", &topic)
+        .output()
+        .expect("run-local.sh");
+    assert!(
+        o.status.success(),
+        "run-local.sh failed:\n{}\n{}",
+        stdout(&o),
+        stderr(&o)
+    );
+    // Two edges of 5000 lines, each line once, typed columns filled.
+    assert_eq!(
+        query(&format!(
+            "SELECT edge, count(), uniqExact(seq), min(seq), max(seq) FROM default.{table} \
+             GROUP BY edge ORDER BY edge FORMAT TSV"
+        )),
+        "a\t5000\t5000\t0\t4999\nb\t5000\t5000\t0\t4999"
+    );
+    // Spread over both shards, each row in one of them.
+    let shard1 = number(&format!("SELECT count() FROM shard1.{table}_local"));
+    let shard2 = number(&format!("SELECT count() FROM shard2.{table}_local"));
+    assert!(shard1 > 0 && shard2 > 0, "{shard1} + {shard2}");
+    assert_eq!(shard1 + shard2, 10_000);
+    for t in [
+        format!("default.{table}"),
+        format!("shard1.{table}_local"),
+        format!("shard2.{table}_local"),
+    ] {
+        query(&format!("DROP TABLE {t}"));
+    }
+}
