@@ -343,6 +343,11 @@ mod tests {
                 "timeout"
             ]
         );
+        assert_eq!(
+            config("url: http://c\nsettings: {insert_distributed_sync: 1, insert_quorum: true, x: 'a b'}\n")
+                .settings_query(),
+            "&insert_distributed_sync=1&insert_quorum=1&x=a%20b"
+        );
         assert!(sluice_core::config::from_yaml_str::<Config>("url: x\ntabel: y\n").is_err());
         assert!(
             sluice_core::config::from_yaml_str::<Config>("url: x\ncompression: zstd\n").is_err()
