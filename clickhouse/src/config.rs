@@ -71,8 +71,8 @@ impl Default for CreateTable {
 pub enum Compression {
     /// Plain bodies.
     None,
-    /// `Content-Encoding: gzip` at the fastest level: log lines shrink
-    /// about tenfold for a fraction of the encoding's cost.
+    /// `Content-Encoding: gzip` at the fastest level: rows of repetitive
+    /// logs shrink several times for a fraction of the encoding's cost.
     #[default]
     Gzip,
 }
