@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs and starts the services the tests need (PostgreSQL, a Kafka-protocol
-# broker), idempotently, on 127.0.0.1.
+# broker, ClickHouse), idempotently, on 127.0.0.1.
 #
 #   scripts/services.sh up   [NAME...]   install if missing, start if stopped
 #   scripts/services.sh down [NAME...]   stop

@@ -49,5 +49,6 @@ pub fn try_register_builtins(
     sluice_store::register(registry)?;
     sluice_postgres::register(registry)?;
     sluice_kafka::register(registry)?;
+    sluice_clickhouse::register(registry)?;
     Ok(())
 }

@@ -24,6 +24,9 @@ fn sink_options(ty: &str) -> Option<&'static str> {
         "store" => "path: ./out/store",
         "postgres" => "url: ${SLUICE_TEST_POSTGRES_URL}\ntable: sluice_compliance",
         "kafka" => "brokers: ${SLUICE_TEST_KAFKA_BROKERS}\ntopic: sluice-compliance-sink",
+        "clickhouse" => {
+            "url: ${SLUICE_TEST_CLICKHOUSE_URL}\ntable: sluice_compliance\ncreate_table: true"
+        }
         _ => return None,
     })
 }
@@ -143,6 +146,7 @@ per_type!(
         store = "store",
         postgres = "postgres",
         kafka = "kafka",
+        clickhouse = "clickhouse",
     ]
 );
 

@@ -1,6 +1,7 @@
 //! End-to-end tests: the real `sluice` binary on real files and processes.
 
 mod anomaly;
+mod clickhouse;
 mod compliance;
 mod dashboard;
 mod dead_letter;
