@@ -2,11 +2,13 @@
 # Store and PostgreSQL benchmarks, each beside a baseline in one run.
 #
 #   benches/store.sh [INGEST_EVENTS] [QUERY_EVENTS]    (defaults 2000000, 10000000)
+#   CAPACITY=N benches/store.sh ...    (the memory channel's capacity, default 50000)
 #
 # 1. Ingest, events/s and peak RSS: generated apache_common lines parsed by
 #    parse_regex (6 captures, 2 typed) into
 #      - the null sink (baseline: the same pipeline with no destination),
-#      - the store sink (one commit per batch of 10000),
+#      - the store sink (an index commit a second, or sooner when the events
+#        waiting for it fill half of the channel),
 #      - the postgres sink (one transaction per batch of 5000),
 #    and PostgreSQL's own ceiling for the same rows: one
 #    INSERT ... SELECT FROM generate_series inside the server.
@@ -43,7 +45,7 @@ processors:
     pattern: '^(?P<client>\\S+) \\S+ (?P<user>\\S+) \\[[^\\]]+\\] "(?P<method>\\S+) (?P<path>\\S+) [^"]*" (?P<status>\\d{3}) (?P<size>\\d+|-)\$'
     types: {status: integer, size: integer}
 channels:
-  main: {type: memory, capacity: 20000}
+  main: {type: memory, capacity: ${CAPACITY:-50000}}
 sinks:
   out:
 $3

@@ -71,15 +71,6 @@ fn server() -> std::sync::MutexGuard<'static, ()> {
     SERVER.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-fn ok(o: &std::process::Output) {
-    assert!(
-        o.status.success(),
-        "sluice failed ({:?}):\n{}",
-        o.status,
-        stderr(o)
-    );
-}
-
 /// An order-independent checksum of lines: the sum of their FNV-1a hashes.
 fn checksum<'a>(lines: impl Iterator<Item = &'a str>) -> (usize, u64) {
     let mut n = 0;

@@ -7,7 +7,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use crate::operations::{dump_dom, get, parse_metrics, start_agent_any_port};
+use crate::operations::{dump_dom, get, headless, parse_metrics, start_agent_any_port};
 use crate::util::*;
 
 const WAIT: Duration = Duration::from_secs(60);
@@ -15,33 +15,12 @@ const WAIT: Duration = Duration::from_secs(60);
 /// Saves a screenshot of `url` as `name` in `d` (and in
 /// `$SLUICE_TEST_SCREENSHOTS`), at a laptop's window size.
 fn screenshot(d: &Dir, url: &str, name: &str) {
-    let profile = tempfile::tempdir().expect("profile dir");
     let png = d.join(name);
-    let chromium = std::env::var("SLUICE_TEST_CHROMIUM")
-        .expect("SLUICE_TEST_CHROMIUM is not set: run the tests with scripts/test.sh");
-    let child = std::process::Command::new(chromium)
-        .args([
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--no-first-run",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            "--disable-dev-shm-usage",
-            "--hide-scrollbars",
-            "--window-size=1366,1000",
-            &format!("--user-data-dir={}", profile.path().display()),
-            "--virtual-time-budget=5000",
-            &format!("--screenshot={}", png.display()),
-            url,
-        ])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("start chromium");
-    let o = wait_output(child, Duration::from_secs(120));
-    assert!(o.status.success(), "chromium failed: {}", stderr(&o));
+    let target = format!("--screenshot={}", png.display());
+    headless(
+        url,
+        &["--hide-scrollbars", "--window-size=1366,1000", &target],
+    );
     let bytes = std::fs::read(&png).expect("a screenshot");
     assert!(bytes.starts_with(b"\x89PNG"), "{name} is not a PNG");
     if let Some(dir) = std::env::var_os("SLUICE_TEST_SCREENSHOTS") {

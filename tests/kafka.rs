@@ -147,10 +147,6 @@ fn assert_complete(seen: &[u64], total: u64) -> usize {
     counts.iter().map(|&c| c as usize - 1).sum()
 }
 
-fn ok(o: &std::process::Output) {
-    assert!(o.status.success(), "sluice failed: {}", stderr(o));
-}
-
 #[test]
 fn generator_to_a_six_partition_topic_and_back_delivers_every_event_once() {
     let _lock = broker_lock();

@@ -424,9 +424,11 @@ fn chromium() -> String {
     })
 }
 
-/// The page's DOM after a few seconds of (virtual) time in headless Chromium.
-pub(crate) fn dump_dom(url: &str) -> String {
+/// Runs headless Chromium on `url` with a fresh profile, a few seconds of
+/// (virtual) time and `args` (what to produce: `--dump-dom`, a screenshot).
+pub(crate) fn headless(url: &str, args: &[&str]) -> std::process::Output {
     let profile = tempfile::tempdir().expect("profile dir");
+    let user_data = format!("--user-data-dir={}", profile.path().display());
     let child = std::process::Command::new(chromium())
         .args([
             "--headless",
@@ -438,18 +440,23 @@ pub(crate) fn dump_dom(url: &str) -> String {
             "--disable-component-update",
             "--disable-sync",
             "--disable-dev-shm-usage",
-            &format!("--user-data-dir={}", profile.path().display()),
+            &user_data,
             "--virtual-time-budget=5000",
-            "--dump-dom",
-            url,
         ])
+        .args(args)
+        .arg(url)
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
         .expect("start chromium");
     let o = wait_output(child, Duration::from_secs(120));
     assert!(o.status.success(), "chromium failed: {}", stderr(&o));
-    stdout(&o)
+    o
+}
+
+/// The page's DOM after a few seconds of (virtual) time in headless Chromium.
+pub(crate) fn dump_dom(url: &str) -> String {
+    stdout(&headless(url, &["--dump-dom"]))
 }
 
 /// The text of the element with `id` in `dom`.

@@ -61,15 +61,6 @@ fn server() -> std::sync::MutexGuard<'static, ()> {
     SERVER.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-fn ok(o: &std::process::Output) {
-    assert!(
-        o.status.success(),
-        "sluice failed ({:?}):\n{}",
-        o.status,
-        stderr(o)
-    );
-}
-
 #[test]
 fn two_hundred_thousand_events_arrive_as_rows() {
     let _one_at_a_time = server();

@@ -8,15 +8,6 @@ use crate::util::*;
 
 const LIMIT: Duration = Duration::from_secs(300);
 
-fn ok(o: &std::process::Output) {
-    assert!(
-        o.status.success(),
-        "sluice failed ({:?}):\n{}",
-        o.status,
-        stderr(o)
-    );
-}
-
 /// `sluice search ARGS --count` in `d`: the number it prints.
 fn count(d: &Dir, args: &[&str]) -> u64 {
     let mut all = vec!["search"];

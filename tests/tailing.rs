@@ -13,15 +13,6 @@ const LIMIT: Duration = Duration::from_secs(120);
 /// How long to wait for lines that should arrive.
 const WAIT: Duration = Duration::from_secs(60);
 
-fn ok(o: &Output) {
-    assert!(
-        o.status.success(),
-        "sluice failed ({:?}):\n{}",
-        o.status,
-        stderr(o)
-    );
-}
-
 /// Starts `sluice run p.yaml` in `d` with JSON logs.
 fn start_json(d: &Dir) -> Child {
     d.sluice(&["run", "p.yaml"])

@@ -39,15 +39,6 @@ use util::*;
 
 const LIMIT: Duration = Duration::from_secs(120);
 
-fn ok(o: &std::process::Output) {
-    assert!(
-        o.status.success(),
-        "sluice failed ({:?}):\n{}",
-        o.status,
-        stderr(o)
-    );
-}
-
 #[test]
 fn a_million_sequence_events_arrive_exactly_once_in_order() {
     let d = Dir::new();

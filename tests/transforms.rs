@@ -16,10 +16,6 @@ fn json_lines(d: &Dir, path: &str) -> Vec<Json> {
         .collect()
 }
 
-fn ok(o: &std::process::Output) {
-    assert!(o.status.success(), "sluice failed:\n{}", stderr(o));
-}
-
 fn count(counts: &std::collections::HashMap<String, Json>, id: &str, what: &str) -> u64 {
     counts
         .get(id)

@@ -172,6 +172,16 @@ pub fn rss_kib(pid: u32) -> Option<u64> {
         .and_then(|v| v.parse().ok())
 }
 
+/// Asserts that a finished `sluice` exited 0, showing its status and log.
+pub fn ok(o: &Output) {
+    assert!(
+        o.status.success(),
+        "sluice failed ({:?}):\n{}",
+        o.status,
+        stderr(o)
+    );
+}
+
 pub fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
