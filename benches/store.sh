@@ -2,7 +2,7 @@
 # Store and PostgreSQL benchmarks, each beside a baseline in one run.
 #
 #   benches/store.sh [INGEST_EVENTS] [QUERY_EVENTS]    (defaults 2000000, 10000000)
-#   CAPACITY=N benches/store.sh ...    (the memory channel's capacity, default 50000)
+#   CAPACITY=N benches/store.sh ...    (the memory channel's capacity, default 20000)
 #
 # 1. Ingest, events/s and peak RSS: generated apache_common lines parsed by
 #    parse_regex (6 captures, 2 typed) into
@@ -45,7 +45,7 @@ processors:
     pattern: '^(?P<client>\\S+) \\S+ (?P<user>\\S+) \\[[^\\]]+\\] "(?P<method>\\S+) (?P<path>\\S+) [^"]*" (?P<status>\\d{3}) (?P<size>\\d+|-)\$'
     types: {status: integer, size: integer}
 channels:
-  main: {type: memory, capacity: ${CAPACITY:-50000}}
+  main: {type: memory, capacity: ${CAPACITY:-20000}}
 sinks:
   out:
 $3
