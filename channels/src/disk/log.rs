@@ -442,6 +442,9 @@ pub struct DirLock {
     _file: File,
 }
 
+/// How many more times a refused lock is tried, 50 ms apart.
+const LOCK_TRIES: u32 = 10;
+
 /// Takes the lock on `dir`.
 ///
 /// # Errors
@@ -456,7 +459,24 @@ pub fn lock_dir(dir: &Path) -> io::Result<DirLock> {
         .write(true)
         .open(&path)
         .map_err(at("open the lock file", &path))?;
-    if let Err(e) = lock_file(&file) {
+    // A child process being started by another thread holds a copy of
+    // every descriptor until it executes its program, and with it this
+    // lock for a moment after we let go of it: try again for a short while
+    // before calling the directory taken.
+    let mut tries = 0;
+    let locked = loop {
+        match lock_file(&file) {
+            Err(e)
+                if matches!(e.raw_os_error(), Some(libc::EACCES) | Some(libc::EAGAIN))
+                    && tries < LOCK_TRIES =>
+            {
+                tries += 1;
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+            r => break r,
+        }
+    };
+    if let Err(e) = locked {
         if matches!(e.raw_os_error(), Some(libc::EACCES) | Some(libc::EAGAIN)) {
             return Err(io::Error::new(
                 io::ErrorKind::WouldBlock,
