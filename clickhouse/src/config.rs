@@ -253,12 +253,7 @@ impl SinkConfig for Config {
                 ));
             }
         }
-        if self.timeout.get().is_zero() {
-            problems.push(Problem::at(
-                "timeout",
-                "must be longer than 0, such as `30s`",
-            ));
-        }
+        problems.extend(self.timeout.zero_problem("timeout", "30s"));
         problems
     }
 

@@ -88,12 +88,7 @@ impl SinkConfig for Config {
                 ),
             ));
         }
-        if self.connect_timeout.get().is_zero() {
-            problems.push(Problem::at(
-                "connect_timeout",
-                "must be longer than 0, such as `5s`",
-            ));
-        }
+        problems.extend(self.connect_timeout.zero_problem("connect_timeout", "5s"));
         problems
     }
 

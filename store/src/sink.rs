@@ -134,12 +134,10 @@ impl SinkConfig for Config {
                 ));
             }
         }
-        if self.retention_interval.get().is_zero() {
-            problems.push(Problem::at(
-                "retention_interval",
-                "must be longer than 0, such as `1m`",
-            ));
-        }
+        problems.extend(
+            self.retention_interval
+                .zero_problem("retention_interval", "1m"),
+        );
         if self.max_age.is_some_and(|a| a.get().is_zero()) {
             problems.push(Problem::at(
                 "max_age",
@@ -152,12 +150,7 @@ impl SinkConfig for Config {
                 "must be more than 0, such as `10GiB`",
             ));
         }
-        if self.commit_interval.get().is_zero() {
-            problems.push(Problem::at(
-                "commit_interval",
-                "must be longer than 0, such as `1s`",
-            ));
-        }
+        problems.extend(self.commit_interval.zero_problem("commit_interval", "1s"));
         if self.commit_events == 0 {
             problems.push(Problem::at("commit_events", "must be more than 0"));
         }

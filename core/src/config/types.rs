@@ -88,6 +88,14 @@ impl<'de> Deserialize<'de> for ByteSize {
 pub struct Duration(pub StdDuration);
 
 impl Duration {
+    /// The problem of option `key` when this duration is zero (a wait,
+    /// timeout or interval of nothing), suggesting `example` such as `30s`.
+    pub fn zero_problem(self, key: &str, example: &str) -> Option<crate::registry::Problem> {
+        self.0.is_zero().then(|| {
+            crate::registry::Problem::at(key, format!("must be longer than 0, such as `{example}`"))
+        })
+    }
+
     /// Parses `500ms`, `1.5s`, `10m`, `2h`, `1d`, `30` (seconds), and sums
     /// of parts such as `1m30s` or `1h 15m` (spaces between parts allowed).
     pub fn parse(s: &str) -> Result<Self, String> {
@@ -188,6 +196,22 @@ impl<'de> Deserialize<'de> for Duration {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_zero_duration_is_a_problem_naming_its_option_and_an_example() {
+        let p = Duration(StdDuration::ZERO).zero_problem("commit_interval", "1s");
+        assert_eq!(
+            p,
+            Some(crate::registry::Problem::at(
+                "commit_interval",
+                "must be longer than 0, such as `1s`"
+            ))
+        );
+        assert_eq!(
+            Duration(StdDuration::from_millis(1)).zero_problem("t", "1s"),
+            None
+        );
+    }
 
     #[test]
     fn sizes() {

@@ -540,49 +540,26 @@ mod tests {
 
     #[tokio::test]
     async fn emit_before_gives_up_a_put_into_a_full_channel_counting_nothing() {
+        use crate::testing::{source_context, Collector, Full};
+        use std::time::Duration;
+        use tokio::time::Instant;
+        use tokio_util::sync::CancellationToken;
+        let counts = |cx: &sluice_core::source::SourceContext| {
+            let m = &cx.metrics;
+            (m.events_in.load(Relaxed), m.events_out.load(Relaxed))
+        };
         let dir = std::env::temp_dir();
-        let mut cx = crate::testing::source_context(
-            "s",
-            &dir,
-            Arc::new(crate::testing::Full),
-            tokio_util::sync::CancellationToken::new(),
-        );
-        let deadline = tokio::time::Instant::now() + std::time::Duration::from_millis(30);
-        assert!(!cx.emit_before(batch(3), deadline).await.expect("no error"));
-        assert_eq!(
-            cx.metrics
-                .events_in
-                .load(std::sync::atomic::Ordering::Relaxed),
-            0
-        );
-        assert_eq!(
-            cx.metrics
-                .events_out
-                .load(std::sync::atomic::Ordering::Relaxed),
-            0
-        );
 
-        let out = crate::testing::Collector::new();
-        let mut cx = crate::testing::source_context(
-            "s",
-            &dir,
-            out.clone(),
-            tokio_util::sync::CancellationToken::new(),
-        );
-        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
+        let mut cx = source_context("s", &dir, Arc::new(Full), CancellationToken::new());
+        let deadline = Instant::now() + Duration::from_millis(30);
+        assert!(!cx.emit_before(batch(3), deadline).await.expect("no error"));
+        assert_eq!(counts(&cx), (0, 0));
+
+        let out = Collector::new();
+        let mut cx = source_context("s", &dir, out.clone(), CancellationToken::new());
+        let deadline = Instant::now() + Duration::from_secs(5);
         assert!(cx.emit_before(batch(3), deadline).await.expect("no error"));
         assert_eq!(out.events().len(), 3);
-        assert_eq!(
-            cx.metrics
-                .events_in
-                .load(std::sync::atomic::Ordering::Relaxed),
-            3
-        );
-        assert_eq!(
-            cx.metrics
-                .events_out
-                .load(std::sync::atomic::Ordering::Relaxed),
-            3
-        );
+        assert_eq!(counts(&cx), (3, 3));
     }
 }

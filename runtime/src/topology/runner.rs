@@ -453,8 +453,9 @@ pub(crate) struct Open {
     takes: std::collections::VecDeque<(u64, Transaction, std::time::Instant)>,
     /// Writes counted so far (agrees with the sink's count after a loss).
     written: u64,
-    /// Events in `takes`.
+    /// Events in `takes`, and their body bytes.
     events: usize,
+    bytes: usize,
 }
 
 impl Open {
@@ -465,6 +466,7 @@ impl Open {
     fn push(&mut self, txn: Transaction) {
         self.written += 1;
         self.events += txn.len();
+        self.bytes += txn.batch().body_bytes();
         self.takes
             .push_back((self.written, txn, std::time::Instant::now()));
     }
@@ -480,14 +482,8 @@ impl Open {
     /// longer would stall its writers.
     fn fills_half(&self, input: &dyn Channel) -> bool {
         let stats = input.stats();
-        let events = self.events as u64;
-        let bytes: u64 = self
-            .takes
-            .iter()
-            .map(|(_, t, _)| t.batch().body_bytes() as u64)
-            .sum();
-        stats.capacity.is_some_and(|c| events * 2 >= c)
-            || stats.max_bytes.is_some_and(|m| bytes * 2 >= m)
+        stats.capacity.is_some_and(|c| self.events as u64 * 2 >= c)
+            || stats.max_bytes.is_some_and(|m| self.bytes as u64 * 2 >= m)
     }
 
     /// Commits, in order, the takes of the first `durable` writes.
@@ -495,6 +491,7 @@ impl Open {
         while self.takes.front().is_some_and(|(n, _, _)| *n <= durable) {
             if let Some((_, txn, _)) = self.takes.pop_front() {
                 self.events -= txn.len();
+                self.bytes -= txn.batch().body_bytes();
                 if let Err(e) = txn.commit().await {
                     tracing::warn!("commit failed: {e}");
                 }
@@ -509,6 +506,7 @@ impl Open {
             txn.rollback();
         }
         self.events = 0;
+        self.bytes = 0;
         self.written = durable;
     }
 }

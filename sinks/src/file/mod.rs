@@ -182,12 +182,7 @@ impl SinkConfig for Config {
             ));
         }
         problems.extend(encoding_problems(self.format, self.encoding.as_ref()));
-        if self.idle_timeout.get().is_zero() {
-            problems.push(Problem::at(
-                "idle_timeout",
-                "must be longer than 0, such as `30s`",
-            ));
-        }
+        problems.extend(self.idle_timeout.zero_problem("idle_timeout", "30s"));
         if let Some(r) = &self.rotate {
             match (r.max_bytes, r.interval) {
                 (None, None) => problems.push(Problem::at(
