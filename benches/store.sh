@@ -9,6 +9,7 @@
 #      - the null sink (baseline: the same pipeline with no destination),
 #      - the store sink (an index commit a second, or sooner when the events
 #        waiting for it fill half of the channel),
+#      - the same with `dedupe_by` (exactly-once: a delete before each add),
 #      - the postgres sink (one transaction per batch of 5000),
 #    and PostgreSQL's own ceiling for the same rows: one
 #    INSERT ... SELECT FROM generate_series inside the server.
@@ -75,6 +76,15 @@ pipeline "$WORK/store.yaml" "$INGEST" "    type: store
     batch_size: 10000"
 rate "store" "$INGEST" "$WORK/store.yaml"
 echo "(store: $(du -sh "$WORK/store" | cut -f1) on disk)" >&2
+rm -rf "$WORK/store"
+# What exactly-once costs: a delete by identity before every add.
+pipeline "$WORK/dedupe.yaml" "$INGEST" "    type: store
+    channel: main
+    path: $WORK/store
+    batch_size: 10000
+    dedupe_by: [timestamp, message]"
+rate "store, \`dedupe_by: [timestamp, message]\`" "$INGEST" "$WORK/dedupe.yaml"
+rm -rf "$WORK/store"
 TABLE=bench_$$
 psql "$PG" -X -q -c "SET client_min_messages = warning" -c "DROP TABLE IF EXISTS $TABLE"
 pipeline "$WORK/pg.yaml" "$INGEST" "    type: postgres
@@ -94,7 +104,9 @@ awk -v s="$start" -v e="$end" -v n="$INGEST" \
   'BEGIN { printf "| PostgreSQL INSERT ... SELECT inside the server (ceiling) | %.0f | %.2f | - |\n", n/(e-s), e-s }'
 psql "$PG" -X -q -c "DROP TABLE $TABLE"
 
-CACHE=${XDG_CACHE_HOME:-$HOME/.cache}/sluice/bench-store-$QUERY
+# Named by the index layout (`version` in sluice-store.json), so a new
+# layout builds a new index.
+CACHE=${XDG_CACHE_HOME:-$HOME/.cache}/sluice/bench-store-v2-$QUERY
 if [ ! -f "$CACHE/store/meta.json" ]; then
   rm -rf "$CACHE"
   mkdir -p "$CACHE"

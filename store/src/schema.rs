@@ -5,7 +5,8 @@
 //! |---|---|---|
 //! | `timestamp` | the event's timestamp | date, indexed, fast (nanoseconds), stored |
 //! | `message` | the body | full text (default tokenizer, lower-cased, positions for phrases), stored |
-//! | `fields` | every field, by name | JSON: strings as keywords (exact, case-sensitive), numbers, booleans and dates typed; all fast; stored |
+//! | `fields` | every field, by name | JSON: strings as keywords (exact, case-sensitive), numbers, booleans and dates typed; stored |
+//! | `columns` | numbers, booleans and dates of every field, strings of the fields named in `fast_fields` | JSON, fast only (ranges) |
 //! | `text` | the fields named in `text_fields` | JSON, full text |
 //! | `_id` | the identity of an event whose sink sets `dedupe_by` | u64, indexed |
 //!
@@ -13,6 +14,11 @@
 //! maps a name that is not one of the index fields to `fields.<name>`, or to
 //! `text.<name>` when it is a text field. Which fields are text is kept in
 //! `sluice-store.json` beside the index, so the search needs only the path.
+//!
+//! Layout 1 (before `columns`) made every value of `fields` fast, strings
+//! too: a dictionary column per string field, which cost a quarter of the
+//! indexing time and served no query. An index of layout 1 is still read
+//! and written in its own layout (ranges then go to `fields`).
 
 use std::path::Path;
 
@@ -41,7 +47,7 @@ pub struct StoreMeta {
 
 impl StoreMeta {
     /// The current layout version.
-    pub const VERSION: u32 = 1;
+    pub const VERSION: u32 = 2;
 
     /// Reads `sluice-store.json` in `dir`.
     pub fn load(dir: &Path) -> Result<StoreMeta, StoreError> {
@@ -83,10 +89,12 @@ pub struct Fields {
     pub text: Field,
     /// `_id`.
     pub id: Field,
+    /// `columns`: absent in an index of layout 1, where `fields` is fast.
+    pub columns: Option<Field>,
 }
 
 /// Names of the index fields; any other name in a query is an event field.
-pub const INDEX_FIELDS: [&str; 5] = ["timestamp", "message", "fields", "text", "_id"];
+pub const INDEX_FIELDS: [&str; 6] = ["timestamp", "message", "fields", "text", "_id", "columns"];
 
 /// The schema of every store index.
 pub fn schema() -> Schema {
@@ -107,8 +115,11 @@ pub fn schema() -> Schema {
         "fields",
         JsonObjectOptions::default()
             .set_indexing_options(keyword)
-            .set_fast(None)
             .set_stored(),
+    );
+    b.add_json_field(
+        "columns",
+        JsonObjectOptions::default().set_fast(Some("raw")),
     );
     let text = TextFieldIndexing::default()
         .set_tokenizer("default")
@@ -138,6 +149,7 @@ impl Fields {
             fields: get("fields")?,
             text: get("text")?,
             id: get("_id")?,
+            columns: schema.get_field("columns").ok(),
         })
     }
 }
@@ -163,12 +175,42 @@ fn owned(v: &Value) -> OwnedValue {
     }
 }
 
+/// The part of `v` that gets a fast column: numbers, booleans and dates
+/// (also inside maps and arrays), strings too when `strings`.
+fn column(v: &Value, strings: bool) -> Option<OwnedValue> {
+    match v {
+        Value::Null => None,
+        Value::String(_) if !strings => None,
+        Value::Array(a) => {
+            let a: Vec<_> = a.iter().filter_map(|v| column(v, strings)).collect();
+            (!a.is_empty()).then_some(OwnedValue::Array(a))
+        }
+        Value::Map(m) => {
+            let m: Vec<_> = m
+                .iter()
+                .filter_map(|(k, v)| Some((k.to_string(), column(v, strings)?)))
+                .collect();
+            (!m.is_empty()).then_some(OwnedValue::Object(m))
+        }
+        v => Some(owned(v)),
+    }
+}
+
+/// What a write puts in a document besides the event.
+#[derive(Clone, Copy, Debug)]
+pub struct DocOptions<'a> {
+    /// Fields also indexed as full text.
+    pub text_fields: &'a [String],
+    /// String fields that get a fast column too.
+    pub fast_fields: &'a [String],
+}
+
 /// Builds the document of `event`; `id` is its identity when the sink
 /// deduplicates.
 pub fn document(
     f: &Fields,
     event: &Event,
-    text_fields: &[String],
+    opts: DocOptions<'_>,
     id: Option<u64>,
 ) -> TantivyDocument {
     let mut doc = TantivyDocument::new();
@@ -181,7 +223,21 @@ pub fn document(
             .map(|(k, v)| (k.to_string(), owned(v)))
             .collect();
         doc.add_field_value(f.fields, &OwnedValue::Object(obj));
+        if let Some(columns) = f.columns {
+            let obj: Vec<(String, OwnedValue)> = event
+                .fields
+                .iter()
+                .filter_map(|(k, v)| {
+                    let strings = opts.fast_fields.iter().any(|n| n == k);
+                    Some((k.to_string(), column(v, strings)?))
+                })
+                .collect();
+            if !obj.is_empty() {
+                doc.add_field_value(columns, &OwnedValue::Object(obj));
+            }
+        }
     }
+    let text_fields = opts.text_fields;
     if !text_fields.is_empty() {
         let obj: Vec<(String, OwnedValue)> = text_fields
             .iter()

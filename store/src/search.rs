@@ -217,7 +217,7 @@ impl StoreReader {
                     lower,
                     upper,
                 } => UserInputLeaf::Range {
-                    field: field.map(|f| self.field_name(f)),
+                    field: field.map(|f| self.column_name(f)),
                     lower,
                     upper,
                 },
@@ -230,6 +230,24 @@ impl StoreReader {
                 },
                 UserInputLeaf::All => UserInputLeaf::All,
             })),
+        }
+    }
+
+    /// Maps a field name where a fast column answers (ranges):
+    /// `status` to `columns.status`, or to `fields.status` in an index of
+    /// layout 1.
+    fn column_name(&self, name: String) -> String {
+        if self.fields.columns.is_none() {
+            return self.field_name(name);
+        }
+        if let Some(rest) = name.strip_prefix("fields.") {
+            return format!("columns.{rest}");
+        }
+        let top = name.split('.').next().unwrap_or_default();
+        if INDEX_FIELDS.contains(&top) {
+            name
+        } else {
+            format!("columns.{name}")
         }
     }
 

@@ -41,7 +41,9 @@ use tantivy::directory::MmapDirectory;
 use tantivy::query::RangeQuery;
 use tantivy::{Index, IndexReader, IndexWriter, ReloadPolicy, TantivyDocument, Term};
 
-use crate::schema::{date, document, identity, schema, Fields, StoreMeta, INDEX_FIELDS};
+use crate::schema::{
+    date, document, identity, schema, DocOptions, Fields, StoreMeta, INDEX_FIELDS,
+};
 use crate::search::bucket_counts;
 use crate::StoreError;
 
@@ -56,6 +58,10 @@ pub struct Config {
     /// the exact keyword every string field gets.
     #[serde(default)]
     pub text_fields: Vec<String>,
+    /// String fields that also get a fast column, for ranges over strings
+    /// (`user:[a TO m]`). Numbers, booleans and dates always get one.
+    #[serde(default)]
+    pub fast_fields: Vec<String>,
     /// What identifies an event: field names, or `timestamp` and `message`
     /// for the event's own. When set, an event written again (re-delivered
     /// after a crash) replaces its earlier copy. Empty: every write adds.
@@ -134,6 +140,14 @@ impl SinkConfig for Config {
                 ));
             }
         }
+        for name in &self.fast_fields {
+            if INDEX_FIELDS.contains(&name.as_str()) || name.contains('.') || name.is_empty() {
+                problems.push(Problem::at(
+                    "fast_fields",
+                    format!("`{name}` cannot be a fast field: name a top-level event field other than `timestamp`, `message`, `fields`, `text`, `columns` and `_id`"),
+                ));
+            }
+        }
         problems.extend(
             self.retention_interval
                 .zero_problem("retention_interval", "1m"),
@@ -175,6 +189,7 @@ impl SinkConfig for Config {
             state: Some(Box::new(state)),
             settings: Arc::new(Settings {
                 text_fields: self.text_fields.clone(),
+                fast_fields: self.fast_fields.clone(),
                 dedupe_by: self.dedupe_by.clone(),
                 max_age: self.max_age.map(|d| d.get()),
                 max_bytes: self.max_bytes.map(|b| b.0),
@@ -192,6 +207,7 @@ impl SinkConfig for Config {
 #[derive(Debug)]
 struct Settings {
     text_fields: Vec<String>,
+    fast_fields: Vec<String>,
     dedupe_by: Vec<String>,
     max_age: Option<std::time::Duration>,
     max_bytes: Option<u64>,
@@ -224,13 +240,29 @@ impl State {
     fn open(path: &Path, meta: &StoreMeta, memory: u64) -> Result<State, StoreError> {
         std::fs::create_dir_all(path).map_err(|e| StoreError::Io(e.to_string()))?;
         let dir = MmapDirectory::open(path).map_err(|e| StoreError::Open(e.to_string()))?;
-        let index = Index::open_or_create(dir, schema()).map_err(|e| {
+        // An existing index keeps its own layout (see `schema`).
+        let exists = Index::exists(&dir).map_err(|e| StoreError::Open(e.to_string()))?;
+        let index = if exists {
+            Index::open(dir)
+        } else {
+            Index::create(dir, schema(), tantivy::IndexSettings::default())
+        }
+        .map_err(|e| {
             StoreError::Open(format!(
                 "{e} (was this directory written by another program?)"
             ))
         })?;
-        meta.save(path)?;
         let fields = Fields::resolve(&index.schema())?;
+        let layout = if fields.columns.is_some() {
+            StoreMeta::VERSION
+        } else {
+            1
+        };
+        StoreMeta {
+            version: layout,
+            ..meta.clone()
+        }
+        .save(path)?;
         let writer = index
             .writer_with_num_threads(1, memory as usize)
             .map_err(|e| StoreError::Open(format!("cannot open the index for writing: {e}")))?;
@@ -251,10 +283,14 @@ impl State {
     /// deduplicates.
     fn documents(&mut self, batch: &Batch, s: &Settings) -> Vec<(Option<u64>, TantivyDocument)> {
         let mut docs = Vec::with_capacity(batch.len());
+        let opts = DocOptions {
+            text_fields: &s.text_fields,
+            fast_fields: &s.fast_fields,
+        };
         for event in &batch.events {
             let id =
                 (!s.dedupe_by.is_empty()).then(|| identity(event, &s.dedupe_by, &mut self.scratch));
-            docs.push((id, document(&self.fields, event, &s.text_fields, id)));
+            docs.push((id, document(&self.fields, event, opts, id)));
         }
         docs
     }
@@ -540,6 +576,7 @@ mod tests {
         let mut state = State::open(dir.path(), &meta, MIN_WRITER_MEMORY).unwrap();
         let settings = Settings {
             text_fields: vec!["t".into()],
+            fast_fields: Vec::new(),
             dedupe_by: vec!["message".into()],
             max_age: None,
             max_bytes: None,

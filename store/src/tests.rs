@@ -405,15 +405,119 @@ async fn a_field_called_message_can_be_a_text_field_apart_from_the_events_messag
     assert_eq!(total(&r, "message:full"), 2);
 }
 
+/// Strings get a fast column only where `fast_fields` names them: ranges
+/// over those work; numbers always have one.
+#[tokio::test]
+async fn string_columns_only_where_fast_fields_asks() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = config(dir.path(), "fast_fields: [user]\n");
+    assert!(c.validate().is_empty());
+    let mut sink = c.build(&cx()).unwrap();
+    let events = ["alice", "bob", "carol"]
+        .iter()
+        .zip(1i64..)
+        .map(|(name, n)| {
+            event(
+                name,
+                n * SECOND,
+                &[
+                    ("user", (*name).into()),
+                    ("host", (*name).into()),
+                    ("code", Value::Integer(n)),
+                ],
+            )
+        })
+        .collect();
+    write(&mut sink, events).await;
+    let r = StoreReader::open(dir.path()).unwrap();
+    assert_eq!(total(&r, "user:[alice TO bob]"), 2);
+    // No column for `host`: its exact values are still found.
+    assert_eq!(total(&r, "host:bob"), 1);
+    assert_eq!(total(&r, "host:[alice TO bob]"), 0);
+    assert_eq!(total(&r, "code:[1 TO 2]"), 2);
+    assert_eq!(total(&r, "fields.code:>=2"), 2);
+    assert_eq!(total(&r, "code:>1 AND host:carol"), 1);
+    let meta = crate::schema::StoreMeta::load(dir.path()).unwrap();
+    assert_eq!(meta.version, crate::schema::StoreMeta::VERSION);
+}
+
+/// An index written in layout 1 (every value of `fields` fast, no
+/// `columns`) is written and searched in its own layout.
+#[tokio::test]
+async fn an_index_of_layout_1_keeps_its_layout() {
+    use tantivy::schema::{
+        DateOptions, DateTimePrecision, IndexRecordOption, JsonObjectOptions, NumericOptions,
+        TextFieldIndexing, STORED, TEXT,
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let mut b = tantivy::schema::Schema::builder();
+    b.add_date_field(
+        "timestamp",
+        DateOptions::default()
+            .set_indexed()
+            .set_fast()
+            .set_stored()
+            .set_precision(DateTimePrecision::Nanoseconds),
+    );
+    b.add_text_field("message", TEXT | STORED);
+    let keyword = TextFieldIndexing::default()
+        .set_tokenizer("raw")
+        .set_index_option(IndexRecordOption::Basic);
+    b.add_json_field(
+        "fields",
+        JsonObjectOptions::default()
+            .set_indexing_options(keyword)
+            .set_fast(None)
+            .set_stored(),
+    );
+    let text = TextFieldIndexing::default()
+        .set_tokenizer("default")
+        .set_index_option(IndexRecordOption::WithFreqsAndPositions);
+    b.add_json_field(
+        "text",
+        JsonObjectOptions::default().set_indexing_options(text),
+    );
+    b.add_u64_field("_id", NumericOptions::default().set_indexed());
+    tantivy::Index::create_in_dir(dir.path(), b.build()).unwrap();
+
+    let mut sink = config(dir.path(), "").build(&cx()).unwrap();
+    let events = (1..=3i64)
+        .map(|n| {
+            event(
+                "old",
+                n * SECOND,
+                &[("status", Value::Integer(400 + n)), ("user", "u".into())],
+            )
+        })
+        .collect();
+    write(&mut sink, events).await;
+    let r = StoreReader::open(dir.path()).unwrap();
+    assert_eq!(total(&r, "status:[402 TO 403]"), 2);
+    assert_eq!(total(&r, "user:u AND status:401"), 1);
+    assert_eq!(
+        crate::schema::StoreMeta::load(dir.path()).unwrap().version,
+        1
+    );
+}
+
 #[test]
 fn options_are_checked() {
     let dir = tempfile::tempdir().unwrap();
     let c = config(
         dir.path(),
-        "text_fields: [timestamp]\nwriter_memory: 1MiB\nmax_age: 0s\n",
+        "text_fields: [timestamp]\nfast_fields: [columns, a.b]\nwriter_memory: 1MiB\nmax_age: 0s\n",
     );
     let keys: Vec<_> = c.validate().into_iter().filter_map(|p| p.key).collect();
-    assert_eq!(keys, ["text_fields", "max_age", "writer_memory"]);
+    assert_eq!(
+        keys,
+        [
+            "text_fields",
+            "fast_fields",
+            "fast_fields",
+            "max_age",
+            "writer_memory"
+        ]
+    );
     assert!(sluice_core::config::from_yaml_str::<Config>("path: x\npaht: y\n").is_err());
 }
 
