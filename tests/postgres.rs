@@ -435,3 +435,86 @@ sinks:
     );
     psql(&format!("DROP TABLE {table}"));
 }
+
+/// `batch_timeout` makes a sink wait for a fuller batch: a trickle of 60
+/// events (six ticks of a rate-limited generator) becomes one insert, one
+/// transaction (rows of one transaction share `xmin`); without it, the
+/// sink writes what each tick brought.
+#[test]
+fn batch_timeout_gathers_a_trickle_into_one_insert() {
+    let _one_at_a_time = server();
+    let run = |name: &str, timeout: &str| {
+        let table = fresh_table(name);
+        let d = Dir::new();
+        d.write(
+            "p.yaml",
+            &format!(
+                r#"sources:
+  gen: {{type: generator, count: 60, rate: 100, channels: [main]}}
+channels:
+  main: {{type: memory, capacity: 1000}}
+sinks:
+  db:
+    type: postgres
+    channel: main
+    url: ${{SLUICE_TEST_POSTGRES_URL}}
+    table: {table}
+    batch_size: 1000
+{timeout}"#
+            ),
+        );
+        let o = d.run_logged(&["run", "p.yaml"]);
+        ok(&o);
+        assert_eq!(number(&format!("SELECT count(*) FROM {table}")), 60);
+        let transactions = number(&format!("SELECT count(DISTINCT xmin::text) FROM {table}"));
+        psql(&format!("DROP TABLE {table}"));
+        transactions
+    };
+    // The input ends long before the timeout: the sink writes at once then.
+    assert_eq!(run("linger", "    batch_timeout: 1m\n"), 1);
+    assert!(
+        run("eager", "") > 1,
+        "without batch_timeout each tick is a batch"
+    );
+
+    // An endless trickle (two events a tick) still arrives, a batch per
+    // timeout, each of several ticks.
+    let table = fresh_table("trickle");
+    let d = Dir::new();
+    d.write(
+        "p.yaml",
+        &format!(
+            r#"sources:
+  gen: {{type: generator, rate: 20, channels: [main]}}
+channels:
+  main: {{type: memory, capacity: 1000}}
+sinks:
+  db:
+    type: postgres
+    channel: main
+    url: ${{SLUICE_TEST_POSTGRES_URL}}
+    table: {table}
+    batch_size: 1000
+    batch_timeout: 700ms
+"#
+        ),
+    );
+    let agent = Agent::start(&d, &["run", "p.yaml"]);
+    let rows = || {
+        psql(&format!(
+            "SELECT count(*) FROM pg_tables WHERE tablename = '{table}'"
+        )) == "1"
+            && number(&format!("SELECT count(*) FROM {table}")) >= 40
+    };
+    wait_for(LIMIT, "40 rows of the trickle", rows);
+    agent.stop_ok();
+    let (rows, transactions) = (
+        number(&format!("SELECT count(*) FROM {table}")),
+        number(&format!("SELECT count(DISTINCT xmin::text) FROM {table}")),
+    );
+    assert!(
+        rows >= 3 * transactions,
+        "{rows} rows in {transactions} transactions: batches of one or two ticks"
+    );
+    psql(&format!("DROP TABLE {table}"));
+}

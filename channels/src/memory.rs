@@ -265,6 +265,11 @@ impl Channel for MemoryChannel {
         }
     }
 
+    fn drained(&self) -> bool {
+        let st = self.inner.lock();
+        st.closed && st.queued == 0
+    }
+
     fn close(&self) {
         self.inner.lock().closed = true;
         self.inner.readers.notify_waiters();
@@ -406,6 +411,30 @@ mod tests {
         let t = ch.take(100).await.unwrap().unwrap();
         assert_eq!(bodies(t.batch()), ["0", "1", "2", "3", "4", "5"]);
         assert_eq!(ch.stats().events, 6);
+    }
+
+    #[tokio::test]
+    async fn joined_takes_roll_back_in_order_and_commit_together() {
+        let ch = chan("capacity: 100");
+        ch.put(batch(0..6)).await.unwrap();
+        let parts = vec![
+            ch.take(2).await.unwrap().unwrap(),
+            ch.take(3).await.unwrap().unwrap(),
+        ];
+        let t = Transaction::join(parts);
+        assert_eq!(bodies(t.batch()), ["0", "1", "2", "3", "4"]);
+        t.rollback();
+        assert_eq!(ch.stats().events, 6);
+        let t = Transaction::join(vec![
+            ch.take(1).await.unwrap().unwrap(),
+            ch.take(100).await.unwrap().unwrap(),
+        ]);
+        assert_eq!(bodies(t.batch()), ["0", "1", "2", "3", "4", "5"]);
+        ch.close();
+        assert!(ch.drained(), "closed, and all of it is taken");
+        t.commit().await.unwrap();
+        assert_eq!(ch.stats().events, 0);
+        assert!(ch.take(10).await.unwrap().is_none());
     }
 
     #[tokio::test]

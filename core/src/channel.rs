@@ -139,6 +139,15 @@ pub trait Channel: Send + Sync + 'static {
     fn degraded(&self) -> Option<String> {
         None
     }
+
+    /// Whether the channel is closed with nothing left to take: what a
+    /// reader holds is all there will be. A sink holding takes while it
+    /// waits to fill a batch (`batch_timeout`) writes them then, rather
+    /// than waiting out the timeout; a channel that cannot tell answers
+    /// `false` (the default) and the sink waits.
+    fn drained(&self) -> bool {
+        false
+    }
 }
 
 /// The channel's side of a transaction: what commit and rollback do.
@@ -207,10 +216,67 @@ impl Transaction {
         self.batch = Some(batch);
     }
 
+    /// Joins takes of one channel, oldest first, into one: its batch holds
+    /// their events in order; a commit commits each in order, a rollback
+    /// hands each its own events back, newest first, so that the channel
+    /// keeps its order. A sink that waits to fill a batch (`batch_timeout`)
+    /// writes and acknowledges its takes as one.
+    pub fn join(mut parts: Vec<Transaction>) -> Transaction {
+        if parts.len() == 1 {
+            if let Some(only) = parts.pop() {
+                return only;
+            }
+        }
+        let mut batch = Batch::new();
+        let mut joined = Joined {
+            parts: Vec::with_capacity(parts.len()),
+        };
+        for mut t in parts {
+            let mut b = t.take_batch();
+            let handle = t.handle.take();
+            joined.parts.push((b.len(), handle));
+            batch.events.append(&mut b.events);
+        }
+        Transaction::new(batch, Box::new(joined))
+    }
+
     /// Rolls back: the events become available again.
     pub fn rollback(mut self) {
         if let Some(h) = self.handle.take() {
             h.rollback(self.batch.take());
+        }
+    }
+}
+
+/// The handles of joined takes, each with its number of events.
+struct Joined {
+    parts: Vec<(usize, Option<Box<dyn TransactionHandle>>)>,
+}
+
+#[async_trait]
+impl TransactionHandle for Joined {
+    async fn commit(self: Box<Self>) -> Result<(), ChannelError> {
+        for (_, handle) in self.parts {
+            if let Some(h) = handle {
+                h.commit().await?;
+            }
+        }
+        Ok(())
+    }
+
+    fn rollback(self: Box<Self>, mut batch: Option<Batch>) {
+        // Only a batch of the joined length can be cut back into the parts.
+        let total: usize = self.parts.iter().map(|(n, _)| n).sum();
+        if batch.as_ref().is_some_and(|b| b.len() != total) {
+            batch = None;
+        }
+        for (n, handle) in self.parts.into_iter().rev() {
+            let part = batch.as_mut().map(|b| Batch {
+                events: b.events.split_off(b.events.len() - n),
+            });
+            if let Some(h) = handle {
+                h.rollback(part);
+            }
         }
     }
 }

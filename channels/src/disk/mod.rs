@@ -654,6 +654,11 @@ impl Channel for DiskChannel {
         }
     }
 
+    fn drained(&self) -> bool {
+        let st = self.core.shared.lock();
+        st.closed && st.queued == 0
+    }
+
     fn close(&self) {
         self.core.shared.lock().closed = true;
         self.core.shared.readers.notify_waiters();

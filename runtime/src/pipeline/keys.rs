@@ -270,6 +270,27 @@ pub(super) fn batch_size(cx: &mut Ctx, node: &Node) -> usize {
     }
 }
 
+/// A sink's `batch_timeout`: a duration longer than 0, or absent.
+pub(super) fn batch_timeout(cx: &mut Ctx, node: &Node) -> Option<std::time::Duration> {
+    let n = node.get("batch_timeout")?;
+    let parsed = match &n.kind {
+        NodeKind::Str(s) => sluice_core::config::Duration::parse(s),
+        NodeKind::Int(i) if *i >= 0 => Ok(std::time::Duration::from_secs(*i as u64).into()),
+        _ => Err("expected a duration such as `1s` or `500ms`".to_string()),
+    };
+    match parsed {
+        Ok(d) if d.get().is_zero() => {
+            cx.err(n.pos, "`batch_timeout` must be longer than 0, such as `1s` (leave it out to write what the channel holds at once)");
+            None
+        }
+        Ok(d) => Some(d.get()),
+        Err(e) => {
+            cx.err(n.pos, format!("`batch_timeout`: {e}"));
+            None
+        }
+    }
+}
+
 /// A processor's `workers`: `auto` or a positive integer; more than one
 /// only for a processor that keeps no state between events.
 pub(super) fn workers(

@@ -21,8 +21,8 @@ pub use api::ApiSpec;
 use graph::check_graph;
 pub use groups::{Balance, GroupStrategy, SinkGroupSpec};
 use keys::{
-    batch_size, check_keys, component, list, report, section, selector, string_list, string_opt,
-    workers,
+    batch_size, batch_timeout, check_keys, component, list, report, section, selector, string_list,
+    string_opt, workers,
 };
 use sluice_core::config::node::{self, Node, NodeKind, Pos};
 use sluice_core::registry::{
@@ -170,6 +170,8 @@ pub struct SinkSpec {
     pub dead_letter: Option<String>,
     /// Events taken per batch.
     pub batch_size: usize,
+    /// How long a batch smaller than `batch_size` may wait to fill.
+    pub batch_timeout: Option<std::time::Duration>,
     /// Its declaration in canonical form (see [`Node::canonical`]): equal
     /// fingerprints mean the same options and wiring.
     pub fingerprint: String,
@@ -254,7 +256,13 @@ const PROCESSOR_KEYS: &[&str] = &[
     "batch_size",
     "workers",
 ];
-const SINK_KEYS: &[&str] = &["type", "channel", "dead_letter", "batch_size"];
+const SINK_KEYS: &[&str] = &[
+    "type",
+    "channel",
+    "dead_letter",
+    "batch_size",
+    "batch_timeout",
+];
 const DEFAULT_BATCH_SIZE: usize = sluice_core::defaults::BATCH_SIZE;
 
 struct Ctx<'a> {
@@ -629,6 +637,7 @@ fn build_model(cx: &mut Ctx, path: &Path, root: &Node, registry: &Registry) -> O
         }
         let dead_letter = string_opt(cx, node, "dead_letter");
         let batch_size = batch_size(cx, node);
+        let batch_timeout = batch_timeout(cx, node);
         sinks.push(SinkSpec {
             id,
             type_name,
@@ -636,6 +645,7 @@ fn build_model(cx: &mut Ctx, path: &Path, root: &Node, registry: &Registry) -> O
             channel: channel.unwrap_or_default(),
             dead_letter,
             batch_size,
+            batch_timeout,
             fingerprint: node.canonical(),
             pos,
         });

@@ -332,3 +332,25 @@ mod fuzz {
         }
     }
 }
+
+#[test]
+fn a_sinks_batch_timeout_is_a_duration_longer_than_zero() {
+    let yaml = |t: &str| {
+        format!("sources:\n  a: {{type: gen, channels: [c]}}\nchannels:\n  c: {{type: mem}}\nsinks:\n  o: {{type: out, channel: c, batch_timeout: {t}}}\n")
+    };
+    let p = check(&yaml("1m30s")).unwrap();
+    assert_eq!(
+        p.sinks[0].batch_timeout,
+        Some(std::time::Duration::from_secs(90))
+    );
+    let errs = check(&yaml("0s")).unwrap_err();
+    assert!(
+        errs[0].starts_with("p.yaml:6:45: `batch_timeout` must be longer than 0"),
+        "{errs:?}"
+    );
+    let errs = check(&yaml("soon")).unwrap_err();
+    assert!(
+        errs[0].starts_with("p.yaml:6:45: `batch_timeout`: invalid duration `soon`"),
+        "{errs:?}"
+    );
+}

@@ -22,7 +22,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::runner::{rejected_events, take, Backoff, SinkRunner, Taken};
+use super::runner::{rejected_events, take_batch, Backoff, SinkRunner, Taken};
 use super::{Spawn, TaskKey};
 use crate::pipeline::{Balance, GroupStrategy, Pipeline, SinkGroupSpec};
 use sluice_core::channel::Channel;
@@ -46,6 +46,7 @@ struct GroupRunner {
     members: Vec<Member>,
     strategy: GroupStrategy,
     batch_size: usize,
+    batch_timeout: Option<Duration>,
     base_penalty: Duration,
     max_penalty: Duration,
     shutdown: CancellationToken,
@@ -89,6 +90,7 @@ pub(super) fn tasks(pipeline: &Pipeline, runners: &mut HashMap<String, SinkRunne
             id: g.id.clone(),
             input: first.runner.input.clone(),
             batch_size: first.runner.batch_size,
+            batch_timeout: first.runner.batch_timeout,
             shutdown: first.runner.shutdown.clone(),
             stop: first.runner.stop.clone(),
             members,
@@ -190,8 +192,14 @@ impl GroupRunner {
     async fn deliver(mut self) -> Result<(), String> {
         let mut backoff = Backoff::new();
         tracing::debug!(group = %self.id, members = self.members.len(), "started");
-        'batches: while let Taken::Batch(txn) =
-            take(&*self.input, self.batch_size, &mut backoff, &self.stop).await?
+        'batches: while let Taken::Batch(txn) = take_batch(
+            &*self.input,
+            self.batch_size,
+            self.batch_timeout,
+            &mut backoff,
+            &self.stop,
+        )
+        .await?
         {
             'deliver: loop {
                 let order = self.order(Instant::now());
@@ -297,6 +305,7 @@ mod tests {
                     dead_letter: None,
                     metrics: Arc::default(),
                     batch_size: 10,
+                    batch_timeout: None,
                     shutdown: CancellationToken::new(),
                     stop: CancellationToken::new(),
                     warn: Default::default(),
@@ -313,6 +322,7 @@ mod tests {
             members,
             strategy,
             batch_size: 10,
+            batch_timeout: None,
             base_penalty: Duration::from_secs(1),
             max_penalty: Duration::from_secs(4),
             shutdown: CancellationToken::new(),

@@ -116,6 +116,7 @@ async fn run(fail_syncs: usize) -> (Vec<String>, Vec<(u64, u64)>, u64) {
         dead_letter: None,
         metrics: Arc::default(),
         batch_size: 10,
+        batch_timeout: None,
         shutdown: CancellationToken::new(),
         stop: CancellationToken::new(),
         warn: WarnLimiter::default(),

@@ -167,6 +167,58 @@ pub(crate) async fn take(
     }
 }
 
+/// Takes a sink's next batch: up to `size` events. With a `timeout` (the
+/// sink's `batch_timeout`), a smaller take is joined with the next ones
+/// until `size` events are in hand, `timeout` has passed since the first
+/// arrived, the input is closed and drained, or the task stops; the events
+/// stay taken (in the channel's count) while they wait.
+pub(crate) async fn take_batch(
+    input: &dyn Channel,
+    size: usize,
+    timeout: Option<Duration>,
+    backoff: &mut Backoff,
+    stop: &CancellationToken,
+) -> Result<Taken, String> {
+    let first = take(input, size, backoff, stop).await?;
+    let (Some(timeout), Taken::Batch(txn)) = (timeout, &first) else {
+        return Ok(first);
+    };
+    let mut held = txn.len();
+    if held >= size {
+        return Ok(first);
+    }
+    let deadline = tokio::time::Instant::now() + timeout;
+    let Taken::Batch(txn) = first else {
+        return Ok(first);
+    };
+    let mut parts = vec![txn];
+    while held < size {
+        let more = tokio::select! {
+            biased;
+            _ = stop.cancelled() => break,
+            _ = tokio::time::sleep_until(deadline) => break,
+            () = drained(input) => break,
+            more = take(input, size - held, backoff, stop) => more?,
+        };
+        match more {
+            Taken::Batch(t) => {
+                held += t.len();
+                parts.push(t);
+            }
+            Taken::End => break,
+        }
+    }
+    Ok(Taken::Batch(Transaction::join(parts)))
+}
+
+/// Resolves once `input` is closed with nothing left to take (checked
+/// every 20 ms, only while a sink waits to fill a batch).
+async fn drained(input: &dyn Channel) {
+    while !input.drained() {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 pub(crate) async fn run_stage(
     input: Arc<dyn Channel>,
     mut emitter: Emitter,
@@ -264,6 +316,8 @@ pub(crate) struct SinkRunner {
     pub dead_letter: Option<Arc<dyn Channel>>,
     pub metrics: Arc<ComponentMetrics>,
     pub batch_size: usize,
+    /// How long a smaller batch may wait to fill (`batch_timeout`).
+    pub batch_timeout: Option<Duration>,
     /// The pipeline's shutdown, cancelled on a fatal error.
     pub shutdown: CancellationToken,
     /// This task's stop (a reload).
@@ -282,7 +336,14 @@ impl SinkRunner {
         let mut open = Open::default();
         'batches: loop {
             let taken = if open.is_empty() {
-                take(&*self.input, self.batch_size, &mut backoff, &self.stop).await?
+                take_batch(
+                    &*self.input,
+                    self.batch_size,
+                    self.batch_timeout,
+                    &mut backoff,
+                    &self.stop,
+                )
+                .await?
             } else {
                 let due = open.due(self.sink.sync_interval());
                 if due.is_zero() || open.fills_half(&*self.input) {
@@ -292,7 +353,7 @@ impl SinkRunner {
                     continue;
                 }
                 tokio::select! {
-                    taken = take(&*self.input, self.batch_size, &mut backoff, &self.stop) => taken?,
+                    taken = take_batch(&*self.input, self.batch_size, self.batch_timeout, &mut backoff, &self.stop) => taken?,
                     _ = tokio::time::sleep(due) => {
                         if !self.sync(&mut open, &mut backoff).await? {
                             break 'batches;
@@ -651,6 +712,7 @@ pub(crate) mod tests {
             dead_letter: None,
             metrics: Arc::default(),
             batch_size: 10,
+            batch_timeout: None,
             shutdown: CancellationToken::new(),
             stop,
             warn: WarnLimiter::default(),

@@ -288,6 +288,7 @@ pub(crate) fn start(
             dead_letter,
             metrics: metrics.clone(),
             batch_size: s.batch_size,
+            batch_timeout: s.batch_timeout,
             shutdown: shutdown.clone(),
             stop,
             warn: WarnLimiter::default(),
