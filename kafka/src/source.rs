@@ -126,9 +126,7 @@ impl SourceConfig for Config {
                 "a source reads `text` or `native`; parse JSON values with the `parse_json` processor",
             ));
         }
-        if self.batch_timeout.get().is_zero() {
-            problems.push(Problem::at("batch_timeout", "must be longer than 0"));
-        }
+        problems.extend(self.batch_timeout.zero_problem("batch_timeout", "100ms"));
         problems
     }
 

@@ -193,7 +193,7 @@ impl SinkConfig for Config {
                     problems.push(Problem::at("rotate.max_bytes", "must be at least 1 byte"))
                 }
                 (_, Some(i)) if i.get().is_zero() => {
-                    problems.push(Problem::at("rotate.interval", "must be longer than 0"))
+                    problems.extend(i.zero_problem("rotate.interval", "1h"))
                 }
                 _ => {}
             }

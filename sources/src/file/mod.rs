@@ -224,9 +224,7 @@ impl SourceConfig for Config {
                 }
             }
         }
-        if self.poll_interval.get().is_zero() {
-            problems.push(Problem::at("poll_interval", "must be longer than 0"));
-        }
+        problems.extend(self.poll_interval.zero_problem("poll_interval", "250ms"));
         if self.partial_line_timeout.is_some_and(|t| t.get().is_zero()) {
             problems.push(Problem::at(
                 "partial_line_timeout",
@@ -246,9 +244,7 @@ impl SourceConfig for Config {
                     "must be at least 1 byte",
                 ));
             }
-            if m.timeout.get().is_zero() {
-                problems.push(Problem::at("multiline.timeout", "must be longer than 0"));
-            }
+            problems.extend(m.timeout.zero_problem("multiline.timeout", "1s"));
         }
         problems
     }
