@@ -18,6 +18,7 @@ import elasticsearch
 from elasticsearch import Elasticsearch, helpers
 
 N = 100_000
+GZ = 10
 SERVICES = ["checkout", "search", "login", "cart"]
 BASE = datetime.datetime(2026, 12, 3, 10, 0, 0, tzinfo=datetime.timezone.utc)
 STEP_MS = 100  # document i is at BASE + i * 100 ms
@@ -96,6 +97,11 @@ def main():
     check(got == want, "the items of the raw body", got)
     check("only ingests" in r["items"][2]["delete"]["error"]["reason"], "delete names why", r["items"][2])
 
+    # A gzip body (Filebeat compresses by default; here the client does).
+    gz = Elasticsearch(ingest_url, basic_auth=("elastic", token), http_compress=True)
+    r = gz.bulk(operations=[x for i in range(GZ) for x in ({"create": {"_index": "gz"}}, {"message": f"zipped {i}"})])
+    check(r["errors"] is False and len(r["items"]) == GZ, "a gzip bulk", r.body)
+
     # Search on the API, once the store has committed everything.
     api = Elasticsearch(api_url, bearer_auth=token, request_timeout=120)
     deadline = time.monotonic() + 120
@@ -105,11 +111,11 @@ def main():
             count = api.count()["count"]
         except elasticsearch.ApiError:
             count = -1
-        if count == N + 2:
+        if count == N + 2 + GZ:
             break
         time.sleep(0.2)
     searchable_seconds = time.monotonic() - started
-    check(count == N + 2, "every document is searchable", count)
+    check(count == N + 2 + GZ, "every document is searchable", count)
 
     def total(index="app-logs", **kw):
         r = api.search(index=index, size=0, track_total_hits=True, **kw)
@@ -118,8 +124,9 @@ def main():
 
     check(total(query={"match_all": {}}) == N, "all", total(query={"match_all": {}}))
     check(total(index="bad-batch") == 2, "the good items of the raw body", total(index="bad-batch"))
-    check(total(index="_all") == N + 2, "_all", total(index="_all"))
-    check(total(index="store") == N + 2, "the store sink by id", total(index="store"))
+    check(total(index="gz") == GZ, "the gzip bulk", total(index="gz"))
+    check(total(index="_all") == N + 2 + GZ, "_all", total(index="_all"))
+    check(total(index="store") == N + 2 + GZ, "the store sink by id", total(index="store"))
     check(total(index="nothing-here") == 0, "an index nobody wrote", total(index="nothing-here"))
     check(total(query={"term": {"service": "checkout"}}) == N // 4, "term")
     check(total(query={"terms": {"service.keyword": ["checkout", "cart"]}}) == N // 2, "terms")
