@@ -96,6 +96,9 @@ pub(crate) fn parse(
     let lines = lines(body);
     let mut batch = Batch::new();
     let mut items = Vec::new();
+    // The index field's value, shared by the events of one index (a clone
+    // is a reference count, not a copy).
+    let mut shared_index: Option<(String, Value)> = None;
     let mut i = 0;
     while i < lines.len() {
         let (line_no, line) = (lines[i].0, &lines[i].1);
@@ -174,9 +177,15 @@ pub(crate) fn parse(
         match document(doc, *doc_no, max_fields, now) {
             Ok(mut event) => {
                 let id = given_id.clone().unwrap_or_else(|| ids.next());
-                event
-                    .fields
-                    .insert(INDEX_FIELD, Value::from(index.as_str()));
+                let value = match &shared_index {
+                    Some((name, v)) if *name == index => v.clone(),
+                    _ => {
+                        let v = Value::from(index.as_str());
+                        shared_index = Some((index.clone(), v.clone()));
+                        v
+                    }
+                };
+                event.fields.insert(INDEX_FIELD, value);
                 event.fields.insert(ID_FIELD, Value::from(id.as_str()));
                 batch.push(event);
                 items.push(Item {
@@ -263,6 +272,13 @@ pub(crate) fn document(
             "line {line_no}: failed to parse the document: expected an object"
         ));
     };
+    for meta in [INDEX_FIELD, ID_FIELD] {
+        if fields.contains_key(meta) {
+            return Err(format!(
+                "line {line_no}: field [{meta}] is a metadata field and cannot be added inside a document; give it in the action line"
+            ));
+        }
+    }
     let n = fields.deep_len();
     if n > max_fields {
         return Err(format!(
@@ -398,6 +414,8 @@ mod tests {
             "{\"create\":{\"_index\":\"a\",\"_id\":7}}",
             "{\"n\":5}",
             "{\"index\":{\"_index\":\"a\"}}",
+            "{\"_id\":\"forged\"}",
+            "{\"index\":{\"_index\":\"a\"}}",
         ]
         .join("\n");
         let p = run(&body, None);
@@ -417,6 +435,7 @@ mod tests {
                 ("index", Some("illegal_argument_exception")),
                 ("index", Some("action_request_validation_exception")),
                 ("create", None),
+                ("index", Some("document_parsing_exception")),
                 ("index", Some("action_request_validation_exception")),
             ]
         );
@@ -435,6 +454,12 @@ mod tests {
         assert_eq!(j["index"]["status"], 400);
         assert_eq!(j["index"]["error"]["type"], "document_parsing_exception");
         assert!(p.items[8]
+            .error
+            .as_ref()
+            .expect("forged")
+            .reason
+            .contains("metadata field"));
+        assert!(p.items[9]
             .error
             .as_ref()
             .expect("missing")
