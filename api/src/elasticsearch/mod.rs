@@ -124,10 +124,7 @@ fn resolve(state: &ApiState, index: Option<&str>) -> Result<(Offered, Option<Str
 fn within(query: &str, index: Option<&str>) -> String {
     match index {
         None => query.to_string(),
-        Some(i) => {
-            let quoted = serde_json::to_string(i).unwrap_or_default();
-            format!("({query}) AND fields._index:{quoted}")
-        }
+        Some(i) => format!("({query}) AND fields._index:{}", query::quote(i)),
     }
 }
 

@@ -133,7 +133,8 @@ fn literal(v: &Json) -> Result<String> {
     }
 }
 
-fn quote(s: &str) -> String {
+/// `s` as a quoted term of the store's syntax.
+pub(crate) fn quote(s: &str) -> String {
     let mut out = String::with_capacity(s.len() + 2);
     out.push('"');
     for c in s.chars() {
