@@ -19,6 +19,7 @@ from elasticsearch import Elasticsearch, helpers
 
 N = 100_000
 GZ = 10
+SINGLE = 3
 SERVICES = ["checkout", "search", "login", "cart"]
 BASE = datetime.datetime(2026, 12, 3, 10, 0, 0, tzinfo=datetime.timezone.utc)
 STEP_MS = 100  # document i is at BASE + i * 100 ms
@@ -102,6 +103,14 @@ def main():
     r = gz.bulk(operations=[x for i in range(GZ) for x in ({"create": {"_index": "gz"}}, {"message": f"zipped {i}"})])
     check(r["errors"] is False and len(r["items"]) == GZ, "a gzip bulk", r.body)
 
+    # Single documents: with an id, without one, and `create`.
+    r = es.index(index="single", id="s1", document={"@timestamp": at(0), "message": "one"})
+    check(r["result"] == "created" and r["_id"] == "s1", "index with an id", r.body)
+    r = es.index(index="single", document={"message": "two"})
+    check(r["result"] == "created" and len(r["_id"]) > 0, "index without an id", r.body)
+    r = es.create(index="single", id="s3", document={"message": "three"})
+    check(r["result"] == "created", "create", r.body)
+
     # Search on the API, once the store has committed everything.
     api = Elasticsearch(api_url, bearer_auth=token, request_timeout=120)
     deadline = time.monotonic() + 120
@@ -111,11 +120,11 @@ def main():
             count = api.count()["count"]
         except elasticsearch.ApiError:
             count = -1
-        if count == N + 2 + GZ:
+        if count == N + 2 + GZ + SINGLE:
             break
         time.sleep(0.2)
     searchable_seconds = time.monotonic() - started
-    check(count == N + 2 + GZ, "every document is searchable", count)
+    check(count == N + 2 + GZ + SINGLE, "every document is searchable", count)
 
     def total(index="app-logs", **kw):
         r = api.search(index=index, size=0, track_total_hits=True, **kw)
@@ -125,8 +134,11 @@ def main():
     check(total(query={"match_all": {}}) == N, "all", total(query={"match_all": {}}))
     check(total(index="bad-batch") == 2, "the good items of the raw body", total(index="bad-batch"))
     check(total(index="gz") == GZ, "the gzip bulk", total(index="gz"))
-    check(total(index="_all") == N + 2 + GZ, "_all", total(index="_all"))
-    check(total(index="store") == N + 2 + GZ, "the store sink by id", total(index="store"))
+    check(total(index="single") == SINGLE, "the single documents", total(index="single"))
+    check(api.count(index="app-logs", query={"term": {"service": "cart"}})["count"] == N // 4, "_count of a query")
+    check(total(q="service:login") == N // 4, "q")
+    check(total(index="_all") == N + 2 + GZ + SINGLE, "_all", total(index="_all"))
+    check(total(index="store") == N + 2 + GZ + SINGLE, "the store sink by id", total(index="store"))
     check(total(index="nothing-here") == 0, "an index nobody wrote", total(index="nothing-here"))
     check(total(query={"term": {"service": "checkout"}}) == N // 4, "term")
     check(total(query={"terms": {"service.keyword": ["checkout", "cart"]}}) == N // 2, "terms")

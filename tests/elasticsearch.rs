@@ -1,9 +1,10 @@
 //! The `elasticsearch` source and the API's `_search`, driven by the
 //! official Elasticsearch Python client (`elasticsearch` 9.5.1 from PyPI,
 //! installed by `scripts/services.sh up python`): a client nobody here
-//! wrote bulk-indexes 100,000 documents, a body with bad items and a gzip
-//! body, then searches them back; `testdata/elasticsearch_client.py` says
-//! what it checks. Backpressure (`429`) is checked with a plain HTTP client.
+//! wrote bulk-indexes 100,000 documents, a body with bad items, a gzip
+//! body and single documents, then searches them back;
+//! `testdata/elasticsearch_client.py` says what it checks. Backpressure
+//! (`429`) is checked with a plain HTTP client.
 
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -76,11 +77,12 @@ sinks:
     let (status, log) = agent.stop();
     assert!(status.success(), "{log}");
     let counts = final_counts(&log);
-    // 100,000 documents, the two good ones of the raw body and ten of a
-    // gzip body; the raw body's five bad items count as errors.
-    assert_eq!(counts["es"]["events_out"].as_u64(), Some(100_012));
+    // 100,000 documents, the two good ones of the raw body, ten of a gzip
+    // body and three single ones; the raw body's five bad items count as
+    // errors.
+    assert_eq!(counts["es"]["events_out"].as_u64(), Some(100_015));
     assert_eq!(counts["es"]["errors"].as_u64(), Some(5));
-    assert_eq!(counts["store"]["events_out"].as_u64(), Some(100_012));
+    assert_eq!(counts["store"]["events_out"].as_u64(), Some(100_015));
 }
 
 #[test]
