@@ -16,6 +16,7 @@ case "${1:-}" in
     if [ ! -f "$dir/.installed" ]; then
       rm -rf "$dir"
       python3 -m pip install --quiet --disable-pip-version-check --no-warn-script-location \
+        --no-warn-conflicts --root-user-action=ignore \
         --target "$dir" "elasticsearch==$version"
       touch "$dir/.installed"
     fi
