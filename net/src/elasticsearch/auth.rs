@@ -1,6 +1,6 @@
 //! The credentials shippers send to Elasticsearch, checked against the
-//! source's one token: `Authorization: Bearer TOKEN` (Vector's `bearer`
-//! strategy, the clients' `bearer_auth`), `ApiKey TOKEN` (the clients'
+//! source's one token: `Authorization: Bearer TOKEN` (the clients'
+//! `bearer_auth`), `ApiKey TOKEN` (the clients'
 //! `api_key`; also `ApiKey base64(ID:TOKEN)`, as Filebeat's `api_key: ID:TOKEN`
 //! sends it) and `Basic base64(USER:TOKEN)` (any user, the token as the
 //! password: Fluent Bit's `HTTP_User`/`HTTP_Passwd`, Vector's `basic`,
