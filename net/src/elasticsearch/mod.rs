@@ -61,7 +61,7 @@ use crate::secure::{bind, Secret, TlsConfig, Token};
 pub struct Config {
     /// `host:port` to listen on (Elasticsearch's own port is 9200).
     pub address: String,
-    /// The largest request body accepted, after decompression (413 above
+    /// The largest request body accepted, also after decompression (413 above
     /// it); Elasticsearch's own default is 100 MiB.
     #[serde(default = "default_max_body_bytes")]
     pub max_body_bytes: ByteSize,
@@ -398,20 +398,21 @@ async fn body(req: Request<Incoming>, opts: &Opts) -> Result<Bytes, Reply> {
     if declared.is_some_and(|n| n > opts.max_body as u64) {
         return Err(too_large());
     }
-    let gzip = match req
+    let encoding = match req
         .headers()
         .get(CONTENT_ENCODING)
         .map(|v| v.to_str().unwrap_or("?").trim().to_ascii_lowercase())
     {
-        None => false,
-        Some(e) if e == "identity" || e.is_empty() => false,
-        Some(e) if e == "gzip" || e == "x-gzip" => true,
+        None => None,
+        Some(e) if e == "identity" || e.is_empty() => None,
+        Some(e) if e == "gzip" || e == "x-gzip" => Some(Encoding::Gzip),
+        Some(e) if e == "deflate" => Some(Encoding::Deflate),
         Some(e) => {
             return Err(Reply::error(
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
                 "illegal_argument_exception",
                 format!(
-                    "Content-Encoding `{}` is not supported: send gzip or no encoding",
+                    "Content-Encoding `{}` is not supported: send gzip, deflate or no encoding",
                     sluice_core::quote::quoted(&e).max(40)
                 ),
             ))
@@ -438,22 +439,11 @@ async fn body(req: Request<Incoming>, opts: &Opts) -> Result<Bytes, Reply> {
             ))
         }
     };
-    if !gzip {
+    let Some(encoding) = encoding else {
         return Ok(raw);
-    }
-    let max = opts.max_body;
-    let unzip = move || -> Result<Bytes, Option<String>> {
-        let mut out = Vec::new();
-        let mut reader = flate2::read::MultiGzDecoder::new(&raw[..]).take(max as u64 + 1);
-        reader
-            .read_to_end(&mut out)
-            .map_err(|e| Some(e.to_string()))?;
-        if out.len() > max {
-            return Err(None);
-        }
-        Ok(Bytes::from(out))
     };
-    let unzipped = tokio::task::spawn_blocking(unzip)
+    let max = opts.max_body;
+    let unzipped = tokio::task::spawn_blocking(move || decompress(&raw, encoding, max))
         .await
         .unwrap_or_else(|e| Err(Some(e.to_string())));
     unzipped.map_err(|e| match e {
@@ -461,9 +451,39 @@ async fn body(req: Request<Incoming>, opts: &Opts) -> Result<Bytes, Reply> {
         Some(e) => Reply::error(
             StatusCode::BAD_REQUEST,
             "illegal_argument_exception",
-            format!("the gzip body does not decompress: {e}"),
+            format!("the compressed body does not decompress: {e}"),
         ),
     })
+}
+
+/// A compressed body's encoding.
+#[derive(Clone, Copy, Debug)]
+enum Encoding {
+    /// `gzip` (Filebeat's default, the clients' `http_compress`).
+    Gzip,
+    /// `deflate`: zlib (Vector's `compression: zlib`).
+    Deflate,
+}
+
+/// Decompresses `raw`: `Err(None)` when it would be larger than `max`
+/// bytes (it is never decompressed further), `Err(Some(why))` when it is
+/// not what its encoding says.
+fn decompress(raw: &[u8], encoding: Encoding, max: usize) -> Result<Bytes, Option<String>> {
+    let limit = u64::try_from(max).unwrap_or(u64::MAX).saturating_add(1);
+    let mut out = Vec::new();
+    let read = match encoding {
+        Encoding::Gzip => flate2::read::MultiGzDecoder::new(raw)
+            .take(limit)
+            .read_to_end(&mut out),
+        Encoding::Deflate => flate2::read::ZlibDecoder::new(raw)
+            .take(limit)
+            .read_to_end(&mut out),
+    };
+    read.map_err(|e| Some(e.to_string()))?;
+    if out.len() > max {
+        return Err(None);
+    }
+    Ok(Bytes::from(out))
 }
 
 /// Bodies from this size on are read on tokio's blocking pool, so that a
@@ -595,5 +615,41 @@ async fn deliver(ingest: &Ingest, batch: Batch, opts: &Opts) -> Result<(), Reply
             "node_closed_exception",
             "the agent is stopping; nothing of this request was taken, retry later",
         )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+
+    use super::*;
+
+    #[test]
+    fn gzip_and_deflate_bodies_decompress_within_the_limit() {
+        let text = b"{\"index\":{}}\n{\"a\":1}\n".repeat(100);
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        gz.write_all(&text).unwrap();
+        let gz = gz.finish().unwrap();
+        let mut z = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::fast());
+        z.write_all(&text).unwrap();
+        let z = z.finish().unwrap();
+        assert_eq!(
+            &decompress(&gz, Encoding::Gzip, text.len()).unwrap()[..],
+            &text[..]
+        );
+        assert_eq!(
+            &decompress(&z, Encoding::Deflate, text.len()).unwrap()[..],
+            &text[..]
+        );
+        // One byte over the limit: refused, not decompressed further.
+        assert_eq!(decompress(&gz, Encoding::Gzip, text.len() - 1), Err(None));
+        assert!(matches!(
+            decompress(b"not gzip", Encoding::Gzip, 100),
+            Err(Some(_))
+        ));
+        assert!(matches!(
+            decompress(&gz, Encoding::Deflate, 10_000),
+            Err(Some(_))
+        ));
     }
 }
