@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs and starts the services the tests need (PostgreSQL, a Kafka-protocol
-# broker, ClickHouse), idempotently, on 127.0.0.1.
+# broker, ClickHouse; headless Chromium and the official Elasticsearch Python
+# client, which only need installing), idempotently, on 127.0.0.1.
 #
 #   scripts/services.sh up   [NAME...]   install if missing, start if stopped
 #   scripts/services.sh down [NAME...]   stop

@@ -73,6 +73,8 @@ enum Feed {
     Udp,
     /// Lines POSTed to `COMPLIANCE_PORT`.
     Http,
+    /// Lines as documents of `_bulk` requests to `COMPLIANCE_PORT`.
+    Bulk,
     /// A second agent sends a sequence to `COMPLIANCE_PORT` over the hop.
     Hop,
     /// A one-partition topic filled with a sequence before the start
@@ -96,6 +98,7 @@ fn source_options(ty: &str) -> Option<(&'static str, Feed)> {
             Feed::Tcp,
         ),
         "http" => ("address: 127.0.0.1:COMPLIANCE_PORT", Feed::Http),
+        "elasticsearch" => ("address: 127.0.0.1:COMPLIANCE_PORT", Feed::Bulk),
         "exec" => ("command: [seq, 0, 100000000]", Feed::None),
         "sluice" => ("address: 127.0.0.1:COMPLIANCE_PORT", Feed::Hop),
         "kafka" => (
@@ -188,6 +191,7 @@ per_type!(
         udp = "udp",
         syslog = "syslog",
         http = "http",
+        elasticsearch = "elasticsearch",
         exec = "exec",
         sluice = "sluice",
         kafka = "kafka",
@@ -347,7 +351,7 @@ fn source_stops_on_sigterm_and_the_stop_drains_everything(ty: &str) {
     let mut agent = Agent::spawn(command);
     let mut stdin = agent.child.stdin.take();
     let port = match feed {
-        Feed::Tcp | Feed::Udp | Feed::Http | Feed::Hop => agent.listening("src"),
+        Feed::Tcp | Feed::Udp | Feed::Http | Feed::Bulk | Feed::Hop => agent.listening("src"),
         Feed::None | Feed::Kafka | Feed::File | Feed::Stdin => 0,
     };
     let mut net = crate::network::Feeder::new(&d, port, matches!(feed, Feed::Hop));
@@ -372,6 +376,7 @@ fn source_stops_on_sigterm_and_the_stop_drains_everything(ty: &str) {
             Feed::Tcp => net.tcp(&chunk),
             Feed::Udp => net.udp(&chunk),
             Feed::Http => net.http(&chunk),
+            Feed::Bulk => net.bulk(&chunk),
             Feed::Hop => {}
         }
         written += 200;

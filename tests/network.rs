@@ -48,8 +48,18 @@ pub fn try_http_post<S: Read + Write>(
     headers: &[(&str, &str)],
     body: &[u8],
 ) -> Option<Answer> {
+    try_http_post_to(stream, "/events", headers, body)
+}
+
+/// [`try_http_post`] to `path`.
+pub fn try_http_post_to<S: Read + Write>(
+    stream: &mut S,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> Option<Answer> {
     let mut req = format!(
-        "POST /events HTTP/1.1\r\nHost: test\r\nContent-Length: {}\r\n",
+        "POST {path} HTTP/1.1\r\nHost: test\r\nContent-Length: {}\r\n",
         body.len()
     );
     for (k, v) in headers {
@@ -672,6 +682,21 @@ impl Feeder {
     pub fn http(&mut self, chunk: &str) {
         let (status, _, body) = http_post(self.connected(), &[], chunk.as_bytes());
         assert_eq!(status, 200, "{body}");
+    }
+
+    /// Each line of `chunk` as the `message` of a document of a `_bulk`
+    /// request (the `elasticsearch` source).
+    pub fn bulk(&mut self, chunk: &str) {
+        let body: String = chunk
+            .lines()
+            .map(|l| format!("{{\"index\":{{\"_index\":\"c\"}}}}\n{{\"message\":\"{l}\"}}\n"))
+            .collect();
+        let headers = [("Content-Type", "application/x-ndjson")];
+        let (status, _, answer) =
+            try_http_post_to(self.connected(), "/_bulk", &headers, body.as_bytes())
+                .expect("an answer");
+        assert_eq!(status, 200, "{answer}");
+        assert!(answer.contains("\"errors\":false"), "{answer}");
     }
 
     pub fn udp(&mut self, chunk: &str) {

@@ -8,6 +8,7 @@ mod dead_letter;
 mod demos;
 mod disk_channel;
 mod durability;
+mod elasticsearch;
 mod examples;
 mod file_encoding;
 mod hop;

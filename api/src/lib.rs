@@ -29,6 +29,9 @@
 //!   the search of `sluice search` over the index of the pipeline's `store`
 //!   sink (`store=ID` picks one when there are several), as JSON
 //!   `{"total", "hits", "buckets"}`, newest hits first ([`search`](mod@search)).
+//! * `GET|POST /_search`, `/{index}/_search`, `/_count`: Elasticsearch's
+//!   search API over the same store sinks, for its clients
+//!   ([`elasticsearch`](mod@elasticsearch)).
 //! * `GET /api/sinks/{sink}/{route}`: a read-only route a sink offers
 //!   ([`sluice_core::route`]; the `store` sink offers `search`, which
 //!   `/search` calls). The API knows no sink type.
@@ -47,6 +50,7 @@
 //! [`client`] is the small HTTP client of `sluice top` and `sluice tap`.
 
 pub mod client;
+pub mod elasticsearch;
 pub mod history;
 mod process;
 pub mod prometheus;
@@ -107,6 +111,22 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .route("/api/tap/{component}", get(tap))
         .route("/search", get(search::search))
         .route("/api/sinks/{sink}/{route}", get(search::sink_route))
+        .route(
+            "/_search",
+            get(elasticsearch::search_all).post(elasticsearch::search_all),
+        )
+        .route(
+            "/{index}/_search",
+            get(elasticsearch::search_index).post(elasticsearch::search_index),
+        )
+        .route(
+            "/_count",
+            get(elasticsearch::count_all).post(elasticsearch::count_all),
+        )
+        .route(
+            "/{index}/_count",
+            get(elasticsearch::count_index).post(elasticsearch::count_index),
+        )
         .with_state(state)
 }
 

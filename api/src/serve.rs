@@ -8,7 +8,7 @@
 //! (Prometheus: counts and component ids, no event content), `GET /` and
 //! `GET /ui/*` (the dashboard page and its scripts, which hold no data: it
 //! asks for the token and sends it with its requests). Everything else (`/api/*`: components
-//! and taps of events, `/search`: the indexed events) needs
+//! and taps of events, `/search`, `/_search`, `/_count`: the indexed events) needs
 //! `Authorization: Bearer TOKEN` when a token is set.
 
 use std::net::SocketAddr;
@@ -36,7 +36,7 @@ use tokio_util::sync::CancellationToken;
 pub struct Options {
     /// `IP:PORT` to listen on (read and checked by the pipeline loader).
     pub address: String,
-    /// The bearer token that `/api/*` and `/search` require: `{env: NAME}`
+    /// The bearer token that `/api/*`, `/search` and `/_search` require: `{env: NAME}`
     /// or `{file: PATH}`.
     pub token: Option<Secret>,
     /// HTTPS: `cert` and `key`, and `ca` to require client certificates
@@ -243,6 +243,9 @@ mod tests {
             "/ui/",
             "/ui/x/../../api/history",
             "/api/history",
+            "/_search",
+            "/logs/_search",
+            "/_count",
         ] {
             assert!(!is_open(p), "{p}");
         }

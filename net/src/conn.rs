@@ -1,5 +1,5 @@
 //! Connection limits shared by every listener of the agent (the `tcp`,
-//! `syslog`, `http` and `sluice` sources and the API).
+//! `syslog`, `http`, `elasticsearch` and `sluice` sources and the API).
 //!
 //! A [`Gate`] counts the open connections of one listener. A connection past
 //! its `max_connections` is accepted and closed at once (the peer sees the

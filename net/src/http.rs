@@ -154,53 +154,95 @@ pub struct HttpSource {
 
 #[async_trait]
 impl Source for HttpSource {
-    async fn run(self: Box<Self>, mut cx: SourceContext) -> Result<(), ComponentError> {
-        let listener = TcpListener::from_std(self.listener)?;
-        let (ingest, rx) = Ingest::new();
-        let shutdown = cx.shutdown.clone();
-        let (tls, opts, metrics) = (self.tls, self.opts, cx.metrics.clone());
-        let name = format!("source {}", cx.id);
-        let gate = Gate::new(name.clone(), self.max_connections, Some(metrics.clone()));
-        let handshakes = Arc::new(HandshakeLog::default());
-        let acceptor = tokio::spawn(async move {
-            while let Some((tcp, peer, admitted)) = gate.accept(&listener, &shutdown).await {
-                let (ingest, opts, tls, shutdown, metrics, handshakes, name) = (
-                    ingest.clone(),
-                    opts.clone(),
-                    tls.clone(),
-                    shutdown.clone(),
-                    metrics.clone(),
-                    handshakes.clone(),
-                    name.clone(),
-                );
-                tokio::spawn(async move {
-                    let _admitted = admitted;
-                    let header_timeout = opts.header_timeout;
-                    let service = hyper::service::service_fn(move |req| {
-                        handle(req, ingest.clone(), opts.clone(), metrics.clone())
-                    });
-                    let mut http = hyper::server::conn::http1::Builder::new();
-                    http.timer(TokioTimer::new())
-                        .header_read_timeout(header_timeout);
-                    let result = match tls {
-                        None => serve_conn(&http, TokioIo::new(tcp), service, &shutdown).await,
-                        Some(tls) => {
-                            let Some(s) = handshakes.accept(&tls, tcp, &name, peer).await else {
-                                return;
-                            };
-                            serve_conn(&http, TokioIo::new(s), service, &shutdown).await
-                        }
-                    };
-                    if let Err(e) = result {
-                        tracing::debug!(%peer, "http connection: {e}");
-                    }
-                });
-            }
-        });
-        let result = pump(rx, &mut cx).await;
-        acceptor.abort();
-        result
+    async fn run(self: Box<Self>, cx: SourceContext) -> Result<(), ComponentError> {
+        let opts = self.opts;
+        let limits = Limits {
+            max_connections: self.max_connections,
+            header_timeout: opts.header_timeout,
+        };
+        serve_requests(
+            self.listener,
+            self.tls,
+            limits,
+            cx,
+            move |req, ingest, metrics| {
+                let opts = opts.clone();
+                async move { handle_inner(req, ingest, &opts, &metrics).await }
+            },
+        )
+        .await
     }
+}
+
+/// The connection limits of an HTTP listener.
+pub(crate) struct Limits {
+    /// Connections open at most.
+    pub max_connections: usize,
+    /// How long headers (and pauses in a body) may take.
+    pub header_timeout: Duration,
+}
+
+/// The running side of the HTTP sources (`http`, `elasticsearch`): accepts
+/// connections (plain or TLS) under the connection cap, serves each with
+/// HTTP/1.1 and `handler` per request, and emits what handlers deliver
+/// through their [`Ingest`] until the source stops.
+pub(crate) async fn serve_requests<H, F>(
+    listener: std::net::TcpListener,
+    tls: Option<TlsAcceptor>,
+    limits: Limits,
+    mut cx: SourceContext,
+    handler: H,
+) -> Result<(), ComponentError>
+where
+    H: Fn(Request<Incoming>, Ingest, Arc<ComponentMetrics>) -> F + Clone + Send + Sync + 'static,
+    F: std::future::Future<Output = Answer> + Send + 'static,
+{
+    let listener = TcpListener::from_std(listener)?;
+    let (ingest, rx) = Ingest::new();
+    let shutdown = cx.shutdown.clone();
+    let metrics = cx.metrics.clone();
+    let name = format!("source {}", cx.id);
+    let gate = Gate::new(name.clone(), limits.max_connections, Some(metrics.clone()));
+    let handshakes = Arc::new(HandshakeLog::default());
+    let header_timeout = limits.header_timeout;
+    let acceptor = tokio::spawn(async move {
+        while let Some((tcp, peer, admitted)) = gate.accept(&listener, &shutdown).await {
+            let (ingest, tls, shutdown, metrics, handshakes, name, handler) = (
+                ingest.clone(),
+                tls.clone(),
+                shutdown.clone(),
+                metrics.clone(),
+                handshakes.clone(),
+                name.clone(),
+                handler.clone(),
+            );
+            tokio::spawn(async move {
+                let _admitted = admitted;
+                let service = hyper::service::service_fn(move |req| {
+                    let answer = handler(req, ingest.clone(), metrics.clone());
+                    async move { Ok::<_, Infallible>(answer.await) }
+                });
+                let mut http = hyper::server::conn::http1::Builder::new();
+                http.timer(TokioTimer::new())
+                    .header_read_timeout(header_timeout);
+                let result = match tls {
+                    None => serve_conn(&http, TokioIo::new(tcp), service, &shutdown).await,
+                    Some(tls) => {
+                        let Some(s) = handshakes.accept(&tls, tcp, &name, peer).await else {
+                            return;
+                        };
+                        serve_conn(&http, TokioIo::new(s), service, &shutdown).await
+                    }
+                };
+                if let Err(e) = result {
+                    tracing::debug!(%peer, "http connection: {e}");
+                }
+            });
+        }
+    });
+    let result = pump(rx, &mut cx).await;
+    acceptor.abort();
+    result
 }
 
 /// Serves one connection until it ends; on a stop, lets the current request
@@ -226,7 +268,7 @@ where
     }
 }
 
-type Answer = Response<Full<Bytes>>;
+pub(crate) type Answer = Response<Full<Bytes>>;
 
 fn answer(status: StatusCode, msg: impl Into<String>) -> Answer {
     let mut msg = msg.into();
@@ -238,15 +280,6 @@ fn answer(status: StatusCode, msg: impl Into<String>) -> Answer {
         HeaderValue::from_static("text/plain; charset=utf-8"),
     );
     r
-}
-
-async fn handle(
-    req: Request<Incoming>,
-    ingest: Ingest,
-    opts: Arc<Opts>,
-    metrics: Arc<ComponentMetrics>,
-) -> Result<Answer, Infallible> {
-    Ok(handle_inner(req, ingest, &opts, &metrics).await)
 }
 
 async fn handle_inner(
@@ -347,7 +380,7 @@ async fn handle_inner(
     }
 }
 
-enum BodyError {
+pub(crate) enum BodyError {
     TooLarge,
     Stalled,
     Read(String),
@@ -355,7 +388,11 @@ enum BodyError {
 
 /// Reads a whole body of at most `max` bytes; no pause between its pieces
 /// may last longer than `pause`.
-async fn read_body(body: Incoming, max: usize, pause: Duration) -> Result<Bytes, BodyError> {
+pub(crate) async fn read_body(
+    body: Incoming,
+    max: usize,
+    pause: Duration,
+) -> Result<Bytes, BodyError> {
     let mut body = Limited::new(body, max);
     let mut out = bytes::BytesMut::new();
     let mut single: Option<Bytes> = None;

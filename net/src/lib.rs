@@ -2,8 +2,10 @@
 //!
 //! Network sources and the agent-to-agent hop of Sluice:
 //!
-//! * [`tcp`], [`udp`], [`syslog`] (RFC 3164 and 5424 over TCP or UDP) and
-//!   [`http`] (POST of NDJSON, JSON or lines) are sources that listen.
+//! * [`tcp`], [`udp`], [`syslog`] (RFC 3164 and 5424 over TCP or UDP),
+//!   [`http`] (POST of NDJSON, JSON or lines) and [`elasticsearch`] (the
+//!   bulk API of Elasticsearch, for the shippers that speak it) are sources
+//!   that listen.
 //! * [`hop`] is the `sluice` sink and source: batches with their fields go
 //!   from one agent to another, acknowledged only once the receiver's
 //!   channels accepted them.
@@ -21,7 +23,7 @@
 //!
 //! let mut registry = Registry::new();
 //! sluice_net::register(&mut registry).unwrap();
-//! assert_eq!(registry.names("source"), ["http", "sluice", "syslog", "tcp", "udp"]);
+//! assert_eq!(registry.names("source"), ["elasticsearch", "http", "sluice", "syslog", "tcp", "udp"]);
 //! assert_eq!(registry.names("sink"), ["sluice"]);
 //! ```
 
@@ -35,6 +37,7 @@ mod ingest;
 mod listen;
 mod udp_stats;
 
+pub mod elasticsearch;
 pub mod hop;
 pub mod http;
 pub mod secure;
@@ -50,6 +53,7 @@ pub use sluice_core::framing::{FrameError, Framing};
 ///
 /// When one of the names is already registered.
 pub fn register(registry: &mut Registry) -> Result<(), DuplicateType> {
+    registry.add_source::<elasticsearch::Config>("elasticsearch")?;
     registry.add_source::<http::Config>("http")?;
     registry.add_source::<hop::source::Config>("sluice")?;
     registry.add_source::<syslog::Config>("syslog")?;

@@ -89,7 +89,7 @@ fn main() {
         from: Some(from),
         to: Some(to),
         limit: 100,
-        count_by: None,
+        ..Default::default()
     };
     println!(
         "{} events in {}, {runs} runs per query",

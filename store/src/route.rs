@@ -32,8 +32,10 @@ struct Request {
 
 impl SinkRoute for SearchRoute {
     /// Parameters: `q` (default `*`), `from`, `to`, `limit` (default 100, at
-    /// most 10,000; 0 returns only the total), `count_by`. `400` for a bad
-    /// parameter or query, `503` when the index cannot be opened.
+    /// most 10,000; 0 returns only the total), `count_by`, `order`
+    /// (`newest`, the default, or `oldest` first) and `offset` (matches
+    /// skipped; `offset + limit` at most 10,000). `400` for a bad parameter
+    /// or query, `503` when the index cannot be opened.
     fn get(&self, params: &[(String, String)]) -> RouteAnswer {
         let request = match request(params, Timestamp::now()) {
             Ok(r) => r,
@@ -56,6 +58,7 @@ impl SinkRoute for SearchRoute {
 /// Reads the parameters; the message of a `400` for a bad one.
 fn request(params: &[(String, String)], now: Timestamp) -> Result<Request, String> {
     let (mut q, mut from, mut to, mut limit, mut count_by) = (None, None, None, None, None);
+    let (mut order, mut offset) = (None, None);
     for (key, value) in params {
         let slot = match key.as_str() {
             "q" => &mut q,
@@ -63,11 +66,13 @@ fn request(params: &[(String, String)], now: Timestamp) -> Result<Request, Strin
             "to" => &mut to,
             "limit" => &mut limit,
             "count_by" => &mut count_by,
+            "order" => &mut order,
+            "offset" => &mut offset,
             other => {
                 return Err(format!(
-                    "unknown parameter `{}`: expected q, from, to, limit or count_by",
-                    sluice_core::quote::quoted(other).max(100)
-                ))
+                "unknown parameter `{}`: expected q, from, to, limit, count_by, order or offset",
+                sluice_core::quote::quoted(other).max(100)
+            ))
             }
         };
         if slot.replace(value.as_str()).is_some() {
@@ -86,8 +91,34 @@ fn request(params: &[(String, String)], now: Timestamp) -> Result<Request, Strin
             }
         },
     };
-    let options =
+    let offset = match offset {
+        None => 0,
+        Some(s) => match s.trim().parse::<usize>() {
+            Ok(n) if n + limit <= crate::search::MAX_WINDOW => n,
+            _ => {
+                return Err(format!(
+                    "offset: `{}` is not a number from 0 to {} (offset + limit at most {})",
+                    sluice_core::quote::quoted(s).max(100),
+                    crate::search::MAX_WINDOW - limit,
+                    crate::search::MAX_WINDOW
+                ))
+            }
+        },
+    };
+    let oldest_first = match order {
+        None | Some("newest") => false,
+        Some("oldest") => true,
+        Some(other) => {
+            return Err(format!(
+                "order: `{}` is not `newest` or `oldest`",
+                sluice_core::quote::quoted(other).max(100)
+            ))
+        }
+    };
+    let mut options =
         SearchOptions::from_text(from, to, count_by, limit, now).map_err(|e| e.to_string())?;
+    options.oldest_first = oldest_first;
+    options.offset = offset;
     Ok(Request {
         query: q.unwrap_or("*").to_string(),
         options,
@@ -132,10 +163,18 @@ mod tests {
             "to=x",
             "sort=asc",
             "q=a&q=b",
+            "order=up",
+            "offset=x",
+            "offset=9990&limit=11",
         ] {
             assert!(parse(bad).is_err(), "{bad} accepted");
         }
         assert!(parse("from=soon").unwrap_err().starts_with("from:"));
+        let o = parse("order=oldest&offset=20&limit=5")
+            .expect("paged")
+            .options;
+        assert!(o.oldest_first);
+        assert_eq!((o.offset, o.limit), (20, 5));
     }
 
     #[test]

@@ -39,7 +39,15 @@ pub struct SearchOptions {
     /// Count the matches per bucket of this length instead of returning
     /// events.
     pub count_by: Option<std::time::Duration>,
+    /// Return the oldest matches first instead of the newest.
+    pub oldest_first: bool,
+    /// Skip this many matches (in the order asked for) before the first
+    /// returned; `offset + limit` is at most [`MAX_WINDOW`].
+    pub offset: usize,
 }
+
+/// The furthest match a search may reach: `offset + limit` at most.
+pub const MAX_WINDOW: usize = 10_000;
 
 /// A search option given as text that does not parse.
 #[derive(Debug, thiserror::Error)]
@@ -86,6 +94,8 @@ impl SearchOptions {
             to: time(to, "to")?,
             limit,
             count_by,
+            oldest_first: false,
+            offset: 0,
         })
     }
 }
@@ -115,7 +125,8 @@ pub struct Bucket {
 pub struct SearchResult {
     /// How many events match (all of them, not only those returned).
     pub total: u64,
-    /// The newest matches, newest first (empty with `count_by`).
+    /// The newest matches, newest first (oldest first with
+    /// `oldest_first`; empty with `count_by`).
     pub hits: Vec<Hit>,
     /// Matches per time bucket, oldest first (only with `count_by`; empty
     /// buckets are left out).
@@ -299,8 +310,14 @@ impl StoreReader {
                 buckets: Vec::new(),
             });
         }
+        let order = if opts.oldest_first {
+            Order::Asc
+        } else {
+            Order::Desc
+        };
         let top = TopDocs::with_limit(opts.limit)
-            .order_by_fast_field::<DateTime>("timestamp", Order::Desc);
+            .and_offset(opts.offset.min(MAX_WINDOW))
+            .order_by_fast_field::<DateTime>("timestamp", order);
         let (top, total) = searcher.search(q.as_ref(), &(top, Count)).map_err(io)?;
         let mut hits = Vec::with_capacity(top.len());
         for (_, addr) in top {

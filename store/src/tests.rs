@@ -142,7 +142,7 @@ async fn the_query_language_finds_what_it_says() {
         from: Some(Timestamp(base + SECOND)),
         to: Some(Timestamp(base + 2 * SECOND)),
         limit: 10,
-        count_by: None,
+        ..Default::default()
     };
     let res = r.search("*", &opts).unwrap();
     assert_eq!(res.total, 1);
@@ -166,6 +166,29 @@ async fn the_query_language_finds_what_it_says() {
     assert_eq!(res.hits[0].fields["status"], 500);
     assert_eq!(res.hits[0].fields["host"], "web-1");
     assert!(res.hits[0].timestamp.ends_with('Z'));
+    // Oldest first, and a page further on.
+    let page = |oldest_first, offset| {
+        let res = r
+            .search(
+                "*",
+                &SearchOptions {
+                    limit: 2,
+                    oldest_first,
+                    offset,
+                    ..Default::default()
+                },
+            )
+            .unwrap();
+        assert_eq!(res.total, 5);
+        res.hits
+            .into_iter()
+            .map(|h| h.timestamp)
+            .collect::<Vec<_>>()
+    };
+    let (oldest, newest) = (page(true, 0), page(false, 0));
+    assert!(oldest[0] < oldest[1] && newest[0] > newest[1]);
+    assert_eq!(page(true, 3), [newest[1].clone(), newest[0].clone()]);
+    assert_eq!(page(false, 4).len(), 1);
     // Buckets.
     let res = r
         .search(
