@@ -153,3 +153,76 @@ fn a_full_channel_is_answered_429_in_elasticsearch_shape_and_nothing_is_taken() 
     let counts = final_counts(&log);
     assert_eq!(counts["es"]["events_out"].as_u64(), Some(accepted * 5));
 }
+
+#[test]
+fn bodies_beyond_max_pending_bytes_are_answered_429_until_room_is_given_back() {
+    use crate::network::try_http_post_to;
+    use std::io::{BufRead, BufReader, Write};
+    use std::net::TcpStream;
+    let d = Dir::new();
+    d.write(
+        "p.yaml",
+        "api:\n  address: 127.0.0.1:0\nsources:\n  es:\n    type: elasticsearch\n    address: 127.0.0.1:0\n    max_body_bytes: 1MiB\n    max_pending_bytes: 1MiB\n    header_timeout: 1s\n    busy_timeout: 30s\n    channels: [main]\nchannels:\n  main: {type: memory, capacity: 1000}\nsinks:\n  out: {type: file, channel: main, path: ./out/o.log, format: json}\n",
+    );
+    let mut agent = Agent::start_json(&d, &["run", "p.yaml"]);
+    let (port, api) = (agent.listening("es"), agent.api_port());
+    let url = format!("http://127.0.0.1:{api}");
+    let doc = |i: usize| format!("{{\"index\":{{}}}}\n{{\"message\":\"slow {i:06}\"}}\n");
+    // A slow client declares 900 KiB and sends it a piece at a time, never
+    // pausing as long as header_timeout: its declared length is held.
+    let slow_body: String = (0..900 * 1024 / doc(0).len()).map(doc).collect();
+    let slow_events = 900 * 1024 / doc(0).len();
+    let slow_len = slow_body.len();
+    let mut slow = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    slow.write_all(
+        format!(
+            "POST /logs/_bulk HTTP/1.1\r\nHost: t\r\nContent-Type: application/x-ndjson\r\nContent-Length: {}\r\n\r\n",
+            slow_body.len()
+        )
+        .as_bytes(),
+    )
+    .expect("head");
+    let trickle = std::thread::spawn(move || {
+        for piece in slow_body.as_bytes().chunks(slow_body.len() / 10 + 1) {
+            slow.write_all(piece).expect("piece");
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        let mut line = String::new();
+        BufReader::new(slow).read_line(&mut line).expect("status");
+        line
+    });
+    wait_for(
+        Duration::from_secs(30),
+        "the slow body's length held",
+        || {
+            crate::listeners::metric(&url, "sluice_component_pending_bytes", "\"es\"")
+                == Some(slow_len as f64)
+        },
+    );
+    let other: String = (0..2000)
+        .map(|i| format!("{{\"index\":{{}}}}\n{{\"message\":\"other {i:0100}\"}}\n"))
+        .collect();
+    let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    let (status, headers, b) =
+        try_http_post_to(&mut s, "/logs/_bulk", &[], other.as_bytes()).expect("an answer");
+    assert_eq!(status, 429, "{b}");
+    assert!(headers.iter().any(|(k, v)| k == "retry-after" && v == "1"));
+    let v: serde_json::Value = serde_json::from_str(&b).expect("JSON");
+    assert_eq!(v["error"]["type"], "es_rejected_execution_exception");
+    let line = trickle.join().expect("slow client");
+    assert!(line.starts_with("HTTP/1.1 200"), "{line}");
+    let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    let (status, _, b) =
+        try_http_post_to(&mut s, "/logs/_bulk", &[], other.as_bytes()).expect("an answer");
+    assert_eq!(status, 200, "{}", &b[..b.len().min(500)]);
+    assert!(b.contains("\"errors\":false"), "{}", &b[..b.len().min(500)]);
+    let want = slow_events + 2000;
+    wait_for(Duration::from_secs(60), "both bodies in the file", || {
+        d.lines("out/o.log").len() >= want
+    });
+    let o = agent.stop_output();
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(d.lines("out/o.log").len(), want);
+}

@@ -28,7 +28,7 @@ fn closed(mut s: &TcpStream) -> Option<bool> {
 }
 
 /// The value of the first sample of `metric` whose line contains `label`.
-fn metric(url: &str, metric: &str, label: &str) -> Option<f64> {
+pub fn metric(url: &str, metric: &str, label: &str) -> Option<f64> {
     let (_, text) = get(url, "/metrics")?;
     text.lines()
         .filter(|l| l.starts_with(metric) && l.contains(label))

@@ -424,6 +424,80 @@ fn http_answers_503_with_retry_after_while_the_channel_is_full() {
 }
 
 #[test]
+fn http_bodies_in_flight_share_max_pending_bytes() {
+    let d = Dir::new();
+    d.write(
+        "p.yaml",
+        &format!("api:\n  address: 127.0.0.1:0\n{}", file_pipeline(
+            "    type: http\n    address: 127.0.0.1:0\n    path: /events\n    max_body_bytes: 1MiB\n    max_pending_bytes: 1MiB\n    header_timeout: 1s\n    busy_timeout: 30s\n",
+            "text",
+        )),
+    );
+    let mut child = Agent::start_json(&d, &["run", "p.yaml"]);
+    let (port, api) = (child.listening("in"), child.api_port());
+    let url = format!("http://127.0.0.1:{api}");
+    // A slow client: 900 KiB of its body at once, then the rest a byte at a
+    // time, never pausing as long as header_timeout.
+    let head_part = "a\n".repeat(450 * 1024);
+    let tail = "b\n".repeat(10);
+    let total = head_part.len() + tail.len();
+    let mut slow = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    slow.write_all(
+        format!("POST /events HTTP/1.1\r\nHost: test\r\nContent-Length: {total}\r\n\r\n")
+            .as_bytes(),
+    )
+    .expect("head");
+    slow.write_all(head_part.as_bytes()).expect("body");
+    let trickle = std::thread::spawn(move || {
+        for b in tail.bytes() {
+            std::thread::sleep(Duration::from_millis(150));
+            slow.write_all(&[b]).expect("trickle");
+        }
+        let mut r = BufReader::new(slow);
+        let mut line = String::new();
+        r.read_line(&mut line).expect("status");
+        line
+    });
+    wait_for(
+        Duration::from_secs(30),
+        "the slow body's length held",
+        || {
+            crate::listeners::metric(&url, "sluice_component_pending_bytes", "\"in\"")
+                == Some(total as f64)
+        },
+    );
+    // Another body does not fit beside it: 503 with Retry-After once
+    // header_timeout has passed, rather than memory for both.
+    let other = "c\n".repeat(100 * 1024);
+    let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    let (status, headers, body) = http_post(&mut s, &[], other.as_bytes());
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("max_pending_bytes"), "{body}");
+    assert!(
+        headers.iter().any(|(k, v)| k == "retry-after" && v == "1"),
+        "{headers:?}"
+    );
+    // The slow body completes; its room is given back and the retry fits.
+    let line = trickle.join().expect("slow client");
+    assert!(line.starts_with("HTTP/1.1 200"), "{line}");
+    let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    let (status, _, body) = http_post(&mut s, &[], other.as_bytes());
+    assert_eq!(status, 200, "{body}");
+    let want = 450 * 1024 + 10 + 100 * 1024;
+    wait_for(Duration::from_secs(60), "both bodies in the file", || {
+        d.lines("out/o.log").len() >= want
+    });
+    let o = child.stop_output();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let lines = d.lines("out/o.log");
+    assert_eq!(lines.len(), want);
+    assert_eq!(lines.iter().filter(|l| *l == "b").count(), 10);
+    assert_eq!(lines.iter().filter(|l| *l == "c").count(), 100 * 1024);
+}
+
+#[test]
 fn http_and_tcp_with_tls_tokens_and_client_certificates() {
     let d = Dir::new();
     make_certs(&d);

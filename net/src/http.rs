@@ -60,6 +60,11 @@ pub struct Config {
     /// The largest request body accepted (413 above it).
     #[serde(default = "default_max_body_bytes")]
     pub max_body_bytes: ByteSize,
+    /// Bytes of request bodies held at once over all connections, from
+    /// their first byte until their events are in the channels (503 when a
+    /// body finds no room within `header_timeout`).
+    #[serde(default = "default_max_pending_bytes")]
+    pub max_pending_bytes: ByteSize,
     /// How long a request waits for room in the channels before a 503.
     #[serde(default = "default_busy_timeout")]
     pub busy_timeout: sluice_core::config::Duration,
@@ -90,6 +95,10 @@ fn default_max_body_bytes() -> ByteSize {
     ByteSize(10 << 20)
 }
 
+fn default_max_pending_bytes() -> ByteSize {
+    ByteSize(64 << 20)
+}
+
 fn default_busy_timeout() -> sluice_core::config::Duration {
     Duration::from_secs(1).into()
 }
@@ -110,6 +119,7 @@ impl SourceConfig for Config {
         if self.max_body_bytes.0 == 0 {
             p.push(Problem::at("max_body_bytes", "must be at least 1 byte"));
         }
+        p.extend(pending_problem(self.max_pending_bytes, self.max_body_bytes));
         if self.path.as_deref().is_some_and(|p| !p.starts_with('/')) {
             p.push(Problem::at("path", "must start with `/`"));
         }
@@ -125,6 +135,7 @@ impl SourceConfig for Config {
             opts: Arc::new(Opts {
                 path: self.path.clone(),
                 max_body: usize::try_from(self.max_body_bytes.0).unwrap_or(usize::MAX),
+                pending: Budget::new(self.max_pending_bytes),
                 busy: self.busy_timeout.get(),
                 token: self.token.as_ref().map(Secret::load).transpose()?,
                 max_fields: self.max_fields.get(),
@@ -138,6 +149,7 @@ impl SourceConfig for Config {
 struct Opts {
     path: Option<String>,
     max_body: usize,
+    pending: Budget,
     busy: Duration,
     token: Option<Token>,
     max_fields: usize,
@@ -156,6 +168,7 @@ pub struct HttpSource {
 impl Source for HttpSource {
     async fn run(self: Box<Self>, cx: SourceContext) -> Result<(), ComponentError> {
         let opts = self.opts;
+        opts.pending.publish_to(cx.metrics.clone());
         let limits = Limits {
             max_connections: self.max_connections,
             header_timeout: opts.header_timeout,
@@ -330,9 +343,28 @@ async fn handle_inner(
             .get(CONTENT_TYPE)
             .and_then(|v| v.to_str().ok()),
     );
-    let body = match read_body(req.into_body(), opts.max_body, opts.header_timeout).await {
+    let (body, _held) = match read_body(
+        req.into_body(),
+        opts.max_body,
+        opts.header_timeout,
+        &opts.pending,
+    )
+    .await
+    {
         Ok(b) => b,
         Err(BodyError::TooLarge) => return too_large(),
+        Err(BodyError::Busy) => {
+            let mut r = answer(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!(
+                    "other requests' bodies fill max_pending_bytes ({} bytes); retry later",
+                    opts.pending.bytes()
+                ),
+            );
+            r.headers_mut()
+                .insert(RETRY_AFTER, HeaderValue::from_static("1"));
+            return r;
+        }
         Err(BodyError::Stalled) => {
             return answer(
                 StatusCode::REQUEST_TIMEOUT,
@@ -383,16 +415,136 @@ async fn handle_inner(
 pub(crate) enum BodyError {
     TooLarge,
     Stalled,
+    /// The bodies in flight hold the whole [`Budget`].
+    Busy,
     Read(String),
 }
 
-/// Reads a whole body of at most `max` bytes; no pause between its pieces
-/// may last longer than `pause`.
+/// The bytes of request bodies one source holds at once, over all its
+/// connections (`max_pending_bytes`): with `max_body_bytes` per body and
+/// `max_connections`, what bounds the memory of bodies being received.
+/// Published as the gauge `pending_bytes`.
+#[derive(Debug, Clone)]
+pub(crate) struct Budget(Arc<BudgetInner>);
+
+#[derive(Debug)]
+struct BudgetInner {
+    permits: Arc<tokio::sync::Semaphore>,
+    bytes: usize,
+    metrics: std::sync::OnceLock<Arc<ComponentMetrics>>,
+}
+
+impl BudgetInner {
+    fn publish(&self) {
+        if let Some(m) = self.metrics.get() {
+            let held = self.bytes - self.permits.available_permits().min(self.bytes);
+            m.set_gauge("pending_bytes", held as f64);
+        }
+    }
+}
+
+impl Budget {
+    pub(crate) fn new(bytes: ByteSize) -> Budget {
+        let n = usize::try_from(bytes.0)
+            .unwrap_or(usize::MAX)
+            .min(tokio::sync::Semaphore::MAX_PERMITS);
+        Budget(Arc::new(BudgetInner {
+            permits: Arc::new(tokio::sync::Semaphore::new(n)),
+            bytes: n,
+            metrics: std::sync::OnceLock::new(),
+        }))
+    }
+
+    /// Its size in bytes.
+    pub(crate) fn bytes(&self) -> usize {
+        self.0.bytes
+    }
+
+    /// Publishes the gauge `pending_bytes` to `metrics` from now on.
+    pub(crate) fn publish_to(&self, metrics: Arc<ComponentMetrics>) {
+        let _ = self.0.metrics.set(metrics);
+        self.0.publish();
+    }
+
+    /// Reserves `n` more bytes into `held`, waiting at most `wait` for
+    /// other bodies to make room.
+    pub(crate) async fn reserve(
+        &self,
+        held: &mut Held,
+        n: usize,
+        wait: Duration,
+    ) -> Result<(), BodyError> {
+        if n == 0 {
+            return Ok(());
+        }
+        let n = u32::try_from(n).map_err(|_| BodyError::TooLarge)?;
+        let permit = tokio::time::timeout(wait, self.0.permits.clone().acquire_many_owned(n))
+            .await
+            .map_err(|_| BodyError::Busy)?
+            .map_err(|_| BodyError::Busy)?;
+        match &mut held.permit {
+            Some(p) => p.merge(permit),
+            None => held.permit = Some(permit),
+        }
+        held.budget = Some(self.0.clone());
+        self.0.publish();
+        Ok(())
+    }
+}
+
+/// Bytes reserved in a [`Budget`], given back when dropped: keep it until
+/// the body's events are in the channels.
+#[derive(Debug, Default)]
+pub(crate) struct Held {
+    permit: Option<tokio::sync::OwnedSemaphorePermit>,
+    budget: Option<Arc<BudgetInner>>,
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        drop(self.permit.take());
+        if let Some(b) = &self.budget {
+            b.publish();
+        }
+    }
+}
+
+/// `max_pending_bytes` must let one body of `max_body_bytes` in.
+pub(crate) fn pending_problem(pending: ByteSize, max_body: ByteSize) -> Option<Problem> {
+    (pending.0 < max_body.0).then(|| {
+        Problem::at(
+            "max_pending_bytes",
+            format!(
+                "max_pending_bytes ({} bytes) must be at least max_body_bytes ({} bytes), or no body of that size could be taken",
+                pending.0, max_body.0
+            ),
+        )
+    })
+}
+
+/// Reads a whole body of at most `max` bytes, reserving its bytes in
+/// `budget` as they come; no pause between its pieces (or wait for room in
+/// the budget) may last longer than `pause`.
 pub(crate) async fn read_body(
     body: Incoming,
     max: usize,
     pause: Duration,
-) -> Result<Bytes, BodyError> {
+    budget: &Budget,
+) -> Result<(Bytes, Held), BodyError> {
+    let mut held = Held::default();
+    // A declared length is reserved at once: a body taken in never waits
+    // for room again (the budget's waiters are served in order, and a body
+    // half read waiting behind a new one would hold its bytes for nothing).
+    let mut reserved = 0usize;
+    if let Some(n) = hyper::body::Body::size_hint(&body).exact() {
+        let n = usize::try_from(n).unwrap_or(usize::MAX);
+        if n > max {
+            return Err(BodyError::TooLarge);
+        }
+        budget.reserve(&mut held, n, pause).await?;
+        reserved = n;
+    }
+    let mut received = 0usize;
     let mut body = Limited::new(body, max);
     let mut out = bytes::BytesMut::new();
     let mut single: Option<Bytes> = None;
@@ -409,6 +561,13 @@ pub(crate) async fn read_body(
         let Ok(data) = frame.into_data() else {
             continue; // trailers
         };
+        received += data.len();
+        if received > reserved {
+            budget
+                .reserve(&mut held, received - reserved, pause)
+                .await?;
+            reserved = received;
+        }
         // One piece (the usual case) is kept without a copy.
         match single.take() {
             None if out.is_empty() => single = Some(data),
@@ -419,5 +578,5 @@ pub(crate) async fn read_body(
             None => out.extend_from_slice(&data),
         }
     }
-    Ok(single.unwrap_or_else(|| out.freeze()))
+    Ok((single.unwrap_or_else(|| out.freeze()), held))
 }

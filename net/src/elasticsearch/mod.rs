@@ -51,7 +51,9 @@ use sluice_core::prelude::*;
 use tokio_rustls::TlsAcceptor;
 
 use crate::conn::{default_header_timeout, default_max_connections, timeout_problem};
-use crate::http::{read_body, serve_requests, Answer, BodyError, Limits};
+use crate::http::{
+    pending_problem, read_body, serve_requests, Answer, BodyError, Budget, Held, Limits,
+};
 use crate::ingest::{Ingest, Refused};
 use crate::secure::{bind, Secret, TlsConfig, Token};
 
@@ -65,6 +67,11 @@ pub struct Config {
     /// it); Elasticsearch's own default is 100 MiB.
     #[serde(default = "default_max_body_bytes")]
     pub max_body_bytes: ByteSize,
+    /// Bytes of request bodies (and their decompressed forms) held at once
+    /// over all connections, until their events are in the channels (`429`
+    /// when a body finds no room within `header_timeout`).
+    #[serde(default = "default_max_pending_bytes")]
+    pub max_pending_bytes: ByteSize,
     /// How long a request waits for room in the channels before a `429`.
     #[serde(default = "default_busy_timeout")]
     pub busy_timeout: sluice_core::config::Duration,
@@ -97,6 +104,10 @@ pub struct Config {
 
 fn default_max_fields() -> NonZeroUsize {
     NonZeroUsize::new(sluice_core::event::DEFAULT_MAX_FIELDS).unwrap_or(NonZeroUsize::MIN)
+}
+
+fn default_max_pending_bytes() -> ByteSize {
+    ByteSize(256 << 20)
 }
 
 fn default_max_body_bytes() -> ByteSize {
@@ -132,6 +143,7 @@ impl SourceConfig for Config {
         if self.max_body_bytes.0 == 0 {
             p.push(Problem::at("max_body_bytes", "must be at least 1 byte"));
         }
+        p.extend(pending_problem(self.max_pending_bytes, self.max_body_bytes));
         let parts: Vec<&str> = self.version.split('.').collect();
         if parts.len() != 3
             || parts
@@ -160,6 +172,7 @@ impl SourceConfig for Config {
             tls: self.tls.as_ref().map(TlsConfig::acceptor).transpose()?,
             opts: Arc::new(Opts {
                 max_body: usize::try_from(self.max_body_bytes.0).unwrap_or(usize::MAX),
+                pending: Budget::new(self.max_pending_bytes),
                 busy: self.busy_timeout.get(),
                 token: self.token.as_ref().map(Secret::load).transpose()?,
                 max_fields: self.max_fields.get(),
@@ -174,6 +187,7 @@ impl SourceConfig for Config {
 
 struct Opts {
     max_body: usize,
+    pending: Budget,
     busy: Duration,
     token: Option<Token>,
     max_fields: usize,
@@ -196,6 +210,7 @@ pub struct EsSource {
 impl Source for EsSource {
     async fn run(self: Box<Self>, cx: SourceContext) -> Result<(), ComponentError> {
         let opts = self.opts;
+        opts.pending.publish_to(cx.metrics.clone());
         let limits = Limits {
             max_connections: self.max_connections,
             header_timeout: opts.header_timeout,
@@ -379,7 +394,7 @@ async fn route(
 }
 
 /// Reads a request's body, gunzipped when it says so, within `max_body`.
-async fn body(req: Request<Incoming>, opts: &Opts) -> Result<Bytes, Reply> {
+async fn body(req: Request<Incoming>, opts: &Opts) -> Result<(Bytes, Held), Reply> {
     let too_large = || {
         Reply::error(
             StatusCode::PAYLOAD_TOO_LARGE,
@@ -418,9 +433,27 @@ async fn body(req: Request<Incoming>, opts: &Opts) -> Result<Bytes, Reply> {
             ))
         }
     };
-    let raw = match read_body(req.into_body(), opts.max_body, opts.header_timeout).await {
+    let busy = || {
+        Reply::error(
+            StatusCode::TOO_MANY_REQUESTS,
+            "es_rejected_execution_exception",
+            format!(
+                "rejected execution: other requests' bodies fill max_pending_bytes ({} bytes); retry later",
+                opts.pending.bytes()
+            ),
+        )
+    };
+    let read = read_body(
+        req.into_body(),
+        opts.max_body,
+        opts.header_timeout,
+        &opts.pending,
+    )
+    .await;
+    let (raw, mut held) = match read {
         Ok(b) => b,
         Err(BodyError::TooLarge) => return Err(too_large()),
+        Err(BodyError::Busy) => return Err(busy()),
         Err(BodyError::Stalled) => {
             return Err(Reply::error(
                 StatusCode::REQUEST_TIMEOUT,
@@ -440,20 +473,29 @@ async fn body(req: Request<Incoming>, opts: &Opts) -> Result<Bytes, Reply> {
         }
     };
     let Some(encoding) = encoding else {
-        return Ok(raw);
+        return Ok((raw, held));
     };
     let max = opts.max_body;
     let unzipped = tokio::task::spawn_blocking(move || decompress(&raw, encoding, max))
         .await
         .unwrap_or_else(|e| Err(Some(e.to_string())));
-    unzipped.map_err(|e| match e {
+    let unzipped = unzipped.map_err(|e| match e {
         None => too_large(),
         Some(e) => Reply::error(
             StatusCode::BAD_REQUEST,
             "illegal_argument_exception",
             format!("the compressed body does not decompress: {e}"),
         ),
-    })
+    })?;
+    // The decompressed body counts too, while the compressed one is held.
+    match opts
+        .pending
+        .reserve(&mut held, unzipped.len(), opts.header_timeout)
+        .await
+    {
+        Ok(()) => Ok((unzipped, held)),
+        Err(_) => Err(busy()),
+    }
 }
 
 /// A compressed body's encoding.
@@ -498,7 +540,7 @@ async fn bulk(
     metrics: &ComponentMetrics,
 ) -> Reply {
     let started = Instant::now();
-    let body = match body(req, opts).await {
+    let (body, _held) = match body(req, opts).await {
         Ok(b) => b,
         Err(r) => return r,
     };
@@ -555,7 +597,7 @@ async fn single(
     opts: &Opts,
     metrics: &ComponentMetrics,
 ) -> Reply {
-    let body = match body(req, opts).await {
+    let (body, _held) = match body(req, opts).await {
         Ok(b) => b,
         Err(r) => return r,
     };
