@@ -396,50 +396,86 @@ fn key(buf: &mut Vec<u8>, first: &mut bool, name: &str) -> std::io::Result<()> {
 fn string(buf: &mut Vec<u8>, bytes: &[u8]) -> std::io::Result<()> {
     // Most names and values are printable ASCII without quotes or
     // backslashes: copied as they are, in one go.
-    // (A fold without early exit, so that the check vectorizes.)
-    let plain = bytes.iter().fold(true, |ok, &b| {
-        ok & (0x20..0x80).contains(&b) & (b != b'"') & (b != b'\\')
-    });
-    if plain {
+    let Some(first) = first_special(bytes, true) else {
         buf.reserve(bytes.len() + 2);
         buf.push(b'"');
         buf.extend_from_slice(bytes);
         buf.push(b'"');
         return Ok(());
-    }
-    match std::str::from_utf8(bytes) {
-        Ok(text) => escaped(buf, text.as_bytes()),
-        Err(_) => escaped(buf, String::from_utf8_lossy(bytes).as_bytes()),
+    };
+    // Only what follows the first byte that is not plain ASCII needs the
+    // UTF-8 check.
+    match std::str::from_utf8(&bytes[first..]) {
+        Ok(_) => escaped(buf, bytes, first),
+        Err(_) => escaped(buf, String::from_utf8_lossy(bytes).as_bytes(), 0),
     }
     Ok(())
+}
+
+/// Repeated in every byte of a word.
+const ONES: u64 = 0x0101_0101_0101_0101;
+/// The high bit of every byte of a word.
+const HIGHS: u64 = 0x8080_8080_8080_8080;
+
+/// The high bit of each byte of `w` (eight bytes, little-endian) that JSON
+/// escapes: a control character, `"` or `\`. Exact up to and including
+/// the lowest flagged byte (a borrow may flag bytes above it).
+#[inline(always)]
+fn escapes(w: u64) -> u64 {
+    let control = w.wrapping_sub(ONES * 0x20) & !w;
+    let quote = w ^ (ONES * u64::from(b'"'));
+    let quote = quote.wrapping_sub(ONES) & !quote;
+    let backslash = w ^ (ONES * u64::from(b'\\'));
+    let backslash = backslash.wrapping_sub(ONES) & !backslash;
+    (control | quote | backslash) & HIGHS
+}
+
+/// The index of the first byte of `bytes` that JSON escapes, or with
+/// `ascii` that is not ASCII either; eight bytes at a time.
+#[inline]
+fn first_special(bytes: &[u8], ascii: bool) -> Option<usize> {
+    let flags = |w: u64| {
+        let f = escapes(w);
+        if ascii {
+            f | (w & HIGHS)
+        } else {
+            f
+        }
+    };
+    let mut words = bytes.chunks_exact(8);
+    let mut at = 0;
+    for word in &mut words {
+        let f = flags(<[u8; 8]>::try_from(word).map_or(0, u64::from_le_bytes));
+        if f != 0 {
+            return Some(at + (f.trailing_zeros() / 8) as usize);
+        }
+        at += 8;
+    }
+    // The last bytes as one more word, padded with plain ones.
+    let rest = words.remainder();
+    if rest.is_empty() {
+        return None;
+    }
+    let mut last = [b'a'; 8];
+    last[..rest.len()].copy_from_slice(rest);
+    let f = flags(u64::from_le_bytes(last));
+    (f != 0).then(|| at + (f.trailing_zeros() / 8) as usize)
 }
 
 /// Writes valid UTF-8 as a JSON string, escaped exactly as `serde_json`
 /// escapes it: `"`, `\\`, and control characters (short forms for
 /// backspace, form feed, newline, carriage return and tab, `\u00XX` for the
-/// others). The runs between escapes are copied whole.
-fn escaped(buf: &mut Vec<u8>, text: &[u8]) {
-    /// Bytes checked at once, with a check that vectorizes.
-    const BLOCK: usize = 16;
+/// others). The runs between escapes are copied whole; `from` bytes at the
+/// start are known to need no escape.
+fn escaped(buf: &mut Vec<u8>, text: &[u8], from: usize) {
     buf.reserve(text.len() + 2);
     buf.push(b'"');
     let mut run = 0;
-    let mut i = 0;
-    while i < text.len() {
-        let end = (i + BLOCK).min(text.len());
-        let block = &text[i..end];
-        if block.len() == BLOCK
-            && block
-                .iter()
-                .fold(true, |ok, &b| ok & (b >= 0x20) & (b != b'"') & (b != b'\\'))
-        {
-            i = end;
-            continue;
-        }
-        for (j, &b) in block.iter().enumerate() {
-            escape_byte(buf, text, &mut run, i + j, b);
-        }
-        i = end;
+    let mut i = from;
+    while let Some(offset) = text.get(i..).and_then(|rest| first_special(rest, false)) {
+        let at = i + offset;
+        escape_byte(buf, text, &mut run, at, text[at]);
+        i = at + 1;
     }
     buf.extend_from_slice(&text[run..]);
     buf.push(b'"');
@@ -648,6 +684,44 @@ mod tests {
             String::from_utf8(buf).unwrap(),
             serde_json::to_string(&all).unwrap()
         );
+    }
+
+    #[test]
+    fn word_at_a_time_escaping_agrees_with_serde_json_at_every_offset() {
+        // Each special byte (and a multi-byte character, and an invalid
+        // byte) at every position of strings of every length up to three
+        // words and a bit, among plain bytes and among others of its kind.
+        let specials: [&[u8]; 9] = [
+            b"\"",
+            b"\\",
+            b"\n",
+            b"\x01",
+            b"\x1f",
+            b"\x7f",
+            b" ",
+            "\u{e9}".as_bytes(),
+            b"\xff",
+        ];
+        let mut buf = Vec::new();
+        for len in 0..27 {
+            for at in 0..len {
+                for special in specials {
+                    for filler in [b'a', b'"'] {
+                        let mut bytes = vec![filler; len];
+                        bytes.splice(at..at + 1, special.iter().copied());
+                        buf.clear();
+                        string(&mut buf, &bytes).unwrap();
+                        let want = serde_json::to_string(&String::from_utf8_lossy(&bytes)).unwrap();
+                        assert_eq!(
+                            String::from_utf8_lossy(&buf),
+                            want,
+                            "{:?}",
+                            String::from_utf8_lossy(&bytes)
+                        );
+                    }
+                }
+            }
+        }
     }
 
     #[test]
