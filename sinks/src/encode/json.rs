@@ -252,13 +252,17 @@ impl JsonWriter {
         let flat = self.layout == Layout::Flat;
         buf.push(b'{');
         let mut first = true;
-        let shadowed = |name: &str| flat && event.fields.contains_key(name);
-        if scope.pick("timestamp").is_some() && !shadowed("timestamp") {
-            key(buf, &mut first, "timestamp")?;
+        let (timestamp_shadowed, message_shadowed) = if flat {
+            shadows(&event.fields)
+        } else {
+            (false, false)
+        };
+        if scope.pick("timestamp").is_some() && !timestamp_shadowed {
+            plain_key(buf, &mut first, b"\"timestamp\":");
             stamps.timestamp(event.timestamp, buf)?;
         }
-        if scope.pick("message").is_some() && !shadowed("message") {
-            key(buf, &mut first, "message")?;
+        if scope.pick("message").is_some() && !message_shadowed {
+            plain_key(buf, &mut first, b"\"message\":");
             string(buf, &event.body)?;
         }
         if flat {
@@ -380,6 +384,33 @@ impl Stamps {
         }
         Ok(())
     }
+}
+
+/// Whether `fields` has a field named `timestamp`, and one named `message`
+/// (which take those keys' places in the flat layout): one pass for both.
+fn shadows(fields: &Fields) -> (bool, bool) {
+    if fields.len() >= sluice_core::event::INDEXED_FROM {
+        return (
+            fields.contains_key("timestamp"),
+            fields.contains_key("message"),
+        );
+    }
+    fields
+        .iter()
+        .fold((false, false), |(t, m), (name, _)| match name.len() {
+            9 => (t || name == "timestamp", m),
+            7 => (t, m || name == "message"),
+            _ => (t, m),
+        })
+}
+
+/// Writes a key already quoted, with its colon (`"timestamp":`), after a
+/// comma unless it is the first.
+fn plain_key(buf: &mut Vec<u8>, first: &mut bool, quoted: &[u8]) {
+    if !std::mem::take(first) {
+        buf.push(b',');
+    }
+    buf.extend_from_slice(quoted);
 }
 
 /// Writes `,"name":` (without the comma for the first key).
