@@ -155,14 +155,14 @@ fn a_full_channel_is_answered_429_in_elasticsearch_shape_and_nothing_is_taken() 
 }
 
 #[test]
-fn bodies_beyond_max_pending_bytes_are_answered_429_until_room_is_given_back() {
+fn bodies_beyond_max_buffered_bytes_are_answered_429_until_room_is_given_back() {
     use crate::network::try_http_post_to;
     use std::io::{BufRead, BufReader, Write};
     use std::net::TcpStream;
     let d = Dir::new();
     d.write(
         "p.yaml",
-        "api:\n  address: 127.0.0.1:0\nsources:\n  es:\n    type: elasticsearch\n    address: 127.0.0.1:0\n    max_body_bytes: 1MiB\n    max_pending_bytes: 1MiB\n    header_timeout: 1s\n    busy_timeout: 30s\n    channels: [main]\nchannels:\n  main: {type: memory, capacity: 1000}\nsinks:\n  out: {type: file, channel: main, path: ./out/o.log, format: json}\n",
+        "api:\n  address: 127.0.0.1:0\nsources:\n  es:\n    type: elasticsearch\n    address: 127.0.0.1:0\n    max_body_bytes: 1MiB\n    max_buffered_bytes: 1MiB\n    header_timeout: 1s\n    busy_timeout: 30s\n    channels: [main]\nchannels:\n  main: {type: memory, capacity: 1000}\nsinks:\n  out: {type: file, channel: main, path: ./out/o.log, format: json}\n",
     );
     let mut agent = Agent::start_json(&d, &["run", "p.yaml"]);
     let (port, api) = (agent.listening("es"), agent.api_port());
@@ -195,7 +195,7 @@ fn bodies_beyond_max_pending_bytes_are_answered_429_until_room_is_given_back() {
         Duration::from_secs(30),
         "the slow body's length held",
         || {
-            crate::listeners::metric(&url, "sluice_component_pending_bytes", "\"es\"")
+            crate::listeners::metric(&url, "sluice_component_buffered_bytes", "\"es\"")
                 == Some(slow_len as f64)
         },
     );

@@ -424,12 +424,12 @@ fn http_answers_503_with_retry_after_while_the_channel_is_full() {
 }
 
 #[test]
-fn http_bodies_in_flight_share_max_pending_bytes() {
+fn http_bodies_in_flight_share_max_buffered_bytes() {
     let d = Dir::new();
     d.write(
         "p.yaml",
         &format!("api:\n  address: 127.0.0.1:0\n{}", file_pipeline(
-            "    type: http\n    address: 127.0.0.1:0\n    path: /events\n    max_body_bytes: 1MiB\n    max_pending_bytes: 1MiB\n    header_timeout: 1s\n    busy_timeout: 30s\n",
+            "    type: http\n    address: 127.0.0.1:0\n    path: /events\n    max_body_bytes: 1MiB\n    max_buffered_bytes: 1MiB\n    header_timeout: 1s\n    busy_timeout: 30s\n",
             "text",
         )),
     );
@@ -462,7 +462,7 @@ fn http_bodies_in_flight_share_max_pending_bytes() {
         Duration::from_secs(30),
         "the slow body's length held",
         || {
-            crate::listeners::metric(&url, "sluice_component_pending_bytes", "\"in\"")
+            crate::listeners::metric(&url, "sluice_component_buffered_bytes", "\"in\"")
                 == Some(total as f64)
         },
     );
@@ -474,7 +474,7 @@ fn http_bodies_in_flight_share_max_pending_bytes() {
         .expect("timeout");
     let (status, headers, body) = http_post(&mut s, &[], other.as_bytes());
     assert_eq!(status, 503, "{body}");
-    assert!(body.contains("max_pending_bytes"), "{body}");
+    assert!(body.contains("max_buffered_bytes"), "{body}");
     assert!(
         headers.iter().any(|(k, v)| k == "retry-after" && v == "1"),
         "{headers:?}"

@@ -302,13 +302,13 @@ fn workers_on_a_processor_that_keeps_state_is_refused_where_written() {
 }
 
 #[test]
-fn max_pending_bytes_below_max_body_bytes_is_refused() {
+fn max_buffered_bytes_below_max_body_bytes_is_refused() {
     let yaml = GOOD.replace(
         "    type: generator\n    count: 10\n",
-        "    type: http\n    address: 127.0.0.1:0\n    max_body_bytes: 2MiB\n    max_pending_bytes: 1MiB\n",
+        "    type: http\n    address: 127.0.0.1:0\n    max_body_bytes: 2MiB\n    max_buffered_bytes: 1MiB\n",
     );
     has(
         &invalid(&yaml),
-        "bad.yaml:6:24: source `gen`: max_pending_bytes (1048576 bytes) must be at least max_body_bytes (2097152 bytes), or no body of that size could be taken",
+        "bad.yaml:6:25: source `gen`: max_buffered_bytes (1048576 bytes) must be at least max_body_bytes (2097152 bytes), or no body of that size could be taken",
     );
 }

@@ -63,8 +63,8 @@ pub struct Config {
     /// Bytes of request bodies held at once over all connections, from
     /// their first byte until their events are in the channels (503 when a
     /// body finds no room within `header_timeout`).
-    #[serde(default = "default_max_pending_bytes")]
-    pub max_pending_bytes: ByteSize,
+    #[serde(default = "default_max_buffered_bytes")]
+    pub max_buffered_bytes: ByteSize,
     /// How long a request waits for room in the channels before a 503.
     #[serde(default = "default_busy_timeout")]
     pub busy_timeout: sluice_core::config::Duration,
@@ -95,7 +95,7 @@ fn default_max_body_bytes() -> ByteSize {
     ByteSize(10 << 20)
 }
 
-fn default_max_pending_bytes() -> ByteSize {
+fn default_max_buffered_bytes() -> ByteSize {
     ByteSize(64 << 20)
 }
 
@@ -119,7 +119,10 @@ impl SourceConfig for Config {
         if self.max_body_bytes.0 == 0 {
             p.push(Problem::at("max_body_bytes", "must be at least 1 byte"));
         }
-        p.extend(pending_problem(self.max_pending_bytes, self.max_body_bytes));
+        p.extend(buffered_problem(
+            self.max_buffered_bytes,
+            self.max_body_bytes,
+        ));
         if self.path.as_deref().is_some_and(|p| !p.starts_with('/')) {
             p.push(Problem::at("path", "must start with `/`"));
         }
@@ -135,7 +138,7 @@ impl SourceConfig for Config {
             opts: Arc::new(Opts {
                 path: self.path.clone(),
                 max_body: usize::try_from(self.max_body_bytes.0).unwrap_or(usize::MAX),
-                pending: Budget::new(self.max_pending_bytes),
+                buffered: Budget::new(self.max_buffered_bytes),
                 busy: self.busy_timeout.get(),
                 token: self.token.as_ref().map(Secret::load).transpose()?,
                 max_fields: self.max_fields.get(),
@@ -149,7 +152,7 @@ impl SourceConfig for Config {
 struct Opts {
     path: Option<String>,
     max_body: usize,
-    pending: Budget,
+    buffered: Budget,
     busy: Duration,
     token: Option<Token>,
     max_fields: usize,
@@ -168,7 +171,7 @@ pub struct HttpSource {
 impl Source for HttpSource {
     async fn run(self: Box<Self>, cx: SourceContext) -> Result<(), ComponentError> {
         let opts = self.opts;
-        opts.pending.publish_to(cx.metrics.clone());
+        opts.buffered.publish_to(cx.metrics.clone());
         let limits = Limits {
             max_connections: self.max_connections,
             header_timeout: opts.header_timeout,
@@ -347,7 +350,7 @@ async fn handle_inner(
         req.into_body(),
         opts.max_body,
         opts.header_timeout,
-        &opts.pending,
+        &opts.buffered,
     )
     .await
     {
@@ -357,8 +360,8 @@ async fn handle_inner(
             let mut r = answer(
                 StatusCode::SERVICE_UNAVAILABLE,
                 format!(
-                    "other requests' bodies fill max_pending_bytes ({} bytes); retry later",
-                    opts.pending.bytes()
+                    "other requests' bodies fill max_buffered_bytes ({} bytes); retry later",
+                    opts.buffered.bytes()
                 ),
             );
             r.headers_mut()
@@ -421,9 +424,9 @@ pub(crate) enum BodyError {
 }
 
 /// The bytes of request bodies one source holds at once, over all its
-/// connections (`max_pending_bytes`): with `max_body_bytes` per body and
+/// connections (`max_buffered_bytes`): with `max_body_bytes` per body and
 /// `max_connections`, what bounds the memory of bodies being received.
-/// Published as the gauge `pending_bytes`.
+/// Published as the gauge `buffered_bytes`.
 #[derive(Debug, Clone)]
 pub(crate) struct Budget(Arc<BudgetInner>);
 
@@ -438,7 +441,7 @@ impl BudgetInner {
     fn publish(&self) {
         if let Some(m) = self.metrics.get() {
             let held = self.bytes - self.permits.available_permits().min(self.bytes);
-            m.set_gauge("pending_bytes", held as f64);
+            m.set_gauge("buffered_bytes", held as f64);
         }
     }
 }
@@ -460,7 +463,7 @@ impl Budget {
         self.0.bytes
     }
 
-    /// Publishes the gauge `pending_bytes` to `metrics` from now on.
+    /// Publishes the gauge `buffered_bytes` to `metrics` from now on.
     pub(crate) fn publish_to(&self, metrics: Arc<ComponentMetrics>) {
         let _ = self.0.metrics.set(metrics);
         self.0.publish();
@@ -509,14 +512,14 @@ impl Drop for Held {
     }
 }
 
-/// `max_pending_bytes` must let one body of `max_body_bytes` in.
-pub(crate) fn pending_problem(pending: ByteSize, max_body: ByteSize) -> Option<Problem> {
-    (pending.0 < max_body.0).then(|| {
+/// `max_buffered_bytes` must let one body of `max_body_bytes` in.
+pub(crate) fn buffered_problem(buffered: ByteSize, max_body: ByteSize) -> Option<Problem> {
+    (buffered.0 < max_body.0).then(|| {
         Problem::at(
-            "max_pending_bytes",
+            "max_buffered_bytes",
             format!(
-                "max_pending_bytes ({} bytes) must be at least max_body_bytes ({} bytes), or no body of that size could be taken",
-                pending.0, max_body.0
+                "max_buffered_bytes ({} bytes) must be at least max_body_bytes ({} bytes), or no body of that size could be taken",
+                buffered.0, max_body.0
             ),
         )
     })

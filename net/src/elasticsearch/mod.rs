@@ -52,7 +52,7 @@ use tokio_rustls::TlsAcceptor;
 
 use crate::conn::{default_header_timeout, default_max_connections, timeout_problem};
 use crate::http::{
-    pending_problem, read_body, serve_requests, Answer, BodyError, Budget, Held, Limits,
+    buffered_problem, read_body, serve_requests, Answer, BodyError, Budget, Held, Limits,
 };
 use crate::ingest::{Ingest, Refused};
 use crate::secure::{bind, Secret, TlsConfig, Token};
@@ -70,8 +70,8 @@ pub struct Config {
     /// Bytes of request bodies (and their decompressed forms) held at once
     /// over all connections, until their events are in the channels (`429`
     /// when a body finds no room within `header_timeout`).
-    #[serde(default = "default_max_pending_bytes")]
-    pub max_pending_bytes: ByteSize,
+    #[serde(default = "default_max_buffered_bytes")]
+    pub max_buffered_bytes: ByteSize,
     /// How long a request waits for room in the channels before a `429`.
     #[serde(default = "default_busy_timeout")]
     pub busy_timeout: sluice_core::config::Duration,
@@ -106,7 +106,7 @@ fn default_max_fields() -> NonZeroUsize {
     NonZeroUsize::new(sluice_core::event::DEFAULT_MAX_FIELDS).unwrap_or(NonZeroUsize::MIN)
 }
 
-fn default_max_pending_bytes() -> ByteSize {
+fn default_max_buffered_bytes() -> ByteSize {
     ByteSize(256 << 20)
 }
 
@@ -143,7 +143,10 @@ impl SourceConfig for Config {
         if self.max_body_bytes.0 == 0 {
             p.push(Problem::at("max_body_bytes", "must be at least 1 byte"));
         }
-        p.extend(pending_problem(self.max_pending_bytes, self.max_body_bytes));
+        p.extend(buffered_problem(
+            self.max_buffered_bytes,
+            self.max_body_bytes,
+        ));
         let parts: Vec<&str> = self.version.split('.').collect();
         if parts.len() != 3
             || parts
@@ -172,7 +175,7 @@ impl SourceConfig for Config {
             tls: self.tls.as_ref().map(TlsConfig::acceptor).transpose()?,
             opts: Arc::new(Opts {
                 max_body: usize::try_from(self.max_body_bytes.0).unwrap_or(usize::MAX),
-                pending: Budget::new(self.max_pending_bytes),
+                buffered: Budget::new(self.max_buffered_bytes),
                 busy: self.busy_timeout.get(),
                 token: self.token.as_ref().map(Secret::load).transpose()?,
                 max_fields: self.max_fields.get(),
@@ -187,7 +190,7 @@ impl SourceConfig for Config {
 
 struct Opts {
     max_body: usize,
-    pending: Budget,
+    buffered: Budget,
     busy: Duration,
     token: Option<Token>,
     max_fields: usize,
@@ -210,7 +213,7 @@ pub struct EsSource {
 impl Source for EsSource {
     async fn run(self: Box<Self>, cx: SourceContext) -> Result<(), ComponentError> {
         let opts = self.opts;
-        opts.pending.publish_to(cx.metrics.clone());
+        opts.buffered.publish_to(cx.metrics.clone());
         let limits = Limits {
             max_connections: self.max_connections,
             header_timeout: opts.header_timeout,
@@ -438,8 +441,8 @@ async fn body(req: Request<Incoming>, opts: &Opts) -> Result<(Bytes, Held), Repl
             StatusCode::TOO_MANY_REQUESTS,
             "es_rejected_execution_exception",
             format!(
-                "rejected execution: other requests' bodies fill max_pending_bytes ({} bytes); retry later",
-                opts.pending.bytes()
+                "rejected execution: other requests' bodies fill max_buffered_bytes ({} bytes); retry later",
+                opts.buffered.bytes()
             ),
         )
     };
@@ -447,7 +450,7 @@ async fn body(req: Request<Incoming>, opts: &Opts) -> Result<(Bytes, Held), Repl
         req.into_body(),
         opts.max_body,
         opts.header_timeout,
-        &opts.pending,
+        &opts.buffered,
     )
     .await;
     let (raw, mut held) = match read {
@@ -489,7 +492,7 @@ async fn body(req: Request<Incoming>, opts: &Opts) -> Result<(Bytes, Held), Repl
     })?;
     // The decompressed body counts too, while the compressed one is held.
     match opts
-        .pending
+        .buffered
         .reserve(&mut held, unzipped.len(), opts.header_timeout)
         .await
     {
