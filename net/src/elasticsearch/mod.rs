@@ -478,26 +478,30 @@ async fn body(req: Request<Incoming>, opts: &Opts) -> Result<(Bytes, Held), Repl
     let Some(encoding) = encoding else {
         return Ok((raw, held));
     };
-    let max = opts.max_body;
-    let unzipped = tokio::task::spawn_blocking(move || decompress(&raw, encoding, max))
-        .await
-        .unwrap_or_else(|e| Err(Some(e.to_string())));
-    let unzipped = unzipped.map_err(|e| match e {
-        None => too_large(),
-        Some(e) => Reply::error(
+    // Decompressed on the blocking pool, its room in the budget reserved
+    // as it grows (while the compressed body is held too), so that bodies
+    // decompressing at once never hold more than max_buffered_bytes.
+    let (max, budget, wait) = (opts.max_body, opts.buffered.clone(), opts.header_timeout);
+    let handle = tokio::runtime::Handle::current();
+    let unzipped = tokio::task::spawn_blocking(move || {
+        let room = |n| handle.block_on(budget.reserve(&mut held, n, wait)).is_ok();
+        let unzipped = decompress(&raw, encoding, max, room);
+        (unzipped, held)
+    })
+    .await;
+    let (unzipped, held) = match unzipped {
+        Ok(done) => done,
+        Err(e) => (Err(Unzip::Bad(e.to_string())), Held::default()),
+    };
+    match unzipped {
+        Ok(body) => Ok((body, held)),
+        Err(Unzip::TooLarge) => Err(too_large()),
+        Err(Unzip::Busy) => Err(busy()),
+        Err(Unzip::Bad(e)) => Err(Reply::error(
             StatusCode::BAD_REQUEST,
             "illegal_argument_exception",
             format!("the compressed body does not decompress: {e}"),
-        ),
-    })?;
-    // The decompressed body counts too, while the compressed one is held.
-    match opts
-        .buffered
-        .reserve(&mut held, unzipped.len(), opts.header_timeout)
-        .await
-    {
-        Ok(()) => Ok((unzipped, held)),
-        Err(_) => Err(busy()),
+        )),
     }
 }
 
@@ -510,24 +514,56 @@ enum Encoding {
     Deflate,
 }
 
-/// Decompresses `raw`: `Err(None)` when it would be larger than `max`
-/// bytes (it is never decompressed further), `Err(Some(why))` when it is
-/// not what its encoding says.
-fn decompress(raw: &[u8], encoding: Encoding, max: usize) -> Result<Bytes, Option<String>> {
-    let limit = u64::try_from(max).unwrap_or(u64::MAX).saturating_add(1);
-    let mut out = Vec::new();
-    let read = match encoding {
-        Encoding::Gzip => flate2::read::MultiGzDecoder::new(raw)
-            .take(limit)
-            .read_to_end(&mut out),
-        Encoding::Deflate => flate2::read::ZlibDecoder::new(raw)
-            .take(limit)
-            .read_to_end(&mut out),
+/// Why a compressed body was not decompressed.
+#[derive(Debug, PartialEq)]
+enum Unzip {
+    /// It would be larger than `max_body_bytes` (it is never decompressed
+    /// further).
+    TooLarge,
+    /// The budget had no room for it in time.
+    Busy,
+    /// It is not what its encoding says.
+    Bad(String),
+}
+
+/// Decompresses `raw`, at most `max` bytes, asking `room` for each
+/// stretch of memory before it is used (`false`: no room).
+fn decompress(
+    raw: &[u8],
+    encoding: Encoding,
+    max: usize,
+    mut room: impl FnMut(usize) -> bool,
+) -> Result<Bytes, Unzip> {
+    let mut reader: Box<dyn Read + '_> = match encoding {
+        Encoding::Gzip => Box::new(flate2::read::MultiGzDecoder::new(raw)),
+        Encoding::Deflate => Box::new(flate2::read::ZlibDecoder::new(raw)),
     };
-    read.map_err(|e| Some(e.to_string()))?;
-    if out.len() > max {
-        return Err(None);
+    let mut out = Vec::new();
+    let mut len = 0;
+    loop {
+        if len == out.len() {
+            if len == max {
+                // A byte more would be past `max`.
+                match reader.read(&mut [0u8; 1]) {
+                    Ok(0) => break,
+                    Ok(_) => return Err(Unzip::TooLarge),
+                    Err(e) => return Err(Unzip::Bad(e.to_string())),
+                }
+            }
+            let step = len.max(64 << 10).min(max - len);
+            if !room(step) {
+                return Err(Unzip::Busy);
+            }
+            out.resize(len + step, 0);
+        }
+        match reader.read(&mut out[len..]) {
+            Ok(0) => break,
+            Ok(n) => len += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(Unzip::Bad(e.to_string())),
+        }
     }
+    out.truncate(len);
     Ok(Bytes::from(out))
 }
 
@@ -679,22 +715,46 @@ mod tests {
         z.write_all(&text).unwrap();
         let z = z.finish().unwrap();
         assert_eq!(
-            &decompress(&gz, Encoding::Gzip, text.len()).unwrap()[..],
+            &decompress(&gz, Encoding::Gzip, text.len(), |_| true).unwrap()[..],
             &text[..]
         );
         assert_eq!(
-            &decompress(&z, Encoding::Deflate, text.len()).unwrap()[..],
+            &decompress(&z, Encoding::Deflate, text.len(), |_| true).unwrap()[..],
             &text[..]
         );
         // One byte over the limit: refused, not decompressed further.
-        assert_eq!(decompress(&gz, Encoding::Gzip, text.len() - 1), Err(None));
+        assert_eq!(
+            decompress(&gz, Encoding::Gzip, text.len() - 1, |_| true),
+            Err(Unzip::TooLarge)
+        );
         assert!(matches!(
-            decompress(b"not gzip", Encoding::Gzip, 100),
-            Err(Some(_))
+            decompress(b"not gzip", Encoding::Gzip, 100, |_| true),
+            Err(Unzip::Bad(_))
         ));
         assert!(matches!(
-            decompress(&gz, Encoding::Deflate, 10_000),
-            Err(Some(_))
+            decompress(&gz, Encoding::Deflate, 10_000, |_| true),
+            Err(Unzip::Bad(_))
         ));
+        // Memory is asked for before it is used, in growing stretches that
+        // add up to at most the limit; without room, nothing more is made.
+        let mut asked = Vec::new();
+        let big = vec![b'x'; 1 << 20];
+        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        e.write_all(&big).unwrap();
+        let bomb = e.finish().unwrap();
+        let out = decompress(&bomb, Encoding::Gzip, 1 << 20, |n| {
+            asked.push(n);
+            true
+        })
+        .unwrap();
+        assert_eq!(out.len(), 1 << 20);
+        assert_eq!(asked.iter().sum::<usize>(), 1 << 20);
+        assert_eq!(asked[..3], [64 << 10, 64 << 10, 128 << 10]);
+        let mut given = 0;
+        let refused = decompress(&bomb, Encoding::Gzip, 1 << 20, |n| {
+            given += n;
+            given <= 256 << 10
+        });
+        assert_eq!(refused, Err(Unzip::Busy));
     }
 }
