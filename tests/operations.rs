@@ -570,7 +570,14 @@ fn dashboard_plots_the_gauges_a_component_reports() {
             }
         })
     };
-    let dom = dump_dom(&format!("http://{}/", server.address));
+    // The page reads the history once when it opens (then every few
+    // polls): wait for the first sample, or its chart has only the
+    // current value.
+    let base = format!("http://{}", server.address);
+    wait_for(WAIT, "a sample of the gauge in the history", || {
+        get(&base, "/api/history").is_some_and(|(_, h)| h.contains("\"anomaly_score\""))
+    });
+    let dom = dump_dom(&format!("{base}/"));
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     feeder.join().expect("feeder");
 
