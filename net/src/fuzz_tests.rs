@@ -7,7 +7,7 @@ use bytes::{Bytes, BytesMut};
 use proptest::prelude::*;
 use sluice_core::prelude::*;
 
-use crate::hop::proto::{self, decode_batch, encode_batch, FrameBudget};
+use crate::hop::proto::{self, decode_batch, encode_batch, Budget};
 use crate::http_body::{decode, Kind};
 
 /// Decoded size may be this many times the input's (an encoded `null`
@@ -123,7 +123,7 @@ proptest! {
         // The frame reader: a result or an error, and every byte of budget
         // back once the frame is dropped.
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-        let budget = FrameBudget::new(1 << 20);
+        let budget = Budget::new(1 << 20);
         rt.block_on(async {
             let mut r = &bytes[..];
             while let Ok(Some(f)) =

@@ -42,6 +42,7 @@ use sluice_core::prelude::*;
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 
+use crate::budget::{Budget, Held, NoRoom};
 use crate::conn::{
     default_header_timeout, default_max_connections, timeout_problem, Gate, HandshakeLog,
 };
@@ -138,7 +139,9 @@ impl SourceConfig for Config {
             opts: Arc::new(Opts {
                 path: self.path.clone(),
                 max_body: usize::try_from(self.max_body_bytes.0).unwrap_or(usize::MAX),
-                buffered: Budget::new(self.max_buffered_bytes),
+                buffered: Budget::new(
+                    usize::try_from(self.max_buffered_bytes.0).unwrap_or(usize::MAX),
+                ),
                 busy: self.busy_timeout.get(),
                 token: self.token.as_ref().map(Secret::load).transpose()?,
                 max_fields: self.max_fields.get(),
@@ -361,7 +364,7 @@ async fn handle_inner(
                 StatusCode::SERVICE_UNAVAILABLE,
                 format!(
                     "other requests' bodies fill max_buffered_bytes ({} bytes); retry later",
-                    opts.buffered.bytes()
+                    opts.buffered.total()
                 ),
             );
             r.headers_mut()
@@ -423,91 +426,11 @@ pub(crate) enum BodyError {
     Read(String),
 }
 
-/// The bytes of request bodies one source holds at once, over all its
-/// connections (`max_buffered_bytes`): with `max_body_bytes` per body and
-/// `max_connections`, what bounds the memory of bodies being received.
-/// Published as the gauge `buffered_bytes`.
-#[derive(Debug, Clone)]
-pub(crate) struct Budget(Arc<BudgetInner>);
-
-#[derive(Debug)]
-struct BudgetInner {
-    permits: Arc<tokio::sync::Semaphore>,
-    bytes: usize,
-    metrics: std::sync::OnceLock<Arc<ComponentMetrics>>,
-}
-
-impl BudgetInner {
-    fn publish(&self) {
-        if let Some(m) = self.metrics.get() {
-            let held = self.bytes - self.permits.available_permits().min(self.bytes);
-            m.set_gauge("buffered_bytes", held as f64);
-        }
-    }
-}
-
-impl Budget {
-    pub(crate) fn new(bytes: ByteSize) -> Budget {
-        let n = usize::try_from(bytes.0)
-            .unwrap_or(usize::MAX)
-            .min(tokio::sync::Semaphore::MAX_PERMITS);
-        Budget(Arc::new(BudgetInner {
-            permits: Arc::new(tokio::sync::Semaphore::new(n)),
-            bytes: n,
-            metrics: std::sync::OnceLock::new(),
-        }))
-    }
-
-    /// Its size in bytes.
-    pub(crate) fn bytes(&self) -> usize {
-        self.0.bytes
-    }
-
-    /// Publishes the gauge `buffered_bytes` to `metrics` from now on.
-    pub(crate) fn publish_to(&self, metrics: Arc<ComponentMetrics>) {
-        let _ = self.0.metrics.set(metrics);
-        self.0.publish();
-    }
-
-    /// Reserves `n` more bytes into `held`, waiting at most `wait` for
-    /// other bodies to make room.
-    pub(crate) async fn reserve(
-        &self,
-        held: &mut Held,
-        n: usize,
-        wait: Duration,
-    ) -> Result<(), BodyError> {
-        if n == 0 {
-            return Ok(());
-        }
-        let n = u32::try_from(n).map_err(|_| BodyError::TooLarge)?;
-        let permit = tokio::time::timeout(wait, self.0.permits.clone().acquire_many_owned(n))
-            .await
-            .map_err(|_| BodyError::Busy)?
-            .map_err(|_| BodyError::Busy)?;
-        match &mut held.permit {
-            Some(p) => p.merge(permit),
-            None => held.permit = Some(permit),
-        }
-        held.budget = Some(self.0.clone());
-        self.0.publish();
-        Ok(())
-    }
-}
-
-/// Bytes reserved in a [`Budget`], given back when dropped: keep it until
-/// the body's events are in the channels.
-#[derive(Debug, Default)]
-pub(crate) struct Held {
-    permit: Option<tokio::sync::OwnedSemaphorePermit>,
-    budget: Option<Arc<BudgetInner>>,
-}
-
-impl Drop for Held {
-    fn drop(&mut self) {
-        drop(self.permit.take());
-        if let Some(b) = &self.budget {
-            b.publish();
+impl From<NoRoom> for BodyError {
+    fn from(r: NoRoom) -> Self {
+        match r {
+            NoRoom::Timeout => BodyError::Busy,
+            NoRoom::TooLarge => BodyError::TooLarge,
         }
     }
 }
@@ -544,7 +467,10 @@ pub(crate) async fn read_body(
         if n > max {
             return Err(BodyError::TooLarge);
         }
-        budget.reserve(&mut held, n, pause).await?;
+        budget
+            .reserve(&mut held, n, pause)
+            .await
+            .map_err(BodyError::from)?;
         reserved = n;
     }
     let mut received = 0usize;

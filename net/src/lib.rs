@@ -29,6 +29,7 @@
 
 use sluice_core::registry::{DuplicateType, Registry};
 
+pub mod budget;
 pub mod conn;
 #[cfg(test)]
 mod fuzz_tests;

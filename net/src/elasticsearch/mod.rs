@@ -50,10 +50,9 @@ use sluice_core::config::{address_problem, AddressUse};
 use sluice_core::prelude::*;
 use tokio_rustls::TlsAcceptor;
 
+use crate::budget::{Budget, Held};
 use crate::conn::{default_header_timeout, default_max_connections, timeout_problem};
-use crate::http::{
-    buffered_problem, read_body, serve_requests, Answer, BodyError, Budget, Held, Limits,
-};
+use crate::http::{buffered_problem, read_body, serve_requests, Answer, BodyError, Limits};
 use crate::ingest::{Ingest, Refused};
 use crate::secure::{bind, Secret, TlsConfig, Token};
 
@@ -175,7 +174,9 @@ impl SourceConfig for Config {
             tls: self.tls.as_ref().map(TlsConfig::acceptor).transpose()?,
             opts: Arc::new(Opts {
                 max_body: usize::try_from(self.max_body_bytes.0).unwrap_or(usize::MAX),
-                buffered: Budget::new(self.max_buffered_bytes),
+                buffered: Budget::new(
+                    usize::try_from(self.max_buffered_bytes.0).unwrap_or(usize::MAX),
+                ),
                 busy: self.busy_timeout.get(),
                 token: self.token.as_ref().map(Secret::load).transpose()?,
                 max_fields: self.max_fields.get(),
@@ -442,7 +443,7 @@ async fn body(req: Request<Incoming>, opts: &Opts) -> Result<(Bytes, Held), Repl
             "es_rejected_execution_exception",
             format!(
                 "rejected execution: other requests' bodies fill max_buffered_bytes ({} bytes); retry later",
-                opts.buffered.bytes()
+                opts.buffered.total()
             ),
         )
     };

@@ -3,67 +3,20 @@
 //! A frame's payload buffer grows as its bytes arrive (doubling from 64 KiB
 //! up to the declared length), so a peer that declares 64 MiB and sends ten
 //! bytes costs ten bytes plus the first step, not 64 MiB. On the receiving
-//! side every growth step is first taken from a [`FrameBudget`] shared by all
+//! side every growth step is first taken from a [`Budget`] shared by all
 //! connections of one `sluice` source; the bytes go back to it once the
 //! frame's batch was delivered (or the frame abandoned). A frame that gets
 //! neither new bytes nor budget for `frame_timeout` ends its connection.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use tokio::io::{AsyncRead, AsyncReadExt};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+pub use crate::budget::{Budget, Held};
 
 /// The first step of a payload buffer.
 const FIRST_STEP: usize = 64 << 10;
-
-/// Bytes that unfinished (and not yet delivered) frames of all connections
-/// of one source may hold together.
-#[derive(Clone, Debug)]
-pub struct FrameBudget {
-    bytes: Arc<Semaphore>,
-    total: usize,
-}
-
-impl FrameBudget {
-    /// A budget of `total` bytes (capped at what a semaphore can count).
-    pub fn new(total: usize) -> Self {
-        let total = total.min(Semaphore::MAX_PERMITS);
-        FrameBudget {
-            bytes: Arc::new(Semaphore::new(total)),
-            total,
-        }
-    }
-
-    /// The budget's size in bytes.
-    pub fn total(&self) -> usize {
-        self.total
-    }
-
-    /// Bytes not held by any frame now.
-    pub fn available(&self) -> usize {
-        self.bytes.available_permits()
-    }
-}
-
-/// Budget held by one frame; given back when dropped.
-#[derive(Debug, Default)]
-pub struct Held(Option<OwnedSemaphorePermit>);
-
-impl Held {
-    /// Bytes held.
-    pub fn bytes(&self) -> usize {
-        self.0.as_ref().map_or(0, OwnedSemaphorePermit::num_permits)
-    }
-
-    fn add(&mut self, p: OwnedSemaphorePermit) {
-        match &mut self.0 {
-            Some(held) => held.merge(p),
-            None => self.0 = Some(p),
-        }
-    }
-}
 
 /// One frame read from a connection.
 #[derive(Debug)]
@@ -141,7 +94,7 @@ pub async fn read_frame<R: AsyncRead + Unpin>(
 pub async fn read_budgeted<R: AsyncRead + Unpin>(
     r: &mut R,
     max: usize,
-    budget: &FrameBudget,
+    budget: &Budget,
     timeout: Duration,
     idle: Duration,
 ) -> Result<Option<Frame>, FrameError> {
@@ -151,7 +104,7 @@ pub async fn read_budgeted<R: AsyncRead + Unpin>(
 async fn read<R: AsyncRead + Unpin>(
     r: &mut R,
     max: usize,
-    budget: Option<(&FrameBudget, Duration)>,
+    budget: Option<(&Budget, Duration)>,
     idle: Option<Duration>,
 ) -> Result<Option<Frame>, FrameError> {
     let mut head = [0u8; 5];
@@ -185,13 +138,8 @@ async fn read<R: AsyncRead + Unpin>(
         if filled == buf.len() {
             let step = buf.len().max(FIRST_STEP).min(n - buf.len());
             if let Some((budget, timeout)) = budget {
-                let wait = budget.bytes.clone().acquire_many_owned(step as u32);
-                match tokio::time::timeout(timeout, wait).await {
-                    Ok(Ok(p)) => held.add(p),
-                    // The semaphore is never closed.
-                    Ok(Err(_)) | Err(_) => {
-                        return Err(FrameError::NoBudget(timeout, budget.total, filled, n))
-                    }
+                if budget.reserve(&mut held, step, timeout).await.is_err() {
+                    return Err(FrameError::NoBudget(timeout, budget.total(), filled, n));
                 }
             }
             buf.reserve_exact(step);
@@ -210,7 +158,7 @@ async fn read<R: AsyncRead + Unpin>(
 async fn read_some<R: AsyncRead + Unpin>(
     r: &mut R,
     into: &mut [u8],
-    budget: Option<(&FrameBudget, Duration)>,
+    budget: Option<(&Budget, Duration)>,
     (got, of): (usize, usize),
 ) -> Result<usize, FrameError> {
     let n = match budget {
@@ -245,7 +193,7 @@ mod tests {
     /// has begun is bounded by `timeout` per read instead.
     #[tokio::test(start_paused = true)]
     async fn idle_bounds_the_wait_between_frames_not_a_started_frame() {
-        let budget = FrameBudget::new(1 << 20);
+        let budget = Budget::new(1 << 20);
         let (mut tx, mut rx) = tokio::io::duplex(1 << 16);
         let idle = Duration::from_secs(5);
         let e = read_budgeted(&mut rx, 1 << 20, &budget, Duration::from_secs(60), idle)
@@ -271,7 +219,7 @@ mod tests {
 
     #[tokio::test]
     async fn frames_read_back_and_give_their_budget_back() {
-        let budget = FrameBudget::new(1 << 20);
+        let budget = Budget::new(1 << 20);
         let payload = vec![7u8; 300_000];
         let mut wire = frame(16, &payload);
         wire.extend(frame(17, b""));
@@ -320,7 +268,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_declared_length_reserves_nothing_until_bytes_come() {
-        let budget = FrameBudget::new(256 << 10);
+        let budget = Budget::new(256 << 10);
         let (mut tx, mut rx) = tokio::io::duplex(1 << 20);
         // Declares 64 MiB, sends 100 bytes, stalls.
         tx.write_all(&((64u32 << 20) + 1).to_be_bytes())
@@ -344,11 +292,10 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_frame_without_budget_gives_up_after_the_timeout() {
-        let budget = FrameBudget::new(FIRST_STEP);
-        let hold = budget
-            .bytes
-            .clone()
-            .acquire_many_owned(FIRST_STEP as u32)
+        let budget = Budget::new(FIRST_STEP);
+        let mut hold = Held::default();
+        budget
+            .reserve(&mut hold, FIRST_STEP, Duration::ZERO)
             .await
             .unwrap();
         let mut wire = &frame(16, &[0; 10])[..];

@@ -8,7 +8,7 @@ use sluice_core::prelude::*;
 use sluice_core::wire;
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 
-pub use super::frame::{read_budgeted, read_frame, Frame, FrameBudget, FrameError};
+pub use super::frame::{read_budgeted, read_frame, Budget, Frame, FrameError};
 
 /// Protocol version sent in `HELLO`. 2: events in the shared wire format
 /// (version byte first); 1 had its own encoding, and a receiver refuses it

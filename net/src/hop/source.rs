@@ -22,7 +22,7 @@ use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 
 use super::proto::{
-    self, Decoded, FrameBudget, FrameError, ACK, BATCH, HELLO, NACK, REFUSED, REJECT, WELCOME,
+    self, Budget, Decoded, FrameError, ACK, BATCH, HELLO, NACK, REFUSED, REJECT, WELCOME,
 };
 use crate::conn::{
     default_idle_timeout, default_max_connections, timeout_problem, Gate, HandshakeLog,
@@ -121,7 +121,7 @@ impl SourceConfig for Config {
             tls: self.tls.as_ref().map(TlsConfig::acceptor).transpose()?,
             limits: Limits {
                 max_frame: usize::try_from(self.max_frame_bytes.0).unwrap_or(usize::MAX),
-                budget: FrameBudget::new(
+                budget: Budget::new(
                     usize::try_from(self.max_buffered_bytes.0).unwrap_or(usize::MAX),
                 ),
                 frame_timeout: self.frame_timeout.get(),
@@ -147,7 +147,7 @@ pub struct HopSource {
 struct Limits {
     max_frame: usize,
     /// The memory all unfinished frames share.
-    budget: FrameBudget,
+    budget: Budget,
     frame_timeout: Duration,
     max_fields: usize,
     /// How long a connection may wait between frames.
@@ -170,6 +170,7 @@ impl Source for HopSource {
         let name = format!("source {}", cx.id);
         let gate = Gate::new(name.clone(), self.max_connections, Some(metrics.clone()));
         let handshakes = Arc::new(HandshakeLog::default());
+        self.limits.budget.publish_to(metrics.clone());
         let shared = Arc::new((self.token, self.tls, self.limits));
         let acceptor = tokio::spawn(async move {
             while let Some((tcp, peer, admitted)) = gate.accept(&listener, &shutdown).await {
