@@ -56,8 +56,11 @@ declare -A best_secs best_cpu best_rss
 for ((r = 0; r < RUNS; r++)); do
   for i in "${!BINS[@]}"; do
     rm -rf "$WORK/run" && mkdir -p "$WORK/run"
-    (cd "$WORK/run" && LOGHUB="$WORK/loghub" timed "${BINS[$i]}" run "${PIPES[$i]}" --log-level warn) >/dev/null 2>"$WORK/err" \
+    # Not in a subshell: `timed` sets SECS, CPU and RSS_MIB here.
+    cd "$WORK/run"
+    LOGHUB="$WORK/loghub" timed "${BINS[$i]}" run "${PIPES[$i]}" --log-level warn >/dev/null 2>"$WORK/err" \
       || { cat "$WORK/err" >&2; exit 1; }
+    cd "$OLDPWD"
     sessions=$(wc -l < "$WORK/run/out/hdfs-sessions.json")
     [ "$sessions" -gt 0 ] || { echo "NO SESSIONS" >&2; exit 1; }
     if [ -z "${best_secs[$i]:-}" ] || awk -v a="$SECS" -v b="${best_secs[$i]}" 'BEGIN { exit !(a < b) }'; then
