@@ -489,6 +489,10 @@ fn http_bodies_in_flight_share_max_buffered_bytes() {
     wait_for(Duration::from_secs(60), "both bodies in the file", || {
         d.lines("out/o.log").len() >= want
     });
+    // Every reserved byte is given back.
+    wait_for(Duration::from_secs(30), "the budget given back", || {
+        crate::listeners::metric(&url, "sluice_component_buffered_bytes", "\"in\"") == Some(0.0)
+    });
     let o = child.stop_output();
     assert!(o.status.success(), "{}", stderr(&o));
     let lines = d.lines("out/o.log");
