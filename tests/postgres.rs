@@ -443,14 +443,12 @@ sinks:
 #[test]
 fn batch_timeout_gathers_a_trickle_into_one_insert() {
     let _one_at_a_time = server();
-    let run = |name: &str, timeout: &str| {
-        let table = fresh_table(name);
-        let d = Dir::new();
-        d.write(
-            "p.yaml",
-            &format!(
-                r#"sources:
-  gen: {{type: generator, count: 60, rate: 100, channels: [main]}}
+    // A generator (`gen` options) into `table` with `batch_size: 1000` and
+    // the sink lines `more`.
+    let pipeline = |gen: &str, table: &str, more: &str| {
+        format!(
+            r#"sources:
+  gen: {{type: generator, {gen}, channels: [main]}}
 channels:
   main: {{type: memory, capacity: 1000}}
 sinks:
@@ -460,9 +458,13 @@ sinks:
     url: ${{SLUICE_TEST_POSTGRES_URL}}
     table: {table}
     batch_size: 1000
-{timeout}"#
-            ),
-        );
+{more}"#
+        )
+    };
+    let run = |name: &str, timeout: &str| {
+        let table = fresh_table(name);
+        let d = Dir::new();
+        d.write("p.yaml", &pipeline("count: 60, rate: 100", &table, timeout));
         let o = d.run_logged(&["run", "p.yaml"]);
         ok(&o);
         assert_eq!(number(&format!("SELECT count(*) FROM {table}")), 60);
@@ -483,21 +485,7 @@ sinks:
     let d = Dir::new();
     d.write(
         "p.yaml",
-        &format!(
-            r#"sources:
-  gen: {{type: generator, rate: 20, channels: [main]}}
-channels:
-  main: {{type: memory, capacity: 1000}}
-sinks:
-  db:
-    type: postgres
-    channel: main
-    url: ${{SLUICE_TEST_POSTGRES_URL}}
-    table: {table}
-    batch_size: 1000
-    batch_timeout: 700ms
-"#
-        ),
+        &pipeline("rate: 20", &table, "    batch_timeout: 700ms\n"),
     );
     let agent = Agent::start(&d, &["run", "p.yaml"]);
     let rows = || {
