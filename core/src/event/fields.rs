@@ -78,13 +78,18 @@ impl Entries {
     /// The entries, owned: a shared list is copied first (with room for a
     /// few more, as a processor adding fields will want).
     fn owned(&mut self) -> &mut Vec<(FieldName, Value)> {
-        self.owned_with_room(4)
+        self.owned_with_room(0)
     }
 
-    /// The entries, owned, a shared list copied with room for `more`.
+    /// The entries, owned, a shared list copied with room for `more` and
+    /// [`SPARE`] besides: the processors after the one that copies often
+    /// add a field or two (a template id after the captures), which would
+    /// otherwise move the whole list to a larger allocation.
     fn owned_with_room(&mut self, more: usize) -> &mut Vec<(FieldName, Value)> {
+        /// Entries of room kept past what the first writer asks for.
+        const SPARE: usize = 2;
         if let Entries::Shared(s) = self {
-            let mut v = Vec::with_capacity(s.len() + more);
+            let mut v = Vec::with_capacity(s.len() + more + SPARE);
             v.extend_from_slice(s);
             *self = Entries::Owned(v);
         }
