@@ -39,3 +39,9 @@ pub fn batch_size() -> NonZeroUsize {
 pub fn max_line_bytes() -> ByteSize {
     ByteSize(MAX_LINE_BYTES)
 }
+
+/// [`DEFAULT_MAX_FIELDS`](crate::event::DEFAULT_MAX_FIELDS) as an option's
+/// default (`max_fields` of the decoders that build fields from input).
+pub fn max_fields() -> NonZeroUsize {
+    NonZeroUsize::new(crate::event::DEFAULT_MAX_FIELDS).unwrap_or(NonZeroUsize::MIN)
+}

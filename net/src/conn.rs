@@ -69,6 +69,13 @@ pub fn default_header_timeout() -> sluice_core::config::Duration {
     DEFAULT_HEADER_TIMEOUT.into()
 }
 
+/// The default of `busy_timeout` for an HTTP source's config: how long a
+/// request waits for room in the channels before it is refused, short so
+/// that clients back off and retry instead of holding connections.
+pub fn default_busy_timeout() -> sluice_core::config::Duration {
+    std::time::Duration::from_secs(1).into()
+}
+
 /// A problem when a timeout option is zero.
 pub fn timeout_problem(key: &str, d: Duration) -> Option<Problem> {
     d.is_zero()

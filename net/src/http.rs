@@ -67,7 +67,7 @@ pub struct Config {
     #[serde(default = "default_max_buffered_bytes")]
     pub max_buffered_bytes: ByteSize,
     /// How long a request waits for room in the channels before a 503.
-    #[serde(default = "default_busy_timeout")]
+    #[serde(default = "crate::conn::default_busy_timeout")]
     pub busy_timeout: sluice_core::config::Duration,
     /// The bearer token clients must send: `{env: NAME}` or `{file: PATH}`.
     pub token: Option<Secret>,
@@ -83,13 +83,8 @@ pub struct Config {
     pub header_timeout: sluice_core::config::Duration,
     /// The most fields one JSON object may have, nested ones included (400
     /// above it).
-    #[serde(default = "default_max_fields")]
+    #[serde(default = "sluice_core::defaults::max_fields")]
     pub max_fields: std::num::NonZeroUsize,
-}
-
-fn default_max_fields() -> std::num::NonZeroUsize {
-    std::num::NonZeroUsize::new(sluice_core::event::DEFAULT_MAX_FIELDS)
-        .unwrap_or(std::num::NonZeroUsize::MIN)
 }
 
 fn default_max_body_bytes() -> ByteSize {
@@ -98,10 +93,6 @@ fn default_max_body_bytes() -> ByteSize {
 
 fn default_max_buffered_bytes() -> ByteSize {
     ByteSize(64 << 20)
-}
-
-fn default_busy_timeout() -> sluice_core::config::Duration {
-    Duration::from_secs(1).into()
 }
 
 impl SourceConfig for Config {

@@ -24,13 +24,8 @@ pub struct Config {
     #[serde(default)]
     pub target: Option<String>,
     /// The most fields the parsed object may have, nested ones included.
-    #[serde(default = "default_max_fields")]
+    #[serde(default = "sluice_core::defaults::max_fields")]
     pub max_fields: std::num::NonZeroUsize,
-}
-
-fn default_max_fields() -> std::num::NonZeroUsize {
-    std::num::NonZeroUsize::new(sluice_core::event::DEFAULT_MAX_FIELDS)
-        .unwrap_or(std::num::NonZeroUsize::MIN)
 }
 
 impl ProcessorConfig for Config {

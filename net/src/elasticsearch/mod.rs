@@ -72,7 +72,7 @@ pub struct Config {
     #[serde(default = "default_max_buffered_bytes")]
     pub max_buffered_bytes: ByteSize,
     /// How long a request waits for room in the channels before a `429`.
-    #[serde(default = "default_busy_timeout")]
+    #[serde(default = "crate::conn::default_busy_timeout")]
     pub busy_timeout: sluice_core::config::Duration,
     /// The token clients must send, as a bearer token, an API key or the
     /// password of basic authentication: `{env: NAME}` or `{file: PATH}`.
@@ -89,7 +89,7 @@ pub struct Config {
     pub header_timeout: sluice_core::config::Duration,
     /// The most fields one document may have, nested ones included (its
     /// item fails above it).
-    #[serde(default = "default_max_fields")]
+    #[serde(default = "sluice_core::defaults::max_fields")]
     pub max_fields: NonZeroUsize,
     /// The Elasticsearch version `GET /` reports, `MAJOR.MINOR.PATCH`:
     /// shippers choose their requests by it, and some refuse a server older
@@ -101,20 +101,12 @@ pub struct Config {
     pub cluster_name: String,
 }
 
-fn default_max_fields() -> NonZeroUsize {
-    NonZeroUsize::new(sluice_core::event::DEFAULT_MAX_FIELDS).unwrap_or(NonZeroUsize::MIN)
-}
-
 fn default_max_buffered_bytes() -> ByteSize {
     ByteSize(256 << 20)
 }
 
 fn default_max_body_bytes() -> ByteSize {
     ByteSize(100 << 20)
-}
-
-fn default_busy_timeout() -> sluice_core::config::Duration {
-    Duration::from_secs(1).into()
 }
 
 fn default_version() -> String {

@@ -55,7 +55,7 @@ pub struct Config {
     pub frame_timeout: sluice_core::config::Duration,
     /// The most fields an event may have, nested ones included; an event
     /// with more is refused for good and the sender told so.
-    #[serde(default = "default_max_fields")]
+    #[serde(default = "sluice_core::defaults::max_fields")]
     pub max_fields: NonZeroUsize,
     /// Connections open at most; more are closed at once and counted.
     #[serde(default = "default_max_connections")]
@@ -76,10 +76,6 @@ fn default_max_buffered_bytes() -> ByteSize {
 
 fn default_frame_timeout() -> sluice_core::config::Duration {
     Duration::from_secs(10).into()
-}
-
-fn default_max_fields() -> NonZeroUsize {
-    NonZeroUsize::new(sluice_core::event::DEFAULT_MAX_FIELDS).unwrap_or(NonZeroUsize::MIN)
 }
 
 impl SourceConfig for Config {
