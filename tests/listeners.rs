@@ -288,6 +288,10 @@ fn a_hop_connection_closed_for_idleness_is_reopened_without_a_failed_write() {
         d.lines("out/agg.log").len() == 2
     });
     assert_eq!(open(), Some(1.0));
+    // The frame's bytes went back to max_buffered_bytes once delivered.
+    wait_for(WAIT, "the frame budget given back", || {
+        metric(&url, "sluice_component_buffered_bytes", "\"edge\"") == Some(0.0)
+    });
     // The edge's kept connection goes silent and the aggregator closes it.
     wait_for(WAIT, "the idle hop connection to close", || {
         open() == Some(0.0)
