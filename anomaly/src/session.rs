@@ -450,19 +450,30 @@ impl Grouper {
                 } => {
                     let (timeout, max_duration, max_events) =
                         (*timeout, *max_duration, *max_events);
+                    let full = |g: &Group| {
+                        max_events.is_some_and(|m| g.events >= m)
+                            || max_duration.is_some_and(|d| g.end.0.saturating_sub(g.start.0) >= d)
+                    };
                     let id = (key.clone(), 0);
-                    if self
-                        .groups
-                        .get(&id)
-                        .is_some_and(|g| e.timestamp.0.saturating_sub(g.end.0) > timeout)
-                    {
-                        self.closing.push(id.clone());
-                        self.close_listed(out);
-                    }
-                    let g = self.add_to(&id, key, e, now);
-                    if max_events.is_some_and(|m| g.events >= m)
-                        || max_duration.is_some_and(|d| g.end.0.saturating_sub(g.start.0) >= d)
-                    {
+                    // One lookup when the event joins an open session, the
+                    // common case.
+                    let joined = match self.groups.get_mut(&id) {
+                        Some(g) if e.timestamp.0.saturating_sub(g.end.0) <= timeout => {
+                            g.add(e, &self.ex, now, self.seq);
+                            Some(full(g))
+                        }
+                        Some(_) => {
+                            self.closing.push(id.clone());
+                            self.close_listed(out);
+                            None
+                        }
+                        None => None,
+                    };
+                    let closes = match joined {
+                        Some(closes) => closes,
+                        None => full(self.add_to(&id, key, e, now)),
+                    };
+                    if closes {
                         self.closing.push(id);
                         self.close_listed(out);
                     }
