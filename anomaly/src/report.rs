@@ -93,20 +93,13 @@ struct Scored {
     flagged: bool,
 }
 
-/// One flagged group, with its templates in text.
+/// One flagged group: the scored event itself, rendered with its
+/// templates in text only when the report is read (scoring stays cheap).
 #[derive(Debug)]
 struct Flagged {
     at: i64,
-    key: String,
-    start: Option<i64>,
-    end: Option<i64>,
-    events: Option<i64>,
     score: f64,
-    /// Id, text, count, and for a driver its measure (`seen_in` or
-    /// `deviation`) and value; drivers first.
-    templates: Vec<serde_json::Value>,
-    /// Templates left out past `TEMPLATES_PER_FLAGGED`.
-    more: usize,
+    event: Event,
 }
 
 /// The latest scores and flagged groups of an `anomaly` processor.
@@ -114,6 +107,8 @@ struct Flagged {
 pub struct AnomalyLog {
     scores: VecDeque<Scored>,
     flagged: VecDeque<Flagged>,
+    /// Where the flagged events hold their results.
+    names: OwnedNames,
     threshold: Option<f64>,
     scored_total: u64,
     flagged_total: u64,
@@ -127,6 +122,22 @@ pub struct Names<'a> {
     pub texts: &'a str,
     /// The drivers (on flagged events), when explained.
     pub drivers: Option<&'a str>,
+}
+
+/// [`Names`], kept by the log for rendering.
+#[derive(Debug, Default, PartialEq)]
+struct OwnedNames {
+    features: Option<String>,
+    texts: String,
+    drivers: Option<String>,
+}
+
+impl OwnedNames {
+    fn matches(&self, f: &Names<'_>) -> bool {
+        self.features.as_deref() == f.features
+            && self.texts == f.texts
+            && self.drivers.as_deref() == f.drivers
+    }
 }
 
 fn nanos(v: Option<&Value>) -> Option<i64> {
@@ -157,7 +168,8 @@ impl AnomalyLog {
         self.threshold = Some(threshold);
     }
 
-    /// Records a scored event; a flagged one is kept with its templates.
+    /// Records a scored event; a flagged one is kept, to be listed with
+    /// its templates when the report is read.
     pub fn record(&mut self, e: &Event, score: f64, flagged: bool, f: &Names<'_>) {
         let at = nanos(e.get("window_end")).unwrap_or(e.timestamp.0);
         if self.scores.len() == SCORES_KEPT {
@@ -172,14 +184,32 @@ impl AnomalyLog {
         if self.flagged.len() == FLAGGED_KEPT {
             self.flagged.pop_front();
         }
-        let texts = match e.get(f.texts) {
+        if !self.names.matches(f) {
+            self.names = OwnedNames {
+                features: f.features.map(str::to_string),
+                texts: f.texts.to_string(),
+                drivers: f.drivers.map(str::to_string),
+            };
+        }
+        self.flagged.push_back(Flagged {
+            at,
+            score,
+            event: e.clone(),
+        });
+    }
+
+    /// One flagged group as listed in the report: its key, bounds, score,
+    /// and templates in text (drivers first, then the most frequent).
+    fn listed(&self, fl: &Flagged, time: impl Fn(i64) -> String) -> serde_json::Value {
+        let (e, f) = (&fl.event, &self.names);
+        let texts = match e.get(&f.texts) {
             Some(Value::Map(m)) => Some(m),
             _ => None,
         };
         let text_of = |id: &str| texts.and_then(|t| t.get(id)).map(text);
         let mut templates = Vec::new();
         let mut listed: Vec<String> = Vec::new();
-        if let Some(Value::Array(drivers)) = f.drivers.and_then(|d| e.get(d)) {
+        if let Some(Value::Array(drivers)) = f.drivers.as_deref().and_then(|d| e.get(d)) {
             for d in drivers {
                 let Value::Map(m) = d else { continue };
                 let Some(id) = m.get("id").map(text) else {
@@ -200,7 +230,7 @@ impl AnomalyLog {
                 listed.push(id);
             }
         }
-        let mut others: Vec<(String, f64)> = match f.features.and_then(|k| e.get(k)) {
+        let mut others: Vec<(String, f64)> = match f.features.as_deref().and_then(|k| e.get(k)) {
             Some(Value::Map(m)) => m
                 .iter()
                 .map(|(k, n)| (k.to_string(), n.as_f64().unwrap_or(0.0)))
@@ -219,19 +249,19 @@ impl AnomalyLog {
             Some(v) => text(v),
             None => String::from_utf8_lossy(&e.body).into_owned(),
         };
-        self.flagged.push_back(Flagged {
-            at,
-            key,
-            start: nanos(e.get("window_start")),
-            end: nanos(e.get("window_end")),
-            events: e.get("event_count").and_then(|v| match v {
+        json!({
+            "time": time(fl.at),
+            "key": key,
+            "start": nanos(e.get("window_start")).map(&time),
+            "end": nanos(e.get("window_end")).map(&time),
+            "event_count": e.get("event_count").and_then(|v| match v {
                 Value::Integer(n) => Some(*n),
                 _ => None,
             }),
-            score,
-            templates,
-            more,
-        });
+            "score": fl.score,
+            "templates": templates,
+            "more_templates": more,
+        })
     }
 
     /// `{"threshold", "scored", "flagged", "scores": [{"time", "score",
@@ -248,18 +278,7 @@ impl AnomalyLog {
             .flagged
             .iter()
             .rev()
-            .map(|f| {
-                json!({
-                    "time": time(f.at),
-                    "key": f.key,
-                    "start": f.start.map(time),
-                    "end": f.end.map(time),
-                    "event_count": f.events,
-                    "score": f.score,
-                    "templates": f.templates,
-                    "more_templates": f.more,
-                })
-            })
+            .map(|f| self.listed(f, time))
             .collect();
         json!({
             "threshold": self.threshold,
