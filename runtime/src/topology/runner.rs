@@ -255,8 +255,8 @@ pub(crate) async fn run_stage(
         let Taken::Batch(mut txn) = taken else {
             break;
         };
-        let copy = keep_copy.then(|| txn.batch().clone());
-        let batch = txn.take_batch();
+        let mut batch = txn.take_batch();
+        let copy = keep_copy.then(|| shared_copy(&mut batch));
         metrics.record_in(&batch);
         match emitter.emit(batch).await {
             Ok(()) => {}
@@ -279,6 +279,17 @@ pub(crate) async fn run_stage(
     stopped_ok(emitter.finish().await, &stop).map_err(|e| e.to_string())?;
     drop(guards);
     Ok(())
+}
+
+/// A copy of `batch` to roll back with, at the cost of a reference count
+/// per event rather than a copy of its fields: each event's fields become
+/// shared with the copy, and are copied only by a processor that changes
+/// them (one that only reads its input, such as `session`, copies nothing).
+fn shared_copy(batch: &mut Batch) -> Batch {
+    for e in batch.events.iter_mut().filter(|e| !e.fields.is_empty()) {
+        e.fields = std::mem::take(&mut e.fields).into_shared();
+    }
+    batch.clone()
 }
 
 /// Exponential back-off between retries: 100 ms doubling up to 30 s.
@@ -814,6 +825,22 @@ pub(crate) mod tests {
         assert_eq!(held.commits.load(Ordering::SeqCst), 0);
         // A memory input cannot re-read: the copy kept aside went back.
         assert_eq!(held.held(), Some(1));
+    }
+
+    #[test]
+    fn a_rollback_copy_keeps_the_fields_a_processor_then_changes() {
+        use sluice_core::event::{Event, Timestamp, Value};
+        let mut e = Event::new("line", Timestamp(1));
+        e.insert("a", Value::from("x"));
+        let mut batch = Batch::from(vec![e, Event::new("bare", Timestamp(2))]);
+        let copy = shared_copy(&mut batch);
+        batch.events[0].insert("a", Value::from("changed"));
+        batch.events[0].insert("b", Value::Integer(1));
+        batch.events[1].insert("c", Value::Bool(true));
+        assert_eq!(copy.events[0].get("a"), Some(&Value::from("x")));
+        assert_eq!(copy.events[0].fields.len(), 1);
+        assert!(copy.events[1].fields.is_empty());
+        assert_eq!(batch.events[0].get("a"), Some(&Value::from("changed")));
     }
 
     #[tokio::test]
