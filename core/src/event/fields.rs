@@ -55,7 +55,9 @@ pub struct Fields {
 #[derive(Clone)]
 enum Entries {
     Owned(Vec<(FieldName, Value)>),
-    Shared(Arc<[(FieldName, Value)]>),
+    /// A `Vec` behind the count, not a slice: sharing a list moves no
+    /// entries, and the last holder takes the vector back without copying.
+    Shared(Arc<Vec<(FieldName, Value)>>),
 }
 
 impl Default for Entries {
@@ -69,7 +71,7 @@ impl std::ops::Deref for Entries {
     fn deref(&self) -> &Self::Target {
         match self {
             Entries::Owned(v) => v,
-            Entries::Shared(s) => s,
+            Entries::Shared(s) => s.as_slice(),
         }
     }
 }
@@ -89,8 +91,19 @@ impl Entries {
         /// Entries of room kept past what the first writer asks for.
         const SPARE: usize = 2;
         if let Entries::Shared(s) = self {
-            let mut v = Vec::with_capacity(s.len() + more + SPARE);
-            v.extend_from_slice(s);
+            let v = match Arc::get_mut(s) {
+                // The last holder: the vector is taken back as it is.
+                Some(v) => {
+                    let mut v = std::mem::take(v);
+                    v.reserve(more + SPARE);
+                    v
+                }
+                None => {
+                    let mut v = Vec::with_capacity(s.len() + more + SPARE);
+                    v.extend_from_slice(s);
+                    v
+                }
+            };
             *self = Entries::Owned(v);
         }
         match self {
@@ -102,7 +115,7 @@ impl Entries {
     fn into_vec(self) -> Vec<(FieldName, Value)> {
         match self {
             Entries::Owned(v) => v,
-            Entries::Shared(s) => s.to_vec(),
+            Entries::Shared(s) => Arc::try_unwrap(s).unwrap_or_else(|s| s.to_vec()),
         }
     }
 
@@ -137,7 +150,7 @@ impl Fields {
     /// every event of a batch: build them once, clone them into each event.
     pub fn into_shared(self) -> Self {
         let entries = match self.entries {
-            Entries::Owned(v) => Entries::Shared(Arc::from(v)),
+            Entries::Owned(v) => Entries::Shared(Arc::new(v)),
             shared => shared,
         };
         Fields {
