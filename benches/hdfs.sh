@@ -8,8 +8,9 @@
 #   BASE=/path/to/older/sluice benches/hdfs.sh ...
 #
 # Prints the best wall time of RUNS runs, its CPU seconds, lines per second
-# and lines per CPU-second, and peak RSS, for the example as written and
-# with `workers: 1`; with BASE set the older build runs too. All rows are
+# and lines per CPU-second, and peak RSS, for the example as written, with
+# `workers: auto`, and as one task (every processor in the source's chain);
+# with BASE set the older build runs too. Needs python3 with PyYAML. All rows are
 # interleaved, so that they meet the same load.
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
@@ -40,17 +41,41 @@ with open(dst, "w") as f:
         copy += 1
 PY
 LINES=$(wc -l < "$WORK/loghub/HDFS_2k.log")
-# Each build runs the example as it is and with `workers: 1` on every
-# processor that may split (the whole chain on the source task's thread).
-sed -e 's/^    type: parse_regex$/&\n    workers: 1/' -e 's/^    type: timestamp$/&\n    workers: 1/' \
-  pipelines/anomaly-hdfs.yaml > "$WORK/anomaly-hdfs-1.yaml"
-grep -q 'workers: 1' "$WORK/anomaly-hdfs-1.yaml"
+# Each build runs the example as it is (`workers: 1`), with `workers: auto`
+# (the parse may split over threads), and as one task: the stages
+# (`blocks`, `detect`) moved back into the source's chain, so that the
+# whole pipeline runs on the source task's thread.
+grep -q '^    workers: 1$' pipelines/anomaly-hdfs.yaml
+sed -e '/^    workers: 1$/d' pipelines/anomaly-hdfs.yaml > "$WORK/anomaly-hdfs-auto.yaml"
+python3 - pipelines/anomaly-hdfs.yaml "$WORK/anomaly-hdfs-inline.yaml" <<'PY'
+import sys, yaml
+p = yaml.safe_load(open(sys.argv[1]))
+p.pop("tests", None)
+src = next(iter(p["sources"].values()))
+procs = p["processors"]
+# Follow the source's one channel through the stages reading it.
+while len(src["channels"]) == 1:
+    ch = src["channels"][0]
+    stage = next((k for k, v in procs.items() if v.get("input") == ch), None)
+    if stage is None:
+        break
+    cfg = procs[stage]
+    src["processors"].append(stage)
+    src["channels"] = cfg.pop("channels")
+    if "selector" in cfg:
+        src["selector"] = cfg.pop("selector")
+    for k in ("input", "batch_size"):
+        cfg.pop(k, None)
+    del p["channels"][ch]
+yaml.safe_dump(p, open(sys.argv[2], "w"), sort_keys=False)
+PY
 BINS=() NAMES=() PIPES=()
 for b in ${BASE:+"$BASE"} "$BIN"; do
   name=sluice
   [ "$b" = "${BASE:-}" ] && name="sluice (BASE)"
-  BINS+=("$b" "$b") PIPES+=("$WORK/anomaly-hdfs-1.yaml" "$PWD/pipelines/anomaly-hdfs.yaml")
-  NAMES+=("$name, workers: 1" "$name, as written")
+  BINS+=("$b" "$b" "$b")
+  PIPES+=("$WORK/anomaly-hdfs-inline.yaml" "$WORK/anomaly-hdfs-auto.yaml" "$PWD/pipelines/anomaly-hdfs.yaml")
+  NAMES+=("$name, one task" "$name, workers: auto" "$name, as written")
 done
 declare -A best_secs best_cpu best_rss
 for ((r = 0; r < RUNS; r++)); do
