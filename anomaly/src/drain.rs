@@ -18,7 +18,13 @@
 //!
 //! The similarity is the reference one: a template position that is `<*>`
 //! (masked in the line that made it, or made so by a merge) never counts
-//! as equal. [`DrainParams::match_masked`] turns on a variant where a
+//! as equal. Beyond the reference, a line below the similarity still joins
+//! a cluster of its leaf whose template it fits entirely (every position
+//! equal, or `<*>` by a merge, or masked in both): the reference makes a
+//! new cluster with the very same template instead, so a kind of line that
+//! is mostly masked (`BLOCK* ask <*> to delete <*> <*> ...`) added one
+//! cluster per line, and a leaf, its memory and every search in it grew
+//! with the input. [`DrainParams::match_masked`] turns on a variant where a
 //! position masked in both the template and the line counts as equal: it
 //! helps where masks hide the only variable parts of short messages that
 //! must still group (`<*> closed`, `<*> opened`), and harms where messages
@@ -235,17 +241,26 @@ impl Drain {
             return None;
         };
         let mut best: Option<(usize, f64, usize)> = None;
+        // The first cluster whose template the line fits entirely.
+        let mut fits: Option<usize> = None;
         let match_masked = self.params.match_masked;
         for &ci in ids {
             let c = &self.clusters[ci];
-            let (mut same, mut wild) = (0usize, 0usize);
+            let (mut same, mut wild, mut differ) = (0usize, 0usize, false);
             for (t, r) in c.tokens.iter().zip(ranges) {
+                let tok = &line[r.0 as usize..r.1 as usize];
                 match t {
                     None => wild += 1,
-                    Some(t) if !match_masked && **t == *WILDCARD => wild += 1,
-                    Some(t) if **t == line[r.0 as usize..r.1 as usize] => same += 1,
-                    Some(_) => {}
+                    Some(t) if !match_masked && **t == *WILDCARD => {
+                        wild += 1;
+                        differ |= tok != WILDCARD;
+                    }
+                    Some(t) if **t == *tok => same += 1,
+                    Some(_) => differ = true,
                 }
+            }
+            if !differ && fits.is_none() {
+                fits = Some(ci);
             }
             let sim = if c.tokens.is_empty() {
                 1.0
@@ -256,7 +271,9 @@ impl Drain {
                 best = Some((ci, sim, wild));
             }
         }
-        best.filter(|b| b.1 >= self.params.similarity).map(|b| b.0)
+        best.filter(|b| b.1 >= self.params.similarity)
+            .map(|b| b.0)
+            .or(fits)
     }
 
     /// Adds a new cluster to the tree; returns the path it took.
@@ -467,6 +484,25 @@ mod tests {
         assert_eq!(d.clusters()[0].count, 3);
         // A different length never joins.
         assert_eq!(add(&mut d, "connection from alice closed now").0, 3);
+    }
+
+    #[test]
+    fn a_mostly_masked_line_joins_the_template_it_fits_instead_of_copying_it() {
+        let mut d = Drain::new(DrainParams::default());
+        // 4 words of 10: under the similarity, every time.
+        let line = "BLOCK* ask <*> to delete <*> <*> <*> <*> <*>";
+        assert_eq!(add(&mut d, line), (1, Outcome::Created));
+        for _ in 0..100 {
+            assert_eq!(add(&mut d, line), (1, Outcome::Matched));
+        }
+        assert_eq!(d.clusters().len(), 1, "one template, not one per line");
+        assert_eq!(d.clusters()[0].count, 101);
+        // A word where the template has a masked position does not fit,
+        // nor does another word: both start their own cluster.
+        let other = "BLOCK* ask <*> to delete <*> <*> <*> <*> blk";
+        assert_eq!(add(&mut d, other).0, 2);
+        let third = "BLOCK* ask <*> to remove <*> <*> <*> <*> <*>";
+        assert_eq!(add(&mut d, third).0, 3);
     }
 
     #[test]
