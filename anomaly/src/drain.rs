@@ -54,6 +54,21 @@ pub struct DrainParams {
     /// Whether a position masked (`<*>`) in both the template and the line
     /// counts as equal in the similarity. Off in reference Drain.
     pub match_masked: bool,
+    /// Most clusters in all; past it a line that would start one joins the
+    /// nearest cluster of its leaf (see [`Drain::add`]).
+    pub max_clusters: usize,
+}
+
+/// Most clusters in one leaf: a line is compared with every cluster of its
+/// leaf, so this bounds the work per line whatever the input.
+pub const LEAF_CLUSTERS: usize = 1000;
+
+/// The miner is full: the line fits no cluster, may not start one, and its
+/// leaf holds none to join.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Full {
+    /// Clusters held.
+    pub clusters: usize,
 }
 
 impl Default for DrainParams {
@@ -63,6 +78,7 @@ impl Default for DrainParams {
             similarity: 0.5,
             max_children: 100,
             match_masked: false,
+            max_clusters: 100_000,
         }
     }
 }
@@ -163,6 +179,16 @@ pub fn tokenize(line: &[u8], out: &mut Vec<(u32, u32)>) {
     }
 }
 
+/// What a search of the tree found for a line.
+struct Found {
+    /// The cluster the line joins.
+    hit: Option<usize>,
+    /// The most similar cluster of its leaf, whatever the similarity.
+    nearest: Option<usize>,
+    /// Clusters in its leaf.
+    leaf: usize,
+}
+
 impl Drain {
     /// An empty miner.
     pub fn new(params: DrainParams) -> Self {
@@ -194,12 +220,31 @@ impl Drain {
 
     /// Files the line whose tokens are `ranges` of `line` and returns its
     /// cluster's index and what happened.
-    pub fn add(&mut self, line: &[u8], ranges: &[(u32, u32)]) -> (usize, Outcome) {
+    ///
+    /// A line that joins no cluster starts one, unless the miner holds
+    /// `max_clusters` or its leaf [`LEAF_CLUSTERS`]: then it joins the most
+    /// similar cluster of its leaf whatever the similarity (the template
+    /// becomes more general), so that neither the memory nor the work per
+    /// line grows with the input.
+    ///
+    /// # Errors
+    ///
+    /// [`Full`] when the miner holds `max_clusters` and the line's leaf
+    /// holds no cluster.
+    pub fn add(&mut self, line: &[u8], ranges: &[(u32, u32)]) -> Result<(usize, Outcome), Full> {
         let tok = |i: usize| &line[ranges[i].0 as usize..ranges[i].1 as usize];
         let len = ranges.len();
         let levels = self.token_levels(len);
         let found = self.search(line, ranges, levels);
-        if let Some(ci) = found {
+        let full = self.clusters.len() >= self.params.max_clusters || found.leaf >= LEAF_CLUSTERS;
+        let joined = match found.hit {
+            Some(ci) => Some(ci),
+            None if full => Some(found.nearest.ok_or(Full {
+                clusters: self.clusters.len(),
+            })?),
+            None => None,
+        };
+        if let Some(ci) = joined {
             let c = &mut self.clusters[ci];
             c.count += 1;
             let mut changed = false;
@@ -211,9 +256,9 @@ impl Drain {
             }
             if changed {
                 c.text = Cluster::render(&c.tokens);
-                return (ci, Outcome::Changed);
+                return Ok((ci, Outcome::Changed));
             }
-            return (ci, Outcome::Matched);
+            return Ok((ci, Outcome::Matched));
         }
         let tokens: Vec<Option<Box<[u8]>>> = (0..len).map(|i| Some(tok(i).into())).collect();
         let ci = self.clusters.len();
@@ -225,20 +270,30 @@ impl Drain {
             count: 1,
             path,
         });
-        (ci, Outcome::Created)
+        Ok((ci, Outcome::Created))
     }
 
-    fn search(&self, line: &[u8], ranges: &[(u32, u32)], levels: usize) -> Option<usize> {
-        let mut node = self.root.get(&ranges.len())?;
+    fn search(&self, line: &[u8], ranges: &[(u32, u32)], levels: usize) -> Found {
+        let none = Found {
+            hit: None,
+            nearest: None,
+            leaf: 0,
+        };
+        let Some(mut node) = self.root.get(&ranges.len()) else {
+            return none;
+        };
         for r in &ranges[..levels] {
             let Node::Inner(children) = node else {
-                return None;
+                return none;
             };
             let t = &line[r.0 as usize..r.1 as usize];
-            node = children.get(t).or_else(|| children.get(WILDCARD))?;
+            match children.get(t).or_else(|| children.get(WILDCARD)) {
+                Some(n) => node = n,
+                None => return none,
+            }
         }
         let Node::Leaf(ids) = node else {
-            return None;
+            return none;
         };
         let mut best: Option<(usize, f64, usize)> = None;
         // The first cluster whose template the line fits entirely.
@@ -271,9 +326,14 @@ impl Drain {
                 best = Some((ci, sim, wild));
             }
         }
-        best.filter(|b| b.1 >= self.params.similarity)
-            .map(|b| b.0)
-            .or(fits)
+        Found {
+            hit: best
+                .filter(|b| b.1 >= self.params.similarity)
+                .map(|b| b.0)
+                .or(fits),
+            nearest: best.map(|b| b.0),
+            leaf: ids.len(),
+        }
     }
 
     /// Adds a new cluster to the tree; returns the path it took.
@@ -460,7 +520,7 @@ mod tests {
     fn add(d: &mut Drain, line: &str) -> (u64, Outcome) {
         let mut r = Vec::new();
         tokenize(line.as_bytes(), &mut r);
-        let (ci, o) = d.add(line.as_bytes(), &r);
+        let (ci, o) = d.add(line.as_bytes(), &r).expect("room");
         (d.clusters()[ci].id, o)
     }
 
@@ -503,6 +563,36 @@ mod tests {
         assert_eq!(add(&mut d, other).0, 2);
         let third = "BLOCK* ask <*> to remove <*> <*> <*> <*> <*>";
         assert_eq!(add(&mut d, third).0, 3);
+    }
+
+    #[test]
+    fn past_max_clusters_a_line_joins_the_nearest_of_its_leaf_or_fails() {
+        let mut d = Drain::new(DrainParams {
+            max_clusters: 2,
+            ..DrainParams::default()
+        });
+        assert_eq!(add(&mut d, "disk sda full now"), (1, Outcome::Created));
+        // 1 word of 4 in common: a cluster of its own while there is room.
+        assert_eq!(add(&mut d, "disk sdb empty later"), (2, Outcome::Created));
+        assert_eq!(add(&mut d, "disk sdc gone soon"), (1, Outcome::Changed));
+        assert_eq!(&d.clusters()[0].text[..], b"disk <*> <*> <*>");
+        assert_eq!(d.clusters().len(), 2);
+        // Another length is another leaf, with nothing to join.
+        let mut r = Vec::new();
+        tokenize(b"net down", &mut r);
+        assert_eq!(d.add(b"net down", &r), Err(Full { clusters: 2 }));
+    }
+
+    #[test]
+    fn a_leaf_holds_at_most_leaf_clusters_whatever_the_input() {
+        let mut d = Drain::new(DrainParams::default());
+        // Same length and first word, nothing else in common: each would
+        // start a cluster of the same leaf.
+        for i in 0..LEAF_CLUSTERS + 100 {
+            let line = format!("k a{i}x b{i}y c{i}z");
+            add(&mut d, &line);
+        }
+        assert_eq!(d.clusters().len(), LEAF_CLUSTERS);
     }
 
     #[test]

@@ -80,6 +80,7 @@ fn accuracy(case: &Case, match_masked: bool) -> f64 {
             similarity: case.similarity,
             max_children: 100,
             match_masked,
+            ..DrainParams::default()
         });
         let (mut buf, mut ranges, mut ids) = (Vec::new(), Vec::new(), Vec::new());
         for line in log.lines() {
@@ -90,7 +91,7 @@ fn accuracy(case: &Case, match_masked: bool) -> f64 {
                 .map_or(line, |m| m.as_str());
             let masked = masker.apply(content.as_bytes(), &mut buf);
             tokenize(masked, &mut ranges);
-            let (ci, _) = drain.add(masked, &ranges);
+            let (ci, _) = drain.add(masked, &ranges).expect("room");
             ids.push(drain.clusters()[ci].id);
         }
         grouping_accuracy(&ids, &truth)

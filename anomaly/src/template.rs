@@ -40,6 +40,9 @@ fn default_similarity() -> f64 {
 fn default_max_children() -> usize {
     100
 }
+fn default_max_templates() -> usize {
+    DrainParams::default().max_clusters
+}
 fn default_masks() -> Vec<BuiltinMask> {
     vec![BuiltinMask::Ipv4, BuiltinMask::Uuid, BuiltinMask::Hex]
 }
@@ -78,6 +81,10 @@ pub struct Config {
     /// counts (see docs/anomaly.md for when the variant helps).
     #[serde(default)]
     pub match_masked: bool,
+    /// Most templates kept; past it a line that fits none joins the most
+    /// similar one of its tree leaf (which becomes more general).
+    #[serde(default = "default_max_templates")]
+    pub max_templates: usize,
     /// Built-in masks: `ipv4` (with `:port`), `hex` (`0x..`), `uuid`,
     /// `number` (a number standing alone).
     #[serde(default = "default_masks")]
@@ -109,6 +116,7 @@ impl Config {
             similarity: self.similarity,
             max_children: self.max_children,
             match_masked: self.match_masked,
+            max_clusters: self.max_templates,
         }
     }
 }
@@ -123,6 +131,12 @@ impl ProcessorConfig for Config {
             p.push(Problem::at(
                 "similarity",
                 "the similarity is a fraction from 0 to 1",
+            ));
+        }
+        if self.max_templates < 1 {
+            p.push(Problem::at(
+                "max_templates",
+                "max_templates must be at least 1",
             ));
         }
         if self.max_children < 2 {
@@ -246,14 +260,24 @@ impl TemplateMiner {
     }
 
     /// Mines one text; returns the index of its cluster.
-    pub fn mine(&mut self, text: &[u8]) -> usize {
+    ///
+    /// # Errors
+    ///
+    /// When the miner holds `max_templates` and the text's leaf has none
+    /// to join: what to tell the user.
+    pub fn mine(&mut self, text: &[u8]) -> Result<usize, String> {
         let masked = self.masker.apply(text, &mut self.masked);
         tokenize(masked, &mut self.ranges);
-        let (ci, outcome) = self.drain.add(masked, &self.ranges);
+        let (ci, outcome) = self.drain.add(masked, &self.ranges).map_err(|f| {
+            format!(
+                "the miner holds max_templates ({}) templates and none has this line's length and first words; raise max_templates or mask more",
+                f.clusters
+            )
+        })?;
         if outcome != Outcome::Matched {
             self.dirty = true;
         }
-        ci
+        Ok(ci)
     }
 
     fn save(&mut self) {
@@ -302,7 +326,13 @@ impl Processor for TemplateMiner {
                     }
                 },
             };
-            let ci = self.mine(&text);
+            let ci = match self.mine(&text) {
+                Ok(ci) => ci,
+                Err(m) => {
+                    cx.fail(i, m);
+                    continue;
+                }
+            };
             let cluster = &self.drain.clusters()[ci];
             book.touch(ci, cluster);
             event.insert(&self.id_field, Value::Integer(cluster.id as i64));
@@ -377,6 +407,22 @@ mod tests {
             e[1].get("params"),
             Some(&Value::Array(vec!["bob".into(), "5".into()]))
         );
+    }
+
+    #[test]
+    fn a_full_miner_fails_a_line_with_nothing_to_join_and_names_the_option() {
+        let mut p = build::<Config>("max_templates: 1\npersist: false\nmasks: []");
+        let mut b = batch(&["user alice logged in", "disk full", "user bob logged in"]);
+        let failed = run(p.as_mut(), &mut b);
+        assert_eq!(failed.len(), 1, "{failed:?}");
+        assert_eq!(failed[0].0, 1);
+        assert!(failed[0].1.contains("max_templates (1)"), "{}", failed[0].1);
+        assert_eq!(b.events[2].get("template_id"), Some(&Value::Integer(1)));
+        let c: Config = config("max_templates: 0");
+        assert!(c
+            .validate()
+            .iter()
+            .any(|p| p.message.contains("max_templates")));
     }
 
     #[test]
