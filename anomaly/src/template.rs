@@ -85,7 +85,7 @@ pub struct Config {
     /// similar one of its tree leaf (which becomes more general).
     #[serde(default = "default_max_templates")]
     pub max_templates: usize,
-    /// Built-in masks: `ipv4` (with `:port`), `hex` (`0x..`), `uuid`,
+    /// Built-in masks: `ipv4` (ASCII digits, with `:port`), `hex` (`0x..`), `uuid`,
     /// `number` (a number standing alone).
     #[serde(default = "default_masks")]
     pub masks: Vec<BuiltinMask>,
