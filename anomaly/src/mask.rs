@@ -57,9 +57,10 @@ pub struct Masker {
 /// Most masks searched one by one; more go through the alternation.
 const MAX_EACH: usize = 8;
 
-/// How one mask is found on its own.
+/// How one mask (or the `session` processor's `key_pattern`) is found on
+/// its own.
 #[derive(Clone, Debug)]
-enum Finder {
+pub(crate) enum Finder {
     /// `ipv4`, by hand.
     Ipv4,
     /// A pattern whose every match starts with `prefix`: the pattern,
@@ -72,7 +73,8 @@ enum Finder {
 }
 
 impl Finder {
-    fn of_pattern(pattern: &str) -> Option<Finder> {
+    /// A finder of `pattern` when it starts with literal text.
+    pub(crate) fn of_pattern(pattern: &str) -> Option<Finder> {
         let prefix = literal_prefix(pattern)?;
         Some(Finder::Prefixed {
             prefix: Box::new(memchr::memmem::Finder::new(prefix.as_bytes()).into_owned()),
@@ -88,8 +90,9 @@ impl Finder {
         }
     }
 
-    /// The leftmost match at or after `from`, as the mask's regex finds it.
-    fn find(&self, line: &[u8], from: usize) -> Option<(usize, usize)> {
+    /// The leftmost match at or after `from`, as the mask's regex finds it
+    /// (never empty).
+    pub(crate) fn find(&self, line: &[u8], from: usize) -> Option<(usize, usize)> {
         match self {
             Finder::Ipv4 => find_ipv4(line, from),
             Finder::Prefixed { prefix, anchored } => {
@@ -371,6 +374,33 @@ mod tests {
             .finders
             .is_none());
         assert!(Masker::new(&["a|b".into()], &[]).unwrap().finders.is_none());
+    }
+
+    #[test]
+    fn a_prefixed_finder_walks_the_matches_find_iter_gives() {
+        let hdfs = include_str!("../../testdata/loghub_2k/HDFS_2k.log");
+        for p in [r"blk_-?\d+", r"core\.\d+", "ab{2}c", r"req-[a-z]+\b"] {
+            let f = Finder::of_pattern(p).expect("a literal start");
+            let re = Regex::new(p).unwrap();
+            let extra = [
+                "core.1core.22",
+                "abbcabbbc abbc",
+                "req-ab req-x1 xreq-y",
+                "blk_blk_-12",
+            ];
+            for line in hdfs.lines().chain(extra) {
+                let line = line.as_bytes();
+                let want: Vec<(usize, usize)> =
+                    re.find_iter(line).map(|m| (m.start(), m.end())).collect();
+                let mut got = Vec::new();
+                let mut at = 0;
+                while let Some(m) = f.find(line, at) {
+                    got.push(m);
+                    at = m.1;
+                }
+                assert_eq!(got, want, "{p} on {:?}", String::from_utf8_lossy(line));
+            }
+        }
     }
 
     #[test]
