@@ -64,11 +64,13 @@ pub(crate) enum Finder {
     /// `ipv4`, by hand.
     Ipv4,
     /// A pattern whose every match starts with `prefix`: the pattern,
-    /// anchored, is tried where the prefix is.
+    /// anchored, is tried where the prefix first occurs; when that fails,
+    /// the pattern's own search goes on from there.
     Prefixed {
         /// Boxed: a finder is large, and few masks have one.
         prefix: Box<memchr::memmem::Finder<'static>>,
         anchored: Regex,
+        pattern: Regex,
     },
 }
 
@@ -79,6 +81,7 @@ impl Finder {
         Some(Finder::Prefixed {
             prefix: Box::new(memchr::memmem::Finder::new(prefix.as_bytes()).into_owned()),
             anchored: Regex::new(&format!("^(?:{pattern})")).ok()?,
+            pattern: Regex::new(pattern).ok()?,
         })
     }
 
@@ -95,18 +98,23 @@ impl Finder {
     pub(crate) fn find(&self, line: &[u8], from: usize) -> Option<(usize, usize)> {
         match self {
             Finder::Ipv4 => find_ipv4(line, from),
-            Finder::Prefixed { prefix, anchored } => {
-                let mut at = from;
-                while let Some(i) = prefix.find(line.get(at..)?) {
-                    let start = at + i;
-                    // The pattern starts with literal text: no assertion
-                    // looks before `start`, so the slice loses nothing.
-                    if let Some(m) = anchored.find(&line[start..]) {
-                        return Some((start, start + m.end()));
-                    }
-                    at = start + 1;
+            Finder::Prefixed {
+                prefix,
+                anchored,
+                pattern,
+            } => {
+                // No match starts before the prefix's first occurrence.
+                let start = from + prefix.find(line.get(from..)?)?;
+                // The pattern starts with literal text: no assertion looks
+                // before `start`, so the slice loses nothing.
+                if let Some(m) = anchored.find(&line[start..]) {
+                    return Some((start, start + m.end()));
                 }
-                None
+                // One anchored try only: trying each later occurrence
+                // could scan the rest of the line each time (`a.*b` on a
+                // line of `a`s), where one search stays linear.
+                let m = pattern.find_at(line, start + 1)?;
+                Some((m.start(), m.end()))
             }
         }
     }
@@ -160,29 +168,31 @@ fn find_ipv4(line: &[u8], from: usize) -> Option<(usize, usize)> {
 
 /// The IPv4 match starting at `start`, if any.
 fn ipv4_at(line: &[u8], start: usize) -> Option<(usize, usize)> {
-    let digits = |i: usize| {
+    // Digits at `i`, counted up to `most`: a long run costs no more.
+    let digits = |i: usize, most: usize| {
         line[i.min(line.len())..]
             .iter()
+            .take(most)
             .take_while(|b| b.is_ascii_digit())
             .count()
     };
     let mut at = start;
     for _ in 0..3 {
-        let run = digits(at);
+        let run = digits(at, 4);
         if !(1..=3).contains(&run) || line.get(at + run) != Some(&b'.') {
             return None;
         }
         at += run + 1;
     }
-    let run = digits(at);
+    let run = digits(at, 3);
     if run == 0 {
         return None;
     }
-    at += run.min(3);
+    at += run;
     if line.get(at) == Some(&b':') {
-        let port = digits(at + 1);
+        let port = digits(at + 1, 5);
         if port > 0 {
-            at += 1 + port.min(5);
+            at += 1 + port;
         }
     }
     Some((start, at))
@@ -315,7 +325,7 @@ mod tests {
     /// non-ASCII digits; and on the HDFS sample.
     #[test]
     fn one_by_one_matches_the_alternation() {
-        let sets: [(&[&str], &[BuiltinMask]); 7] = [
+        let sets: [(&[&str], &[BuiltinMask]); 8] = [
             // Both start at every `a` before a digit: the first mask wins.
             (&["a[0-9]", "a[0-9]+"], &[]),
             (&[r"blk_-?\d+"], &[BuiltinMask::Ipv4]),
@@ -327,6 +337,9 @@ mod tests {
             (&[r"blk_-?\d+\b"], &[BuiltinMask::Ipv4]),
             (&["ab{2}c", "aab"], &[BuiltinMask::Ipv4]),
             (&[r"x\d"], &[BuiltinMask::Ipv4, BuiltinMask::Hex]),
+            // A prefix that occurs where the pattern fails, then later
+            // where it matches: the search goes on past the first try.
+            (&["a[a-c]*x", "abb"], &[BuiltinMask::Ipv4]),
         ];
         let parts = [
             "blk_", "-", "0", "1", "9", "12", "255", "1234", ".", ":", " ", "a", "b", "c", "x",
@@ -379,7 +392,13 @@ mod tests {
     #[test]
     fn a_prefixed_finder_walks_the_matches_find_iter_gives() {
         let hdfs = include_str!("../../testdata/loghub_2k/HDFS_2k.log");
-        for p in [r"blk_-?\d+", r"core\.\d+", "ab{2}c", r"req-[a-z]+\b"] {
+        for p in [
+            r"blk_-?\d+",
+            r"core\.\d+",
+            "ab{2}c",
+            r"req-[a-z]+\b",
+            "a.*b",
+        ] {
             let f = Finder::of_pattern(p).expect("a literal start");
             let re = Regex::new(p).unwrap();
             let extra = [
@@ -387,6 +406,8 @@ mod tests {
                 "abbcabbbc abbc",
                 "req-ab req-x1 xreq-y",
                 "blk_blk_-12",
+                "aaaaaaaaaaaa",
+                "aaaa aaab aab",
             ];
             for line in hdfs.lines().chain(extra) {
                 let line = line.as_bytes();

@@ -168,10 +168,12 @@ impl ProcessorConfig for SessionConfig {
     fn build(&self, _cx: &BuildContext) -> Result<Box<dyn Processor>, BuildError> {
         let key_by = match (&self.key_field, &self.key_pattern) {
             (Some(f), _) => KeyBy::Field(f.clone()),
-            (None, Some(re)) => KeyBy::Pattern(
-                Regex::new(re).map_err(|e| BuildError::Other(format!("key_pattern: {e}")))?,
-                Finder::of_pattern(re),
-            ),
+            (None, Some(re)) => match Finder::of_pattern(re) {
+                Some(f) => KeyBy::Prefixed(f),
+                None => KeyBy::Pattern(
+                    Regex::new(re).map_err(|e| BuildError::Other(format!("key_pattern: {e}")))?,
+                ),
+            },
             (None, None) => return Err(BuildError::Other("a session needs a key".into())),
         };
         let mode = Mode::Session {
@@ -287,9 +289,10 @@ impl ProcessorConfig for WindowConfig {
 enum KeyBy {
     None,
     Field(String),
-    /// The regex, and a faster way to find its matches when it starts with
-    /// literal text (`blk_-?\d+`: where `blk_` occurs, no reverse search).
-    Pattern(Regex, Option<Finder>),
+    Pattern(Regex),
+    /// A `key_pattern` that starts with literal text, found where the text
+    /// occurs (`blk_-?\d+`: no reverse search for each match's start).
+    Prefixed(Finder),
 }
 
 enum Mode {
@@ -377,7 +380,7 @@ impl Grouper {
                 Some(Value::Null) | None => {}
                 Some(v) => self.keys.push(Bytes::from(v.to_text().into_owned())),
             },
-            KeyBy::Pattern(_, Some(f)) => {
+            KeyBy::Prefixed(f) => {
                 let mut at = 0;
                 while let Some((start, end)) = f.find(&e.body, at) {
                     let k = &e.body[start..end];
@@ -387,7 +390,7 @@ impl Grouper {
                     at = end;
                 }
             }
-            KeyBy::Pattern(re, None) => {
+            KeyBy::Pattern(re) => {
                 for m in re.find_iter(&e.body) {
                     let k = &e.body[m.range()];
                     if !self.keys.iter().any(|x| &x[..] == k) {
