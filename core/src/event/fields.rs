@@ -581,6 +581,30 @@ mod tests {
     }
 
     #[test]
+    fn the_last_holder_of_a_shared_map_changes_it_in_place() {
+        // Room for what is added below: taking the list back must not move it.
+        let mut one = Fields::with_capacity(8);
+        one.insert("file", Value::from("a.log"));
+        let mut one = one.into_shared();
+        let two = one.clone();
+        drop(two);
+        // No other holder: the list is taken back, not copied.
+        let before = one.entries.as_ptr();
+        one.insert("n", Value::Integer(1));
+        assert_eq!(one.entries.as_ptr(), before);
+        assert_eq!(one.get("file").and_then(Value::as_str), Some("a.log"));
+        assert_eq!(one.get("n"), Some(&Value::Integer(1)));
+        // With another holder, the change is the changer's alone.
+        let mut three = one.into_shared();
+        let four = three.clone();
+        three.insert("n", Value::Integer(2));
+        assert_eq!(four.get("n"), Some(&Value::Integer(1)));
+        assert_eq!(three.get("n"), Some(&Value::Integer(2)));
+        let pairs: Vec<(FieldName, Value)> = four.into_iter().collect();
+        assert_eq!(pairs.len(), 2);
+    }
+
+    #[test]
     fn extend_distinct_replaces_old_fields_and_appends_new_ones() {
         let mut f = Fields::new();
         f.insert("b", Value::Integer(1));
