@@ -60,6 +60,23 @@ fn default_score_field() -> String {
 fn default_flag_field() -> String {
     "anomaly".into()
 }
+/// The report log of a detector with `spec` that writes the templates'
+/// text to `texts` and its drivers to `drivers`.
+fn new_log(spec: &Spec, texts: &str, drivers: Option<&str>) -> Shared<AnomalyLog> {
+    let features = match &spec.input {
+        Input::Sparse(f) => Some(f.clone()),
+        Input::Fields(_) => None,
+    };
+    Shared::new(
+        AnomalyLog::new(Names {
+            features,
+            texts: texts.to_string(),
+            drivers: drivers.map(str::to_string),
+        })
+        .into(),
+    )
+}
+
 fn default_explain_field() -> Option<String> {
     Some("anomaly_drivers".into())
 }
@@ -293,7 +310,11 @@ impl Config {
             rows: Vec::new(),
             scored: Vec::new(),
             scores: Vec::new(),
-            log: Shared::default(),
+            log: new_log(
+                &self.spec(),
+                &self.texts_field,
+                self.explain_field.as_deref(),
+            ),
             reported: false,
         })
     }
@@ -352,7 +373,9 @@ impl Detector {
             Ok(c) => c,
             Err(e) => panic!("default anomaly options: {e}"),
         };
+        let log = new_log(&c.spec(), &c.texts_field, c.explain_field.as_deref());
         Detector {
+            log,
             spec: c.spec(),
             model: Some(Arc::new(model)),
             training_size: c.training_size,
@@ -373,7 +396,6 @@ impl Detector {
             rows: Vec::new(),
             scored: Vec::new(),
             scores: Vec::new(),
-            log: Shared::default(),
             reported: false,
         }
     }
@@ -414,14 +436,6 @@ impl Detector {
         let log = self.log.clone();
         let mut log = lock(&log);
         log.set_threshold(model.threshold);
-        let names = Names {
-            features: match &self.spec.input {
-                Input::Sparse(f) => Some(f.as_str()),
-                Input::Fields(_) => None,
-            },
-            texts: &self.texts_field,
-            drivers: self.explain_field.as_deref(),
-        };
         for (k, (&i, &s)) in self.scored.iter().zip(&self.scores).enumerate() {
             let e = &mut events[i];
             let flagged = s > model.threshold;
@@ -432,7 +446,7 @@ impl Detector {
                 let why = explain::drivers(&model, e, x, &self.texts_field, self.explain_top);
                 e.insert(f, why);
             }
-            log.record(e, s, flagged, &names);
+            log.record(e, s, flagged);
         }
     }
 

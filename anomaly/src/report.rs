@@ -108,36 +108,22 @@ pub struct AnomalyLog {
     scores: VecDeque<Scored>,
     flagged: VecDeque<Flagged>,
     /// Where the flagged events hold their results.
-    names: OwnedNames,
+    names: Names,
     threshold: Option<f64>,
     scored_total: u64,
     flagged_total: u64,
 }
 
-/// Where the `anomaly` processor put its results in an event.
-pub struct Names<'a> {
-    /// The map of counts per template id.
-    pub features: Option<&'a str>,
-    /// The map of template id to text.
-    pub texts: &'a str,
-    /// The drivers (on flagged events), when explained.
-    pub drivers: Option<&'a str>,
-}
-
-/// [`Names`], kept by the log for rendering.
+/// Where the `anomaly` processor puts its results in an event: fixed for
+/// the processor, given to its log once.
 #[derive(Debug, Default, PartialEq)]
-struct OwnedNames {
-    features: Option<String>,
-    texts: String,
-    drivers: Option<String>,
-}
-
-impl OwnedNames {
-    fn matches(&self, f: &Names<'_>) -> bool {
-        self.features.as_deref() == f.features
-            && self.texts == f.texts
-            && self.drivers.as_deref() == f.drivers
-    }
+pub struct Names {
+    /// The map of counts per template id.
+    pub features: Option<String>,
+    /// The map of template id to text.
+    pub texts: String,
+    /// The drivers (on flagged events), when explained.
+    pub drivers: Option<String>,
 }
 
 fn nanos(v: Option<&Value>) -> Option<i64> {
@@ -163,6 +149,15 @@ fn to_json(v: &Value) -> serde_json::Value {
 }
 
 impl AnomalyLog {
+    /// An empty log of a processor that puts its results where `names`
+    /// says.
+    pub fn new(names: Names) -> Self {
+        AnomalyLog {
+            names,
+            ..AnomalyLog::default()
+        }
+    }
+
     /// Sets the threshold of the model in use.
     pub fn set_threshold(&mut self, threshold: f64) {
         self.threshold = Some(threshold);
@@ -170,7 +165,7 @@ impl AnomalyLog {
 
     /// Records a scored event; a flagged one is kept, to be listed with
     /// its templates when the report is read.
-    pub fn record(&mut self, e: &Event, score: f64, flagged: bool, f: &Names<'_>) {
+    pub fn record(&mut self, e: &Event, score: f64, flagged: bool) {
         let at = nanos(e.get("window_end")).unwrap_or(e.timestamp.0);
         if self.scores.len() == SCORES_KEPT {
             self.scores.pop_front();
@@ -183,13 +178,6 @@ impl AnomalyLog {
         self.flagged_total += 1;
         if self.flagged.len() == FLAGGED_KEPT {
             self.flagged.pop_front();
-        }
-        if !self.names.matches(f) {
-            self.names = OwnedNames {
-                features: f.features.map(str::to_string),
-                texts: f.texts.to_string(),
-                drivers: f.drivers.map(str::to_string),
-            };
         }
         self.flagged.push_back(Flagged {
             at,
@@ -320,7 +308,11 @@ mod tests {
 
     #[test]
     fn a_flagged_group_lists_its_templates_in_text_drivers_first() {
-        let mut log = AnomalyLog::default();
+        let mut log = AnomalyLog::new(Names {
+            features: Some("features".into()),
+            texts: "templates".into(),
+            drivers: Some("anomaly_drivers".into()),
+        });
         let mut e = event(
             &[("1", 5), ("2", 1), ("3", 2)],
             &[
@@ -334,13 +326,8 @@ mod tests {
         d.insert("count", Value::Integer(1));
         d.insert("seen_in", Value::Float(0.0));
         e.insert("anomaly_drivers", Value::Array(vec![Value::Map(d)]));
-        let fields = Names {
-            features: Some("features"),
-            texts: "templates",
-            drivers: Some("anomaly_drivers"),
-        };
-        log.record(&event(&[("1", 5)], &[]), 0.1, false, &fields);
-        log.record(&e, 0.9, true, &fields);
+        log.record(&event(&[("1", 5)], &[]), 0.1, false);
+        log.record(&e, 0.9, true);
         let r = log.render();
         assert_eq!(r["scored"], 2);
         assert_eq!(r["flagged"], 1);
@@ -362,15 +349,14 @@ mod tests {
 
     #[test]
     fn the_timeline_and_the_flagged_list_are_bounded() {
-        let mut log = AnomalyLog::default();
-        let fields = Names {
-            features: Some("features"),
-            texts: "templates",
+        let mut log = AnomalyLog::new(Names {
+            features: Some("features".into()),
+            texts: "templates".into(),
             drivers: None,
-        };
+        });
         let e = event(&[("1", 1)], &[("1", "x")]);
         for _ in 0..SCORES_KEPT + 5 {
-            log.record(&e, 1.0, true, &fields);
+            log.record(&e, 1.0, true);
         }
         assert_eq!(log.scores.len(), SCORES_KEPT);
         assert_eq!(log.flagged.len(), FLAGGED_KEPT);
