@@ -124,21 +124,22 @@ impl Layout {
     /// The time `s` holds when it is written exactly in this layout with
     /// plain values; `now` gives the year when the layout has none.
     fn read(&self, s: &[u8], now: (i32, u32)) -> Option<Timestamp> {
-        let (mut year, mut month, mut day, mut hms) = (None, 0, 0, [0i64; 3]);
+        let (mut year, mut month, mut day, mut hms) = (None, 0, 0, [0u32; 3]);
         let mut at = 0;
-        let digits = |n: usize, at: &mut usize| -> Option<i64> {
+        // At most 4 digits: no overflow.
+        let digits = |n: usize, at: &mut usize| -> Option<u32> {
             let d = s.get(*at..*at + n)?;
             *at += n;
-            d.iter().try_fold(0i64, |v, b| {
-                b.is_ascii_digit().then(|| v * 10 + i64::from(b - b'0'))
+            d.iter().try_fold(0u32, |v, b| {
+                b.is_ascii_digit().then(|| v * 10 + u32::from(b - b'0'))
             })
         };
         for slot in &self.0 {
             match *slot {
-                Slot::Year => year = Some(digits(4, &mut at)?),
+                Slot::Year => year = Some(digits(4, &mut at)? as i32),
                 // chrono's rule for a two-digit year: 1970 to 2069.
                 Slot::YearMod100 => {
-                    let y = digits(2, &mut at)?;
+                    let y = digits(2, &mut at)? as i32;
                     year = Some(if y < 70 { 2000 + y } else { 1900 + y });
                 }
                 Slot::Month => month = digits(2, &mut at)?,
@@ -154,43 +155,15 @@ impl Layout {
                 }
             }
         }
-        if at != s.len() || !(1..=12).contains(&month) || hms[0] > 23 || hms[1] > 59 || hms[2] > 59
-        {
+        if at != s.len() || hms[2] > 59 {
             return None;
         }
-        let year = match year {
-            Some(y) => y,
-            None => i64::from(sluice_core::syslog::infer_year(month as u32, now)),
-        };
-        // Within the range a timestamp holds in nanoseconds.
-        if !(1700..=2200).contains(&year) || day < 1 || day > days_in_month(year, month) {
-            return None;
-        }
-        let days = days_from_civil(year, month, day);
-        let secs = days * 86_400 + hms[0] * 3600 + hms[1] * 60 + hms[2];
-        Some(Timestamp(secs * 1_000_000_000))
+        let year = year.unwrap_or_else(|| sluice_core::syslog::infer_year(month, now));
+        // chrono checks the calendar (months, days, leap years, hours).
+        let time = chrono::NaiveDate::from_ymd_opt(year, month, day)?
+            .and_hms_opt(hms[0], hms[1], hms[2])?;
+        time.and_utc().timestamp_nanos_opt().map(Timestamp)
     }
-}
-
-fn days_in_month(y: i64, m: i64) -> i64 {
-    match m {
-        2 if (y % 4 == 0 && y % 100 != 0) || y % 400 == 0 => 29,
-        2 => 28,
-        4 | 6 | 9 | 11 => 30,
-        _ => 31,
-    }
-}
-
-/// Days from 1970-01-01 to the given date of the proleptic Gregorian
-/// calendar (Howard Hinnant's `days_from_civil`).
-fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
 }
 
 /// Whether a strftime pattern says which year it is.
