@@ -79,6 +79,7 @@ pub mod remove_fields;
 pub mod rename_fields;
 pub mod route;
 pub mod sample;
+mod straight;
 /// The parser, in `sluice-core` because the `syslog` source uses it too.
 pub use sluice_core::syslog;
 pub mod throttle;

@@ -13,6 +13,8 @@ use regex::bytes::{CaptureLocations, Regex};
 use serde::Deserialize;
 use sluice_core::prelude::*;
 
+use crate::straight::Straight;
+
 /// What a capture is converted to.
 #[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
@@ -96,7 +98,11 @@ impl ProcessorConfig for Config {
                 Some((i, FieldName::from(name), self.types.get(name).copied()))
             })
             .collect();
+        let slots = regex.captures_len() * 2;
+        let straight = Straight::new(&self.pattern).filter(|s| s.slot_count() == slots);
         Ok(Box::new(ParseRegex {
+            slots: vec![usize::MAX; slots],
+            straight,
             locations: regex.capture_locations(),
             regex,
             captures,
@@ -110,6 +116,10 @@ impl ProcessorConfig for Config {
 /// The `parse_regex` processor.
 struct ParseRegex {
     regex: Regex,
+    /// The same pattern for the one-pass walk, when it has that shape.
+    straight: Option<Straight>,
+    /// `[start, end]` of each group in the last match (`usize::MAX`: none).
+    slots: Vec<usize>,
     /// Reused for every event: matching allocates nothing.
     locations: CaptureLocations,
     /// Group index, field name and conversion of each named capture.
@@ -159,16 +169,28 @@ impl ParseRegex {
                 None => return Err(format!("field `{f}` is missing")),
             },
         };
-        if self
-            .regex
-            .captures_read(&mut self.locations, input)
-            .is_none()
-        {
+        let matched = match &self.straight {
+            Some(s) => s.matches(input, &mut self.slots),
+            None => {
+                let found = self
+                    .regex
+                    .captures_read(&mut self.locations, input)
+                    .is_some();
+                for (i, pair) in self.slots.chunks_exact_mut(2).enumerate() {
+                    let (start, end) = self.locations.get(i).unwrap_or((usize::MAX, usize::MAX));
+                    pair[0] = start;
+                    pair[1] = end;
+                }
+                found
+            }
+        };
+        if !matched {
             return Err("pattern did not match".to_string());
         }
         self.scratch.clear();
         for (group, name, kind) in &self.captures {
-            if let Some((start, end)) = self.locations.get(*group) {
+            let (start, end) = (self.slots[group * 2], self.slots[group * 2 + 1]);
+            if start != usize::MAX {
                 let text = input.slice(start..end);
                 let value = match kind {
                     None => Value::String(text),
